@@ -1,0 +1,15 @@
+#pragma once
+// cachet: Redis caching strategies for C++20. This umbrella header includes the
+// public headers; include the individual ones to compile less.
+
+#include <cachet/error.hpp>
+#include <cachet/version.hpp>
+
+#include <cachet/redis/arg.hpp>
+#include <cachet/redis/connection.hpp>
+#include <cachet/redis/errors.hpp>
+#include <cachet/redis/options.hpp>
+#include <cachet/redis/pipeline.hpp>
+#include <cachet/redis/pool.hpp>
+#include <cachet/redis/reply.hpp>
+#include <cachet/redis/script.hpp>

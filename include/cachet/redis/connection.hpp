@@ -1,0 +1,214 @@
+#pragma once
+// One blocking connection to Redis: RAII over redisContext, commands through the
+// argv API, pipelining, typed errors, and reconnection paced by back-off.
+//
+// A context that reported an error (I/O, timeout, protocol) is dropped at once and
+// never reused: after a timeout a late reply could otherwise be read as the answer
+// to the next command. The next command reconnects, unless the back-off since the
+// last failed connect has not elapsed, in which case it fails fast.
+
+#include <cachet/detail/argv.hpp>
+#include <cachet/detail/backoff.hpp>
+#include <cachet/detail/hiredis.hpp>
+#include <cachet/redis/arg.hpp>
+#include <cachet/redis/errors.hpp>
+#include <cachet/redis/options.hpp>
+#include <cachet/redis/reply.hpp>
+
+#include <sys/time.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstddef>
+#include <initializer_list>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <utility>
+
+namespace cachet {
+
+class Connection {
+ public:
+  using clock = std::chrono::steady_clock;
+
+  // Connects at once; throws ConnectionError, TimeoutError or ReplyError (AUTH, SELECT).
+  explicit Connection(ConnectionOptions options)
+      : options_(std::move(options)), backoff_(options_.reconnect) {
+    connect();
+  }
+
+  Connection(Connection&&) noexcept = default;
+  Connection& operator=(Connection&&) noexcept = default;
+
+  // Sends one command and returns its reply; an error reply throws ReplyError.
+  Reply command(std::initializer_list<Arg> args) {
+    detail::Argv argv(args);
+    return command_argv(argv);
+  }
+  template <ArgRange R>
+  Reply command(const R& args) {
+    detail::Argv argv;
+    argv.push_range(args);
+    return command_argv(argv);
+  }
+  Reply command_argv(detail::Argv& argv) {
+    if (pending_ != 0) throw std::logic_error("cachet::Connection: command() with pipelined replies unread");
+    append_argv(argv);
+    Reply r = read_reply();
+    r.throw_if_error();
+    return r;
+  }
+
+  // Pipelining: append N commands, then read N replies (error replies are returned,
+  // not thrown, so one failed command does not hide the others' results).
+  void append(std::initializer_list<Arg> args) {
+    detail::Argv argv(args);
+    append_argv(argv);
+  }
+  template <ArgRange R>
+  void append(const R& args) {
+    detail::Argv argv;
+    argv.push_range(args);
+    append_argv(argv);
+  }
+  void append_argv(detail::Argv& argv) {
+    ensure_connected();
+    if (redisAppendCommandArgv(ctx_.get(), argv.argc(), argv.argv(), argv.lens()) != REDIS_OK) fail("append");
+    ++pending_;
+  }
+  Reply read_reply() {
+    if (pending_ == 0) throw std::logic_error("cachet::Connection: read_reply() with no command pending");
+    void* raw = nullptr;
+    if (redisGetReply(ctx_.get(), &raw) != REDIS_OK || raw == nullptr) fail("read");
+    --pending_;
+    last_used_ = clock::now();
+    return Reply(detail::ReplyPtr(static_cast<redisReply*>(raw)));
+  }
+  std::size_t pending() const noexcept { return pending_; }
+
+  // Drops the context: pending replies are forgotten and the next command reconnects.
+  void close() noexcept {
+    ctx_.reset();
+    pending_ = 0;
+  }
+
+  // True when no usable context is held (never connected, failed, or closed).
+  bool broken() const noexcept { return ctx_ == nullptr; }
+
+  // Reconnects now if the back-off allows it; throws the connect error otherwise.
+  void ensure_connected() {
+    if (ctx_) return;
+    const auto now = clock::now();
+    if (!backoff_.ready(now)) {
+      const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(backoff_.next_attempt() - now);
+      throw ConnectionError("redis: not connected, next reconnect attempt in " + std::to_string(wait.count()) +
+                            " ms (last error: " + last_error_ + ")");
+    }
+    connect();
+  }
+
+  // Keeps trying to reconnect, sleeping the back-off between attempts, until it
+  // succeeds (true) or `within` has passed (false).
+  bool reconnect(std::chrono::milliseconds within) {
+    const auto deadline = clock::now() + within;
+    close();
+    for (;;) {
+      const auto next = std::max(backoff_.next_attempt(), clock::now());
+      if (next > deadline) return false;
+      std::this_thread::sleep_until(next);
+      try {
+        connect();
+        return true;
+      } catch (const Error&) {
+        if (clock::now() >= deadline) return false;
+      }
+    }
+  }
+
+  const ConnectionOptions& options() const noexcept { return options_; }
+  clock::time_point last_used() const noexcept { return last_used_; }
+  redisContext* native_handle() noexcept { return ctx_.get(); }
+
+ private:
+  static timeval to_timeval(std::chrono::milliseconds ms) {
+    return timeval{static_cast<time_t>(ms.count() / 1000), static_cast<suseconds_t>((ms.count() % 1000) * 1000)};
+  }
+
+  void connect() {
+    close();
+    try {
+      open_context();
+      handshake();
+      backoff_.reset();
+      last_used_ = clock::now();
+    } catch (const std::exception& e) {
+      close();
+      last_error_ = e.what();
+      backoff_.record_failure();
+      throw;
+    }
+  }
+
+  void open_context() {
+    if (options_.ignore_sigpipe) detail::ignore_default_sigpipe();
+    const timeval tv = to_timeval(options_.connect_timeout);
+    const bool timed = options_.connect_timeout.count() > 0;
+    redisContext* c = options_.uses_unix_socket()
+        ? (timed ? redisConnectUnixWithTimeout(options_.path.c_str(), tv) : redisConnectUnix(options_.path.c_str()))
+        : (timed ? redisConnectWithTimeout(options_.host.c_str(), options_.port, tv)
+                 : redisConnect(options_.host.c_str(), options_.port));
+    const int saved_errno = errno;
+    if (c == nullptr) throw std::bad_alloc();
+    ctx_.reset(c);
+    if (c->err) detail::throw_context_error(*c, saved_errno, "connect to " + endpoint());
+    // Zero restores blocking without a limit (hiredis 0.14 keeps the connect timeout otherwise).
+    if (redisSetTimeout(c, to_timeval(options_.command_timeout)) != REDIS_OK) fail("set timeout");
+    if (options_.keepalive && !options_.uses_unix_socket() && redisEnableKeepAlive(c) != REDIS_OK) fail("keepalive");
+  }
+
+  // AUTH, SELECT and CLIENT SETNAME in one round trip.
+  void handshake() {
+    std::size_t sent = 0;
+    if (!options_.password.empty()) {
+      if (options_.user.empty()) append({"AUTH", options_.password});
+      else append({"AUTH", options_.user, options_.password});
+      ++sent;
+    }
+    if (options_.db != 0) {
+      append({"SELECT", options_.db});
+      ++sent;
+    }
+    if (!options_.client_name.empty()) {
+      append({"CLIENT", "SETNAME", options_.client_name});
+      ++sent;
+    }
+    std::string first_error;
+    for (std::size_t i = 0; i < sent; ++i) {
+      Reply r = read_reply();
+      if (r.is_error() && first_error.empty()) first_error = r.error_message();
+    }
+    if (!first_error.empty()) throw ReplyError(first_error);
+  }
+
+  // Drops the failed context, then throws its typed error.
+  [[noreturn]] void fail(const char* what) {
+    const int saved_errno = errno;
+    detail::ContextPtr failed = std::move(ctx_);
+    close();
+    detail::throw_context_error(*failed, saved_errno, std::string(what) + " on " + endpoint());
+  }
+
+  std::string endpoint() const {
+    return options_.uses_unix_socket() ? options_.path : options_.host + ":" + std::to_string(options_.port);
+  }
+
+  ConnectionOptions options_;
+  detail::ContextPtr ctx_;
+  detail::Backoff backoff_;
+  std::size_t pending_ = 0;
+  clock::time_point last_used_{};
+  std::string last_error_;
+};
+
+}  // namespace cachet

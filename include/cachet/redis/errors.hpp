@@ -1,0 +1,65 @@
+#pragma once
+// Errors of the Redis layer. The hierarchy tells an I/O failure from a timeout
+// from a server's refusal, so callers (and the degradation logic) can react to each.
+//
+//   Error
+//   ├── ConnectionError        cannot connect, connection lost, server closed it
+//   │   └── TimeoutError       connect or command timeout
+//   ├── ReplyError             the server answered with an error (WRONGTYPE, NOSCRIPT, OOM, ...)
+//   ├── ProtocolError          the peer does not speak RESP
+//   ├── ReplyTypeError         a reply accessed as a type it is not
+//   └── PoolTimeoutError       no pooled connection became free in time
+
+#include <cachet/error.hpp>
+
+#include <string>
+#include <string_view>
+
+namespace cachet {
+
+class ConnectionError : public Error {
+ public:
+  using Error::Error;
+};
+
+class TimeoutError : public ConnectionError {
+ public:
+  using ConnectionError::ConnectionError;
+};
+
+class ReplyError : public Error {
+ public:
+  explicit ReplyError(std::string server_message)
+      : Error("redis: " + server_message), message_(std::move(server_message)) {}
+
+  // The server's full message, e.g. "WRONGTYPE Operation against a key holding ...".
+  const std::string& server_message() const noexcept { return message_; }
+
+  // The error code: the message's first word ("WRONGTYPE", "NOSCRIPT", "OOM", "ERR").
+  std::string_view code() const noexcept {
+    std::string_view m = message_;
+    return m.substr(0, m.find(' '));
+  }
+
+  bool is(std::string_view code_word) const noexcept { return code() == code_word; }
+
+ private:
+  std::string message_;
+};
+
+class ProtocolError : public Error {
+ public:
+  using Error::Error;
+};
+
+class ReplyTypeError : public Error {
+ public:
+  using Error::Error;
+};
+
+class PoolTimeoutError : public Error {
+ public:
+  using Error::Error;
+};
+
+}  // namespace cachet

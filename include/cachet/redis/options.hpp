@@ -1,0 +1,49 @@
+#pragma once
+// How to reach a Redis server: address, credentials, database, timeouts.
+
+#include <chrono>
+#include <string>
+
+namespace cachet {
+
+// Capped exponential back-off with jitter: attempt n waits
+// min(max, initial * multiplier^n), shortened by up to `jitter` (0..1) at random
+// so that many clients that failed together do not retry together.
+struct BackoffOptions {
+  std::chrono::milliseconds initial{20};
+  std::chrono::milliseconds max{2000};
+  double multiplier = 2.0;
+  double jitter = 0.5;
+};
+
+struct ConnectionOptions {
+  // TCP address; ignored when `path` is set.
+  std::string host = "127.0.0.1";
+  int port = 6379;
+  // Unix domain socket path; when non-empty the connection uses it instead of TCP.
+  std::string path;
+
+  // AUTH: with `user` set, ACL style `AUTH user password`; otherwise `AUTH password`
+  // when `password` is non-empty.
+  std::string user;
+  std::string password;
+  int db = 0;               // SELECT, sent only when non-zero
+  std::string client_name;  // CLIENT SETNAME, sent only when non-empty
+
+  // Zero means "no timeout" (block for as long as the OS lets the call block).
+  std::chrono::milliseconds connect_timeout{1000};
+  std::chrono::milliseconds command_timeout{1000};
+  // TCP keepalive probes (hiredis 0.14 fixes the interval at 15 s).
+  bool keepalive = true;
+
+  // Set SIGPIPE to ignored if it is still at its default (which kills the process
+  // when a server closes a socket we write to). Turn off to manage SIGPIPE yourself.
+  bool ignore_sigpipe = true;
+
+  // Pacing of reconnection attempts after a failed connect.
+  BackoffOptions reconnect{};
+
+  bool uses_unix_socket() const noexcept { return !path.empty(); }
+};
+
+}  // namespace cachet

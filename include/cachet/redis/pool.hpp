@@ -1,0 +1,201 @@
+#pragma once
+// A bounded, thread-safe pool of connections. Borrowing waits up to a timeout;
+// the RAII Lease gives the connection back; a broken connection is discarded
+// (and replaced on demand); a connection idle for long is PINGed before reuse.
+
+#include <cachet/detail/backoff.hpp>
+#include <cachet/redis/connection.hpp>
+#include <cachet/redis/errors.hpp>
+#include <cachet/redis/options.hpp>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace cachet {
+
+struct PoolOptions {
+  std::size_t size = 8;                           // at most this many connections exist
+  std::chrono::milliseconds wait_timeout{100};    // how long acquire() waits for a free one
+  bool eager = false;                             // open every connection in the constructor
+  std::chrono::milliseconds idle_check_after{30'000};  // PING before reusing one idle this long
+};
+
+struct PoolStats {
+  std::size_t in_use = 0;       // leased out right now
+  std::size_t idle = 0;         // open and free
+  std::uint64_t created = 0;    // connections opened over the pool's life
+  std::uint64_t discarded = 0;  // broken or failed a health check, and closed
+  std::uint64_t waits = 0;      // acquires that had to wait for a free connection
+  std::uint64_t timeouts = 0;   // acquires that gave up (PoolTimeoutError)
+  std::chrono::nanoseconds wait_time{0};      // total time spent waiting
+  std::chrono::nanoseconds max_wait_time{0};
+};
+
+class Pool {
+ public:
+  using clock = std::chrono::steady_clock;
+
+  class Lease {
+   public:
+    Lease(Lease&& o) noexcept : pool_(std::exchange(o.pool_, nullptr)), conn_(std::move(o.conn_)) {}
+    Lease& operator=(Lease&&) = delete;
+    ~Lease() {
+      if (pool_) pool_->release(std::move(conn_));
+    }
+    Connection& operator*() const noexcept { return *conn_; }
+    Connection* operator->() const noexcept { return conn_.get(); }
+    // Closes the connection instead of returning it (e.g. after a protocol surprise).
+    void discard() noexcept { conn_->close(); }
+
+   private:
+    friend class Pool;
+    Lease(Pool* pool, std::unique_ptr<Connection> conn) noexcept : pool_(pool), conn_(std::move(conn)) {}
+    Pool* pool_;
+    std::unique_ptr<Connection> conn_;
+  };
+
+  // With `eager`, throws if the first connection cannot be opened.
+  explicit Pool(ConnectionOptions connection, PoolOptions options = {})
+      : connection_(std::move(connection)), options_(options), backoff_(connection_.reconnect) {
+    if (options_.size == 0) options_.size = 1;
+    idle_.reserve(options_.size);
+    if (options_.eager) {
+      std::vector<Lease> warm;
+      for (std::size_t i = 0; i < options_.size; ++i) warm.push_back(acquire());
+    }
+  }
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+  // Every Lease must be gone before the pool is destroyed.
+  ~Pool() = default;
+
+  Lease acquire() { return acquire(options_.wait_timeout); }
+
+  Lease acquire(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    clock::time_point wait_start{};
+    for (;;) {
+      if (!idle_.empty()) {
+        std::unique_ptr<Connection> conn = std::move(idle_.back());
+        idle_.pop_back();
+        lock.unlock();
+        note_wait(wait_start);
+        if (healthy(*conn)) return Lease(this, std::move(conn));
+        conn.reset();
+        lock.lock();
+        --open_;
+        ++stats_.discarded;
+        continue;
+      }
+      if (open_ < options_.size) {
+        ++open_;  // reserve the slot, connect without the lock
+        lock.unlock();
+        note_wait(wait_start);
+        return Lease(this, open_connection());
+      }
+      if (wait_start == clock::time_point{}) wait_start = clock::now();
+      if (!available_.wait_until(lock, wait_start + timeout,
+                                 [&] { return !idle_.empty() || open_ < options_.size; })) {
+        ++stats_.timeouts;
+        throw PoolTimeoutError("cachet::Pool: no connection free within " + std::to_string(timeout.count()) +
+                               " ms (size " + std::to_string(options_.size) + ")");
+      }
+    }
+  }
+
+  // Runs f(Connection&) on a leased connection and returns its result.
+  template <class F>
+  decltype(auto) with(F&& f) {
+    Lease lease = acquire();
+    return std::forward<F>(f)(*lease);
+  }
+
+  PoolStats stats() const {
+    std::lock_guard lock(mutex_);
+    PoolStats s = stats_;
+    s.idle = idle_.size();
+    s.in_use = open_ - idle_.size();
+    return s;
+  }
+
+  const ConnectionOptions& connection_options() const noexcept { return connection_; }
+  const PoolOptions& options() const noexcept { return options_; }
+
+ private:
+  // Opens a connection for a reserved slot. While Redis keeps refusing, callers
+  // fail fast until the back-off allows the next attempt.
+  std::unique_ptr<Connection> open_connection() {
+    try {
+      {
+        std::lock_guard lock(mutex_);
+        if (!backoff_.ready()) throw ConnectionError("cachet::Pool: redis unreachable, backing off (last error: " +
+                                                     last_error_ + ")");
+      }
+      auto conn = std::make_unique<Connection>(connection_);
+      std::lock_guard lock(mutex_);
+      backoff_.reset();
+      ++stats_.created;
+      return conn;
+    } catch (const std::exception& e) {
+      std::lock_guard lock(mutex_);
+      --open_;
+      if (dynamic_cast<const ConnectionError*>(&e) && backoff_.ready()) {
+        backoff_.record_failure();
+        last_error_ = e.what();
+      }
+      available_.notify_one();
+      throw;
+    }
+  }
+
+  bool healthy(Connection& conn) const {
+    if (conn.broken()) return false;
+    if (clock::now() - conn.last_used() < options_.idle_check_after) return true;
+    try {
+      return conn.command({"PING"}).is_status();
+    } catch (const Error&) {
+      return false;
+    }
+  }
+
+  void release(std::unique_ptr<Connection> conn) noexcept {
+    if (conn->broken() || conn->pending() != 0) {
+      conn.reset();  // closes outside the lock
+      std::lock_guard lock(mutex_);
+      --open_;
+      ++stats_.discarded;
+    } else {
+      std::lock_guard lock(mutex_);
+      idle_.push_back(std::move(conn));
+    }
+    available_.notify_one();
+  }
+
+  void note_wait(clock::time_point wait_start) {
+    if (wait_start == clock::time_point{}) return;  // did not wait: no clock read on the fast path
+    const auto waited = clock::now() - wait_start;
+    std::lock_guard lock(mutex_);
+    ++stats_.waits;
+    stats_.wait_time += waited;
+    if (waited > stats_.max_wait_time) stats_.max_wait_time = waited;
+  }
+
+  const ConnectionOptions connection_;
+  PoolOptions options_;
+  mutable std::mutex mutex_;
+  std::condition_variable available_;
+  std::vector<std::unique_ptr<Connection>> idle_;
+  std::size_t open_ = 0;  // leased + idle + being opened
+  PoolStats stats_{};
+  detail::Backoff backoff_;
+  std::string last_error_;
+};
+
+}  // namespace cachet

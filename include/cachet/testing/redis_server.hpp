@@ -1,0 +1,247 @@
+#pragma once
+// A private, throwaway redis-server for tests, examples and benchmarks: unix
+// socket in its own temp dir (optionally a free TCP port on 127.0.0.1 too), no
+// persistence, killed and removed when the object goes. It never uses port 6379.
+//
+//   cachet::testing::RedisServer server;            // started and answering PING
+//   cachet::Pool pool(server.connection_options());
+//
+// The executable is `redis-server` from PATH, or $CACHET_REDIS_SERVER.
+// POSIX (Linux) only.
+
+#include <cachet/redis/connection.hpp>
+#include <cachet/redis/errors.hpp>
+#include <cachet/redis/options.hpp>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace cachet::testing {
+
+struct RedisServerOptions {
+  bool tcp = false;                 // also listen on a free port on 127.0.0.1
+  std::vector<std::string> config;  // extra redis.conf lines, e.g. "maxmemory 1mb"
+  std::string executable;           // default: $CACHET_REDIS_SERVER, else "redis-server"
+  std::chrono::milliseconds start_timeout{10'000};
+};
+
+class RedisServer {
+ public:
+  explicit RedisServer(RedisServerOptions options = {}) : options_(std::move(options)) {
+    if (options_.executable.empty()) {
+      const char* env = std::getenv("CACHET_REDIS_SERVER");
+      options_.executable = env && *env ? env : "redis-server";
+    }
+    make_dir();
+    if (options_.tcp) port_ = free_port();
+    write_config();
+    start();
+  }
+  RedisServer(const RedisServer&) = delete;
+  RedisServer& operator=(const RedisServer&) = delete;
+
+  ~RedisServer() {
+    kill();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  const std::string& socket_path() const noexcept { return socket_; }
+  int port() const noexcept { return port_; }  // 0 without `tcp`
+  const std::string& directory() const noexcept { return dir_; }
+  pid_t pid() const noexcept { return pid_; }
+  bool running() const noexcept { return pid_ > 0; }
+
+  // Options that reach this server over its unix socket.
+  ConnectionOptions connection_options() const {
+    ConnectionOptions o;
+    o.path = socket_;
+    return o;
+  }
+  // Options that reach it over TCP (requires `tcp`).
+  ConnectionOptions tcp_connection_options() const {
+    ConnectionOptions o;
+    o.host = "127.0.0.1";
+    o.port = port_;
+    return o;
+  }
+  // A fresh admin connection: no command timeout (so DEBUG commands can block),
+  // authenticated with the `requirepass` of the extra config lines, if any.
+  Connection connect() const {
+    ConnectionOptions o = connection_options();
+    o.command_timeout = std::chrono::milliseconds{0};
+    o.password = admin_password();
+    return Connection(o);
+  }
+
+  // SIGKILL: the server dies mid-flight, as on a crash.
+  void kill() noexcept {
+    sleepers_.clear();
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+    pid_ = -1;
+  }
+
+  // Starts again on the same socket (and port), with an empty data set.
+  void restart() {
+    kill();
+    start();
+  }
+
+  // CLIENT PAUSE: the server stops answering clients for `d`.
+  void pause(std::chrono::milliseconds d) { connect().command({"CLIENT", "PAUSE", d.count(), "ALL"}); }
+
+  // DEBUG SLEEP: the server blocks for `d`. Returns once the command is sent and
+  // the server has had time to start sleeping; the call does not wait for `d`.
+  void slow(std::chrono::milliseconds d) {
+    auto conn = std::make_unique<Connection>(connect());
+    const std::string secs = std::to_string(static_cast<double>(d.count()) / 1000.0);
+    conn->append({"DEBUG", "SLEEP", secs});
+    int done = 0;
+    while (!done)
+      if (redisBufferWrite(conn->native_handle(), &done) != REDIS_OK) throw ConnectionError("slow: write failed");
+    sleepers_.push_back(std::move(conn));
+    std::this_thread::sleep_for(std::chrono::milliseconds{20});
+  }
+
+  // The server's log, for diagnosing a failed start.
+  std::string log() const {
+    std::ifstream in(dir_ + "/redis.log");
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+
+ private:
+  std::string admin_password() const {
+    constexpr std::string_view directive = "requirepass ";
+    std::string password;
+    for (const auto& line : options_.config)
+      if (line.rfind(directive, 0) == 0) password = line.substr(directive.size());
+    return password;
+  }
+
+  void make_dir() {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string base = tmp && *tmp ? tmp : "/tmp";
+    if (base.size() > 60) base = "/tmp";  // a unix socket path must fit in 108 bytes
+    std::string templ = base + "/cachet-redis-XXXXXX";
+    if (!::mkdtemp(templ.data())) throw Error("RedisServer: mkdtemp failed in " + base);
+    dir_ = templ;
+    socket_ = dir_ + "/redis.sock";
+  }
+
+  static int free_port() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) throw Error("RedisServer: socket() failed");
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    int port = 0;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
+      port = ntohs(addr.sin_port);
+    ::close(fd);
+    if (port == 0 || port == 6379) throw Error("RedisServer: could not pick a free TCP port");
+    return port;
+  }
+
+  void write_config() const {
+    std::ofstream conf(dir_ + "/redis.conf");
+    conf << "port " << port_ << "\n"
+         << "bind 127.0.0.1\n"
+         << "unixsocket " << socket_ << "\n"
+         << "unixsocketperm 700\n"
+         << "dir " << dir_ << "\n"
+         << "logfile " << dir_ << "/redis.log\n"
+         << "daemonize no\n"
+         << "save \"\"\n"
+         << "appendonly no\n"
+         << "enable-debug-command local\n";
+    for (const auto& line : options_.config) conf << line << "\n";
+    if (!conf) throw Error("RedisServer: cannot write " + dir_ + "/redis.conf");
+  }
+
+  void start() {
+    std::filesystem::remove(socket_);
+    const std::string conf = dir_ + "/redis.conf";
+    const std::string exe = options_.executable;
+    std::vector<char*> argv{const_cast<char*>(exe.c_str()), const_cast<char*>(conf.c_str()), nullptr};
+    const pid_t pid = ::fork();
+    if (pid < 0) throw Error("RedisServer: fork failed");
+    if (pid == 0) {  // child: only async-signal-safe calls until exec
+#ifdef __linux__
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // do not outlive a test that crashed
+#endif
+      const int devnull = ::open("/dev/null", O_RDWR);
+      if (devnull >= 0) {
+        ::dup2(devnull, STDIN_FILENO);
+        ::dup2(devnull, STDOUT_FILENO);
+      }
+      ::execvp(argv[0], argv.data());
+      _exit(127);
+    }
+    pid_ = pid;
+    wait_until_ready();
+  }
+
+  void wait_until_ready() {
+    const auto deadline = std::chrono::steady_clock::now() + options_.start_timeout;
+    ConnectionOptions o = connection_options();
+    o.connect_timeout = std::chrono::milliseconds{200};
+    o.password = admin_password();
+    for (;;) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
+          throw Error("RedisServer: cannot run '" + options_.executable +
+                      "' (install Debian's redis-server package, or set CACHET_REDIS_SERVER)");
+        throw Error("RedisServer: redis-server exited at start; log:\n" + log());
+      }
+      if (std::filesystem::exists(socket_)) {
+        try {
+          if (Connection(o).command({"PING"}).is_status()) return;
+        } catch (const Error&) {
+        }
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        kill();
+        throw Error("RedisServer: redis-server did not answer PING in time; log:\n" + log());
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds{5});
+    }
+  }
+
+  RedisServerOptions options_;
+  std::string dir_;
+  std::string socket_;
+  int port_ = 0;
+  pid_t pid_ = -1;
+  std::vector<std::unique_ptr<Connection>> sleepers_;  // connections with a DEBUG SLEEP in flight
+};
+
+}  // namespace cachet::testing

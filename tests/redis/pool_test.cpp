@@ -1,0 +1,142 @@
+#include <cachet/redis/pool.hpp>
+
+#include <catch2/catch.hpp>
+#include <support/errors.hpp>
+#include <support/server.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using cachet::test::throws_exactly;
+
+TEST_CASE("lazy and eager pools") {
+  auto& server = cachet::test::clean_server();
+  SECTION("lazy: connections open on demand") {
+    cachet::Pool pool(server.connection_options(), {.size = 4});
+    CHECK(pool.stats().created == 0);
+    { auto lease = pool.acquire(); }
+    { auto lease = pool.acquire(); }  // the same connection again
+    CHECK(pool.stats().created == 1);
+    CHECK(pool.stats().idle == 1);
+  }
+  SECTION("eager: every connection opens in the constructor") {
+    cachet::Pool pool(server.connection_options(), {.size = 4, .eager = true});
+    CHECK(pool.stats().created == 4);
+    CHECK(pool.stats().idle == 4);
+    CHECK(pool.stats().in_use == 0);
+  }
+}
+
+TEST_CASE("an exhausted pool waits, then throws PoolTimeoutError") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options(), {.size = 2, .wait_timeout = 50ms});
+  auto a = pool.acquire();
+  auto b = pool.acquire();
+  CHECK(pool.stats().in_use == 2);
+
+  const auto start = std::chrono::steady_clock::now();
+  CHECK(throws_exactly<cachet::PoolTimeoutError>([&] { pool.acquire(); }));
+  CHECK(std::chrono::steady_clock::now() - start >= 50ms);
+  CHECK(pool.stats().timeouts == 1);
+
+  SECTION("a connection given back wakes a waiter") {
+    auto waiter = std::async(std::launch::async, [&] {
+      auto lease = pool.acquire(5s);
+      return lease->command({"PING"}).as_status() == "PONG";
+    });
+    std::this_thread::sleep_for(20ms);
+    { auto released = std::move(a); }
+    CHECK(waiter.get());
+    const auto stats = pool.stats();
+    CHECK(stats.waits >= 1);
+    CHECK(stats.max_wait_time > 0ns);
+    CHECK(stats.created == 2);
+  }
+}
+
+TEST_CASE("a broken connection is discarded and replaced") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options(), {.size = 1});
+  {
+    auto lease = pool.acquire();
+    lease->command({"PING"});
+    lease.discard();
+  }
+  CHECK(pool.stats().discarded == 1);
+  CHECK(pool.stats().idle == 0);
+  auto lease = pool.acquire();  // the slot was freed: a new connection opens
+  CHECK(lease->command({"PING"}).as_status() == "PONG");
+  CHECK(pool.stats().created == 2);
+}
+
+TEST_CASE("idle connections are health-checked, so a restarted server is invisible to callers") {
+  cachet::testing::RedisServer server;
+  cachet::Pool pool(server.connection_options(), {.size = 3, .eager = true, .idle_check_after = 0ms});
+  server.restart();  // every pooled connection is now dead
+  for (int i = 0; i < 5; ++i) {
+    auto lease = pool.acquire();
+    CHECK(lease->command({"PING"}).as_status() == "PONG");
+  }
+  CHECK(pool.stats().discarded >= 1);
+}
+
+TEST_CASE("while Redis is down the pool fails fast instead of reconnecting on every acquire") {
+  cachet::testing::RedisServer server;
+  auto o = server.connection_options();
+  o.reconnect = {.initial = 10s, .max = 10s, .multiplier = 2.0, .jitter = 0.0};
+  cachet::Pool pool(o, {.size = 2});
+  server.kill();
+  CHECK(throws_exactly<cachet::ConnectionError>([&] { pool.acquire(); }));
+  try {
+    pool.acquire();
+    FAIL("acquired a connection to a dead server");
+  } catch (const cachet::ConnectionError& e) {
+    CHECK(std::string(e.what()).find("backing off") != std::string::npos);
+  }
+  CHECK(pool.stats().in_use == 0);
+  CHECK(pool.stats().created == 0);
+}
+
+TEST_CASE("16 threads through a pool of 4: 100k commands, no error, no mix-up") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options(), {.size = 4, .wait_timeout = 10s});
+  constexpr int threads = 16;
+  constexpr int commands_per_thread = 100'000 / threads;
+  std::atomic<int> errors{0};
+  std::atomic<int> mixups{0};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      const std::string key = "thread:" + std::to_string(t);
+      const std::string mine = "value-of-" + std::to_string(t);
+      try {
+        pool.with([&](cachet::Connection& c) { c.command({"SET", key, mine}); });
+        for (int i = 1; i < commands_per_thread; ++i) {
+          auto lease = pool.acquire();
+          if (i % 2) {
+            lease->command({"INCR", "counter"});
+          } else if (lease->command({"GET", key}).as_string() != mine) {
+            ++mixups;
+          }
+        }
+      } catch (const std::exception&) {
+        ++errors;
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  CHECK(errors == 0);
+  CHECK(mixups == 0);
+  auto lease = pool.acquire();
+  const long long incrs = threads * (commands_per_thread / 2);
+  CHECK(std::stoll(std::string(lease->command({"GET", "counter"}).as_string())) == incrs);
+  const auto stats = pool.stats();
+  CHECK(stats.created <= 4);
+  CHECK(stats.discarded == 0);
+  CHECK(stats.timeouts == 0);
+}

@@ -1,0 +1,77 @@
+#include <cachet/redis/script.hpp>
+
+#include <catch2/catch.hpp>
+#include <support/server.hpp>
+
+#include <string>
+#include <vector>
+
+namespace {
+const cachet::Script compare_and_delete(R"lua(
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+)lua");
+}  // namespace
+
+TEST_CASE("a script runs by EVALSHA with KEYS and ARGV") {
+  auto& server = cachet::test::clean_server();
+  cachet::Connection conn = cachet::test::connect(server);
+  conn.command({"SET", "lock", "token-a"});
+  CHECK(compare_and_delete.run(conn, {"lock"}, {"token-b"}).as_integer() == 0);
+  CHECK(conn.command({"EXISTS", "lock"}).as_integer() == 1);
+  CHECK(compare_and_delete.run(conn, {"lock"}, {"token-a"}).as_integer() == 1);
+  CHECK(conn.command({"EXISTS", "lock"}).as_integer() == 0);
+
+  const std::string sha(compare_and_delete.sha(conn));
+  CHECK(sha.size() == 40);
+  auto exists = conn.command({"SCRIPT", "EXISTS", sha});
+  CHECK(exists[0].as_integer() == 1);
+}
+
+TEST_CASE("a script survives SCRIPT FLUSH and a server restart (NOSCRIPT fallback)") {
+  cachet::testing::RedisServer server;
+  cachet::Connection conn(server.connection_options());
+  const cachet::Script echo("return ARGV[1]");
+  CHECK(echo.run(conn, {}, {"one"}).as_string() == "one");
+
+  conn.command({"SCRIPT", "FLUSH"});
+  CHECK(echo.run(conn, {}, {"two"}).as_string() == "two");
+  // The fallback re-cached it, so EVALSHA works directly again.
+  CHECK(conn.command({"EVALSHA", echo.sha(conn), 0, "three"}).as_string() == "three");
+
+  server.restart();
+  conn.close();
+  CHECK(echo.run(conn, {}, {"four"}).as_string() == "four");
+}
+
+TEST_CASE("keys and arguments from ranges, binary safe") {
+  auto& server = cachet::test::clean_server();
+  cachet::Connection conn = cachet::test::connect(server);
+  const cachet::Script mset_all(R"lua(
+for i, k in ipairs(KEYS) do redis.call('SET', k, ARGV[i]) end
+return #KEYS
+)lua");
+  std::vector<std::string> keys, values;
+  for (int i = 0; i < 40; ++i) {
+    keys.push_back("k\r\n " + std::to_string(i));
+    values.push_back(std::string("v\0", 2) + std::to_string(i));
+  }
+  CHECK(mset_all.run(conn, keys, values).as_integer() == 40);
+  CHECK(conn.command({"GET", keys[39]}).as_string() == values[39]);
+}
+
+TEST_CASE("an error raised by a script is a ReplyError") {
+  auto& server = cachet::test::clean_server();
+  cachet::Connection conn = cachet::test::connect(server);
+  const cachet::Script failing("return redis.error_reply('CACHET custom failure')");
+  try {
+    failing.run(conn);
+    FAIL("the script's error was not reported");
+  } catch (const cachet::ReplyError& e) {
+    CHECK(e.code() == "CACHET");
+  }
+  const cachet::Script broken("this is not lua");
+  CHECK_THROWS_AS(broken.run(conn), cachet::ReplyError);
+}

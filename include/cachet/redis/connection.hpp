@@ -82,7 +82,6 @@ class Connection {
     void* raw = nullptr;
     if (redisGetReply(ctx_.get(), &raw) != REDIS_OK || raw == nullptr) fail("read");
     --pending_;
-    last_used_ = clock::now();
     return Reply(detail::ReplyPtr(static_cast<redisReply*>(raw)));
   }
   std::size_t pending() const noexcept { return pending_; }
@@ -127,7 +126,6 @@ class Connection {
   }
 
   const ConnectionOptions& options() const noexcept { return options_; }
-  clock::time_point last_used() const noexcept { return last_used_; }
   redisContext* native_handle() noexcept { return ctx_.get(); }
 
  private:
@@ -141,7 +139,6 @@ class Connection {
       open_context();
       handshake();
       backoff_.reset();
-      last_used_ = clock::now();
     } catch (const std::exception& e) {
       close();
       last_error_ = e.what();
@@ -207,7 +204,6 @@ class Connection {
   detail::ContextPtr ctx_;
   detail::Backoff backoff_;
   std::size_t pending_ = 0;
-  clock::time_point last_used_{};
   std::string last_error_;
 };
 

@@ -4,6 +4,7 @@
 
 #include <cachet/redis/connection.hpp>
 
+#include <concepts>
 #include <cstddef>
 #include <initializer_list>
 #include <vector>
@@ -40,14 +41,23 @@ class Pipeline {
   std::vector<Reply> execute() {
     std::vector<Reply> replies;
     replies.reserve(queued_);
+    execute([&](Reply&& r) { replies.push_back(std::move(r)); });
+    return replies;
+  }
+
+  // Sends every queued command and hands each reply to `on_reply(Reply&&)` as it
+  // is read, so a large batch is processed without holding all replies at once.
+  template <class F>
+    requires std::invocable<F&, Reply&&>
+  void execute(F&& on_reply) {
     try {
-      for (; queued_ != 0; --queued_) replies.push_back(conn_->read_reply());
+      for (; queued_ != 0; --queued_) on_reply(conn_->read_reply());
     } catch (...) {
-      queued_ = 0;  // the failed connection already forgot what it had queued
+      // A reply not read yet must never be read as the answer to a later command.
+      queued_ = 0;
       conn_->close();
       throw;
     }
-    return replies;
   }
 
  private:

@@ -83,11 +83,12 @@ class Pool {
     clock::time_point wait_start{};
     for (;;) {
       if (!idle_.empty()) {
-        std::unique_ptr<Connection> conn = std::move(idle_.back());
+        Idle idle = std::move(idle_.back());
         idle_.pop_back();
         lock.unlock();
         note_wait(wait_start);
-        if (healthy(*conn)) return Lease(this, std::move(conn));
+        std::unique_ptr<Connection> conn = std::move(idle.conn);
+        if (healthy(*conn, idle.since)) return Lease(this, std::move(conn));
         conn.reset();
         lock.lock();
         --open_;
@@ -155,9 +156,9 @@ class Pool {
     }
   }
 
-  bool healthy(Connection& conn) const {
+  bool healthy(Connection& conn, clock::time_point idle_since) const {
     if (conn.broken()) return false;
-    if (clock::now() - conn.last_used() < options_.idle_check_after) return true;
+    if (clock::now() - idle_since < options_.idle_check_after) return true;
     try {
       return conn.command({"PING"}).is_status();
     } catch (const Error&) {
@@ -172,8 +173,9 @@ class Pool {
       --open_;
       ++stats_.discarded;
     } else {
+      const auto now = clock::now();
       std::lock_guard lock(mutex_);
-      idle_.push_back(std::move(conn));
+      idle_.push_back({std::move(conn), now});
     }
     available_.notify_one();
   }
@@ -191,7 +193,11 @@ class Pool {
   PoolOptions options_;
   mutable std::mutex mutex_;
   std::condition_variable available_;
-  std::vector<std::unique_ptr<Connection>> idle_;
+  struct Idle {
+    std::unique_ptr<Connection> conn;
+    clock::time_point since;  // when it was given back
+  };
+  std::vector<Idle> idle_;  // LIFO: the most recently used is reused first
   std::size_t open_ = 0;  // leased + idle + being opened
   PoolStats stats_{};
   detail::Backoff backoff_;

@@ -1,0 +1,134 @@
+// GET of a 100-byte value, and a pipeline of 100 GETs: through cachet's Pool
+// next to raw hiredis on one connection, against the same private redis-server,
+// in the same run. For stable ratios pin everything to one CPU (the server
+// inherits the affinity):
+//   taskset -c 0 build/bench/bench/bench_redis --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+
+#include "ratio_reporter.hpp"
+
+#include <cachet/redis/pipeline.hpp>
+#include <cachet/redis/pool.hpp>
+#include <cachet/testing/redis_server.hpp>
+
+#include <benchmark/benchmark.h>
+#include <hiredis/hiredis.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr int kKeys = 100;
+
+struct Fixture {
+  cachet::testing::RedisServer server{{.tcp = true}};
+  std::vector<std::string> keys;
+  Fixture() {
+    auto conn = server.connect();
+    for (int i = 0; i < kKeys; ++i) {
+      keys.push_back("bench:key:" + std::to_string(i));
+      conn.command({"SET", keys.back(), std::string(100, 'v')});
+    }
+  }
+};
+
+Fixture& fixture() {
+  static Fixture f;
+  return f;
+}
+
+struct RawContext {
+  redisContext* c;
+  RawContext() {
+    const auto& f = fixture();
+    c = redisConnect("127.0.0.1", f.server.port());
+    if (!c || c->err) throw std::runtime_error("raw hiredis connect failed");
+  }
+  ~RawContext() { redisFree(c); }
+};
+
+void raw_hiredis_get(benchmark::State& state) {
+  RawContext raw;
+  const std::string& key = fixture().keys[0];
+  const char* argv[] = {"GET", key.data()};
+  const size_t lens[] = {3, key.size()};
+  for (auto _ : state) {
+    auto* r = static_cast<redisReply*>(redisCommandArgv(raw.c, 2, argv, lens));
+    if (!r || r->type != REDIS_REPLY_STRING || r->len != 100) state.SkipWithError("bad reply");
+    benchmark::DoNotOptimize(r);
+    freeReplyObject(r);
+  }
+}
+
+void cachet_pool_get(benchmark::State& state) {
+  cachet::Pool pool(fixture().server.tcp_connection_options(), {.size = 1});
+  const std::string& key = fixture().keys[0];
+  for (auto _ : state) {
+    auto lease = pool.acquire();
+    auto r = lease->command({"GET", key});
+    if (r.as_string().size() != 100) state.SkipWithError("bad reply");
+    benchmark::DoNotOptimize(r);
+  }
+}
+
+void raw_hiredis_pipeline100(benchmark::State& state) {
+  RawContext raw;
+  const auto& keys = fixture().keys;
+  for (auto _ : state) {
+    for (const auto& key : keys) {
+      const char* argv[] = {"GET", key.data()};
+      const size_t lens[] = {3, key.size()};
+      redisAppendCommandArgv(raw.c, 2, argv, lens);
+    }
+    for (int i = 0; i < kKeys; ++i) {
+      void* r = nullptr;
+      if (redisGetReply(raw.c, &r) != REDIS_OK) state.SkipWithError("read failed");
+      benchmark::DoNotOptimize(r);
+      freeReplyObject(r);
+    }
+  }
+}
+
+void cachet_pool_pipeline100(benchmark::State& state) {
+  cachet::Pool pool(fixture().server.tcp_connection_options(), {.size = 1});
+  const auto& keys = fixture().keys;
+  for (auto _ : state) {
+    auto lease = pool.acquire();
+    cachet::Pipeline p(*lease);
+    for (const auto& key : keys) p.add({"GET", key});
+    auto replies = p.execute();
+    if (replies.size() != kKeys) state.SkipWithError("bad reply count");
+    benchmark::DoNotOptimize(replies);
+  }
+}
+
+// The streaming form: each reply is handled and freed as it is read, like the raw loop.
+void cachet_pool_pipeline100_streamed(benchmark::State& state) {
+  cachet::Pool pool(fixture().server.tcp_connection_options(), {.size = 1});
+  const auto& keys = fixture().keys;
+  for (auto _ : state) {
+    auto lease = pool.acquire();
+    cachet::Pipeline p(*lease);
+    for (const auto& key : keys) p.add({"GET", key});
+    p.execute([&](cachet::Reply&& r) { benchmark::DoNotOptimize(r); });
+  }
+}
+
+}  // namespace
+
+BENCHMARK(raw_hiredis_get);
+BENCHMARK(cachet_pool_get);
+BENCHMARK(raw_hiredis_pipeline100);
+BENCHMARK(cachet_pool_pipeline100);
+BENCHMARK(cachet_pool_pipeline100_streamed);
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  cachet::bench::RatioReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  reporter.print_ratios({{"cachet_pool_get", "raw_hiredis_get"}, {"cachet_pool_pipeline100", "raw_hiredis_pipeline100"},
+                         {"cachet_pool_pipeline100_streamed", "raw_hiredis_pipeline100"}});
+  benchmark::Shutdown();
+}

@@ -4,6 +4,7 @@
 // (and replaced on demand); a connection idle for long is PINGed before reuse.
 
 #include <cachet/detail/backoff.hpp>
+#include <cachet/detail/coarse_clock.hpp>
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/errors.hpp>
 #include <cachet/redis/options.hpp>
@@ -102,8 +103,11 @@ class Pool {
         return Lease(this, open_connection());
       }
       if (wait_start == clock::time_point{}) wait_start = clock::now();
-      if (!available_.wait_until(lock, wait_start + timeout,
-                                 [&] { return !idle_.empty() || open_ < options_.size; })) {
+      ++waiters_;
+      const bool woke = available_.wait_until(lock, wait_start + timeout,
+                                              [&] { return !idle_.empty() || open_ < options_.size; });
+      --waiters_;
+      if (!woke) {
         ++stats_.timeouts;
         throw PoolTimeoutError("cachet::Pool: no connection free within " + std::to_string(timeout.count()) +
                                " ms (size " + std::to_string(options_.size) + ")");
@@ -151,14 +155,14 @@ class Pool {
         backoff_.record_failure();
         last_error_ = e.what();
       }
-      available_.notify_one();
+      if (waiters_ != 0) available_.notify_one();
       throw;
     }
   }
 
-  bool healthy(Connection& conn, clock::time_point idle_since) const {
+  bool healthy(Connection& conn, detail::CoarseClock::time_point idle_since) const {
     if (conn.broken()) return false;
-    if (clock::now() - idle_since < options_.idle_check_after) return true;
+    if (detail::CoarseClock::now() - idle_since < options_.idle_check_after) return true;
     try {
       return conn.command({"PING"}).is_status();
     } catch (const Error&) {
@@ -167,17 +171,20 @@ class Pool {
   }
 
   void release(std::unique_ptr<Connection> conn) noexcept {
+    bool wake = false;
     if (conn->broken() || conn->pending() != 0) {
       conn.reset();  // closes outside the lock
       std::lock_guard lock(mutex_);
       --open_;
       ++stats_.discarded;
+      wake = waiters_ != 0;
     } else {
-      const auto now = clock::now();
+      const auto now = detail::CoarseClock::now();
       std::lock_guard lock(mutex_);
       idle_.push_back({std::move(conn), now});
+      wake = waiters_ != 0;
     }
-    available_.notify_one();
+    if (wake) available_.notify_one();  // skipped on the uncontended path
   }
 
   void note_wait(clock::time_point wait_start) {
@@ -195,10 +202,11 @@ class Pool {
   std::condition_variable available_;
   struct Idle {
     std::unique_ptr<Connection> conn;
-    clock::time_point since;  // when it was given back
+    detail::CoarseClock::time_point since;  // when it was given back
   };
   std::vector<Idle> idle_;  // LIFO: the most recently used is reused first
-  std::size_t open_ = 0;  // leased + idle + being opened
+  std::size_t open_ = 0;     // leased + idle + being opened
+  std::size_t waiters_ = 0;  // threads blocked in acquire()
   PoolStats stats_{};
   detail::Backoff backoff_;
   std::string last_error_;

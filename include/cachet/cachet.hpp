@@ -13,3 +13,18 @@
 #include <cachet/redis/pool.hpp>
 #include <cachet/redis/reply.hpp>
 #include <cachet/redis/script.hpp>
+
+#include <cachet/clock.hpp>
+#include <cachet/keys.hpp>
+#include <cachet/ttl.hpp>
+
+#include <cachet/codec/concepts.hpp>
+#include <cachet/codec/entry.hpp>
+#include <cachet/codec/envelope.hpp>
+#include <cachet/codec/errors.hpp>
+#include <cachet/codec/json.hpp>
+#include <cachet/codec/msgpack.hpp>
+#include <cachet/codec/string.hpp>
+#ifdef CACHET_HAS_ZSTD
+#include <cachet/codec/compressed.hpp>
+#endif

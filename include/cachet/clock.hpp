@@ -1,0 +1,43 @@
+#pragma once
+// Where cachet gets the time. Everything time-dependent takes a clock, so tests
+// move time by hand instead of sleeping.
+//
+// Wall-clock time (system_clock) on purpose: expiry instants are stored in Redis
+// and compared by other processes and machines.
+
+#include <atomic>
+#include <chrono>
+#include <concepts>
+
+namespace cachet {
+
+template <class C>
+concept Clock = requires(const C& c) {
+  { c.now() } -> std::convertible_to<std::chrono::system_clock::time_point>;
+};
+
+struct SystemClock {
+  std::chrono::system_clock::time_point now() const noexcept { return std::chrono::system_clock::now(); }
+};
+
+// A clock that moves only when told; safe to read and advance from many threads.
+class ManualClock {
+ public:
+  using time_point = std::chrono::system_clock::time_point;
+
+  explicit ManualClock(time_point start = time_point(std::chrono::hours(24 * 365 * 50))) : ns_(to_ns(start)) {}
+
+  time_point now() const noexcept {
+    return time_point(std::chrono::duration_cast<time_point::duration>(std::chrono::nanoseconds(ns_.load())));
+  }
+  void advance(std::chrono::nanoseconds d) noexcept { ns_ += d.count(); }
+  void set(time_point t) noexcept { ns_ = to_ns(t); }
+
+ private:
+  static long long to_ns(time_point t) noexcept {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+  }
+  std::atomic<long long> ns_;
+};
+
+}  // namespace cachet

@@ -1,0 +1,136 @@
+#pragma once
+// The envelope: a small, versioned binary header in front of a codec's bytes,
+// carrying what the policies need to know about an entry without decoding it.
+//
+// Layout, version 1 (32 bytes, integers little-endian):
+//
+//   offset size  field
+//        0    2  magic 0xCA 0xCE
+//        2    1  format version (1)
+//        3    1  codec id (codec/concepts.hpp)
+//        4    1  flags: bit 0 compressed payload, bit 1 negative entry; others 0
+//        5    3  reserved, 0
+//        8    8  created_at, ms since the Unix epoch (int64)
+//       16    8  fresh_until, ms since the Unix epoch (int64): soft expiry
+//       24    4  compute time of the load, us (uint32, saturating)
+//       28    4  payload length (uint32); the buffer is exactly 32 + this long
+//       32    -  payload: the codec's bytes (empty for a negative entry)
+//
+// Anything else — truncated, oversized, another version, foreign bytes — throws
+// DecodeError.
+
+#include <cachet/codec/errors.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <string_view>
+
+namespace cachet {
+
+// What the policies know about a cached entry.
+struct EntryMeta {
+  using time_point = std::chrono::system_clock::time_point;
+  time_point created_at{};
+  time_point fresh_until{};                  // after this the entry is stale (still servable)
+  std::chrono::microseconds compute_time{0};  // how long the load took (XFetch)
+  bool negative = false;                      // the loader found nothing
+};
+
+namespace envelope {
+
+inline constexpr std::size_t header_size = 32;
+inline constexpr std::uint8_t version = 1;
+inline constexpr unsigned char magic[2] = {0xCA, 0xCE};
+inline constexpr std::uint8_t flag_compressed = 1u << 0;
+inline constexpr std::uint8_t flag_negative = 1u << 1;
+
+struct View {
+  EntryMeta meta;
+  std::uint8_t codec_id = 0;
+  bool compressed = false;
+  std::string_view payload;  // views the decoded buffer
+};
+
+namespace detail {
+
+inline void put_le(char* out, std::uint64_t v, std::size_t bytes) noexcept {
+  for (std::size_t i = 0; i < bytes; ++i) out[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+}
+inline std::uint64_t get_le(const char* in, std::size_t bytes) noexcept {
+  std::uint64_t v = 0;
+  for (std::size_t i = 0; i < bytes; ++i) v |= std::uint64_t{static_cast<unsigned char>(in[i])} << (8 * i);
+  return v;
+}
+inline std::int64_t to_ms(EntryMeta::time_point t) noexcept {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+// A stored time beyond what the clock can represent is corrupt, not a crash.
+inline EntryMeta::time_point from_ms(std::uint64_t ms, const char* field) {
+  constexpr auto max_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              EntryMeta::time_point::max().time_since_epoch())
+                              .count();
+  if (ms > static_cast<std::uint64_t>(max_ms)) throw DecodeError(std::string("envelope: ") + field + " out of range");
+  return EntryMeta::time_point(std::chrono::milliseconds(static_cast<std::int64_t>(ms)));
+}
+
+}  // namespace detail
+
+inline std::string encode(std::uint8_t codec_id, const EntryMeta& meta, std::string_view payload,
+                          bool compressed = false) {
+  if (payload.size() > std::numeric_limits<std::uint32_t>::max())
+    throw EncodeError("envelope: payload over 4 GiB");
+  if (meta.negative && !payload.empty()) throw EncodeError("envelope: a negative entry has no payload");
+  std::string out(header_size + payload.size(), '\0');
+  char* h = out.data();
+  h[0] = static_cast<char>(magic[0]);
+  h[1] = static_cast<char>(magic[1]);
+  h[2] = static_cast<char>(version);
+  h[3] = static_cast<char>(codec_id);
+  h[4] = static_cast<char>((compressed ? flag_compressed : 0) | (meta.negative ? flag_negative : 0));
+  const auto created = detail::to_ms(meta.created_at), fresh = detail::to_ms(meta.fresh_until);
+  if (created < 0 || fresh < 0) throw EncodeError("envelope: time before the Unix epoch");
+  detail::put_le(h + 8, static_cast<std::uint64_t>(created), 8);
+  detail::put_le(h + 16, static_cast<std::uint64_t>(fresh), 8);
+  const auto us = meta.compute_time.count();
+  detail::put_le(h + 24, us <= 0 ? 0 : std::min<std::uint64_t>(static_cast<std::uint64_t>(us), UINT32_MAX), 4);
+  detail::put_le(h + 28, payload.size(), 4);
+  if (!payload.empty()) std::memcpy(h + header_size, payload.data(), payload.size());
+  return out;
+}
+
+// Parses and checks the header; the payload is returned as a view into `bytes`.
+inline View decode(std::string_view bytes) {
+  if (bytes.size() < header_size)
+    throw DecodeError("envelope: " + std::to_string(bytes.size()) + " bytes, shorter than the header");
+  const char* h = bytes.data();
+  if (static_cast<unsigned char>(h[0]) != magic[0] || static_cast<unsigned char>(h[1]) != magic[1])
+    throw DecodeError("envelope: no magic number (not written by cachet, or in plain format)");
+  if (static_cast<std::uint8_t>(h[2]) != version)
+    throw DecodeError("envelope: format version " + std::to_string(static_cast<unsigned char>(h[2])) +
+                      ", this build reads version " + std::to_string(version));
+  const auto flags = static_cast<std::uint8_t>(h[4]);
+  if (flags & ~(flag_compressed | flag_negative)) throw DecodeError("envelope: unknown flags");
+  if (h[5] || h[6] || h[7]) throw DecodeError("envelope: reserved bytes are not zero");
+  const std::uint64_t length = detail::get_le(h + 28, 4);
+  if (length != bytes.size() - header_size)
+    throw DecodeError("envelope: payload length " + std::to_string(length) + " but " +
+                      std::to_string(bytes.size() - header_size) + " bytes follow the header");
+  View v;
+  v.codec_id = static_cast<std::uint8_t>(h[3]);
+  v.compressed = flags & flag_compressed;
+  v.meta.negative = flags & flag_negative;
+  if (v.meta.negative && length != 0) throw DecodeError("envelope: negative entry with a payload");
+  v.meta.created_at = detail::from_ms(detail::get_le(h + 8, 8), "created_at");
+  v.meta.fresh_until = detail::from_ms(detail::get_le(h + 16, 8), "fresh_until");
+  v.meta.compute_time = std::chrono::microseconds(detail::get_le(h + 24, 4));
+  v.payload = bytes.substr(header_size);
+  return v;
+}
+
+}  // namespace envelope
+}  // namespace cachet

@@ -1,0 +1,139 @@
+#pragma once
+// Redis key names, one layout for the whole library:
+//
+//   {ns}:{name}:{id}           a value
+//   {ns}:{name}:v{N}:{id}      a value in version N of a versioned namespace
+//   {ns}:tag:{tag}             a tag set
+//   {ns}:lock:{key}            the lock of a value key
+//   {ns}:ver:{name}            a namespace's version counter
+//   {ns}:wb:{queue}            a write-behind stream
+//
+// Ids come from users and may hold anything. Bytes that would make two different
+// ids look alike, or make a key awkward to read in redis-cli, are %-escaped: ':'
+// (the separator), '%' (the escape itself), '{' '}' (cluster hash tags), space,
+// control bytes and DEL. The escaping is injective, so distinct ids give distinct
+// keys. An id whose escaped form is longer than `max_id_length` (an LLM prompt,
+// say) is replaced by "%H" + its SHA-256 in hex; "%H" cannot appear in an escaped
+// id (an escape is '%' and two hex digits), so a hashed id never equals a plain one.
+//
+// Namespaces and names are the application's constants: they must be non-empty
+// and free of the bytes above (std::invalid_argument otherwise).
+//
+// Redis Cluster: with HashTag::entity, a value key and its lock hash to one slot
+// ({ns}:{name}:{{id}} and {ns}:lock:{ns}:{name}:{{id}}); with HashTag::ns every key of
+// the namespace does ({{ns}}:...), which atomic multi-key scripts (tags, versioned
+// namespaces) need, at the price of putting the namespace on one shard.
+
+#include <cachet/detail/sha256.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace cachet {
+
+enum class HashTag {
+  none,    // plain keys (a single Redis, or keys never used together on a cluster)
+  entity,  // a value key shares its slot with its lock
+  ns,      // every key of the namespace shares one slot
+};
+
+struct KeyOptions {
+  HashTag hash_tag = HashTag::none;
+  std::size_t max_id_length = 128;  // longer escaped ids are hashed
+};
+
+class KeyBuilder {
+ public:
+  explicit KeyBuilder(std::string ns, KeyOptions options = {}) : ns_(std::move(ns)), options_(options) {
+    check_constant(ns_, "namespace");
+    if (options_.max_id_length < 66) options_.max_id_length = 66;  // room for "%H" + 64 hex digits
+    prefix_ = options_.hash_tag == HashTag::ns ? "{" + ns_ + "}" : ns_;
+  }
+
+  // {ns}:{name}:{id}, or {ns}:{name}:v{N}:{id} with a namespace version.
+  std::string value(std::string_view name, std::string_view id, std::optional<std::uint64_t> version = {}) const {
+    check_constant(name, "name");
+    std::string key = prefix_ + ":" + std::string(name) + ":";
+    if (version) key += "v" + std::to_string(*version) + ":";
+    const std::string safe = safe_id(id);
+    if (options_.hash_tag == HashTag::entity) key += "{" + safe + "}";
+    else key += safe;
+    return key;
+  }
+
+  std::string tag(std::string_view tag) const { return prefix_ + ":tag:" + safe_id(tag); }
+
+  // The lock of a value key, built by value(): in the key's slot under HashTag::entity.
+  std::string lock(std::string_view value_key) const { return prefix_ + ":lock:" + std::string(value_key); }
+
+  std::string version(std::string_view name) const {
+    check_constant(name, "name");
+    return prefix_ + ":ver:" + std::string(name);
+  }
+
+  std::string write_behind(std::string_view queue) const {
+    check_constant(queue, "queue");
+    return prefix_ + ":wb:" + std::string(queue);
+  }
+
+  // Every value key of `name` (all versions) as a SCAN MATCH pattern.
+  std::string pattern(std::string_view name) const {
+    check_constant(name, "name");
+    std::string p;
+    for (char c : prefix_ + ":" + std::string(name)) {  // glob metacharacters are literal here
+      if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') p += '\\';
+      p += c;
+    }
+    return p + ":*";
+  }
+
+  // The id as it appears in keys: escaped, or hashed when long.
+  std::string safe_id(std::string_view id) const {
+    std::string escaped = escape(id);
+    if (escaped.size() <= options_.max_id_length) return escaped;
+    return "%H" + detail::sha256_hex(id);
+  }
+
+  const std::string& ns() const noexcept { return ns_; }
+  const KeyOptions& options() const noexcept { return options_; }
+
+  static bool needs_escape(unsigned char c) noexcept {
+    return c == ':' || c == '%' || c == '{' || c == '}' || c <= 0x20 || c == 0x7f;
+  }
+
+  static std::string escape(std::string_view id) {
+    static constexpr char hex[] = "0123456789ABCDEF";
+    std::string out;
+    out.reserve(id.size());
+    for (char ch : id) {
+      const auto c = static_cast<unsigned char>(ch);
+      if (!needs_escape(c)) {
+        out += ch;
+        continue;
+      }
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 0xf];
+    }
+    return out;
+  }
+
+ private:
+  static void check_constant(std::string_view s, const char* what) {
+    if (s.empty()) throw std::invalid_argument(std::string("cachet key ") + what + " is empty");
+    for (char c : s)
+      if (needs_escape(static_cast<unsigned char>(c)))
+        throw std::invalid_argument(std::string("cachet key ") + what + " '" + std::string(s) +
+                                    "' holds a separator, brace, space or control byte");
+  }
+
+  std::string ns_;
+  KeyOptions options_;
+  std::string prefix_;
+};
+
+}  // namespace cachet

@@ -1,0 +1,87 @@
+#include <cachet/keys.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+TEST_CASE("the documented key layout") {
+  const cachet::KeyBuilder keys("shop");
+  CHECK(keys.value("product", "42") == "shop:product:42");
+  CHECK(keys.value("product", "42", 7) == "shop:product:v7:42");
+  CHECK(keys.tag("category:9") == "shop:tag:category%3A9");
+  CHECK(keys.lock(keys.value("product", "42")) == "shop:lock:shop:product:42");
+  CHECK(keys.version("product") == "shop:ver:product");
+  CHECK(keys.write_behind("orders") == "shop:wb:orders");
+  CHECK(keys.pattern("product") == "shop:product:*");
+}
+
+TEST_CASE("hostile ids stay distinct and printable") {
+  const cachet::KeyBuilder keys("ns");
+  const std::vector<std::string> ids = {
+      "a:b",        "a%3Ab",       "a b",         "a\r\nb",           "a\nb",     std::string("a\0b", 3),
+      "a",          "",            ":",           "%",                "%25",      "{tag}",
+      "a}b{c",      "\x7f",        "\xc3\xa9",    std::string(1, '\0'), "v1:x",   "%H00",
+      std::string(64 * 1024, 'p'), std::string(64 * 1024, 'p') + "q",
+  };
+  std::set<std::string> built;
+  for (const auto& id : ids) {
+    const std::string key = keys.value("item", id);
+    for (unsigned char c : key.substr(8)) {  // after "ns:item:"
+      INFO("id " << id.substr(0, 20) << " -> key " << key.substr(0, 60));
+      CHECK(c > 0x20);
+      CHECK(c != 0x7f);
+      CHECK(c != ':');
+      CHECK(c != '{');
+      CHECK(c != '}');
+    }
+    built.insert(key);
+  }
+  CHECK(built.size() == ids.size());
+  // Names are separated from ids: ("a:b", "c") and ("a", "b:c") cannot collide.
+  CHECK(keys.value("x", "b:c") != keys.value("x", "b") + ":c");
+}
+
+TEST_CASE("long ids are hashed with SHA-256, short ones are not") {
+  const cachet::KeyBuilder keys("llm", {.max_id_length = 100});
+  const std::string prompt = "model=gpt;temperature=0.2;prompt=" + std::string(64 * 1024, 'w');
+  const std::string key = keys.value("completion", prompt);
+  CHECK(key.size() == std::string("llm:completion:%H").size() + 64);
+  CHECK(key.rfind("llm:completion:%H", 0) == 0);
+  CHECK(keys.value("completion", prompt) == key);                   // deterministic
+  CHECK(keys.value("completion", prompt + " ") != key);             // sensitive to one byte
+  CHECK(keys.value("completion", "short") == "llm:completion:short");
+  const std::string exactly(100, 'e');
+  CHECK(keys.value("completion", exactly) == "llm:completion:" + exactly);
+  CHECK(keys.value("completion", exactly + "e").find("%H") != std::string::npos);
+}
+
+TEST_CASE("cluster hash tags put keys used together in one slot") {
+  SECTION("entity: a value and its lock") {
+    const cachet::KeyBuilder keys("shop", {.hash_tag = cachet::HashTag::entity});
+    const std::string value = keys.value("product", "42");
+    CHECK(value == "shop:product:{42}");
+    CHECK(keys.lock(value) == "shop:lock:shop:product:{42}");
+    // A user's braces can never form a tag of their own.
+    CHECK(keys.value("product", "{x}") == "shop:product:{%7Bx%7D}");
+  }
+  SECTION("ns: the whole namespace") {
+    const cachet::KeyBuilder keys("shop", {.hash_tag = cachet::HashTag::ns});
+    CHECK(keys.value("product", "42") == "{shop}:product:42");
+    CHECK(keys.tag("red") == "{shop}:tag:red");
+    CHECK(keys.version("product") == "{shop}:ver:product");
+    CHECK(keys.pattern("product") == "{shop}:product:*");  // braces are not glob syntax
+  }
+}
+
+TEST_CASE("namespaces and names must be plain constants") {
+  CHECK_THROWS_AS(cachet::KeyBuilder(""), std::invalid_argument);
+  CHECK_THROWS_AS(cachet::KeyBuilder("a:b"), std::invalid_argument);
+  CHECK_THROWS_AS(cachet::KeyBuilder("a b"), std::invalid_argument);
+  const cachet::KeyBuilder keys("ok");
+  CHECK_THROWS_AS(keys.value("bad:name", "1"), std::invalid_argument);
+  CHECK_THROWS_AS(keys.value("", "1"), std::invalid_argument);
+  CHECK_THROWS_AS(keys.version("{x}"), std::invalid_argument);
+}

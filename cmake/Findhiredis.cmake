@@ -12,13 +12,22 @@ if(TARGET hiredis::hiredis)
 else()
   find_package(PkgConfig QUIET)
   if(PkgConfig_FOUND)
-    pkg_check_modules(PC_hiredis QUIET IMPORTED_TARGET GLOBAL hiredis)
+    pkg_check_modules(PC_hiredis QUIET hiredis)
   endif()
   if(PC_hiredis_FOUND)
-    add_library(hiredis::hiredis INTERFACE IMPORTED GLOBAL)
-    target_link_libraries(hiredis::hiredis INTERFACE PkgConfig::PC_hiredis)
-    set(hiredis_VERSION "${PC_hiredis_VERSION}")
-    set(hiredis_FOUND_TARGET TRUE)
+    # Not pkg-config's Cflags: its -I.../hiredis would put hiredis' read.h, sds.h
+    # and alloc.h on every consumer's include path, and its -D_FILE_OFFSET_BITS=64
+    # would change their off_t. cachet includes <hiredis/hiredis.h> from the parent.
+    find_path(hiredis_INCLUDE_DIR hiredis/hiredis.h HINTS "${PC_hiredis_INCLUDEDIR}/..")
+    find_library(hiredis_LIBRARY NAMES hiredis HINTS ${PC_hiredis_LIBRARY_DIRS})
+    if(hiredis_INCLUDE_DIR AND hiredis_LIBRARY)
+      add_library(hiredis::hiredis UNKNOWN IMPORTED GLOBAL)
+      set_target_properties(hiredis::hiredis PROPERTIES
+        IMPORTED_LOCATION "${hiredis_LIBRARY}"
+        INTERFACE_INCLUDE_DIRECTORIES "${hiredis_INCLUDE_DIR}")
+      set(hiredis_VERSION "${PC_hiredis_VERSION}")
+      set(hiredis_FOUND_TARGET TRUE)
+    endif()
   endif()
 endif()
 

@@ -11,6 +11,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <exception>
 #include <memory>
 #include <optional>
 #include <string>
@@ -56,8 +57,8 @@ Args parse(int argc, char** argv) {
     const std::string_view value = argv[++i];
     if (flag == "--socket") a.redis.path = value, a.own_server = false;
     else if (flag == "--host") a.redis.host = value, a.own_server = false;
-    else if (flag == "--port") a.redis.port = positive(flag, value);
-    else if (flag == "--password") a.redis.password = value;
+    else if (flag == "--port") a.redis.port = positive(flag, value), a.own_server = false;
+    else if (flag == "--password") a.redis.password = value, a.own_server = false;
     else if (flag == "--threads") a.threads = positive(flag, value);
     else if (flag == "--requests") a.requests = positive(flag, value);
     else if (flag == "--value-size") a.value_size = positive(flag, value);
@@ -84,19 +85,26 @@ void report(const char* op, std::vector<double> us, std::chrono::duration<double
 template <class Op>
 void run(const char* name, cachet::Pool& pool, const Args& a, Op op) {
   std::vector<std::vector<double>> per_thread(static_cast<std::size_t>(a.threads));
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(a.threads));
   const auto start = clock_type::now();
   std::vector<std::thread> workers;
   for (int t = 0; t < a.threads; ++t) {
     workers.emplace_back([&, t] {
       auto& lat = per_thread[static_cast<std::size_t>(t)];
-      for (int i = t; i < a.requests; i += a.threads) {
-        const auto t0 = clock_type::now();
-        op(pool, i);
-        lat.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
+      try {
+        for (int i = t; i < a.requests; i += a.threads) {
+          const auto t0 = clock_type::now();
+          op(pool, i);
+          lat.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
+        }
+      } catch (...) {
+        errors[static_cast<std::size_t>(t)] = std::current_exception();
       }
     });
   }
   for (auto& w : workers) w.join();
+  for (const auto& e : errors)
+    if (e) std::rethrow_exception(e);  // reported by main
   const auto wall = clock_type::now() - start;
   std::vector<double> all;
   for (auto& v : per_thread) all.insert(all.end(), v.begin(), v.end());

@@ -5,6 +5,7 @@
 #include <support/errors.hpp>
 #include <support/server.hpp>
 
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -12,6 +13,8 @@
 #include <chrono>
 #include <filesystem>
 #include <random>
+#include <ranges>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -262,13 +265,11 @@ TEST_CASE("reconnect gives up at its deadline") {
   CHECK(conn.broken());
 }
 
-TEST_CASE("connects over TCP with keepalive") {
+TEST_CASE("connects over TCP") {
   cachet::testing::RedisServer server({.tcp = true});
   REQUIRE(server.port() > 0);
   REQUIRE(server.port() != 6379);
-  auto o = server.tcp_connection_options();
-  o.keepalive = true;
-  cachet::Connection conn(o);
+  cachet::Connection conn(server.tcp_connection_options());
   CHECK(conn.command({"PING"}).as_status() == "PONG");
 }
 
@@ -282,4 +283,68 @@ TEST_CASE("a closed connection reconnects on next use and misuse is a logic_erro
   conn.append({"PING"});
   CHECK_THROWS_AS(conn.command({"PING"}), std::logic_error);
   CHECK(conn.read_reply().as_status() == "PONG");
+}
+
+TEST_CASE("an empty command is refused instead of waiting for a reply that never comes") {
+  auto& server = cachet::test::clean_server();
+  cachet::Connection conn = cachet::test::connect(server);
+  CHECK_THROWS_AS(conn.command(std::vector<std::string>{}), std::invalid_argument);
+  CHECK(conn.pending() == 0);
+  CHECK(conn.command({"PING"}).as_status() == "PONG");
+}
+
+TEST_CASE("a range that makes a temporary string per element is rejected at compile time") {
+  std::vector<int> ids{1, 2};
+  auto temporaries = ids | std::views::transform([](int i) { return "key:" + std::to_string(i); });
+  static_assert(!cachet::ArgRange<decltype(temporaries)>);
+  std::vector<std::string> keys{"key:1"};
+  auto views = keys | std::views::transform([](const std::string& k) { return std::string_view(k); });
+  static_assert(cachet::ArgRange<decltype(views)>);
+  static_assert(cachet::ArgRange<std::vector<std::string>>);
+  static_assert(cachet::ArgRange<std::vector<const char*>>);
+  auto& server = cachet::test::clean_server();
+  cachet::Connection conn = cachet::test::connect(server);
+  conn.command({"SET", "key:1", "one"});
+  std::vector<std::string_view> mget{"MGET"};
+  for (auto v : views) mget.push_back(v);
+  CHECK(conn.command(mget)[0].as_string() == "one");
+}
+
+TEST_CASE("a moved-from connection is closed, not dangling") {
+  auto& server = cachet::test::clean_server();
+  cachet::Connection a = cachet::test::connect(server);
+  a.append({"PING"});
+  cachet::Connection b(std::move(a));
+  CHECK(b.pending() == 1);
+  CHECK(b.read_reply().as_status() == "PONG");
+  CHECK(a.broken());  // NOLINT(bugprone-use-after-move): the state is specified
+  CHECK(a.pending() == 0);
+  CHECK_THROWS_AS(a.read_reply(), std::logic_error);
+  CHECK(a.command({"PING"}).as_status() == "PONG");  // reconnects
+  a = std::move(b);
+  CHECK(a.command({"ECHO", "x"}).as_string() == "x");
+}
+
+TEST_CASE("SIGPIPE gets a handler, not SIG_IGN, so exec'd programs keep the default") {
+  auto& server = cachet::test::clean_server();
+  cachet::Connection conn = cachet::test::connect(server);
+  struct sigaction current{};
+  REQUIRE(::sigaction(SIGPIPE, nullptr, &current) == 0);
+  CHECK(current.sa_handler != SIG_DFL);
+  CHECK(current.sa_handler != SIG_IGN);
+}
+
+TEST_CASE("TCP keepalive is on when asked for") {
+  cachet::testing::RedisServer server({.tcp = true});
+  auto o = server.tcp_connection_options();
+  o.keepalive = true;
+  cachet::Connection on(o);
+  int value = 0;
+  socklen_t len = sizeof value;
+  REQUIRE(::getsockopt(on.native_handle()->fd, SOL_SOCKET, SO_KEEPALIVE, &value, &len) == 0);
+  CHECK(value == 1);
+  o.keepalive = false;
+  cachet::Connection off(o);
+  REQUIRE(::getsockopt(off.native_handle()->fd, SOL_SOCKET, SO_KEEPALIVE, &value, &len) == 0);
+  CHECK(value == 0);
 }

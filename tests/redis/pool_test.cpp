@@ -49,7 +49,7 @@ TEST_CASE("an exhausted pool waits, then throws PoolTimeoutError") {
       auto lease = pool.acquire(5s);
       return lease->command({"PING"}).as_status() == "PONG";
     });
-    std::this_thread::sleep_for(20ms);
+    while (pool.stats().waiting == 0) std::this_thread::yield();
     { auto released = std::move(a); }
     CHECK(waiter.get());
     const auto stats = pool.stats();
@@ -82,7 +82,32 @@ TEST_CASE("idle connections are health-checked, so a restarted server is invisib
     auto lease = pool.acquire();
     CHECK(lease->command({"PING"}).as_status() == "PONG");
   }
-  CHECK(pool.stats().discarded >= 1);
+  CHECK(pool.stats().discarded == 3);  // all three dead ones were caught by the PING
+  CHECK(pool.stats().created == 4);    // and one fresh connection served every call
+}
+
+TEST_CASE("a connection used recently is lent without a PING") {
+  cachet::testing::RedisServer server;
+  cachet::Pool pool(server.connection_options(), {.size = 1, .eager = true, .idle_check_after = 1h});
+  server.restart();
+  // Not checked, so the caller sees the dead connection; the pool then replaces it.
+  CHECK_THROWS_AS(pool.with([](cachet::Connection& c) { c.command({"PING"}); }), cachet::ConnectionError);
+  CHECK(pool.stats().discarded == 1);
+  CHECK(pool.with([](cachet::Connection& c) { return c.command({"PING"}).is_status(); }));
+}
+
+TEST_CASE("while backing off, an acquire waits for a leased connection instead of failing") {
+  cachet::testing::RedisServer server;
+  auto o = server.connection_options();
+  o.reconnect = {.initial = 10s, .max = 10s, .multiplier = 2.0, .jitter = 0.0};
+  cachet::Pool pool(o, {.size = 2, .wait_timeout = 5s});
+  auto held = std::make_unique<cachet::Pool::Lease>(pool.acquire());
+  server.kill();
+  CHECK_THROWS_AS(pool.acquire(), cachet::ConnectionError);  // a new connect fails: back-off starts
+  auto waiter = std::async(std::launch::async, [&] { return pool.acquire().operator->() != nullptr; });
+  while (pool.stats().waiting == 0) std::this_thread::yield();
+  held.reset();  // the leased connection comes back
+  CHECK(waiter.get());
 }
 
 TEST_CASE("while Redis is down the pool fails fast instead of reconnecting on every acquire") {

@@ -5,6 +5,7 @@
 #include <support/server.hpp>
 
 #include <string>
+#include <type_traits>
 #include <vector>
 
 TEST_CASE("typed accessors read what the server sent") {
@@ -76,4 +77,21 @@ TEST_CASE("a moved reply keeps its data") {
   std::vector<cachet::Reply> kept;
   for (int i = 0; i < 50; ++i) kept.push_back(conn.command({"GET", "k"}));  // reallocations move them
   for (const auto& r : kept) CHECK(r.as_string() == "value");
+}
+
+TEST_CASE("string accessors on a temporary reply return owning copies") {
+  auto& server = cachet::test::clean_server();
+  cachet::Connection conn = cachet::test::connect(server);
+  conn.command({"SET", "k", "kept"});
+  auto owned = conn.command({"GET", "k"}).as_string();  // the Reply is gone after this line
+  static_assert(std::is_same_v<decltype(owned), std::string>);
+  auto maybe = conn.command({"GET", "k"}).as_optional_string();
+  static_assert(std::is_same_v<decltype(maybe), std::optional<std::string>>);
+  conn.command({"PING"});  // reuse the memory the temporaries held
+  CHECK(owned == "kept");
+  CHECK(maybe == std::optional<std::string>("kept"));
+
+  const cachet::Reply named = conn.command({"GET", "k"});
+  static_assert(std::is_same_v<decltype(named.as_string()), std::string_view>);  // no copy for a named one
+  CHECK(named.as_string() == "kept");
 }

@@ -28,6 +28,10 @@ TEST_CASE("a script runs by EVALSHA with KEYS and ARGV") {
   CHECK(sha.size() == 40);
   auto exists = conn.command({"SCRIPT", "EXISTS", sha});
   CHECK(exists[0].as_integer() == 1);
+  // Both runs went by EVALSHA, none by EVAL.
+  const std::string stats(conn.command({"INFO", "commandstats"}).as_string());
+  CHECK(stats.find("cmdstat_evalsha:calls=2,") != std::string::npos);
+  CHECK(stats.find("cmdstat_eval:") == std::string::npos);
 }
 
 TEST_CASE("a script survives SCRIPT FLUSH and a server restart (NOSCRIPT fallback)") {

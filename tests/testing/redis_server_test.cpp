@@ -3,7 +3,10 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
+#include <memory>
+#include <thread>
 #include <string>
 
 using namespace std::chrono_literals;
@@ -87,5 +90,43 @@ TEST_CASE("a bad config line is reported with the server's log") {
     FAIL("started with an invalid config");
   } catch (const cachet::Error& e) {
     CHECK(std::string(e.what()).find("exited at start") != std::string::npos);
+    CHECK(std::string(e.what()).find("no-such-directive") != std::string::npos);  // the server's own complaint
   }
+}
+
+TEST_CASE("a server started from a thread outlives that thread") {
+  std::unique_ptr<cachet::testing::RedisServer> server;
+  std::thread([&] { server = std::make_unique<cachet::testing::RedisServer>(); }).join();
+  std::this_thread::sleep_for(100ms);
+  CHECK(server->connect().command({"PING"}).as_status() == "PONG");
+}
+
+TEST_CASE("a server does not inherit the test's sockets") {
+  cachet::testing::RedisServer a;
+  auto client = std::make_unique<cachet::Connection>(a.connection_options());
+  cachet::testing::RedisServer b;  // started while `client` is open
+  auto admin = a.connect();
+  const auto clients = [&] { return admin.command({"INFO", "clients"}).as_string(); };
+  CHECK(std::string(clients()).find("connected_clients:2") != std::string::npos);
+  client.reset();
+  // A closes the connection at once: no copy of the socket lives on in B.
+  bool closed = false;
+  for (int i = 0; i < 200 && !closed; ++i) {
+    closed = std::string(clients()).find("connected_clients:1") != std::string::npos;
+    if (!closed) std::this_thread::sleep_for(5ms);
+  }
+  CHECK(closed);
+}
+
+TEST_CASE("a server that fails to start leaves no files behind") {
+  const auto base = std::filesystem::temp_directory_path() / ("cachet-leak-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(base);
+  const char* old = std::getenv("TMPDIR");
+  const std::string saved = old ? old : "";
+  ::setenv("TMPDIR", base.c_str(), 1);
+  CHECK_THROWS_AS(cachet::testing::RedisServer({.config = {"no-such-directive yes"}}), cachet::Error);
+  if (old) ::setenv("TMPDIR", saved.c_str(), 1);
+  else ::unsetenv("TMPDIR");
+  CHECK(std::filesystem::is_empty(base));
+  std::filesystem::remove_all(base);
 }

@@ -32,17 +32,19 @@ using ReplyPtr = std::unique_ptr<redisReply, ReplyDeleter>;
 
 // hiredis writes with write(2), so a server that closed the socket raises SIGPIPE,
 // whose default action kills the process. Once per process, a SIGPIPE still at its
-// default is set to ignored (writes then fail with EPIPE); a handler the
-// application installed is left alone. Costs nothing per command.
-inline void ignore_default_sigpipe() noexcept {
+// default gets an empty handler: writes then fail with EPIPE. A handler, unlike
+// SIG_IGN, is reset by exec, so programs the application starts are unaffected.
+// A handler the application installed is left alone. Costs nothing per command.
+inline void handle_default_sigpipe() noexcept {
   static std::once_flag once;
   std::call_once(once, [] {
     struct sigaction current{};
     if (::sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) {
-      struct sigaction ignore{};
-      ignore.sa_handler = SIG_IGN;
-      sigemptyset(&ignore.sa_mask);
-      ::sigaction(SIGPIPE, &ignore, nullptr);
+      struct sigaction handler{};
+      handler.sa_handler = [](int) {};
+      handler.sa_flags = SA_RESTART;
+      sigemptyset(&handler.sa_mask);
+      ::sigaction(SIGPIPE, &handler, nullptr);
     }
   });
 }

@@ -21,7 +21,7 @@ class Arg {
   Arg(const std::string& s) noexcept : view_(s) {}                 // NOLINT
   Arg(const char* s) noexcept : view_(s) {}                        // NOLINT
   template <std::integral I>
-    requires(!std::same_as<I, bool> && !std::same_as<I, char>)
+    requires(!std::same_as<I, bool> && !std::same_as<I, char> && sizeof(I) <= 8)  // fits buf_
   Arg(I value) noexcept {                                          // NOLINT
     const auto r = std::to_chars(buf_, buf_ + sizeof buf_, value);
     view_ = std::string_view(buf_, static_cast<std::size_t>(r.ptr - buf_));
@@ -37,8 +37,14 @@ class Arg {
 };
 
 // A range of string-like arguments, for commands built at run time (MGET k1 ... kN).
+// Its elements must outlive the call: references into a container, or views and
+// C strings. A range that makes a new std::string per element (a transform that
+// returns std::string) is rejected, since each would be gone before the send.
 template <class R>
-concept ArgRange = std::ranges::input_range<R> &&
-                   std::convertible_to<std::ranges::range_reference_t<R>, std::string_view>;
+concept ArgRange =
+    std::ranges::input_range<R> && std::convertible_to<std::ranges::range_reference_t<R>, std::string_view> &&
+    (std::is_lvalue_reference_v<std::ranges::range_reference_t<R>> ||
+     std::same_as<std::remove_cvref_t<std::ranges::range_reference_t<R>>, std::string_view> ||
+     std::same_as<std::decay_t<std::ranges::range_reference_t<R>>, const char*>);
 
 }  // namespace cachet

@@ -38,8 +38,23 @@ class Connection {
     connect();
   }
 
-  Connection(Connection&&) noexcept = default;
-  Connection& operator=(Connection&&) noexcept = default;
+  // A moved-from connection is closed (broken) and reconnects on next use.
+  Connection(Connection&& o) noexcept
+      : options_(o.options_),  // copied: the moved-from connection can still reconnect
+        ctx_(std::move(o.ctx_)),
+        backoff_(std::move(o.backoff_)),
+        pending_(std::exchange(o.pending_, 0)),
+        last_error_(std::move(o.last_error_)) {}
+  Connection& operator=(Connection&& o) noexcept {
+    if (this != &o) {
+      options_ = o.options_;
+      ctx_ = std::move(o.ctx_);
+      backoff_ = std::move(o.backoff_);
+      pending_ = std::exchange(o.pending_, 0);
+      last_error_ = std::move(o.last_error_);
+    }
+    return *this;
+  }
 
   // Sends one command and returns its reply; an error reply throws ReplyError.
   Reply command(std::initializer_list<Arg> args) {
@@ -73,6 +88,8 @@ class Connection {
     append_argv(argv);
   }
   void append_argv(detail::Argv& argv) {
+    // Redis never answers an empty command: the read would wait for the timeout.
+    if (argv.size() == 0) throw std::invalid_argument("cachet::Connection: empty command");
     ensure_connected();
     if (redisAppendCommandArgv(ctx_.get(), argv.argc(), argv.argv(), argv.lens()) != REDIS_OK) fail("append");
     ++pending_;
@@ -108,14 +125,14 @@ class Connection {
   }
 
   // Keeps trying to reconnect, sleeping the back-off between attempts, until it
-  // succeeds (true) or `within` has passed (false).
+  // succeeds (true) or `within` has passed (false). Tries at least once.
   bool reconnect(std::chrono::milliseconds within) {
     const auto deadline = clock::now() + within;
     close();
-    for (;;) {
+    for (bool first = true;; first = false) {
       const auto next = std::max(backoff_.next_attempt(), clock::now());
-      if (next > deadline) return false;
-      std::this_thread::sleep_until(next);
+      if (next <= deadline) std::this_thread::sleep_until(next);
+      else if (!first) return false;  // the first attempt is made even inside the back-off
       try {
         connect();
         return true;
@@ -148,7 +165,7 @@ class Connection {
   }
 
   void open_context() {
-    if (options_.ignore_sigpipe) detail::ignore_default_sigpipe();
+    if (options_.handle_sigpipe) detail::handle_default_sigpipe();
     const timeval tv = to_timeval(options_.connect_timeout);
     const bool timed = options_.connect_timeout.count() > 0;
     redisContext* c = options_.uses_unix_socket()

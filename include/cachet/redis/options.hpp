@@ -36,9 +36,10 @@ struct ConnectionOptions {
   // TCP keepalive probes (hiredis 0.14 fixes the interval at 15 s).
   bool keepalive = true;
 
-  // Set SIGPIPE to ignored if it is still at its default (which kills the process
-  // when a server closes a socket we write to). Turn off to manage SIGPIPE yourself.
-  bool ignore_sigpipe = true;
+  // SIGPIPE's default action kills the process when a server closes a socket we
+  // write to; if SIGPIPE is still at its default, cachet installs an empty handler
+  // (writes then fail with EPIPE). Turn off to manage SIGPIPE yourself.
+  bool handle_sigpipe = true;
 
   // Pacing of reconnection attempts after a failed connect.
   BackoffOptions reconnect{};

@@ -9,6 +9,7 @@
 #include <cachet/redis/errors.hpp>
 #include <cachet/redis/options.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -33,6 +34,7 @@ struct PoolStats {
   std::size_t idle = 0;         // open and free
   std::uint64_t created = 0;    // connections opened over the pool's life
   std::uint64_t discarded = 0;  // broken or failed a health check, and closed
+  std::size_t waiting = 0;      // threads blocked in acquire() right now
   std::uint64_t waits = 0;      // acquires that had to wait for a free connection
   std::uint64_t timeouts = 0;   // acquires that gave up (PoolTimeoutError)
   std::chrono::nanoseconds wait_time{0};      // total time spent waiting
@@ -81,37 +83,43 @@ class Pool {
 
   Lease acquire(std::chrono::milliseconds timeout) {
     std::unique_lock lock(mutex_);
-    clock::time_point wait_start{};
+    clock::time_point wait_start{};  // set only once this call has to wait
     for (;;) {
       if (!idle_.empty()) {
         Idle idle = std::move(idle_.back());
         idle_.pop_back();
         lock.unlock();
-        note_wait(wait_start);
-        std::unique_ptr<Connection> conn = std::move(idle.conn);
-        if (healthy(*conn, idle.since)) return Lease(this, std::move(conn));
-        conn.reset();
+        if (healthy(*idle.conn, idle.since)) {
+          note_wait(wait_start);
+          return Lease(this, std::move(idle.conn));
+        }
+        idle.conn.reset();
         lock.lock();
         --open_;
         ++stats_.discarded;
         continue;
       }
-      if (open_ < options_.size) {
+      if (open_ < options_.size && backoff_.ready()) {
         ++open_;  // reserve the slot, connect without the lock
         lock.unlock();
+        std::unique_ptr<Connection> conn = open_connection();
         note_wait(wait_start);
-        return Lease(this, open_connection());
+        return Lease(this, std::move(conn));
       }
+      if (open_ == 0)  // backing off, and no leased connection could come back
+        throw ConnectionError("cachet::Pool: redis unreachable, backing off (last error: " + last_error_ + ")");
       if (wait_start == clock::time_point{}) wait_start = clock::now();
-      ++waiters_;
-      const bool woke = available_.wait_until(lock, wait_start + timeout,
-                                              [&] { return !idle_.empty() || open_ < options_.size; });
-      --waiters_;
-      if (!woke) {
+      const auto deadline = wait_start + timeout;
+      if (clock::now() >= deadline) {
         ++stats_.timeouts;
         throw PoolTimeoutError("cachet::Pool: no connection free within " + std::to_string(timeout.count()) +
                                " ms (size " + std::to_string(options_.size) + ")");
       }
+      // Wake for a returned connection, or when the back-off allows opening one.
+      const auto until = open_ < options_.size ? std::min(deadline, backoff_.next_attempt()) : deadline;
+      ++waiters_;
+      available_.wait_until(lock, until);
+      --waiters_;
     }
   }
 
@@ -127,6 +135,7 @@ class Pool {
     PoolStats s = stats_;
     s.idle = idle_.size();
     s.in_use = open_ - idle_.size();
+    s.waiting = waiters_;
     return s;
   }
 
@@ -134,38 +143,39 @@ class Pool {
   const PoolOptions& options() const noexcept { return options_; }
 
  private:
-  // Opens a connection for a reserved slot. While Redis keeps refusing, callers
-  // fail fast until the back-off allows the next attempt.
+  // Opens a connection for a slot acquire() reserved; gives the slot back if that fails.
   std::unique_ptr<Connection> open_connection() {
     try {
-      {
-        std::lock_guard lock(mutex_);
-        if (!backoff_.ready()) throw ConnectionError("cachet::Pool: redis unreachable, backing off (last error: " +
-                                                     last_error_ + ")");
-      }
       auto conn = std::make_unique<Connection>(connection_);
       std::lock_guard lock(mutex_);
       backoff_.reset();
       ++stats_.created;
       return conn;
-    } catch (const std::exception& e) {
-      std::lock_guard lock(mutex_);
-      --open_;
-      if (dynamic_cast<const ConnectionError*>(&e) && backoff_.ready()) {
-        backoff_.record_failure();
-        last_error_ = e.what();
-      }
-      if (waiters_ != 0) available_.notify_one();
+    } catch (const ConnectionError& e) {
+      give_back_slot(e.what());  // Redis unreachable: later acquires back off
+      throw;
+    } catch (...) {
+      give_back_slot(nullptr);
       throw;
     }
   }
 
-  bool healthy(Connection& conn, detail::CoarseClock::time_point idle_since) const {
+  void give_back_slot(const char* connect_error) noexcept {
+    std::lock_guard lock(mutex_);
+    --open_;
+    if (connect_error && backoff_.ready()) {
+      backoff_.record_failure();
+      last_error_ = connect_error;
+    }
+    if (waiters_ != 0) available_.notify_one();
+  }
+
+  bool healthy(Connection& conn, detail::CoarseClock::time_point idle_since) const noexcept {
     if (conn.broken()) return false;
     if (detail::CoarseClock::now() - idle_since < options_.idle_check_after) return true;
     try {
       return conn.command({"PING"}).is_status();
-    } catch (const Error&) {
+    } catch (...) {
       return false;
     }
   }
@@ -187,7 +197,7 @@ class Pool {
     if (wake) available_.notify_one();  // skipped on the uncontended path
   }
 
-  void note_wait(clock::time_point wait_start) {
+  void note_wait(clock::time_point wait_start) noexcept {
     if (wait_start == clock::time_point{}) return;  // did not wait: no clock read on the fast path
     const auto waited = clock::now() - wait_start;
     std::lock_guard lock(mutex_);

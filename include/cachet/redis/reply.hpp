@@ -96,7 +96,7 @@ class ReplyView {
 
   class iterator {
    public:
-    using iterator_category = std::random_access_iterator_tag;
+    using iterator_category = std::forward_iterator_tag;
     using value_type = ReplyView;
     using difference_type = std::ptrdiff_t;
     using pointer = void;
@@ -114,6 +114,16 @@ class ReplyView {
   iterator end() const { return iterator(size() ? r_->element + r_->elements : nullptr); }
 
   const redisReply* native_handle() const noexcept { return r_; }
+
+ protected:
+  void view_nil() noexcept {
+    static const redisReply nil = [] {
+      redisReply r{};
+      r.type = REDIS_REPLY_NIL;
+      return r;
+    }();
+    r_ = &nil;
+  }
 
  private:
   void expect(ReplyType want) const {
@@ -134,6 +144,30 @@ class ReplyView {
 class Reply : public ReplyView {
  public:
   explicit Reply(detail::ReplyPtr owned) noexcept : ReplyView(owned.get()), owned_(std::move(owned)) {}
+  // A moved-from Reply reads as nil instead of pointing at memory it no longer owns.
+  Reply(Reply&& o) noexcept : ReplyView(o), owned_(std::move(o.owned_)) { o.view_nil(); }
+  Reply& operator=(Reply&& o) noexcept {
+    if (this != &o) {
+      ReplyView::operator=(o);
+      owned_ = std::move(o.owned_);
+      o.view_nil();
+    }
+    return *this;
+  }
+
+  // On a named Reply the string accessors view its memory; on a temporary they
+  // return a copy, so `auto s = conn.command({"GET", k}).as_string();` cannot dangle.
+  std::string_view as_string() const& { return ReplyView::as_string(); }
+  std::string as_string() && { return std::string(ReplyView::as_string()); }
+  std::optional<std::string_view> as_optional_string() const& { return ReplyView::as_optional_string(); }
+  std::optional<std::string> as_optional_string() && {
+    auto v = ReplyView::as_optional_string();
+    return v ? std::optional<std::string>(std::string(*v)) : std::nullopt;
+  }
+  std::string_view as_status() const& { return ReplyView::as_status(); }
+  std::string as_status() && { return std::string(ReplyView::as_status()); }
+  std::string_view error_message() const& { return ReplyView::error_message(); }
+  std::string error_message() && { return std::string(ReplyView::error_message()); }
 
  private:
   detail::ReplyPtr owned_;

@@ -9,20 +9,17 @@
 // The executable is `redis-server` from PATH, or $CACHET_REDIS_SERVER.
 // POSIX (Linux) only.
 
+#include <cachet/detail/spawner.hpp>
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/errors.hpp>
 #include <cachet/redis/options.hpp>
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#ifdef __linux__
-#include <sys/prctl.h>
-#endif
 
 #include <chrono>
 #include <cstdlib>
@@ -52,17 +49,28 @@ class RedisServer {
       options_.executable = env && *env ? env : "redis-server";
     }
     make_dir();
-    if (options_.tcp) port_ = free_port();
-    write_config();
-    start();
+    try {
+      for (int attempt = 1;; ++attempt) {
+        if (options_.tcp) port_ = free_port();
+        write_config();
+        try {
+          start();
+          break;
+        } catch (const Error&) {  // another process took the free port first: pick again
+          if (!options_.tcp || attempt == 3 || log().find("Address already in use") == std::string::npos) throw;
+        }
+      }
+    } catch (...) {
+      remove_dir();
+      throw;
+    }
   }
   RedisServer(const RedisServer&) = delete;
   RedisServer& operator=(const RedisServer&) = delete;
 
   ~RedisServer() {
     kill();
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
+    remove_dir();
   }
 
   const std::string& socket_path() const noexcept { return socket_; }
@@ -113,8 +121,8 @@ class RedisServer {
   // CLIENT PAUSE: the server stops answering clients for `d`.
   void pause(std::chrono::milliseconds d) { connect().command({"CLIENT", "PAUSE", d.count(), "ALL"}); }
 
-  // DEBUG SLEEP: the server blocks for `d`. Returns once the command is sent and
-  // the server has had time to start sleeping; the call does not wait for `d`.
+  // DEBUG SLEEP: the server blocks for `d`. Returns as soon as the server is seen
+  // not answering (a probe PING times out); the call does not wait for `d`.
   void slow(std::chrono::milliseconds d) {
     auto conn = std::make_unique<Connection>(connect());
     const std::string secs = std::to_string(static_cast<double>(d.count()) / 1000.0);
@@ -123,14 +131,27 @@ class RedisServer {
     while (!done)
       if (redisBufferWrite(conn->native_handle(), &done) != REDIS_OK) throw ConnectionError("slow: write failed");
     sleepers_.push_back(std::move(conn));
-    std::this_thread::sleep_for(std::chrono::milliseconds{20});
+    ConnectionOptions probe = connection_options();
+    probe.password = admin_password();
+    probe.connect_timeout = probe.command_timeout = std::chrono::milliseconds{5};
+    for (int i = 0; i < 200; ++i) {
+      try {
+        Connection(probe).command({"PING"});
+      } catch (const TimeoutError&) {
+        return;  // the server is asleep
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds{1});
+    }
+    throw Error("RedisServer::slow: the server kept answering");
   }
 
-  // The server's log, for diagnosing a failed start.
+  // The server's log and its stdout/stderr, for diagnosing a failed start.
   std::string log() const {
-    std::ifstream in(dir_ + "/redis.log");
     std::stringstream s;
-    s << in.rdbuf();
+    for (const char* file : {"/redis.out", "/redis.log"}) {
+      std::ifstream in(dir_ + file);
+      if (in) s << in.rdbuf();
+    }
     return s.str();
   }
 
@@ -187,25 +208,14 @@ class RedisServer {
 
   void start() {
     std::filesystem::remove(socket_);
-    const std::string conf = dir_ + "/redis.conf";
-    const std::string exe = options_.executable;
-    std::vector<char*> argv{const_cast<char*>(exe.c_str()), const_cast<char*>(conf.c_str()), nullptr};
-    const pid_t pid = ::fork();
-    if (pid < 0) throw Error("RedisServer: fork failed");
-    if (pid == 0) {  // child: only async-signal-safe calls until exec
-#ifdef __linux__
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // do not outlive a test that crashed
-#endif
-      const int devnull = ::open("/dev/null", O_RDWR);
-      if (devnull >= 0) {
-        ::dup2(devnull, STDIN_FILENO);
-        ::dup2(devnull, STDOUT_FILENO);
-      }
-      ::execvp(argv[0], argv.data());
-      _exit(127);
-    }
-    pid_ = pid;
+    pid_ = detail::Spawner::spawn({options_.executable, dir_ + "/redis.conf"}, dir_ + "/redis.out");
+    if (pid_ < 0) throw Error("RedisServer: fork failed");
     wait_until_ready();
+  }
+
+  void remove_dir() noexcept {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
   }
 
   void wait_until_ready() {

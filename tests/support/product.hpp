@@ -39,10 +39,11 @@ inline Product sample_product(std::int64_t id = 42) {
       "warranty. Ships flat-packed; assembly takes about fifteen minutes with the included tool. Seat "
       "width 48 cm, depth 45 cm, height adjustable from 42 to 54 cm. Maximum load 120 kg.";
   p.price = {19999, "EUR"};
-  for (int i = 1; i <= 4; ++i)
+  for (int i = 1; i <= 6; ++i)
     p.images.push_back("https://img.example.com/products/" + std::to_string(id) + "/" + std::to_string(i) + ".jpg");
   p.attributes = {{"colour", "graphite"}, {"material", "steel"}, {"warranty", "5 years"},
-                  {"brand", "Sitwell"},   {"origin", "PT"},      {"sku", "SKU-" + std::to_string(id)}};
+                  {"brand", "Sitwell"},   {"origin", "PT"},      {"sku", "SKU-" + std::to_string(id)},
+                  {"dimensions", "48 x 45 x 42-54 cm"}, {"weight", "11.5 kg"}, {"care", "wipe with a damp cloth"}};
   p.rating = 4.6;
   return p;
 }

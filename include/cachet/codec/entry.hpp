@@ -41,9 +41,17 @@ class EntryCodec {
   explicit EntryCodec(Format format = Format::envelope, C codec = {}) : format_(format), codec_(std::move(codec)) {}
 
   std::string encode(const value_type& value, const EntryMeta& meta) const {
-    std::string payload = codec_.encode(value);
-    if (format_ == Format::plain) return payload;
-    return envelope::encode(C::id, meta, payload, compressed(payload));
+    if (format_ == Format::plain) return codec_.encode(value);
+    if constexpr (requires(std::string& out) { codec_.encode_to(value, out); }) {
+      std::string out(envelope::header_size, '\0');  // the payload is appended, not copied
+      codec_.encode_to(value, out);
+      const std::string_view payload = std::string_view(out).substr(envelope::header_size);
+      envelope::write_header(out.data(), C::id, meta, payload.size(), compressed(payload));
+      return out;
+    } else {
+      const std::string payload = codec_.encode(value);
+      return envelope::encode(C::id, meta, payload, compressed(payload));
+    }
   }
 
   std::string encode_negative(const EntryMeta& meta) const {

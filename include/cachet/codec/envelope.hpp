@@ -80,26 +80,31 @@ inline EntryMeta::time_point from_ms(std::uint64_t ms, const char* field) {
 
 }  // namespace detail
 
-inline std::string encode(std::uint8_t codec_id, const EntryMeta& meta, std::string_view payload,
-                          bool compressed = false) {
-  if (payload.size() > std::numeric_limits<std::uint32_t>::max())
-    throw EncodeError("envelope: payload over 4 GiB");
-  if (meta.negative && !payload.empty()) throw EncodeError("envelope: a negative entry has no payload");
-  std::string out(header_size + payload.size(), '\0');
-  char* h = out.data();
+// Writes the 32-byte header for a payload of `payload_size` bytes at `h`.
+inline void write_header(char* h, std::uint8_t codec_id, const EntryMeta& meta, std::size_t payload_size,
+                         bool compressed) {
+  if (payload_size > std::numeric_limits<std::uint32_t>::max()) throw EncodeError("envelope: payload over 4 GiB");
+  if (meta.negative && payload_size != 0) throw EncodeError("envelope: a negative entry has no payload");
+  const auto created = detail::to_ms(meta.created_at), fresh = detail::to_ms(meta.fresh_until);
+  if (created < 0 || fresh < 0) throw EncodeError("envelope: time before the Unix epoch");
+  std::memset(h, 0, header_size);
   h[0] = static_cast<char>(magic[0]);
   h[1] = static_cast<char>(magic[1]);
   h[2] = static_cast<char>(version);
   h[3] = static_cast<char>(codec_id);
   h[4] = static_cast<char>((compressed ? flag_compressed : 0) | (meta.negative ? flag_negative : 0));
-  const auto created = detail::to_ms(meta.created_at), fresh = detail::to_ms(meta.fresh_until);
-  if (created < 0 || fresh < 0) throw EncodeError("envelope: time before the Unix epoch");
   detail::put_le(h + 8, static_cast<std::uint64_t>(created), 8);
   detail::put_le(h + 16, static_cast<std::uint64_t>(fresh), 8);
   const auto us = meta.compute_time.count();
   detail::put_le(h + 24, us <= 0 ? 0 : std::min<std::uint64_t>(static_cast<std::uint64_t>(us), UINT32_MAX), 4);
-  detail::put_le(h + 28, payload.size(), 4);
-  if (!payload.empty()) std::memcpy(h + header_size, payload.data(), payload.size());
+  detail::put_le(h + 28, payload_size, 4);
+}
+
+inline std::string encode(std::uint8_t codec_id, const EntryMeta& meta, std::string_view payload,
+                          bool compressed = false) {
+  std::string out(header_size + payload.size(), '\0');
+  write_header(out.data(), codec_id, meta, payload.size(), compressed);
+  if (!payload.empty()) std::memcpy(out.data() + header_size, payload.data(), payload.size());
   return out;
 }
 

@@ -19,10 +19,15 @@ struct MsgPackCodec {
   static constexpr std::uint8_t id = codec_id::msgpack;
 
   std::string encode(const V& value) const {
-    return detail::encode_with("msgpack", [&] {
-      std::string out;
+    std::string out;
+    encode_to(value, out);
+    return out;
+  }
+  // Appends the encoding to `out` (the envelope writes it after its header, uncopied).
+  void encode_to(const V& value, std::string& out) const {
+    detail::encode_with("msgpack", [&] {
       nlohmann::json::to_msgpack(nlohmann::json(value), out);
-      return out;
+      return 0;
     });
   }
   V decode(std::string_view bytes) const {
@@ -36,10 +41,15 @@ struct CborCodec {
   static constexpr std::uint8_t id = codec_id::cbor;
 
   std::string encode(const V& value) const {
-    return detail::encode_with("cbor", [&] {
-      std::string out;
+    std::string out;
+    encode_to(value, out);
+    return out;
+  }
+  // Appends the encoding to `out` (the envelope writes it after its header, uncopied).
+  void encode_to(const V& value, std::string& out) const {
+    detail::encode_with("cbor", [&] {
       nlohmann::json::to_cbor(nlohmann::json(value), out);
-      return out;
+      return 0;
     });
   }
   V decode(std::string_view bytes) const {

@@ -13,7 +13,7 @@
 namespace cachet::detail {
 
 template <class F>
-std::string encode_with(const char* format, F&& encode) {
+auto encode_with(const char* format, F&& encode) {
   try {
     return encode();
   } catch (const nlohmann::json::exception& e) {

@@ -1,6 +1,7 @@
 #include <cachet/keys.hpp>
 
 #include <catch2/catch.hpp>
+#include <support/server.hpp>
 
 #include <set>
 #include <stdexcept>
@@ -84,4 +85,28 @@ TEST_CASE("namespaces and names must be plain constants") {
   CHECK_THROWS_AS(keys.value("bad:name", "1"), std::invalid_argument);
   CHECK_THROWS_AS(keys.value("", "1"), std::invalid_argument);
   CHECK_THROWS_AS(keys.version("{x}"), std::invalid_argument);
+}
+
+TEST_CASE("keys from hostile ids work in a real Redis, and SCAN with pattern() finds exactly them") {
+  auto& server = cachet::test::clean_server();
+  cachet::Connection conn = cachet::test::connect(server);
+  const cachet::KeyBuilder keys("shop*[x]", {.max_id_length = 80});  // glob characters in the namespace
+  const std::vector<std::string> ids = {"1", "a b", "a:b", "x\r\ny", std::string("n\0l", 3), "{t}", "*", "?",
+                                        std::string(5000, 'p')};
+  for (const auto& id : ids) conn.command({"SET", keys.value("item", id), id});
+  conn.command({"SET", keys.value("itemx", "1"), "other name"});
+  conn.command({"SET", "shopX[x]:item:1", "another namespace that the unescaped glob would match"});
+
+  std::set<std::string> found;
+  std::string cursor = "0";
+  do {
+    auto r = conn.command({"SCAN", cursor, "MATCH", keys.pattern("item"), "COUNT", 1000});
+    cursor = std::string(r[0].as_string());
+    for (auto k : r[1]) found.insert(std::string(k.as_string()));
+  } while (cursor != "0");
+  CHECK(found.size() == ids.size());
+  for (const auto& id : ids) {
+    CHECK(found.count(keys.value("item", id)) == 1);
+    CHECK(conn.command({"GET", keys.value("item", id)}).as_string() == id);
+  }
 }

@@ -6,7 +6,10 @@
 #include <cachet/codec/compressed.hpp>
 #endif
 
+#include <cachet/ttl.hpp>
+
 #include <catch2/catch.hpp>
+#include <support/server.hpp>
 #include <support/product.hpp>
 
 #include <chrono>
@@ -87,3 +90,34 @@ TEST_CASE("the envelope flags compressed payloads, and checks the flag") {
   CHECK_THROWS_WITH(codec.decode(lying), Catch::Contains("compressed flag"));
 }
 #endif
+
+TEST_CASE("entries survive a round trip through Redis byte for byte") {
+  auto& server = cachet::test::clean_server();
+  cachet::Connection conn = cachet::test::connect(server);
+  const cachet::TtlPolicy ttl({.fresh = 1min, .stale = 1min, .jitter = 0.1});
+  const auto now = std::chrono::system_clock::now();
+  const auto expiry = ttl.expiry("product", now);
+  cachet::EntryMeta meta;
+  meta.created_at = now;
+  meta.fresh_until = expiry.fresh_until;
+
+  const cachet::EntryCodec<cachet::MsgPackCodec<Product>> enveloped;
+  conn.command({"SET", "enveloped", enveloped.encode(sample_product(), meta), "PX", expiry.ttl.count()});
+  const auto back = enveloped.decode(conn.command({"GET", "enveloped"}).as_string());
+  CHECK(*back.value == sample_product());
+  CHECK(std::chrono::abs(back.meta.fresh_until - meta.fresh_until) < 1ms);
+  const auto pttl = std::chrono::milliseconds(conn.command({"PTTL", "enveloped"}).as_integer());
+  CHECK(pttl > 100s);  // fresh + stale, jittered: 108 s .. 132 s
+  CHECK(pttl <= 132s);
+
+  // Plain JSON is what redis-cli GET (or a service in another language) sees.
+  const cachet::EntryCodec<cachet::JsonCodec<Product>> plain(cachet::Format::plain);
+  conn.command({"SET", "plain", plain.encode(sample_product(), meta)});
+  const auto text = conn.command({"GET", "plain"}).as_string();
+  CHECK(nlohmann::json::parse(text)["id"] == 42);
+  CHECK(*plain.decode(text).value == sample_product());
+
+  // Foreign bytes written by someone else are a DecodeError (a miss), not a crash.
+  conn.command({"SET", "foreign", "\xCA\xCE garbage"});
+  CHECK_THROWS_AS(enveloped.decode(conn.command({"GET", "foreign"}).as_string()), cachet::DecodeError);
+}

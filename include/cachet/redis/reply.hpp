@@ -40,7 +40,7 @@ class ReplyView {
       case REDIS_REPLY_NIL: return ReplyType::nil;
       case REDIS_REPLY_STATUS: return ReplyType::status;
       case REDIS_REPLY_ERROR: return ReplyType::error;
-#ifdef REDIS_REPLY_SET  // hiredis 1.x, RESP3: sets, pushes and maps read as arrays
+#ifdef REDIS_REPLY_MAP  // hiredis 1.x, RESP3: sets, pushes and maps read as arrays
       case REDIS_REPLY_SET:
       case REDIS_REPLY_PUSH:
       case REDIS_REPLY_MAP: return ReplyType::array;

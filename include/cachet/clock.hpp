@@ -40,4 +40,16 @@ class ManualClock {
   std::atomic<long long> ns_;
 };
 
+// Refers to a clock owned elsewhere (a ManualClock a test advances) by pointer,
+// for components that take their clock by value.
+template <Clock C>
+class ClockRef {
+ public:
+  explicit ClockRef(const C& clock) noexcept : clock_(&clock) {}
+  std::chrono::system_clock::time_point now() const noexcept { return clock_->now(); }
+
+ private:
+  const C* clock_;
+};
+
 }  // namespace cachet

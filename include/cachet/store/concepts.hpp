@@ -1,0 +1,38 @@
+#pragma once
+// What a store is: bytes under string keys, with a TTL. RedisStore, MemoryStore
+// and TieredStore implement it; the policies are written against it alone.
+//
+// Batches are one call so that a remote store can make them one round trip.
+// Failures of a remote store throw (ConnectionError, TimeoutError, ReplyError);
+// the policies decide what a failure means for the caller.
+
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cachet {
+
+// One entry of a set_many batch; views what the caller owns.
+struct StoreEntry {
+  std::string_view key;
+  std::string_view value;
+  std::chrono::milliseconds ttl;  // > 0
+};
+
+template <class S>
+concept Store = requires(S& s, std::string_view key, std::string_view value, std::chrono::milliseconds ttl,
+                         std::span<const std::string_view> keys, std::span<const StoreEntry> entries) {
+  { s.get(key) } -> std::same_as<std::optional<std::string>>;
+  { s.set(key, value, ttl) } -> std::same_as<void>;
+  { s.del(key) } -> std::same_as<bool>;                     // true if the key existed
+  { s.get_many(keys) } -> std::same_as<std::vector<std::optional<std::string>>>;  // in key order
+  { s.set_many(entries) } -> std::same_as<void>;
+  { s.del_many(keys) } -> std::same_as<std::size_t>;        // how many existed
+};
+
+}  // namespace cachet

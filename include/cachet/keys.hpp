@@ -56,12 +56,26 @@ class KeyBuilder {
 
   // {ns}:{name}:{id}, or {ns}:{name}:v{N}:{id} with a namespace version.
   std::string value(std::string_view name, std::string_view id, std::optional<std::uint64_t> version = {}) const {
+    return value_in(name_prefix(name, version), id);
+  }
+
+  // "{ns}:{name}:" (with "v{N}:"), for callers that build many keys of one name:
+  // value_in(name_prefix(name), id) == value(name, id), without re-checking the name.
+  std::string name_prefix(std::string_view name, std::optional<std::uint64_t> version = {}) const {
     check_constant(name, "name");
-    std::string key = prefix_ + ":" + std::string(name) + ":";
-    if (version) key += "v" + std::to_string(*version) + ":";
-    const std::string safe = safe_id(id);
-    if (options_.hash_tag == HashTag::entity) key += "{" + safe + "}";
-    else key += safe;
+    std::string p = prefix_ + ":" + std::string(name) + ":";
+    if (version) p += "v" + std::to_string(*version) + ":";
+    return p;
+  }
+
+  std::string value_in(std::string_view name_prefix, std::string_view id) const {
+    std::string key;  // one buffer: this runs on every cache hit
+    key.reserve(name_prefix.size() + id.size() + 2);
+    key.append(name_prefix);
+    const bool tag = options_.hash_tag == HashTag::entity;
+    if (tag) key += '{';
+    append_safe_id(key, id);
+    if (tag) key += '}';
     return key;
   }
 
@@ -93,9 +107,17 @@ class KeyBuilder {
 
   // The id as it appears in keys: escaped, or hashed when long.
   std::string safe_id(std::string_view id) const {
-    std::string escaped = escape(id);
-    if (escaped.size() <= options_.max_id_length) return escaped;
-    return "%H" + detail::sha256_hex(id);
+    std::string out;
+    append_safe_id(out, id);
+    return out;
+  }
+
+  void append_safe_id(std::string& out, std::string_view id) const {
+    const std::size_t start = out.size();
+    append_escaped(out, id);
+    if (out.size() - start <= options_.max_id_length) return;
+    out.resize(start);
+    out.append("%H").append(detail::sha256_hex(id));
   }
 
   const std::string& ns() const noexcept { return ns_; }
@@ -106,9 +128,13 @@ class KeyBuilder {
   }
 
   static std::string escape(std::string_view id) {
-    static constexpr char hex[] = "0123456789ABCDEF";
     std::string out;
-    out.reserve(id.size());
+    append_escaped(out, id);
+    return out;
+  }
+
+  static void append_escaped(std::string& out, std::string_view id) {
+    static constexpr char hex[] = "0123456789ABCDEF";
     for (char ch : id) {
       const auto c = static_cast<unsigned char>(ch);
       if (!needs_escape(c)) {
@@ -119,7 +145,6 @@ class KeyBuilder {
       out += hex[c >> 4];
       out += hex[c & 0xf];
     }
-    return out;
   }
 
  private:

@@ -1,0 +1,128 @@
+// The read path's cost over the work it cannot avoid, in the same run:
+// - a CacheAside hit through RedisStore next to raw hiredis GET + nlohmann::json
+//   parse + from_json of the same ~100-byte JSON value (target <= 1.05x);
+// - get_many of 100 keys next to 100 single gets.
+// Pinned, as bench/README.md explains:
+//   taskset -c 0 build/bench/bench/bench_cache_aside --benchmark_repetitions=10
+//   --benchmark_report_aggregates_only=true --benchmark_enable_random_interleaving=true
+
+#include "ratio_reporter.hpp"
+
+#include <cachet/policy/cache_aside.hpp>
+#include <cachet/testing/redis_server.hpp>
+
+#include <benchmark/benchmark.h>
+#include <hiredis/hiredis.h>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct Item {
+  std::int64_t id = 0;
+  std::string name;
+  std::int64_t price = 0;
+  std::string currency;
+  bool in_stock = false;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Item, id, name, price, currency, in_stock)
+
+Item item(std::int64_t id) { return {id, "Ergonomic chair, graphite, large", 19999, "EUR", true}; }
+
+struct Fixture {
+  cachet::testing::RedisServer server{{.tcp = true}};
+  cachet::Pool pool{server.tcp_connection_options(), {.size = 1}};
+};
+Fixture& fixture() {
+  static Fixture f;
+  return f;
+}
+
+cachet::CacheOptions options(cachet::Format format) {
+  cachet::CacheOptions o;
+  o.ns = "bench";
+  o.name = format == cachet::Format::plain ? "plain" : "enveloped";
+  o.format = format;
+  o.ttl = cachet::TtlPolicy({.fresh = std::chrono::hours(1)});
+  return o;
+}
+
+void raw_hiredis_get_parse(benchmark::State& state) {
+  const std::string key = "bench:raw:1";
+  const std::string json = nlohmann::json(item(1)).dump();
+  fixture().server.connect().command({"SET", key, json});
+  redisContext* c = redisConnect("127.0.0.1", fixture().server.port());
+  const char* argv[] = {"GET", key.data()};
+  const size_t lens[] = {3, key.size()};
+  for (auto _ : state) {
+    auto* r = static_cast<redisReply*>(redisCommandArgv(c, 2, argv, lens));
+    Item v = nlohmann::json::parse(std::string_view(r->str, r->len)).get<Item>();
+    benchmark::DoNotOptimize(v);
+    freeReplyObject(r);
+  }
+  redisFree(c);
+  state.counters["json_bytes"] = static_cast<double>(json.size());
+}
+
+void cache_aside_hit(benchmark::State& state, cachet::Format format) {
+  cachet::CacheAside<Item> cache(cachet::RedisStore(fixture().pool), options(format));
+  auto load = [](std::string_view) { return item(1); };
+  cache.get_or_load("1", load);
+  const auto loads = cache.metrics().value(cachet::Event::load);  // shared by caches with these labels
+  for (auto _ : state) {
+    Item v = cache.get_or_load("1", load);
+    benchmark::DoNotOptimize(v);
+  }
+  if (cache.metrics().value(cachet::Event::load) != loads) state.SkipWithError("a hit loaded");
+}
+void cache_aside_hit_plain(benchmark::State& s) { cache_aside_hit(s, cachet::Format::plain); }
+void cache_aside_hit_envelope(benchmark::State& s) { cache_aside_hit(s, cachet::Format::envelope); }
+
+std::vector<std::string> ids(int n) {
+  std::vector<std::string> out;
+  for (int i = 0; i < n; ++i) out.push_back(std::to_string(i));
+  return out;
+}
+
+void cache_aside_100_single_gets(benchmark::State& state) {
+  cachet::CacheAside<Item> cache(cachet::RedisStore(fixture().pool), options(cachet::Format::envelope));
+  const auto keys = ids(100);
+  auto load = [](std::string_view id) { return item(std::stoll(std::string(id))); };
+  for (const auto& id : keys) cache.get_or_load(id, load);
+  for (auto _ : state)
+    for (const auto& id : keys) benchmark::DoNotOptimize(cache.get_or_load(id, load));
+}
+
+void cache_aside_get_many_100(benchmark::State& state) {
+  cachet::CacheAside<Item> cache(cachet::RedisStore(fixture().pool), options(cachet::Format::envelope));
+  const auto keys = ids(100);
+  const std::vector<std::string_view> views(keys.begin(), keys.end());
+  auto batch = [](std::span<const std::string_view> missing) {
+    std::vector<std::optional<Item>> out;
+    for (auto id : missing) out.emplace_back(item(std::stoll(std::string(id))));
+    return out;
+  };
+  cache.get_many(views, batch);
+  for (auto _ : state) benchmark::DoNotOptimize(cache.get_many(views, batch));
+}
+
+}  // namespace
+
+BENCHMARK(raw_hiredis_get_parse);
+BENCHMARK(cache_aside_hit_plain);
+BENCHMARK(cache_aside_hit_envelope);
+BENCHMARK(cache_aside_100_single_gets);
+BENCHMARK(cache_aside_get_many_100);
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  cachet::bench::RatioReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  reporter.print_ratios({{"cache_aside_hit_plain", "raw_hiredis_get_parse"},
+                         {"cache_aside_hit_envelope", "raw_hiredis_get_parse"},
+                         {"cache_aside_get_many_100", "cache_aside_100_single_gets"}});
+  benchmark::Shutdown();
+}

@@ -1,0 +1,81 @@
+#pragma once
+// A circuit breaker in front of Redis: after `failure_threshold` consecutive
+// failures it opens and calls skip Redis (the read path goes straight to the
+// loader) instead of paying a connect timeout each; after `open_for` one caller
+// probes (half-open); the probe's success closes it, its failure opens it again.
+//
+// The closed-state check is one relaxed atomic load: nothing on the hit path locks.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+
+namespace cachet {
+
+struct BreakerOptions {
+  std::uint32_t failure_threshold = 5;
+  std::chrono::milliseconds open_for{1000};
+};
+
+enum class BreakerState : std::uint8_t { closed, open, half_open };
+
+class CircuitBreaker {
+ public:
+  using clock = std::chrono::steady_clock;
+  using Listener = std::function<void(BreakerState)>;  // told of every transition
+
+  explicit CircuitBreaker(BreakerOptions options = {}, Listener on_transition = {})
+      : options_(options), on_transition_(std::move(on_transition)) {
+    if (options_.failure_threshold == 0) options_.failure_threshold = 1;
+  }
+
+  // May a call go to Redis now? In the open state the first caller after
+  // `open_for` becomes the half-open probe; everyone else is refused until it reports.
+  bool allow(clock::time_point now = clock::now()) {
+    switch (state_.load(std::memory_order_acquire)) {
+      case BreakerState::closed: return true;
+      case BreakerState::half_open: return false;
+      case BreakerState::open: break;
+    }
+    if (now - clock::time_point(clock::duration(opened_at_.load(std::memory_order_acquire))) < options_.open_for)
+      return false;
+    return transition(BreakerState::open, BreakerState::half_open);
+  }
+
+  void success() {
+    if (failures_.load(std::memory_order_relaxed) != 0) failures_.store(0, std::memory_order_relaxed);
+    if (state_.load(std::memory_order_acquire) == BreakerState::half_open)
+      transition(BreakerState::half_open, BreakerState::closed);
+  }
+
+  void failure(clock::time_point now = clock::now()) {
+    const auto state = state_.load(std::memory_order_acquire);
+    if (state == BreakerState::half_open) {
+      opened_at_.store(now.time_since_epoch().count(), std::memory_order_release);
+      transition(BreakerState::half_open, BreakerState::open);
+    } else if (state == BreakerState::closed &&
+               failures_.fetch_add(1, std::memory_order_relaxed) + 1 >= options_.failure_threshold) {
+      opened_at_.store(now.time_since_epoch().count(), std::memory_order_release);
+      if (transition(BreakerState::closed, BreakerState::open)) failures_.store(0, std::memory_order_relaxed);
+    }
+  }
+
+  BreakerState state() const noexcept { return state_.load(std::memory_order_acquire); }
+  const BreakerOptions& options() const noexcept { return options_; }
+
+ private:
+  bool transition(BreakerState from, BreakerState to) {
+    if (!state_.compare_exchange_strong(from, to, std::memory_order_acq_rel)) return false;
+    if (on_transition_) on_transition_(to);
+    return true;
+  }
+
+  BreakerOptions options_;
+  Listener on_transition_;
+  std::atomic<BreakerState> state_{BreakerState::closed};
+  std::atomic<std::uint32_t> failures_{0};
+  std::atomic<clock::rep> opened_at_{0};
+};
+
+}  // namespace cachet

@@ -1,0 +1,305 @@
+#pragma once
+// Cache metrics: per cache and key prefix, a counter per Event, latency
+// histograms for gets and loads, and the hit ratio, rendered in the Prometheus
+// text format (0.0.4). Counting is a relaxed atomic increment, so the hit path
+// takes no lock; only adding and removing caches in the registry does.
+//
+//   auto metrics = cachet::MetricsRegistry::global().add("products", "shop:product");
+//   metrics->count(cachet::Event::hit);
+//   metrics->get_latency().observe(elapsed);
+//   std::string body = cachet::MetricsRegistry::global().prometheus();  // GET /metrics
+//
+// Families: cachet_<event>s_total{cache,prefix} counters (breaker changes are
+// cachet_breaker_transitions_total{...,to="open|half_open|closed"}),
+// cachet_get_duration_seconds and cachet_load_duration_seconds histograms, and
+// the cachet_hit_ratio gauge.
+
+#include <cachet/detail/prometheus_text.hpp>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace cachet {
+
+enum class Event : std::uint8_t {
+  hit,                // a fresh value from the cache
+  miss,               // nothing usable in the cache
+  negative_hit,       // a cached "does not exist"
+  stale_hit,          // a stale value served (stale-while-revalidate, fail-safe)
+  load,               // a loader call
+  load_error,         // a loader call that threw
+  decode_error,       // cached bytes that did not decode (served as a miss)
+  redis_error,        // a failed Redis command
+  cache_write_error,  // a failed write to the cache
+  breaker_open,       // circuit breaker transitions, by the state entered
+  breaker_half_open,
+  breaker_close,
+  lock_wait,          // waited for another caller's load of the same key
+};
+
+inline constexpr std::size_t event_count = static_cast<std::size_t>(Event::lock_wait) + 1;
+
+// Counts of durations in fixed buckets, 1 us to 10 s at 1, 2.5 and 5 per decade.
+// observe() is two relaxed atomic increments; readers see each counter exactly,
+// though a snapshot taken during observations may be one observation apart
+// between the buckets and the sum.
+class LatencyHistogram {
+ public:
+  static constexpr std::size_t bucket_count = 22;  // finite upper bounds; +Inf is implicit
+  static constexpr std::array<std::chrono::nanoseconds, bucket_count> bounds = [] {
+    std::array<std::chrono::nanoseconds, bucket_count> b{};
+    std::int64_t decade = 1'000;  // 1 us
+    for (std::size_t i = 0; i + 3 < bucket_count; i += 3, decade *= 10) {
+      b[i] = std::chrono::nanoseconds{decade};
+      b[i + 1] = std::chrono::nanoseconds{decade * 5 / 2};
+      b[i + 2] = std::chrono::nanoseconds{decade * 5};
+    }
+    b.back() = std::chrono::seconds{10};
+    return b;
+  }();
+
+  struct Snapshot {
+    std::array<std::uint64_t, bucket_count> cumulative{};  // observations <= bounds[i]
+    std::uint64_t count = 0;                               // all observations (the +Inf bucket)
+    std::chrono::nanoseconds sum{0};
+  };
+
+  // The bucket a duration falls in: the first bound >= d; bucket_count if above all.
+  static std::size_t bucket_of(std::chrono::nanoseconds d) noexcept {
+    return static_cast<std::size_t>(std::lower_bound(bounds.begin(), bounds.end(), d) - bounds.begin());
+  }
+
+  // Negative durations (a clock stepping back) count as zero.
+  void observe(std::chrono::nanoseconds d) noexcept {
+    if (d.count() < 0) d = std::chrono::nanoseconds{0};
+    buckets_[bucket_of(d)].fetch_add(1, std::memory_order_relaxed);
+    sum_ns_.fetch_add(static_cast<std::uint64_t>(d.count()), std::memory_order_relaxed);
+  }
+
+  Snapshot snapshot() const noexcept {
+    Snapshot s;
+    for (std::size_t i = 0; i < bucket_count; ++i) {
+      s.count += buckets_[i].load(std::memory_order_relaxed);
+      s.cumulative[i] = s.count;
+    }
+    s.count += buckets_[bucket_count].load(std::memory_order_relaxed);
+    s.sum = std::chrono::nanoseconds{static_cast<std::int64_t>(sum_ns_.load(std::memory_order_relaxed))};
+    return s;
+  }
+
+  std::uint64_t count() const noexcept { return snapshot().count; }
+
+ private:
+  // Per bucket, not cumulative, so observe() touches one; the last is above 10 s.
+  // The count is their total, which keeps _count equal to the +Inf bucket.
+  std::array<std::atomic<std::uint64_t>, bucket_count + 1> buckets_{};
+  std::atomic<std::uint64_t> sum_ns_{0};
+};
+
+// One cache's metrics, shared by every thread using the cache.
+class CacheMetrics {
+ public:
+  CacheMetrics(std::string cache, std::string prefix) : cache_(std::move(cache)), prefix_(std::move(prefix)) {}
+  CacheMetrics(const CacheMetrics&) = delete;
+  CacheMetrics& operator=(const CacheMetrics&) = delete;
+
+  void count(Event e, std::uint64_t n = 1) noexcept {
+    counters_[static_cast<std::size_t>(e)].fetch_add(n, std::memory_order_relaxed);
+  }
+  std::uint64_t value(Event e) const noexcept {
+    return counters_[static_cast<std::size_t>(e)].load(std::memory_order_relaxed);
+  }
+
+  LatencyHistogram& get_latency() noexcept { return get_; }
+  const LatencyHistogram& get_latency() const noexcept { return get_; }
+  LatencyHistogram& load_latency() noexcept { return load_; }
+  const LatencyHistogram& load_latency() const noexcept { return load_; }
+
+  // Lookups answered from the cache (hits, negative and stale hits) over all
+  // lookups; 0 before the first.
+  double hit_ratio() const noexcept {
+    const std::uint64_t served = value(Event::hit) + value(Event::negative_hit) + value(Event::stale_hit);
+    const std::uint64_t lookups = served + value(Event::miss);
+    return lookups == 0 ? 0.0 : static_cast<double>(served) / static_cast<double>(lookups);
+  }
+
+  const std::string& cache() const noexcept { return cache_; }
+  const std::string& prefix() const noexcept { return prefix_; }
+
+ private:
+  // The counters and each histogram start their own cache line, so a thread
+  // counting hits does not steal the line of one recording load times.
+  static constexpr std::size_t cache_line = 64;
+
+  std::string cache_;
+  std::string prefix_;
+  alignas(cache_line) std::array<std::atomic<std::uint64_t>, event_count> counters_{};
+  alignas(cache_line) LatencyHistogram get_;
+  alignas(cache_line) LatencyHistogram load_;
+};
+
+namespace detail {
+
+struct CounterSeries {
+  Event event;
+  std::string_view family;
+  std::string_view help;
+  std::string_view to;  // breaker transitions: the state entered
+};
+
+// In Event order; the series of one family are adjacent.
+inline constexpr std::array<CounterSeries, event_count> counter_series{{
+    {Event::hit, "cachet_hits_total", "Lookups answered with a fresh value from the cache.", {}},
+    {Event::miss, "cachet_misses_total", "Lookups that found nothing usable in the cache.", {}},
+    {Event::negative_hit, "cachet_negative_hits_total", "Lookups answered by a cached \"does not exist\".", {}},
+    {Event::stale_hit, "cachet_stale_hits_total", "Lookups answered with a stale value.", {}},
+    {Event::load, "cachet_loads_total", "Loader calls.", {}},
+    {Event::load_error, "cachet_load_errors_total", "Loader calls that threw.", {}},
+    {Event::decode_error, "cachet_decode_errors_total", "Cached values that failed to decode.", {}},
+    {Event::redis_error, "cachet_redis_errors_total", "Redis commands that failed.", {}},
+    {Event::cache_write_error, "cachet_cache_write_errors_total", "Writes to the cache that failed.", {}},
+    {Event::breaker_open, "cachet_breaker_transitions_total", "Circuit breaker transitions, by state entered.", "open"},
+    {Event::breaker_half_open, "cachet_breaker_transitions_total", "", "half_open"},
+    {Event::breaker_close, "cachet_breaker_transitions_total", "", "closed"},
+    {Event::lock_wait, "cachet_lock_waits_total", "Waits for another caller's load of the same key.", {}},
+}};
+
+static_assert([] {
+  for (std::size_t i = 0; i < event_count; ++i)
+    if (static_cast<std::size_t>(counter_series[i].event) != i) return false;
+  return true;
+}());
+
+using Caches = std::span<const CacheMetrics* const>;
+
+inline PrometheusWriter& start_sample(PrometheusWriter& w, std::string_view name, std::string_view suffix,
+                                      const CacheMetrics& m) {
+  return w.sample(name, suffix).label("cache", m.cache()).label("prefix", m.prefix());
+}
+
+inline void write_counters(PrometheusWriter& w, Caches caches) {
+  for (std::size_t first = 0, last = 0; first < event_count; first = last) {
+    const std::string_view family = counter_series[first].family;
+    while (last < event_count && counter_series[last].family == family) ++last;
+    w.family(family, "counter", counter_series[first].help);
+    for (const CacheMetrics* m : caches)
+      for (std::size_t i = first; i < last; ++i) {
+        PrometheusWriter& s = start_sample(w, family, {}, *m);
+        if (!counter_series[i].to.empty()) s.label("to", counter_series[i].to);
+        s.value(m->value(counter_series[i].event));
+      }
+  }
+}
+
+inline void write_histogram(PrometheusWriter& w, Caches caches, std::string_view name, std::string_view help,
+                            const LatencyHistogram& (CacheMetrics::*which)() const noexcept) {
+  w.family(name, "histogram", help);
+  for (const CacheMetrics* m : caches) {
+    const LatencyHistogram::Snapshot s = (m->*which)().snapshot();
+    for (std::size_t i = 0; i < LatencyHistogram::bucket_count; ++i) {
+      const auto le = seconds_text(static_cast<std::uint64_t>(LatencyHistogram::bounds[i].count()));
+      start_sample(w, name, "_bucket", *m).label("le", le).value(s.cumulative[i]);
+    }
+    start_sample(w, name, "_bucket", *m).label("le", "+Inf").value(s.count);
+    start_sample(w, name, "_sum", *m).value_seconds(static_cast<std::uint64_t>(s.sum.count()));
+    start_sample(w, name, "_count", *m).value(s.count);
+  }
+}
+
+inline void write_hit_ratio(PrometheusWriter& w, Caches caches) {
+  w.family("cachet_hit_ratio", "gauge", "Lookups answered from the cache (fresh, negative or stale) over all lookups.");
+  for (const CacheMetrics* m : caches) start_sample(w, "cachet_hit_ratio", {}, *m).value(m->hit_ratio());
+}
+
+}  // namespace detail
+
+// Renders the metrics of these caches (null pointers skipped), one HELP and TYPE
+// per family; empty when there are none. Give each cache its own labels: two
+// with the same cache and prefix would be duplicate series.
+inline std::string to_prometheus(std::span<const std::shared_ptr<CacheMetrics>> caches) {
+  std::vector<const CacheMetrics*> list;
+  list.reserve(caches.size());
+  for (const auto& m : caches)
+    if (m) list.push_back(m.get());
+  if (list.empty()) return {};
+  detail::PrometheusWriter w;
+  detail::write_counters(w, list);
+  detail::write_histogram(w, list, "cachet_get_duration_seconds", "Duration of cache lookups.",
+                          &CacheMetrics::get_latency);
+  detail::write_histogram(w, list, "cachet_load_duration_seconds", "Duration of loader calls.",
+                          &CacheMetrics::load_latency);
+  detail::write_hit_ratio(w, list);
+  return std::move(w).take();
+}
+
+// The caches of a process, for one /metrics endpoint. Thread-safe. Adding the
+// same cache and prefix again returns the metrics already registered (two cache
+// objects with one name share their counters, as one Prometheus series must);
+// each add() is undone by one remove().
+class MetricsRegistry {
+ public:
+  // Never destroyed, so caches with static storage may remove themselves at exit.
+  static MetricsRegistry& global() {
+    static MetricsRegistry* const instance = new MetricsRegistry;
+    return *instance;
+  }
+
+  std::shared_ptr<CacheMetrics> add(std::string cache, std::string prefix) {
+    Labels labels{std::move(cache), std::move(prefix)};
+    std::lock_guard lock(mutex_);
+    if (const auto it = entries_.find(labels); it != entries_.end()) {
+      ++it->second.users;
+      return it->second.metrics;
+    }
+    auto metrics = std::make_shared<CacheMetrics>(labels.first, labels.second);
+    entries_.emplace(std::move(labels), Entry{metrics, 1});
+    return metrics;
+  }
+
+  // Drops the registry's reference after the last add() of these labels; a
+  // pointer it does not hold is ignored.
+  void remove(const std::shared_ptr<CacheMetrics>& metrics) {
+    if (!metrics) return;
+    std::lock_guard lock(mutex_);
+    const auto it = entries_.find(Labels{metrics->cache(), metrics->prefix()});
+    if (it == entries_.end() || it->second.metrics != metrics) return;
+    if (--it->second.users == 0) entries_.erase(it);
+  }
+
+  // Every registered cache's metrics, ordered by cache and prefix.
+  std::vector<std::shared_ptr<CacheMetrics>> metrics() const {
+    std::lock_guard lock(mutex_);
+    std::vector<std::shared_ptr<CacheMetrics>> all;
+    all.reserve(entries_.size());
+    for (const auto& [labels, entry] : entries_) all.push_back(entry.metrics);
+    return all;
+  }
+
+  // The Prometheus text of every registered cache; the registry's lock is held
+  // only to copy the list, never while reading counters.
+  std::string prometheus() const { return to_prometheus(metrics()); }
+
+ private:
+  using Labels = std::pair<std::string, std::string>;  // cache, prefix
+  struct Entry {
+    std::shared_ptr<CacheMetrics> metrics;
+    std::size_t users = 0;  // add() calls not yet undone by remove()
+  };
+
+  mutable std::mutex mutex_;
+  std::map<Labels, Entry> entries_;
+};
+
+}  // namespace cachet

@@ -1,0 +1,337 @@
+#pragma once
+// Cache-aside: look in the cache; on a miss call the loader, store what it
+// returns, return it.
+//
+//   cachet::Pool pool(redis);
+//   cachet::RedisStore store(pool);
+//   cachet::CacheAside<Product> products(store, {.ns = "shop", .name = "product"});
+//   Product p = products.get_or_load("42", [&](std::string_view id) { return db.product(id); });
+//
+// - The loader returns V, or std::optional<V> where nullopt means "does not exist";
+//   with a negative TTL for the name, that answer is cached too.
+// - A loader that throws: the exception reaches the caller, nothing is cached.
+// - Redis down, slow or refusing: reads fall back to the loader (never a Redis
+//   error on a read unless `throw_redis_errors`); a circuit breaker stops paying
+//   the timeout while it is down and probes until it is back.
+// - Bytes that do not decode (corrupt, foreign, another codec) are a miss: the
+//   value is reloaded and rewritten, and `decode_error` is counted.
+
+#include <cachet/breaker.hpp>
+#include <cachet/clock.hpp>
+#include <cachet/codec/entry.hpp>
+#include <cachet/codec/json.hpp>
+#include <cachet/detail/loader.hpp>
+#include <cachet/guard/no_guard.hpp>
+#include <cachet/keys.hpp>
+#include <cachet/metrics.hpp>
+#include <cachet/redis/errors.hpp>
+#include <cachet/store/concepts.hpp>
+#include <cachet/store/redis_store.hpp>
+#include <cachet/ttl.hpp>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace cachet {
+
+struct CacheOptions {
+  std::string ns = "cachet";      // keys are {ns}:{name}:{id}
+  std::string name;               // the value's name: key part, TTL rule, metrics prefix
+  KeyOptions keys{};
+  TtlPolicy ttl{};                // the central TTL table; the rule for `name` applies
+  Format format = Format::envelope;
+  BreakerOptions breaker{};
+  bool throw_redis_errors = false;  // let Redis errors on reads reach the caller
+  std::string metrics_label;      // the `cache` label of the metrics; defaults to ns:name
+};
+
+template <class V, Codec C = JsonCodec<V>, Guard G = NoGuard, Store S = RedisStore, Clock Clk = SystemClock>
+  requires CodecFor<C, V>
+class CacheAside {
+ public:
+  using value_type = V;
+
+  explicit CacheAside(S store, CacheOptions options, C codec = {}, G guard = {}, Clk clock = {})
+      : options_(validated(std::move(options))),
+        store_(std::move(store)),
+        entries_(options_.format, std::move(codec)),
+        guard_(std::move(guard)),
+        clock_(std::move(clock)),
+        keys_(options_.ns, options_.keys),
+        key_prefix_(keys_.name_prefix(options_.name)),
+        metrics_(MetricsRegistry::global().add(label(options_), options_.ns + ":" + options_.name)),
+        breaker_(options_.breaker, [m = metrics_](BreakerState to) { m->count(transition_event(to)); }) {}
+
+  CacheAside(const CacheAside&) = delete;
+  CacheAside& operator=(const CacheAside&) = delete;
+  ~CacheAside() { MetricsRegistry::global().remove(metrics_); }
+
+  // The cached value, or nullopt on a miss or a negative entry. Never loads.
+  std::optional<V> get(std::string_view id) {
+    Lookup found = lookup(key(id));
+    if (found.state == Lookup::value) return std::move(found.entry.value);
+    return std::nullopt;
+  }
+
+  // The cached value, or what `loader(id)` returns (stored for next time).
+  // Returns what the loader returns: V, or std::optional<V>.
+  template <Loader<V> L>
+  auto get_or_load(std::string_view id, L&& loader) -> std::invoke_result_t<L&, std::string_view> {
+    using R = std::invoke_result_t<L&, std::string_view>;
+    const std::string k = key(id);
+    Lookup found = lookup(k);
+    if (found.state == Lookup::value) return R(std::move(*found.entry.value));
+    if (found.state == Lookup::negative) {
+      if constexpr (detail::is_optional<R>::value) return R(std::nullopt);
+    }
+    return guard_.run(k, [&]() -> R { return load(k, id, loader, found.state != Lookup::unreachable); });
+  }
+
+  // One MGET for all ids, one call of `batch_loader(missing_ids)` for the misses
+  // (it returns a vector of std::optional<V>, one per missing id, in order), and
+  // one pipelined write of what it found. Results are in the order of `ids`.
+  template <class BatchLoader>
+    requires std::invocable<BatchLoader&, std::span<const std::string_view>>
+  std::vector<std::optional<V>> get_many(std::span<const std::string_view> ids, BatchLoader&& batch_loader) {
+    std::vector<std::string> keys;
+    keys.reserve(ids.size());
+    for (auto id : ids) keys.push_back(key(id));
+    std::vector<std::optional<V>> out(ids.size());
+    std::vector<std::size_t> missing;
+    const bool reachable = lookup_many(keys, out, missing);
+    if (missing.empty()) return out;
+
+    std::vector<std::string_view> missing_ids;
+    for (std::size_t i : missing) missing_ids.push_back(ids[i]);
+    const auto started = std::chrono::steady_clock::now();
+    std::vector<std::optional<V>> loaded = call_loader([&] { return batch_loader(std::span<const std::string_view>(missing_ids)); });
+    observe_load(started, loaded.size());
+    if (loaded.size() != missing.size())
+      throw std::invalid_argument("cachet: batch loader returned " + std::to_string(loaded.size()) + " values for " +
+                                  std::to_string(missing.size()) + " ids");
+    if (reachable) write_back(keys, missing, loaded, started);
+    for (std::size_t j = 0; j < missing.size(); ++j) out[missing[j]] = std::move(loaded[j]);
+    return out;
+  }
+
+  // Stores `value` for `id` (a write-through, say). Redis errors are thrown: the
+  // caller asked for this write and must know it did not happen.
+  void set(std::string_view id, const V& value) {
+    const auto now = clock_.now();
+    const Expiry e = options_.ttl.expiry(options_.name, now);
+    store_.set(key(id), entries_.encode(value, meta(now, e, {})), e.ttl);
+  }
+
+  // Removes `id`'s entry. Throws on Redis errors: a failed invalidation leaves stale data.
+  bool invalidate(std::string_view id) { return store_.del(key(id)); }
+
+  std::size_t invalidate_many(std::span<const std::string_view> ids) {
+    std::vector<std::string> keys;
+    keys.reserve(ids.size());
+    for (auto id : ids) keys.push_back(key(id));
+    return store_.del_many(views(keys));
+  }
+
+  std::string key(std::string_view id) const { return keys_.value_in(key_prefix_, id); }
+  CacheMetrics& metrics() noexcept { return *metrics_; }
+  const CircuitBreaker& breaker() const noexcept { return breaker_; }
+  S& store() noexcept { return store_; }
+  G& guard() noexcept { return guard_; }
+  const CacheOptions& options() const noexcept { return options_; }
+
+ private:
+  struct Lookup {
+    enum State { value, negative, miss, unreachable } state = miss;
+    typename EntryCodec<C>::Decoded entry{};
+  };
+
+  static CacheOptions validated(CacheOptions o) {
+    if (o.name.empty()) throw std::invalid_argument("cachet: CacheOptions::name is empty");
+    return o;
+  }
+  static std::string label(const CacheOptions& o) { return o.metrics_label.empty() ? o.ns + ":" + o.name : o.metrics_label; }
+
+  static Event transition_event(BreakerState to) {
+    switch (to) {
+      case BreakerState::open: return Event::breaker_open;
+      case BreakerState::half_open: return Event::breaker_half_open;
+      case BreakerState::closed: break;
+    }
+    return Event::breaker_close;
+  }
+
+  static std::vector<std::string_view> views(const std::vector<std::string>& keys) {
+    return std::vector<std::string_view>(keys.begin(), keys.end());
+  }
+
+  EntryMeta meta(EntryMeta::time_point now, const Expiry& e, std::chrono::nanoseconds compute) const {
+    EntryMeta m;
+    m.created_at = now;
+    m.fresh_until = e.fresh_until;
+    m.compute_time = std::chrono::duration_cast<std::chrono::microseconds>(compute);
+    return m;
+  }
+
+  // Runs a store operation under the breaker. Returns false when Redis was not
+  // reached (breaker open, or the call failed); errors are counted, and thrown
+  // only when `rethrow` is set.
+  template <class Op>
+  bool guarded(Op&& op, bool rethrow) {
+    if (!breaker_.allow()) {
+      if (rethrow) throw ConnectionError("cachet: circuit breaker open, redis skipped");
+      return false;
+    }
+    try {
+      op();
+      breaker_.success();
+      return true;
+    } catch (const ReplyError&) {  // the server answered: a per-key refusal, not an outage
+      breaker_.success();
+      metrics_->count(Event::redis_error);
+      if (rethrow) throw;
+      return false;
+    } catch (const Error&) {  // connection, timeout, pool exhausted
+      breaker_.failure();
+      metrics_->count(Event::redis_error);
+      if (rethrow) throw;
+      return false;
+    } catch (...) {
+      breaker_.failure();
+      throw;
+    }
+  }
+
+  Lookup lookup(const std::string& k) {
+    const auto started = std::chrono::steady_clock::now();
+    std::optional<std::string> bytes;
+    Lookup found;
+    if (!guarded([&] { bytes = store_.get(k); }, options_.throw_redis_errors)) found.state = Lookup::unreachable;
+    else found = classify(bytes);
+    metrics_->get_latency().observe(std::chrono::steady_clock::now() - started);
+    return found;
+  }
+
+  // Decodes what the store returned and counts it as a hit, negative hit or miss.
+  Lookup classify(const std::optional<std::string>& bytes) {
+    Lookup found;
+    if (bytes) {
+      try {
+        found.entry = entries_.decode(*bytes);
+        found.state = found.entry.meta.negative ? Lookup::negative : Lookup::value;
+      } catch (const DecodeError&) {
+        metrics_->count(Event::decode_error);  // corrupt or foreign bytes: a miss
+      }
+    }
+    metrics_->count(found.state == Lookup::value      ? Event::hit
+                    : found.state == Lookup::negative ? Event::negative_hit
+                                                      : Event::miss);
+    return found;
+  }
+
+  // Fills `out` with the hits of one MGET and lists the indices still missing.
+  // Returns whether Redis was reached.
+  bool lookup_many(const std::vector<std::string>& keys, std::vector<std::optional<V>>& out,
+                   std::vector<std::size_t>& missing) {
+    std::vector<std::optional<std::string>> bytes;
+    const bool reached = guarded([&] { bytes = store_.get_many(views(keys)); }, options_.throw_redis_errors);
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      Lookup found = reached ? classify(bytes[i]) : Lookup{Lookup::unreachable, {}};
+      if (!reached) metrics_->count(Event::miss);
+      if (found.state == Lookup::value) out[i] = std::move(found.entry.value);
+      else if (found.state != Lookup::negative) missing.push_back(i);
+    }
+    return reached;
+  }
+
+  template <class F>
+  auto call_loader(F&& f) -> decltype(f()) {
+    try {
+      return f();
+    } catch (...) {
+      metrics_->count(Event::load_error);  // never cached: the next call loads again
+      throw;
+    }
+  }
+
+  void observe_load(std::chrono::steady_clock::time_point started, std::size_t n) {
+    metrics_->load_latency().observe(std::chrono::steady_clock::now() - started);
+    metrics_->count(Event::load, n);
+  }
+
+  template <class L>
+  auto load(const std::string& k, std::string_view id, L& loader, bool write) -> std::invoke_result_t<L&, std::string_view> {
+    const auto started = std::chrono::steady_clock::now();
+    auto result = call_loader([&] { return loader(id); });
+    observe_load(started, 1);
+    if (write) {
+      if constexpr (detail::is_optional<decltype(result)>::value) store_entry(k, result ? &*result : nullptr, started);
+      else store_entry(k, &result, started);
+    }
+    return result;
+  }
+
+  // Writes a loaded value (or, for nullptr, a negative entry when enabled).
+  // Failures are counted, never thrown at the reader.
+  void store_entry(const std::string& k, const V* value, std::chrono::steady_clock::time_point started) {
+    const auto now = clock_.now();
+    const auto compute = std::chrono::steady_clock::now() - started;
+    try {
+      if (value) {
+        const Expiry e = options_.ttl.expiry(options_.name, now);
+        const std::string bytes = entries_.encode(*value, meta(now, e, compute));
+        if (!guarded([&] { store_.set(k, bytes, e.ttl); }, false)) metrics_->count(Event::cache_write_error);
+      } else if (const auto ttl = options_.ttl.negative_ttl(options_.name); ttl.count() > 0) {
+        const std::string bytes = entries_.encode_negative(meta(now, {now + ttl, ttl}, compute));
+        if (!guarded([&] { store_.set(k, bytes, ttl); }, false)) metrics_->count(Event::cache_write_error);
+      }
+    } catch (const EncodeError&) {
+      metrics_->count(Event::cache_write_error);  // the reader still gets the value
+    }
+  }
+
+  // One pipelined write of everything a batch load found (and negative entries).
+  void write_back(const std::vector<std::string>& keys, const std::vector<std::size_t>& missing,
+                  const std::vector<std::optional<V>>& loaded, std::chrono::steady_clock::time_point started) {
+    const auto now = clock_.now();
+    const auto compute = (std::chrono::steady_clock::now() - started) / std::max<std::size_t>(loaded.size(), 1);
+    const auto negative_ttl = options_.ttl.negative_ttl(options_.name);
+    std::vector<std::string> bytes;
+    std::vector<StoreEntry> entries;
+    bytes.reserve(missing.size());
+    entries.reserve(missing.size());
+    for (std::size_t j = 0; j < missing.size(); ++j) {
+      try {
+        if (loaded[j]) {
+          const Expiry e = options_.ttl.expiry(options_.name, now);
+          bytes.push_back(entries_.encode(*loaded[j], meta(now, e, compute)));
+          entries.push_back({keys[missing[j]], bytes.back(), e.ttl});
+        } else if (negative_ttl.count() > 0) {
+          bytes.push_back(entries_.encode_negative(meta(now, {now + negative_ttl, negative_ttl}, compute)));
+          entries.push_back({keys[missing[j]], bytes.back(), negative_ttl});
+        }
+      } catch (const EncodeError&) {
+        metrics_->count(Event::cache_write_error);
+      }
+    }
+    if (!guarded([&] { store_.set_many(entries); }, false)) metrics_->count(Event::cache_write_error, entries.size());
+  }
+
+  CacheOptions options_;
+  S store_;
+  EntryCodec<C> entries_;
+  G guard_;
+  Clk clock_;
+  KeyBuilder keys_;
+  std::string key_prefix_;  // "{ns}:{name}:", built once
+  std::shared_ptr<CacheMetrics> metrics_;
+  CircuitBreaker breaker_;
+};
+
+}  // namespace cachet

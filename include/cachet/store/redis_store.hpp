@@ -1,0 +1,81 @@
+#pragma once
+// The Redis tier: GET, SET ... PX, UNLINK, MGET, and set_many as one pipeline.
+// Every batch is one round trip. Errors are thrown as the Redis layer's types;
+// the policies turn them into degradation.
+
+#include <cachet/redis/pipeline.hpp>
+#include <cachet/redis/pool.hpp>
+#include <cachet/store/concepts.hpp>
+
+#include <chrono>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cachet {
+
+class RedisStore {
+ public:
+  // The pool must outlive the store.
+  explicit RedisStore(Pool& pool) noexcept : pool_(&pool) {}
+
+  std::optional<std::string> get(std::string_view key) {
+    auto lease = pool_->acquire();
+    return lease->command({"GET", key}).as_optional_string();
+  }
+
+  void set(std::string_view key, std::string_view value, std::chrono::milliseconds ttl) {
+    auto lease = pool_->acquire();
+    lease->command({"SET", key, value, "PX", ttl_ms(ttl)});
+  }
+
+  bool del(std::string_view key) {
+    auto lease = pool_->acquire();
+    return lease->command({"UNLINK", key}).as_integer() == 1;
+  }
+
+  std::vector<std::optional<std::string>> get_many(std::span<const std::string_view> keys) {
+    std::vector<std::optional<std::string>> out;
+    if (keys.empty()) return out;
+    auto lease = pool_->acquire();
+    const Reply r = lease->command(prefixed("MGET", keys));
+    out.reserve(keys.size());
+    for (ReplyView v : r) out.emplace_back(v.is_nil() ? std::nullopt : std::optional<std::string>(v.as_string()));
+    return out;
+  }
+
+  void set_many(std::span<const StoreEntry> entries) {
+    if (entries.empty()) return;
+    auto lease = pool_->acquire();
+    Pipeline p(*lease);
+    for (const StoreEntry& e : entries) p.add({"SET", e.key, e.value, "PX", ttl_ms(e.ttl)});
+    p.execute([](Reply&& r) { r.throw_if_error(); });
+  }
+
+  std::size_t del_many(std::span<const std::string_view> keys) {
+    if (keys.empty()) return 0;
+    auto lease = pool_->acquire();
+    return static_cast<std::size_t>(lease->command(prefixed("UNLINK", keys)).as_integer());
+  }
+
+  Pool& pool() const noexcept { return *pool_; }
+
+ private:
+  static long long ttl_ms(std::chrono::milliseconds ttl) { return ttl.count() > 0 ? ttl.count() : 1; }
+
+  static std::vector<std::string_view> prefixed(std::string_view verb, std::span<const std::string_view> keys) {
+    std::vector<std::string_view> argv;
+    argv.reserve(keys.size() + 1);
+    argv.push_back(verb);
+    argv.insert(argv.end(), keys.begin(), keys.end());
+    return argv;
+  }
+
+  Pool* pool_;
+};
+
+static_assert(Store<RedisStore>);
+
+}  // namespace cachet

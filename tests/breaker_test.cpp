@@ -1,0 +1,61 @@
+#include <cachet/breaker.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using cachet::BreakerState;
+using cachet::CircuitBreaker;
+
+TEST_CASE("closed -> open after N consecutive failures -> half-open probe -> closed") {
+  std::vector<BreakerState> seen;
+  CircuitBreaker b({.failure_threshold = 3, .open_for = 100ms}, [&](BreakerState s) { seen.push_back(s); });
+  const auto t0 = CircuitBreaker::clock::now();
+  b.failure(t0);
+  b.failure(t0);
+  b.success();  // not consecutive: starts over
+  b.failure(t0);
+  b.failure(t0);
+  CHECK(b.state() == BreakerState::closed);
+  b.failure(t0);
+  CHECK(b.state() == BreakerState::open);
+  CHECK_FALSE(b.allow(t0 + 99ms));
+  CHECK(b.allow(t0 + 100ms));  // the probe
+  CHECK(b.state() == BreakerState::half_open);
+  CHECK_FALSE(b.allow(t0 + 101ms));  // everyone else waits for it
+  b.success();
+  CHECK(b.state() == BreakerState::closed);
+  CHECK(b.allow(t0 + 102ms));
+  CHECK(seen == std::vector<BreakerState>{BreakerState::open, BreakerState::half_open, BreakerState::closed});
+}
+
+TEST_CASE("a failed probe opens the breaker again for a full period") {
+  CircuitBreaker b({.failure_threshold = 1, .open_for = 50ms});
+  const auto t0 = CircuitBreaker::clock::now();
+  b.failure(t0);
+  REQUIRE(b.allow(t0 + 50ms));
+  b.failure(t0 + 60ms);
+  CHECK(b.state() == BreakerState::open);
+  CHECK_FALSE(b.allow(t0 + 100ms));
+  CHECK(b.allow(t0 + 110ms));
+}
+
+TEST_CASE("exactly one of many concurrent callers becomes the probe") {
+  CircuitBreaker b({.failure_threshold = 1, .open_for = 1ms});
+  b.failure();
+  std::this_thread::sleep_for(5ms);
+  std::atomic<int> probes{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i)
+    threads.emplace_back([&] {
+      for (int j = 0; j < 1000; ++j)
+        if (b.allow()) ++probes;
+    });
+  for (auto& t : threads) t.join();
+  CHECK(probes == 1);
+  CHECK(b.state() == BreakerState::half_open);
+}

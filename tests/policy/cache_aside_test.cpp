@@ -1,0 +1,300 @@
+#include <cachet/codec/msgpack.hpp>
+#include <cachet/policy/cache_aside.hpp>
+#include <cachet/policy/read_through.hpp>
+
+#include <catch2/catch.hpp>
+#include <support/product.hpp>
+#include <support/server.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using cachet::Event;
+using cachet::test::Product;
+using cachet::test::sample_product;
+
+namespace {
+
+long long calls(cachet::Connection& conn, const std::string& command) {
+  const std::string stats = conn.command({"INFO", "commandstats"}).as_string();
+  const std::string tag = "cmdstat_" + command + ":calls=";
+  const auto at = stats.find(tag);
+  return at == std::string::npos ? 0 : std::stoll(stats.substr(at + tag.size()));
+}
+
+cachet::CacheOptions options(std::string name) {
+  cachet::CacheOptions o;
+  o.ns = "test";
+  o.name = std::move(name);
+  o.ttl = cachet::TtlPolicy({.fresh = 1min, .stale = 1min, .negative = 30s});
+  return o;
+}
+
+// A database stand-in that counts its queries; ids "missing*" do not exist.
+struct Db {
+  std::atomic<int> queries{0};
+  std::optional<Product> find(std::string_view id) {
+    ++queries;
+    if (id.rfind("missing", 0) == 0) return std::nullopt;
+    return sample_product(std::stoll(std::string(id)));
+  }
+};
+
+}  // namespace
+
+TEST_CASE("hit, miss and negative paths") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  cachet::CacheAside<Product> cache(cachet::RedisStore(pool), options("product"));
+  Db db;
+  auto load = [&](std::string_view id) { return db.find(id); };
+
+  CHECK_FALSE(cache.get("7").has_value());  // get never loads
+  CHECK(db.queries == 0);
+  CHECK(cache.get_or_load("7", load) == sample_product(7));  // miss: loaded and stored
+  CHECK(cache.get_or_load("7", load) == sample_product(7));  // hit
+  CHECK(cache.get("7") == sample_product(7));
+  CHECK(db.queries == 1);
+
+  CHECK_FALSE(cache.get_or_load("missing-1", load).has_value());
+  CHECK_FALSE(cache.get_or_load("missing-1", load).has_value());  // negative hit: no query
+  CHECK(db.queries == 2);
+  auto conn = server.connect();
+  const auto negative_pttl = conn.command({"PTTL", cache.key("missing-1")}).as_integer();
+  CHECK(negative_pttl > 20'000);  // 30 s +- 10 % jitter
+  CHECK(negative_pttl <= 33'000);
+  const auto pttl = conn.command({"PTTL", cache.key("7")}).as_integer();
+  CHECK(pttl > 100'000);  // fresh + stale = 2 min +- 10 %
+  CHECK(pttl <= 132'000);
+
+  CHECK(cache.metrics().value(Event::hit) == 2);
+  CHECK(cache.metrics().value(Event::negative_hit) == 1);
+  CHECK(cache.metrics().value(Event::miss) == 3);
+  CHECK(cache.metrics().value(Event::load) == 2);
+
+  CHECK(cache.invalidate("7"));
+  CHECK(cache.get_or_load("7", load) == sample_product(7));
+  CHECK(db.queries == 3);
+}
+
+TEST_CASE("without a negative TTL, 'does not exist' is not cached") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  auto o = options("product");
+  o.ttl = cachet::TtlPolicy({.fresh = 1min});
+  cachet::CacheAside<Product> cache(cachet::RedisStore(pool), o);
+  Db db;
+  auto load = [&](std::string_view id) { return db.find(id); };
+  CHECK_FALSE(cache.get_or_load("missing-2", load).has_value());
+  CHECK_FALSE(cache.get_or_load("missing-2", load).has_value());
+  CHECK(db.queries == 2);
+  CHECK(server.connect().command({"EXISTS", cache.key("missing-2")}).as_integer() == 0);
+}
+
+TEST_CASE("corrupt bytes are a miss: counted, reloaded and rewritten") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  cachet::CacheAside<Product> cache(cachet::RedisStore(pool), options("product"));
+  Db db;
+  auto conn = server.connect();
+  for (const std::string& garbage : {std::string("{\"id\": tru"), std::string("\xCA\xCE\x01\x02 short"), std::string()}) {
+    conn.command({"SET", cache.key("9"), garbage});  // as redis-cli SET would
+    const auto before = cache.metrics().value(Event::decode_error);
+    CHECK(cache.get_or_load("9", [&](std::string_view id) { return db.find(id); }) == sample_product(9));
+    CHECK(cache.metrics().value(Event::decode_error) == before + 1);
+    CHECK(cache.get("9") == sample_product(9));  // rewritten, readable again
+  }
+  CHECK(db.queries == 3);
+}
+
+TEST_CASE("a throwing loader caches nothing and runs again next time") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  cachet::CacheAside<Product> cache(cachet::RedisStore(pool), options("product"));
+  int calls_made = 0;
+  auto failing = [&](std::string_view) -> Product {
+    ++calls_made;
+    throw std::runtime_error("database down");
+  };
+  CHECK_THROWS_WITH(cache.get_or_load("5", failing), "database down");
+  CHECK_THROWS_WITH(cache.get_or_load("5", failing), "database down");
+  CHECK(calls_made == 2);
+  CHECK(server.connect().command({"EXISTS", cache.key("5")}).as_integer() == 0);
+  CHECK(cache.metrics().value(Event::load_error) == 2);
+  CHECK(cache.get_or_load("5", [](std::string_view) { return sample_product(5); }) == sample_product(5));
+}
+
+TEST_CASE("get_many: one MGET, one batch load for the misses, one pipelined write") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  cachet::CacheAside<Product, cachet::MsgPackCodec<Product>> cache(cachet::RedisStore(pool), options("product"));
+  Db db;
+  auto one = [&](std::string_view id) { return db.find(id); };
+  cache.get_or_load("1", one);            // a hit
+  cache.get_or_load("missing-a", one);    // a negative entry
+  auto conn = server.connect();
+  conn.command({"SET", cache.key("3"), "corrupt"});  // a decode error
+  conn.command({"CONFIG", "RESETSTAT"});
+
+  std::vector<std::string_view> ids{"1", "2", "missing-a", "missing-b", "3", "4"};
+  int batches = 0;
+  std::vector<std::string> asked;
+  auto batch = [&](std::span<const std::string_view> missing) {
+    ++batches;
+    std::vector<std::optional<Product>> out;
+    for (auto id : missing) asked.emplace_back(id), out.push_back(db.find(id));
+    return out;
+  };
+  const auto got = cache.get_many(ids, batch);
+  CHECK(batches == 1);
+  CHECK(asked == std::vector<std::string>{"2", "missing-b", "3", "4"});
+  REQUIRE(got.size() == 6);
+  CHECK(got[0] == sample_product(1));
+  CHECK(got[1] == sample_product(2));
+  CHECK_FALSE(got[2].has_value());
+  CHECK_FALSE(got[3].has_value());
+  CHECK(got[4] == sample_product(3));
+  CHECK(got[5] == sample_product(4));
+
+  CHECK(calls(conn, "mget") == 1);
+  CHECK(calls(conn, "get") == 0);
+  CHECK(calls(conn, "set") == 4);  // 2, missing-b (negative), 3, 4: one pipeline
+  // Everything is cached now: a second call loads nothing.
+  CHECK(cache.get_many(ids, batch) == got);
+  CHECK(batches == 1);
+}
+
+TEST_CASE("a batch loader returning the wrong number of values is an error") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  cachet::CacheAside<Product> cache(cachet::RedisStore(pool), options("product"));
+  std::vector<std::string_view> ids{"1", "2"};
+  CHECK_THROWS_AS(cache.get_many(ids, [](auto) { return std::vector<std::optional<Product>>{}; }),
+                  std::invalid_argument);
+}
+
+TEST_CASE("read-through binds the loader once") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  Db db;
+  auto products = cachet::make_read_through<Product>(cachet::RedisStore(pool), options("product"),
+                                                     [&](std::string_view id) { return db.find(id); });
+  CHECK(products.get("11") == sample_product(11));
+  CHECK(products.get("11") == sample_product(11));
+  CHECK_FALSE(products.get("missing-x").has_value());
+  CHECK_FALSE(products.get("missing-x").has_value());
+  CHECK(db.queries == 2);
+  std::vector<std::string_view> ids{"11", "12"};
+  const auto many = products.get_many(ids);
+  CHECK(many[1] == sample_product(12));
+  CHECK(db.queries == 3);
+}
+
+TEST_CASE("with Redis down, reads fall back to the loader; errors surface only when asked") {
+  cachet::testing::RedisServer server;
+  auto ro = server.connection_options();
+  ro.connect_timeout = 100ms;
+  ro.command_timeout = 100ms;
+  cachet::Pool pool(ro);
+  auto o = options("product");
+  o.breaker = {.failure_threshold = 2, .open_for = 50ms};
+  cachet::CacheAside<Product> cache(cachet::RedisStore(pool), o);
+  Db db;
+  auto load = [&](std::string_view id) { return db.find(id); };
+  cache.get_or_load("1", load);
+  server.kill();
+
+  for (int i = 0; i < 5; ++i) CHECK(cache.get_or_load("1", load) == sample_product(1));
+  CHECK(cache.breaker().state() == cachet::BreakerState::open);
+  CHECK(cache.metrics().value(Event::redis_error) >= 2);
+  CHECK(cache.metrics().value(Event::breaker_open) == 1);
+
+  auto o2 = options("product");
+  o2.throw_redis_errors = true;
+  o2.metrics_label = "visible";
+  cachet::CacheAside<Product> visible(cachet::RedisStore(pool), o2);
+  CHECK_THROWS_AS(visible.get_or_load("1", load), cachet::ConnectionError);
+}
+
+TEST_CASE("a Redis that refuses writes (OOM) still serves reads from the loader; failed writes are counted") {
+  cachet::testing::RedisServer server({.config = {"maxmemory 1mb", "maxmemory-policy noeviction"}});
+  auto conn = server.connect();
+  bool full = false;
+  for (int i = 0; i < 10'000 && !full; ++i) {
+    try {
+      conn.command({"SET", "filler:" + std::to_string(i), std::string(10'000, 'f')});
+    } catch (const cachet::ReplyError& e) {
+      REQUIRE(e.code() == "OOM");
+      full = true;
+    }
+  }
+  REQUIRE(full);
+  cachet::Pool pool(server.connection_options());
+  cachet::CacheAside<Product> cache(cachet::RedisStore(pool), options("product"));
+  Db db;
+  CHECK(cache.get_or_load("1", [&](std::string_view id) { return db.find(id); }) == sample_product(1));
+  CHECK(cache.get_or_load("1", [&](std::string_view id) { return db.find(id); }) == sample_product(1));
+  CHECK(db.queries == 2);
+  CHECK(cache.metrics().value(Event::cache_write_error) == 2);
+  CHECK(cache.breaker().state() == cachet::BreakerState::closed);  // an answer is not an outage
+  CHECK_THROWS_AS(cache.set("2", sample_product(2)), cachet::ReplyError);  // an explicit write reports it
+}
+
+TEST_CASE("8 threads keep reading while the server is SIGKILLed and restarted") {
+  cachet::testing::RedisServer server;
+  auto ro = server.connection_options();
+  ro.connect_timeout = 50ms;
+  ro.command_timeout = 50ms;
+  ro.reconnect = {.initial = 10ms, .max = 200ms};
+  cachet::Pool pool(ro, {.size = 8, .wait_timeout = 200ms});
+  auto o = options("product");
+  o.breaker = {.failure_threshold = 3, .open_for = 100ms};
+  cachet::CacheAside<Product> cache(cachet::RedisStore(pool), o);
+  std::atomic<int> loads{0};
+  auto load = [&](std::string_view id) {
+    ++loads;
+    return sample_product(std::stoll(std::string(id)));
+  };
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> errors{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 8; ++t) {
+    readers.emplace_back([&, t] {
+      for (int i = 0; i < 10'000 || !stop; ++i) {  // at least 10k gets each, on until told
+        try {
+          const auto id = std::to_string((t * 10'000 + i) % 50);
+          if (cache.get_or_load(id, load) != sample_product(std::stoll(id))) ++errors;
+        } catch (...) {
+          ++errors;
+        }
+      }
+    });
+  }
+  std::this_thread::sleep_for(200ms);
+  server.kill();
+  std::this_thread::sleep_for(300ms);
+  CHECK(cache.metrics().value(Event::breaker_open) >= 1);
+  CHECK(cache.breaker().state() != cachet::BreakerState::closed);
+  server.restart();
+  const auto restart_time = std::chrono::steady_clock::now();
+  const auto hits_at_restart = cache.metrics().value(Event::hit);
+  while (cache.metrics().value(Event::hit) < hits_at_restart + 100 &&
+         std::chrono::steady_clock::now() - restart_time < 5s)
+    std::this_thread::sleep_for(5ms);
+  const auto recovery = std::chrono::steady_clock::now() - restart_time;
+  stop = true;
+  for (auto& r : readers) r.join();
+
+  CHECK(errors == 0);  // no exception, no wrong value reached a caller
+  CHECK(recovery < 2s);
+  CHECK(cache.breaker().state() == cachet::BreakerState::closed);
+  INFO("loads " << loads << ", hits " << cache.metrics().value(Event::hit));
+  CHECK(cache.metrics().value(Event::hit) > hits_at_restart);
+}

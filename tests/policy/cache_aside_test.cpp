@@ -196,7 +196,7 @@ TEST_CASE("read-through binds the loader once") {
   CHECK(db.queries == 3);
 }
 
-TEST_CASE("with Redis down, reads fall back to the loader; errors surface only when asked") {
+TEST_CASE("with Redis down, reads fall back to the loader and errors surface only when asked") {
   cachet::testing::RedisServer server;
   auto ro = server.connection_options();
   ro.connect_timeout = 100ms;
@@ -222,7 +222,7 @@ TEST_CASE("with Redis down, reads fall back to the loader; errors surface only w
   CHECK_THROWS_AS(visible.get_or_load("1", load), cachet::ConnectionError);
 }
 
-TEST_CASE("a Redis that refuses writes (OOM) still serves reads from the loader; failed writes are counted") {
+TEST_CASE("a Redis that refuses writes (OOM) still serves reads from the loader and counts failed writes") {
   cachet::testing::RedisServer server({.config = {"maxmemory 1mb", "maxmemory-policy noeviction"}});
   auto conn = server.connect();
   bool full = false;

@@ -1,4 +1,5 @@
 #include <cachet/codec/msgpack.hpp>
+#include <cachet/codec/string.hpp>
 #include <cachet/policy/cache_aside.hpp>
 #include <cachet/policy/read_through.hpp>
 
@@ -297,4 +298,42 @@ TEST_CASE("8 threads keep reading while the server is SIGKILLed and restarted") 
   CHECK(cache.breaker().state() == cachet::BreakerState::closed);
   INFO("loads " << loads << ", hits " << cache.metrics().value(Event::hit));
   CHECK(cache.metrics().value(Event::hit) > hits_at_restart);
+}
+
+TEST_CASE("sliding expiry renews the TTL on every hit") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  cachet::CacheOptions o;
+  o.ns = "test";
+  o.name = "session";
+  o.ttl = cachet::TtlPolicy({.fresh = 1min}, {{"session", {.fresh = 2s, .jitter = 0, .sliding = true}}});
+  cachet::CacheAside<std::string, cachet::StringCodec> sessions(cachet::RedisStore(pool), o);
+  auto conn = server.connect();
+  sessions.set("s1", "alice");
+  conn.command({"PEXPIRE", sessions.key("s1"), 500});  // as if most of its life had passed
+  CHECK(sessions.get("s1") == std::optional<std::string>("alice"));
+  const auto pttl = conn.command({"PTTL", sessions.key("s1")}).as_integer();
+  CHECK(pttl > 1500);  // renewed to the full 2 s by the read
+}
+
+TEST_CASE("a sliding rule on a store that cannot renew TTLs is refused, not ignored") {
+  struct PlainStore {  // a Store without get_and_touch
+    std::optional<std::string> get(std::string_view) { return std::nullopt; }
+    void set(std::string_view, std::string_view, std::chrono::milliseconds) {}
+    bool del(std::string_view) { return false; }
+    std::vector<std::optional<std::string>> get_many(std::span<const std::string_view> k) {
+      return std::vector<std::optional<std::string>>(k.size());
+    }
+    void set_many(std::span<const cachet::StoreEntry>) {}
+    std::size_t del_many(std::span<const std::string_view>) { return 0; }
+  };
+  static_assert(cachet::Store<PlainStore> && !cachet::TouchingStore<PlainStore>);
+  static_assert(cachet::TouchingStore<cachet::RedisStore>);
+  cachet::CacheOptions o;
+  o.name = "session";
+  o.ttl = cachet::TtlPolicy({.fresh = 1min, .sliding = true});
+  using Cache = cachet::CacheAside<std::string, cachet::StringCodec, cachet::NoGuard, PlainStore>;
+  CHECK_THROWS_AS(Cache(PlainStore{}, o), std::invalid_argument);
+  o.ttl = cachet::TtlPolicy({.fresh = 1min});
+  CHECK_NOTHROW(Cache(PlainStore{}, o));
 }

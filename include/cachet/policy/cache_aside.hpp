@@ -67,7 +67,11 @@ class CacheAside {
         keys_(options_.ns, options_.keys),
         key_prefix_(keys_.name_prefix(options_.name)),
         metrics_(MetricsRegistry::global().add(label(options_), options_.ns + ":" + options_.name)),
-        breaker_(options_.breaker, [m = metrics_](BreakerState to) { m->count(transition_event(to)); }) {}
+        breaker_(options_.breaker, [m = metrics_](BreakerState to) { m->count(transition_event(to)); }),
+        sliding_(options_.ttl.sliding(options_.name)) {
+    if (sliding_ && !TouchingStore<S>)
+      throw std::invalid_argument("cachet: sliding expiry for '" + options_.name + "' needs a store with get_and_touch");
+  }
 
   CacheAside(const CacheAside&) = delete;
   CacheAside& operator=(const CacheAside&) = delete;
@@ -212,10 +216,19 @@ class CacheAside {
     const auto started = std::chrono::steady_clock::now();
     std::optional<std::string> bytes;
     Lookup found;
-    if (!guarded([&] { bytes = store_.get(k); }, options_.throw_redis_errors)) found.state = Lookup::unreachable;
+    if (!guarded([&] { bytes = read(k); }, options_.throw_redis_errors)) found.state = Lookup::unreachable;
     else found = classify(bytes);
     metrics_->get_latency().observe(std::chrono::steady_clock::now() - started);
     return found;
+  }
+
+  // A sliding entry's TTL is renewed by the read itself (the envelope's soft
+  // expiry is not moved: sliding entries are meant to have no stale window).
+  std::optional<std::string> read(const std::string& k) {
+    if constexpr (TouchingStore<S>) {
+      if (sliding_) return store_.get_and_touch(k, options_.ttl.expiry(options_.name, clock_.now()).ttl);
+    }
+    return store_.get(k);
   }
 
   // Decodes what the store returned and counts it as a hit, negative hit or miss.
@@ -332,6 +345,7 @@ class CacheAside {
   std::string key_prefix_;  // "{ns}:{name}:", built once
   std::shared_ptr<CacheMetrics> metrics_;
   CircuitBreaker breaker_;
+  bool sliding_;
 };
 
 }  // namespace cachet

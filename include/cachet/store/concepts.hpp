@@ -35,4 +35,10 @@ concept Store = requires(S& s, std::string_view key, std::string_view value, std
   { s.del_many(keys) } -> std::same_as<std::size_t>;        // how many existed
 };
 
+// Optional: read and renew the TTL at once, for sliding expiry.
+template <class S>
+concept TouchingStore = Store<S> && requires(S& s, std::string_view key, std::chrono::milliseconds ttl) {
+  { s.get_and_touch(key, ttl) } -> std::same_as<std::optional<std::string>>;
+};
+
 }  // namespace cachet

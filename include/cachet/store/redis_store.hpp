@@ -26,6 +26,12 @@ class RedisStore {
     return lease->command({"GET", key}).as_optional_string();
   }
 
+  // GETEX: reads and renews the TTL in one round trip (sliding expiry; Redis >= 6.2).
+  std::optional<std::string> get_and_touch(std::string_view key, std::chrono::milliseconds ttl) {
+    auto lease = pool_->acquire();
+    return lease->command({"GETEX", key, "PX", ttl_ms(ttl)}).as_optional_string();
+  }
+
   void set(std::string_view key, std::string_view value, std::chrono::milliseconds ttl) {
     auto lease = pool_->acquire();
     lease->command({"SET", key, value, "PX", ttl_ms(ttl)});

@@ -28,3 +28,16 @@
 #ifdef CACHET_HAS_ZSTD
 #include <cachet/codec/compressed.hpp>
 #endif
+
+#include <cachet/breaker.hpp>
+#include <cachet/metrics.hpp>
+
+#include <cachet/guard/concepts.hpp>
+#include <cachet/guard/no_guard.hpp>
+
+#include <cachet/store/concepts.hpp>
+#include <cachet/store/memory_store.hpp>
+#include <cachet/store/redis_store.hpp>
+
+#include <cachet/policy/cache_aside.hpp>
+#include <cachet/policy/read_through.hpp>

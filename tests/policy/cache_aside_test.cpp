@@ -2,6 +2,7 @@
 #include <cachet/codec/string.hpp>
 #include <cachet/policy/cache_aside.hpp>
 #include <cachet/policy/read_through.hpp>
+#include <cachet/store/memory_store.hpp>
 
 #include <catch2/catch.hpp>
 #include <support/product.hpp>
@@ -21,13 +22,6 @@ using cachet::test::Product;
 using cachet::test::sample_product;
 
 namespace {
-
-long long calls(cachet::Connection& conn, const std::string& command) {
-  const std::string stats = conn.command({"INFO", "commandstats"}).as_string();
-  const std::string tag = "cmdstat_" + command + ":calls=";
-  const auto at = stats.find(tag);
-  return at == std::string::npos ? 0 : std::stoll(stats.substr(at + tag.size()));
-}
 
 cachet::CacheOptions options(std::string name) {
   cachet::CacheOptions o;
@@ -163,9 +157,9 @@ TEST_CASE("get_many: one MGET, one batch load for the misses, one pipelined writ
   CHECK(got[4] == sample_product(3));
   CHECK(got[5] == sample_product(4));
 
-  CHECK(calls(conn, "mget") == 1);
-  CHECK(calls(conn, "get") == 0);
-  CHECK(calls(conn, "set") == 4);  // 2, missing-b (negative), 3, 4: one pipeline
+  CHECK(cachet::test::command_calls(conn, "mget") == 1);
+  CHECK(cachet::test::command_calls(conn, "get") == 0);
+  CHECK(cachet::test::command_calls(conn, "set") == 4);  // 2, missing-b (negative), 3, 4: one pipeline
   // Everything is cached now: a second call loads nothing.
   CHECK(cache.get_many(ids, batch) == got);
   CHECK(batches == 1);
@@ -336,4 +330,30 @@ TEST_CASE("a sliding rule on a store that cannot renew TTLs is refused, not igno
   CHECK_THROWS_AS(Cache(PlainStore{}, o), std::invalid_argument);
   o.ttl = cachet::TtlPolicy({.fresh = 1min});
   CHECK_NOTHROW(Cache(PlainStore{}, o));
+}
+
+TEST_CASE("cache-aside over MemoryStore: a single process needs no Redis") {
+  cachet::ManualClock clock;
+  using Store = cachet::BasicMemoryStore<cachet::ClockRef<cachet::ManualClock>>;
+  cachet::CacheAside<Product, cachet::JsonCodec<Product>, cachet::NoGuard, Store, cachet::ClockRef<cachet::ManualClock>>
+      cache(Store({.max_entries = 1000}, cachet::ClockRef(clock)), options("memory-product"), {}, {},
+            cachet::ClockRef(clock));
+  Db db;
+  auto load = [&](std::string_view id) { return db.find(id); };
+  CHECK(cache.get_or_load("3", load) == sample_product(3));
+  CHECK(cache.get_or_load("3", load) == sample_product(3));
+  CHECK_FALSE(cache.get_or_load("missing-m", load).has_value());
+  CHECK_FALSE(cache.get_or_load("missing-m", load).has_value());
+  CHECK(db.queries == 2);
+  clock.advance(3min);  // past fresh + stale (2 min +- 10 %): gone
+  CHECK(cache.get_or_load("3", load) == sample_product(3));
+  CHECK(db.queries == 3);
+  std::vector<std::string_view> ids{"3", "4"};
+  const auto many = cache.get_many(ids, [&](std::span<const std::string_view> missing) {
+    std::vector<std::optional<Product>> out;
+    for (auto id : missing) out.push_back(db.find(id));
+    return out;
+  });
+  CHECK(many[1] == sample_product(4));
+  CHECK(db.queries == 4);
 }

@@ -9,16 +9,6 @@
 
 using namespace std::chrono_literals;
 
-namespace {
-// How many times the server ran `command` since the last CONFIG RESETSTAT.
-long long calls(cachet::Connection& conn, const std::string& command) {
-  const std::string stats = conn.command({"INFO", "commandstats"}).as_string();
-  const std::string tag = "cmdstat_" + command + ":calls=";
-  const auto at = stats.find(tag);
-  return at == std::string::npos ? 0 : std::stoll(stats.substr(at + tag.size()));
-}
-}  // namespace
-
 TEST_CASE("RedisStore: get, set with TTL, del") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
@@ -55,8 +45,8 @@ TEST_CASE("RedisStore batches are one command or one pipeline") {
   CHECK(store.del_many(views) == 25);
   CHECK(store.get_many({}).empty());
 
-  CHECK(calls(conn, "mget") == 1);
-  CHECK(calls(conn, "get") == 0);
-  CHECK(calls(conn, "set") == 25);
-  CHECK(calls(conn, "unlink") == 1);
+  CHECK(cachet::test::command_calls(conn, "mget") == 1);
+  CHECK(cachet::test::command_calls(conn, "get") == 0);
+  CHECK(cachet::test::command_calls(conn, "set") == 25);
+  CHECK(cachet::test::command_calls(conn, "unlink") == 1);
 }

@@ -4,6 +4,8 @@
 #include <cachet/redis/connection.hpp>
 #include <cachet/testing/redis_server.hpp>
 
+#include <string>
+
 namespace cachet::test {
 
 inline testing::RedisServer& server() {
@@ -19,5 +21,13 @@ inline testing::RedisServer& clean_server() {
 }
 
 inline Connection connect(const testing::RedisServer& s) { return Connection(s.connection_options()); }
+
+// How many times the server ran `command` (lower case) since the last CONFIG RESETSTAT.
+inline long long command_calls(Connection& conn, const std::string& command) {
+  const std::string stats = conn.command({"INFO", "commandstats"}).as_string();
+  const std::string tag = "cmdstat_" + command + ":calls=";
+  const auto at = stats.find(tag);
+  return at == std::string::npos ? 0 : std::stoll(stats.substr(at + tag.size()));
+}
 
 }  // namespace cachet::test

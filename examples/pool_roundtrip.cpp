@@ -4,8 +4,9 @@
 //   pool_roundtrip [--socket PATH | --host H --port P] [--password PW]
 //                  [--threads N] [--requests N] [--value-size BYTES]
 
+#include "common/cli.hpp"
+
 #include <cachet/redis/pool.hpp>
-#include <cachet/testing/redis_server.hpp>
 
 #include <algorithm>
 #include <charconv>
@@ -24,59 +25,31 @@ namespace {
 using clock_type = std::chrono::steady_clock;
 
 struct Args {
-  cachet::ConnectionOptions redis;
-  bool own_server = true;
   int threads = 4;
   int requests = 20'000;
   int value_size = 100;
 };
 
-[[noreturn]] void usage(const char* error) {
-  if (error) std::fprintf(stderr, "pool_roundtrip: %s\n", error);
-  std::fprintf(stderr,
-               "usage: pool_roundtrip [--socket PATH | --host H --port P] [--password PW]\n"
-               "                      [--threads N] [--requests N] [--value-size BYTES]\n"
-               "Without --socket or --host it starts its own throwaway redis-server.\n");
-  std::exit(error ? 2 : 0);
-}
-
-int positive(std::string_view flag, std::string_view text) {
-  int v = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc{} || end != text.data() + text.size() || v <= 0)
-    usage((std::string(flag) + " needs a positive integer, got '" + std::string(text) + "'").c_str());
-  return v;
-}
-
-Args parse(int argc, char** argv) {
+Args parse(int argc, char** argv, example::Cli& cli) {
   Args a;
   for (int i = 1; i < argc; ++i) {
     const std::string_view flag = argv[i];
-    if (flag == "--help" || flag == "-h") usage(nullptr);
-    if (i + 1 >= argc) usage(("missing value after " + std::string(flag)).c_str());
+    if (flag == "--help" || flag == "-h") cli.fail("");
+    if (i + 1 >= argc) cli.fail("missing value after " + std::string(flag));
     const std::string_view value = argv[++i];
-    if (flag == "--socket") a.redis.path = value, a.own_server = false;
-    else if (flag == "--host") a.redis.host = value, a.own_server = false;
-    else if (flag == "--port") a.redis.port = positive(flag, value), a.own_server = false;
-    else if (flag == "--password") a.redis.password = value, a.own_server = false;
-    else if (flag == "--threads") a.threads = positive(flag, value);
-    else if (flag == "--requests") a.requests = positive(flag, value);
-    else if (flag == "--value-size") a.value_size = positive(flag, value);
-    else usage(("unknown flag " + std::string(flag)).c_str());
+    if (cli.redis_flag(flag, value)) continue;
+    if (flag == "--threads") a.threads = cli.positive(flag, value);
+    else if (flag == "--requests") a.requests = cli.positive(flag, value);
+    else if (flag == "--value-size") a.value_size = cli.positive(flag, value);
+    else cli.fail("unknown flag " + std::string(flag));
   }
   return a;
 }
 
-double percentile_us(std::vector<double>& v, double p) {
-  if (v.empty()) return 0;
-  const auto k = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1));
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
-  return v[k];
-}
-
 void report(const char* op, std::vector<double> us, std::chrono::duration<double> wall) {
   const double count = static_cast<double>(us.size());
-  const double p50 = percentile_us(us, 0.50), p95 = percentile_us(us, 0.95), p99 = percentile_us(us, 0.99);
+  const double p50 = example::percentile(us, 0.50), p95 = example::percentile(us, 0.95),
+               p99 = example::percentile(us, 0.99);
   std::printf("%-4s %9.0f ops/s   p50 %7.1f us   p95 %7.1f us   p99 %7.1f us\n", op, count / wall.count(), p50, p95,
               p99);
 }
@@ -114,15 +87,12 @@ void run(const char* name, cachet::Pool& pool, const Args& a, Op op) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Args a = parse(argc, argv);
-  std::unique_ptr<cachet::testing::RedisServer> server;
+  example::Cli cli("pool_roundtrip",
+                   "[--socket PATH | --host H --port P] [--password PW] [--threads N] [--requests N] [--value-size BYTES]\n"
+                   "Without --socket or --host it starts its own throwaway redis-server.");
+  const Args a = parse(argc, argv, cli);
   try {
-    if (a.own_server) {
-      server = std::make_unique<cachet::testing::RedisServer>();
-      a.redis = server->connection_options();
-      std::printf("started a throwaway redis-server on %s\n", a.redis.path.c_str());
-    }
-    cachet::Pool pool(a.redis, {.size = static_cast<std::size_t>(std::min(a.threads, 16)), .wait_timeout = std::chrono::seconds{5}});
+    cachet::Pool pool(cli.redis(), {.size = static_cast<std::size_t>(std::min(a.threads, 16)), .wait_timeout = std::chrono::seconds{5}});
     const std::string value(static_cast<std::size_t>(a.value_size), 'x');
     std::printf("%d requests per operation, %d threads, %d-byte values, pool of %zu\n", a.requests, a.threads,
                 a.value_size, pool.options().size);

@@ -10,6 +10,7 @@
 // Exits 1 if any answer differs from the database, nothing was served from the
 // cache, or the counters do not add up; 2 on a bad flag.
 
+#include "../common/cli.hpp"
 #include "catalog_db.hpp"
 
 #include <cachet/metrics.hpp>
@@ -40,45 +41,22 @@ using clock_type = std::chrono::steady_clock;
 using catalog::Product;
 
 struct Args {
-  cachet::ConnectionOptions redis;
-  bool own_server = true;
   int requests = 2'000;
   int products = 2'000;
 };
 
-[[noreturn]] void usage(const char* error) {
-  if (error) std::fprintf(stderr, "cache_aside: %s\n", error);
-  std::fprintf(stderr,
-               "usage: cache_aside [--socket PATH | --host H --port P] [--password PW]\n"
-               "                   [--requests N] [--products N]\n"
-               "Without --socket or --host it starts its own throwaway redis-server.\n");
-  std::exit(error ? 2 : 0);
-}
-
-int positive(std::string_view flag, std::string_view text) {
-  int v = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc{} || end != text.data() + text.size() || v <= 0)
-    usage((std::string(flag) + " needs a positive integer, got '" + std::string(text) + "'").c_str());
-  return v;
-}
-
-Args parse(int argc, char** argv) {
+Args parse(int argc, char** argv, example::Cli& cli) {
   Args a;
   for (int i = 1; i < argc; ++i) {
     const std::string_view flag = argv[i];
-    if (flag == "--help" || flag == "-h") usage(nullptr);
+    if (flag == "--help" || flag == "-h") cli.fail("");
     constexpr std::string_view known[] = {"--socket", "--host", "--port", "--password", "--requests", "--products"};
-    if (std::find(std::begin(known), std::end(known), flag) == std::end(known))
-      usage(("unknown flag " + std::string(flag)).c_str());
-    if (i + 1 >= argc) usage(("missing value after " + std::string(flag)).c_str());
+    if (std::find(std::begin(known), std::end(known), flag) == std::end(known)) cli.fail("unknown flag " + std::string(flag));
+    if (i + 1 >= argc) cli.fail("missing value after " + std::string(flag));
     const std::string_view value = argv[++i];
-    if (flag == "--socket") a.redis.path = value, a.own_server = false;
-    else if (flag == "--host") a.redis.host = value, a.own_server = false;
-    else if (flag == "--port") a.redis.port = positive(flag, value), a.own_server = false;
-    else if (flag == "--password") a.redis.password = value, a.own_server = false;
-    else if (flag == "--requests") a.requests = positive(flag, value);
-    else a.products = positive(flag, value);  // --products
+    if (cli.redis_flag(flag, value)) continue;
+    if (flag == "--requests") a.requests = cli.positive(flag, value);
+    else a.products = cli.positive(flag, value);  // --products
   }
   return a;
 }
@@ -119,13 +97,9 @@ std::string duration_text(double us) {
 // "p50 ...   p99 ..." of latencies in microseconds.
 std::string percentiles(std::vector<double> us) {
   if (us.empty()) return "p50         -   p99         -";
-  const auto at = [&](double p) {
-    const auto k = static_cast<std::size_t>(p * static_cast<double>(us.size() - 1));
-    std::nth_element(us.begin(), us.begin() + static_cast<std::ptrdiff_t>(k), us.end());
-    return us[k];
-  };
   char buf[64];
-  std::snprintf(buf, sizeof buf, "p50 %9s   p99 %9s", duration_text(at(0.50)).c_str(), duration_text(at(0.99)).c_str());
+  std::snprintf(buf, sizeof buf, "p50 %9s   p99 %9s", duration_text(example::percentile(us, 0.50)).c_str(),
+                duration_text(example::percentile(us, 0.99)).c_str());
   return buf;
 }
 
@@ -157,19 +131,13 @@ struct Checks {
   }
 };
 
-int run(Args a) {
+int run(const Args& a, example::Cli& cli) {
   Checks check;
   catalog::CatalogDb db(a.products);
   std::printf("SQLite catalog in memory: %d products, %lld reviews, no index on reviews.product_id\n", a.products,
               static_cast<long long>(db.review_rows()));
 
-  std::unique_ptr<cachet::testing::RedisServer> server;
-  if (a.own_server) {
-    server = std::make_unique<cachet::testing::RedisServer>();
-    a.redis = server->connection_options();
-    std::printf("started a throwaway redis-server on %s\n", a.redis.path.c_str());
-  }
-  cachet::Pool pool(a.redis, {.size = 2});
+  cachet::Pool pool(cli.redis(), {.size = 2});
   pool.with([](cachet::Connection& c) { c.command({"PING"}); });  // a clear error now rather than silent misses
 
   cachet::CacheAside<Product> cache(
@@ -244,9 +212,12 @@ int run(Args a) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Args a = parse(argc, argv);
+  example::Cli cli("cache_aside",
+                   "[--socket PATH | --host H --port P] [--password PW] [--requests N] [--products N]\n"
+                   "Without --socket or --host it starts its own throwaway redis-server.");
+  const Args a = parse(argc, argv, cli);
   try {
-    return run(a);
+    return run(a, cli);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cache_aside: %s\n", e.what());
     return 1;

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -45,17 +46,38 @@ TEST_CASE("a failed probe opens the breaker again for a full period") {
 }
 
 TEST_CASE("exactly one of many concurrent callers becomes the probe") {
-  CircuitBreaker b({.failure_threshold = 1, .open_for = 1ms});
-  b.failure();
-  std::this_thread::sleep_for(5ms);
+  CircuitBreaker b({.failure_threshold = 1, .open_for = 10ms});
+  const auto t0 = CircuitBreaker::clock::now();
+  b.failure(t0);
   std::atomic<int> probes{0};
   std::vector<std::thread> threads;
   for (int i = 0; i < 8; ++i)
     threads.emplace_back([&] {
       for (int j = 0; j < 1000; ++j)
-        if (b.allow()) ++probes;
+        if (b.allow(t0 + 15ms)) ++probes;
     });
   for (auto& t : threads) t.join();
   CHECK(probes == 1);
   CHECK(b.state() == BreakerState::half_open);
+}
+
+TEST_CASE("a probe that never reports is replaced after another period") {
+  CircuitBreaker b({.failure_threshold = 1, .open_for = 10ms});
+  const auto t0 = CircuitBreaker::clock::now();
+  b.failure(t0);
+  REQUIRE(b.allow(t0 + 10ms));  // the probe, which then hangs
+  CHECK_FALSE(b.allow(t0 + 15ms));
+  CHECK(b.allow(t0 + 21ms));  // a new probe
+  b.success();
+  CHECK(b.state() == BreakerState::closed);
+}
+
+TEST_CASE("a throwing listener does not wedge the breaker") {
+  CircuitBreaker b({.failure_threshold = 1, .open_for = 10ms}, [](BreakerState) { throw std::runtime_error("x"); });
+  const auto t0 = CircuitBreaker::clock::now();
+  b.failure(t0);
+  CHECK(b.state() == BreakerState::open);
+  CHECK(b.allow(t0 + 10ms));
+  b.success();
+  CHECK(b.state() == BreakerState::closed);
 }

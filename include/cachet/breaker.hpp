@@ -30,17 +30,25 @@ class CircuitBreaker {
     if (options_.failure_threshold == 0) options_.failure_threshold = 1;
   }
 
-  // May a call go to Redis now? In the open state the first caller after
-  // `open_for` becomes the half-open probe; everyone else is refused until it reports.
-  bool allow(clock::time_point now = clock::now()) {
-    switch (state_.load(std::memory_order_acquire)) {
-      case BreakerState::closed: return true;
-      case BreakerState::half_open: return false;
-      case BreakerState::open: break;
-    }
-    if (now - clock::time_point(clock::duration(opened_at_.load(std::memory_order_acquire))) < options_.open_for)
+  // May a call go to Redis now? Closed: yes, without reading the clock. Open: the
+  // first caller after `open_for` becomes the half-open probe; everyone else is
+  // refused until it reports (or, should it never report, until another
+  // `open_for` has passed and a new probe goes).
+  bool allow() {
+    if (state_.load(std::memory_order_acquire) == BreakerState::closed) return true;
+    return allow(clock::now());
+  }
+
+  bool allow(clock::time_point now) {
+    const BreakerState state = state_.load(std::memory_order_acquire);
+    if (state == BreakerState::closed) return true;
+    auto last = opened_at_.load(std::memory_order_acquire);
+    if (now - clock::time_point(clock::duration(last)) < options_.open_for) return false;
+    // Open, or half-open with a probe that never reported: one caller wins the
+    // stamp and probes.
+    if (!opened_at_.compare_exchange_strong(last, now.time_since_epoch().count(), std::memory_order_acq_rel))
       return false;
-    return transition(BreakerState::open, BreakerState::half_open);
+    return state == BreakerState::half_open || transition(BreakerState::open, BreakerState::half_open);
   }
 
   void success() {
@@ -67,7 +75,10 @@ class CircuitBreaker {
  private:
   bool transition(BreakerState from, BreakerState to) {
     if (!state_.compare_exchange_strong(from, to, std::memory_order_acq_rel)) return false;
-    if (on_transition_) on_transition_(to);
+    try {
+      if (on_transition_) on_transition_(to);
+    } catch (...) {  // a listener must not leave the breaker without a probe
+    }
     return true;
   }
 

@@ -41,6 +41,27 @@ struct Db {
   }
 };
 
+// Wraps a store and counts the calls the policy makes on it.
+template <class S>
+struct Recording {
+  S inner;
+  int gets = 0, sets = 0, get_manys = 0, set_manys = 0;
+  std::optional<std::string> get(std::string_view k) { return ++gets, inner.get(k); }
+  void set(std::string_view k, std::string_view v, std::chrono::milliseconds t) { ++sets, inner.set(k, v, t); }
+  bool del(std::string_view k) { return inner.del(k); }
+  std::vector<std::optional<std::string>> get_many(std::span<const std::string_view> k) {
+    return ++get_manys, inner.get_many(k);
+  }
+  void set_many(std::span<const cachet::StoreEntry> e) { ++set_manys, inner.set_many(e); }
+  std::size_t del_many(std::span<const std::string_view> k) { return inner.del_many(k); }
+};
+
+std::vector<std::optional<Product>> load_each(Db& db, std::span<const std::string_view> ids) {
+  std::vector<std::optional<Product>> out;
+  for (auto id : ids) out.push_back(db.find(id));
+  return out;
+}
+
 }  // namespace
 
 TEST_CASE("hit, miss and negative paths") {
@@ -128,7 +149,9 @@ TEST_CASE("a throwing loader caches nothing and runs again next time") {
 TEST_CASE("get_many: one MGET, one batch load for the misses, one pipelined write") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
-  cachet::CacheAside<Product, cachet::MsgPackCodec<Product>> cache(cachet::RedisStore(pool), options("product"));
+  using Store = Recording<cachet::RedisStore>;
+  cachet::CacheAside<Product, cachet::MsgPackCodec<Product>, cachet::NoGuard, Store> cache(
+      Store{cachet::RedisStore(pool)}, options("product"));
   Db db;
   auto one = [&](std::string_view id) { return db.find(id); };
   cache.get_or_load("1", one);            // a hit
@@ -136,6 +159,8 @@ TEST_CASE("get_many: one MGET, one batch load for the misses, one pipelined writ
   auto conn = server.connect();
   conn.command({"SET", cache.key("3"), "corrupt"});  // a decode error
   conn.command({"CONFIG", "RESETSTAT"});
+  cache.store().gets = cache.store().sets = 0;
+  const auto decode_errors = cache.metrics().value(Event::decode_error);
 
   std::vector<std::string_view> ids{"1", "2", "missing-a", "missing-b", "3", "4"};
   int batches = 0;
@@ -157,9 +182,12 @@ TEST_CASE("get_many: one MGET, one batch load for the misses, one pipelined writ
   CHECK(got[4] == sample_product(3));
   CHECK(got[5] == sample_product(4));
 
+  CHECK(cache.store().get_manys == 1);  // one round trip to read
+  CHECK(cache.store().set_manys == 1);  // one round trip to write back
+  CHECK(cache.store().gets + cache.store().sets == 0);
   CHECK(cachet::test::command_calls(conn, "mget") == 1);
-  CHECK(cachet::test::command_calls(conn, "get") == 0);
-  CHECK(cachet::test::command_calls(conn, "set") == 4);  // 2, missing-b (negative), 3, 4: one pipeline
+  CHECK(cachet::test::command_calls(conn, "set") == 4);  // 2, missing-b (negative), 3, 4
+  CHECK(cache.metrics().value(Event::decode_error) == decode_errors + 1);  // "3" was corrupt
   // Everything is cached now: a second call loads nothing.
   CHECK(cache.get_many(ids, batch) == got);
   CHECK(batches == 1);
@@ -206,9 +234,23 @@ TEST_CASE("with Redis down, reads fall back to the loader and errors surface onl
   server.kill();
 
   for (int i = 0; i < 5; ++i) CHECK(cache.get_or_load("1", load) == sample_product(1));
-  CHECK(cache.breaker().state() == cachet::BreakerState::open);
+  CHECK(cache.breaker().state() != cachet::BreakerState::closed);
   CHECK(cache.metrics().value(Event::redis_error) >= 2);
-  CHECK(cache.metrics().value(Event::breaker_open) == 1);
+  CHECK(cache.metrics().value(Event::breaker_open) >= 1);
+  CHECK(cache.metrics().value(Event::miss) == 1 + 5);  // unreachable counts as a miss
+  CHECK(cache.metrics().get_latency().count() == 6);
+
+  // Batches degrade the same way: every id loaded, counted as misses, nothing written.
+  std::vector<std::string_view> ids{"1", "2"};
+  const auto misses = cache.metrics().value(Event::miss);
+  const auto many = cache.get_many(ids, [&](std::span<const std::string_view> m) { return load_each(db, m); });
+  CHECK(many[1] == sample_product(2));
+  CHECK(cache.metrics().value(Event::miss) == misses + 2);
+  // An empty batch touches nothing, so it cannot pass for a half-open probe.
+  std::this_thread::sleep_for(60ms);
+  const auto state = cache.breaker().state();
+  CHECK(cache.get_many({}, [&](std::span<const std::string_view> m) { return load_each(db, m); }).empty());
+  CHECK(cache.breaker().state() == state);
 
   auto o2 = options("product");
   o2.throw_redis_errors = true;
@@ -356,4 +398,99 @@ TEST_CASE("cache-aside over MemoryStore: a single process needs no Redis") {
   });
   CHECK(many[1] == sample_product(4));
   CHECK(db.queries == 4);
+}
+
+TEST_CASE("a batch loader that throws caches nothing") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  cachet::CacheAside<Product> cache(cachet::RedisStore(pool), options("product"));
+  std::vector<std::string_view> ids{"1", "2"};
+  CHECK_THROWS_WITH(cache.get_many(ids, [](auto) -> std::vector<std::optional<Product>> { throw std::runtime_error("db"); }),
+                    "db");
+  CHECK(server.connect().command({"DBSIZE"}).as_integer() == 0);
+  CHECK(cache.metrics().value(Event::load) == 1);  // a batch load is one loader call
+  CHECK(cache.metrics().value(Event::load_error) == 1);
+  CHECK(cache.metrics().load_latency().count() == 1);
+}
+
+namespace {
+struct Unencodable {
+  int v = 0;
+  bool operator==(const Unencodable&) const = default;
+};
+void to_json(nlohmann::json&, const Unencodable&) { throw std::runtime_error("cannot serialise"); }
+void from_json(const nlohmann::json& j, Unencodable& u) { u.v = j.get<int>(); }
+}  // namespace
+
+TEST_CASE("a value that cannot be encoded is still returned and the failed write is counted") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  cachet::CacheAside<Unencodable> cache(cachet::RedisStore(pool), options("unencodable"));
+  CHECK(cache.get_or_load("1", [](std::string_view) { return Unencodable{7}; }) == Unencodable{7});
+  CHECK(cache.metrics().value(Event::cache_write_error) == 1);
+  CHECK_THROWS_AS(cache.set("1", Unencodable{8}), cachet::EncodeError);  // an explicit write reports it
+}
+
+TEST_CASE("sliding expiry renews TTLs through get_many, and refuses a negative TTL") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  cachet::CacheOptions o;
+  o.ns = "test";
+  o.name = "session";
+  o.ttl = cachet::TtlPolicy({.fresh = 2s, .jitter = 0, .sliding = true});
+  cachet::CacheAside<std::string, cachet::StringCodec> sessions(cachet::RedisStore(pool), o);
+  auto conn = server.connect();
+  sessions.set("a", "alice");
+  sessions.set("b", "bob");
+  conn.command({"PEXPIRE", sessions.key("a"), 300});
+  std::vector<std::string_view> ids{"a", "b"};
+  const auto got = sessions.get_many(ids, [](auto m) { return std::vector<std::optional<std::string>>(m.size()); });
+  CHECK(got[0] == std::optional<std::string>("alice"));
+  CHECK(conn.command({"PTTL", sessions.key("a")}).as_integer() > 1500);
+
+  o.ttl = cachet::TtlPolicy({.fresh = 2s, .negative = 1s, .sliding = true});
+  o.name = "session2";
+  const auto registered = cachet::MetricsRegistry::global().metrics().size();
+  CHECK_THROWS_AS((cachet::CacheAside<std::string, cachet::StringCodec>(cachet::RedisStore(pool), o)),
+                  std::invalid_argument);
+  CHECK(cachet::MetricsRegistry::global().metrics().size() == registered);  // nothing left registered
+}
+
+TEST_CASE("refused writes in a batch are counted one by one and keep the connection") {
+  cachet::testing::RedisServer server({.config = {"maxmemory 1mb", "maxmemory-policy noeviction"}});
+  auto conn = server.connect();
+  for (int i = 0; i < 10'000; ++i) {
+    try {
+      conn.command({"SET", "filler:" + std::to_string(i), std::string(10'000, 'f')});
+    } catch (const cachet::ReplyError&) {
+      break;
+    }
+  }
+  cachet::Pool pool(server.connection_options(), {.size = 1});
+  cachet::RedisStore store(pool);
+  const std::vector<cachet::StoreEntry> entries{{"a", "1", 10s}, {"b", "2", 10s}, {"c", "3", 10s}};
+  try {
+    store.set_many(entries);
+    FAIL("an OOM server accepted every write");
+  } catch (const cachet::BatchWriteError& e) {
+    CHECK(e.failed() == 3);
+    CHECK(e.total() == 3);
+    CHECK(e.code() == "OOM");
+  }
+  CHECK(pool.stats().discarded == 0);  // every reply was read: the connection is still good
+  CHECK(pool.stats().created == 1);
+}
+
+TEST_CASE("a refused AUTH is an outage: the pool backs off and the breaker opens") {
+  cachet::testing::RedisServer server({.config = {"requirepass right"}});
+  auto ro = server.connection_options();
+  ro.password = "wrong";
+  cachet::Pool pool(ro);
+  CHECK_THROWS_AS(pool.acquire(), cachet::HandshakeError);
+  auto o = options("product");
+  o.breaker = {.failure_threshold = 2, .open_for = 10s};
+  cachet::CacheAside<Product> cache(cachet::RedisStore(pool), o);
+  Db db;
+  for (int i = 0; i < 5; ++i) CHECK(cache.get_or_load("1", [&](std::string_view id) { return db.find(id); }));
+  CHECK(cache.breaker().state() == cachet::BreakerState::open);
 }

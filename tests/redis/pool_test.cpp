@@ -165,3 +165,15 @@ TEST_CASE("16 threads through a pool of 4: 100k commands, no error, no mix-up") 
   CHECK(stats.discarded == 0);
   CHECK(stats.timeouts == 0);
 }
+
+TEST_CASE("an unresponsive server costs one PING timeout, not one per idle connection") {
+  cachet::testing::RedisServer server;
+  auto o = server.connection_options();
+  o.command_timeout = 100ms;
+  cachet::Pool pool(o, {.size = 4, .eager = true, .idle_check_after = 0ms});
+  server.slow(1500ms);
+  const auto start = std::chrono::steady_clock::now();
+  CHECK(throws_exactly<cachet::TimeoutError>([&] { pool.acquire(); }));
+  CHECK(std::chrono::steady_clock::now() - start < 400ms);
+  CHECK(pool.stats().discarded == 4);  // the one that timed out, and every other stale one
+}

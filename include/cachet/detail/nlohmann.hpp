@@ -16,7 +16,9 @@ template <class F>
 auto encode_with(const char* format, F&& encode) {
   try {
     return encode();
-  } catch (const nlohmann::json::exception& e) {
+  } catch (const std::bad_alloc&) {
+    throw;
+  } catch (const std::exception& e) {  // nlohmann's, or a user's to_json's own
     throw EncodeError(std::string("cannot encode value as ") + format + ": " + e.what());
   }
 }

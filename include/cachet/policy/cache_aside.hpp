@@ -68,10 +68,7 @@ class CacheAside {
         key_prefix_(keys_.name_prefix(options_.name)),
         metrics_(MetricsRegistry::global().add(label(options_), options_.ns + ":" + options_.name)),
         breaker_(options_.breaker, [m = metrics_](BreakerState to) { m->count(transition_event(to)); }),
-        sliding_(options_.ttl.sliding(options_.name)) {
-    if (sliding_ && !TouchingStore<S>)
-      throw std::invalid_argument("cachet: sliding expiry for '" + options_.name + "' needs a store with get_and_touch");
-  }
+        sliding_(options_.ttl.sliding(options_.name)) {}
 
   CacheAside(const CacheAside&) = delete;
   CacheAside& operator=(const CacheAside&) = delete;
@@ -104,10 +101,11 @@ class CacheAside {
   template <class BatchLoader>
     requires std::invocable<BatchLoader&, std::span<const std::string_view>>
   std::vector<std::optional<V>> get_many(std::span<const std::string_view> ids, BatchLoader&& batch_loader) {
+    std::vector<std::optional<V>> out(ids.size());
+    if (ids.empty()) return out;  // no call to Redis, so nothing a half-open breaker could mistake for a probe
     std::vector<std::string> keys;
     keys.reserve(ids.size());
     for (auto id : ids) keys.push_back(key(id));
-    std::vector<std::optional<V>> out(ids.size());
     std::vector<std::size_t> missing;
     const bool reachable = lookup_many(keys, out, missing);
     if (missing.empty()) return out;
@@ -115,8 +113,8 @@ class CacheAside {
     std::vector<std::string_view> missing_ids;
     for (std::size_t i : missing) missing_ids.push_back(ids[i]);
     const auto started = std::chrono::steady_clock::now();
-    std::vector<std::optional<V>> loaded = call_loader([&] { return batch_loader(std::span<const std::string_view>(missing_ids)); });
-    observe_load(started, loaded.size());
+    std::vector<std::optional<V>> loaded =
+        call_loader([&] { return batch_loader(std::span<const std::string_view>(missing_ids)); });
     if (loaded.size() != missing.size())
       throw std::invalid_argument("cachet: batch loader returned " + std::to_string(loaded.size()) + " values for " +
                                   std::to_string(missing.size()) + " ids");
@@ -156,8 +154,16 @@ class CacheAside {
     typename EntryCodec<C>::Decoded entry{};
   };
 
+  // Checked before anything is registered, so a refused configuration leaves nothing behind.
   static CacheOptions validated(CacheOptions o) {
     if (o.name.empty()) throw std::invalid_argument("cachet: CacheOptions::name is empty");
+    if (o.ttl.sliding(o.name)) {
+      if (!TouchingStore<S>)
+        throw std::invalid_argument("cachet: sliding expiry for '" + o.name + "' needs a store that renews TTLs on read");
+      // Renewing on read would keep a "does not exist" answer alive for as long as it is asked.
+      if (o.ttl.negative_ttl(o.name).count() > 0)
+        throw std::invalid_argument("cachet: '" + o.name + "' cannot have both sliding expiry and a negative TTL");
+    }
     return o;
   }
   static std::string label(const CacheOptions& o) { return o.metrics_label.empty() ? o.ns + ":" + o.name : o.metrics_label; }
@@ -216,8 +222,12 @@ class CacheAside {
     const auto started = std::chrono::steady_clock::now();
     std::optional<std::string> bytes;
     Lookup found;
-    if (!guarded([&] { bytes = read(k); }, options_.throw_redis_errors)) found.state = Lookup::unreachable;
-    else found = classify(bytes);
+    if (guarded([&] { bytes = read(k); }, options_.throw_redis_errors)) {
+      found = classify(bytes);
+    } else {
+      found.state = Lookup::unreachable;
+      metrics_->count(Event::miss);
+    }
     metrics_->get_latency().observe(std::chrono::steady_clock::now() - started);
     return found;
   }
@@ -226,10 +236,19 @@ class CacheAside {
   // expiry is not moved: sliding entries are meant to have no stale window).
   std::optional<std::string> read(const std::string& k) {
     if constexpr (TouchingStore<S>) {
-      if (sliding_) return store_.get_and_touch(k, options_.ttl.expiry(options_.name, clock_.now()).ttl);
+      if (sliding_) return store_.get_and_touch(k, sliding_ttl());
     }
     return store_.get(k);
   }
+
+  std::vector<std::optional<std::string>> read_many(const std::vector<std::string_view>& keys) {
+    if constexpr (TouchingStore<S>) {
+      if (sliding_) return store_.get_many_and_touch(keys, sliding_ttl());
+    }
+    return store_.get_many(keys);
+  }
+
+  std::chrono::milliseconds sliding_ttl() const { return options_.ttl.expiry(options_.name, clock_.now()).ttl; }
 
   // Decodes what the store returned and counts it as a hit, negative hit or miss.
   Lookup classify(const std::optional<std::string>& bytes) {
@@ -252,8 +271,15 @@ class CacheAside {
   // Returns whether Redis was reached.
   bool lookup_many(const std::vector<std::string>& keys, std::vector<std::optional<V>>& out,
                    std::vector<std::size_t>& missing) {
+    const auto started = std::chrono::steady_clock::now();
     std::vector<std::optional<std::string>> bytes;
-    const bool reached = guarded([&] { bytes = store_.get_many(views(keys)); }, options_.throw_redis_errors);
+    const bool reached = guarded(
+        [&] {
+          bytes = read_many(views(keys));
+          if (bytes.size() != keys.size()) throw ProtocolError("cachet: store returned a batch of the wrong size");
+        },
+        options_.throw_redis_errors);
+    metrics_->get_latency().observe(std::chrono::steady_clock::now() - started);
     for (std::size_t i = 0; i < keys.size(); ++i) {
       Lookup found = reached ? classify(bytes[i]) : Lookup{Lookup::unreachable, {}};
       if (!reached) metrics_->count(Event::miss);
@@ -263,26 +289,27 @@ class CacheAside {
     return reached;
   }
 
+  // One loader call (a batch load is one): counted, timed, and counted again as
+  // an error if it throws. A throwing load is never cached: the next call loads again.
   template <class F>
   auto call_loader(F&& f) -> decltype(f()) {
+    const auto started = std::chrono::steady_clock::now();
+    metrics_->count(Event::load);
     try {
-      return f();
+      auto result = f();
+      metrics_->load_latency().observe(std::chrono::steady_clock::now() - started);
+      return result;
     } catch (...) {
-      metrics_->count(Event::load_error);  // never cached: the next call loads again
+      metrics_->load_latency().observe(std::chrono::steady_clock::now() - started);
+      metrics_->count(Event::load_error);
       throw;
     }
-  }
-
-  void observe_load(std::chrono::steady_clock::time_point started, std::size_t n) {
-    metrics_->load_latency().observe(std::chrono::steady_clock::now() - started);
-    metrics_->count(Event::load, n);
   }
 
   template <class L>
   auto load(const std::string& k, std::string_view id, L& loader, bool write) -> std::invoke_result_t<L&, std::string_view> {
     const auto started = std::chrono::steady_clock::now();
     auto result = call_loader([&] { return loader(id); });
-    observe_load(started, 1);
     if (write) {
       if constexpr (detail::is_optional<decltype(result)>::value) store_entry(k, result ? &*result : nullptr, started);
       else store_entry(k, &result, started);
@@ -333,7 +360,19 @@ class CacheAside {
         metrics_->count(Event::cache_write_error);
       }
     }
-    if (!guarded([&] { store_.set_many(entries); }, false)) metrics_->count(Event::cache_write_error, entries.size());
+    if (entries.empty()) return;
+    std::size_t refused = 0;
+    const bool reached = guarded(
+        [&] {
+          try {
+            store_.set_many(entries);
+          } catch (const BatchWriteError& e) {  // the server answered; some writes were refused
+            refused = e.failed();
+            metrics_->count(Event::redis_error);
+          }
+        },
+        false);
+    metrics_->count(Event::cache_write_error, reached ? refused : entries.size());
   }
 
   CacheOptions options_;

@@ -4,7 +4,8 @@
 //
 //   Error
 //   ├── ConnectionError        cannot connect, connection lost, server closed it
-//   │   └── TimeoutError       connect or command timeout
+//   │   ├── TimeoutError       connect or command timeout
+//   │   └── HandshakeError     a pooled connection's AUTH/SELECT was refused
 //   ├── ReplyError             the server answered with an error (WRONGTYPE, NOSCRIPT, OOM, ...)
 //   ├── ProtocolError          the peer does not speak RESP
 //   ├── ReplyTypeError         a reply accessed as a type it is not
@@ -25,6 +26,19 @@ class ConnectionError : public Error {
 class TimeoutError : public ConnectionError {
  public:
   using ConnectionError::ConnectionError;
+};
+
+// The server refused a new connection's set-up (AUTH, SELECT): WRONGPASS after a
+// password rotation, say. Thrown by the Pool, which cannot open connections
+// until that is fixed, so it counts as an outage.
+class HandshakeError : public ConnectionError {
+ public:
+  explicit HandshakeError(const std::string& server_message)
+      : ConnectionError("redis refused the connection set-up: " + server_message), message_(server_message) {}
+  const std::string& server_message() const noexcept { return message_; }
+
+ private:
+  std::string message_;
 };
 
 class ReplyError : public Error {

@@ -89,7 +89,8 @@ class Pool {
         Idle idle = std::move(idle_.back());
         idle_.pop_back();
         lock.unlock();
-        if (healthy(*idle.conn, idle.since)) {
+        const Health health = check(*idle.conn, idle.since);
+        if (health == Health::ok) {
           note_wait(wait_start);
           return Lease(this, std::move(idle.conn));
         }
@@ -97,7 +98,11 @@ class Pool {
         lock.lock();
         --open_;
         ++stats_.discarded;
-        continue;
+        if (health == Health::dead) continue;  // closed (a restarted server, say): cheap to skip
+        // A PING that timed out says Redis is unresponsive: drop every connection
+        // that idled as long and report it, rather than pay a timeout for each.
+        discard_stale_locked();
+        throw TimeoutError("cachet::Pool: an idle connection's PING timed out");
       }
       if (open_ < options_.size && backoff_.ready()) {
         ++open_;  // reserve the slot, connect without the lock
@@ -154,6 +159,9 @@ class Pool {
     } catch (const ConnectionError& e) {
       give_back_slot(e.what());  // Redis unreachable: later acquires back off
       throw;
+    } catch (const ReplyError& e) {  // AUTH or SELECT refused: no connection can open
+      give_back_slot(e.what());
+      throw HandshakeError(e.server_message());
     } catch (...) {
       give_back_slot(nullptr);
       throw;
@@ -170,14 +178,39 @@ class Pool {
     if (waiters_ != 0) available_.notify_one();
   }
 
-  bool healthy(Connection& conn, detail::CoarseClock::time_point idle_since) const noexcept {
-    if (conn.broken()) return false;
-    if (detail::CoarseClock::now() - idle_since < options_.idle_check_after) return true;
+  bool stale(detail::CoarseClock::time_point idle_since) const noexcept {
+    return detail::CoarseClock::now() - idle_since >= options_.idle_check_after;
+  }
+
+  enum class Health { ok, dead, unresponsive };
+
+  // A connection idle past `idle_check_after` must answer a PING first.
+  Health check(Connection& conn, detail::CoarseClock::time_point idle_since) const noexcept {
+    if (conn.broken()) return Health::dead;
+    if (!stale(idle_since)) return Health::ok;
     try {
-      return conn.command({"PING"}).is_status();
+      return conn.command({"PING"}).is_status() ? Health::ok : Health::dead;
+    } catch (const TimeoutError&) {
+      return Health::unresponsive;
     } catch (...) {
-      return false;
+      return Health::dead;
     }
+  }
+
+  // With the lock held: closes every idle connection past the idle check.
+  void discard_stale_locked() noexcept {
+    std::vector<Idle> keep;
+    keep.reserve(options_.size);
+    for (Idle& idle : idle_) {
+      if (stale(idle.since)) {
+        --open_;
+        ++stats_.discarded;
+      } else {
+        keep.push_back(std::move(idle));
+      }
+    }
+    idle_.swap(keep);  // the stale ones close as `keep` goes
+    if (waiters_ != 0) available_.notify_all();
   }
 
   void release(std::unique_ptr<Connection> conn) noexcept {

@@ -6,6 +6,8 @@
 // Failures of a remote store throw (ConnectionError, TimeoutError, ReplyError);
 // the policies decide what a failure means for the caller.
 
+#include <cachet/redis/errors.hpp>
+
 #include <chrono>
 #include <concepts>
 #include <cstddef>
@@ -16,6 +18,19 @@
 #include <vector>
 
 namespace cachet {
+
+// A set_many of which some writes were refused (the others went through): a
+// server refusal such as OOM, so a ReplyError.
+class BatchWriteError : public ReplyError {
+ public:
+  BatchWriteError(const std::string& first_error, std::size_t failed, std::size_t total)
+      : ReplyError(first_error), failed_(failed), total_(total) {}
+  std::size_t failed() const noexcept { return failed_; }
+  std::size_t total() const noexcept { return total_; }
+
+ private:
+  std::size_t failed_, total_;
+};
 
 // One entry of a set_many batch; views what the caller owns.
 struct StoreEntry {
@@ -37,8 +52,10 @@ concept Store = requires(S& s, std::string_view key, std::string_view value, std
 
 // Optional: read and renew the TTL at once, for sliding expiry.
 template <class S>
-concept TouchingStore = Store<S> && requires(S& s, std::string_view key, std::chrono::milliseconds ttl) {
+concept TouchingStore = Store<S> && requires(S& s, std::string_view key, std::chrono::milliseconds ttl,
+                                             std::span<const std::string_view> keys) {
   { s.get_and_touch(key, ttl) } -> std::same_as<std::optional<std::string>>;
+  { s.get_many_and_touch(keys, ttl) } -> std::same_as<std::vector<std::optional<std::string>>>;
 };
 
 }  // namespace cachet

@@ -32,6 +32,19 @@ class RedisStore {
     return lease->command({"GETEX", key, "PX", ttl_ms(ttl)}).as_optional_string();
   }
 
+  // GETEX for each key, as one pipeline.
+  std::vector<std::optional<std::string>> get_many_and_touch(std::span<const std::string_view> keys,
+                                                             std::chrono::milliseconds ttl) {
+    std::vector<std::optional<std::string>> out;
+    if (keys.empty()) return out;
+    auto lease = pool_->acquire();
+    Pipeline p(*lease);
+    for (auto key : keys) p.add({"GETEX", key, "PX", ttl_ms(ttl)});
+    out.reserve(keys.size());
+    p.execute([&](Reply&& r) { out.push_back(std::move(r).as_optional_string()); });
+    return out;
+  }
+
   void set(std::string_view key, std::string_view value, std::chrono::milliseconds ttl) {
     auto lease = pool_->acquire();
     lease->command({"SET", key, value, "PX", ttl_ms(ttl)});
@@ -52,12 +65,20 @@ class RedisStore {
     return out;
   }
 
+  // One pipeline. Every reply is read before refusals (OOM) are reported, so the
+  // connection stays usable; BatchWriteError says how many writes failed.
   void set_many(std::span<const StoreEntry> entries) {
     if (entries.empty()) return;
     auto lease = pool_->acquire();
     Pipeline p(*lease);
     for (const StoreEntry& e : entries) p.add({"SET", e.key, e.value, "PX", ttl_ms(e.ttl)});
-    p.execute([](Reply&& r) { r.throw_if_error(); });
+    std::size_t failed = 0;
+    std::string first;
+    p.execute([&](Reply&& r) {
+      if (!r.is_error()) return;
+      if (failed++ == 0) first = std::move(r).error_message();
+    });
+    if (failed != 0) throw BatchWriteError(first, failed, entries.size());
   }
 
   std::size_t del_many(std::span<const std::string_view> keys) {

@@ -34,6 +34,7 @@
 
 #include <cachet/guard/concepts.hpp>
 #include <cachet/guard/no_guard.hpp>
+#include <cachet/guard/single_flight.hpp>
 
 #include <cachet/store/concepts.hpp>
 #include <cachet/store/memory_store.hpp>

@@ -1,0 +1,128 @@
+#pragma once
+// Single-flight: concurrent misses for one key in this process run the load
+// once; the callers that arrive while it runs wait for it and receive its value
+// (a copy) or its exception. Keys are independent: a slow load of one key holds
+// up nobody else's, and the map of loads in flight is sharded so that misses on
+// different keys rarely meet on one lock. Hits never reach a guard.
+//
+// One flight serves callers expecting the same result type; a caller expecting
+// another (a loader returning V where the flight's returns std::optional<V>)
+// runs its own load rather than share.
+
+#include <cachet/guard/concepts.hpp>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <typeindex>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace cachet {
+
+class SingleFlight {
+ public:
+  SingleFlight() : SingleFlight(16) {}
+  explicit SingleFlight(std::size_t shards) : shards_(std::max<std::size_t>(shards, 1)) {}
+  SingleFlight(const SingleFlight&) = delete;
+  SingleFlight& operator=(const SingleFlight&) = delete;
+  // Policies hold their guard by value, so it moves into them before any use.
+  SingleFlight(SingleFlight&& o) noexcept : shards_(std::move(o.shards_)) {}
+
+  template <class Load>
+  auto run(std::string_view key, Load&& load) -> std::invoke_result_t<Load&> {
+    using R = std::invoke_result_t<Load&>;
+    Shard& shard = shards_[std::hash<std::string_view>{}(key) % shards_.size()];
+    std::shared_ptr<Flight<R>> flight;
+    bool leader = false;
+    {
+      std::lock_guard lock(shard.mutex);
+      auto [it, inserted] = shard.flights.try_emplace(std::string(key), typeid(R), nullptr);
+      if (inserted) {
+        it->second.flight = flight = std::make_shared<Flight<R>>();
+        leader = true;
+      } else if (it->second.type == typeid(R)) {
+        flight = std::static_pointer_cast<Flight<R>>(it->second.flight);
+      }
+    }
+    if (!flight) return load();  // another result type is in flight for this key
+    if (leader) lead(shard, key, *flight, load);
+    return flight->get();
+  }
+
+  // Loads in flight right now (for tests and diagnostics).
+  std::size_t in_flight() const {
+    std::size_t n = 0;
+    for (const Shard& s : shards_) {
+      std::lock_guard lock(s.mutex);
+      n += s.flights.size();
+    }
+    return n;
+  }
+
+ private:
+  struct FlightBase {
+    std::mutex mutex;
+    std::condition_variable done_cv;
+    bool done = false;
+    std::exception_ptr error;
+  };
+  template <class R>
+  struct Flight : FlightBase {
+    std::optional<R> value;
+    R get() {  // waits for the leader; the value is not touched after `done`
+      std::unique_lock lock(this->mutex);
+      this->done_cv.wait(lock, [&] { return this->done; });
+      if (this->error) std::rethrow_exception(this->error);
+      return *value;
+    }
+  };
+  struct Entry {
+    Entry(std::type_index t, std::nullptr_t) : type(t) {}
+    std::type_index type;
+    std::shared_ptr<FlightBase> flight;
+  };
+  struct Shard {
+    mutable std::mutex mutex;
+    std::unordered_map<std::string, Entry> flights;
+  };
+
+  // Runs the load, then publishes its outcome. The flight leaves the map first,
+  // so a caller arriving after the outcome starts a fresh load.
+  template <class R, class Load>
+  static void lead(Shard& shard, std::string_view key, Flight<R>& flight, Load& load) {
+    std::optional<R> value;
+    std::exception_ptr error;
+    try {
+      value.emplace(load());
+    } catch (...) {
+      error = std::current_exception();
+    }
+    {
+      std::lock_guard lock(shard.mutex);
+      shard.flights.erase(std::string(key));
+    }
+    {
+      std::lock_guard lock(flight.mutex);
+      flight.value = std::move(value);
+      flight.error = error;
+      flight.done = true;
+    }
+    flight.done_cv.notify_all();
+  }
+
+  std::vector<Shard> shards_;
+};
+
+static_assert(Guard<SingleFlight>);
+
+}  // namespace cachet

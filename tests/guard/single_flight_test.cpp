@@ -1,0 +1,127 @@
+#include <cachet/guard/single_flight.hpp>
+#include <cachet/policy/cache_aside.hpp>
+
+#include <catch2/catch.hpp>
+#include <support/product.hpp>
+#include <support/server.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+
+namespace {
+// Starts `n` threads running `f(i)` and joins them.
+template <class F>
+void in_threads(int n, F f) {
+  std::vector<std::thread> threads;
+  for (int i = 0; i < n; ++i) threads.emplace_back(f, i);
+  for (auto& t : threads) t.join();
+}
+}  // namespace
+
+TEST_CASE("concurrent misses for one key run the load once and all get its value") {
+  cachet::SingleFlight guard;
+  std::atomic<int> loads{0};
+  std::atomic<int> waiting{0};
+  std::vector<std::string> got(32);
+  in_threads(32, [&](int i) {
+    ++waiting;
+    got[static_cast<std::size_t>(i)] = guard.run("k", [&] {
+      ++loads;
+      while (waiting < 32) std::this_thread::yield();  // everyone has arrived
+      std::this_thread::sleep_for(20ms);               // and joined the flight
+      return std::string("value");
+    });
+  });
+  CHECK(loads == 1);
+  for (const auto& v : got) CHECK(v == "value");
+  CHECK(guard.in_flight() == 0);
+}
+
+TEST_CASE("the load's exception reaches every waiter, and the next miss loads again") {
+  cachet::SingleFlight guard;
+  std::atomic<int> loads{0}, errors{0}, waiting{0};
+  in_threads(16, [&](int) {
+    ++waiting;
+    try {
+      guard.run("k", [&]() -> int {
+        ++loads;
+        while (waiting < 16) std::this_thread::yield();
+        std::this_thread::sleep_for(20ms);
+        throw std::runtime_error("db down");
+      });
+    } catch (const std::runtime_error& e) {
+      if (std::string(e.what()) == "db down") ++errors;
+    }
+  });
+  CHECK(loads == 1);
+  CHECK(errors == 16);
+  CHECK(guard.run("k", [] { return 7; }) == 7);  // nothing was remembered
+}
+
+TEST_CASE("different keys load in parallel") {
+  cachet::SingleFlight guard;
+  std::promise<void> a_started, b_started;
+  auto a = std::async(std::launch::async, [&] {
+    return guard.run("a", [&] {
+      a_started.set_value();
+      // Would wait forever if "b" could not start until "a" finished.
+      return b_started.get_future().wait_for(5s) == std::future_status::ready;
+    });
+  });
+  auto b = std::async(std::launch::async, [&] {
+    return guard.run("b", [&] {
+      b_started.set_value();
+      return a_started.get_future().wait_for(5s) == std::future_status::ready;
+    });
+  });
+  CHECK(a.get());
+  CHECK(b.get());
+}
+
+TEST_CASE("a caller expecting another result type does not share a flight") {
+  cachet::SingleFlight guard;
+  std::promise<void> release;
+  auto first = std::async(std::launch::async, [&] {
+    return guard.run("k", [&] {
+      release.get_future().wait();
+      return std::optional<int>(1);
+    });
+  });
+  while (guard.in_flight() == 0) std::this_thread::yield();
+  CHECK(guard.run("k", [] { return 2; }) == 2);  // int, not std::optional<int>: its own load
+  release.set_value();
+  CHECK(first.get() == 1);
+}
+
+TEST_CASE("CacheAside with SingleFlight: a stampede on a cold key is one database query") {
+  using cachet::test::Product;
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options(), {.size = 8, .wait_timeout = 5s});
+  cachet::CacheOptions o;
+  o.ns = "test";
+  o.name = "product";
+  cachet::CacheAside<Product, cachet::JsonCodec<Product>, cachet::SingleFlight> cache(cachet::RedisStore(pool), o);
+  std::atomic<int> queries{0}, waiting{0};
+  std::atomic<int> wrong{0};
+  in_threads(24, [&](int) {
+    ++waiting;
+    const Product p = cache.get_or_load("42", [&](std::string_view) {
+      ++queries;
+      while (waiting < 24) std::this_thread::yield();
+      std::this_thread::sleep_for(50ms);  // a slow query: everyone misses meanwhile
+      return cachet::test::sample_product(42);
+    });
+    if (!(p == cachet::test::sample_product(42))) ++wrong;
+  });
+  CHECK(queries == 1);
+  CHECK(wrong == 0);
+  CHECK(cache.guard().in_flight() == 0);
+}

@@ -34,6 +34,7 @@
 
 #include <cachet/guard/concepts.hpp>
 #include <cachet/guard/no_guard.hpp>
+#include <cachet/guard/redis_lock.hpp>
 #include <cachet/guard/single_flight.hpp>
 
 #include <cachet/store/concepts.hpp>

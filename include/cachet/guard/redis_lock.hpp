@@ -1,0 +1,114 @@
+#pragma once
+// A lock in Redis on one key, held under a unique token for a lease:
+//
+// - acquire: SET {lock} {token} NX PX {lease}: at most one holder at a time, in
+//   any process; a holder that dies is replaced once its lease runs out;
+// - release and extend are compare-and-delete / compare-and-PEXPIRE in Lua, so a
+//   holder whose lease ran out can never delete or prolong its successor's lock;
+// - write_if_held (fencing): the final cache write is conditional, in the same
+//   script, on the lock still being held by this token, so a load that outlived
+//   its lease cannot overwrite what its successor wrote.
+//
+// Keep the lock key in the value key's Redis Cluster slot (KeyBuilder::lock with
+// HashTag::entity) so the fenced write is one script on one shard.
+
+#include <cachet/redis/pool.hpp>
+#include <cachet/redis/script.hpp>
+
+#include <openssl/rand.h>
+
+#include <array>
+#include <chrono>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace cachet {
+
+struct RedisLockOptions {
+  std::chrono::milliseconds lease{5000};  // how long a holder that stops renewing keeps the lock
+};
+
+class RedisLock {
+ public:
+  // The pool must outlive the lock.
+  RedisLock(Pool& pool, std::string lock_key, RedisLockOptions options = {})
+      : pool_(&pool), key_(std::move(lock_key)), options_(options), token_(new_token()) {}
+  RedisLock(const RedisLock&) = delete;
+  RedisLock& operator=(const RedisLock&) = delete;
+
+  // Releases the lock if it is still held; errors are swallowed (the lease bounds it).
+  ~RedisLock() {
+    if (!held_) return;
+    try {
+      release();
+    } catch (...) {
+    }
+  }
+
+  // Takes the lock if nobody holds it. Throws the Redis layer's errors.
+  // A fresh token per acquisition, so a holder that lost the lock and took it
+  // again is still fenced off from writes made under its old lease.
+  bool try_acquire() {
+    token_ = new_token();
+    auto lease = pool_->acquire();
+    held_ = !lease->command({"SET", key_, token_, "NX", "PX", options_.lease.count()}).is_nil();
+    return held_;
+  }
+
+  // Gives the lock up; false if it was no longer ours (the lease ran out).
+  bool release() {
+    held_ = false;
+    auto lease = pool_->acquire();
+    return scripts().release.run(*lease, {key_}, {token_}).as_integer() == 1;
+  }
+
+  // Renews the lease; false (and no longer held) if the lock was lost meanwhile.
+  bool extend() {
+    auto lease = pool_->acquire();
+    held_ = scripts().extend.run(*lease, {key_}, {token_, options_.lease.count()}).as_integer() == 1;
+    return held_;
+  }
+
+  // SET key value PX ttl, only while this token holds the lock; false if it did not.
+  bool write_if_held(std::string_view key, std::string_view value, std::chrono::milliseconds ttl) {
+    auto lease = pool_->acquire();
+    return scripts().write.run(*lease, {key_, key}, {token_, value, ttl.count()}).as_integer() == 1;
+  }
+
+  bool held() const noexcept { return held_; }  // as far as this object knows
+  const std::string& key() const noexcept { return key_; }
+  const std::string& token() const noexcept { return token_; }
+
+ private:
+  struct Scripts {
+    Script release{"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"};
+    Script extend{
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"};
+    Script write{
+        "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+        "redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3]) return 1"};
+  };
+  static Scripts& scripts() {
+    static Scripts s;  // shared: each script's SHA is learned once per process
+    return s;
+  }
+
+  // 128 random bits from OpenSSL's CSPRNG, in hex: unguessable, so unique across processes.
+  static std::string new_token() {
+    std::array<unsigned char, 16> bytes{};
+    if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) throw Error("RAND_bytes failed");
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out;
+    for (unsigned char b : bytes) out += hex[b >> 4], out += hex[b & 0xf];
+    return out;
+  }
+
+  Pool* pool_;
+  std::string key_;
+  RedisLockOptions options_;
+  std::string token_;
+  bool held_ = false;
+};
+
+}  // namespace cachet

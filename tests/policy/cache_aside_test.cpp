@@ -494,3 +494,29 @@ TEST_CASE("a refused AUTH is an outage: the pool backs off and the breaker opens
   for (int i = 0; i < 5; ++i) CHECK(cache.get_or_load("1", [&](std::string_view id) { return db.find(id); }));
   CHECK(cache.breaker().state() == cachet::BreakerState::open);
 }
+
+TEST_CASE("an entry past its soft expiry is reloaded, not served as fresh") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  cachet::ManualClock clock;
+  auto o = options("product");
+  o.ttl = cachet::TtlPolicy({.fresh = 1min, .stale = 10min, .jitter = 0, .negative = 30s});
+  cachet::CacheAside<Product, cachet::JsonCodec<Product>, cachet::NoGuard, cachet::RedisStore,
+                     cachet::ClockRef<cachet::ManualClock>>
+      cache(cachet::RedisStore(pool), o, {}, {}, cachet::ClockRef(clock));
+  Db db;
+  auto load = [&](std::string_view id) { return db.find(id); };
+  cache.get_or_load("1", load);
+  cache.get_or_load("missing-s", load);
+  clock.advance(59s);
+  CHECK(cache.get("1") == sample_product(1));  // still fresh
+  CHECK(db.queries == 2);
+  clock.advance(2s);  // past fresh_until; Redis still keeps it (stale window)
+  CHECK(server.connect().command({"EXISTS", cache.key("1")}).as_integer() == 1);
+  CHECK_FALSE(cache.get("1").has_value());  // get() answers with fresh values only
+  CHECK(cache.get_or_load("1", load) == sample_product(1));  // reloaded
+  CHECK_FALSE(cache.get_or_load("missing-s", load).has_value());  // the negative entry expired too
+  CHECK(db.queries == 4);
+  CHECK(cache.get_or_load("1", load) == sample_product(1));  // fresh again: a hit
+  CHECK(db.queries == 4);
+}

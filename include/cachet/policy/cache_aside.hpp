@@ -150,7 +150,9 @@ class CacheAside {
 
  private:
   struct Lookup {
-    enum State { value, negative, miss, unreachable } state = miss;
+    // stale: past its soft expiry, kept only for stale serving; without a guard
+    // that serves it, it is reloaded like a miss.
+    enum State { value, negative, stale, miss, unreachable } state = miss;
     typename EntryCodec<C>::Decoded entry{};
   };
 
@@ -250,13 +252,16 @@ class CacheAside {
 
   std::chrono::milliseconds sliding_ttl() const { return options_.ttl.expiry(options_.name, clock_.now()).ttl; }
 
-  // Decodes what the store returned and counts it as a hit, negative hit or miss.
+  // Decodes what the store returned and counts it as a hit, negative hit or
+  // miss (a stale entry counts as a miss).
   Lookup classify(const std::optional<std::string>& bytes) {
     Lookup found;
     if (bytes) {
       try {
         found.entry = entries_.decode(*bytes);
-        found.state = found.entry.meta.negative ? Lookup::negative : Lookup::value;
+        const bool fresh = found.entry.meta.fresh_until == EntryMeta::time_point::max() ||  // plain format
+                           clock_.now() < found.entry.meta.fresh_until;
+        found.state = !fresh ? Lookup::stale : found.entry.meta.negative ? Lookup::negative : Lookup::value;
       } catch (const DecodeError&) {
         metrics_->count(Event::decode_error);  // corrupt or foreign bytes: a miss
       }

@@ -135,6 +135,15 @@ cachet_breaker_transitions_total{cache="say \"hi\"\\",prefix="shop:pro\nduct",to
 # HELP cachet_lock_waits_total Waits for another caller's load of the same key.
 # TYPE cachet_lock_waits_total counter
 cachet_lock_waits_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
+# HELP cachet_fenced_out_total Cache writes refused because the writer's lock had passed on.
+# TYPE cachet_fenced_out_total counter
+cachet_fenced_out_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
+# HELP cachet_refreshes_total Background refreshes started.
+# TYPE cachet_refreshes_total counter
+cachet_refreshes_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
+# HELP cachet_background_rejected_total Background work refused by a full executor.
+# TYPE cachet_background_rejected_total counter
+cachet_background_rejected_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
 # HELP cachet_get_duration_seconds Duration of cache lookups.
 # TYPE cachet_get_duration_seconds histogram
 cachet_get_duration_seconds_bucket{cache="say \"hi\"\\",prefix="shop:pro\nduct",le="0.000001"} 1
@@ -220,9 +229,9 @@ TEST_CASE("several caches share one HELP and TYPE per family") {
     CHECK((name == family || name == family + "_bucket" || name == family + "_sum" || name == family + "_count"));
     ++samples;
   }
-  CHECK(families.size() == 14);  // 11 counters, 2 histograms, 1 gauge
-  // Per cache: 10 plain counters + 3 breaker series, 2 x (22 + 3) histogram lines, 1 gauge.
-  CHECK(samples == 3 * (13 + 50 + 1));
+  CHECK(families.size() == 17);  // 14 counters, 2 histograms, 1 gauge
+  // Per cache: 13 plain counters + 3 breaker series, 2 x (22 + 3) histogram lines, 1 gauge.
+  CHECK(samples == 3 * (16 + 50 + 1));
   CHECK(text.find("cachet_hits_total{cache=\"b\",prefix=\"x:two\"} 5\n") != std::string::npos);
   CHECK(text.find("cachet_hits_total{cache=\"a\",prefix=\"x:one\"} 0\n") != std::string::npos);
   CHECK(text.find("cachet_breaker_transitions_total{cache=\"c\",prefix=\"y:one\",to=\"half_open\"} 2\n") !=

@@ -32,10 +32,18 @@
 #include <cachet/breaker.hpp>
 #include <cachet/metrics.hpp>
 
+#include <cachet/executor.hpp>
 #include <cachet/guard/concepts.hpp>
+#include <cachet/guard/early_expiration.hpp>
+#include <cachet/guard/errors.hpp>
+#include <cachet/guard/fail_safe.hpp>
+#include <cachet/guard/load_timeout.hpp>
 #include <cachet/guard/no_guard.hpp>
 #include <cachet/guard/redis_lock.hpp>
+#include <cachet/guard/redis_lock_guard.hpp>
 #include <cachet/guard/single_flight.hpp>
+#include <cachet/guard/stack.hpp>
+#include <cachet/guard/stale_while_revalidate.hpp>
 
 #include <cachet/store/concepts.hpp>
 #include <cachet/store/memory_store.hpp>

@@ -47,9 +47,12 @@ enum class Event : std::uint8_t {
   breaker_half_open,
   breaker_close,
   lock_wait,          // waited for another caller's load of the same key
+  fenced_out,         // a load's write refused: its lock had expired and passed on
+  refresh,            // a background refresh started (stale-while-revalidate, early expiration)
+  background_rejected,  // background work refused: the executor's queue was full
 };
 
-inline constexpr std::size_t event_count = static_cast<std::size_t>(Event::lock_wait) + 1;
+inline constexpr std::size_t event_count = static_cast<std::size_t>(Event::background_rejected) + 1;
 
 // Counts of durations in fixed buckets, 1 us to 10 s at 1, 2.5 and 5 per decade.
 // observe() is two relaxed atomic increments; readers see each counter exactly,
@@ -174,6 +177,9 @@ inline constexpr std::array<CounterSeries, event_count> counter_series{{
     {Event::breaker_half_open, "cachet_breaker_transitions_total", "", "half_open"},
     {Event::breaker_close, "cachet_breaker_transitions_total", "", "closed"},
     {Event::lock_wait, "cachet_lock_waits_total", "Waits for another caller's load of the same key.", {}},
+    {Event::fenced_out, "cachet_fenced_out_total", "Cache writes refused because the writer's lock had passed on.", {}},
+    {Event::refresh, "cachet_refreshes_total", "Background refreshes started.", {}},
+    {Event::background_rejected, "cachet_background_rejected_total", "Background work refused by a full executor.", {}},
 }};
 
 static_assert([] {

@@ -33,7 +33,7 @@ TEST_CASE("concurrent misses for one key run the load once and all get its value
   std::vector<std::string> got(32);
   in_threads(32, [&](int i) {
     ++waiting;
-    got[static_cast<std::size_t>(i)] = guard.run("k", [&] {
+    got[static_cast<std::size_t>(i)] = guard.share("k", [&] {
       ++loads;
       while (waiting < 32) std::this_thread::yield();  // everyone has arrived
       std::this_thread::sleep_for(20ms);               // and joined the flight
@@ -51,7 +51,7 @@ TEST_CASE("the load's exception reaches every waiter, and the next miss loads ag
   in_threads(16, [&](int) {
     ++waiting;
     try {
-      guard.run("k", [&]() -> int {
+      guard.share("k", [&]() -> int {
         ++loads;
         while (waiting < 16) std::this_thread::yield();
         std::this_thread::sleep_for(20ms);
@@ -63,21 +63,21 @@ TEST_CASE("the load's exception reaches every waiter, and the next miss loads ag
   });
   CHECK(loads == 1);
   CHECK(errors == 16);
-  CHECK(guard.run("k", [] { return 7; }) == 7);  // nothing was remembered
+  CHECK(guard.share("k", [] { return 7; }) == 7);  // nothing was remembered
 }
 
 TEST_CASE("different keys load in parallel") {
   cachet::SingleFlight guard;
   std::promise<void> a_started, b_started;
   auto a = std::async(std::launch::async, [&] {
-    return guard.run("a", [&] {
+    return guard.share("a", [&] {
       a_started.set_value();
       // Would wait forever if "b" could not start until "a" finished.
       return b_started.get_future().wait_for(5s) == std::future_status::ready;
     });
   });
   auto b = std::async(std::launch::async, [&] {
-    return guard.run("b", [&] {
+    return guard.share("b", [&] {
       b_started.set_value();
       return a_started.get_future().wait_for(5s) == std::future_status::ready;
     });
@@ -90,13 +90,13 @@ TEST_CASE("a caller expecting another result type does not share a flight") {
   cachet::SingleFlight guard;
   std::promise<void> release;
   auto first = std::async(std::launch::async, [&] {
-    return guard.run("k", [&] {
+    return guard.share("k", [&] {
       release.get_future().wait();
       return std::optional<int>(1);
     });
   });
   while (guard.in_flight() == 0) std::this_thread::yield();
-  CHECK(guard.run("k", [] { return 2; }) == 2);  // int, not std::optional<int>: its own load
+  CHECK(guard.share("k", [] { return 2; }) == 2);  // int, not std::optional<int>: its own load
   release.set_value();
   CHECK(first.get() == 1);
 }

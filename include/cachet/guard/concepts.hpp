@@ -1,17 +1,97 @@
 #pragma once
-// What a stampede guard is: it decides how a miss on `key` turns into a load.
-// `run(key, load)` returns what `load()` returns (or rethrows what it throws);
-// a guard may run `load` once for many concurrent callers (single-flight), make
-// callers wait for another process' load (Redis lock), or just call it (NoGuard).
+// What a stampede guard is: it decides how a lookup that found no fresh value
+// turns into a load. A policy calls
+//
+//   guard.run(task, next)        // returns what the loader returns, R
+//
+// and the guard either calls `next(task)` (the rest of the stack, ending in the
+// load and the cache write), waits for someone else's load, serves a stale
+// value, or hands the work to the cache's executor. Guards stack: GuardStack<A, B>
+// gives A a `next` that runs B (see stack.hpp).
+//
+// The task a guard is given (R is V or std::optional<V>, as the loader returns):
+//
+//   t.load()           the end of every stack: call the loader, write the cache
+//   t.key()            the value's Redis key
+//   t.lock_key()       the key of its lock (KeyBuilder::lock)
+//   t.why()            Why::miss, Why::stale (past its soft TTL, still cached),
+//                      or Why::early (fresh, but picked for early recomputation)
+//   t.current()        the value in hand for stale/early, else nullptr
+//   t.age()            how long ago the value in hand was computed
+//   t.reachable()      whether Redis answered the lookup
+//   t.refresh_only()   a background refresh: nobody waits for its result
+//   t.reread()         std::optional<R>: a fresh value written since (no counting)
+//   t.serve_current()  R from the value in hand, counted as a stale hit if stale
+//   t.skip()           R from the value in hand, uncounted (a refresh that is not needed)
+//   t.fence(f)         route the final cache write through `Fence* f`
+//   t.detach(refresh)  an owning copy for a background job (copies the loader)
+//   t.executor()       the cache's Executor
+//   t.now()            the cache's clock
+//   t.count(event)     the cache's metrics
 
+#include <cachet/codec/envelope.hpp>
+#include <cachet/executor.hpp>
+#include <cachet/metrics.hpp>
+
+#include <chrono>
 #include <concepts>
+#include <optional>
+#include <string>
 #include <string_view>
 
 namespace cachet {
 
+enum class Why { miss, stale, early };
+
+// A conditional cache write: the lock guard's fencing. false: refused (the
+// writer's lock was lost), nothing written.
+struct Fence {
+  virtual bool write(std::string_view key, std::string_view bytes, std::chrono::milliseconds ttl) = 0;
+
+ protected:
+  ~Fence() = default;
+};
+
+namespace detail {
+
+// The task protocol above with R = int: what the Guard concept checks against.
+struct TaskArchetype {
+  const std::string& key() const;
+  std::string lock_key() const;
+  Why why() const;
+  const int* current() const;
+  std::chrono::nanoseconds age() const;
+  bool reachable() const;
+  bool refresh_only() const;
+  std::optional<int> reread();
+  int serve_current();
+  int skip();
+  void fence(Fence*);
+  TaskArchetype detach(bool refresh_only) const;
+  Executor& executor();
+  EntryMeta::time_point now() const;
+  void count(Event);
+  int load();
+};
+
+struct NextArchetype {
+  template <class T>
+  int operator()(T& task) const {
+    return task.load();
+  }
+};
+
+}  // namespace detail
+
 template <class G>
-concept Guard = requires(G& guard, std::string_view key) {
-  { guard.run(key, [] { return 1; }) } -> std::same_as<int>;
+concept Guard = requires(G& guard, detail::TaskArchetype& task, detail::NextArchetype next) {
+  { guard.run(task, next) } -> std::same_as<int>;
+};
+
+// A guard that may pick fresh entries for early recomputation (EarlyExpiration).
+template <class G>
+concept EarlyRefreshing = Guard<G> && requires(G& guard, const EntryMeta& meta, EntryMeta::time_point now) {
+  { guard.refresh_early(meta, now) } -> std::same_as<bool>;
 };
 
 }  // namespace cachet

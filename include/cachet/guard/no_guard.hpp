@@ -4,15 +4,12 @@
 
 #include <cachet/guard/concepts.hpp>
 
-#include <string_view>
-#include <utility>
-
 namespace cachet {
 
 struct NoGuard {
-  template <class Load>
-  decltype(auto) run(std::string_view /*key*/, Load&& load) {
-    return std::forward<Load>(load)();
+  template <class Task, class Next>
+  auto run(Task& task, Next& next) -> decltype(next(task)) {
+    return next(task);
   }
 };
 

@@ -18,6 +18,7 @@
 #include <openssl/rand.h>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <string>
 #include <string_view>
@@ -27,13 +28,14 @@ namespace cachet {
 
 struct RedisLockOptions {
   std::chrono::milliseconds lease{5000};  // how long a holder that stops renewing keeps the lock
+  std::string notify_channel;             // if set, each release PUBLISHes the lock key here
 };
 
 class RedisLock {
  public:
   // The pool must outlive the lock.
   RedisLock(Pool& pool, std::string lock_key, RedisLockOptions options = {})
-      : pool_(&pool), key_(std::move(lock_key)), options_(options), token_(new_token()) {}
+      : pool_(&pool), key_(std::move(lock_key)), options_(std::move(options)), token_(new_token()) {}
   RedisLock(const RedisLock&) = delete;
   RedisLock& operator=(const RedisLock&) = delete;
 
@@ -60,7 +62,7 @@ class RedisLock {
   bool release() {
     held_ = false;
     auto lease = pool_->acquire();
-    return scripts().release.run(*lease, {key_}, {token_}).as_integer() == 1;
+    return scripts().release.run(*lease, {key_}, {token_, options_.notify_channel}).as_integer() == 1;
   }
 
   // Renews the lease; false (and no longer held) if the lock was lost meanwhile.
@@ -76,18 +78,35 @@ class RedisLock {
     return scripts().write.run(*lease, {key_, key}, {token_, value, ttl.count()}).as_integer() == 1;
   }
 
+  // write_if_held and release in one round trip: the waiters woken by the
+  // release find the value already there. false: not held, nothing written.
+  bool write_and_release(std::string_view key, std::string_view value, std::chrono::milliseconds ttl) {
+    held_ = false;
+    auto lease = pool_->acquire();
+    return scripts()
+               .write_and_release.run(*lease, {key_, key}, {token_, value, ttl.count(), options_.notify_channel})
+               .as_integer() == 1;
+  }
+
   bool held() const noexcept { return held_; }  // as far as this object knows
   const std::string& key() const noexcept { return key_; }
   const std::string& token() const noexcept { return token_; }
 
  private:
   struct Scripts {
-    Script release{"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"};
+    // A lock lost to expiry publishes nothing: its successor's release will.
+    Script release{
+        "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end redis.call('DEL', KEYS[1]) "
+        "if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], KEYS[1]) end return 1"};
     Script extend{
         "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"};
     Script write{
         "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
         "redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3]) return 1"};
+    Script write_and_release{
+        "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+        "redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3]) redis.call('DEL', KEYS[1]) "
+        "if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], KEYS[1]) end return 1"};
   };
   static Scripts& scripts() {
     static Scripts s;  // shared: each script's SHA is learned once per process
@@ -108,7 +127,7 @@ class RedisLock {
   std::string key_;
   RedisLockOptions options_;
   std::string token_;
-  bool held_ = false;
+  std::atomic<bool> held_{false};  // the renewer's extend() may clear it from its thread
 };
 
 }  // namespace cachet

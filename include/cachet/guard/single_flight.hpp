@@ -9,10 +9,10 @@
 // another (a loader returning V where the flight's returns std::optional<V>)
 // runs its own load rather than share.
 
+#include <cachet/detail/outcome.hpp>
 #include <cachet/guard/concepts.hpp>
 
 #include <algorithm>
-#include <condition_variable>
 #include <cstddef>
 #include <exception>
 #include <functional>
@@ -38,8 +38,49 @@ class SingleFlight {
   // Policies hold their guard by value, so it moves into them before any use.
   SingleFlight(SingleFlight&& o) noexcept : shards_(std::move(o.shards_)) {}
 
+  // The guard: the first caller for a key runs the rest of the stack. A
+  // background refresh that finds a load of its key running is not needed.
+  template <class Task, class Next>
+  auto run(Task& task, Next& next) -> decltype(next(task)) {
+    using R = decltype(next(task));
+    auto load = [&] { return next(task); };
+    if (task.refresh_only()) return share(task.key(), load, [&](Flight<R>&) { return task.skip(); });
+    return share(task.key(), load);
+  }
+
+  // Runs `load` once for the callers that ask for `key` while it runs.
   template <class Load>
-  auto run(std::string_view key, Load&& load) -> std::invoke_result_t<Load&> {
+  auto share(std::string_view key, Load&& load) -> std::invoke_result_t<Load&> {
+    return share(key, load, [](auto& flight) { return flight.get(); });
+  }
+
+  // Loads in flight right now (for tests and diagnostics).
+  std::size_t in_flight() const {
+    std::size_t n = 0;
+    for (const Shard& s : shards_) {
+      std::lock_guard lock(s.mutex);
+      n += s.flights.size();
+    }
+    return n;
+  }
+
+ private:
+  using FlightBase = detail::OutcomeBase;
+  template <class R>
+  using Flight = detail::Outcome<R>;
+  struct Entry {
+    Entry(std::type_index t, std::nullptr_t) : type(t) {}
+    std::type_index type;
+    std::shared_ptr<FlightBase> flight;
+  };
+  struct Shard {
+    mutable std::mutex mutex;
+    std::unordered_map<std::string, Entry> flights;
+  };
+
+  // Leads a new flight for `key`, or hands the running one to `follow`.
+  template <class Load, class Follow>
+  auto share(std::string_view key, Load& load, Follow&& follow) -> std::invoke_result_t<Load&> {
     using R = std::invoke_result_t<Load&>;
     Shard& shard = shards_[std::hash<std::string_view>{}(key) % shards_.size()];
     std::shared_ptr<Flight<R>> flight;
@@ -55,46 +96,10 @@ class SingleFlight {
       }
     }
     if (!flight) return load();  // another result type is in flight for this key
-    if (leader) lead(shard, key, *flight, load);
+    if (!leader) return follow(*flight);
+    lead(shard, key, *flight, load);
     return flight->get();
   }
-
-  // Loads in flight right now (for tests and diagnostics).
-  std::size_t in_flight() const {
-    std::size_t n = 0;
-    for (const Shard& s : shards_) {
-      std::lock_guard lock(s.mutex);
-      n += s.flights.size();
-    }
-    return n;
-  }
-
- private:
-  struct FlightBase {
-    std::mutex mutex;
-    std::condition_variable done_cv;
-    bool done = false;
-    std::exception_ptr error;
-  };
-  template <class R>
-  struct Flight : FlightBase {
-    std::optional<R> value;
-    R get() {  // waits for the leader; the value is not touched after `done`
-      std::unique_lock lock(this->mutex);
-      this->done_cv.wait(lock, [&] { return this->done; });
-      if (this->error) std::rethrow_exception(this->error);
-      return *value;
-    }
-  };
-  struct Entry {
-    Entry(std::type_index t, std::nullptr_t) : type(t) {}
-    std::type_index type;
-    std::shared_ptr<FlightBase> flight;
-  };
-  struct Shard {
-    mutable std::mutex mutex;
-    std::unordered_map<std::string, Entry> flights;
-  };
 
   // Runs the load, then publishes its outcome. The flight leaves the map first,
   // so a caller arriving after the outcome starts a fresh load.
@@ -111,13 +116,7 @@ class SingleFlight {
       std::lock_guard lock(shard.mutex);
       shard.flights.erase(std::string(key));
     }
-    {
-      std::lock_guard lock(flight.mutex);
-      flight.value = std::move(value);
-      flight.error = error;
-      flight.done = true;
-    }
-    flight.done_cv.notify_all();
+    flight.publish(std::move(value), error);
   }
 
   std::vector<Shard> shards_;

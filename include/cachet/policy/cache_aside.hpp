@@ -21,6 +21,8 @@
 #include <cachet/codec/entry.hpp>
 #include <cachet/codec/json.hpp>
 #include <cachet/detail/loader.hpp>
+#include <cachet/executor.hpp>
+#include <cachet/guard/concepts.hpp>
 #include <cachet/guard/no_guard.hpp>
 #include <cachet/keys.hpp>
 #include <cachet/metrics.hpp>
@@ -36,6 +38,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -50,6 +53,7 @@ struct CacheOptions {
   BreakerOptions breaker{};
   bool throw_redis_errors = false;  // let Redis errors on reads reach the caller
   std::string metrics_label;      // the `cache` label of the metrics; defaults to ns:name
+  ExecutorOptions background{};   // the workers of background refreshes and timed-out loads
 };
 
 template <class V, Codec C = JsonCodec<V>, Guard G = NoGuard, Store S = RedisStore, Clock Clk = SystemClock>
@@ -68,11 +72,15 @@ class CacheAside {
         key_prefix_(keys_.name_prefix(options_.name)),
         metrics_(MetricsRegistry::global().add(label(options_), options_.ns + ":" + options_.name)),
         breaker_(options_.breaker, [m = metrics_](BreakerState to) { m->count(transition_event(to)); }),
-        sliding_(options_.ttl.sliding(options_.name)) {}
+        sliding_(options_.ttl.sliding(options_.name)),
+        executor_(options_.background) {}
 
   CacheAside(const CacheAside&) = delete;
   CacheAside& operator=(const CacheAside&) = delete;
-  ~CacheAside() { MetricsRegistry::global().remove(metrics_); }
+  ~CacheAside() {
+    executor_.stop();  // running refreshes finish while everything they use still exists
+    MetricsRegistry::global().remove(metrics_);
+  }
 
   // The cached value, or nullopt on a miss or a negative entry. Never loads.
   std::optional<V> get(std::string_view id) {
@@ -82,17 +90,26 @@ class CacheAside {
   }
 
   // The cached value, or what `loader(id)` returns (stored for next time).
-  // Returns what the loader returns: V, or std::optional<V>.
+  // Returns what the loader returns: V, or std::optional<V>. Misses and stale
+  // entries go through the guard. A guard that refreshes in the background
+  // (stale-while-revalidate, early expiration, load timeouts) runs a copy of
+  // the loader later: it must be copyable and must not refer to the caller's stack.
   template <Loader<V> L>
   auto get_or_load(std::string_view id, L&& loader) -> std::invoke_result_t<L&, std::string_view> {
     using R = std::invoke_result_t<L&, std::string_view>;
-    const std::string k = key(id);
+    std::string k = key(id);
     Lookup found = lookup(k);
-    if (found.state == Lookup::value) return R(std::move(*found.entry.value));
+    Why why = found.state == Lookup::stale ? Why::stale : Why::miss;
+    if (found.state == Lookup::value) {
+      if (!picked_early(found.entry.meta)) return R(std::move(*found.entry.value));
+      why = Why::early;
+    }
     if (found.state == Lookup::negative) {
       if constexpr (detail::is_optional<R>::value) return R(std::nullopt);
     }
-    return guard_.run(k, [&]() -> R { return load(k, id, loader, found.state != Lookup::unreachable); });
+    Task<L&> task(*this, std::move(k), std::string(id), loader, std::move(found), why, false);
+    auto next = [](auto& t) { return t.load(); };
+    return guard_.run(task, next);
   }
 
   // One MGET for all ids, one call of `batch_loader(missing_ids)` for the misses
@@ -147,6 +164,7 @@ class CacheAside {
   S& store() noexcept { return store_; }
   G& guard() noexcept { return guard_; }
   const CacheOptions& options() const noexcept { return options_; }
+  Executor& executor() noexcept { return executor_; }
 
  private:
   struct Lookup {
@@ -155,6 +173,84 @@ class CacheAside {
     enum State { value, negative, stale, miss, unreachable } state = miss;
     typename EntryCodec<C>::Decoded entry{};
   };
+
+  // One guarded load: what a guard is given (the protocol is in guard/concepts.hpp).
+  // L is the caller's loader by reference, or a copy for a background job.
+  template <class L>
+  class Task {
+   public:
+    using result_type = std::invoke_result_t<std::remove_cvref_t<L>&, std::string_view>;
+
+    Task(CacheAside& cache, std::string key, std::string id, L loader, Lookup found, Why why, bool refresh_only)
+        : cache_(&cache), key_(std::move(key)), id_(std::move(id)), loader_(std::forward<L>(loader)),
+          found_(std::move(found)), why_(why), refresh_only_(refresh_only) {}
+
+    result_type load() { return cache_->load(key_, id_, loader_, reachable(), fence_); }
+    const std::string& key() const noexcept { return key_; }
+    std::string lock_key() const { return cache_->keys_.lock(key_); }
+    Why why() const noexcept { return why_; }
+    const V* current() const noexcept {
+      return why_ != Why::miss && found_.entry.value ? &*found_.entry.value : nullptr;
+    }
+    std::chrono::nanoseconds age() const { return now() - found_.entry.meta.created_at; }
+    bool reachable() const noexcept { return found_.state != Lookup::unreachable; }
+    bool refresh_only() const noexcept { return refresh_only_; }
+    // Newer than the value in hand (if any): a refresh is not done by finding its own input.
+    std::optional<result_type> reread() {
+      return cache_->template reread<result_type>(key_, current() ? found_.entry.meta.created_at
+                                                                   : EntryMeta::time_point::min());
+    }
+    result_type serve_current() {
+      if (why_ == Why::stale) count(Event::stale_hit);
+      return skip();
+    }
+    result_type skip() const {
+      if (!current()) throw std::logic_error("cachet: a guard served the value in hand of a task that has none");
+      return result_type(*current());
+    }
+    void fence(Fence* f) noexcept { fence_ = f; }
+    Task<std::remove_cvref_t<L>> detach(bool refresh_only) const {
+      static_assert(std::is_copy_constructible_v<std::remove_cvref_t<L>>,
+                    "cachet: a background load runs a copy of the loader, which must be copyable");
+      return {*cache_, key_, id_, loader_, found_, why_, refresh_only};
+    }
+    Executor& executor() noexcept { return cache_->executor_; }
+    EntryMeta::time_point now() const { return cache_->clock_.now(); }
+    void count(Event e) { cache_->metrics_->count(e); }
+
+   private:
+    CacheAside* cache_;
+    std::string key_, id_;
+    L loader_;
+    Lookup found_;
+    Why why_;
+    bool refresh_only_;
+    Fence* fence_ = nullptr;  // the lock guard's conditional write, while it holds the lock
+  };
+
+  // Whether the guard recomputes this fresh entry early (XFetch); never for plain entries.
+  bool picked_early(const EntryMeta& meta) {
+    if constexpr (EarlyRefreshing<G>) {
+      return meta.fresh_until != EntryMeta::time_point::max() && guard_.refresh_early(meta, clock_.now());
+    }
+    return false;
+  }
+
+  // A waiter's second look: a fresh value (or a cached "does not exist")
+  // computed after `after`. Uncounted, and any failure is just "not yet".
+  template <class R>
+  std::optional<R> reread(const std::string& k, EntryMeta::time_point after) {
+    try {
+      Lookup found = decode_entry(store_.get(k));
+      if (found.entry.meta.created_at <= after) return std::nullopt;
+      if (found.state == Lookup::value) return R(std::move(*found.entry.value));
+      if constexpr (detail::is_optional<R>::value) {
+        if (found.state == Lookup::negative) return R(std::nullopt);
+      }
+    } catch (const Error&) {
+    }
+    return std::nullopt;
+  }
 
   // Checked before anything is registered, so a refused configuration leaves nothing behind.
   static CacheOptions validated(CacheOptions o) {
@@ -255,6 +351,14 @@ class CacheAside {
   // Decodes what the store returned and counts it as a hit, negative hit or
   // miss (a stale entry counts as a miss).
   Lookup classify(const std::optional<std::string>& bytes) {
+    Lookup found = decode_entry(bytes);
+    metrics_->count(found.state == Lookup::value      ? Event::hit
+                    : found.state == Lookup::negative ? Event::negative_hit
+                                                      : Event::miss);
+    return found;
+  }
+
+  Lookup decode_entry(const std::optional<std::string>& bytes) {
     Lookup found;
     if (bytes) {
       try {
@@ -266,9 +370,6 @@ class CacheAside {
         metrics_->count(Event::decode_error);  // corrupt or foreign bytes: a miss
       }
     }
-    metrics_->count(found.state == Lookup::value      ? Event::hit
-                    : found.state == Lookup::negative ? Event::negative_hit
-                                                      : Event::miss);
     return found;
   }
 
@@ -312,33 +413,46 @@ class CacheAside {
   }
 
   template <class L>
-  auto load(const std::string& k, std::string_view id, L& loader, bool write) -> std::invoke_result_t<L&, std::string_view> {
+  auto load(const std::string& k, std::string_view id, L& loader, bool write, Fence* fence)
+      -> std::invoke_result_t<L&, std::string_view> {
     const auto started = std::chrono::steady_clock::now();
     auto result = call_loader([&] { return loader(id); });
     if (write) {
-      if constexpr (detail::is_optional<decltype(result)>::value) store_entry(k, result ? &*result : nullptr, started);
-      else store_entry(k, &result, started);
+      if constexpr (detail::is_optional<decltype(result)>::value) store_entry(k, result ? &*result : nullptr, started, fence);
+      else store_entry(k, &result, started, fence);
     }
     return result;
   }
 
-  // Writes a loaded value (or, for nullptr, a negative entry when enabled).
-  // Failures are counted, never thrown at the reader.
-  void store_entry(const std::string& k, const V* value, std::chrono::steady_clock::time_point started) {
+  // Writes a loaded value (or, for nullptr, a negative entry when enabled),
+  // through the lock's fence when there is one. Failures are counted, never
+  // thrown at the reader.
+  void store_entry(const std::string& k, const V* value, std::chrono::steady_clock::time_point started, Fence* fence) {
     const auto now = clock_.now();
     const auto compute = std::chrono::steady_clock::now() - started;
+    std::string bytes;
+    std::chrono::milliseconds ttl{};
     try {
       if (value) {
         const Expiry e = options_.ttl.expiry(options_.name, now);
-        const std::string bytes = entries_.encode(*value, meta(now, e, compute));
-        if (!guarded([&] { store_.set(k, bytes, e.ttl); }, false)) metrics_->count(Event::cache_write_error);
-      } else if (const auto ttl = options_.ttl.negative_ttl(options_.name); ttl.count() > 0) {
-        const std::string bytes = entries_.encode_negative(meta(now, {now + ttl, ttl}, compute));
-        if (!guarded([&] { store_.set(k, bytes, ttl); }, false)) metrics_->count(Event::cache_write_error);
+        bytes = entries_.encode(*value, meta(now, e, compute));
+        ttl = e.ttl;
+      } else if ((ttl = options_.ttl.negative_ttl(options_.name)).count() > 0) {
+        bytes = entries_.encode_negative(meta(now, {now + ttl, ttl}, compute));
+      } else {
+        return;  // "does not exist" is not cached for this name
       }
     } catch (const EncodeError&) {
       metrics_->count(Event::cache_write_error);  // the reader still gets the value
+      return;
     }
+    bool refused = false;
+    const bool reached = guarded([&] {
+      if (!fence) store_.set(k, bytes, ttl);
+      else refused = !fence->write(k, bytes, ttl);
+    }, false);
+    if (!reached) metrics_->count(Event::cache_write_error);
+    if (refused) metrics_->count(Event::fenced_out);
   }
 
   // One pipelined write of everything a batch load found (and negative entries).
@@ -390,6 +504,7 @@ class CacheAside {
   std::shared_ptr<CacheMetrics> metrics_;
   CircuitBreaker breaker_;
   bool sliding_;
+  Executor executor_;  // last: stopped first, while what its jobs use still exists
 };
 
 }  // namespace cachet

@@ -15,12 +15,14 @@
 #include <cachet/redis/options.hpp>
 #include <cachet/redis/reply.hpp>
 
+#include <poll.h>
 #include <sys/time.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
 #include <initializer_list>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -102,6 +104,24 @@ class Connection {
     return Reply(detail::ReplyPtr(static_cast<redisReply*>(raw)));
   }
   std::size_t pending() const noexcept { return pending_; }
+
+  // For a connection in pub/sub mode (after SUBSCRIBE's reply was read): the
+  // next pushed message, or nullopt if none arrived within `wait`.
+  std::optional<Reply> read_push(std::chrono::milliseconds wait) {
+    if (!ctx_) throw ConnectionError("redis: read_push on a connection that is not connected");
+    void* raw = nullptr;
+    if (redisGetReplyFromReader(ctx_.get(), &raw) != REDIS_OK) fail("read");  // one already buffered?
+    if (raw == nullptr) {
+      pollfd p{ctx_->fd, POLLIN, 0};
+      const int ready = ::poll(&p, 1, static_cast<int>(wait.count()));
+      if (ready < 0 && errno != EINTR) fail("poll");
+      if (ready <= 0) return std::nullopt;
+      if (redisBufferRead(ctx_.get()) != REDIS_OK) fail("read");
+      if (redisGetReplyFromReader(ctx_.get(), &raw) != REDIS_OK) fail("read");
+      if (raw == nullptr) return std::nullopt;  // part of a message so far
+    }
+    return Reply(detail::ReplyPtr(static_cast<redisReply*>(raw)));
+  }
 
   // Drops the context: pending replies are forgotten and the next command reconnects.
   void close() noexcept {

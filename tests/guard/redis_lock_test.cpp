@@ -1,13 +1,10 @@
 #include <cachet/guard/redis_lock.hpp>
 
 #include <catch2/catch.hpp>
+#include <support/concurrency.hpp>
 #include <support/server.hpp>
 
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <chrono>
-#include <cstdio>
 #include <string>
 #include <thread>
 #include <vector>
@@ -86,37 +83,22 @@ TEST_CASE("a dropped lock object releases what it holds") {
 TEST_CASE("mutual exclusion across processes") {
   auto& server = cachet::test::clean_server();
   constexpr int processes = 4, rounds = 200;
-  std::vector<pid_t> children;
-  for (int p = 0; p < processes; ++p) {
-    const pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {  // a worker: read-modify-write a counter, only under the lock
-      int code = 0;
-      try {
-        cachet::Pool pool(server.connection_options(), {.size = 1});
-        cachet::RedisLock lock(pool, "ns:lock:counter", {.lease = 10s});
-        for (int r = 0; r < rounds; ++r) {
-          while (!lock.try_acquire()) std::this_thread::sleep_for(std::chrono::microseconds(200));
-          pool.with([](cachet::Connection& c) {
-            const auto v = c.command({"GET", "counter"}).as_optional_string();
-            c.command({"SET", "counter", (v ? std::stoll(*v) : 0) + 1});
-          });
-          if (!lock.release()) code = 2;
-        }
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "lock worker: %s\n", e.what());
-        code = 3;
-      }
-      ::_exit(code);
+  // A worker: read-modify-write a counter, only under the lock.
+  const auto codes = cachet::test::in_processes(processes, [&](int) {
+    cachet::Pool pool(server.connection_options(), {.size = 1});
+    cachet::RedisLock lock(pool, "ns:lock:counter", {.lease = 10s});
+    int code = 0;
+    for (int r = 0; r < rounds; ++r) {
+      while (!lock.try_acquire()) std::this_thread::sleep_for(std::chrono::microseconds(200));
+      pool.with([](cachet::Connection& c) {
+        const auto v = c.command({"GET", "counter"}).as_optional_string();
+        c.command({"SET", "counter", (v ? std::stoll(*v) : 0) + 1});
+      });
+      if (!lock.release()) code = 2;
     }
-    children.push_back(pid);
-  }
-  for (pid_t pid : children) {
-    int status = 0;
-    REQUIRE(::waitpid(pid, &status, 0) == pid);
-    CHECK(WIFEXITED(status));
-    CHECK(WEXITSTATUS(status) == 0);
-  }
+    return code;
+  });
+  CHECK(codes == std::vector<int>(processes, 0));
   // Without the lock, concurrent GET-then-SET would lose increments.
   CHECK(server.connect().command({"GET", "counter"}).as_string() == std::to_string(processes * rounds));
 }

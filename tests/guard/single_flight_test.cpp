@@ -2,6 +2,7 @@
 #include <cachet/policy/cache_aside.hpp>
 
 #include <catch2/catch.hpp>
+#include <support/concurrency.hpp>
 #include <support/product.hpp>
 #include <support/server.hpp>
 
@@ -16,15 +17,7 @@
 
 using namespace std::chrono_literals;
 
-namespace {
-// Starts `n` threads running `f(i)` and joins them.
-template <class F>
-void in_threads(int n, F f) {
-  std::vector<std::thread> threads;
-  for (int i = 0; i < n; ++i) threads.emplace_back(f, i);
-  for (auto& t : threads) t.join();
-}
-}  // namespace
+using cachet::test::in_threads;
 
 TEST_CASE("concurrent misses for one key run the load once and all get its value") {
   cachet::SingleFlight guard;

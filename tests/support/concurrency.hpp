@@ -1,0 +1,54 @@
+#pragma once
+// Many threads, several processes: the shapes the concurrency tests share.
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <exception>
+#include <thread>
+#include <vector>
+
+namespace cachet::test {
+
+// Starts `n` threads running `f(i)` and joins them.
+template <class F>
+void in_threads(int n, F f) {
+  std::vector<std::thread> threads;
+  for (int i = 0; i < n; ++i) threads.emplace_back(f, i);
+  for (auto& t : threads) t.join();
+}
+
+// The exit code of child `pid`, or -1 if it did not exit normally.
+inline int wait_exit(pid_t pid) {
+  int status = 0;
+  if (pid < 0 || ::waitpid(pid, &status, 0) != pid) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// Forks `n` children running `f(i)`, which returns the child's exit code (an
+// exception is exit code 3, its message on stderr). Returns the exit codes, or
+// -1 for a child that did not exit normally (killed, say).
+template <class F>
+std::vector<int> in_processes(int n, F f) {
+  std::vector<pid_t> children;
+  for (int i = 0; i < n; ++i) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      int code = 3;
+      try {
+        code = f(i);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "child %d: %s\n", i, e.what());
+      }
+      std::fflush(stderr);
+      ::_exit(code);  // no atexit handlers: they belong to the parent (its redis-server, say)
+    }
+    children.push_back(pid);
+  }
+  std::vector<int> codes;
+  for (pid_t pid : children) codes.push_back(wait_exit(pid));
+  return codes;
+}
+
+}  // namespace cachet::test

@@ -19,6 +19,7 @@
 #include <vector>
 
 using namespace std::chrono_literals;
+using cachet::test::eventually;
 using cachet::test::in_processes;
 using cachet::test::in_threads;
 
@@ -49,16 +50,6 @@ cachet::StampedeGuard stampede_guard(cachet::Pool& pool, cachet::RedisLockGuardO
 long long redis_ms(cachet::Connection& c) {
   const auto t = c.command({"TIME"});
   return std::stoll(std::string(t[0].as_string())) * 1000 + std::stoll(std::string(t[1].as_string())) / 1000;
-}
-
-// Spins until `pred()` holds or 10 s pass.
-template <class P>
-bool eventually(P pred) {
-  for (auto end = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < end;) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(1ms);
-  }
-  return pred();
 }
 
 }  // namespace

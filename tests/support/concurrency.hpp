@@ -4,12 +4,23 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <exception>
 #include <thread>
 #include <vector>
 
 namespace cachet::test {
+
+// Polls `pred()` every millisecond until it holds or `within` passes; returns its last answer.
+template <class P>
+bool eventually(P pred, std::chrono::milliseconds within = std::chrono::seconds(10)) {
+  for (auto end = std::chrono::steady_clock::now() + within; std::chrono::steady_clock::now() < end;) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return pred();
+}
 
 // Starts `n` threads running `f(i)` and joins them.
 template <class F>

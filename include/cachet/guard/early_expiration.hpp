@@ -27,7 +27,8 @@ struct EarlyExpirationOptions {
 
 class EarlyExpiration {
  public:
-  explicit EarlyExpiration(EarlyExpirationOptions options = {}) : options_(options) {}
+  EarlyExpiration() : EarlyExpiration(EarlyExpirationOptions{}) {}
+  explicit EarlyExpiration(EarlyExpirationOptions options) : options_(options) {}
 
   bool refresh_early(const EntryMeta& meta, EntryMeta::time_point now) const {
     if (meta.compute_time.count() <= 0 || now >= meta.fresh_until) return false;  // stale is not early

@@ -27,7 +27,8 @@ struct FailSafeOptions {
 
 class FailSafe {
  public:
-  explicit FailSafe(FailSafeOptions options = {}) : options_(options), held_(std::make_unique<HeldBack>()) {}
+  FailSafe() : FailSafe(FailSafeOptions{}) {}
+  explicit FailSafe(FailSafeOptions options) : options_(options), held_(std::make_unique<HeldBack>()) {}
 
   template <class Task, class Next>
   auto run(Task& task, Next& next) -> decltype(next(task)) {

@@ -1,0 +1,308 @@
+// Stale-while-revalidate, early expiration, fail-safe, load timeouts, and the
+// executor they run on.
+#include <cachet/codec/string.hpp>
+#include <cachet/guard/early_expiration.hpp>
+#include <cachet/guard/fail_safe.hpp>
+#include <cachet/guard/load_timeout.hpp>
+#include <cachet/guard/stack.hpp>
+#include <cachet/guard/stale_while_revalidate.hpp>
+#include <cachet/policy/cache_aside.hpp>
+
+#include <catch2/catch.hpp>
+#include <support/concurrency.hpp>
+#include <support/errors.hpp>
+#include <support/server.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <future>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using cachet::test::in_processes;
+using cachet::test::in_threads;
+
+namespace {
+
+template <class G>
+using Cache = cachet::CacheAside<std::string, cachet::StringCodec, G, cachet::RedisStore,
+                                 cachet::ClockRef<cachet::ManualClock>>;
+
+// Fresh for 1 s, then stale (still in Redis) for an hour.
+cachet::CacheOptions options() {
+  cachet::CacheOptions o;
+  o.ns = "t";
+  o.name = "item";
+  o.ttl = cachet::TtlPolicy({.fresh = 1s, .stale = 1h, .jitter = 0});
+  return o;
+}
+
+// A loader whose n-th call returns "v<n>"; calls after the first wait for `gate`.
+struct GatedLoader {
+  std::atomic<int>* calls;
+  std::shared_future<void> gate;
+  std::string operator()(std::string_view) const {
+    const int n = ++*calls;
+    if (n > 1) gate.wait();
+    return "v" + std::to_string(n);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("executor: bounded queue, bounded threads, stop waits for running jobs and drops queued ones") {
+  cachet::Executor executor({.threads = 2, .queue = 3});
+  std::promise<void> go;
+  std::shared_future<void> gate = go.get_future().share();
+  std::atomic<int> ran{0};
+  auto job = [&] {
+    gate.wait();
+    ++ran;
+  };
+  REQUIRE(executor.try_submit(job));
+  REQUIRE(executor.try_submit(job));
+  // Two running (once picked up), so three more fill the queue and the next is refused.
+  REQUIRE(cachet::test::eventually([&] { return executor.queued() == 0; }));
+  CHECK(executor.try_submit(job));
+  CHECK(executor.try_submit(job));
+  CHECK(executor.try_submit(job));
+  CHECK_FALSE(executor.try_submit(job));
+  CHECK_FALSE(executor.submit_until(job, std::chrono::steady_clock::now() + 20ms));
+  CHECK(executor.threads() == 2);
+  std::thread release([&] {
+    std::this_thread::sleep_for(50ms);
+    go.set_value();
+  });
+  executor.stop();  // the two running jobs finish; the three queued never start
+  release.join();
+  CHECK(ran == 2);
+  CHECK_FALSE(executor.try_submit(job));
+}
+
+TEST_CASE("executor: a job that throws does not take its worker down") {
+  cachet::Executor executor({.threads = 1, .queue = 8});
+  std::atomic<int> ran{0};
+  CHECK(executor.try_submit([] { throw std::runtime_error("job failed"); }));
+  CHECK(executor.try_submit([&] { ++ran; }));
+  executor.wait_idle();
+  CHECK(ran == 1);
+}
+
+TEST_CASE("stale-while-revalidate: 1000 reads get the stale value at once, one refresh replaces it") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options(), {.size = 16, .wait_timeout = 5s});
+  cachet::ManualClock clock;
+  using G = cachet::GuardStack<cachet::StaleWhileRevalidate, cachet::SingleFlight, cachet::RedisLockGuard>;
+  Cache<G> cache(cachet::RedisStore(pool), options(), {}, G({}, {}, cachet::RedisLockGuard(pool)), cachet::ClockRef(clock));
+  std::atomic<int> calls{0};
+  std::promise<void> go;
+  const GatedLoader load{&calls, go.get_future().share()};
+  REQUIRE(cache.get_or_load("k", load) == "v1");
+  clock.advance(2s);  // stale
+
+  // The refresh is held at its gate, so a read that waited for it would hang here.
+  std::atomic<int> stale{0};
+  in_threads(50, [&](int) {
+    for (int i = 0; i < 20; ++i) stale += cache.get_or_load("k", load) == "v1";
+  });
+  CHECK(stale == 1000);
+  CHECK(cachet::test::eventually([&] { return calls == 2; }));  // one refresh started
+  CHECK(cache.guard().get<0>().refreshing() == 1);
+  CHECK(cache.metrics().value(cachet::Event::stale_hit) == 1000);
+  CHECK(cache.metrics().value(cachet::Event::refresh) == 1);
+
+  go.set_value();
+  cache.executor().wait_idle();
+  CHECK(cache.get_or_load("k", load) == "v2");
+  CHECK(calls == 2);
+}
+
+TEST_CASE("stale-while-revalidate across 2 processes: one refresh between them") {
+  auto& server = cachet::test::clean_server();
+  {
+    cachet::Pool pool(server.connection_options());
+    cachet::ManualClock clock;
+    Cache<cachet::NoGuard> seed(cachet::RedisStore(pool), options(), {}, {}, cachet::ClockRef(clock));
+    seed.set("k", "v0");
+  }
+  using G = cachet::GuardStack<cachet::StaleWhileRevalidate, cachet::SingleFlight, cachet::RedisLockGuard>;
+  const auto codes = in_processes(2, [&](int) {
+    cachet::Pool pool(server.connection_options(), {.size = 16, .wait_timeout = 5s});
+    cachet::ManualClock clock;
+    clock.advance(2s);  // both see the entry stale
+    Cache<G> cache(cachet::RedisStore(pool), options(), {}, G({}, {}, cachet::RedisLockGuard(pool)), cachet::ClockRef(clock));
+    auto conn = server.connect();
+    std::mutex conn_mutex;
+    auto load = [&](std::string_view) {
+      std::lock_guard lock(conn_mutex);
+      conn.command({"INCR", "loads"});
+      std::this_thread::sleep_for(200ms);
+      return std::string("v1");
+    };
+    std::atomic<int> wrong{0};
+    in_threads(8, [&](int) {
+      for (int i = 0; i < 20; ++i) {
+        const std::string v = cache.get_or_load("k", load);
+        wrong += v != "v0" && v != "v1";  // stale until the refresh lands, then new
+      }
+    });
+    // The other process may be the one refreshing.
+    const bool refreshed = cachet::test::eventually([&] { return cache.get("k") == "v1"; });
+    return wrong == 0 && refreshed ? 0 : 1;
+  });
+  CHECK(codes == std::vector<int>{0, 0});
+  CHECK(server.connect().command({"GET", "loads"}).as_string() == "1");
+}
+
+TEST_CASE("early expiration: picks follow XFetch's exp(-gap / (compute_time * beta))") {
+  cachet::EntryMeta meta;
+  meta.fresh_until = cachet::EntryMeta::time_point(std::chrono::hours(1000));
+  meta.compute_time = 100ms;
+  constexpr int samples = 20000;
+  for (double beta : {0.5, 1.0, 2.0}) {
+    const cachet::EarlyExpiration guard({.beta = beta});
+    for (int gap_ms : {10, 50, 100, 200, 300}) {
+      int picked = 0;
+      for (int i = 0; i < samples; ++i) picked += guard.refresh_early(meta, meta.fresh_until - std::chrono::milliseconds(gap_ms));
+      const double expected = std::exp(-gap_ms / (100.0 * beta));
+      INFO("beta " << beta << ", gap " << gap_ms << " ms");
+      CHECK(std::abs(double(picked) / samples - expected) < 0.02);  // about 5 standard deviations
+    }
+  }
+  const cachet::EarlyExpiration guard;
+  CHECK_FALSE(guard.refresh_early(meta, meta.fresh_until));  // expired: the stale path, not early
+  meta.compute_time = 0ms;
+  CHECK_FALSE(guard.refresh_early(meta, meta.fresh_until - 1ms));  // no compute time: never
+}
+
+TEST_CASE("early expiration: recomputed before expiry, one at a time, no reader waits") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options(), {.size = 16, .wait_timeout = 5s});
+  cachet::ManualClock clock;
+  using G = cachet::GuardStack<cachet::EarlyExpiration, cachet::SingleFlight, cachet::RedisLockGuard>;
+  auto o = options();
+  o.ttl = cachet::TtlPolicy({.fresh = 10s, .stale = 0s, .jitter = 0});
+  Cache<G> cache(cachet::RedisStore(pool), o, {}, G({}, {}, cachet::RedisLockGuard(pool)), cachet::ClockRef(clock));
+  std::atomic<int> loads{0}, active{0}, most_active{0};
+  auto load = [&](std::string_view) {
+    const int now_active = ++active;
+    int seen = most_active;
+    while (now_active > seen && !most_active.compare_exchange_weak(seen, now_active)) {
+    }
+    std::this_thread::sleep_for(20ms);  // the compute time XFetch weighs
+    --active;
+    return "v" + std::to_string(++loads);
+  };
+  REQUIRE(cache.get_or_load("k", load) == "v1");
+  const auto expiry = clock.now() + 10s;
+  clock.advance(9500ms);  // 25 compute times before expiry: practically never picked here
+
+  std::atomic<bool> done{false};
+  std::atomic<int> misses{0};
+  std::thread readers([&] {
+    in_threads(8, [&](int) {
+      while (!done) misses += cache.get_or_load("k", load).empty();
+    });
+  });
+  // Step the clock towards expiry until a recomputation has replaced the value.
+  while (clock.now() < expiry && cache.get("k") == "v1") {
+    clock.advance(1ms);
+    std::this_thread::sleep_for(200us);
+  }
+  const bool before_expiry = clock.now() < expiry;
+  done = true;
+  readers.join();
+  cache.executor().wait_idle();
+  CHECK(before_expiry);
+  CHECK(cache.get("k") == "v2");
+  CHECK(loads == 2);
+  CHECK(most_active == 1);
+  CHECK(misses == 0);
+}
+
+TEST_CASE("fail-safe: a database down for 10 s, every read served stale, one load per hold-back period") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  cachet::ManualClock clock;
+  // SingleFlight outside FailSafe: the hold-back is recorded before the flight ends.
+  using G = cachet::GuardStack<cachet::SingleFlight, cachet::FailSafe>;
+  Cache<G> cache(cachet::RedisStore(pool), options(), {}, G({}, cachet::FailSafe({.max_stale = 1h, .hold_back = 1s})),
+                 cachet::ClockRef(clock));
+  REQUIRE(cache.get_or_load("k", [](std::string_view) { return std::string("v1"); }) == "v1");
+  clock.advance(2s);
+
+  std::mutex mutex;
+  std::vector<cachet::EntryMeta::time_point> attempts;
+  auto failing = [&](std::string_view) -> std::string {
+    std::lock_guard lock(mutex);
+    attempts.push_back(clock.now());
+    throw std::runtime_error("database down");
+  };
+  std::atomic<bool> done{false};
+  std::atomic<int> served{0}, failed{0};
+  std::thread readers([&] {
+    in_threads(4, [&](int) {
+      while (!done) {
+        try {
+          served += cache.get_or_load("k", failing) == "v1";
+        } catch (...) {
+          ++failed;
+        }
+      }
+    });
+  });
+  for (int step = 0; step < 1000; ++step) {  // 10 s in 10 ms steps
+    clock.advance(10ms);
+    std::this_thread::sleep_for(100us);
+  }
+  done = true;
+  readers.join();
+  CHECK(failed == 0);
+  CHECK(served > 0);
+  REQUIRE(attempts.size() >= 5);
+  CHECK(attempts.size() <= 11);
+  for (std::size_t i = 1; i < attempts.size(); ++i) CHECK(attempts[i] - attempts[i - 1] >= 1s);
+}
+
+TEST_CASE("fail-safe: without a stale value, or with one older than max_stale, the error reaches the caller") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  cachet::ManualClock clock;
+  Cache<cachet::FailSafe> cache(cachet::RedisStore(pool), options(), {}, cachet::FailSafe({.max_stale = 1min}),
+                                cachet::ClockRef(clock));
+  auto failing = [](std::string_view) -> std::string { throw std::runtime_error("database down"); };
+  CHECK(cachet::test::throws_exactly<std::runtime_error>([&] { cache.get_or_load("cold", failing); }));
+  cache.set("k", "v1");
+  clock.advance(2min);  // stale, and older than max_stale
+  CHECK(cachet::test::throws_exactly<std::runtime_error>([&] { cache.get_or_load("k", failing); }));
+  CHECK(cache.metrics().value(cachet::Event::stale_hit) == 0);
+}
+
+TEST_CASE("load timeouts: soft serves the stale value, hard throws, and the load still caches its value") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  cachet::ManualClock clock;
+  Cache<cachet::LoadTimeout> cache(cachet::RedisStore(pool), options(), {},
+                                   cachet::LoadTimeout({.soft = 20ms, .hard = 100ms}), cachet::ClockRef(clock));
+  std::atomic<int> calls{0};
+  std::promise<void> go;
+  const GatedLoader load{&calls, go.get_future().share()};
+  REQUIRE(cache.get_or_load("k", load) == "v1");
+  clock.advance(2s);
+  CHECK(cache.get_or_load("k", load) == "v1");  // soft: the held load has not returned
+  CHECK(cache.metrics().value(cachet::Event::stale_hit) == 1);
+  CHECK(cachet::test::throws_exactly<cachet::LoadTimeoutError>([&] { cache.get_or_load("cold", load); }));
+  go.set_value();
+  cache.executor().wait_idle();
+  CHECK(cache.get("k").has_value());  // both timed-out loads finished and cached their values
+  CHECK(cache.get("cold").has_value());
+  CHECK(calls == 3);
+  // A load that fails fast reports its own error, not a timeout.
+  auto failing = [](std::string_view) -> std::string { throw std::invalid_argument("bad id"); };
+  CHECK(cachet::test::throws_exactly<std::invalid_argument>([&] { cache.get_or_load("bad", failing); }));
+}

@@ -133,8 +133,10 @@ class CacheMetrics {
   // Lookups answered from the cache (hits, negative and stale hits) over all
   // lookups; 0 before the first.
   double hit_ratio() const noexcept {
-    const std::uint64_t served = value(Event::hit) + value(Event::negative_hit) + value(Event::stale_hit);
-    const std::uint64_t lookups = served + value(Event::miss);
+    // Every lookup is one hit, negative hit or miss; a stale value served was a lookup's miss.
+    const std::uint64_t answered = value(Event::hit) + value(Event::negative_hit);
+    const std::uint64_t served = answered + value(Event::stale_hit);
+    const std::uint64_t lookups = answered + value(Event::miss);
     return lookups == 0 ? 0.0 : static_cast<double>(served) / static_cast<double>(lookups);
   }
 

@@ -201,7 +201,7 @@ class CacheAside {
                                                                    : EntryMeta::time_point::min());
     }
     result_type serve_current() {
-      if (why_ == Why::stale) count(Event::stale_hit);
+      if (why_ == Why::stale && !refresh_only_) count(Event::stale_hit);  // a caller got it
       return skip();
     }
     result_type skip() const {

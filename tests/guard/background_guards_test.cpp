@@ -11,6 +11,7 @@
 #include <catch2/catch.hpp>
 #include <support/concurrency.hpp>
 #include <support/errors.hpp>
+#include <support/guard_fixtures.hpp>
 #include <support/server.hpp>
 
 #include <algorithm>
@@ -24,23 +25,14 @@
 #include <vector>
 
 using namespace std::chrono_literals;
-using cachet::test::in_processes;
 using cachet::test::in_threads;
 
 namespace {
 
 template <class G>
-using Cache = cachet::CacheAside<std::string, cachet::StringCodec, G, cachet::RedisStore,
-                                 cachet::ClockRef<cachet::ManualClock>>;
+using Cache = cachet::test::ManualCache<G>;
 
-// Fresh for 1 s, then stale (still in Redis) for an hour.
-cachet::CacheOptions options() {
-  cachet::CacheOptions o;
-  o.ns = "t";
-  o.name = "item";
-  o.ttl = cachet::TtlPolicy({.fresh = 1s, .stale = 1h, .jitter = 0});
-  return o;
-}
+cachet::CacheOptions options() { return cachet::test::stale_options(); }
 
 // A loader whose n-th call returns "v<n>"; calls after the first wait for `gate`.
 struct GatedLoader {
@@ -130,32 +122,10 @@ TEST_CASE("stale-while-revalidate across 2 processes: one refresh between them")
     Cache<cachet::NoGuard> seed(cachet::RedisStore(pool), options(), {}, {}, cachet::ClockRef(clock));
     seed.set("k", "v0");
   }
-  using G = cachet::GuardStack<cachet::StaleWhileRevalidate, cachet::SingleFlight, cachet::RedisLockGuard>;
-  const auto codes = in_processes(2, [&](int) {
-    cachet::Pool pool(server.connection_options(), {.size = 16, .wait_timeout = 5s});
-    cachet::ManualClock clock;
-    clock.advance(2s);  // both see the entry stale
-    Cache<G> cache(cachet::RedisStore(pool), options(), {}, G({}, {}, cachet::RedisLockGuard(pool)), cachet::ClockRef(clock));
-    auto conn = server.connect();
-    std::mutex conn_mutex;
-    auto load = [&](std::string_view) {
-      std::lock_guard lock(conn_mutex);
-      conn.command({"INCR", "loads"});
-      std::this_thread::sleep_for(200ms);
-      return std::string("v1");
-    };
-    std::atomic<int> wrong{0};
-    in_threads(8, [&](int) {
-      for (int i = 0; i < 20; ++i) {
-        const std::string v = cache.get_or_load("k", load);
-        wrong += v != "v0" && v != "v1";  // stale until the refresh lands, then new
-      }
-    });
-    // The other process may be the one refreshing.
-    const bool refreshed = cachet::test::eventually([&] { return cache.get("k") == "v1"; });
-    return wrong == 0 && refreshed ? 0 : 1;
-  });
-  CHECK(codes == std::vector<int>{0, 0});
+  const pid_t a = cachet::test::start_worker("swr", server.socket_path(), server.directory() + "/swr-a");
+  const pid_t b = cachet::test::start_worker("swr", server.socket_path(), server.directory() + "/swr-b");
+  CHECK(cachet::test::wait_exit(a) == 0);
+  CHECK(cachet::test::wait_exit(b) == 0);
   CHECK(server.connect().command({"GET", "loads"}).as_string() == "1");
 }
 

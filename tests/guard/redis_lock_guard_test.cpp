@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <support/concurrency.hpp>
 #include <support/errors.hpp>
+#include <support/guard_fixtures.hpp>
 #include <support/server.hpp>
 
 #include <signal.h>
@@ -19,43 +20,11 @@
 #include <vector>
 
 using namespace std::chrono_literals;
-using cachet::test::eventually;
-using cachet::test::in_processes;
-using cachet::test::in_threads;
 
-namespace {
-
-template <class G>
-using Cache = cachet::CacheAside<std::string, cachet::StringCodec, G>;
-
-// Caches in one process share metrics by label: give each its own to count apart.
-cachet::CacheOptions options(std::string label = {}) {
-  cachet::CacheOptions o;
-  o.ns = "t";
-  o.name = "item";
-  o.metrics_label = std::move(label);
-  o.ttl = cachet::TtlPolicy({.fresh = 1min, .jitter = 0});
-  return o;
-}
-
-// Enough connections that 64 threads never time out waiting for one: an
-// exhausted pool would read as an outage and skip the lock.
-cachet::PoolOptions roomy() { return {.size = 16, .wait_timeout = 5s}; }
-
-cachet::StampedeGuard stampede_guard(cachet::Pool& pool, cachet::RedisLockGuardOptions o = {}) {
-  return cachet::StampedeGuard(cachet::SingleFlight{}, cachet::RedisLockGuard(pool, std::move(o)));
-}
-
-// Redis's clock in milliseconds: one clock for every process of a test.
-long long redis_ms(cachet::Connection& c) {
-  const auto t = c.command({"TIME"});
-  return std::stoll(std::string(t[0].as_string())) * 1000 + std::stoll(std::string(t[1].as_string())) / 1000;
-}
-
-}  // namespace
+using namespace cachet::test;
 
 TEST_CASE("64 threads miss one key at once: the loader runs once") {
-  auto& server = cachet::test::clean_server();
+  auto& server = clean_server();
   cachet::Pool pool(server.connection_options(), roomy());
   std::atomic<int> loads{0};
   std::latch start(64);
@@ -72,12 +41,12 @@ TEST_CASE("64 threads miss one key at once: the loader runs once") {
     CHECK(got == std::vector<std::string>(64, "value"));
   };
   SECTION("SingleFlight in front of the lock") {
-    Cache<cachet::StampedeGuard> cache(cachet::RedisStore(pool), options(), {}, stampede_guard(pool));
+    StringCache<cachet::StampedeGuard> cache(cachet::RedisStore(pool), guard_options(), {}, stampede_guard(pool));
     run(cache);
     CHECK(cache.metrics().value(cachet::Event::load) == 1);
   }
   SECTION("the lock alone: 63 waiters, woken by the release") {
-    Cache<cachet::RedisLockGuard> cache(cachet::RedisStore(pool), options(), {}, cachet::RedisLockGuard(pool));
+    StringCache<cachet::RedisLockGuard> cache(cachet::RedisStore(pool), guard_options(), {}, cachet::RedisLockGuard(pool));
     run(cache);
     CHECK(cache.metrics().value(cachet::Event::lock_wait) >= 1);
   }
@@ -85,70 +54,42 @@ TEST_CASE("64 threads miss one key at once: the loader runs once") {
 }
 
 TEST_CASE("4 processes x 16 threads miss one key at once: the loader runs once across them") {
-  auto& server = cachet::test::clean_server();
+  auto& server = clean_server();
   constexpr int processes = 4, threads = 16;
-  // Every thread of every process checks in, then all wait for one "go".
-  std::thread starter([&] {
-    auto conn = server.connect();
-    eventually([&] { return conn.command({"GET", "ready"}).as_optional_string() == std::to_string(processes * threads); });
-    conn.command({"SET", "go", 1});
-  });
-  const auto codes = in_processes(processes, [&](int) {
-    cachet::Pool pool(server.connection_options(), roomy());
-    Cache<cachet::StampedeGuard> cache(cachet::RedisStore(pool), options(), {}, stampede_guard(pool));
-    std::atomic<int> wrong{0};
-    in_threads(threads, [&](int) {
-      auto conn = server.connect();
-      conn.command({"INCR", "ready"});
-      while (conn.command({"EXISTS", "go"}).as_integer() == 0) std::this_thread::sleep_for(200us);
-      const std::string v = cache.get_or_load("hot", [&](std::string_view) {
-        conn.command({"INCR", "loads"});
-        std::this_thread::sleep_for(100ms);
-        return std::string("value");
-      });
-      if (v != "value") ++wrong;
-    });
-    return wrong == 0 ? 0 : 1;
-  });
-  starter.join();
-  CHECK(codes == std::vector<int>(processes, 0));
-  CHECK(server.connect().command({"GET", "loads"}).as_string() == "1");
+  std::vector<pid_t> workers;
+  for (int p = 0; p < processes; ++p)
+    workers.push_back(start_worker("stampede", server.socket_path(), server.directory() + "/worker" + std::to_string(p)));
+  // Every thread of every process checks in, then all go at once.
+  auto conn = server.connect();
+  CHECK(eventually([&] { return conn.command({"GET", "ready"}).as_optional_string() == std::to_string(processes * threads); }));
+  conn.command({"SET", "go", 1});
+  for (pid_t pid : workers) CHECK(wait_exit(pid) == 0);
+  CHECK(conn.command({"GET", "loads"}).as_string() == "1");
 }
 
 TEST_CASE("a SIGKILLed holder is replaced once its lease runs out, never inside it") {
-  auto& server = cachet::test::clean_server();
-  constexpr auto lease = 600ms;
-  const cachet::RedisLockGuardOptions lock_options{.lease = lease};
+  auto& server = clean_server();
+  constexpr auto lease = killed_holder_lease;
   auto conn = server.connect();
-  auto starts_loader = [&](cachet::Connection& c, bool hang) {
-    return [&c, hang](std::string_view) {
-      c.command({"RPUSH", "starts", redis_ms(c)});
-      if (hang) std::this_thread::sleep_for(1h);  // killed mid-load
-      return std::string("value");
-    };
-  };
-  const pid_t holder = ::fork();
-  REQUIRE(holder >= 0);
-  if (holder == 0) {
-    cachet::Pool pool(server.connection_options());
-    Cache<cachet::StampedeGuard> cache(cachet::RedisStore(pool), options(), {}, stampede_guard(pool, lock_options));
-    auto c = server.connect();
-    cache.get_or_load("k", starts_loader(c, true));
-    ::_exit(0);
-  }
+  const pid_t holder = start_worker("hold", server.socket_path(), server.directory() + "/holder");
   REQUIRE(eventually([&] { return conn.command({"LLEN", "starts"}).as_integer() == 1; }));
 
   // Another process waits on the lock while the holder still renews it...
   cachet::Pool pool(server.connection_options());
-  Cache<cachet::StampedeGuard> cache(cachet::RedisStore(pool), options(), {}, stampede_guard(pool, lock_options));
+  StringCache<cachet::StampedeGuard> cache(cachet::RedisStore(pool), guard_options(), {}, stampede_guard(pool, {.lease = lease}));
   auto c = server.connect();
-  auto waiter = std::async(std::launch::async, [&] { return cache.get_or_load("k", starts_loader(c, false)); });
+  auto waiter = std::async(std::launch::async, [&] {
+    return cache.get_or_load("k", [&](std::string_view) {
+      c.command({"RPUSH", "starts", redis_ms(c)});
+      return std::string("value");
+    });
+  });
   std::this_thread::sleep_for(2 * lease);  // renewed twice over: nobody took it
   CHECK(conn.command({"LLEN", "starts"}).as_integer() == 1);
   // ...and takes over after the holder dies and its lease runs out.
   const long long killed_at = redis_ms(conn);
   ::kill(holder, SIGKILL);
-  CHECK(cachet::test::wait_exit(holder) == -1);
+  CHECK(wait_exit(holder) == -1);
   CHECK(waiter.get() == "value");
   REQUIRE(conn.command({"LLEN", "starts"}).as_integer() == 2);
   const long long taken_at = std::stoll(std::string(conn.command({"LINDEX", "starts", 1}).as_string()));
@@ -158,11 +99,11 @@ TEST_CASE("a SIGKILLed holder is replaced once its lease runs out, never inside 
 }
 
 TEST_CASE("fencing: a holder whose lease ran out neither overwrites nor unlocks its successor") {
-  auto& server = cachet::test::clean_server();
+  auto& server = clean_server();
   auto conn = server.connect();
   cachet::Pool pool_a(server.connection_options()), pool_b(server.connection_options());
-  Cache<cachet::RedisLockGuard> a(cachet::RedisStore(pool_a), options(), {}, cachet::RedisLockGuard(pool_a));
-  Cache<cachet::RedisLockGuard> b(cachet::RedisStore(pool_b), options("b"), {}, cachet::RedisLockGuard(pool_b));
+  StringCache<cachet::RedisLockGuard> a(cachet::RedisStore(pool_a), guard_options(), {}, cachet::RedisLockGuard(pool_a));
+  StringCache<cachet::RedisLockGuard> b(cachet::RedisStore(pool_b), guard_options("b"), {}, cachet::RedisLockGuard(pool_b));
   const std::string lock_key = cachet::KeyBuilder("t").lock(a.key("k"));
   std::promise<void> a_started, b_started, a_go, b_go;
   auto slow = [](std::promise<void>& started, std::promise<void>& go, std::string value) {
@@ -192,11 +133,11 @@ TEST_CASE("fencing: a holder whose lease ran out neither overwrites nor unlocks 
 }
 
 TEST_CASE("a waiter is woken by the release, not by its back-off") {
-  auto& server = cachet::test::clean_server();
+  auto& server = clean_server();
   cachet::Pool pool(server.connection_options());
   const cachet::RedisLockGuardOptions slow_poll{.poll_min = 3s, .poll_max = 3s};
-  Cache<cachet::RedisLockGuard> holder(cachet::RedisStore(pool), options(), {}, cachet::RedisLockGuard(pool, slow_poll));
-  Cache<cachet::RedisLockGuard> waiter(cachet::RedisStore(pool), options("waiter"), {},
+  StringCache<cachet::RedisLockGuard> holder(cachet::RedisStore(pool), guard_options(), {}, cachet::RedisLockGuard(pool, slow_poll));
+  StringCache<cachet::RedisLockGuard> waiter(cachet::RedisStore(pool), guard_options("waiter"), {},
                                        cachet::RedisLockGuard(pool, slow_poll));
   std::promise<void> started, go;
   auto load = std::async(std::launch::async, [&, go_f = go.get_future()] {
@@ -219,7 +160,7 @@ TEST_CASE("a waiter is woken by the release, not by its back-off") {
 }
 
 TEST_CASE("at its deadline a waiter loads itself, or throws LockTimeoutError if asked to") {
-  auto& server = cachet::test::clean_server();
+  auto& server = clean_server();
   cachet::Pool pool(server.connection_options());
   std::atomic<int> loads{0};
   auto load = [&](std::string_view) {
@@ -230,23 +171,23 @@ TEST_CASE("at its deadline a waiter loads itself, or throws LockTimeoutError if 
   cachet::RedisLock other(pool, lock_key, {.lease = 60s});
   REQUIRE(other.try_acquire());  // a holder that never finishes
 
-  Cache<cachet::RedisLockGuard> raising(cachet::RedisStore(pool), options(), {},
+  StringCache<cachet::RedisLockGuard> raising(cachet::RedisStore(pool), guard_options(), {},
                                         cachet::RedisLockGuard(pool, {.wait = 100ms, .on_timeout = cachet::LockTimeout::raise}));
-  CHECK(cachet::test::throws_exactly<cachet::LockTimeoutError>([&] { raising.get_or_load("k", load); }));
+  CHECK(throws_exactly<cachet::LockTimeoutError>([&] { raising.get_or_load("k", load); }));
   CHECK(loads == 0);
 
-  Cache<cachet::RedisLockGuard> loading(cachet::RedisStore(pool), options(), {}, cachet::RedisLockGuard(pool, {.wait = 100ms}));
+  StringCache<cachet::RedisLockGuard> loading(cachet::RedisStore(pool), guard_options(), {}, cachet::RedisLockGuard(pool, {.wait = 100ms}));
   CHECK(loading.get_or_load("k", load) == "own");
   CHECK(loads == 1);
   CHECK(other.release());  // untouched by either
 }
 
 TEST_CASE("the lease is renewed while a slow load runs, so nobody else loads meanwhile") {
-  auto& server = cachet::test::clean_server();
+  auto& server = clean_server();
   cachet::Pool pool(server.connection_options());
   const cachet::RedisLockGuardOptions short_lease{.lease = 300ms};
-  Cache<cachet::RedisLockGuard> a(cachet::RedisStore(pool), options(), {}, cachet::RedisLockGuard(pool, short_lease));
-  Cache<cachet::RedisLockGuard> b(cachet::RedisStore(pool), options(), {}, cachet::RedisLockGuard(pool, short_lease));
+  StringCache<cachet::RedisLockGuard> a(cachet::RedisStore(pool), guard_options(), {}, cachet::RedisLockGuard(pool, short_lease));
+  StringCache<cachet::RedisLockGuard> b(cachet::RedisStore(pool), guard_options(), {}, cachet::RedisLockGuard(pool, short_lease));
   std::atomic<int> loads{0};
   std::promise<void> started;
   auto slow = std::async(std::launch::async, [&] {
@@ -268,9 +209,9 @@ TEST_CASE("the lease is renewed while a slow load runs, so nobody else loads mea
 }
 
 TEST_CASE("with Redis down the lock is skipped and reads are served by the loader") {
-  auto& server = cachet::test::clean_server();
+  auto& server = clean_server();
   cachet::Pool pool(server.connection_options());
-  Cache<cachet::StampedeGuard> cache(cachet::RedisStore(pool), options(), {}, stampede_guard(pool));
+  StringCache<cachet::StampedeGuard> cache(cachet::RedisStore(pool), guard_options(), {}, stampede_guard(pool));
   server.kill();
   CHECK(cache.get_or_load("k", [](std::string_view) { return std::string("from db"); }) == "from db");
   server.restart();

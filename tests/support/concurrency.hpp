@@ -38,7 +38,9 @@ inline int wait_exit(pid_t pid) {
 }
 
 // Forks `n` children running `f(i)`, which returns the child's exit code (an
-// exception is exit code 3, its message on stderr). Returns the exit codes, or
+// exception is exit code 3, its message on stderr). A child must not start
+// threads: a fork of a multi-threaded process may not, under ThreadSanitizer
+// (exec a worker instead, as the guard tests do). Returns the exit codes, or
 // -1 for a child that did not exit normally (killed, say).
 template <class F>
 std::vector<int> in_processes(int n, F f) {

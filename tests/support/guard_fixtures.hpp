@@ -1,0 +1,61 @@
+#pragma once
+// What the guard tests and their worker processes share: cache types, options,
+// the default guard stack, Redis's clock, and how to start a worker.
+
+#include <cachet/codec/string.hpp>
+#include <cachet/detail/spawner.hpp>
+#include <cachet/guard/stack.hpp>
+#include <cachet/policy/cache_aside.hpp>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace cachet::test {
+
+template <class G>
+using StringCache = CacheAside<std::string, StringCodec, G>;
+template <class G>
+using ManualCache = CacheAside<std::string, StringCodec, G, RedisStore, ClockRef<ManualClock>>;
+
+// Caches in one process share metrics by label: give each its own to count apart.
+inline CacheOptions guard_options(std::string label = {}) {
+  CacheOptions o;
+  o.ns = "t";
+  o.name = "item";
+  o.metrics_label = std::move(label);
+  o.ttl = TtlPolicy({.fresh = std::chrono::minutes(1), .jitter = 0});
+  return o;
+}
+
+// Fresh for 1 s, then stale (still in Redis) for an hour.
+inline CacheOptions stale_options() {
+  CacheOptions o = guard_options();
+  o.ttl = TtlPolicy({.fresh = std::chrono::seconds(1), .stale = std::chrono::hours(1), .jitter = 0});
+  return o;
+}
+
+// Enough connections that 64 threads never time out waiting for one: an
+// exhausted pool would read as an outage and skip the lock.
+inline PoolOptions roomy() { return {.size = 16, .wait_timeout = std::chrono::seconds(5)}; }
+
+inline StampedeGuard stampede_guard(Pool& pool, RedisLockGuardOptions o = {}) {
+  return StampedeGuard(SingleFlight{}, RedisLockGuard(pool, std::move(o)));
+}
+
+inline constexpr std::chrono::milliseconds killed_holder_lease{600};
+
+// Redis's clock in milliseconds: one clock for every process of a test.
+inline long long redis_ms(Connection& c) {
+  const auto t = c.command({"TIME"});
+  return std::stoll(std::string(t[0].as_string())) * 1000 + std::stoll(std::string(t[1].as_string())) / 1000;
+}
+
+#ifdef CACHET_GUARD_WORKER
+// Starts `guard_worker <mode> <socket>`; its output goes to `log`. Returns its pid.
+inline pid_t start_worker(const std::string& mode, const std::string& socket, const std::string& log) {
+  return detail::Spawner::spawn({CACHET_GUARD_WORKER, mode, socket}, log);
+}
+#endif
+
+}  // namespace cachet::test

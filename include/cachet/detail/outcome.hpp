@@ -34,16 +34,20 @@ template <class R>
 struct Outcome : OutcomeBase {
   std::optional<R> value;
 
+  // What `f` returns or throws.
+  template <class F>
+  static std::pair<std::optional<R>, std::exception_ptr> attempt(F&& f) {
+    try {
+      return {std::optional<R>(f()), nullptr};
+    } catch (...) {
+      return {std::nullopt, std::current_exception()};
+    }
+  }
+
   // Runs `f` and publishes what it returns or throws.
   template <class F>
   void run(F&& f) {
-    std::optional<R> v;
-    std::exception_ptr e;
-    try {
-      v.emplace(f());
-    } catch (...) {
-      e = std::current_exception();
-    }
+    auto [v, e] = attempt(std::forward<F>(f));
     publish(std::move(v), e);
   }
 

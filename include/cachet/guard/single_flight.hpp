@@ -105,13 +105,7 @@ class SingleFlight {
   // so a caller arriving after the outcome starts a fresh load.
   template <class R, class Load>
   static void lead(Shard& shard, std::string_view key, Flight<R>& flight, Load& load) {
-    std::optional<R> value;
-    std::exception_ptr error;
-    try {
-      value.emplace(load());
-    } catch (...) {
-      error = std::current_exception();
-    }
+    auto [value, error] = Flight<R>::attempt(load);
     {
       std::lock_guard lock(shard.mutex);
       shard.flights.erase(std::string(key));

@@ -48,17 +48,31 @@ struct Outcome : OutcomeBase {
   template <class F>
   void run(F&& f) {
     auto [v, e] = attempt(std::forward<F>(f));
-    publish(std::move(v), e);
+    publish(std::move(v), std::move(e));
   }
 
   void publish(std::optional<R> v, std::exception_ptr e) {
     {
       std::lock_guard lock(mutex);
       value = std::move(v);
-      error = e;
+      error = std::move(e);  // the publisher keeps no reference to release later
       done = true;
     }
     done_cv.notify_all();
+  }
+
+  // For the one waiter there is: waits, then moves the value out or rethrows
+  // the error, taken out too, so the exception is released in the waiter's
+  // thread (its count lives in libstdc++, where ThreadSanitizer cannot see it).
+  R take() {
+    wait();
+    std::exception_ptr e;
+    {
+      std::lock_guard lock(mutex);
+      e = std::exchange(error, nullptr);
+    }
+    if (e) std::rethrow_exception(e);
+    return std::move(*value);
   }
 
   // Waits, then returns a copy of the value or rethrows. The value is never

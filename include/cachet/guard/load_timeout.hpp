@@ -49,7 +49,7 @@ class LoadTimeout {
     if (!outcome->wait_until(hard))
       throw LoadTimeoutError("cachet: loading " + task.key() + " took longer than " +
                              std::to_string(options_.hard.count()) + " ms");
-    return outcome->get();
+    return outcome->take();
   }
 
  private:

@@ -110,7 +110,7 @@ class SingleFlight {
       std::lock_guard lock(shard.mutex);
       shard.flights.erase(std::string(key));
     }
-    flight.publish(std::move(value), error);
+    flight.publish(std::move(value), std::move(error));
   }
 
   std::vector<Shard> shards_;

@@ -1,0 +1,235 @@
+#pragma once
+// Tags: invalidate every value of a group (a category, a user, a page) at once.
+//
+//   cachet::Tags tags(pool, cachet::KeyBuilder("shop"));
+//   tags.set_tagged(key, bytes, 10min, {"category:9", "brand:4"});
+//   tags.invalidate({"category:9"});          // every value tagged category:9 is gone
+//
+// A tag is a Redis set `{ns}:tag:{tag}` of full value keys. Writing a tagged value
+// (SET ... PX + SADD to each tag set) and invalidating tags (read the sets, UNLINK
+// their members and the sets) are each ONE Lua script, so they are atomic with
+// respect to each other: a value tagged while its tag is invalidated is either
+// deleted by that invalidation or tagged after it (and then in the new set, where
+// the next invalidation finds it). The articles' SMEMBERS-then-DEL lets a value
+// tagged in between survive every later invalidation of its tag.
+//
+// Tag sets stay bounded: each write checks a few random members of each tag set
+// (`prune_sample`) and removes those whose keys are gone (expired or deleted), so
+// in steady state a set holds about live * N / (N - 1) members for a sample of N;
+// `prune(tag, budget)` sweeps a set with SSCAN for the rest. A tag set's TTL is
+// raised to the TTL of each value written into it (never lowered), so it lives at
+// least as long as its longest-lived member, and disappears after it.
+//
+// Redis Cluster: a script's keys must share one slot. Use HashTag::ns so a
+// namespace's values and tag sets do (KeyBuilder). Value keys and tag sets are
+// passed in KEYS; only the members that pruning and invalidation read out of a
+// set are not (the script learns them from the set), which works because they
+// live in the set's slot.
+
+#include <cachet/detail/invalidation_script.hpp>
+#include <cachet/keys.hpp>
+#include <cachet/redis/pipeline.hpp>
+#include <cachet/redis/pool.hpp>
+#include <cachet/redis/script.hpp>
+#include <cachet/store/concepts.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <ranges>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace cachet {
+
+// A list of tags: std::vector<std::string>, std::span<const std::string_view>, ...
+template <class R>
+concept TagList = std::ranges::input_range<R> && std::convertible_to<std::ranges::range_reference_t<R>, std::string_view>;
+
+struct TagOptions {
+  std::size_t prune_sample = 3;  // members of each tag set checked (and removed if gone) per write; 0: none
+};
+
+// One tagged write of a batch; views what the caller owns.
+struct TaggedEntry {
+  std::string_view key;
+  std::string_view value;
+  std::chrono::milliseconds ttl;  // > 0
+  std::vector<std::string> tags;
+};
+
+struct PruneResult {
+  std::size_t examined = 0;  // members looked at
+  std::size_t removed = 0;   // members whose keys were gone
+  std::uint64_t cursor = 0;  // SSCAN cursor to continue from; 0: the sweep is complete
+  bool done() const noexcept { return cursor == 0; }
+};
+
+class Tags {
+ public:
+  // The pool must outlive this object.
+  Tags(Pool& pool, KeyBuilder keys, TagOptions options = {})
+      : pool_(&pool), keys_(std::move(keys)), options_(options) {}
+
+  // SET key value PX ttl and add `key` to each tag's set, in one atomic script.
+  template <TagList R>
+  void set_tagged(std::string_view key, std::string_view value, std::chrono::milliseconds ttl, const R& tags) {
+    const auto tag_keys = tag_set_keys(tags);
+    auto lease = pool_->acquire();
+    run_set_tagged(*lease, key, value, ttl, tag_keys);
+  }
+  void set_tagged(std::string_view key, std::string_view value, std::chrono::milliseconds ttl,
+                  std::initializer_list<std::string_view> tags) {
+    set_tagged(key, value, ttl, std::span<const std::string_view>(tags.begin(), tags.size()));
+  }
+
+  // set_tagged for each entry, pipelined: one round trip for the batch. Each entry
+  // is its own atomic script. Refusals (OOM) are thrown as BatchWriteError after
+  // every reply is read, so the connection stays usable.
+  void set_tagged_many(std::span<const TaggedEntry> entries) {
+    if (entries.empty()) return;
+    auto lease = pool_->acquire();
+    const std::string& sha = set_tagged_script().sha(*lease);  // loaded before the pipeline
+    const std::string sample = std::to_string(options_.prune_sample);
+    std::vector<std::vector<std::string>> tag_keys;  // per entry, kept for a NOSCRIPT retry
+    tag_keys.reserve(entries.size());
+    Pipeline p(*lease);
+    for (const TaggedEntry& e : entries) {
+      tag_keys.push_back(tag_set_keys(e.tags));
+      const std::string numkeys = std::to_string(tag_keys.back().size() + 1), ttl = std::to_string(checked_ttl(e.ttl));
+      std::vector<std::string_view> argv{"EVALSHA", sha, numkeys, e.key};
+      argv.insert(argv.end(), tag_keys.back().begin(), tag_keys.back().end());
+      argv.insert(argv.end(), {e.value, ttl, sample});
+      p.add(argv);  // copied into the connection's buffer here
+    }
+    std::vector<std::size_t> noscript;
+    std::size_t failed = 0, at = 0;
+    std::string first;
+    p.execute([&](Reply&& r) {
+      const std::size_t i = at++;
+      if (!r.is_error()) return;
+      std::string message = std::move(r).error_message();
+      if (message.rfind("NOSCRIPT", 0) == 0) noscript.push_back(i);  // SCRIPT FLUSH meanwhile: EVAL below
+      else if (failed++ == 0) first = std::move(message);
+    });
+    for (std::size_t i : noscript) run_set_tagged(*lease, entries[i].key, entries[i].value, entries[i].ttl, tag_keys[i]);
+    if (failed != 0) throw BatchWriteError(first, failed, entries.size());
+  }
+
+  // Deletes every value tagged with any of `tags`, and the tag sets, in one atomic
+  // script. Returns how many values existed. Throws on Redis errors.
+  template <TagList R>
+  std::size_t invalidate(const R& tags) {
+    detail::InvalidationTargets targets;
+    targets.tag_sets = tag_set_keys(tags);
+    auto lease = pool_->acquire();
+    return detail::run_invalidation(*lease, targets).deleted;
+  }
+  std::size_t invalidate(std::initializer_list<std::string_view> tags) {
+    return invalidate(std::span<const std::string_view>(tags.begin(), tags.size()));
+  }
+
+  // Removes members of `tag`'s set whose keys are gone, looking at about `budget`
+  // members from `cursor` (SSCAN). Continue with the returned cursor until done().
+  PruneResult prune(std::string_view tag, std::size_t budget = 1000, std::uint64_t cursor = 0) {
+    const std::string set = keys_.tag(tag);
+    budget = std::max<std::size_t>(budget, 1);
+    PruneResult result;
+    result.cursor = cursor;
+    auto lease = pool_->acquire();
+    do {
+      const std::size_t count = std::min<std::size_t>(budget - result.examined, 1000);
+      const Reply page = lease->command({"SSCAN", set, std::to_string(result.cursor), "COUNT", count});
+      result.cursor = std::stoull(std::string(page[0].as_string()));
+      std::vector<std::string_view> keys{set};
+      for (ReplyView member : page[1]) keys.push_back(member.as_string());
+      result.examined += keys.size() - 1;
+      if (keys.size() > 1)
+        result.removed += static_cast<std::size_t>(prune_script().run(*lease, keys, std::span<std::string_view>{}).as_integer());
+    } while (result.cursor != 0 && result.examined < budget);
+    return result;
+  }
+
+  // The members of `tag`'s set (for inspection and tests).
+  std::vector<std::string> members(std::string_view tag) {
+    auto lease = pool_->acquire();
+    const Reply r = lease->command({"SMEMBERS", keys_.tag(tag)});
+    std::vector<std::string> out;
+    out.reserve(r.size());
+    for (ReplyView m : r) out.emplace_back(m.as_string());
+    return out;
+  }
+
+  std::string tag_key(std::string_view tag) const { return keys_.tag(tag); }
+  const KeyBuilder& keys() const noexcept { return keys_; }
+  Pool& pool() const noexcept { return *pool_; }
+
+ private:
+  static long long checked_ttl(std::chrono::milliseconds ttl) {
+    if (ttl.count() <= 0) throw std::invalid_argument("cachet::Tags: a tagged value needs a positive TTL");
+    return ttl.count();
+  }
+
+  template <TagList R>
+  std::vector<std::string> tag_set_keys(const R& tags) const {
+    std::vector<std::string> out;
+    for (auto&& tag : tags) out.push_back(keys_.tag(std::string_view(tag)));
+    return out;
+  }
+
+  void run_set_tagged(Connection& conn, std::string_view key, std::string_view value, std::chrono::milliseconds ttl,
+                      const std::vector<std::string>& tag_keys) const {
+    std::vector<std::string_view> keys{key};
+    keys.insert(keys.end(), tag_keys.begin(), tag_keys.end());
+    const std::string ttl_ms = std::to_string(checked_ttl(ttl)), sample = std::to_string(options_.prune_sample);
+    const std::vector<std::string_view> args{value, ttl_ms, sample};
+    set_tagged_script().run(conn, keys, args);
+  }
+
+  static const Script& set_tagged_script() {
+    // KEYS[1] value key, KEYS[2..] tag sets; ARGV: value, TTL (ms), prune sample.
+    // A set's TTL only grows (PTTL is -1 for a new set), so it outlives every member.
+    static const Script script(R"lua(
+local ttl, sample = tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+for i = 2, #KEYS do
+  local set = KEYS[i]
+  if sample > 0 then
+    for _, member in ipairs(redis.call('SRANDMEMBER', set, sample)) do
+      if redis.call('EXISTS', member) == 0 then redis.call('SREM', set, member) end
+    end
+  end
+  redis.call('SADD', set, KEYS[1])
+  if redis.call('PTTL', set) < ttl then redis.call('PEXPIRE', set, ttl) end
+end
+return 1
+)lua");
+    return script;
+  }
+
+  static const Script& prune_script() {
+    // KEYS[1] a tag set, KEYS[2..] members to check: checked and removed in one step,
+    // so a member re-tagged between the SSCAN and this script is never dropped.
+    static const Script script(R"lua(
+local removed = 0
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then removed = removed + redis.call('SREM', KEYS[1], KEYS[i]) end
+end
+return removed
+)lua");
+    return script;
+  }
+
+  Pool* pool_;
+  KeyBuilder keys_;
+  TagOptions options_;
+};
+
+}  // namespace cachet

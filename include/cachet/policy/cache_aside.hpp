@@ -24,12 +24,16 @@
 #include <cachet/guard/no_guard.hpp>
 #include <cachet/keys.hpp>
 #include <cachet/metrics.hpp>
+#include <cachet/namespace_version.hpp>
 #include <cachet/redis/errors.hpp>
 #include <cachet/store/concepts.hpp>
 #include <cachet/store/redis_store.hpp>
+#include <cachet/tags.hpp>
 #include <cachet/ttl.hpp>
 
 #include <chrono>
+#include <functional>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <span>
@@ -50,6 +54,9 @@ struct CacheOptions {
   BreakerOptions breaker{};
   bool throw_redis_errors = false;  // let Redis errors on reads reach the caller
   std::string metrics_label;      // the `cache` label of the metrics; defaults to ns:name
+  // A versioned namespace: keys are {ns}:{name}:v{N}:{id} with N = versions->current(name),
+  // so versions->bump(name) invalidates every value at once. Must outlive the cache.
+  NamespaceVersions* versions = nullptr;
 };
 
 template <class V, Codec C = JsonCodec<V>, Guard G = NoGuard, Store S = RedisStore, Clock Clk = SystemClock>
@@ -68,7 +75,8 @@ class CacheAside {
         key_prefix_(keys_.name_prefix(options_.name)),
         metrics_(MetricsRegistry::global().add(label(options_), options_.ns + ":" + options_.name)),
         breaker_(options_.breaker, [m = metrics_](BreakerState to) { m->count(transition_event(to)); }),
-        sliding_(options_.ttl.sliding(options_.name)) {}
+        sliding_(options_.ttl.sliding(options_.name)),
+        version_(options_.versions ? &options_.versions->of(options_.name) : nullptr) {}
 
   CacheAside(const CacheAside&) = delete;
   CacheAside& operator=(const CacheAside&) = delete;
@@ -141,7 +149,46 @@ class CacheAside {
     return store_.del_many(views(keys));
   }
 
-  std::string key(std::string_view id) const { return keys_.value_in(key_prefix_, id); }
+  // Tagged write (RedisStore): the value is stored and added to each tag's set in
+  // one atomic script, so invalidate_tags can never miss it. Throws on Redis errors.
+  template <TagList R>
+    requires std::same_as<S, RedisStore>
+  void set(std::string_view id, const V& value, const R& tags) {
+    const auto now = clock_.now();
+    const Expiry e = options_.ttl.expiry(options_.name, now);
+    tag_sets().set_tagged(key(id), entries_.encode(value, meta(now, e, {})), e.ttl, tags);
+  }
+  void set(std::string_view id, const V& value, std::initializer_list<std::string_view> tags)
+    requires std::same_as<S, RedisStore>
+  {
+    set(id, value, std::span<const std::string_view>(tags.begin(), tags.size()));
+  }
+
+  // Removes every value tagged with any of `tags` ({ns}:tag:{tag}: shared by the
+  // namespace's caches). Throws on Redis errors.
+  template <TagList R>
+    requires std::same_as<S, RedisStore>
+  std::size_t invalidate_tags(const R& tags) {
+    return tag_sets().invalidate(tags);
+  }
+  std::size_t invalidate_tags(std::initializer_list<std::string_view> tags)
+    requires std::same_as<S, RedisStore>
+  {
+    return tag_sets().invalidate(tags);
+  }
+
+  // Tags every value this cache loads (get_or_load, get_many) with `tags_for(value)`,
+  // in the same script as its write. Set it before the cache is shared.
+  void tag_loaded_values(std::function<std::vector<std::string>(const V&)> tags_for)
+    requires std::same_as<S, RedisStore>
+  {
+    tags_for_ = std::move(tags_for);
+  }
+
+  std::string key(std::string_view id) const {
+    if (!version_) return keys_.value_in(key_prefix_, id);
+    return keys_.value_in(keys_.name_prefix(options_.name, version_->current()), id);
+  }
   CacheMetrics& metrics() noexcept { return *metrics_; }
   const CircuitBreaker& breaker() const noexcept { return breaker_; }
   S& store() noexcept { return store_; }
@@ -331,7 +378,7 @@ class CacheAside {
       if (value) {
         const Expiry e = options_.ttl.expiry(options_.name, now);
         const std::string bytes = entries_.encode(*value, meta(now, e, compute));
-        if (!guarded([&] { store_.set(k, bytes, e.ttl); }, false)) metrics_->count(Event::cache_write_error);
+        if (!guarded([&] { store_value(k, bytes, e.ttl, *value); }, false)) metrics_->count(Event::cache_write_error);
       } else if (const auto ttl = options_.ttl.negative_ttl(options_.name); ttl.count() > 0) {
         const std::string bytes = entries_.encode_negative(meta(now, {now + ttl, ttl}, compute));
         if (!guarded([&] { store_.set(k, bytes, ttl); }, false)) metrics_->count(Event::cache_write_error);
@@ -349,6 +396,7 @@ class CacheAside {
     const auto negative_ttl = options_.ttl.negative_ttl(options_.name);
     std::vector<std::string> bytes;
     std::vector<StoreEntry> entries;
+    std::vector<const V*> values;  // per entry; nullptr for a negative one
     bytes.reserve(missing.size());
     entries.reserve(missing.size());
     for (std::size_t j = 0; j < missing.size(); ++j) {
@@ -357,9 +405,11 @@ class CacheAside {
           const Expiry e = options_.ttl.expiry(options_.name, now);
           bytes.push_back(entries_.encode(*loaded[j], meta(now, e, compute)));
           entries.push_back({keys[missing[j]], bytes.back(), e.ttl});
+          values.push_back(&*loaded[j]);
         } else if (negative_ttl.count() > 0) {
           bytes.push_back(entries_.encode_negative(meta(now, {now + negative_ttl, negative_ttl}, compute)));
           entries.push_back({keys[missing[j]], bytes.back(), negative_ttl});
+          values.push_back(nullptr);
         }
       } catch (const EncodeError&) {
         metrics_->count(Event::cache_write_error);
@@ -370,7 +420,7 @@ class CacheAside {
     const bool reached = guarded(
         [&] {
           try {
-            store_.set_many(entries);
+            store_values(entries, values);
           } catch (const BatchWriteError& e) {  // the server answered; some writes were refused
             refused = e.failed();
             metrics_->count(Event::redis_error);
@@ -378,6 +428,30 @@ class CacheAside {
         },
         false);
     metrics_->count(Event::cache_write_error, reached ? refused : entries.size());
+  }
+
+  Tags tag_sets() { return Tags(store_.pool(), keys_); }
+
+  // A loaded value's write: tagged in one script when `tags_for_` is set.
+  void store_value(const std::string& k, std::string_view bytes, std::chrono::milliseconds ttl, const V& value) {
+    if constexpr (std::same_as<S, RedisStore>) {
+      if (tags_for_) return tag_sets().set_tagged(k, bytes, ttl, tags_for_(value));
+    }
+    store_.set(k, bytes, ttl);
+  }
+
+  void store_values(std::span<const StoreEntry> entries, const std::vector<const V*>& values) {
+    if constexpr (std::same_as<S, RedisStore>) {
+      if (tags_for_) {
+        std::vector<TaggedEntry> tagged;
+        tagged.reserve(entries.size());
+        for (std::size_t i = 0; i < entries.size(); ++i)
+          tagged.push_back({entries[i].key, entries[i].value, entries[i].ttl,
+                            values[i] ? tags_for_(*values[i]) : std::vector<std::string>{}});
+        return tag_sets().set_tagged_many(tagged);
+      }
+    }
+    store_.set_many(entries);
   }
 
   CacheOptions options_;
@@ -390,6 +464,8 @@ class CacheAside {
   std::shared_ptr<CacheMetrics> metrics_;
   CircuitBreaker breaker_;
   bool sliding_;
+  NamespaceVersion* version_;  // options_.versions' entry for `name`, or nullptr
+  std::function<std::vector<std::string>(const V&)> tags_for_;
 };
 
 }  // namespace cachet

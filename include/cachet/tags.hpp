@@ -25,6 +25,10 @@
 // passed in KEYS; only the members that pruning and invalidation read out of a
 // set are not (the script learns them from the set), which works because they
 // live in the set's slot.
+//
+// Write tagged keys only through set_tagged: a value rewritten by a plain SET
+// (or renewed by sliding expiry) with a longer TTL can outlive its tag sets, and
+// with them its invalidation.
 
 #include <cachet/detail/invalidation_script.hpp>
 #include <cachet/keys.hpp>
@@ -155,16 +159,6 @@ class Tags {
         result.removed += static_cast<std::size_t>(prune_script().run(*lease, keys, std::span<std::string_view>{}).as_integer());
     } while (result.cursor != 0 && result.examined < budget);
     return result;
-  }
-
-  // The members of `tag`'s set (for inspection and tests).
-  std::vector<std::string> members(std::string_view tag) {
-    auto lease = pool_->acquire();
-    const Reply r = lease->command({"SMEMBERS", keys_.tag(tag)});
-    std::vector<std::string> out;
-    out.reserve(r.size());
-    for (ReplyView m : r) out.emplace_back(m.as_string());
-    return out;
   }
 
   std::string tag_key(std::string_view tag) const { return keys_.tag(tag); }

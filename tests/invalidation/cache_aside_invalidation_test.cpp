@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -80,6 +81,17 @@ TEST_CASE("ReadThrough: values loaded through it are tagged via its cache") {
   CHECK(products.cache().invalidate_tags({"category:1"}) == 1);
   products.get("1");
   CHECK(loads == 2);
+}
+
+TEST_CASE("CacheAside: tags are refused on a sliding-expiry cache, whose hits would outlive the tag sets") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  cachet::CacheAside<Product> sessions(cachet::RedisStore(pool),
+                                       {.ns = "shop", .name = "session", .ttl = cachet::TtlPolicy({.fresh = 10min, .sliding = true})});
+  CHECK_THROWS_AS(sessions.set("1", cachet::test::sample_product(1), {"user:1"}), std::invalid_argument);
+  CHECK_THROWS_AS(sessions.tag_loaded_values([](const Product&) { return std::vector<std::string>{}; }),
+                  std::invalid_argument);
+  CHECK(server.connect().command({"DBSIZE"}).as_integer() == 0);
 }
 
 TEST_CASE("CacheAside in a versioned namespace: a bump invalidates every value at once") {

@@ -154,6 +154,7 @@ class CacheAside {
   template <TagList R>
     requires std::same_as<S, RedisStore>
   void set(std::string_view id, const V& value, const R& tags) {
+    refuse_tags_if_sliding();
     const auto now = clock_.now();
     const Expiry e = options_.ttl.expiry(options_.name, now);
     tag_sets().set_tagged(key(id), entries_.encode(value, meta(now, e, {})), e.ttl, tags);
@@ -182,6 +183,7 @@ class CacheAside {
   void tag_loaded_values(std::function<std::vector<std::string>(const V&)> tags_for)
     requires std::same_as<S, RedisStore>
   {
+    refuse_tags_if_sliding();
     tags_for_ = std::move(tags_for);
   }
 
@@ -431,6 +433,12 @@ class CacheAside {
   }
 
   Tags tag_sets() { return Tags(store_.pool(), keys_); }
+
+  // A hit renews a sliding value's TTL but not its tag sets', which could then
+  // expire first and let the value outlive an invalidation of its tags.
+  void refuse_tags_if_sliding() const {
+    if (sliding_) throw std::invalid_argument("cachet: '" + options_.name + "' has sliding expiry, which tags do not support");
+  }
 
   // A loaded value's write: tagged in one script when `tags_for_` is set.
   void store_value(const std::string& k, std::string_view bytes, std::chrono::milliseconds ttl, const V& value) {

@@ -30,7 +30,7 @@ bool exists(cachet::Connection& conn, const std::string& key) { return conn.comm
 // threads stop, every tag is invalidated once more, so each key's last tagging
 // precedes its tags' last invalidation and no key may survive.
 struct TagRace {
-  static constexpr int taggers = 8, invalidators = 8, tag_count = 8, keys_per_tagger = 64;
+  static constexpr int taggers = 8, invalidators = 8, tag_count = 8, keys_per_tagger = 256;
   using Invalidate = std::function<void(cachet::Tags&, const std::vector<std::string>& tags)>;
 
   std::atomic<std::uint64_t> sequence{0};

@@ -124,9 +124,7 @@ TEST_CASE("CacheAside in a versioned namespace: a bump invalidates every value a
 
 TEST_CASE("CacheAside in a versioned namespace with Redis down since start: reads are served by the loader") {
   cachet::testing::RedisServer own;
-  cachet::ConnectionOptions connection = own.connection_options();
-  connection.command_timeout = 100ms;
-  cachet::Pool pool(connection);
+  cachet::Pool pool(cachet::test::quick_to_fail(own));
   cachet::NamespaceVersions versions(pool, cachet::KeyBuilder("shop"), {.cache_for = 10ms});
   cachet::CacheAside<Product> products(cachet::RedisStore(pool), options(&versions));
   own.kill();  // before the version was ever read

@@ -86,9 +86,7 @@ TEST_CASE("an undeclared entity, or namespaces without versions, are errors, not
 
 TEST_CASE("a failed invalidation throws") {
   cachet::testing::RedisServer own;
-  cachet::ConnectionOptions options = own.connection_options();
-  options.command_timeout = 100ms;
-  cachet::Pool pool(options);
+  cachet::Pool pool(cachet::test::quick_to_fail(own));
   Catalog c(pool);
   c.deps.invalidate_for("product", "1");  // works while Redis is up
   own.kill();

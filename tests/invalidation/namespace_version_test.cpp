@@ -120,9 +120,7 @@ TEST_CASE("a bump in another process is seen here within cache_for") {
 
 TEST_CASE("Redis unreachable: the last known version is kept, an unknown one is an error") {
   cachet::testing::RedisServer own;
-  cachet::ConnectionOptions options = own.connection_options();
-  options.command_timeout = 100ms;
-  cachet::Pool pool(options);
+  cachet::Pool pool(cachet::test::quick_to_fail(own));
   cachet::NamespaceVersions versions(pool, cachet::KeyBuilder("shop"), {.cache_for = 10ms});
   REQUIRE(versions.bump("product") == 1);
   own.kill();

@@ -1,0 +1,41 @@
+#pragma once
+// Replaces the global operator new and delete with ones that count this
+// thread's allocations, so a test or benchmark can assert that a path
+// allocates nothing. Include it in exactly one translation unit of a program.
+
+#include <cstddef>
+#include <cstdlib>
+#include <new>
+
+namespace cachet::test {
+
+inline thread_local std::size_t allocations = 0;
+
+// Allocations made on this thread while `f` ran.
+template <class F>
+std::size_t allocations_in(F&& f) {
+  const std::size_t before = allocations;
+  f();
+  return allocations - before;
+}
+
+}  // namespace cachet::test
+
+void* operator new(std::size_t n) {
+  ++cachet::test::allocations;
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t n) { return ::operator new(n); }
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+  try {
+    return ::operator new(n);
+  } catch (...) {
+    return nullptr;
+  }
+}
+void* operator new[](std::size_t n, const std::nothrow_t& t) noexcept { return ::operator new(n, t); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }

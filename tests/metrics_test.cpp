@@ -144,6 +144,9 @@ cachet_refreshes_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
 # HELP cachet_background_rejected_total Background work refused by a full executor.
 # TYPE cachet_background_rejected_total counter
 cachet_background_rejected_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
+# HELP cachet_l1_hits_total Lookups answered by the in-process tier (also counted as hits).
+# TYPE cachet_l1_hits_total counter
+cachet_l1_hits_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
 # HELP cachet_get_duration_seconds Duration of cache lookups.
 # TYPE cachet_get_duration_seconds histogram
 cachet_get_duration_seconds_bucket{cache="say \"hi\"\\",prefix="shop:pro\nduct",le="0.000001"} 1

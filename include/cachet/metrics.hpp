@@ -50,9 +50,10 @@ enum class Event : std::uint8_t {
   fenced_out,         // a load's write refused: its lock had expired and passed on
   refresh,            // a background refresh started (stale-while-revalidate, early expiration)
   background_rejected,  // background work refused: the executor's queue was full
+  l1_hit,             // a lookup answered by the in-process tier (also counted as a hit or negative hit)
 };
 
-inline constexpr std::size_t event_count = static_cast<std::size_t>(Event::background_rejected) + 1;
+inline constexpr std::size_t event_count = static_cast<std::size_t>(Event::l1_hit) + 1;
 
 // Counts of durations in fixed buckets, 1 us to 10 s at 1, 2.5 and 5 per decade.
 // observe() is two relaxed atomic increments; readers see each counter exactly,
@@ -182,6 +183,7 @@ inline constexpr std::array<CounterSeries, event_count> counter_series{{
     {Event::fenced_out, "cachet_fenced_out_total", "Cache writes refused because the writer's lock had passed on.", {}},
     {Event::refresh, "cachet_refreshes_total", "Background refreshes started.", {}},
     {Event::background_rejected, "cachet_background_rejected_total", "Background work refused by a full executor.", {}},
+    {Event::l1_hit, "cachet_l1_hits_total", "Lookups answered by the in-process tier (also counted as hits).", {}},
 }};
 
 static_assert([] {

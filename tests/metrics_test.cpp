@@ -232,9 +232,9 @@ TEST_CASE("several caches share one HELP and TYPE per family") {
     CHECK((name == family || name == family + "_bucket" || name == family + "_sum" || name == family + "_count"));
     ++samples;
   }
-  CHECK(families.size() == 17);  // 14 counters, 2 histograms, 1 gauge
-  // Per cache: 13 plain counters + 3 breaker series, 2 x (22 + 3) histogram lines, 1 gauge.
-  CHECK(samples == 3 * (16 + 50 + 1));
+  CHECK(families.size() == 18);  // 15 counters, 2 histograms, 1 gauge
+  // Per cache: 14 plain counters + 3 breaker series, 2 x (22 + 3) histogram lines, 1 gauge.
+  CHECK(samples == 3 * (17 + 50 + 1));
   CHECK(text.find("cachet_hits_total{cache=\"b\",prefix=\"x:two\"} 5\n") != std::string::npos);
   CHECK(text.find("cachet_hits_total{cache=\"a\",prefix=\"x:one\"} 0\n") != std::string::npos);
   CHECK(text.find("cachet_breaker_transitions_total{cache=\"c\",prefix=\"y:one\",to=\"half_open\"} 2\n") !=

@@ -7,7 +7,11 @@
 #include <cachet/redis/tracking.hpp>
 #include <cachet/store/tiered_store.hpp>
 
+#include <support/server.hpp>
+
 #include <chrono>
+#include <concepts>
+#include <stdexcept>
 #include <string>
 
 namespace cachet::test {
@@ -23,6 +27,21 @@ inline TrackingOptions quick_tracking() {
 
 inline StringTier string_tier(Pool& pool, Tracking* tracking, TieredOptions options = {}) {
   return StringTier(ValueStore<std::string>({.max_entries = 10'000}), RedisStore(pool), tracking, options);
+}
+
+// One tracking per test process, on the shared test server, for the tests
+// that run both with and without the tier.
+inline Tracking& shared_tracking() {
+  static Tracking tracking(server().connection_options(), quick_tracking());
+  if (!tracking.wait_live(std::chrono::seconds(5))) throw std::runtime_error("tracking did not come up");
+  return tracking;
+}
+
+// The store of such a test: RedisStore, or the tier over it.
+template <class S>
+S test_store(Pool& pool) {
+  if constexpr (std::same_as<S, StringTier>) return string_tier(pool, &shared_tracking());
+  else return RedisStore(pool);
 }
 
 }  // namespace cachet::test

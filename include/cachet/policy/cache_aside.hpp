@@ -794,4 +794,8 @@ class CacheAside {
   Executor executor_;  // last: stopped first, while what its jobs use still exists
 };
 
+// A cache with an in-process tier in front of Redis (TieredStore over a ValueStore<V>).
+template <class V, Codec C = JsonCodec<V>, Guard G = NoGuard, Clock Clk = SystemClock>
+using TieredCache = CacheAside<V, C, G, TieredStore<ValueStore<V>>, Clk>;
+
 }  // namespace cachet

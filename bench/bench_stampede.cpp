@@ -7,6 +7,8 @@
 // unpinned (bench/README.md):
 //   build/bench/bench/bench_stampede --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 
+#include "bench_item.hpp"
+
 #include <cachet/codec/string.hpp>
 #include <cachet/guard/stack.hpp>
 #include <cachet/policy/cache_aside.hpp>
@@ -35,13 +37,7 @@ Fixture& fixture() {
   return f;
 }
 
-cachet::CacheOptions options(std::string name) {
-  cachet::CacheOptions o;
-  o.ns = "bench";
-  o.name = std::move(name);
-  o.ttl = cachet::TtlPolicy({.fresh = std::chrono::hours(1)});
-  return o;
-}
+using cachet::bench::options;
 
 double percentile(std::vector<double> v, double p) {
   std::sort(v.begin(), v.end());

@@ -46,9 +46,8 @@ struct Heard {
 }  // namespace
 
 TEST_CASE("writes under the prefix by another client reach the listener, FLUSHALL as everything") {
-  auto& server = cachet::test::clean_server();
-  cachet::Tracking tracking(server.connection_options(), cachet::test::quick_tracking());
-  REQUIRE(tracking.wait_live(5s));
+  cachet::test::Tracked tracked;
+  auto& [server, pool, tracking] = tracked;
   CHECK(tracking.client_id() > 0);
   Heard heard;
   auto sub = tracking.listen(heard.listener());
@@ -70,9 +69,8 @@ TEST_CASE("writes under the prefix by another client reach the listener, FLUSHAL
 }
 
 TEST_CASE("an expiry in Redis reaches the listener") {
-  auto& server = cachet::test::clean_server();
-  cachet::Tracking tracking(server.connection_options(), cachet::test::quick_tracking());
-  REQUIRE(tracking.wait_live(5s));
+  cachet::test::Tracked tracked;
+  auto& [server, pool, tracking] = tracked;
   Heard heard;
   auto sub = tracking.listen(heard.listener());
   server.connect().command({"SET", "t:short", "x", "PX", 30});
@@ -80,9 +78,8 @@ TEST_CASE("an expiry in Redis reaches the listener") {
 }
 
 TEST_CASE("CLIENT KILL of the subscriber: listeners drop everything, registration comes back under a new id") {
-  auto& server = cachet::test::clean_server();
-  cachet::Tracking tracking(server.connection_options(), cachet::test::quick_tracking());
-  REQUIRE(tracking.wait_live(5s));
+  cachet::test::Tracked tracked;
+  auto& [server, pool, tracking] = tracked;
   Heard heard;
   auto sub = tracking.listen(heard.listener());
   const long long id = tracking.client_id();

@@ -23,18 +23,9 @@ using cachet::Event;
 using cachet::test::eventually;
 using cachet::test::string_tier;
 using cachet::test::TieredStringCache;
+using cachet::test::tier_options;
 
 namespace {
-
-cachet::CacheOptions options(std::string label, cachet::Format format = cachet::Format::envelope) {
-  cachet::CacheOptions o;
-  o.ns = "t";
-  o.name = "item";
-  o.format = format;
-  o.metrics_label = std::move(label);
-  o.ttl = cachet::TtlPolicy({.fresh = 1min, .jitter = 0});
-  return o;
-}
 
 // A loader that counts its calls and returns "v<n>".
 struct Counting {
@@ -54,11 +45,9 @@ ManualTier manual_tier(cachet::Pool& pool, cachet::ManualClock& clock, cachet::T
 }  // namespace
 
 TEST_CASE("an L1 hit is the shared value: no Redis command, no parse, no allocation") {
-  auto& server = cachet::test::clean_server();
-  cachet::Pool pool(server.connection_options());
-  cachet::Tracking tracking(server.connection_options(), cachet::test::quick_tracking());
-  REQUIRE(tracking.wait_live(5s));
-  TieredStringCache<> cache(string_tier(pool, &tracking), options("l1-hit"));
+  cachet::test::Tracked tracked;
+  auto& [server, pool, tracking] = tracked;
+  TieredStringCache<> cache(string_tier(pool, &tracking), tier_options("l1-hit"));
   std::atomic<int> calls{0};
   const std::string id = "an id long enough that its key would not fit a std::string's inline bytes";
   CHECK(cache.get_or_load(id, Counting{&calls}) == "v1");  // miss: loaded, written to Redis, dropped from L1
@@ -86,7 +75,7 @@ TEST_CASE("writes and invalidations through the cache reach both tiers") {
     INFO("tracking " << tracked);
     cachet::Tracking tracking(server.connection_options(), cachet::test::quick_tracking());
     REQUIRE(tracking.wait_live(5s));
-    TieredStringCache<> cache(string_tier(pool, tracked ? &tracking : nullptr), options(tracked ? "w1" : "w0"));
+    TieredStringCache<> cache(string_tier(pool, tracked ? &tracking : nullptr), tier_options(tracked ? "w1" : "w0"));
     cache.set("k", "one");
     CHECK(cache.get("k") == "one");
     CHECK(cache.get("k") == "one");  // from L1
@@ -106,11 +95,9 @@ TEST_CASE("writes and invalidations through the cache reach both tiers") {
 }
 
 TEST_CASE("SET, DEL, expiry and FLUSHALL by another client evict the L1 entry") {
-  auto& server = cachet::test::clean_server();
-  cachet::Pool pool(server.connection_options());
-  cachet::Tracking tracking(server.connection_options(), cachet::test::quick_tracking());
-  REQUIRE(tracking.wait_live(5s));
-  TieredStringCache<> cache(string_tier(pool, &tracking), options("others", cachet::Format::plain));
+  cachet::test::Tracked tracked;
+  auto& [server, pool, tracking] = tracked;
+  TieredStringCache<> cache(string_tier(pool, &tracking), tier_options("others", cachet::Format::plain));
   auto other = server.connect();
   auto warm = [&](const char* value) {
     other.command({"SET", "t:item:k", value});
@@ -150,7 +137,7 @@ TEST_CASE("eviction by maxmemory in Redis evicts the L1 entry") {
   cachet::Pool pool(server.connection_options());
   cachet::Tracking tracking(server.connection_options(), cachet::test::quick_tracking());
   REQUIRE(tracking.wait_live(5s));
-  TieredStringCache<> cache(string_tier(pool, &tracking), options("maxmemory"));
+  TieredStringCache<> cache(string_tier(pool, &tracking), tier_options("maxmemory"));
   cache.set("k", "v");
   REQUIRE(tracking.sync());
   REQUIRE(cache.get("k") == "v");
@@ -165,10 +152,8 @@ TEST_CASE("eviction by maxmemory in Redis evicts the L1 entry") {
 }
 
 TEST_CASE("a read in flight when its key is invalidated is not kept in L1") {
-  auto& server = cachet::test::clean_server();
-  cachet::Pool pool(server.connection_options());
-  cachet::Tracking tracking(server.connection_options(), cachet::test::quick_tracking());
-  REQUIRE(tracking.wait_live(5s));
+  cachet::test::Tracked tracked;
+  auto& [server, pool, tracking] = tracked;
   auto store = string_tier(pool, &tracking);
   auto other = server.connect();
   other.command({"SET", "t:k", "old"});
@@ -223,7 +208,7 @@ TEST_CASE("without tracking, another process's write is served from L1 until l1_
   cachet::Pool pool(server.connection_options());
   cachet::ManualClock clock;
   cachet::CacheAside<std::string, cachet::StringCodec, cachet::NoGuard, ManualTier> cache(
-      manual_tier(pool, clock, nullptr, {.l1_ttl = 5s}), options("untracked", cachet::Format::plain));
+      manual_tier(pool, clock, nullptr, {.l1_ttl = 5s}), tier_options("untracked", cachet::Format::plain));
   auto other = server.connect();
   other.command({"SET", "t:item:k", "old"});
   REQUIRE(cache.get("k") == "old");
@@ -240,7 +225,7 @@ TEST_CASE("a server that refuses tracking: L1 still serves, bounded by l1_ttl") 
   REQUIRE(eventually([&] { return tracking.state() == cachet::TrackingState::refused; }, 5s));
   cachet::ManualClock clock;
   cachet::CacheAside<std::string, cachet::StringCodec, cachet::NoGuard, ManualTier> cache(
-      manual_tier(pool, clock, &tracking, {.l1_ttl = 5s}), options("refused", cachet::Format::plain));
+      manual_tier(pool, clock, &tracking, {.l1_ttl = 5s}), tier_options("refused", cachet::Format::plain));
   auto other = server.connect();
   other.command({"SET", "t:item:k", "old"});
   REQUIRE(cache.get("k") == "old");
@@ -252,11 +237,9 @@ TEST_CASE("a server that refuses tracking: L1 still serves, bounded by l1_ttl") 
 }
 
 TEST_CASE("while tracking is down nothing is kept, and the loss emptied L1") {
-  auto& server = cachet::test::clean_server();
-  cachet::Pool pool(server.connection_options());
-  cachet::Tracking tracking(server.connection_options(), cachet::test::quick_tracking());
-  REQUIRE(tracking.wait_live(5s));
-  TieredStringCache<> cache(string_tier(pool, &tracking), options("down"));
+  cachet::test::Tracked tracked;
+  auto& [server, pool, tracking] = tracked;
+  TieredStringCache<> cache(string_tier(pool, &tracking), tier_options("down"));
   cache.set("k", "v");
   REQUIRE(tracking.sync());
   REQUIRE(cache.get("k") == "v");
@@ -272,13 +255,11 @@ TEST_CASE("while tracking is down nothing is kept, and the loss emptied L1") {
 }
 
 TEST_CASE("tags: invalidate_tags empties L1 of the tagged values, with and without tracking") {
-  auto& server = cachet::test::clean_server();
-  cachet::Pool pool(server.connection_options());
-  cachet::Tracking tracking(server.connection_options(), cachet::test::quick_tracking());
-  REQUIRE(tracking.wait_live(5s));
+  cachet::test::Tracked tracked;
+  auto& [server, pool, tracking] = tracked;
   for (const bool tracked : {true, false}) {
     INFO("tracking " << tracked);
-    TieredStringCache<> cache(string_tier(pool, tracked ? &tracking : nullptr), options(tracked ? "tag1" : "tag0"));
+    TieredStringCache<> cache(string_tier(pool, tracked ? &tracking : nullptr), tier_options(tracked ? "tag1" : "tag0"));
     cache.set("a", "va", {"red"});
     cache.set("b", "vb", {"blue"});
     REQUIRE(cache.get("a") == "va");
@@ -305,15 +286,13 @@ TEST_CASE("tags: invalidate_tags empties L1 of the tagged values, with and witho
 }
 
 TEST_CASE("versioned namespaces: a bump by anyone makes L1 miss") {
-  auto& server = cachet::test::clean_server();
-  cachet::Pool pool(server.connection_options());
-  cachet::Tracking tracking(server.connection_options(), cachet::test::quick_tracking());
-  REQUIRE(tracking.wait_live(5s));
+  cachet::test::Tracked tracked;
+  auto& [server, pool, tracking] = tracked;
   auto other = server.connect();
   for (const bool tracked : {true, false}) {
     INFO("tracking " << tracked);
     cachet::NamespaceVersions versions(pool, cachet::KeyBuilder("t"), {.cache_for = tracked ? 1h : 200ms});
-    cachet::CacheOptions o = options(tracked ? "ver1" : "ver0");
+    cachet::CacheOptions o = tier_options(tracked ? "ver1" : "ver0");
     o.versions = &versions;
     TieredStringCache<> cache(string_tier(pool, tracked ? &tracking : nullptr), o);
     std::atomic<int> calls{0};
@@ -344,7 +323,7 @@ using StaleCache = cachet::CacheAside<std::string, cachet::StringCodec, G, cache
                                       cachet::ClockRef<cachet::ManualClock>>;
 
 cachet::CacheOptions stale_options(std::string label) {
-  cachet::CacheOptions o = options(std::move(label));
+  cachet::CacheOptions o = tier_options(std::move(label));
   o.ttl = cachet::TtlPolicy({.fresh = 1s, .stale = 1h, .jitter = 0});
   return o;
 }
@@ -367,10 +346,8 @@ TEST_CASE("fail-safe serves a stale L1 entry while Redis is down") {
 }
 
 TEST_CASE("stale-while-revalidate serves a stale entry at once and the refresh replaces it in both tiers") {
-  auto& server = cachet::test::clean_server();
-  cachet::Pool pool(server.connection_options());
-  cachet::Tracking tracking(server.connection_options(), cachet::test::quick_tracking());
-  REQUIRE(tracking.wait_live(5s));
+  cachet::test::Tracked tracked;
+  auto& [server, pool, tracking] = tracked;
   cachet::ManualClock clock;
   using G = cachet::GuardStack<cachet::StaleWhileRevalidate, cachet::SingleFlight>;
   StaleCache<G> cache(string_tier(pool, &tracking), stale_options("swr-l1"), {}, {}, cachet::ClockRef(clock));
@@ -389,13 +366,11 @@ TEST_CASE("stale-while-revalidate serves a stale entry at once and the refresh r
 }
 
 TEST_CASE("ReadThrough over a tier shares its values") {
-  auto& server = cachet::test::clean_server();
-  cachet::Pool pool(server.connection_options());
-  cachet::Tracking tracking(server.connection_options(), cachet::test::quick_tracking());
-  REQUIRE(tracking.wait_live(5s));
+  cachet::test::Tracked tracked;
+  auto& [server, pool, tracking] = tracked;
   std::atomic<int> calls{0};
   cachet::ReadThrough<std::string, Counting, cachet::StringCodec, cachet::NoGuard, cachet::test::StringTier> items(
-      string_tier(pool, &tracking), options("read-through"), Counting{&calls});
+      string_tier(pool, &tracking), tier_options("read-through"), Counting{&calls});
   CHECK(*items.get_shared("k") == "v1");
   REQUIRE(tracking.sync());
   const auto a = items.get_shared("k"), b = items.get_shared("k");
@@ -407,5 +382,5 @@ TEST_CASE("a cache whose keys the tracking prefixes do not cover is refused") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
   cachet::Tracking tracking(server.connection_options(), {.prefixes = {"other:"}});
-  CHECK_THROWS_AS(TieredStringCache<>(string_tier(pool, &tracking), options("uncovered")), std::invalid_argument);
+  CHECK_THROWS_AS(TieredStringCache<>(string_tier(pool, &tracking), tier_options("uncovered")), std::invalid_argument);
 }

@@ -9,6 +9,7 @@
 #include <cachet/codec/string.hpp>
 #include <cachet/policy/cache_aside.hpp>
 
+#include <support/tier_fixtures.hpp>
 #include <support/write_log.hpp>
 
 #include <chrono>
@@ -23,18 +24,9 @@ namespace {
 
 using Cache = cachet::CacheAside<std::string, cachet::StringCodec>;
 
-cachet::CacheOptions options() {
-  cachet::CacheOptions o;
-  o.ns = "t";
-  o.name = "item";
-  o.metrics_label = "worker";
-  o.ttl = cachet::TtlPolicy({.fresh = std::chrono::minutes(5), .jitter = 0});
-  return o;
-}
-
 int pingpong(const cachet::ConnectionOptions& redis, int rounds) {
   cachet::Pool pool(redis);
-  Cache cache(cachet::RedisStore(pool), options());
+  Cache cache(cachet::RedisStore(pool), cachet::test::tier_options("worker"));
   cachet::ConnectionOptions blocking = redis;
   blocking.command_timeout = 0ms;
   cachet::Connection conn(blocking);
@@ -49,7 +41,7 @@ int pingpong(const cachet::ConnectionOptions& redis, int rounds) {
 
 int writer(const cachet::ConnectionOptions& redis, const std::string& path, std::chrono::milliseconds run_for) {
   cachet::Pool pool(redis);
-  Cache cache(cachet::RedisStore(pool), options());
+  Cache cache(cachet::RedisStore(pool), cachet::test::tier_options("worker"));
   cachet::test::SharedWriteLog log(path, false);
   using Log = cachet::test::WriteLog;
   const auto end = std::chrono::steady_clock::now() + run_for;

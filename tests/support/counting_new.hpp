@@ -21,21 +21,27 @@ std::size_t allocations_in(F&& f) {
 
 }  // namespace cachet::test
 
-void* operator new(std::size_t n) {
-  ++cachet::test::allocations;
+namespace cachet::test::counting {
+// Out of line, so the compiler does not pair operator new[] with free() and warn.
+[[gnu::noinline]] inline void* counted_malloc(std::size_t n) {
+  ++allocations;
   if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
   throw std::bad_alloc();
 }
-void* operator new[](std::size_t n) { return ::operator new(n); }
+[[gnu::noinline]] inline void counted_free(void* p) noexcept { std::free(p); }
+}  // namespace cachet::test::counting
+
+void* operator new(std::size_t n) { return cachet::test::counting::counted_malloc(n); }
+void* operator new[](std::size_t n) { return cachet::test::counting::counted_malloc(n); }
 void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
   try {
-    return ::operator new(n);
+    return cachet::test::counting::counted_malloc(n);
   } catch (...) {
     return nullptr;
   }
 }
 void* operator new[](std::size_t n, const std::nothrow_t& t) noexcept { return ::operator new(n, t); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p) noexcept { cachet::test::counting::counted_free(p); }
+void operator delete[](void* p) noexcept { cachet::test::counting::counted_free(p); }
+void operator delete(void* p, std::size_t) noexcept { cachet::test::counting::counted_free(p); }
+void operator delete[](void* p, std::size_t) noexcept { cachet::test::counting::counted_free(p); }

@@ -52,7 +52,7 @@ struct Tracked {
 // Runs redis-cli against `server` (exec'd, as any other client would be); its exit code.
 inline int redis_cli(const testing::RedisServer& server, std::vector<std::string> args) {
   args.insert(args.begin(), {"redis-cli", "-s", server.socket_path()});
-  return wait_exit(detail::Spawner::spawn(args, server.directory() + "/redis-cli.log"));
+  return wait_exit(cachet::detail::Spawner::spawn(args, server.directory() + "/redis-cli.log"));
 }
 
 inline StringTier string_tier(Pool& pool, Tracking* tracking, TieredOptions options = {}) {

@@ -24,6 +24,7 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -91,6 +92,18 @@ void l1_hit(benchmark::State& state) {
   if (cache.metrics().value(cachet::Event::miss) != misses) state.SkipWithError("a miss");
 }
 
+// Each thread reads its own 16 keys in turn: threads reading different hot keys.
+void l1_hit_own_keys(benchmark::State& state) {
+  auto& cache = fixture().tiered;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 16; ++i) ids.push_back("t" + std::to_string(state.thread_index()) + "-" + std::to_string(i));
+  for (const auto& id : ids) cache.set(id, item(1));
+  fixture().tracking.sync();  // our own writes' invalidations are back
+  for (const auto& id : ids) cache.get_shared(id);
+  std::size_t i = 0;
+  measure(state, [&] { return cache.get_shared(ids[i++ % ids.size()]); });
+}
+
 // get() copies the Item out of L1 (its two strings).
 void l1_hit_copy(benchmark::State& state) {
   auto& cache = fixture().tiered;
@@ -103,6 +116,7 @@ void l1_hit_copy(benchmark::State& state) {
 BENCHMARK(raw_hiredis_get)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK(redis_hit)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK(l1_hit)->Threads(1)->Threads(2)->UseRealTime();
+BENCHMARK(l1_hit_own_keys)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK(l1_hit_copy)->Threads(1)->Threads(2)->UseRealTime();
 
 int main(int argc, char** argv) {
@@ -111,7 +125,9 @@ int main(int argc, char** argv) {
   fixture();  // before timing starts
   cachet::bench::RatioReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
-  reporter.print_ratios({{"redis_hit/threads:1", "l1_hit/threads:1"}, {"redis_hit/threads:2", "l1_hit/threads:2"}},
+  reporter.print_ratios({{"redis_hit/threads:1", "l1_hit/threads:1"},
+                         {"redis_hit/threads:2", "l1_hit/threads:2"},
+                         {"redis_hit/threads:2", "l1_hit_own_keys/threads:2"}},
                         "how many times an L1 hit is faster than a Redis hit (same run; target >= 500)");
   reporter.print_ratios({{"redis_hit/threads:1", "raw_hiredis_get/threads:1"}, {"l1_hit_copy/threads:1", "l1_hit/threads:1"}},
                         "for scale");

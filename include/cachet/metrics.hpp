@@ -1,8 +1,10 @@
 #pragma once
 // Cache metrics: per cache and key prefix, a counter per Event, latency
 // histograms for gets and loads, and the hit ratio, rendered in the Prometheus
-// text format (0.0.4). Counting is a relaxed atomic increment, so the hit path
-// takes no lock; only adding and removing caches in the registry does.
+// text format (0.0.4). Counting is a relaxed atomic increment on the calling
+// thread's copy of the counter (detail::StripedCounters), so the hit path takes
+// no lock and threads rarely share a line; only adding and removing caches in
+// the registry takes a lock.
 //
 //   auto metrics = cachet::MetricsRegistry::global().add("products", "shop:product");
 //   metrics->count(cachet::Event::hit);
@@ -55,6 +57,38 @@ enum class Event : std::uint8_t {
 
 inline constexpr std::size_t event_count = static_cast<std::size_t>(Event::l1_hit) + 1;
 
+namespace detail {
+
+// N counters kept in a few copies, each on its own cache lines: a thread adds
+// to its own copy (threads take copies in turn), a read sums the copies. With
+// one copy, two threads hitting one cache in process spent most of each hit
+// moving the counters' line between their cores.
+template <std::size_t N>
+class StripedCounters {
+ public:
+  static constexpr std::size_t stripes = 4;
+
+  void add(std::size_t i, std::uint64_t n) noexcept { stripes_[mine()].c[i].fetch_add(n, std::memory_order_relaxed); }
+  std::uint64_t load(std::size_t i) const noexcept {
+    std::uint64_t total = 0;
+    for (const Stripe& s : stripes_) total += s.c[i].load(std::memory_order_relaxed);
+    return total;
+  }
+
+ private:
+  static std::size_t mine() noexcept {
+    static std::atomic<std::size_t> next{0};
+    thread_local const std::size_t stripe = next.fetch_add(1, std::memory_order_relaxed) % stripes;
+    return stripe;
+  }
+  struct alignas(64) Stripe {
+    std::array<std::atomic<std::uint64_t>, N> c{};
+  };
+  std::array<Stripe, stripes> stripes_;
+};
+
+}  // namespace detail
+
 // Counts of durations in fixed buckets, 1 us to 10 s at 1, 2.5 and 5 per decade.
 // observe() is two relaxed atomic increments; readers see each counter exactly,
 // though a snapshot taken during observations may be one observation apart
@@ -88,28 +122,29 @@ class LatencyHistogram {
   // Negative durations (a clock stepping back) count as zero.
   void observe(std::chrono::nanoseconds d) noexcept {
     if (d.count() < 0) d = std::chrono::nanoseconds{0};
-    buckets_[bucket_of(d)].fetch_add(1, std::memory_order_relaxed);
-    sum_ns_.fetch_add(static_cast<std::uint64_t>(d.count()), std::memory_order_relaxed);
+    counts_.add(bucket_of(d), 1);
+    counts_.add(sum_index, static_cast<std::uint64_t>(d.count()));
   }
 
   Snapshot snapshot() const noexcept {
     Snapshot s;
     for (std::size_t i = 0; i < bucket_count; ++i) {
-      s.count += buckets_[i].load(std::memory_order_relaxed);
+      s.count += counts_.load(i);
       s.cumulative[i] = s.count;
     }
-    s.count += buckets_[bucket_count].load(std::memory_order_relaxed);
-    s.sum = std::chrono::nanoseconds{static_cast<std::int64_t>(sum_ns_.load(std::memory_order_relaxed))};
+    s.count += counts_.load(bucket_count);
+    s.sum = std::chrono::nanoseconds{static_cast<std::int64_t>(counts_.load(sum_index))};
     return s;
   }
 
   std::uint64_t count() const noexcept { return snapshot().count; }
 
  private:
-  // Per bucket, not cumulative, so observe() touches one; the last is above 10 s.
-  // The count is their total, which keeps _count equal to the +Inf bucket.
-  std::array<std::atomic<std::uint64_t>, bucket_count + 1> buckets_{};
-  std::atomic<std::uint64_t> sum_ns_{0};
+  // Per bucket, not cumulative, so observe() touches one; the one after the
+  // last bound is above 10 s, then the sum in ns. The count is the buckets'
+  // total, which keeps _count equal to the +Inf bucket.
+  static constexpr std::size_t sum_index = bucket_count + 1;
+  detail::StripedCounters<bucket_count + 2> counts_;
 };
 
 // One cache's metrics, shared by every thread using the cache.
@@ -120,10 +155,10 @@ class CacheMetrics {
   CacheMetrics& operator=(const CacheMetrics&) = delete;
 
   void count(Event e, std::uint64_t n = 1) noexcept {
-    counters_[static_cast<std::size_t>(e)].fetch_add(n, std::memory_order_relaxed);
+    counters_.add(static_cast<std::size_t>(e), n);
   }
   std::uint64_t value(Event e) const noexcept {
-    return counters_[static_cast<std::size_t>(e)].load(std::memory_order_relaxed);
+    return counters_.load(static_cast<std::size_t>(e));
   }
 
   LatencyHistogram& get_latency() noexcept { return get_; }
@@ -151,7 +186,7 @@ class CacheMetrics {
 
   std::string cache_;
   std::string prefix_;
-  alignas(cache_line) std::array<std::atomic<std::uint64_t>, event_count> counters_{};
+  detail::StripedCounters<event_count> counters_;
   alignas(cache_line) LatencyHistogram get_;
   alignas(cache_line) LatencyHistogram load_;
 };

@@ -52,7 +52,7 @@ TEST_CASE("an L1 hit is the shared value: no Redis command, no parse, no allocat
   const std::string id = "an id long enough that its key would not fit a std::string's inline bytes";
   CHECK(cache.get_or_load(id, Counting{&calls}) == "v1");  // miss: loaded, written to Redis, dropped from L1
   REQUIRE(tracking.sync());  // the write's own invalidation is back: a read now stays in L1
-  const auto first = cache.get_shared(id);                  // read from Redis, kept in L1
+  const auto first = cache.get_shared(id);  // read from Redis, kept in L1 (and this thread's handle taken)
   REQUIRE(first);
   auto admin = server.connect();
   admin.command({"CONFIG", "RESETSTAT"});

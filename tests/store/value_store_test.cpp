@@ -26,7 +26,7 @@ cachet::Cached<std::string> cached(std::string v) { return {std::make_shared<con
 
 }  // namespace
 
-TEST_CASE("a kept value is shared, not copied, and a hit allocates nothing") {
+TEST_CASE("a kept value is shared, not copied, and a repeated hit allocates nothing") {
   cachet::ValueStore<std::string> store;
   const std::string key = "a key long enough to be on the heap as a std::string";
   auto entry = cached(std::string(100, 'v'));
@@ -35,7 +35,7 @@ TEST_CASE("a kept value is shared, not copied, and a hit allocates nothing") {
   CHECK(store.fill(key, store.ticket(key), entry, 100, 1min));
 
   std::optional<cachet::Cached<std::string>> hit;
-  CHECK(cachet::test::allocations_in([&] { hit = store.get(key); }) == 0);
+  CHECK(cachet::test::allocations_in([&] { hit = store.get(key); }) == 0);  // the filling thread holds a handle
   REQUIRE(hit);
   CHECK(hit->value.get() == original);
   CHECK(hit->meta.compute_time == 7ms);
@@ -45,8 +45,20 @@ TEST_CASE("a kept value is shared, not copied, and a hit allocates nothing") {
   const auto s = store.stats();
   CHECK(s.size == 1);
   CHECK(s.bytes == key.size() + 100);
-  CHECK(s.hits == 1);
+  CHECK(s.hits == 0);  // answered by this thread's handle, not the shard
   CHECK(s.misses == 1);
+
+  // Another thread's first hit goes to the shard and takes its own handle; its next allocates nothing.
+  const std::string *first = nullptr, *second = nullptr;
+  std::size_t allocated = 1;
+  std::thread([&] {
+    first = store.get(key)->value.get();
+    allocated = cachet::test::allocations_in([&] { second = store.get(key)->value.get(); });
+  }).join();
+  CHECK(first == original);
+  CHECK(second == original);
+  CHECK(allocated == 0);
+  CHECK(store.stats().hits == 1);
 }
 
 TEST_CASE("a fill whose key was invalidated after its ticket is refused, a later ticket's is kept") {
@@ -116,15 +128,17 @@ TEST_CASE("bounded by entries and by weight") {
   CHECK(store.stats().rejected == 1);
 }
 
-TEST_CASE("racing fills never keep a value older than the last invalidation of its key") {
+TEST_CASE("racing fills and reads never see a value older than the last invalidation of its key") {
   // The source of truth is `source[k]`; a writer bumps it and then invalidates
-  // the key, as a write to Redis followed by its invalidation message would.
-  // Readers take a ticket, read the source, dawdle, and fill.
+  // the key, as a write to Redis followed by its invalidation message would,
+  // and announces it in `invalidated[k]`. Readers take a ticket, read the
+  // source, dawdle, and fill; or read the store (through their own handles)
+  // and check the value against what had been invalidated before they began.
   constexpr int keys = 8;
   cachet::ValueStore<int> store({.max_entries = 1024, .shards = 2});
-  std::array<std::atomic<int>, keys> source{};
+  std::array<std::atomic<int>, keys> source{}, invalidated{};
   std::atomic<bool> done{false};
-  std::atomic<int> older{0}, checks{0};
+  std::atomic<int> older{0}, checks{0}, read_older{0}, reads{0};
   std::thread writer([&] {
     std::mt19937 rng(1);
     for (int round = 0; round < 5'000; ++round) {
@@ -132,6 +146,7 @@ TEST_CASE("racing fills never keep a value older than the last invalidation of i
       const std::string key = "k" + std::to_string(k);
       const int now = ++source[k];
       store.invalidate(key);
+      invalidated[k].store(now, std::memory_order_release);
       for (int i = 0; i < 4; ++i) std::this_thread::yield();  // room for the readers' fills
       if (const auto hit = store.get(key)) {  // whatever is kept from here on is at least `now`
         ++checks;
@@ -145,6 +160,14 @@ TEST_CASE("racing fills never keep a value older than the last invalidation of i
     while (!done) {
       const int k = static_cast<int>(rng() % keys);
       const std::string key = "k" + std::to_string(k);
+      if (rng() % 2 == 0) {
+        const int floor = invalidated[k].load(std::memory_order_acquire);
+        if (const auto hit = store.get(key)) {
+          ++reads;
+          read_older += *hit->value < floor;
+        }
+        continue;
+      }
       const auto ticket = store.ticket(key);
       const int seen = source[k];
       if (rng() % 4 == 0) std::this_thread::yield();
@@ -153,6 +176,8 @@ TEST_CASE("racing fills never keep a value older than the last invalidation of i
   });
   writer.join();
   CHECK(older == 0);
+  CHECK(read_older == 0);
   CHECK(checks > 0);
+  CHECK(reads > 0);
   CHECK(store.stats().refused > 0);
 }

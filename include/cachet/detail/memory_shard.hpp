@@ -7,6 +7,8 @@
 // stores nothing if the key's stripe was invalidated (del) or the shard
 // cleared since the stamp was taken. A value read from elsewhere is then never
 // kept when an invalidation of its key arrived while the read was in flight.
+// Stamps are read without the lock, so a copy made elsewhere (a thread's own
+// copy of a value, detail/value_front.hpp) can be checked cheaply.
 
 #include <cachet/clock.hpp>
 #include <cachet/detail/flat_index.hpp>
@@ -15,6 +17,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <bit>
 #include <chrono>
 #include <concepts>
@@ -184,7 +187,7 @@ class alignas(64) MemoryShard {
     typename Node::Ptr n = expired || too_big ? nullptr : make();
     Graveyard<Node> dead;
     std::lock_guard lock(mutex_);
-    if (stamp && *stamp != stamp_locked(h)) {
+    if (stamp && *stamp != this->stamp(h)) {
       ++stats_.refused;
       return false;
     }
@@ -207,7 +210,7 @@ class alignas(64) MemoryShard {
   bool del(std::string_view key, std::uint32_t h, time_point now) {
     Graveyard<Node> dead;
     std::lock_guard lock(mutex_);
-    ++stripes_[h % stripes_.size()];
+    stripes_[h % stripes_.size()].fetch_add(1, std::memory_order_release);
     Node* n = live(key, h, now, dead);
     if (n) remove(n, h, dead);
     return n != nullptr;
@@ -217,16 +220,21 @@ class alignas(64) MemoryShard {
   void clear() {
     Graveyard<Node> dead;
     std::lock_guard lock(mutex_);
-    ++generation_;
+    generation_.fetch_add(1, std::memory_order_release);
     index_.for_each([&dead](Node* n) { dead.add(n); });
     index_.clear();
     queue_.clear();
     bytes_ = 0;
   }
 
-  std::uint64_t stamp(std::uint32_t h) const {
-    std::lock_guard lock(mutex_);
-    return stamp_locked(h);
+  // A stripe's counter moves on every del of a key of the stripe, the
+  // generation on every clear; a stamp is both. 128 stripes a shard keep the
+  // refusals that another key's invalidation causes rare. Both move under the
+  // lock; read without it, a stamp taken before a lookup can only be older
+  // than the entry found, which makes a check against it fail, never pass.
+  std::uint64_t stamp(std::uint32_t h) const noexcept {
+    return std::uint64_t{generation_.load(std::memory_order_acquire)} << 32 |
+           stripes_[h % stripes_.size()].load(std::memory_order_acquire);
   }
 
   void add_stats(MemoryStoreStats& total) const {
@@ -242,13 +250,6 @@ class alignas(64) MemoryShard {
   }
 
  private:
-  // A stripe's counter moves on every del of a key of the stripe, the
-  // generation on every clear; a stamp is both. 128 stripes a shard keep the
-  // refusals that another key's invalidation causes rare.
-  std::uint64_t stamp_locked(std::uint32_t h) const noexcept {
-    return std::uint64_t{generation_} << 32 | stripes_[h % stripes_.size()];
-  }
-
   bool can_hold(std::size_t key_size, std::size_t weight) const noexcept {
     return max_entries_ > 0 && key_size <= Node::max_key && weight <= Node::max_weight &&
            key_size + weight <= max_bytes_;
@@ -287,8 +288,8 @@ class alignas(64) MemoryShard {
   SieveQueue<Node> queue_;
   std::size_t bytes_ = 0;
   MemoryStoreStats stats_{};  // the counters; size and bytes come from the index
-  std::array<std::uint32_t, 128> stripes_{};
-  std::uint32_t generation_ = 0;
+  std::array<std::atomic<std::uint32_t>, 128> stripes_{};
+  std::atomic<std::uint32_t> generation_{0};
 };
 
 // The shards of one store, sized from its options.

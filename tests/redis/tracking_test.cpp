@@ -47,7 +47,8 @@ struct Heard {
 
 TEST_CASE("writes under the prefix by another client reach the listener, FLUSHALL as everything") {
   cachet::test::Tracked tracked;
-  auto& [server, pool, tracking] = tracked;
+  auto& server = tracked.server;
+  auto& tracking = tracked.tracking;
   CHECK(tracking.client_id() > 0);
   Heard heard;
   auto sub = tracking.listen(heard.listener());
@@ -70,7 +71,8 @@ TEST_CASE("writes under the prefix by another client reach the listener, FLUSHAL
 
 TEST_CASE("an expiry in Redis reaches the listener") {
   cachet::test::Tracked tracked;
-  auto& [server, pool, tracking] = tracked;
+  auto& server = tracked.server;
+  auto& tracking = tracked.tracking;
   Heard heard;
   auto sub = tracking.listen(heard.listener());
   server.connect().command({"SET", "t:short", "x", "PX", 30});
@@ -79,7 +81,8 @@ TEST_CASE("an expiry in Redis reaches the listener") {
 
 TEST_CASE("CLIENT KILL of the subscriber: listeners drop everything, registration comes back under a new id") {
   cachet::test::Tracked tracked;
-  auto& [server, pool, tracking] = tracked;
+  auto& server = tracked.server;
+  auto& tracking = tracked.tracking;
   Heard heard;
   auto sub = tracking.listen(heard.listener());
   const long long id = tracking.client_id();

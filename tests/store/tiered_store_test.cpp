@@ -46,7 +46,9 @@ ManualTier manual_tier(cachet::Pool& pool, cachet::ManualClock& clock, cachet::T
 
 TEST_CASE("an L1 hit is the shared value: no Redis command, no parse, no allocation") {
   cachet::test::Tracked tracked;
-  auto& [server, pool, tracking] = tracked;
+  auto& server = tracked.server;
+  auto& pool = tracked.pool;
+  auto& tracking = tracked.tracking;
   TieredStringCache<> cache(string_tier(pool, &tracking), tier_options("l1-hit"));
   std::atomic<int> calls{0};
   const std::string id = "an id long enough that its key would not fit a std::string's inline bytes";
@@ -96,7 +98,9 @@ TEST_CASE("writes and invalidations through the cache reach both tiers") {
 
 TEST_CASE("SET, DEL, expiry and FLUSHALL by another client evict the L1 entry") {
   cachet::test::Tracked tracked;
-  auto& [server, pool, tracking] = tracked;
+  auto& server = tracked.server;
+  auto& pool = tracked.pool;
+  auto& tracking = tracked.tracking;
   TieredStringCache<> cache(string_tier(pool, &tracking), tier_options("others", cachet::Format::plain));
   auto other = server.connect();
   auto warm = [&](const char* value) {
@@ -153,7 +157,9 @@ TEST_CASE("eviction by maxmemory in Redis evicts the L1 entry") {
 
 TEST_CASE("a read in flight when its key is invalidated is not kept in L1") {
   cachet::test::Tracked tracked;
-  auto& [server, pool, tracking] = tracked;
+  auto& server = tracked.server;
+  auto& pool = tracked.pool;
+  auto& tracking = tracked.tracking;
   auto store = string_tier(pool, &tracking);
   auto other = server.connect();
   other.command({"SET", "t:k", "old"});
@@ -238,7 +244,9 @@ TEST_CASE("a server that refuses tracking: L1 still serves, bounded by l1_ttl") 
 
 TEST_CASE("while tracking is down nothing is kept, and the loss emptied L1") {
   cachet::test::Tracked tracked;
-  auto& [server, pool, tracking] = tracked;
+  auto& server = tracked.server;
+  auto& pool = tracked.pool;
+  auto& tracking = tracked.tracking;
   TieredStringCache<> cache(string_tier(pool, &tracking), tier_options("down"));
   cache.set("k", "v");
   REQUIRE(tracking.sync());
@@ -256,7 +264,9 @@ TEST_CASE("while tracking is down nothing is kept, and the loss emptied L1") {
 
 TEST_CASE("tags: invalidate_tags empties L1 of the tagged values, with and without tracking") {
   cachet::test::Tracked tracked;
-  auto& [server, pool, tracking] = tracked;
+  auto& server = tracked.server;
+  auto& pool = tracked.pool;
+  auto& tracking = tracked.tracking;
   for (const bool tracked : {true, false}) {
     INFO("tracking " << tracked);
     TieredStringCache<> cache(string_tier(pool, tracked ? &tracking : nullptr), tier_options(tracked ? "tag1" : "tag0"));
@@ -287,7 +297,9 @@ TEST_CASE("tags: invalidate_tags empties L1 of the tagged values, with and witho
 
 TEST_CASE("versioned namespaces: a bump by anyone makes L1 miss") {
   cachet::test::Tracked tracked;
-  auto& [server, pool, tracking] = tracked;
+  auto& server = tracked.server;
+  auto& pool = tracked.pool;
+  auto& tracking = tracked.tracking;
   auto other = server.connect();
   for (const bool tracked : {true, false}) {
     INFO("tracking " << tracked);
@@ -347,7 +359,8 @@ TEST_CASE("fail-safe serves a stale L1 entry while Redis is down") {
 
 TEST_CASE("stale-while-revalidate serves a stale entry at once and the refresh replaces it in both tiers") {
   cachet::test::Tracked tracked;
-  auto& [server, pool, tracking] = tracked;
+  auto& pool = tracked.pool;
+  auto& tracking = tracked.tracking;
   cachet::ManualClock clock;
   using G = cachet::GuardStack<cachet::StaleWhileRevalidate, cachet::SingleFlight>;
   StaleCache<G> cache(string_tier(pool, &tracking), stale_options("swr-l1"), {}, {}, cachet::ClockRef(clock));
@@ -367,7 +380,8 @@ TEST_CASE("stale-while-revalidate serves a stale entry at once and the refresh r
 
 TEST_CASE("ReadThrough over a tier shares its values") {
   cachet::test::Tracked tracked;
-  auto& [server, pool, tracking] = tracked;
+  auto& pool = tracked.pool;
+  auto& tracking = tracked.tracking;
   std::atomic<int> calls{0};
   cachet::ReadThrough<std::string, Counting, cachet::StringCodec, cachet::NoGuard, cachet::test::StringTier> items(
       string_tier(pool, &tracking), tier_options("read-through"), Counting{&calls});

@@ -47,7 +47,8 @@ struct Cached {
   EntryMeta meta;
 };
 
-// Thread-safe: every operation locks the one shard its key belongs to.
+// Thread-safe: every operation locks the one shard its key belongs to, except
+// a hit answered by the calling thread's handle, which locks nothing.
 template <class V, Clock C = SystemClock>
 class BasicValueStore {
  public:
@@ -77,8 +78,7 @@ class BasicValueStore {
       return Found{n.payload, n.expires, n.weight};
     });
     if (!found) return std::nullopt;
-    if (found->weight <= front.max_weight)
-      front.keep(id_, h.full, key, stamp, found->expires, found->entry.value, found->entry.meta);
+    take_handle(h, key, stamp, found->expires, found->entry, found->weight);
     return std::move(found->entry);
   }
 
@@ -94,12 +94,11 @@ class BasicValueStore {
   bool fill(std::string_view key, const Ticket& t, Cached<V> entry, std::size_t weight, std::chrono::milliseconds ttl) {
     const detail::KeyHash h(key);
     const time_point expires = shards_.expiry(t.taken, ttl);
-    const Cached<V> kept = entry;  // the filling thread's handle, taken once the fill holds
+    const Cached<V> kept = entry;  // the filling thread takes its handle once the fill holds
     if (!shards_.of(h).put(key, h.slot(), clock_.now(), expires, weight,
                            [&] { return Node::make(key, {}, weight, expires, std::move(entry)); }, &t.stamp))
       return false;
-    auto& front = detail::ValueFront<V>::mine();
-    if (weight <= front.max_weight) front.keep(id_, h.full, key, t.stamp, expires, kept.value, kept.meta);
+    take_handle(h, key, t.stamp, expires, kept, weight);
     return true;
   }
 
@@ -124,6 +123,13 @@ class BasicValueStore {
     time_point expires;
     std::size_t weight;
   };
+
+  // `stamp` was read before `entry` was: see MemoryShard::stamp.
+  void take_handle(const detail::KeyHash& h, std::string_view key, std::uint64_t stamp, time_point expires,
+                   const Cached<V>& entry, std::size_t weight) {
+    using Front = detail::ValueFront<V>;
+    if (weight <= Front::max_weight) Front::mine().keep(id_, h.full, key, stamp, expires, entry.value, entry.meta);
+  }
 
   // Tells this store's handles in the threads' fronts from any other's, even one at the same address.
   static std::uint64_t next_id() noexcept {

@@ -105,7 +105,8 @@ class TieredStore {
 
   // Reads L2 (value and TTL, one round trip) under a ticket taken before the read is sent.
   Fetched fetch(std::string_view key) {
-    Fetched f{.ticket = ticket(key)};
+    Fetched f;
+    f.ticket = ticket(key);
     if (auto v = l2_.get_with_ttl(key)) take(f, std::move(*v));
     return f;
   }

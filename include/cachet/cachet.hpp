@@ -51,3 +51,6 @@
 
 #include <cachet/policy/cache_aside.hpp>
 #include <cachet/policy/read_through.hpp>
+#include <cachet/policy/write_behind_counters.hpp>
+#include <cachet/policy/write_queue.hpp>
+#include <cachet/policy/write_through.hpp>

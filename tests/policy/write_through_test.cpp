@@ -1,0 +1,232 @@
+// Write-through against a real redis-server and an SQLite file as the database.
+#include <cachet/codec/string.hpp>
+#include <cachet/policy/write_through.hpp>
+
+#include <catch2/catch.hpp>
+#include <support/concurrency.hpp>
+#include <support/server.hpp>
+#include <support/sqlite_db.hpp>
+
+#include <atomic>
+#include <barrier>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using cachet::Event;
+using cachet::WriteOutcome;
+using cachet::test::TestDb;
+
+namespace {
+
+#ifdef CACHET_TEST_SANITIZED
+constexpr int race_rounds = 2'000;  // sanitizers slow each round about tenfold
+#else
+constexpr int race_rounds = 10'000;
+#endif
+
+cachet::CacheOptions options(std::string label) {
+  cachet::CacheOptions o;
+  o.ns = "t";
+  o.name = "item";
+  o.metrics_label = std::move(label);
+  o.ttl = cachet::TtlPolicy({.fresh = 1min, .jitter = 0});
+  return o;
+}
+
+// Writes the row and returns its new version.
+struct RowWriter {
+  std::string path;
+  std::shared_ptr<TestDb> db = std::make_shared<TestDb>(path);
+  std::int64_t operator()(std::string_view id, const std::string& value) const { return db->update(id, value); }
+};
+
+template <class W>
+using Cache = cachet::WriteThrough<std::string, W, cachet::StringCodec>;
+
+std::string db_path(const cachet::testing::RedisServer& server) {
+  return TestDb::fresh(server.directory() + "/write_through.sqlite");
+}
+
+}  // namespace
+
+TEST_CASE("a writer that throws: the cache is untouched and the error reaches the caller") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  const std::string path = db_path(server);
+  Cache<RowWriter> cache(pool, options("wt-throw"), RowWriter{path});
+  REQUIRE(cache.put("1", "v1") == WriteOutcome::cached);
+  CHECK(cache.get("1") == "v1");
+
+  CHECK_THROWS_AS(cache.put("1", "poison"), sqlite::Error);  // the table's CHECK refuses it
+  CHECK(cache.get("1") == "v1");
+  CHECK(TestDb(path).value("1") == "v1");
+  CHECK(cache.cache().metrics().value(Event::write) == 2);
+  CHECK(cache.cache().metrics().value(Event::write_error) == 1);
+}
+
+TEST_CASE("Redis killed: the database is written, the failure reported, and the key is absent afterwards") {
+  cachet::testing::RedisServer server;
+  auto ro = server.connection_options();
+  ro.connect_timeout = 100ms;
+  ro.command_timeout = 100ms;
+  cachet::Pool pool(ro);
+  const std::string path = db_path(server);
+  std::vector<std::string> reported;
+  cachet::WriteThroughOptions wo;
+  wo.on_unrepaired = [&](const cachet::UnrepairedWrite& u) { reported.emplace_back(u.key); };
+  Cache<RowWriter> cache(pool, options("wt-killed"), RowWriter{path}, wo);
+  REQUIRE(cache.put("1", "v1") == WriteOutcome::cached);
+
+  server.kill();
+  CHECK(cache.put("1", "v2") == WriteOutcome::unrepaired);  // the caller's write succeeded: no throw
+  CHECK(TestDb(path).value("1") == "v2");
+  CHECK(reported == std::vector<std::string>{cache.key("1")});
+  CHECK(cache.cache().metrics().value(Event::write_unrepaired) == 1);
+  CHECK(cache.cache().metrics().value(Event::cache_write_error) == 1);
+
+  server.restart();
+  CHECK(server.connect().command({"EXISTS", cache.key("1")}).as_integer() == 0);
+  CHECK(cachet::test::eventually([&] {  // once the breaker lets reads through again
+    return cache.get_or_load("1", [&](std::string_view id) { return *TestDb(path).value(id); }) == "v2" &&
+           cache.get("1") == "v2";
+  }));
+}
+
+TEST_CASE("Redis refusing the write (OOM): the old value is deleted, not left stale") {
+  cachet::testing::RedisServer server({.config = {"maxmemory 2mb", "maxmemory-policy noeviction"}});
+  cachet::Pool pool(server.connection_options());
+  const std::string path = db_path(server);
+  Cache<RowWriter> cache(pool, options("wt-oom"), RowWriter{path});
+  REQUIRE(cache.put("1", "v1") == WriteOutcome::cached);
+  auto conn = server.connect();
+  for (int i = 0;; ++i) {
+    try {
+      conn.command({"SET", "filler:" + std::to_string(i), std::string(10'000, 'f')});
+    } catch (const cachet::ReplyError& e) {
+      REQUIRE(e.code() == "OOM");
+      break;
+    }
+  }
+  CHECK(cache.put("1", std::string(50'000, 'x')) == WriteOutcome::deleted);
+  CHECK(conn.command({"EXISTS", cache.key("1")}).as_integer() == 0);
+  CHECK(TestDb(path).value("1")->size() == 50'000);
+  CHECK(cache.cache().metrics().value(Event::cache_write_error) == 1);
+  CHECK(cache.cache().metrics().value(Event::write_unrepaired) == 0);
+}
+
+namespace {
+
+// Two threads write one key per round; after each round the cache must hold
+// what the database holds. Returns how many cache writes were refused as older.
+template <class MakeWriter>
+long race(int rounds, MakeWriter make_writer) {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  const std::string path = db_path(server);
+  using W = decltype(make_writer(path, std::declval<std::function<std::uint64_t()>>()));
+  std::unique_ptr<Cache<W>> caches[2];
+  for (int t = 0; t < 2; ++t) {
+    auto next = [&caches, t] { return caches[t]->next_version(); };
+    caches[t] = std::make_unique<Cache<W>>(pool, options("wt-race-" + std::to_string(t)), make_writer(path, next));
+  }
+  TestDb check(path);
+  std::atomic<long> refused{0}, wrong{0};
+  std::barrier sync(2);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 rng(static_cast<unsigned>(t));
+      for (int round = 0; round < rounds; ++round) {
+        const std::string id = std::to_string(round % 16);
+        sync.arrive_and_wait();
+        if (rng() % 2) std::this_thread::sleep_for(std::chrono::microseconds(rng() % 50));
+        refused += caches[t]->put(id, "t" + std::to_string(t) + "-r" + std::to_string(round)) ==
+                   WriteOutcome::newer_cached;
+        sync.arrive_and_wait();
+        if (t == 0 && caches[0]->get(id) != check.value(id)) ++wrong;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(wrong == 0);
+  return refused;
+}
+
+// After the commit, a random pause before the cache write: the older writer often reaches Redis last.
+void jitter() {
+  thread_local std::mt19937 rng(std::random_device{}());
+  if (rng() % 2) std::this_thread::sleep_for(std::chrono::microseconds(rng() % 200));
+}
+
+}  // namespace
+
+TEST_CASE("two racing writers with row versions: the cache ends with the newer version every round") {
+  const long refused = race(race_rounds, [](const std::string& path, std::function<std::uint64_t()>) {
+    return [db = std::make_shared<TestDb>(path)](std::string_view id, const std::string& v) {
+      const std::int64_t version = db->update(id, v);
+      jitter();
+      return version;
+    };
+  });
+  INFO("older cache writes refused: " << refused);
+  CHECK(refused > 0);  // the race did happen, and the script settled it
+}
+
+TEST_CASE("two racing writers with versions from next_version() drawn inside the transaction") {
+  const long refused = race(race_rounds / 5, [](const std::string& path, std::function<std::uint64_t()> next) {
+    return [db = std::make_shared<TestDb>(path), next](std::string_view id, const std::string& v) {
+      std::uint64_t version = 0;
+      db->transaction([&] {
+        version = next();  // under the database's write lock: versions follow commit order
+        db->set(id, v, static_cast<std::int64_t>(version));
+      });
+      jitter();
+      return version;
+    };
+  });
+  INFO("older cache writes refused: " << refused);
+  CHECK(refused > 0);
+}
+
+TEST_CASE("CacheUpdate::del deletes the key, and an older write after it is refused") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  std::int64_t next_version = 10;
+  auto writer = [&](std::string_view, const std::string&) { return next_version; };
+  cachet::WriteThroughOptions wo;
+  wo.on_write = cachet::CacheUpdate::del;
+  cachet::WriteThrough<std::string, decltype(writer), cachet::StringCodec> deleting(pool, options("wt-del"), writer, wo);
+  cachet::WriteThrough<std::string, decltype(writer), cachet::StringCodec> setting(pool, options("wt-set"), writer);
+  REQUIRE(setting.put("1", "v10") == WriteOutcome::cached);
+  next_version = 11;
+  CHECK(deleting.put("1", "v11") == WriteOutcome::deleted);
+  CHECK_FALSE(setting.get("1"));
+  next_version = 10;  // a writer that committed before, arriving late
+  CHECK(setting.put("1", "v10") == WriteOutcome::newer_cached);
+  CHECK_FALSE(setting.get("1"));
+  CHECK(setting.cache().metrics().value(Event::stale_write_refused) == 1);
+  auto conn = server.connect();
+  const auto ttl = conn.command({"PTTL", setting.cache().keys().write_version(setting.key("1"))}).as_integer();
+  CHECK(ttl > 60'000);  // the value's minute plus the margin's
+  CHECK(ttl <= 120'000);
+}
+
+TEST_CASE("an unversioned writer: plain SET, the last cache write wins") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  const std::string path = db_path(server);
+  auto writer = [db = std::make_shared<TestDb>(path)](std::string_view id, const std::string& v) { db->set(id, v, 0); };
+  cachet::WriteThrough<std::string, decltype(writer), cachet::StringCodec> cache(pool, options("wt-plain"), writer);
+  CHECK(cache.put("1", "a") == WriteOutcome::cached);
+  CHECK(cache.put("1", "b") == WriteOutcome::cached);
+  CHECK(cache.get("1") == "b");
+  CHECK(server.connect().command({"EXISTS", cache.cache().keys().write_version(cache.key("1"))}).as_integer() == 0);
+  CHECK(cachet::detail::version_text(std::int64_t{-1}) < cachet::detail::version_text(std::int64_t{0}));
+  CHECK(cachet::detail::version_text(std::uint64_t{9}) < cachet::detail::version_text(std::uint64_t{10}));
+}

@@ -18,6 +18,11 @@
 #include <cachet/keys.hpp>
 #include <cachet/ttl.hpp>
 
+#include <cachet/dependencies.hpp>
+#include <cachet/namespace_version.hpp>
+#include <cachet/pattern_invalidation.hpp>
+#include <cachet/tags.hpp>
+
 #include <cachet/codec/concepts.hpp>
 #include <cachet/codec/entry.hpp>
 #include <cachet/codec/envelope.hpp>

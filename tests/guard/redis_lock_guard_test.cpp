@@ -98,12 +98,15 @@ TEST_CASE("a SIGKILLed holder is replaced once its lease runs out, never inside 
   CHECK(cache.metrics().value(cachet::Event::lock_wait) == 1);
 }
 
-TEST_CASE("fencing: a holder whose lease ran out neither overwrites nor unlocks its successor") {
+TEST_CASE("fencing: a holder whose lease ran out neither overwrites, tags nor unlocks its successor") {
   auto& server = clean_server();
   auto conn = server.connect();
   cachet::Pool pool_a(server.connection_options()), pool_b(server.connection_options());
   StringCache<cachet::RedisLockGuard> a(cachet::RedisStore(pool_a), guard_options(), {}, cachet::RedisLockGuard(pool_a));
   StringCache<cachet::RedisLockGuard> b(cachet::RedisStore(pool_b), guard_options("b"), {}, cachet::RedisLockGuard(pool_b));
+  // Tagged loads: the fenced write and the tagging are one script, so a refused write tags nothing.
+  a.tag_loaded_values([](const std::string& v) { return std::vector<std::string>{"by:" + v}; });
+  b.tag_loaded_values([](const std::string& v) { return std::vector<std::string>{"by:" + v}; });
   const std::string lock_key = cachet::KeyBuilder("t").lock(a.key("k"));
   std::promise<void> a_started, b_started, a_go, b_go;
   auto slow = [](std::promise<void>& started, std::promise<void>& go, std::string value) {
@@ -125,11 +128,15 @@ TEST_CASE("fencing: a holder whose lease ran out neither overwrites nor unlocks 
   CHECK(a.metrics().value(cachet::Event::fenced_out) == 1);  // ...but the cache does not
   CHECK(conn.command({"EXISTS", a.key("k")}).as_integer() == 0);
   CHECK(conn.command({"GET", lock_key}).as_string() == b_token);  // b's lock survived a's release
+  CHECK(conn.command({"EXISTS", "t:tag:by%3Aold"}).as_integer() == 0);
 
   b_go.set_value();
   CHECK(new_load.get() == "new");
   CHECK(a.get("k") == "new");
   CHECK(conn.command({"EXISTS", lock_key}).as_integer() == 0);
+  CHECK(conn.command({"SISMEMBER", "t:tag:by%3Anew", a.key("k")}).as_integer() == 1);
+  CHECK(b.invalidate_tags({"by:new"}) == 1);
+  CHECK_FALSE(a.get("k"));
 }
 
 TEST_CASE("a waiter is woken by the release, not by its back-off") {

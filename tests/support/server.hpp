@@ -4,6 +4,7 @@
 #include <cachet/redis/connection.hpp>
 #include <cachet/testing/redis_server.hpp>
 
+#include <chrono>
 #include <string>
 
 namespace cachet::test {
@@ -21,6 +22,13 @@ inline testing::RedisServer& clean_server() {
 }
 
 inline Connection connect(const testing::RedisServer& s) { return Connection(s.connection_options()); }
+
+// `s`'s options with a short command timeout, for tests that kill their own server.
+inline ConnectionOptions quick_to_fail(const testing::RedisServer& s) {
+  ConnectionOptions o = s.connection_options();
+  o.command_timeout = std::chrono::milliseconds(100);
+  return o;
+}
 
 // How many times the server ran `command` (lower case) since the last CONFIG RESETSTAT.
 inline long long command_calls(Connection& conn, const std::string& command) {

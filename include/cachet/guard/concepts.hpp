@@ -30,6 +30,7 @@
 //   t.count(event)     the cache's metrics
 
 #include <cachet/codec/envelope.hpp>
+#include <cachet/detail/value_write.hpp>
 #include <cachet/executor.hpp>
 #include <cachet/metrics.hpp>
 
@@ -46,7 +47,7 @@ enum class Why { miss, stale, early };
 // A conditional cache write: the lock guard's fencing. false: refused (the
 // writer's lock was lost), nothing written.
 struct Fence {
-  virtual bool write(std::string_view key, std::string_view bytes, std::chrono::milliseconds ttl) = 0;
+  virtual bool write(const detail::ValueWrite& w) = 0;  // false: refused, nothing written
 
  protected:
   ~Fence() = default;

@@ -12,6 +12,7 @@
 // Keep the lock key in the value key's Redis Cluster slot (KeyBuilder::lock with
 // HashTag::entity) so the fenced write is one script on one shard.
 
+#include <cachet/detail/value_write.hpp>
 #include <cachet/redis/pool.hpp>
 #include <cachet/redis/script.hpp>
 
@@ -74,18 +75,18 @@ class RedisLock {
 
   // SET key value PX ttl, only while this token holds the lock; false if it did not.
   bool write_if_held(std::string_view key, std::string_view value, std::chrono::milliseconds ttl) {
-    auto lease = pool_->acquire();
-    return scripts().write.run(*lease, {key_, key}, {token_, value, ttl.count()}).as_integer() == 1;
+    return fenced({key, value, ttl}, false);
   }
 
   // write_if_held and release in one round trip: the waiters woken by the
-  // release find the value already there. false: not held, nothing written.
-  bool write_and_release(std::string_view key, std::string_view value, std::chrono::milliseconds ttl) {
+  // release find the value already there. The write may tag the value (see
+  // Tags). false: not held, nothing written.
+  bool write_and_release(const detail::ValueWrite& w) {
     held_ = false;
-    auto lease = pool_->acquire();
-    return scripts()
-               .write_and_release.run(*lease, {key_, key}, {token_, value, ttl.count(), options_.notify_channel})
-               .as_integer() == 1;
+    return fenced(w, true);
+  }
+  bool write_and_release(std::string_view key, std::string_view value, std::chrono::milliseconds ttl) {
+    return write_and_release({key, value, ttl});
   }
 
   bool held() const noexcept { return held_; }  // as far as this object knows
@@ -100,14 +101,13 @@ class RedisLock {
         "if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], KEYS[1]) end return 1"};
     Script extend{
         "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"};
-    Script write{
-        "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
-        "redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3]) return 1"};
-    Script write_and_release{
-        "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
-        "redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3]) redis.call('DEL', KEYS[1]) "
-        "if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], KEYS[1]) end return 1"};
   };
+  bool fenced(const detail::ValueWrite& w, bool release) {
+    const detail::LockCheck check{key_, token_, release, options_.notify_channel};
+    auto lease = pool_->acquire();
+    return detail::ValueWriteCall(w, &check).run(*lease);
+  }
+
   static Scripts& scripts() {
     static Scripts s;  // shared: each script's SHA is learned once per process
     return s;

@@ -107,12 +107,10 @@ class RedisLockGuard {
     std::uint64_t seen_;
   };
 
-  // The holder's write: value stored and lock released in one script.
+  // The holder's write: value stored (and tagged) and lock released in one script.
   struct LockFence final : Fence {
     explicit LockFence(RedisLock& l) : lock(l) {}
-    bool write(std::string_view key, std::string_view bytes, std::chrono::milliseconds ttl) override {
-      return lock.write_and_release(key, bytes, ttl);
-    }
+    bool write(const detail::ValueWrite& w) override { return lock.write_and_release(w); }
     RedisLock& lock;
   };
 

@@ -26,12 +26,16 @@
 #include <cachet/guard/no_guard.hpp>
 #include <cachet/keys.hpp>
 #include <cachet/metrics.hpp>
+#include <cachet/namespace_version.hpp>
 #include <cachet/redis/errors.hpp>
 #include <cachet/store/concepts.hpp>
 #include <cachet/store/redis_store.hpp>
+#include <cachet/tags.hpp>
 #include <cachet/ttl.hpp>
 
 #include <chrono>
+#include <functional>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <span>
@@ -54,6 +58,9 @@ struct CacheOptions {
   bool throw_redis_errors = false;  // let Redis errors on reads reach the caller
   std::string metrics_label;      // the `cache` label of the metrics; defaults to ns:name
   ExecutorOptions background{};   // the workers of background refreshes and timed-out loads
+  // A versioned namespace: keys are {ns}:{name}:v{N}:{id} with N = versions->current(name),
+  // so versions->bump(name) invalidates every value at once. Must outlive the cache.
+  NamespaceVersions* versions = nullptr;
 };
 
 template <class V, Codec C = JsonCodec<V>, Guard G = NoGuard, Store S = RedisStore, Clock Clk = SystemClock>
@@ -73,6 +80,7 @@ class CacheAside {
         metrics_(MetricsRegistry::global().add(label(options_), options_.ns + ":" + options_.name)),
         breaker_(options_.breaker, [m = metrics_](BreakerState to) { m->count(transition_event(to)); }),
         sliding_(options_.ttl.sliding(options_.name)),
+        version_(options_.versions ? &options_.versions->of(options_.name) : nullptr),
         executor_(options_.background) {}
 
   CacheAside(const CacheAside&) = delete;
@@ -84,7 +92,9 @@ class CacheAside {
 
   // The cached value, or nullopt on a miss or a negative entry. Never loads.
   std::optional<V> get(std::string_view id) {
-    Lookup found = lookup(key(id));
+    const std::optional<std::string> k = read_key(id);
+    if (!k) return std::nullopt;
+    Lookup found = lookup(*k);
     if (found.state == Lookup::value) return std::move(found.entry.value);
     return std::nullopt;
   }
@@ -97,8 +107,12 @@ class CacheAside {
   template <Loader<V> L>
   auto get_or_load(std::string_view id, L&& loader) -> std::invoke_result_t<L&, std::string_view> {
     using R = std::invoke_result_t<L&, std::string_view>;
-    std::string k = key(id);
-    Lookup found = lookup(k);
+    std::optional<std::string> k = read_key(id);
+    if (!k) {  // no version to address the cache by: straight to the loader, nothing stored
+      metrics_->count(Event::miss);
+      return call_loader([&] { return loader(id); });
+    }
+    Lookup found = lookup(*k);
     Why why = found.state == Lookup::stale ? Why::stale : Why::miss;
     if (found.state == Lookup::value) {
       if (!picked_early(found.entry.meta)) return R(std::move(*found.entry.value));
@@ -107,7 +121,7 @@ class CacheAside {
     if (found.state == Lookup::negative) {
       if constexpr (detail::is_optional<R>::value) return R(std::nullopt);
     }
-    Task<L&> task(*this, std::move(k), std::string(id), loader, std::move(found), why, false);
+    Task<L&> task(*this, std::move(*k), std::string(id), loader, std::move(found), why, false);
     auto next = [](auto& t) { return t.load(); };
     return guard_.run(task, next);
   }
@@ -122,9 +136,19 @@ class CacheAside {
     if (ids.empty()) return out;  // no call to Redis, so nothing a half-open breaker could mistake for a probe
     std::vector<std::string> keys;
     keys.reserve(ids.size());
-    for (auto id : ids) keys.push_back(key(id));
     std::vector<std::size_t> missing;
-    const bool reachable = lookup_many(keys, out, missing);
+    bool reachable = true;
+    for (auto id : ids) {
+      std::optional<std::string> k = read_key(id);
+      if (!k) {  // no version to address the cache by: every id is loaded, nothing stored
+        metrics_->count(Event::miss, ids.size());
+        reachable = false;
+        for (std::size_t i = 0; i < ids.size(); ++i) missing.push_back(i);
+        break;
+      }
+      keys.push_back(std::move(*k));
+    }
+    if (reachable) reachable = lookup_many(keys, out, missing);
     if (missing.empty()) return out;
 
     std::vector<std::string_view> missing_ids;
@@ -157,7 +181,48 @@ class CacheAside {
     return store_.del_many(views(keys));
   }
 
-  std::string key(std::string_view id) const { return keys_.value_in(key_prefix_, id); }
+  // Tagged write (RedisStore): the value is stored and added to each tag's set in
+  // one atomic script, so invalidate_tags can never miss it. Throws on Redis errors.
+  template <TagList R>
+    requires std::same_as<S, RedisStore>
+  void set(std::string_view id, const V& value, const R& tags) {
+    refuse_tags_if_sliding();
+    const Encoded e = encode(value);
+    tag_sets().set_tagged(key(id), e.bytes, e.ttl, tags);
+  }
+  void set(std::string_view id, const V& value, std::initializer_list<std::string_view> tags)
+    requires std::same_as<S, RedisStore>
+  {
+    set(id, value, std::span<const std::string_view>(tags.begin(), tags.size()));
+  }
+
+  // Removes every value tagged with any of `tags` ({ns}:tag:{tag}: shared by the
+  // namespace's caches). Throws on Redis errors.
+  template <TagList R>
+    requires std::same_as<S, RedisStore>
+  std::size_t invalidate_tags(const R& tags) {
+    return tag_sets().invalidate(tags);
+  }
+  std::size_t invalidate_tags(std::initializer_list<std::string_view> tags)
+    requires std::same_as<S, RedisStore>
+  {
+    return tag_sets().invalidate(tags);
+  }
+
+  // Tags every value this cache loads (get_or_load, get_many) with `tags_for(value)`,
+  // in the same script as its write. Set it before the cache is shared.
+  void tag_loaded_values(std::function<std::vector<std::string>(const V&)> tags_for)
+    requires std::same_as<S, RedisStore>
+  {
+    refuse_tags_if_sliding();
+    tags_for_ = std::move(tags_for);
+  }
+
+  // Throws the Redis layer's errors if a versioned name's version was never read.
+  std::string key(std::string_view id) const {
+    if (!version_) return keys_.value_in(key_prefix_, id);
+    return keys_.value_in(keys_.name_prefix(options_.name, version_->current()), id);
+  }
 
   // For the write policies built on a cache (WriteThrough, WriteBehind), which
   // write entries in their own scripts. A fresh entry of `value` made now, as a
@@ -462,10 +527,7 @@ class CacheAside {
       return;
     }
     bool refused = false;
-    const bool reached = guarded([&] {
-      if (!fence) store_.set(k, bytes, ttl);
-      else refused = !fence->write(k, bytes, ttl);
-    }, false);
+    const bool reached = guarded([&] { refused = !store_value(k, bytes, ttl, value, fence); }, false);
     if (!reached) metrics_->count(Event::cache_write_error);
     if (refused) metrics_->count(Event::fenced_out);
   }
@@ -478,6 +540,7 @@ class CacheAside {
     const auto negative_ttl = options_.ttl.negative_ttl(options_.name);
     std::vector<std::string> bytes;
     std::vector<StoreEntry> entries;
+    std::vector<const V*> values;  // per entry; nullptr for a negative one
     bytes.reserve(missing.size());
     entries.reserve(missing.size());
     for (std::size_t j = 0; j < missing.size(); ++j) {
@@ -486,9 +549,11 @@ class CacheAside {
           const Expiry e = options_.ttl.expiry(options_.name, now);
           bytes.push_back(entries_.encode(*loaded[j], meta(now, e, compute)));
           entries.push_back({keys[missing[j]], bytes.back(), e.ttl});
+          values.push_back(&*loaded[j]);
         } else if (negative_ttl.count() > 0) {
           bytes.push_back(entries_.encode_negative(meta(now, {now + negative_ttl, negative_ttl}, compute)));
           entries.push_back({keys[missing[j]], bytes.back(), negative_ttl});
+          values.push_back(nullptr);
         }
       } catch (const EncodeError&) {
         metrics_->count(Event::cache_write_error);
@@ -499,7 +564,7 @@ class CacheAside {
     const bool reached = guarded(
         [&] {
           try {
-            store_.set_many(entries);
+            store_values(entries, values);
           } catch (const BatchWriteError& e) {  // the server answered; some writes were refused
             refused = e.failed();
             metrics_->count(Event::redis_error);
@@ -507,6 +572,59 @@ class CacheAside {
         },
         false);
     metrics_->count(Event::cache_write_error, reached ? refused : entries.size());
+  }
+
+  Tags tag_sets() { return Tags(store_.pool(), keys_); }
+
+  // key(id) for a read, or nullopt while a versioned name's version cannot be
+  // read (Redis down since this process started): the read then bypasses Redis.
+  std::optional<std::string> read_key(std::string_view id) {
+    if (!version_ || version_->known()) return key(id);
+    std::optional<std::string> k;
+    guarded([&] { k = key(id); }, options_.throw_redis_errors);
+    return k;
+  }
+
+  // A hit renews a sliding value's TTL but not its tag sets', which could then
+  // expire first and let the value outlive an invalidation of its tags.
+  void refuse_tags_if_sliding() const {
+    if (sliding_) throw std::invalid_argument("cachet: '" + options_.name + "' has sliding expiry, which tags do not support");
+  }
+
+  // A loaded value's write (value nullptr: a negative entry): through the lock's
+  // fence when there is one, tagged when `tags_for_` is set, in one script either
+  // way. false: the fence refused it (the lock was lost), nothing written.
+  bool store_value(const std::string& k, std::string_view bytes, std::chrono::milliseconds ttl, const V* value,
+                   Fence* fence) {
+    if constexpr (std::same_as<S, RedisStore>) {
+      if (tags_for_ && value) {
+        Tags tags = tag_sets();
+        const std::vector<std::string> names = tags_for_(*value);
+        if (!fence) {
+          tags.set_tagged(k, bytes, ttl, names);
+          return true;
+        }
+        const std::vector<std::string> sets = tags.tag_set_keys(names);
+        return fence->write({k, bytes, ttl, sets, tags.options().prune_sample});
+      }
+    }
+    if (fence) return fence->write({k, bytes, ttl});
+    store_.set(k, bytes, ttl);
+    return true;
+  }
+
+  void store_values(std::span<const StoreEntry> entries, const std::vector<const V*>& values) {
+    if constexpr (std::same_as<S, RedisStore>) {
+      if (tags_for_) {
+        std::vector<TaggedEntry> tagged;
+        tagged.reserve(entries.size());
+        for (std::size_t i = 0; i < entries.size(); ++i)
+          tagged.push_back({entries[i].key, entries[i].value, entries[i].ttl,
+                            values[i] ? tags_for_(*values[i]) : std::vector<std::string>{}});
+        return tag_sets().set_tagged_many(tagged);
+      }
+    }
+    store_.set_many(entries);
   }
 
   CacheOptions options_;
@@ -519,6 +637,8 @@ class CacheAside {
   std::shared_ptr<CacheMetrics> metrics_;
   CircuitBreaker breaker_;
   bool sliding_;
+  NamespaceVersion* version_;  // options_.versions' entry for `name`, or nullptr
+  std::function<std::vector<std::string>(const V&)> tags_for_;
   Executor executor_;  // last: stopped first, while what its jobs use still exists
 };
 

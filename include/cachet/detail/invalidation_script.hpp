@@ -1,0 +1,74 @@
+#pragma once
+// The one script every invalidation goes through (Tags::invalidate,
+// DependencyMap::invalidate_for): in one atomic step it deletes the members of
+// tag sets and the sets, deletes plain keys, and bumps version counters. Being
+// one script, no write can slip in between reading a tag set and deleting it.
+//
+// Every key is passed in KEYS except the members of the tag sets, which the
+// script only learns by reading them: on a Redis Cluster they must live in the
+// tag set's slot (HashTag::ns), as KeyBuilder makes them.
+
+#include <cachet/redis/connection.hpp>
+#include <cachet/redis/script.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cachet::detail {
+
+struct InvalidationTargets {
+  std::vector<std::string> tag_sets;  // full tag-set keys: members and set are deleted
+  std::vector<std::string> keys;      // full keys, deleted
+  std::vector<std::string> counters;  // version counters, INCRed
+};
+
+struct InvalidationResult {
+  std::size_t deleted = 0;               // keys that existed (tag members and plain keys)
+  std::vector<std::uint64_t> versions;   // the new value of each counter, in order
+};
+
+inline const Script& invalidation_script() {
+  // unpack() is limited by Lua's C stack (about 8000 values): UNLINK in chunks.
+  static const Script script(R"lua(
+local ntags, nkeys = tonumber(ARGV[1]), tonumber(ARGV[2])
+local deleted = 0
+local function unlink_all(list)
+  for i = 1, #list, 1000 do
+    deleted = deleted + redis.call('UNLINK', unpack(list, i, math.min(i + 999, #list)))
+  end
+end
+for i = 1, ntags do
+  unlink_all(redis.call('SMEMBERS', KEYS[i]))
+  redis.call('UNLINK', KEYS[i])
+end
+local plain = {}
+for i = ntags + 1, ntags + nkeys do plain[#plain + 1] = KEYS[i] end
+unlink_all(plain)
+local out = {deleted}
+for i = ntags + nkeys + 1, #KEYS do out[#out + 1] = redis.call('INCR', KEYS[i]) end
+return out
+)lua");
+  return script;
+}
+
+// One round trip; throws the Redis layer's errors (a failed invalidation must not be silent).
+inline InvalidationResult run_invalidation(Connection& conn, const InvalidationTargets& t) {
+  InvalidationResult result;
+  if (t.tag_sets.empty() && t.keys.empty() && t.counters.empty()) return result;
+  std::vector<std::string_view> keys;
+  keys.reserve(t.tag_sets.size() + t.keys.size() + t.counters.size());
+  keys.insert(keys.end(), t.tag_sets.begin(), t.tag_sets.end());
+  keys.insert(keys.end(), t.keys.begin(), t.keys.end());
+  keys.insert(keys.end(), t.counters.begin(), t.counters.end());
+  const std::string ntags = std::to_string(t.tag_sets.size()), nkeys = std::to_string(t.keys.size());
+  const std::vector<std::string_view> args{ntags, nkeys};
+  const Reply r = invalidation_script().run(conn, keys, args);
+  result.deleted = static_cast<std::size_t>(r[0].as_integer());
+  for (std::size_t i = 1; i < r.size(); ++i) result.versions.push_back(static_cast<std::uint64_t>(r[i].as_integer()));
+  return result;
+}
+
+}  // namespace cachet::detail

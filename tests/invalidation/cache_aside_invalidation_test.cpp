@@ -1,0 +1,148 @@
+#include <cachet/policy/cache_aside.hpp>
+#include <cachet/policy/read_through.hpp>
+#include <cachet/testing/redis_server.hpp>
+
+#include <catch2/catch.hpp>
+#include <support/product.hpp>
+#include <support/server.hpp>
+
+#include <chrono>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+using namespace std::chrono_literals;
+using cachet::test::Product;
+
+namespace {
+
+cachet::CacheOptions options(cachet::NamespaceVersions* versions = nullptr) {
+  return {.ns = "shop", .name = "product", .ttl = cachet::TtlPolicy({.fresh = 10min}), .versions = versions};
+}
+
+std::string category_of(const Product& p) { return "category:" + std::to_string(p.id % 2); }
+
+}  // namespace
+
+TEST_CASE("CacheAside: a value set with tags is removed by invalidate_tags") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  cachet::CacheAside<Product> products(cachet::RedisStore(pool), options());
+  products.set("1", cachet::test::sample_product(1), {"category:1", "brand:7"});
+  products.set("2", cachet::test::sample_product(2), std::vector<std::string>{"category:0"});
+  REQUIRE(products.get("1"));
+  CHECK(server.connect().command({"PTTL", "shop:tag:brand%3A7"}).as_integer() > 500'000);  // the value's TTL
+  CHECK(products.invalidate_tags({"brand:7"}) == 1);
+  CHECK_FALSE(products.get("1"));
+  CHECK(products.get("2"));
+}
+
+TEST_CASE("CacheAside: loaded values are tagged by tag_loaded_values, one by one and in batches") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  cachet::CacheAside<Product> products(cachet::RedisStore(pool), options());
+  products.tag_loaded_values([](const Product& p) { return std::vector<std::string>{category_of(p)}; });
+  int loads = 0;
+  auto load = [&](std::string_view id) {
+    ++loads;
+    return cachet::test::sample_product(std::stoll(std::string(id)));
+  };
+  products.get_or_load("1", load);
+  products.get_or_load("3", load);
+  const std::vector<std::string_view> ids{"2", "4", "5"};
+  products.get_many(ids, [&](std::span<const std::string_view> missing) {
+    std::vector<std::optional<Product>> out;
+    for (auto id : missing) out.emplace_back(load(id));
+    return out;
+  });
+  REQUIRE(loads == 5);
+  auto conn = server.connect();
+  CHECK(conn.command({"SCARD", "shop:tag:category%3A1"}).as_integer() == 3);
+  CHECK(conn.command({"SCARD", "shop:tag:category%3A0"}).as_integer() == 2);
+
+  CHECK(products.invalidate_tags({"category:1"}) == 3);
+  products.get_or_load("1", load);  // reloaded
+  products.get_or_load("2", load);  // still cached
+  CHECK(loads == 6);
+}
+
+TEST_CASE("ReadThrough: values loaded through it are tagged via its cache") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  int loads = 0;
+  auto products = cachet::make_read_through<Product>(cachet::RedisStore(pool), options(), [&](std::string_view id) {
+    ++loads;
+    return cachet::test::sample_product(std::stoll(std::string(id)));
+  });
+  products.cache().tag_loaded_values([](const Product& p) { return std::vector<std::string>{category_of(p)}; });
+  products.get("1");
+  products.get("1");
+  CHECK(loads == 1);
+  CHECK(products.cache().invalidate_tags({"category:1"}) == 1);
+  products.get("1");
+  CHECK(loads == 2);
+}
+
+TEST_CASE("CacheAside: tags are refused on a sliding-expiry cache, whose hits would outlive the tag sets") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  cachet::CacheAside<Product> sessions(cachet::RedisStore(pool),
+                                       {.ns = "shop", .name = "session", .ttl = cachet::TtlPolicy({.fresh = 10min, .sliding = true})});
+  CHECK_THROWS_AS(sessions.set("1", cachet::test::sample_product(1), {"user:1"}), std::invalid_argument);
+  CHECK_THROWS_AS(sessions.tag_loaded_values([](const Product&) { return std::vector<std::string>{}; }),
+                  std::invalid_argument);
+  CHECK(server.connect().command({"DBSIZE"}).as_integer() == 0);
+}
+
+TEST_CASE("CacheAside in a versioned namespace: a bump invalidates every value at once") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  cachet::NamespaceVersions versions(pool, cachet::KeyBuilder("shop"), {.cache_for = 1h});
+  cachet::CacheAside<Product> products(cachet::RedisStore(pool), options(&versions));
+  int loads = 0;
+  auto load = [&](std::string_view id) {
+    ++loads;
+    return cachet::test::sample_product(std::stoll(std::string(id)));
+  };
+  CHECK(products.key("42") == "shop:product:v0:42");
+  products.get_or_load("42", load);
+  products.get_or_load("43", load);
+  products.get_or_load("42", load);
+  REQUIRE(loads == 2);
+
+  versions.bump("product");
+  CHECK(products.key("42") == "shop:product:v1:42");
+  CHECK_FALSE(products.get("42"));
+  products.get_or_load("42", load);
+  CHECK(loads == 3);
+  auto conn = server.connect();
+  CHECK(conn.command({"EXISTS", "shop:product:v0:42"}).as_integer() == 1);  // left to expire
+  CHECK(conn.command({"PTTL", "shop:product:v0:42"}).as_integer() > 0);
+}
+
+TEST_CASE("CacheAside in a versioned namespace with Redis down since start: reads are served by the loader") {
+  cachet::testing::RedisServer own;
+  cachet::Pool pool(cachet::test::quick_to_fail(own));
+  cachet::NamespaceVersions versions(pool, cachet::KeyBuilder("shop"), {.cache_for = 10ms});
+  cachet::CacheAside<Product> products(cachet::RedisStore(pool), options(&versions));
+  own.kill();  // before the version was ever read
+  int loads = 0;
+  auto load = [&](std::string_view id) {
+    ++loads;
+    return cachet::test::sample_product(std::stoll(std::string(id)));
+  };
+  CHECK(products.get_or_load("42", load).id == 42);
+  CHECK_FALSE(products.get("42"));
+  const std::vector<std::string_view> ids{"1", "2"};
+  const auto many = products.get_many(ids, [&](std::span<const std::string_view> missing) {
+    std::vector<std::optional<Product>> out;
+    for (auto id : missing) out.push_back(load(id));
+    return out;
+  });
+  REQUIRE(many.size() == 2);
+  CHECK((many[0] && many[1] && many[1]->id == 2));
+  CHECK(loads == 3);
+  CHECK_THROWS_AS(products.set("42", cachet::test::sample_product(42)), cachet::ConnectionError);  // writes are not silent
+}

@@ -1,5 +1,6 @@
 // Write-through against a real redis-server and an SQLite file as the database.
 #include <cachet/codec/string.hpp>
+#include <cachet/namespace_version.hpp>
 #include <cachet/policy/write_through.hpp>
 
 #include <catch2/catch.hpp>
@@ -98,13 +99,16 @@ TEST_CASE("Redis killed: the database is written, the failure reported, and the 
   }));
 }
 
-TEST_CASE("Redis refusing the write (OOM): the old value is deleted, not left stale") {
+TEST_CASE("Redis refusing the write (OOM): the old value and what the write invalidates are deleted, not left stale") {
   cachet::testing::RedisServer server({.config = {"maxmemory 2mb", "maxmemory-policy noeviction"}});
   cachet::Pool pool(server.connection_options());
   const std::string path = db_path(server);
   Cache<RowWriter> cache(pool, options("wt-oom"), RowWriter{path});
+  const std::string related = cache.key("related");
+  cache.invalidate_after_write([&](std::string_view, const std::string&) { return cachet::Targets{.keys = {related}}; });
   REQUIRE(cache.put("1", "v1") == WriteOutcome::cached);
   auto conn = server.connect();
+  conn.command({"SET", related, "x"});
   for (int i = 0;; ++i) {
     try {
       conn.command({"SET", "filler:" + std::to_string(i), std::string(10'000, 'f')});
@@ -115,6 +119,7 @@ TEST_CASE("Redis refusing the write (OOM): the old value is deleted, not left st
   }
   CHECK(cache.put("1", std::string(50'000, 'x')) == WriteOutcome::deleted);
   CHECK(conn.command({"EXISTS", cache.key("1")}).as_integer() == 0);
+  CHECK(conn.command({"EXISTS", related}).as_integer() == 0);  // the fallback delete invalidates too
   CHECK(TestDb(path).value("1")->size() == 50'000);
   CHECK(cache.cache().metrics().value(Event::cache_write_error) == 1);
   CHECK(cache.cache().metrics().value(Event::write_unrepaired) == 0);
@@ -229,4 +234,79 @@ TEST_CASE("an unversioned writer: plain SET, the last cache write wins") {
   CHECK(server.connect().command({"EXISTS", cache.cache().keys().write_version(cache.key("1"))}).as_integer() == 0);
   CHECK(cachet::detail::version_text(std::int64_t{-1}) < cachet::detail::version_text(std::int64_t{0}));
   CHECK(cachet::detail::version_text(std::uint64_t{9}) < cachet::detail::version_text(std::uint64_t{10}));
+}
+
+namespace {
+
+// A namespace on one slot, as the write's one atomic step needs on a cluster.
+cachet::CacheOptions slot_options(std::string name, std::string label) {
+  cachet::CacheOptions o = options(std::move(label));
+  o.name = std::move(name);
+  o.keys.hash_tag = cachet::HashTag::ns;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("invalidate_after_write: keys, tags and versioned namespaces go in the same step as the cache write") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  const std::string path = db_path(server);
+  cachet::NamespaceVersions versions(pool, cachet::KeyBuilder("t", {.hash_tag = cachet::HashTag::ns}));
+  auto list_options = slot_options("list", "wt-inv-list");
+  list_options.versions = &versions;
+  cachet::CacheAside<std::string, cachet::StringCodec> lists(cachet::RedisStore(pool), list_options);
+  cachet::CacheAside<std::string, cachet::StringCodec> categories(cachet::RedisStore(pool),
+                                                                  slot_options("category", "wt-inv-cat"));
+  lists.set("page:1", "products 1..20");
+  categories.set("9", "chairs", {"category:9"});
+  auto item_options = slot_options("item", "wt-inv");
+  item_options.versions = &versions;
+  Cache<RowWriter> items(pool, item_options, RowWriter{path});
+  const std::string related = items.key("related");
+  auto conn = server.connect();
+  conn.command({"SET", related, "x"});
+  items.cache().tag_loaded_values([](const std::string& v) { return std::vector<std::string>{"brand:" + v.substr(0, 1)}; });
+  items.invalidate_after_write([&](std::string_view, const std::string&) {
+    return cachet::Targets{.keys = {related}, .tags = {"category:9"}, .namespaces = {"list"}};
+  });
+  conn.command({"CONFIG", "RESETSTAT"});
+
+  REQUIRE(items.put("1", "a1") == WriteOutcome::cached);
+  CHECK(cachet::test::command_calls(conn, "exec") == 1);  // one atomic step
+  CHECK(conn.command({"EXISTS", related}).as_integer() == 0);
+  CHECK_FALSE(categories.get("9"));
+  CHECK_FALSE(lists.get("page:1"));  // its namespace moved on, and this process knows at once
+  CHECK(items.get("1") == "a1");
+  CHECK(items.cache().invalidate_tags({"brand:a"}) == 1);  // the written value was tagged by its write
+  CHECK_FALSE(items.get("1"));
+}
+
+TEST_CASE("invalidate_after_write naming namespaces without CacheOptions::versions is refused before the database") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  const std::string path = db_path(server);
+  Cache<RowWriter> items(pool, slot_options("item", "wt-inv-refused"), RowWriter{path});
+  items.invalidate_after_write([](std::string_view, const std::string&) { return cachet::Targets{.namespaces = {"list"}}; });
+  CHECK_THROWS_AS(items.put("1", "a"), std::invalid_argument);
+  CHECK_FALSE(TestDb(path).value("1"));
+}
+
+TEST_CASE("Redis killed: the invalidation that could not be made is reported with the key") {
+  cachet::testing::RedisServer server;
+  auto ro = server.connection_options();
+  ro.connect_timeout = 100ms;
+  ro.command_timeout = 100ms;
+  cachet::Pool pool(ro);
+  const std::string path = db_path(server);
+  int reported = 0;
+  cachet::WriteThroughOptions wo;
+  wo.on_unrepaired = [&](const cachet::UnrepairedWrite&) { ++reported; };
+  Cache<RowWriter> items(pool, slot_options("item", "wt-inv-killed"), RowWriter{path}, wo);
+  items.invalidate_after_write([](std::string_view, const std::string&) { return cachet::Targets{.tags = {"t"}}; });
+  REQUIRE(items.put("1", "a") == WriteOutcome::cached);
+  server.kill();
+  CHECK(items.put("1", "b") == WriteOutcome::unrepaired);
+  CHECK(reported == 1);
+  CHECK(TestDb(path).value("1") == "b");
 }

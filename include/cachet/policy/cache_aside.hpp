@@ -267,6 +267,10 @@ class CacheAside {
       throw;
     }
   }
+  // The tags this cache gives `value` (tag_loaded_values); empty when it tags nothing.
+  std::vector<std::string> tags_of(const V& value) const {
+    return tags_for_ ? tags_for_(value) : std::vector<std::string>{};
+  }
   const KeyBuilder& keys() const noexcept { return keys_; }
   CacheMetrics& metrics() noexcept { return *metrics_; }
   const CircuitBreaker& breaker() const noexcept { return breaker_; }

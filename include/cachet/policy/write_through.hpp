@@ -17,15 +17,28 @@
 //   conditional. One script refuses to replace a newer version with an older
 //   one, so two writers racing on a key never leave the older value cached. The
 //   last version is kept in {ns}:wv:{key} for the value's TTL + version_margin.
-// - A writer that returns nothing: the cache write is a plain SET (or UNLINK),
-//   and of two racing writers the last to reach Redis wins.
+//   A writer that returns nothing: of two racing writers the last to reach
+//   Redis wins.
+// - Invalidation: invalidate_after_write(f) names what else a write makes stale
+//   (other keys, tags, versioned namespaces: a DependencyMap's targets_for, say);
+//   it is invalidated in the same atomic step as the cache write (MULTI/EXEC of
+//   the write script and the invalidation script), and by the fallback delete
+//   if that step fails. A value the cache tags (tag_loaded_values) is tagged by
+//   the write's script, so invalidate_tags finds written values as well as loaded ones.
 //
 // A read that misses, loads the old row and writes it back after a concurrent
 // put has set the new one leaves the old value until its TTL: cache-aside's
 // own race, which versions do not cover (loads carry none).
+//
+// Redis Cluster: the write touches the value key, its version key, its tag sets
+// and the invalidation's keys, which must share a slot: use HashTag::ns.
 
-#include <cachet/detail/versioned_write.hpp>
+#include <cachet/dependencies.hpp>
+#include <cachet/detail/invalidation_script.hpp>
+#include <cachet/detail/value_write.hpp>
 #include <cachet/policy/cache_aside.hpp>
+#include <cachet/redis/pipeline.hpp>
+#include <cachet/tags.hpp>
 
 #include <chrono>
 #include <concepts>
@@ -37,6 +50,7 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace cachet {
 
@@ -59,7 +73,8 @@ enum class WriteOutcome {
   unrepaired,    // neither set nor deleted: the old value may be served until its TTL
 };
 
-// Reported when a written key could be neither updated nor deleted.
+// Reported when a written key could be neither updated nor deleted (nor, with
+// invalidate_after_write, its targets invalidated).
 struct UnrepairedWrite {
   std::string_view id;
   std::string_view key;
@@ -80,6 +95,7 @@ class WriteThrough {
  public:
   using value_type = V;
   using Cache = CacheAside<V, C, G, RedisStore, Clk>;
+  using Invalidation = std::function<Targets(std::string_view id, const V& value)>;
   static constexpr bool versioned = !std::is_void_v<std::invoke_result_t<W&, std::string_view, const V&>>;
 
   // The pool must outlive the cache.
@@ -92,11 +108,20 @@ class WriteThrough {
   // Writes `value` to the database, then updates the cache. The writer's
   // exception reaches the caller with the cache untouched; cache failures do not
   // throw (the database has the value): they are counted and reported.
+  // Throws std::invalid_argument, before the writer runs, when the invalidation
+  // names namespaces and the cache has no CacheOptions::versions.
   WriteOutcome put(std::string_view id, const V& value) {
     cache_.metrics().count(Event::write);
+    std::optional<ResolvedTargets> targets;
+    if (after_write_) targets.emplace(after_write_(id, value), cache_.keys(), cache_.options().versions);
     const std::optional<std::string> version = call_writer(id, value);
-    return update_cache(id, value, version);
+    return update_cache(id, value, version, targets && !targets->script.empty() ? &*targets : nullptr);
   }
+
+  // What a write of `id` makes stale besides its own key: keys (full), tags and
+  // versioned namespaces (their names; needs CacheOptions::versions), invalidated
+  // in the cache write's atomic step. Set it before the cache is shared.
+  void invalidate_after_write(Invalidation f) { after_write_ = std::move(f); }
 
   // A version drawn from Redis (INCR on {ns}:wseq:{name}), for writers whose rows
   // have none. Draw it inside the database transaction, after the row is locked,
@@ -129,41 +154,90 @@ class WriteThrough {
     return std::nullopt;
   }
 
-  WriteOutcome update_cache(std::string_view id, const V& value, const std::optional<std::string>& version) {
+  WriteOutcome update_cache(std::string_view id, const V& value, const std::optional<std::string>& version,
+                            const ResolvedTargets* targets) {
     const std::string k = cache_.key(id);
+    const bool set = write_.on_write == CacheUpdate::set;
     std::exception_ptr error;
-    bool newer = false;
-    if (write_.on_write == CacheUpdate::set) {
-      std::optional<typename Cache::Encoded> e;
+    std::optional<typename Cache::Encoded> e;
+    if (set) {
       try {
         e = cache_.encode(value);
       } catch (const EncodeError&) {
         error = std::current_exception();
       }
-      if (e && reach(error, [&] { newer = !write(k, &*e, version); })) return outcome(newer, WriteOutcome::cached);
-      cache_.metrics().count(Event::cache_write_error);
-    } else if (reach(error, [&] { newer = !write(k, nullptr, version); })) {
-      return outcome(newer, WriteOutcome::deleted);
     }
-    // A plain UNLINK: Redis refusing writes (OOM) refuses scripts but not deletes.
-    if (reach(error, [&] { cache_.store().del(k); })) return WriteOutcome::deleted;
+    bool newer = false;
+    if ((e || !set) && reach(error, [&] { newer = !write(k, e ? &*e : nullptr, value, version, targets); }))
+      return outcome(newer, set ? WriteOutcome::cached : WriteOutcome::deleted);
+    cache_.metrics().count(Event::cache_write_error);
+    if (reach(error, [&] { remove(k, targets); })) return WriteOutcome::deleted;
     cache_.metrics().count(Event::write_unrepaired);
     if (write_.on_unrepaired) write_.on_unrepaired(UnrepairedWrite{id, k, error});
     return WriteOutcome::unrepaired;
   }
 
-  // The cache write: `e` set, or (null) the key deleted; false when a newer version is cached.
-  bool write(const std::string& k, const typename Cache::Encoded* e, const std::optional<std::string>& version) {
-    if (!version) {
-      if (e) cache_.store().set(k, e->bytes, e->ttl);
-      else cache_.store().del(k);
+  // The cache write: `e` set (tagged as the cache tags values), or (null) the key
+  // deleted, conditional on `version`, with the targets' invalidation in the same
+  // step. false when a newer version is cached.
+  bool write(const std::string& k, const typename Cache::Encoded* e, const V& value,
+             const std::optional<std::string>& version, const ResolvedTargets* targets) {
+    if (!e && !version) {
+      remove(k, targets);
+      return true;
+    }
+    const Tags tags(cache_.store().pool(), cache_.keys());
+    const std::vector<std::string> sets = e ? tags.tag_set_keys(cache_.tags_of(value)) : std::vector<std::string>{};
+    if (!version && sets.empty() && !targets) {
+      cache_.store().set(k, e->bytes, e->ttl);
       return true;
     }
     const auto ttl = e ? e->ttl : cache_.options().ttl.expiry(cache_.options().name, std::chrono::system_clock::now()).ttl;
+    const std::string version_key = cache_.keys().write_version(k);
+    const detail::VersionCheck check{version_key, version ? *version : std::string_view{}, ttl + write_.version_margin, !e};
+    const detail::ValueWriteCall call({k, e ? std::string_view(e->bytes) : std::string_view{}, ttl, sets,
+                                       tags.options().prune_sample},
+                                      nullptr, version ? &check : nullptr);
     auto lease = cache_.store().pool().acquire();
-    return detail::write_if_newer(*lease, k, cache_.keys().write_version(k), *version,
-                                  e ? std::optional<std::string_view>(e->bytes) : std::nullopt, ttl,
-                                  ttl + write_.version_margin);
+    if (!targets) return call.run(*lease);
+    return write_and_invalidate(*lease, call, *targets);
+  }
+
+  // The write script and the invalidation script in one MULTI/EXEC: atomic, one round trip.
+  static bool write_and_invalidate(Connection& conn, const detail::ValueWriteCall& call, const ResolvedTargets& targets) {
+    const detail::InvalidationCall invalidation(targets.script);
+    for (bool reloaded = false;; reloaded = true) {
+      const std::string& write_sha = detail::value_write_script().sha(conn);
+      const std::string& invalidation_sha = detail::invalidation_script().sha(conn);
+      Pipeline p(conn);
+      p.add({"MULTI"}).add(call.evalsha(write_sha)).add(invalidation.evalsha(invalidation_sha)).add({"EXEC"});
+      const std::vector<Reply> replies = p.execute();
+      replies.back().throw_if_error();  // EXECABORT: a command was refused when queued
+      const ReplyView results = replies.back();
+      const bool noscript = results[0].is_error() && results[0].error_message().starts_with("NOSCRIPT");
+      if (noscript && !reloaded) {  // the server lost its scripts (restart, SCRIPT FLUSH)
+        for (const Script* s : {&detail::value_write_script(), &detail::invalidation_script()})
+          conn.command({"SCRIPT", "LOAD", s->source()});
+        continue;
+      }
+      results[0].throw_if_error();
+      results[1].throw_if_error();
+      targets.bumped(detail::InvalidationCall::result(results[1]));
+      return results[0].as_integer() == 1;
+    }
+  }
+
+  // The fallback: the key deleted (a plain UNLINK: Redis refusing writes, OOM,
+  // refuses scripts but not deletes), with the targets in one invalidation.
+  void remove(const std::string& k, const ResolvedTargets* targets) {
+    if (!targets) {
+      cache_.store().del(k);
+      return;
+    }
+    detail::InvalidationTargets all = targets->script;
+    all.keys.push_back(k);
+    auto lease = cache_.store().pool().acquire();
+    targets->bumped(detail::run_invalidation(*lease, all));
   }
 
   WriteOutcome outcome(bool newer, WriteOutcome done) {
@@ -190,6 +264,7 @@ class WriteThrough {
   Cache cache_;
   W writer_;
   WriteThroughOptions write_;
+  Invalidation after_write_;
 };
 
 }  // namespace cachet

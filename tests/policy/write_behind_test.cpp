@@ -88,6 +88,18 @@ TEST_CASE("a write is cached and queued in one step, then flushed to the databas
   CHECK(m.value(Event::flushed) + m.value(Event::coalesced) == 2);
 }
 
+TEST_CASE("a written value joins the tag sets the cache gives it, in the write's script") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  WriteBehindCache queue(pool, cachet::test::write_behind_options("wb-tags"), cachet::test::DbWriter(db_path(server)),
+                         cachet::test::queue_only());
+  queue.cache().tag_loaded_values([](const std::string& v) { return std::vector<std::string>{"first:" + v.substr(0, 1)}; });
+  queue.write("1", "a1");
+  auto conn = server.connect();
+  CHECK(conn.command({"SISMEMBER", queue.cache().keys().tag("first:a"), queue.cache().key("1")}).as_integer() == 1);
+  CHECK(queue.cache().invalidate_tags({"first:a"}) == 1);
+}
+
 TEST_CASE("reads see pending writes after the cache entry is gone, and a load that overlapped a write is undone") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());

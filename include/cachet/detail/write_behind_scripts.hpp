@@ -1,8 +1,9 @@
 #pragma once
 // What write-behind does in Redis, each step one atomic script:
 //
-// - enqueue: XADD the write to the stream, SET the cache key and record the
-//   entry in the pending hash (id -> entry), after checking the queue's bound;
+// - enqueue: XADD the write to the stream, SET the cache key (joining its tag
+//   sets, as Tags::set_tagged does) and record the entry in the pending hash
+//   (id -> entry), after checking the queue's bound;
 // - pending: the bytes of an id's queued write, for a read whose cache entry was
 //   evicted or expired before the flush;
 // - settle: after the database took a batch, XACK + XDEL its entries and drop
@@ -14,9 +15,10 @@
 //
 // Stream entries hold the fields k (id), c (cache key), v (the cache entry's
 // bytes), in that order. Keys: {ns}:wb:{queue}, {ns}:wb:{queue}:pending,
-// {ns}:wb:{queue}:dead and the cache keys. On a Redis Cluster they must share a
-// slot: use HashTag::ns.
+// {ns}:wb:{queue}:dead, the cache keys and tag sets. On a Redis Cluster they must
+// share a slot: use HashTag::ns.
 
+#include <cachet/detail/value_write.hpp>
 #include <cachet/policy/write_queue.hpp>
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/script.hpp>
@@ -24,6 +26,7 @@
 #include <chrono>
 #include <cstddef>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -63,11 +66,21 @@ struct Enqueued {
   bool over_bound = false;  // queued past max_length (QueueFull::grow)
 };
 
+// One write to queue: the value's cache entry, and the tag sets it joins.
+struct QueuedWrite {
+  std::string_view id;
+  std::string_view cache_key;
+  std::string_view bytes;
+  std::chrono::milliseconds ttl;
+  std::span<const std::string> tag_sets = {};
+  std::size_t prune_sample = 0;
+};
+
 // nullopt: the queue is at its bound and `grow` is off; nothing was written.
-inline std::optional<Enqueued> enqueue(Connection& conn, const QueueKeys& keys, std::string_view id,
-                                       std::string_view cache_key, std::string_view bytes,
-                                       std::chrono::milliseconds ttl, std::size_t max_length, bool grow) {
-  static const Script script(R"lua(
+inline std::optional<Enqueued> enqueue(Connection& conn, const QueueKeys& keys, const QueuedWrite& w,
+                                       std::size_t max_length, bool grow) {
+  // KEYS: stream, pending hash, cache key, tag sets... ARGV: id, bytes, TTL ms, bound, grow, prune sample.
+  static const Script script(std::string(tag_value_lua) + R"lua(
 local over = 0
 local limit = tonumber(ARGV[4])
 if limit > 0 and redis.call('XLEN', KEYS[1]) >= limit then
@@ -76,11 +89,15 @@ if limit > 0 and redis.call('XLEN', KEYS[1]) >= limit then
 end
 local entry = redis.call('XADD', KEYS[1], '*', 'k', ARGV[1], 'c', KEYS[3], 'v', ARGV[2])
 redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3])
+tag_value(KEYS[3], tonumber(ARGV[3]), 4, #KEYS, tonumber(ARGV[6]))
 redis.call('HSET', KEYS[2], ARGV[1], entry)
 return {entry, over}
 )lua");
-  const Reply r = script.run(conn, {keys.stream, keys.pending, cache_key},
-                             {id, bytes, std::max<long long>(ttl.count(), 1), max_length, grow ? "1" : "0"});
+  std::vector<std::string_view> k{keys.stream, keys.pending, w.cache_key};
+  k.insert(k.end(), w.tag_sets.begin(), w.tag_sets.end());
+  const std::string ttl = std::to_string(std::max<long long>(w.ttl.count(), 1)), bound = std::to_string(max_length),
+                    sample = std::to_string(w.prune_sample);
+  const Reply r = script.run(conn, k, std::vector<std::string_view>{w.id, w.bytes, ttl, bound, grow ? "1" : "0", sample});
   if (r.is_nil()) return std::nullopt;
   return Enqueued{StreamId::parse(r[0].as_string()), r[1].as_integer() == 1};
 }

@@ -25,6 +25,7 @@
 //   after `max_attempts`, while the rest flows. A database that is down fails
 //   every write: nothing is dead-lettered, rounds back off, the queue grows up
 //   to `max_length`, where `on_full` blocks, rejects or lets it grow.
+// - A value the cache tags (tag_loaded_values) joins its tag sets in the same script.
 // - Reads see pending writes: the cache entry is set with the write, and a read
 //   that finds it evicted or expired before the flush looks in the pending hash
 //   {ns}:wb:{queue}:pending. A load that overlaps a write and writes back the
@@ -40,6 +41,7 @@
 #include <cachet/executor.hpp>
 #include <cachet/policy/cache_aside.hpp>
 #include <cachet/policy/write_queue.hpp>
+#include <cachet/tags.hpp>
 
 #include <unistd.h>
 
@@ -56,6 +58,7 @@
 #include <thread>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace cachet {
 
@@ -101,6 +104,9 @@ class WriteBehind {
     cache_.metrics().count(Event::write);
     const typename Cache::Encoded e = cache_.encode(value);
     const std::string k = cache_.key(id);
+    const Tags tags(cache_.store().pool(), cache_.keys());
+    const std::vector<std::string> sets = tags.tag_set_keys(cache_.tags_of(value));
+    const detail::QueuedWrite w{id, k, e.bytes, e.ttl, sets, tags.options().prune_sample};
     const auto deadline = std::chrono::steady_clock::now() + write_.block_for;
     bool counted = false;
     for (auto pause = std::chrono::milliseconds(1);; pause = std::min(pause * 2, std::chrono::milliseconds(50))) {
@@ -108,8 +114,7 @@ class WriteBehind {
       cache_.guarded(
           [&] {
             auto lease = cache_.store().pool().acquire();
-            queued = detail::enqueue(*lease, keys_, id, k, e.bytes, e.ttl, write_.max_length,
-                                     write_.on_full == QueueFull::grow);
+            queued = detail::enqueue(*lease, keys_, w, write_.max_length, write_.on_full == QueueFull::grow);
           },
           true);
       if (queued) {

@@ -128,6 +128,42 @@ TEST_CASE("reads see pending writes after the cache entry is gone, and a load th
   CHECK(conn.command({"HLEN", queue.stream() + ":pending"}).as_integer() == 0);
 }
 
+TEST_CASE("a flusher restarted under its name resumes its own pending writes, and another takes them over when idle") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  const std::string path = db_path(server);
+  WriteBehindCache queue(pool, cachet::test::write_behind_options("wb-resume"), cachet::test::DbWriter(path),
+                         cachet::test::queue_only());
+  auto conn = server.connect();
+  conn.command({"XGROUP", "CREATE", queue.stream(), "cachet", "0", "MKSTREAM"});
+  auto crashed_flusher = [&](const std::string& consumer, int first) {  // reads 10 writes and dies holding them
+    for (int i = first; i < first + 10; ++i) queue.write(std::to_string(i), "v" + std::to_string(i));
+    conn.command({"XREADGROUP", "GROUP", "cachet", consumer, "COUNT", 10, "STREAMS", queue.stream(), ">"});
+  };
+  auto flusher_options = cachet::test::flusher_options();
+  flusher_options.reclaim_idle = 1h;  // no takeover: only its own name finds them
+
+  crashed_flusher("f1", 0);
+  flusher_options.consumer = "f1";
+  {
+    WriteBehindCache restarted(pool, cachet::test::write_behind_options("wb-resume-f1"), cachet::test::DbWriter(path),
+                               flusher_options);
+    REQUIRE(restarted.flush(10s));
+    CHECK(restarted.cache().metrics().value(Event::reclaimed) == 0);
+  }
+  CHECK(TestDb(path).values().size() == 10);
+
+  crashed_flusher("f2", 10);
+  flusher_options.consumer = "other";
+  flusher_options.reclaim_idle = 200ms;
+  WriteBehindCache other(pool, cachet::test::write_behind_options("wb-resume-other"), cachet::test::DbWriter(path),
+                         flusher_options);
+  REQUIRE(other.flush(10s));
+  CHECK(other.cache().metrics().value(Event::reclaimed) == 10);
+  CHECK(TestDb(path).values().size() == 20);
+  CHECK(group_pending(conn, queue.stream()) == 0);
+}
+
 TEST_CASE("writes from 8 threads while the flusher process is SIGKILLed twice: nothing is lost") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options(), {.size = 8, .wait_timeout = 5s});

@@ -22,6 +22,7 @@
 #include <support/sqlite_db.hpp>
 #include <support/zipf.hpp>
 
+#include "bench_fixture.hpp"
 #include "ratio_reporter.hpp"
 
 #include <algorithm>
@@ -41,27 +42,16 @@ using clock_type = std::chrono::steady_clock;
 constexpr int writes_per_iteration = 2000;
 constexpr std::size_t ids = 10'000;
 
-struct Fixture {
-  cachet::testing::RedisServer server{{.tcp = true}};
-  std::string db = cachet::test::TestDb::fresh(server.directory() + "/bench.sqlite");
-};
-Fixture& fixture() {
-  static Fixture f;
-  return f;
-}
-
 cachet::CacheOptions options(std::string name) {
-  cachet::CacheOptions o;
-  o.ns = "bench";
-  o.name = std::move(name);
+  cachet::CacheOptions o = cachet::bench::cache_options(std::move(name));
   o.keys.hash_tag = cachet::HashTag::ns;
-  o.ttl = cachet::TtlPolicy({.fresh = std::chrono::hours(1)});
   return o;
 }
 
 // One SQLite connection per thread, as a database client pool would give.
 cachet::test::TestDb& db() {
-  thread_local cachet::test::TestDb connection(fixture().db);
+  static const std::string path = cachet::test::TestDb::fresh(cachet::bench::server().directory() + "/bench.sqlite");
+  thread_local cachet::test::TestDb connection(path);
   return connection;
 }
 
@@ -150,7 +140,7 @@ void database_only(benchmark::State& state, Case c) {
 }
 
 void write_through(benchmark::State& state, Case c) {
-  cachet::Pool pool(fixture().server.tcp_connection_options(), {.size = 8});
+  cachet::Pool pool(cachet::bench::server().tcp_connection_options(), {.size = 8});
   cachet::WriteThrough<std::string, RowWriter, cachet::StringCodec> cache(pool, options("wt"), RowWriter{c});
   run(state, c.threads, uniform_keys(), [&](const std::string& id, const std::string& v) { cache.put(id, v); });
 }
@@ -160,7 +150,7 @@ void write_through(benchmark::State& state, Case c) {
 void write_behind_on(benchmark::State& state, Case c, const std::vector<std::uint32_t>& keys) {
   static int instance = 0;  // a queue and cache name of its own per case
   const std::string name = "wb" + std::to_string(++instance);
-  cachet::Pool pool(fixture().server.tcp_connection_options(), {.size = 8});
+  cachet::Pool pool(cachet::bench::server().tcp_connection_options(), {.size = 8});
   cachet::WriteBehindOptions o;
   o.queue = name;
   cachet::WriteBehind<std::string, BatchWriter, cachet::StringCodec> cache(pool, options(name), BatchWriter{c}, o);

@@ -19,11 +19,7 @@ using cachet::test::TestDb;
 
 namespace {
 
-#ifdef CACHET_TEST_SANITIZED
-constexpr int increments_per_thread = 1'000;
-#else
-constexpr int increments_per_thread = 5'000;
-#endif
+constexpr int increments_per_thread = cachet::test::sized(5'000, 1'000);
 
 cachet::CountersOptions options(std::string label, std::chrono::milliseconds interval) {
   cachet::CountersOptions o;

@@ -28,11 +28,7 @@ using cachet::test::WriteBehindCache;
 
 namespace {
 
-#ifdef CACHET_TEST_SANITIZED
-constexpr int crash_writes = 20'000;  // sanitizers slow each write about tenfold
-#else
-constexpr int crash_writes = 100'000;
-#endif
+constexpr int crash_writes = cachet::test::sized(100'000, 20'000);
 
 std::string db_path(const cachet::testing::RedisServer& server) {
   return TestDb::fresh(server.directory() + "/write_behind.sqlite");

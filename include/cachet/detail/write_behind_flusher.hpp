@@ -52,14 +52,15 @@ class Flusher {
       : cache_(cache), writer_(writer), options_(options), keys_(keys), conn_(blocking(std::move(redis), options.poll)),
         outage_(options.retry), redis_backoff_(options.retry), retry_(options.retry) {}
 
-  // Flushes until `stop`. Redis errors are counted and retried after a back-off.
+  // Flushes until `stop`. Redis errors are counted and retried after a back-off;
+  // so is anything else, rather than let the flusher end unseen.
   void run(const std::atomic<bool>& stop) {
     stop_ = &stop;
     while (!stop.load(std::memory_order_acquire)) {
       try {
         step();
         redis_backoff_.reset();
-      } catch (const Error&) {
+      } catch (...) {
         cache_.metrics().count(Event::redis_error);
         redis_backoff_.record_failure();
         pause_until(redis_backoff_.next_attempt());

@@ -38,6 +38,7 @@
 
 #include <cachet/detail/write_behind_flusher.hpp>
 #include <cachet/detail/write_behind_scripts.hpp>
+#include <cachet/detail/write_policy.hpp>
 #include <cachet/executor.hpp>
 #include <cachet/policy/cache_aside.hpp>
 #include <cachet/policy/write_queue.hpp>
@@ -64,25 +65,24 @@ namespace cachet {
 
 template <class V, class W, Codec C = JsonCodec<V>, Guard G = NoGuard, Clock Clk = SystemClock>
   requires BatchWriter<W, V> && CodecFor<C, V>
-class WriteBehind {
+class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk> {
+  using Base = detail::WritePolicy<V, W, C, G, Clk>;
+  using Base::cache_;
+  using Base::writer_;
+
  public:
-  using value_type = V;
-  using Cache = CacheAside<V, C, G, RedisStore, Clk>;
+  using typename Base::Cache;
 
   // The pool must outlive the cache.
   WriteBehind(Pool& pool, CacheOptions options, W writer, WriteBehindOptions write = {}, C codec = {}, G guard = {},
               Clk clock = {})
-      : cache_(RedisStore(pool), std::move(options), std::move(codec), std::move(guard), std::move(clock)),
-        writer_(std::move(writer)),
+      : Base(pool, std::move(options), std::move(writer), std::move(codec), std::move(guard), std::move(clock)),
         write_(named(std::move(write))),
         keys_(cache_.keys().write_behind(write_.queue)) {
     if (!write_.flusher) return;
     flusher_ = std::make_unique<detail::Flusher<V, W, Cache>>(cache_, writer_, write_, keys_, pool.connection_options());
     background_.try_submit([this] { flusher_->run(stop_); });
   }
-
-  WriteBehind(const WriteBehind&) = delete;
-  WriteBehind& operator=(const WriteBehind&) = delete;
 
   // With a flusher here: flushes for up to `drain_timeout`, then stops it. What
   // is left stays queued for the next flusher.
@@ -104,7 +104,7 @@ class WriteBehind {
     cache_.metrics().count(Event::write);
     const typename Cache::Encoded e = cache_.encode(value);
     const std::string k = cache_.key(id);
-    const Tags tags(cache_.store().pool(), cache_.keys());
+    const Tags tags(this->pool(), cache_.keys());
     const std::vector<std::string> sets = tags.tag_set_keys(cache_.tags_of(value));
     const detail::QueuedWrite w{id, k, e.bytes, e.ttl, sets, tags.options().prune_sample};
     const auto deadline = std::chrono::steady_clock::now() + write_.block_for;
@@ -113,7 +113,7 @@ class WriteBehind {
       std::optional<detail::Enqueued> queued;
       cache_.guarded(
           [&] {
-            auto lease = cache_.store().pool().acquire();
+            auto lease = this->pool().acquire();
             queued = detail::enqueue(*lease, keys_, w, write_.max_length, write_.on_full == QueueFull::grow);
           },
           true);
@@ -151,7 +151,7 @@ class WriteBehind {
     const auto start = std::chrono::steady_clock::now();
     const auto deadline = timeout >= std::chrono::hours(24 * 365) ? std::chrono::steady_clock::time_point::max()
                                                                    : start + timeout;
-    auto lease = cache_.store().pool().acquire();
+    auto lease = this->pool().acquire();
     const std::optional<std::string> last = last_queued(*lease);
     if (!last) return true;
     struct Hurry {
@@ -172,11 +172,10 @@ class WriteBehind {
 
   // Writes queued and not yet in the database (XLEN).
   std::size_t queued() {
-    auto lease = cache_.store().pool().acquire();
+    auto lease = this->pool().acquire();
     return static_cast<std::size_t>(lease->command({"XLEN", keys_.stream}).as_integer());
   }
 
-  Cache& cache() noexcept { return cache_; }
   const WriteBehindOptions& write_options() const noexcept { return write_; }
   const std::string& stream() const noexcept { return keys_.stream; }
   const std::string& dead_letters() const noexcept { return keys_.dead; }
@@ -200,7 +199,7 @@ class WriteBehind {
     std::optional<std::string> bytes;
     const bool reached = cache_.guarded(
         [&] {
-          auto lease = cache_.store().pool().acquire();
+          auto lease = this->pool().acquire();
           bytes = detail::pending_bytes(*lease, keys_, id);
         },
         cache_.options().throw_redis_errors);
@@ -246,8 +245,6 @@ class WriteBehind {
     return o;
   }
 
-  Cache cache_;
-  W writer_;
   WriteBehindOptions write_;
   detail::QueueKeys keys_;
   std::atomic<bool> stop_{false};

@@ -36,6 +36,7 @@
 #include <cachet/dependencies.hpp>
 #include <cachet/detail/invalidation_script.hpp>
 #include <cachet/detail/value_write.hpp>
+#include <cachet/detail/write_policy.hpp>
 #include <cachet/policy/cache_aside.hpp>
 #include <cachet/redis/pipeline.hpp>
 #include <cachet/tags.hpp>
@@ -91,18 +92,20 @@ struct WriteThroughOptions {
 
 template <class V, class W, Codec C = JsonCodec<V>, Guard G = NoGuard, Clock Clk = SystemClock>
   requires Writer<W, V> && CodecFor<C, V>
-class WriteThrough {
+class WriteThrough : public detail::WritePolicy<V, W, C, G, Clk> {
+  using Base = detail::WritePolicy<V, W, C, G, Clk>;
+  using Base::cache_;
+  using Base::writer_;
+
  public:
-  using value_type = V;
-  using Cache = CacheAside<V, C, G, RedisStore, Clk>;
+  using typename Base::Cache;
   using Invalidation = std::function<Targets(std::string_view id, const V& value)>;
   static constexpr bool versioned = !std::is_void_v<std::invoke_result_t<W&, std::string_view, const V&>>;
 
   // The pool must outlive the cache.
   WriteThrough(Pool& pool, CacheOptions options, W writer, WriteThroughOptions write = {}, C codec = {}, G guard = {},
                Clk clock = {})
-      : cache_(RedisStore(pool), std::move(options), std::move(codec), std::move(guard), std::move(clock)),
-        writer_(std::move(writer)),
+      : Base(pool, std::move(options), std::move(writer), std::move(codec), std::move(guard), std::move(clock)),
         write_(std::move(write)) {}
 
   // Writes `value` to the database, then updates the cache. The writer's
@@ -127,7 +130,7 @@ class WriteThrough {
   // have none. Draw it inside the database transaction, after the row is locked,
   // so that versions follow the order in which writes commit.
   std::uint64_t next_version() {
-    auto lease = cache_.store().pool().acquire();
+    auto lease = this->pool().acquire();
     return static_cast<std::uint64_t>(lease->command({"INCR", cache_.keys().write_sequence(cache_.options().name)}).as_integer());
   }
 
@@ -138,8 +141,6 @@ class WriteThrough {
   }
   bool invalidate(std::string_view id) { return cache_.invalidate(id); }
 
-  Cache& cache() noexcept { return cache_; }
-  std::string key(std::string_view id) const { return cache_.key(id); }
   const WriteThroughOptions& write_options() const noexcept { return write_; }
 
  private:
@@ -186,7 +187,7 @@ class WriteThrough {
       remove(k, targets);
       return true;
     }
-    const Tags tags(cache_.store().pool(), cache_.keys());
+    const Tags tags(this->pool(), cache_.keys());
     const std::vector<std::string> sets = e ? tags.tag_set_keys(cache_.tags_of(value)) : std::vector<std::string>{};
     if (!version && sets.empty() && !targets) {
       cache_.store().set(k, e->bytes, e->ttl);
@@ -198,7 +199,7 @@ class WriteThrough {
     const detail::ValueWriteCall call({k, e ? std::string_view(e->bytes) : std::string_view{}, ttl, sets,
                                        tags.options().prune_sample},
                                       nullptr, version ? &check : nullptr);
-    auto lease = cache_.store().pool().acquire();
+    auto lease = this->pool().acquire();
     if (!targets) return call.run(*lease);
     return write_and_invalidate(*lease, call, *targets);
   }
@@ -214,8 +215,9 @@ class WriteThrough {
       const std::vector<Reply> replies = p.execute();
       replies.back().throw_if_error();  // EXECABORT: a command was refused when queued
       const ReplyView results = replies.back();
-      const bool noscript = results[0].is_error() && results[0].error_message().starts_with("NOSCRIPT");
-      if (noscript && !reloaded) {  // the server lost its scripts (restart, SCRIPT FLUSH)
+      auto noscript = [](ReplyView r) { return r.is_error() && r.error_message().starts_with("NOSCRIPT"); };
+      if ((noscript(results[0]) || noscript(results[1])) && !reloaded) {  // a server restarted, or SCRIPT FLUSH
+        // Running the write again is harmless: the same version is not refused.
         for (const Script* s : {&detail::value_write_script(), &detail::invalidation_script()})
           conn.command({"SCRIPT", "LOAD", s->source()});
         continue;
@@ -236,7 +238,7 @@ class WriteThrough {
     }
     detail::InvalidationTargets all = targets->script;
     all.keys.push_back(k);
-    auto lease = cache_.store().pool().acquire();
+    auto lease = this->pool().acquire();
     targets->bumped(detail::run_invalidation(*lease, all));
   }
 
@@ -261,8 +263,6 @@ class WriteThrough {
         false);
   }
 
-  Cache cache_;
-  W writer_;
   WriteThroughOptions write_;
   Invalidation after_write_;
 };

@@ -14,7 +14,7 @@ namespace cachet::test {
 
 // How many operations a long concurrency test makes: `full`, or `sanitized`
 // under the sanitizers (CACHET_TEST_SANITIZED), which slow each about tenfold.
-constexpr int sized(int full, [[maybe_unused]] int sanitized) {
+constexpr int sized([[maybe_unused]] int full, [[maybe_unused]] int sanitized) {
 #ifdef CACHET_TEST_SANITIZED
   return sanitized;
 #else

@@ -145,12 +145,14 @@ class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk> {
   }
 
   // Waits until every write queued before the call (by any process) is in the
-  // database or dead-lettered; false if `timeout` passed first. Needs a
-  // flusher running, here or elsewhere.
+  // database or dead-lettered; false if `timeout` passed first (by default it
+  // never does). Needs a flusher running, here or elsewhere.
   bool flush(std::chrono::milliseconds timeout = std::chrono::milliseconds::max()) {
-    const auto start = std::chrono::steady_clock::now();
-    const auto deadline = timeout >= std::chrono::hours(24 * 365) ? std::chrono::steady_clock::time_point::max()
-                                                                   : start + timeout;
+    using steady = std::chrono::steady_clock;
+    const auto now = steady::now();
+    const auto deadline = timeout >= std::chrono::duration_cast<std::chrono::milliseconds>(steady::time_point::max() - now)
+                              ? steady::time_point::max()
+                              : now + timeout;
     auto lease = this->pool().acquire();
     const std::optional<std::string> last = last_queued(*lease);
     if (!last) return true;

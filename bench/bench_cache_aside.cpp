@@ -6,6 +6,7 @@
 //   taskset -c 0 build/bench/bench/bench_cache_aside --benchmark_repetitions=10
 //   --benchmark_report_aggregates_only=true --benchmark_enable_random_interleaving=true
 
+#include "bench_fixture.hpp"
 #include "ratio_reporter.hpp"
 
 #include <cachet/policy/cache_aside.hpp>
@@ -32,7 +33,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Item, id, name, price, currency, in_stock)
 Item item(std::int64_t id) { return {id, "Ergonomic chair, graphite, large", 19999, "EUR", true}; }
 
 struct Fixture {
-  cachet::testing::RedisServer server{{.tcp = true}};
+  cachet::testing::RedisServer& server = cachet::bench::server();
   cachet::Pool pool{server.tcp_connection_options(), {.size = 1}};
 };
 Fixture& fixture() {
@@ -41,11 +42,8 @@ Fixture& fixture() {
 }
 
 cachet::CacheOptions options(cachet::Format format) {
-  cachet::CacheOptions o;
-  o.ns = "bench";
-  o.name = format == cachet::Format::plain ? "plain" : "enveloped";
+  cachet::CacheOptions o = cachet::bench::cache_options(format == cachet::Format::plain ? "plain" : "enveloped");
   o.format = format;
-  o.ttl = cachet::TtlPolicy({.fresh = std::chrono::hours(1)});
   return o;
 }
 

@@ -168,9 +168,8 @@ class CacheAside {
   // Stores `value` for `id` (a write-through, say). Redis errors are thrown: the
   // caller asked for this write and must know it did not happen.
   void set(std::string_view id, const V& value) {
-    const auto now = clock_.now();
-    const Expiry e = options_.ttl.expiry(options_.name, now);
-    store_.set(key(id), entries_.encode(value, meta(now, e, {})), e.ttl);
+    const Encoded e = encode(value);
+    store_.set(key(id), e.bytes, e.ttl);
   }
 
   // Removes `id`'s entry. Throws on Redis errors: a failed invalidation leaves stale data.
@@ -189,9 +188,8 @@ class CacheAside {
     requires std::same_as<S, RedisStore>
   void set(std::string_view id, const V& value, const R& tags) {
     refuse_tags_if_sliding();
-    const auto now = clock_.now();
-    const Expiry e = options_.ttl.expiry(options_.name, now);
-    tag_sets().set_tagged(key(id), entries_.encode(value, meta(now, e, {})), e.ttl, tags);
+    const Encoded e = encode(value);
+    tag_sets().set_tagged(key(id), e.bytes, e.ttl, tags);
   }
   void set(std::string_view id, const V& value, std::initializer_list<std::string_view> tags)
     requires std::same_as<S, RedisStore>
@@ -226,6 +224,55 @@ class CacheAside {
     if (!version_) return keys_.value_in(key_prefix_, id);
     return keys_.value_in(keys_.name_prefix(options_.name, version_->current()), id);
   }
+
+  // For the write policies built on a cache (WriteThrough, WriteBehind), which
+  // write entries in their own scripts. A fresh entry of `value` made now, as a
+  // load would store it: its bytes and its Redis TTL. Throws EncodeError.
+  struct Encoded {
+    std::string bytes;
+    std::chrono::milliseconds ttl;
+  };
+  Encoded encode(const V& value) const {
+    const auto now = clock_.now();
+    const Expiry e = options_.ttl.expiry(options_.name, now);
+    return {entries_.encode(value, meta(now, e, {})), e.ttl};
+  }
+  // The value in an entry's bytes, fresh or stale; nullopt for a negative entry. Throws DecodeError.
+  std::optional<V> decode(std::string_view bytes) const { return entries_.decode(bytes).value; }
+
+  // Runs a Redis operation under the cache's circuit breaker. Returns false when
+  // Redis was not reached (breaker open, or the call failed); errors are counted,
+  // and thrown only when `rethrow` is set.
+  template <class Op>
+  bool guarded(Op&& op, bool rethrow) {
+    if (!breaker_.allow()) {
+      if (rethrow) throw ConnectionError("cachet: circuit breaker open, redis skipped");
+      return false;
+    }
+    try {
+      op();
+      breaker_.success();
+      return true;
+    } catch (const ReplyError&) {  // the server answered: a per-key refusal, not an outage
+      breaker_.success();
+      metrics_->count(Event::redis_error);
+      if (rethrow) throw;
+      return false;
+    } catch (const Error&) {  // connection, timeout, pool exhausted
+      breaker_.failure();
+      metrics_->count(Event::redis_error);
+      if (rethrow) throw;
+      return false;
+    } catch (...) {
+      breaker_.failure();
+      throw;
+    }
+  }
+  // The tags this cache gives `value` (tag_loaded_values); empty when it tags nothing.
+  std::vector<std::string> tags_of(const V& value) const {
+    return tags_for_ ? tags_for_(value) : std::vector<std::string>{};
+  }
+  const KeyBuilder& keys() const noexcept { return keys_; }
   CacheMetrics& metrics() noexcept { return *metrics_; }
   const CircuitBreaker& breaker() const noexcept { return breaker_; }
   S& store() noexcept { return store_; }
@@ -352,35 +399,6 @@ class CacheAside {
     m.fresh_until = e.fresh_until;
     m.compute_time = std::chrono::duration_cast<std::chrono::microseconds>(compute);
     return m;
-  }
-
-  // Runs a store operation under the breaker. Returns false when Redis was not
-  // reached (breaker open, or the call failed); errors are counted, and thrown
-  // only when `rethrow` is set.
-  template <class Op>
-  bool guarded(Op&& op, bool rethrow) {
-    if (!breaker_.allow()) {
-      if (rethrow) throw ConnectionError("cachet: circuit breaker open, redis skipped");
-      return false;
-    }
-    try {
-      op();
-      breaker_.success();
-      return true;
-    } catch (const ReplyError&) {  // the server answered: a per-key refusal, not an outage
-      breaker_.success();
-      metrics_->count(Event::redis_error);
-      if (rethrow) throw;
-      return false;
-    } catch (const Error&) {  // connection, timeout, pool exhausted
-      breaker_.failure();
-      metrics_->count(Event::redis_error);
-      if (rethrow) throw;
-      return false;
-    } catch (...) {
-      breaker_.failure();
-      throw;
-    }
   }
 
   Lookup lookup(const std::string& k) {

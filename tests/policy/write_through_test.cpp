@@ -1,5 +1,6 @@
 // Write-through against a real redis-server and an SQLite file as the database.
 #include <cachet/codec/string.hpp>
+#include <cachet/guard/stack.hpp>
 #include <cachet/namespace_version.hpp>
 #include <cachet/policy/write_through.hpp>
 
@@ -12,10 +13,14 @@
 #include <barrier>
 #include <chrono>
 #include <functional>
+#include <future>
 #include <memory>
+#include <optional>
 #include <random>
+#include <span>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -215,7 +220,7 @@ TEST_CASE("CacheUpdate::del deletes the key, and an older write after it is refu
   CHECK(ttl <= 120'000);
 }
 
-TEST_CASE("an unversioned writer: plain SET, the last cache write wins") {
+TEST_CASE("an unversioned writer: the last cache write wins, and each put bumps the write version loads watch") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
   const std::string path = db_path(server);
@@ -224,7 +229,7 @@ TEST_CASE("an unversioned writer: plain SET, the last cache write wins") {
   CHECK(cache.put("1", "a") == WriteOutcome::cached);
   CHECK(cache.put("1", "b") == WriteOutcome::cached);
   CHECK(cache.get("1") == "b");
-  CHECK(server.connect().command({"EXISTS", cache.cache().keys().write_version(cache.key("1"))}).as_integer() == 0);
+  CHECK(server.connect().command({"GET", cache.cache().keys().write_version(cache.key("1"))}).as_string() == "2");
   CHECK(cachet::detail::version_text(std::int64_t{-1}) < cachet::detail::version_text(std::int64_t{0}));
   CHECK(cachet::detail::version_text(std::uint64_t{9}) < cachet::detail::version_text(std::uint64_t{10}));
 }
@@ -318,4 +323,75 @@ TEST_CASE("Redis killed: the invalidation that could not be made is reported wit
   CHECK(items.put("1", "b") == WriteOutcome::unrepaired);
   CHECK(reported == 1);
   CHECK(TestDb(path).value("1") == "b");
+}
+
+namespace {
+
+// A loader that reads the row, then waits for `go` before returning what it read:
+// a put can land between the read and the load's cache write.
+struct HeldLoad {
+  std::promise<void> read, go;
+  std::shared_future<void> released = go.get_future().share();
+};
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("a load that read the old row cannot overwrite a put made while it ran", "", cachet::NoGuard,
+                   cachet::StampedeGuard) {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  const std::string path = db_path(server);
+  TestType guard = [&] {
+    if constexpr (std::is_same_v<TestType, cachet::StampedeGuard>) return cachet::stampede_guard(pool);
+    else return TestType{};
+  }();
+  cachet::WriteThrough<std::string, RowWriter, cachet::StringCodec, TestType> cache(
+      pool, options("wt-overtaken"), RowWriter{path}, {}, {}, std::move(guard));
+  TestDb db(path);
+  db.update("1", "old");
+  HeldLoad held;
+  auto load = std::async(std::launch::async, [&] {
+    return cache.get_or_load("1", [&](std::string_view id) {
+      std::string row = *TestDb(path).value(id);
+      held.read.set_value();
+      held.released.wait();
+      return row;
+    });
+  });
+  held.read.get_future().wait();
+  REQUIRE(cache.put("1", "new") == WriteOutcome::cached);
+  held.go.set_value();
+  CHECK(load.get() == "old");  // its caller gets what it read...
+  CHECK(cache.get("1") == "new");  // ...but the put's value stays cached
+  CHECK(cache.cache().metrics().value(Event::stale_write_refused) == 1);
+  auto conn = server.connect();
+  CHECK(conn.command({"EXISTS", cachet::KeyBuilder("t").lock(cache.key("1"))}).as_integer() == 0);  // released
+}
+
+TEST_CASE("a batch load that read old rows cannot overwrite puts made while it ran") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  const std::string path = db_path(server);
+  Cache<RowWriter> cache(pool, options("wt-overtaken-batch"), RowWriter{path});
+  TestDb db(path);
+  db.update("1", "old1");
+  db.update("2", "old2");
+  HeldLoad held;
+  const std::vector<std::string_view> ids{"1", "2"};
+  auto load = std::async(std::launch::async, [&] {
+    return cache.cache().get_many(ids, [&](std::span<const std::string_view> missing) {
+      std::vector<std::optional<std::string>> rows;
+      for (auto id : missing) rows.push_back(TestDb(path).value(id));
+      held.read.set_value();
+      held.released.wait();
+      return rows;
+    });
+  });
+  held.read.get_future().wait();
+  REQUIRE(cache.put("2", "new2") == WriteOutcome::cached);
+  held.go.set_value();
+  CHECK(load.get()[1] == "old2");
+  CHECK(cache.get("1") == "old1");  // not overtaken: cached
+  CHECK(cache.get("2") == "new2");
+  CHECK(cache.cache().metrics().value(Event::stale_write_refused) == 1);
 }

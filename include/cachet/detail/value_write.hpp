@@ -16,6 +16,7 @@
 // is past that. Signed versions are shifted by 2^63 so that order is kept.
 
 #include <cachet/redis/connection.hpp>
+#include <cachet/redis/pipeline.hpp>
 #include <cachet/redis/script.hpp>
 
 #include <charconv>
@@ -23,6 +24,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -38,7 +40,16 @@ struct ValueWrite {
   std::chrono::milliseconds ttl;         // > 0
   std::span<const std::string> tag_sets = {};  // full tag-set keys
   std::size_t prune_sample = 0;          // members of each set checked (and removed if gone)
+  // A load's write into a write-through cache: written only while `watch` (the
+  // key's write version) still holds `seen` (nullopt: absent), i.e. no put
+  // reached the cache since the load began. Empty `watch`: no condition.
+  std::string_view watch = {};
+  std::optional<std::string_view> seen = {};
 };
+
+// What became of a write: `superseded` is a newer write's doing (a newer
+// version, or a put during a load); the lock's release happened all the same.
+enum class WriteResult { written, lock_lost, superseded };
 
 // The lock a fenced write checks (and, with `release`, deletes and announces).
 struct LockCheck {
@@ -52,10 +63,14 @@ struct LockCheck {
 // for the key is newer; recorded otherwise, for at least `ttl`.
 struct VersionCheck {
   std::string_view key;      // {ns}:wv:{value key}
-  std::string_view version;  // version_text()
+  std::string_view version;  // version_text(), or bump_version: a writer without versions
   std::chrono::milliseconds ttl;
   bool delete_value = false;  // record the version and UNLINK the value instead of setting it
 };
+
+// An unversioned put only changes the key's write version (INCR), so that a
+// load running meanwhile is refused; it is never refused itself.
+inline constexpr std::string_view bump_version = "+";
 
 template <std::integral I>
 std::string version_text(I version) {
@@ -87,18 +102,37 @@ end
 )lua";
 
 inline const Script& value_write_script() {
-  // KEYS: value, tag sets..., [lock], [version]. ARGV: bytes, TTL ms, prune sample, #tag sets,
-  // token ('' without a lock), release, channel, version ('' without), version TTL ms, delete.
+  // KEYS: value, tag sets..., [lock], [version], [watch]. ARGV: bytes, TTL ms, prune sample,
+  // #tag sets, token ('' without a lock), release, channel, version ('' without), version
+  // TTL ms, delete, watch ('' without, '0' expect absent, '1' expect ARGV[12]), seen.
+  // Returns 1 written, 0 the lock was lost, -1 superseded (and the lock released).
   static const Script script(std::string(tag_value_lua) + R"lua(
 local ttl, sample, ntags = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local at, lock, version = ntags + 2, nil, nil
+local at, lock, version, watch = ntags + 2, nil, nil, nil
 if ARGV[5] ~= '' then lock, at = KEYS[at], at + 1 end
-if ARGV[8] ~= '' then version = KEYS[at] end
+if ARGV[8] ~= '' then version, at = KEYS[at], at + 1 end
+if ARGV[11] ~= '' then watch = KEYS[at] end
+local function release()
+  if lock and ARGV[6] == '1' then
+    redis.call('DEL', lock)
+    if ARGV[7] ~= '' then redis.call('PUBLISH', ARGV[7], lock) end
+  end
+end
 if lock and redis.call('GET', lock) ~= ARGV[5] then return 0 end
+if watch then
+  local now = redis.call('GET', watch)
+  if (ARGV[11] == '0' and now) or (ARGV[11] == '1' and now ~= ARGV[12]) then release() return -1 end
+end
 if version then
-  local newest = redis.call('GET', version)
-  if newest and newest > ARGV[8] then return 0 end
-  redis.call('SET', version, ARGV[8], 'PX', math.max(redis.call('PTTL', version), tonumber(ARGV[9])))
+  local keep = math.max(redis.call('PTTL', version), tonumber(ARGV[9]))
+  if ARGV[8] == '+' then
+    redis.call('INCR', version)
+  else
+    local newest = redis.call('GET', version)
+    if newest and newest > ARGV[8] then release() return -1 end
+    redis.call('SET', version, ARGV[8])
+  end
+  redis.call('PEXPIRE', version, keep)
 end
 if ARGV[10] == '1' then
   redis.call('UNLINK', KEYS[1])
@@ -106,10 +140,7 @@ else
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
   tag_value(KEYS[1], ttl, 2, ntags + 1, sample)
 end
-if lock and ARGV[6] == '1' then
-  redis.call('DEL', lock)
-  if ARGV[7] ~= '' then redis.call('PUBLISH', ARGV[7], lock) end
-end
+release()
 return 1
 )lua");
   return script;
@@ -123,12 +154,13 @@ class ValueWriteCall {
         sample_(std::to_string(w.prune_sample)),
         ntags_(std::to_string(w.tag_sets.size())),
         version_ttl_(version ? std::to_string(checked(version->ttl)) : std::string()),
-        numkeys_(std::to_string(w.tag_sets.size() + 1 + (lock ? 1 : 0) + (version ? 1 : 0))) {
-    keys_.reserve(w.tag_sets.size() + 3);
+        numkeys_(std::to_string(w.tag_sets.size() + 1 + (lock ? 1 : 0) + (version ? 1 : 0) + (w.watch.empty() ? 0 : 1))) {
+    keys_.reserve(w.tag_sets.size() + 4);
     keys_.push_back(w.key);
     keys_.insert(keys_.end(), w.tag_sets.begin(), w.tag_sets.end());
     if (lock) keys_.push_back(lock->key);
     if (version) keys_.push_back(version->key);
+    if (!w.watch.empty()) keys_.push_back(w.watch);
     args_ = {w.bytes,
              ttl_,
              sample_,
@@ -138,14 +170,20 @@ class ValueWriteCall {
              lock ? lock->channel : std::string_view{},
              version ? version->version : std::string_view{},
              version_ttl_,
-             version && version->delete_value ? "1" : "0"};
+             version && version->delete_value ? "1" : "0",
+             w.watch.empty() ? "" : (w.seen ? "1" : "0"),
+             w.seen ? *w.seen : std::string_view{}};
   }
   ValueWriteCall(const ValueWriteCall&) = delete;  // views its own strings
   ValueWriteCall& operator=(const ValueWriteCall&) = delete;
 
-  // false: the lock was not held, or a newer version was written; nothing written.
   // Throws the Redis layer's errors.
-  bool run(Connection& conn) const { return value_write_script().run(conn, keys_, args_).as_integer() == 1; }
+  WriteResult run(Connection& conn) const { return result(value_write_script().run(conn, keys_, args_)); }
+
+  static WriteResult result(ReplyView r) {
+    const long long n = r.as_integer();
+    return n == 1 ? WriteResult::written : n == 0 ? WriteResult::lock_lost : WriteResult::superseded;
+  }
 
   // EVALSHA sha numkeys KEYS... ARGV..., for a pipeline.
   std::vector<std::string_view> evalsha(std::string_view sha) const {
@@ -164,5 +202,33 @@ class ValueWriteCall {
   std::string ttl_, sample_, ntags_, version_ttl_, numkeys_;
   std::vector<std::string_view> keys_, args_;
 };
+
+struct BatchWriteResult {
+  std::size_t superseded = 0;
+  std::size_t failed = 0;  // refused by the server (OOM, say)
+  std::string first_error;
+};
+
+// The writes pipelined: one round trip, each its own atomic script. A SCRIPT
+// FLUSH meanwhile (NOSCRIPT) is answered by running those again with EVAL.
+inline BatchWriteResult run_value_writes(Connection& conn, std::span<const ValueWrite> writes) {
+  BatchWriteResult out;
+  if (writes.empty()) return out;
+  const std::string& sha = value_write_script().sha(conn);  // loaded before the pipeline
+  Pipeline p(conn);
+  for (const ValueWrite& w : writes) p.add(ValueWriteCall(w).evalsha(sha));  // copied into the buffer here
+  std::vector<std::size_t> noscript;
+  std::size_t at = 0;
+  auto count = [&](WriteResult r) { out.superseded += r == WriteResult::superseded ? 1 : 0; };
+  p.execute([&](Reply&& r) {
+    const std::size_t i = at++;
+    if (!r.is_error()) return count(ValueWriteCall::result(r));
+    std::string message = std::move(r).error_message();
+    if (message.rfind("NOSCRIPT", 0) == 0) noscript.push_back(i);
+    else if (out.failed++ == 0) out.first_error = std::move(message);
+  });
+  for (std::size_t i : noscript) count(ValueWriteCall(writes[i]).run(conn));
+  return out;
+}
 
 }  // namespace cachet::detail

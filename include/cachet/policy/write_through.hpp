@@ -26,9 +26,11 @@
 //   if that step fails. A value the cache tags (tag_loaded_values) is tagged by
 //   the write's script, so invalidate_tags finds written values as well as loaded ones.
 //
-// A read that misses, loads the old row and writes it back after a concurrent
-// put has set the new one leaves the old value until its TTL: cache-aside's
-// own race, which versions do not cover (loads carry none).
+// - Loads overlapping a put: every put changes the key's write version
+//   ({ns}:wv:{key}; an unversioned put INCRs it), and a load notes it before
+//   calling the loader; the load's write is refused (stale_write_refused) if it
+//   changed. So a read that loaded the old row cannot overwrite a put's newer
+//   value, cache-aside's own race. The reader still gets what it loaded.
 //
 // Redis Cluster: the write touches the value key, its version key, its tag sets
 // and the invalidation's keys, which must share a slot: use HashTag::ns.
@@ -106,7 +108,9 @@ class WriteThrough : public detail::WritePolicy<V, W, C, G, Clk> {
   WriteThrough(Pool& pool, CacheOptions options, W writer, WriteThroughOptions write = {}, C codec = {}, G guard = {},
                Clk clock = {})
       : Base(pool, std::move(options), std::move(writer), std::move(codec), std::move(guard), std::move(clock)),
-        write_(std::move(write)) {}
+        write_(std::move(write)) {
+    cache_.watch_writes();  // a load overlapping a put cannot overwrite it
+  }
 
   // Writes `value` to the database, then updates the cache. The writer's
   // exception reaches the caller with the cache untouched; cache failures do not
@@ -183,24 +187,18 @@ class WriteThrough : public detail::WritePolicy<V, W, C, G, Clk> {
   // step. false when a newer version is cached.
   bool write(const std::string& k, const typename Cache::Encoded* e, const V& value,
              const std::optional<std::string>& version, const ResolvedTargets* targets) {
-    if (!e && !version) {
-      remove(k, targets);
-      return true;
-    }
     const Tags tags(this->pool(), cache_.keys());
     const std::vector<std::string> sets = e ? tags.tag_set_keys(cache_.tags_of(value)) : std::vector<std::string>{};
-    if (!version && sets.empty() && !targets) {
-      cache_.store().set(k, e->bytes, e->ttl);
-      return true;
-    }
     const auto ttl = e ? e->ttl : cache_.options().ttl.expiry(cache_.options().name, std::chrono::system_clock::now()).ttl;
     const std::string version_key = cache_.keys().write_version(k);
-    const detail::VersionCheck check{version_key, version ? *version : std::string_view{}, ttl + write_.version_margin, !e};
+    // Unversioned puts bump the write version too: loads running meanwhile watch it.
+    const detail::VersionCheck check{version_key, version ? std::string_view(*version) : detail::bump_version,
+                                     ttl + write_.version_margin, !e};
     const detail::ValueWriteCall call({k, e ? std::string_view(e->bytes) : std::string_view{}, ttl, sets,
                                        tags.options().prune_sample},
-                                      nullptr, version ? &check : nullptr);
+                                      nullptr, &check);
     auto lease = this->pool().acquire();
-    if (!targets) return call.run(*lease);
+    if (!targets) return call.run(*lease) == detail::WriteResult::written;
     return write_and_invalidate(*lease, call, *targets);
   }
 

@@ -21,16 +21,8 @@
 
 namespace {
 
-struct Item {
-  std::int64_t id = 0;
-  std::string name;
-  std::int64_t price = 0;
-  std::string currency;
-  bool in_stock = false;
-};
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Item, id, name, price, currency, in_stock)
-
-Item item(std::int64_t id) { return {id, "Ergonomic chair, graphite, large", 19999, "EUR", true}; }
+using cachet::bench::Item;
+using cachet::bench::item;
 
 struct Fixture {
   cachet::testing::RedisServer& server = cachet::bench::server();

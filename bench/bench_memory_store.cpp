@@ -210,20 +210,6 @@ void print_overhead() {
   print("fill 5-100 % of max_entries: highest", high);
 }
 
-// Names runs "function/threads:N", so that the 1- and 2-thread figures get a ratio each.
-class ThreadRatioReporter : public cachet::bench::RatioReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    std::vector<Run> named = runs;
-    for (Run& r : named) {
-      if (r.run_name.threads.empty()) continue;
-      r.run_name.function_name += "/" + r.run_name.threads;
-      r.run_name.threads.clear();
-    }
-    RatioReporter::ReportRuns(named);
-  }
-};
-
 }  // namespace
 
 BENCHMARK(memory_store_get)->Threads(1)->Threads(2);
@@ -233,7 +219,7 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   fill();  // before timing starts
-  ThreadRatioReporter reporter;
+  cachet::bench::RatioReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   reporter.print_ratios({{"memory_store_get/threads:1", "shared_mutex_map_get/threads:1"},
                          {"memory_store_get/threads:2", "shared_mutex_map_get/threads:2"}});

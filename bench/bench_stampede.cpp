@@ -7,14 +7,14 @@
 // unpinned (bench/README.md):
 //   build/bench/bench/bench_stampede --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 
+#include "bench_fixture.hpp"
+
 #include <cachet/codec/string.hpp>
 #include <cachet/guard/stack.hpp>
 #include <cachet/policy/cache_aside.hpp>
 #include <cachet/testing/redis_server.hpp>
 
 #include <benchmark/benchmark.h>
-
-#include "bench_fixture.hpp"
 
 #include <algorithm>
 #include <atomic>

@@ -1,7 +1,7 @@
 #pragma once
 // A console reporter that also remembers each benchmark's time (the median when
 // run with repetitions), so a suite can print "cachet / baseline" ratios from
-// figures taken in the same run.
+// figures taken in the same run. A run with threads is named "function/threads:N".
 
 #include <benchmark/benchmark.h>
 
@@ -20,13 +20,17 @@ class RatioReporter : public benchmark::ConsoleReporter {
     for (const Run& r : runs) {
       const bool median = r.run_type == Run::RT_Aggregate && r.aggregate_name == "median";
       const bool single = r.run_type == Run::RT_Iteration && r.repetitions <= 1;
-      if (median || single) times_[r.run_name.function_name] = r.GetAdjustedRealTime();
+      // Threaded runs are "function/threads:N", so the 1- and 2-thread figures get a ratio each.
+      const std::string name =
+          r.run_name.function_name + (r.run_name.threads.empty() ? "" : "/" + r.run_name.threads);
+      if (median || single) times_[name] = r.GetAdjustedRealTime();
     }
   }
 
   // Prints subject/baseline for each pair whose both figures were measured.
-  void print_ratios(const std::vector<std::pair<std::string, std::string>>& pairs) const {
-    std::printf("\nratios (same run; < 1.03 is the target):\n");
+  void print_ratios(const std::vector<std::pair<std::string, std::string>>& pairs,
+                    const char* title = "ratios (same run; < 1.03 is the target)") const {
+    std::printf("\n%s:\n", title);
     for (const auto& [subject, baseline] : pairs) {
       const auto s = times_.find(subject), b = times_.find(baseline);
       if (s == times_.end() || b == times_.end()) continue;

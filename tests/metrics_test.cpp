@@ -150,7 +150,7 @@ cachet_writes_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
 # HELP cachet_write_errors_total Database writes that failed.
 # TYPE cachet_write_errors_total counter
 cachet_write_errors_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
-# HELP cachet_stale_writes_refused_total Versioned cache writes refused because the cache holds a newer version.
+# HELP cachet_stale_writes_refused_total Cache writes refused as older: a newer version is cached, or a put overtook the load.
 # TYPE cachet_stale_writes_refused_total counter
 cachet_stale_writes_refused_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
 # HELP cachet_writes_unrepaired_total Written keys that could be neither updated nor deleted in the cache (stale until their TTL).
@@ -171,6 +171,9 @@ cachet_dead_lettered_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
 # HELP cachet_reclaimed_total Queued writes taken over from a flusher that stopped.
 # TYPE cachet_reclaimed_total counter
 cachet_reclaimed_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
+# HELP cachet_l1_hits_total Lookups answered by the in-process tier (also counted as hits).
+# TYPE cachet_l1_hits_total counter
+cachet_l1_hits_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
 # HELP cachet_get_duration_seconds Duration of cache lookups.
 # TYPE cachet_get_duration_seconds histogram
 cachet_get_duration_seconds_bucket{cache="say \"hi\"\\",prefix="shop:pro\nduct",le="0.000001"} 1
@@ -256,9 +259,9 @@ TEST_CASE("several caches share one HELP and TYPE per family") {
     CHECK((name == family || name == family + "_bucket" || name == family + "_sum" || name == family + "_count"));
     ++samples;
   }
-  CHECK(families.size() == 26);  // 23 counters, 2 histograms, 1 gauge
-  // Per cache: 22 plain counters + 3 breaker series, 2 x (22 + 3) histogram lines, 1 gauge.
-  CHECK(samples == 3 * (25 + 50 + 1));
+  CHECK(families.size() == 27);  // 24 counters, 2 histograms, 1 gauge
+  // Per cache: 23 plain counters + 3 breaker series, 2 x (22 + 3) histogram lines, 1 gauge.
+  CHECK(samples == 3 * (26 + 50 + 1));
   CHECK(text.find("cachet_hits_total{cache=\"b\",prefix=\"x:two\"} 5\n") != std::string::npos);
   CHECK(text.find("cachet_hits_total{cache=\"a\",prefix=\"x:one\"} 0\n") != std::string::npos);
   CHECK(text.find("cachet_breaker_transitions_total{cache=\"c\",prefix=\"y:one\",to=\"half_open\"} 2\n") !=

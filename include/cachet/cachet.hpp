@@ -13,6 +13,7 @@
 #include <cachet/redis/pool.hpp>
 #include <cachet/redis/reply.hpp>
 #include <cachet/redis/script.hpp>
+#include <cachet/redis/tracking.hpp>
 
 #include <cachet/clock.hpp>
 #include <cachet/keys.hpp>
@@ -54,6 +55,8 @@
 #include <cachet/store/concepts.hpp>
 #include <cachet/store/memory_store.hpp>
 #include <cachet/store/redis_store.hpp>
+#include <cachet/store/tiered_store.hpp>
+#include <cachet/store/value_store.hpp>
 
 #include <cachet/policy/cache_aside.hpp>
 #include <cachet/policy/read_through.hpp>

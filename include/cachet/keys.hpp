@@ -72,13 +72,19 @@ class KeyBuilder {
 
   std::string value_in(std::string_view name_prefix, std::string_view id) const {
     std::string key;  // one buffer: this runs on every cache hit
-    key.reserve(name_prefix.size() + id.size() + 2);
-    key.append(name_prefix);
-    const bool tag = options_.hash_tag == HashTag::entity;
-    if (tag) key += '{';
-    append_safe_id(key, id);
-    if (tag) key += '}';
+    append_value(key, name_prefix, id);
     return key;
+  }
+
+  // value_in into `out` (a std::string, or detail::KeyBuffer to build it on the stack).
+  template <class Out>
+  void append_value(Out& out, std::string_view name_prefix, std::string_view id) const {
+    out.reserve(out.size() + name_prefix.size() + id.size() + 2);
+    out.append(name_prefix);
+    const bool tag = options_.hash_tag == HashTag::entity;
+    if (tag) out += '{';
+    append_safe_id(out, id);
+    if (tag) out += '}';
   }
 
   std::string tag(std::string_view tag) const { return prefix_ + ":tag:" + safe_id(tag); }
@@ -123,12 +129,14 @@ class KeyBuilder {
     return out;
   }
 
-  void append_safe_id(std::string& out, std::string_view id) const {
+  template <class Out>
+  void append_safe_id(Out& out, std::string_view id) const {
     const std::size_t start = out.size();
     append_escaped(out, id);
     if (out.size() - start <= options_.max_id_length) return;
     out.resize(start);
-    out.append("%H").append(detail::sha256_hex(id));
+    out.append("%H");
+    out.append(detail::sha256_hex(id));
   }
 
   const std::string& ns() const noexcept { return ns_; }
@@ -144,7 +152,8 @@ class KeyBuilder {
     return out;
   }
 
-  static void append_escaped(std::string& out, std::string_view id) {
+  template <class Out>
+  static void append_escaped(Out& out, std::string_view id) {
     static constexpr char hex[] = "0123456789ABCDEF";
     for (char ch : id) {
       const auto c = static_cast<unsigned char>(ch);

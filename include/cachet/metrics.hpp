@@ -1,8 +1,10 @@
 #pragma once
 // Cache metrics: per cache and key prefix, a counter per Event, latency
 // histograms for gets and loads, and the hit ratio, rendered in the Prometheus
-// text format (0.0.4). Counting is a relaxed atomic increment, so the hit path
-// takes no lock; only adding and removing caches in the registry does.
+// text format (0.0.4). Counting is a relaxed atomic increment on the calling
+// thread's copy of the counter (detail::StripedCounters), so the hit path takes
+// no lock and threads rarely share a line; only adding and removing caches in
+// the registry takes a lock.
 //
 //   auto metrics = cachet::MetricsRegistry::global().add("products", "shop:product");
 //   metrics->count(cachet::Event::hit);
@@ -52,16 +54,49 @@ enum class Event : std::uint8_t {
   background_rejected,  // background work refused: the executor's queue was full
   write,              // a write through a write policy (write-through put, write-behind write, counter increment)
   write_error,        // a database write that failed (write-through writer, write-behind batch)
-  stale_write_refused,  // a versioned cache write refused: the cache holds a newer version
+  stale_write_refused,  // a cache write refused as older: a newer version is cached, or a put overtook the load
   write_unrepaired,   // a written key neither updated nor deleted in the cache: stale until its TTL
   queue_full,         // a write-behind write that found its queue at its bound
   flushed,            // queued writes (or counter totals) written to the database
   coalesced,          // queued writes superseded by a later write of the same key before their flush
   dead_lettered,      // queued writes moved to the dead-letter stream
   reclaimed,          // queued writes taken over from a flusher that stopped (XAUTOCLAIM)
+  l1_hit,             // a lookup answered by the in-process tier (also counted as a hit or negative hit)
 };
 
-inline constexpr std::size_t event_count = static_cast<std::size_t>(Event::reclaimed) + 1;
+inline constexpr std::size_t event_count = static_cast<std::size_t>(Event::l1_hit) + 1;
+
+namespace detail {
+
+// N counters kept in a few copies, each on its own cache lines: a thread adds
+// to its own copy (threads take copies in turn), a read sums the copies. With
+// one copy, two threads hitting one cache in process spent most of each hit
+// moving the counters' line between their cores.
+template <std::size_t N>
+class StripedCounters {
+ public:
+  static constexpr std::size_t stripes = 4;
+
+  void add(std::size_t i, std::uint64_t n) noexcept { stripes_[mine()].c[i].fetch_add(n, std::memory_order_relaxed); }
+  std::uint64_t load(std::size_t i) const noexcept {
+    std::uint64_t total = 0;
+    for (const Stripe& s : stripes_) total += s.c[i].load(std::memory_order_relaxed);
+    return total;
+  }
+
+ private:
+  static std::size_t mine() noexcept {
+    static std::atomic<std::size_t> next{0};
+    thread_local const std::size_t stripe = next.fetch_add(1, std::memory_order_relaxed) % stripes;
+    return stripe;
+  }
+  struct alignas(64) Stripe {
+    std::array<std::atomic<std::uint64_t>, N> c{};
+  };
+  std::array<Stripe, stripes> stripes_;
+};
+
+}  // namespace detail
 
 // Counts of durations in fixed buckets, 1 us to 10 s at 1, 2.5 and 5 per decade.
 // observe() is two relaxed atomic increments; readers see each counter exactly,
@@ -96,28 +131,29 @@ class LatencyHistogram {
   // Negative durations (a clock stepping back) count as zero.
   void observe(std::chrono::nanoseconds d) noexcept {
     if (d.count() < 0) d = std::chrono::nanoseconds{0};
-    buckets_[bucket_of(d)].fetch_add(1, std::memory_order_relaxed);
-    sum_ns_.fetch_add(static_cast<std::uint64_t>(d.count()), std::memory_order_relaxed);
+    counts_.add(bucket_of(d), 1);
+    counts_.add(sum_index, static_cast<std::uint64_t>(d.count()));
   }
 
   Snapshot snapshot() const noexcept {
     Snapshot s;
     for (std::size_t i = 0; i < bucket_count; ++i) {
-      s.count += buckets_[i].load(std::memory_order_relaxed);
+      s.count += counts_.load(i);
       s.cumulative[i] = s.count;
     }
-    s.count += buckets_[bucket_count].load(std::memory_order_relaxed);
-    s.sum = std::chrono::nanoseconds{static_cast<std::int64_t>(sum_ns_.load(std::memory_order_relaxed))};
+    s.count += counts_.load(bucket_count);
+    s.sum = std::chrono::nanoseconds{static_cast<std::int64_t>(counts_.load(sum_index))};
     return s;
   }
 
   std::uint64_t count() const noexcept { return snapshot().count; }
 
  private:
-  // Per bucket, not cumulative, so observe() touches one; the last is above 10 s.
-  // The count is their total, which keeps _count equal to the +Inf bucket.
-  std::array<std::atomic<std::uint64_t>, bucket_count + 1> buckets_{};
-  std::atomic<std::uint64_t> sum_ns_{0};
+  // Per bucket, not cumulative, so observe() touches one; the one after the
+  // last bound is above 10 s, then the sum in ns. The count is the buckets'
+  // total, which keeps _count equal to the +Inf bucket.
+  static constexpr std::size_t sum_index = bucket_count + 1;
+  detail::StripedCounters<bucket_count + 2> counts_;
 };
 
 // One cache's metrics, shared by every thread using the cache.
@@ -128,10 +164,10 @@ class CacheMetrics {
   CacheMetrics& operator=(const CacheMetrics&) = delete;
 
   void count(Event e, std::uint64_t n = 1) noexcept {
-    counters_[static_cast<std::size_t>(e)].fetch_add(n, std::memory_order_relaxed);
+    counters_.add(static_cast<std::size_t>(e), n);
   }
   std::uint64_t value(Event e) const noexcept {
-    return counters_[static_cast<std::size_t>(e)].load(std::memory_order_relaxed);
+    return counters_.load(static_cast<std::size_t>(e));
   }
 
   LatencyHistogram& get_latency() noexcept { return get_; }
@@ -159,7 +195,7 @@ class CacheMetrics {
 
   std::string cache_;
   std::string prefix_;
-  alignas(cache_line) std::array<std::atomic<std::uint64_t>, event_count> counters_{};
+  detail::StripedCounters<event_count> counters_;
   alignas(cache_line) LatencyHistogram get_;
   alignas(cache_line) LatencyHistogram load_;
 };
@@ -194,7 +230,7 @@ inline constexpr std::array<CounterSeries, event_count> counter_series{{
     {Event::write, "cachet_writes_total", "Writes through a write policy.", {}},
     {Event::write_error, "cachet_write_errors_total", "Database writes that failed.", {}},
     {Event::stale_write_refused, "cachet_stale_writes_refused_total",
-     "Versioned cache writes refused because the cache holds a newer version.", {}},
+     "Cache writes refused as older: a newer version is cached, or a put overtook the load.", {}},
     {Event::write_unrepaired, "cachet_writes_unrepaired_total",
      "Written keys that could be neither updated nor deleted in the cache (stale until their TTL).", {}},
     {Event::queue_full, "cachet_queue_full_total", "Write-behind writes that found the queue at its bound.", {}},
@@ -202,6 +238,7 @@ inline constexpr std::array<CounterSeries, event_count> counter_series{{
     {Event::coalesced, "cachet_coalesced_total", "Queued writes superseded by a later write of the same key.", {}},
     {Event::dead_lettered, "cachet_dead_lettered_total", "Queued writes moved to the dead-letter stream.", {}},
     {Event::reclaimed, "cachet_reclaimed_total", "Queued writes taken over from a flusher that stopped.", {}},
+    {Event::l1_hit, "cachet_l1_hits_total", "Lookups answered by the in-process tier (also counted as hits).", {}},
 }};
 
 static_assert([] {

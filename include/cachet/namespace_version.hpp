@@ -11,7 +11,9 @@
 // starts at least `cache_for` after the bump completed (the cache is dated from
 // when its GET was sent, not received). A bump made through this object is seen
 // by this process at once. Concurrent local bumps never move the cached version
-// backwards.
+// backwards. A cache over a TieredStore whose Tracking covers the counter drops
+// the cached version as soon as the counter's invalidation arrives (expire()),
+// so there a bump is seen within the invalidation delay.
 //
 // If the counter cannot be read (Redis unreachable), the last known version is
 // kept and the read retried after `cache_for`; with no known version the Redis
@@ -70,6 +72,15 @@ class NamespaceVersion {
     known_.store(true, std::memory_order_release);
   }
 
+  // Forgets the cached version, so the next read fetches it (client tracking
+  // calls this when the counter changes). A fetch already in flight is not
+  // trusted beyond its own read.
+  void expire() {
+    std::lock_guard lock(mutex_);
+    ++expiries_;
+    fresh_until_.store(0, std::memory_order_release);
+  }
+
   // Whether a version was ever read or bumped here: if so, current() never throws.
   bool known() const noexcept { return known_.load(std::memory_order_acquire); }
 
@@ -80,10 +91,11 @@ class NamespaceVersion {
 
   std::uint64_t refresh() {
     const auto sent = clock::now();
-    std::uint64_t bumps_before;
+    std::uint64_t bumps_before, expiries_before;
     {
       std::lock_guard lock(mutex_);
       bumps_before = local_bumps_;
+      expiries_before = expiries_;
     }
     std::uint64_t fetched = 0;
     try {
@@ -102,7 +114,9 @@ class NamespaceVersion {
     if (local_bumps_ == bumps_before || fetched > version_.load(std::memory_order_relaxed))
       version_.store(fetched, std::memory_order_relaxed);
     known_.store(true, std::memory_order_release);
-    fresh_until_.store((sent + cache_for_).time_since_epoch().count(), std::memory_order_release);
+    // Expired while the GET was out: it may predate the change, so the next read asks again.
+    if (expiries_ == expiries_before)
+      fresh_until_.store((sent + cache_for_).time_since_epoch().count(), std::memory_order_release);
     return version_.load(std::memory_order_relaxed);
   }
 
@@ -113,6 +127,7 @@ class NamespaceVersion {
   std::atomic<clock::rep> fresh_until_{0};  // steady-clock ticks; 0: never read
   std::mutex mutex_;                        // serialises updates, not reads
   std::uint64_t local_bumps_ = 0;
+  std::uint64_t expiries_ = 0;
   std::atomic<bool> known_{false};  // written under mutex_; read by known()
 };
 

@@ -13,6 +13,7 @@
 #include <support/errors.hpp>
 #include <support/guard_fixtures.hpp>
 #include <support/server.hpp>
+#include <support/tier_fixtures.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -29,8 +30,8 @@ using cachet::test::in_threads;
 
 namespace {
 
-template <class G>
-using Cache = cachet::test::ManualCache<G>;
+template <class G, class S = cachet::RedisStore>
+using Cache = cachet::test::ManualCache<G, S>;
 
 cachet::CacheOptions options() { return cachet::test::stale_options(); }
 
@@ -85,12 +86,12 @@ TEST_CASE("executor: a job that throws does not take its worker down") {
   CHECK(ran == 1);
 }
 
-TEST_CASE("stale-while-revalidate: 1000 reads get the stale value at once, one refresh replaces it") {
+TEMPLATE_TEST_CASE("stale-while-revalidate: 1000 reads get the stale value at once, one refresh replaces it", "", cachet::RedisStore, cachet::test::StringTier) {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options(), {.size = 16, .wait_timeout = 5s});
   cachet::ManualClock clock;
   using G = cachet::GuardStack<cachet::StaleWhileRevalidate, cachet::SingleFlight, cachet::RedisLockGuard>;
-  Cache<G> cache(cachet::RedisStore(pool), options(), {}, G({}, {}, cachet::RedisLockGuard(pool)), cachet::ClockRef(clock));
+  Cache<G, TestType> cache(cachet::test::test_store<TestType>(pool), options(), {}, G({}, {}, cachet::RedisLockGuard(pool)), cachet::ClockRef(clock));
   std::atomic<int> calls{0};
   std::promise<void> go;
   const GatedLoader load{&calls, go.get_future().share()};
@@ -104,7 +105,7 @@ TEST_CASE("stale-while-revalidate: 1000 reads get the stale value at once, one r
   });
   CHECK(stale == 1000);
   CHECK(cachet::test::eventually([&] { return calls == 2; }));  // one refresh started
-  CHECK(cache.guard().get<0>().refreshing() == 1);
+  CHECK(cache.guard().template get<0>().refreshing() == 1);
   CHECK(cache.metrics().value(cachet::Event::stale_hit) == 1000);
   CHECK(cache.metrics().value(cachet::Event::refresh) == 1);
 
@@ -150,14 +151,14 @@ TEST_CASE("early expiration: picks follow XFetch's exp(-gap / (compute_time * be
   CHECK_FALSE(guard.refresh_early(meta, meta.fresh_until - 1ms));  // no compute time: never
 }
 
-TEST_CASE("early expiration: recomputed before expiry, one at a time, no reader waits") {
+TEMPLATE_TEST_CASE("early expiration: recomputed before expiry, one at a time, no reader waits", "", cachet::RedisStore, cachet::test::StringTier) {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options(), {.size = 16, .wait_timeout = 5s});
   cachet::ManualClock clock;
   using G = cachet::GuardStack<cachet::EarlyExpiration, cachet::SingleFlight, cachet::RedisLockGuard>;
   auto o = options();
   o.ttl = cachet::TtlPolicy({.fresh = 10s, .stale = 0s, .jitter = 0});
-  Cache<G> cache(cachet::RedisStore(pool), o, {}, G({}, {}, cachet::RedisLockGuard(pool)), cachet::ClockRef(clock));
+  Cache<G, TestType> cache(cachet::test::test_store<TestType>(pool), o, {}, G({}, {}, cachet::RedisLockGuard(pool)), cachet::ClockRef(clock));
   std::atomic<int> loads{0}, active{0}, most_active{0};
   auto load = [&](std::string_view) {
     const int now_active = ++active;
@@ -195,13 +196,13 @@ TEST_CASE("early expiration: recomputed before expiry, one at a time, no reader 
   CHECK(misses == 0);
 }
 
-TEST_CASE("fail-safe: a database down for 10 s, every read served stale, one load per hold-back period") {
+TEMPLATE_TEST_CASE("fail-safe: a database down for 10 s, every read served stale, one load per hold-back period", "", cachet::RedisStore, cachet::test::StringTier) {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
   cachet::ManualClock clock;
   // SingleFlight outside FailSafe: the hold-back is recorded before the flight ends.
   using G = cachet::GuardStack<cachet::SingleFlight, cachet::FailSafe>;
-  Cache<G> cache(cachet::RedisStore(pool), options(), {}, G({}, cachet::FailSafe({.max_stale = 1h, .hold_back = 1s})),
+  Cache<G, TestType> cache(cachet::test::test_store<TestType>(pool), options(), {}, G({}, cachet::FailSafe({.max_stale = 1h, .hold_back = 1s})),
                  cachet::ClockRef(clock));
   REQUIRE(cache.get_or_load("k", [](std::string_view) { return std::string("v1"); }) == "v1");
   clock.advance(2s);
@@ -253,11 +254,11 @@ TEST_CASE("fail-safe: without a stale value, or with one older than max_stale, t
   CHECK(cache.metrics().value(cachet::Event::stale_hit) == 0);
 }
 
-TEST_CASE("load timeouts: soft serves the stale value, hard throws, and the load still caches its value") {
+TEMPLATE_TEST_CASE("load timeouts: soft serves the stale value, hard throws, and the load still caches its value", "", cachet::RedisStore, cachet::test::StringTier) {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
   cachet::ManualClock clock;
-  Cache<cachet::LoadTimeout> cache(cachet::RedisStore(pool), options(), {},
+  Cache<cachet::LoadTimeout, TestType> cache(cachet::test::test_store<TestType>(pool), options(), {},
                                    cachet::LoadTimeout({.soft = 20ms, .hard = 100ms}), cachet::ClockRef(clock));
   std::atomic<int> calls{0};
   std::promise<void> go;

@@ -8,6 +8,7 @@
 #include <support/errors.hpp>
 #include <support/guard_fixtures.hpp>
 #include <support/server.hpp>
+#include <support/tier_fixtures.hpp>
 
 #include <signal.h>
 
@@ -23,7 +24,7 @@ using namespace std::chrono_literals;
 
 using namespace cachet::test;
 
-TEST_CASE("64 threads miss one key at once: the loader runs once") {
+TEMPLATE_TEST_CASE("64 threads miss one key at once: the loader runs once", "", cachet::RedisStore, cachet::test::StringTier) {
   auto& server = clean_server();
   cachet::Pool pool(server.connection_options(), roomy());
   std::atomic<int> loads{0};
@@ -41,12 +42,12 @@ TEST_CASE("64 threads miss one key at once: the loader runs once") {
     CHECK(got == std::vector<std::string>(64, "value"));
   };
   SECTION("SingleFlight in front of the lock") {
-    StringCache<cachet::StampedeGuard> cache(cachet::RedisStore(pool), guard_options(), {}, stampede_guard(pool));
+    StringCache<cachet::StampedeGuard, TestType> cache(test_store<TestType>(pool), guard_options(), {}, stampede_guard(pool));
     run(cache);
     CHECK(cache.metrics().value(cachet::Event::load) == 1);
   }
   SECTION("the lock alone: 63 waiters, woken by the release") {
-    StringCache<cachet::RedisLockGuard> cache(cachet::RedisStore(pool), guard_options(), {}, cachet::RedisLockGuard(pool));
+    StringCache<cachet::RedisLockGuard, TestType> cache(test_store<TestType>(pool), guard_options(), {}, cachet::RedisLockGuard(pool));
     run(cache);
     CHECK(cache.metrics().value(cachet::Event::lock_wait) >= 1);
   }
@@ -98,12 +99,12 @@ TEST_CASE("a SIGKILLed holder is replaced once its lease runs out, never inside 
   CHECK(cache.metrics().value(cachet::Event::lock_wait) == 1);
 }
 
-TEST_CASE("fencing: a holder whose lease ran out neither overwrites, tags nor unlocks its successor") {
+TEMPLATE_TEST_CASE("fencing: a holder whose lease ran out neither overwrites, tags nor unlocks its successor", "", cachet::RedisStore, cachet::test::StringTier) {
   auto& server = clean_server();
   auto conn = server.connect();
   cachet::Pool pool_a(server.connection_options()), pool_b(server.connection_options());
-  StringCache<cachet::RedisLockGuard> a(cachet::RedisStore(pool_a), guard_options(), {}, cachet::RedisLockGuard(pool_a));
-  StringCache<cachet::RedisLockGuard> b(cachet::RedisStore(pool_b), guard_options("b"), {}, cachet::RedisLockGuard(pool_b));
+  StringCache<cachet::RedisLockGuard, TestType> a(test_store<TestType>(pool_a), guard_options(), {}, cachet::RedisLockGuard(pool_a));
+  StringCache<cachet::RedisLockGuard, TestType> b(test_store<TestType>(pool_b), guard_options("b"), {}, cachet::RedisLockGuard(pool_b));
   // Tagged loads: the fenced write and the tagging are one script, so a refused write tags nothing.
   a.tag_loaded_values([](const std::string& v) { return std::vector<std::string>{"by:" + v}; });
   b.tag_loaded_values([](const std::string& v) { return std::vector<std::string>{"by:" + v}; });

@@ -13,10 +13,10 @@
 
 namespace cachet::test {
 
-template <class G>
-using StringCache = CacheAside<std::string, StringCodec, G>;
-template <class G>
-using ManualCache = CacheAside<std::string, StringCodec, G, RedisStore, ClockRef<ManualClock>>;
+template <class G, class S = RedisStore>
+using StringCache = CacheAside<std::string, StringCodec, G, S>;
+template <class G, class S = RedisStore>
+using ManualCache = CacheAside<std::string, StringCodec, G, S, ClockRef<ManualClock>>;
 
 // Caches in one process share metrics by label: give each its own to count apart.
 inline CacheOptions guard_options(std::string label = {}) {

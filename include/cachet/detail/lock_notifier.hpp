@@ -5,17 +5,14 @@
 // release generation moves (or its own back-off runs out: notifications are
 // best effort, lost while the subscriber reconnects).
 
+#include <cachet/detail/subscriber.hpp>
 #include <cachet/redis/connection.hpp>
-#include <cachet/redis/errors.hpp>
 
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
-#include <optional>
 #include <string>
-#include <thread>
 #include <unordered_map>
 #include <utility>
 
@@ -26,17 +23,18 @@ class LockNotifier {
   using time_point = std::chrono::steady_clock::time_point;
 
   LockNotifier(ConnectionOptions options, std::string channel)
-      : options_(std::move(options)), channel_(std::move(channel)) {}
+      : channel_(std::move(channel)),
+        subscriber_(std::move(options), {},
+                    {.setup = [this](Connection& c) { c.command({"SUBSCRIBE", channel_}); },
+                     .message = [this](const Reply& msg) { on_message(msg); },
+                     .up = [this] { release_all(); },     // releases were missed while disconnected
+                     .down = [this] { release_all(); }}) {}
   LockNotifier(const LockNotifier&) = delete;
   LockNotifier& operator=(const LockNotifier&) = delete;
-  ~LockNotifier() {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-  }
 
   // Starts watching `key`; returns its release generation so far.
   std::uint64_t watch(const std::string& key) {
-    std::call_once(started_, [this] { thread_ = std::thread([this] { listen(); }); });
+    subscriber_.start();
     std::lock_guard lock(mutex_);
     Watched& w = keys_[key];
     ++w.watchers;
@@ -59,38 +57,13 @@ class LockNotifier {
   }
 
   // Whether the subscriber is connected (waiters then rely less on polling).
-  bool listening() const noexcept { return listening_; }
+  bool listening() const noexcept { return subscriber_.up(); }
 
  private:
   struct Watched {
     std::size_t watchers = 0;
     std::uint64_t generation = 0;
   };
-
-  void listen() {
-    std::optional<Connection> conn;
-    auto pause = std::chrono::milliseconds(10);
-    while (!stop_) {
-      try {
-        if (!conn) {
-          conn.emplace(options_);
-          conn->command({"SUBSCRIBE", channel_});
-          listening_ = true;
-          pause = std::chrono::milliseconds(10);
-          release_all();  // releases were missed while disconnected
-        }
-        // A short wait, so the destructor is never held up for long.
-        if (auto msg = conn->read_push(std::chrono::milliseconds(50))) on_message(*msg);
-      } catch (const Error&) {
-        listening_ = false;
-        conn.reset();
-        release_all();
-        for (auto slept = std::chrono::milliseconds(0); slept < pause && !stop_; slept += std::chrono::milliseconds(10))
-          std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        pause = std::min(pause * 2, std::chrono::milliseconds(1000));
-      }
-    }
-  }
 
   // ["message", channel, lock key]
   void on_message(const Reply& msg) {
@@ -114,14 +87,11 @@ class LockNotifier {
     released_.notify_all();
   }
 
-  ConnectionOptions options_;
   std::string channel_;
   std::mutex mutex_;
   std::condition_variable released_;
   std::unordered_map<std::string, Watched> keys_;
-  std::once_flag started_;
-  std::thread thread_;
-  std::atomic<bool> stop_{false}, listening_{false};
+  Subscriber subscriber_;  // last: its thread is joined before the members its hooks use are gone
 };
 
 }  // namespace cachet::detail

@@ -15,11 +15,15 @@
 //   the timeout while it is down and probes until it is back.
 // - Bytes that do not decode (corrupt, foreign, another codec) are a miss: the
 //   value is reloaded and rewritten, and `decode_error` is counted.
+// - Over a TieredStore, lookups ask the in-process tier first: a fresh (or
+//   negative) entry there is the answer, shared and undecoded; what is read from
+//   Redis is kept there; every write and invalidation reaches both tiers.
 
 #include <cachet/breaker.hpp>
 #include <cachet/clock.hpp>
 #include <cachet/codec/entry.hpp>
 #include <cachet/codec/json.hpp>
+#include <cachet/detail/key_buffer.hpp>
 #include <cachet/detail/loader.hpp>
 #include <cachet/executor.hpp>
 #include <cachet/guard/concepts.hpp>
@@ -31,6 +35,7 @@
 #include <cachet/redis/errors.hpp>
 #include <cachet/store/concepts.hpp>
 #include <cachet/store/redis_store.hpp>
+#include <cachet/store/tiered_store.hpp>
 #include <cachet/tags.hpp>
 #include <cachet/ttl.hpp>
 
@@ -71,7 +76,7 @@ class CacheAside {
   using value_type = V;
 
   explicit CacheAside(S store, CacheOptions options, C codec = {}, G guard = {}, Clk clock = {})
-      : options_(validated(std::move(options))),
+      : options_(validated(std::move(options), store)),
         store_(std::move(store)),
         entries_(options_.format, std::move(codec)),
         guard_(std::move(guard)),
@@ -82,7 +87,9 @@ class CacheAside {
         breaker_(options_.breaker, [m = metrics_](BreakerState to) { m->count(transition_event(to)); }),
         sliding_(options_.ttl.sliding(options_.name)),
         version_(options_.versions ? &options_.versions->of(options_.name) : nullptr),
-        executor_(options_.background) {}
+        executor_(options_.background) {
+    follow_version();
+  }
 
   CacheAside(const CacheAside&) = delete;
   CacheAside& operator=(const CacheAside&) = delete;
@@ -93,11 +100,16 @@ class CacheAside {
 
   // The cached value, or nullopt on a miss or a negative entry. Never loads.
   std::optional<V> get(std::string_view id) {
-    const std::optional<std::string> k = read_key(id);
-    if (!k) return std::nullopt;
-    Lookup found = lookup(*k);
-    if (found.state == Lookup::value) return std::move(found.entry.value);
+    Lookup found = lookup_id(id);
+    if (found.state == Lookup::value) return std::optional<V>(value_of(found.entry));
     return std::nullopt;
+  }
+
+  // get() without a copy: over a TieredStore an in-process hit is the value the
+  // tier holds (no parse, no allocation); nullptr on a miss or a negative entry.
+  std::shared_ptr<const V> get_shared(std::string_view id) {
+    Lookup found = lookup_id(id);
+    return found.state == Lookup::value ? shared(std::move(found.entry)) : nullptr;
   }
 
   // The cached value, or what `loader(id)` returns (stored for next time).
@@ -108,23 +120,14 @@ class CacheAside {
   template <Loader<V> L>
   auto get_or_load(std::string_view id, L&& loader) -> std::invoke_result_t<L&, std::string_view> {
     using R = std::invoke_result_t<L&, std::string_view>;
-    std::optional<std::string> k = read_key(id);
-    if (!k) {  // no version to address the cache by: straight to the loader, nothing stored
-      metrics_->count(Event::miss);
-      return call_loader([&] { return loader(id); });
-    }
-    Lookup found = lookup(*k);
-    Why why = found.state == Lookup::stale ? Why::stale : Why::miss;
-    if (found.state == Lookup::value) {
-      if (!picked_early(found.entry.meta)) return R(std::move(*found.entry.value));
-      why = Why::early;
-    }
-    if (found.state == Lookup::negative) {
-      if constexpr (detail::is_optional<R>::value) return R(std::nullopt);
-    }
-    Task<L&> task(*this, std::move(*k), std::string(id), loader, std::move(found), why, false);
-    auto next = [](auto& t) { return t.load(); };
-    return guard_.run(task, next);
+    return through(id, loader, [](Entry& e) { return R(value_of(e)); }, [](R&& r) -> R { return std::move(r); });
+  }
+
+  // get_or_load without a copy of a cached value (see get_shared); nullptr for
+  // "does not exist".
+  template <Loader<V> L>
+  std::shared_ptr<const V> get_or_load_shared(std::string_view id, L&& loader) {
+    return through(id, loader, [](Entry& e) { return shared(std::move(e)); }, [](auto&& r) { return share(std::move(r)); });
   }
 
   // One MGET for all ids, one call of `batch_loader(missing_ids)` for the misses
@@ -140,14 +143,14 @@ class CacheAside {
     std::vector<std::size_t> missing;
     bool reachable = true;
     for (auto id : ids) {
-      std::optional<std::string> k = read_key(id);
-      if (!k) {  // no version to address the cache by: every id is loaded, nothing stored
+      std::string k;
+      if (!read_key(id, k)) {  // no version to address the cache by: every id is loaded, nothing stored
         metrics_->count(Event::miss, ids.size());
         reachable = false;
         for (std::size_t i = 0; i < ids.size(); ++i) missing.push_back(i);
         break;
       }
-      keys.push_back(std::move(*k));
+      keys.push_back(std::move(k));
     }
     if (reachable) reachable = lookup_many(keys, out, missing);
     if (missing.empty()) return out;
@@ -191,35 +194,41 @@ class CacheAside {
   // Tagged write (RedisStore): the value is stored and added to each tag's set in
   // one atomic script, so invalidate_tags can never miss it. Throws on Redis errors.
   template <TagList R>
-    requires std::same_as<S, RedisStore>
+    requires RedisBacked<S>
   void set(std::string_view id, const V& value, const R& tags) {
     refuse_tags_if_sliding();
     const Encoded e = encode(value);
-    tag_sets().set_tagged(key(id), e.bytes, e.ttl, tags);
+    const std::string k = key(id);
+    const std::string_view written = k;
+    [[maybe_unused]] const auto forget = forgetting({&written, 1});
+    tag_sets().set_tagged(k, e.bytes, e.ttl, tags);
   }
   void set(std::string_view id, const V& value, std::initializer_list<std::string_view> tags)
-    requires std::same_as<S, RedisStore>
+    requires RedisBacked<S>
   {
     set(id, value, std::span<const std::string_view>(tags.begin(), tags.size()));
   }
 
   // Removes every value tagged with any of `tags` ({ns}:tag:{tag}: shared by the
-  // namespace's caches). Throws on Redis errors.
+  // namespace's caches). Throws on Redis errors. Over a TieredStore, returns once
+  // this process's in-process tier has dropped them too.
   template <TagList R>
-    requires std::same_as<S, RedisStore>
+    requires RedisBacked<S>
   std::size_t invalidate_tags(const R& tags) {
-    return tag_sets().invalidate(tags);
+    const std::size_t n = tag_sets().invalidate(tags);
+    if constexpr (tiered) store_.reconcile();
+    return n;
   }
   std::size_t invalidate_tags(std::initializer_list<std::string_view> tags)
-    requires std::same_as<S, RedisStore>
+    requires RedisBacked<S>
   {
-    return tag_sets().invalidate(tags);
+    return invalidate_tags(std::span<const std::string_view>(tags.begin(), tags.size()));
   }
 
   // Tags every value this cache loads (get_or_load, get_many) with `tags_for(value)`,
   // in the same script as its write. Set it before the cache is shared.
   void tag_loaded_values(std::function<std::vector<std::string>(const V&)> tags_for)
-    requires std::same_as<S, RedisStore>
+    requires RedisBacked<S>
   {
     refuse_tags_if_sliding();
     tags_for_ = std::move(tags_for);
@@ -230,15 +239,16 @@ class CacheAside {
   // changed it meanwhile. Else a load that read the old row could overwrite the
   // put's newer value until the TTL. Costs a GET per load. Set it before sharing.
   void watch_writes()
-    requires std::same_as<S, RedisStore>
+    requires RedisBacked<S>
   {
     watch_writes_ = true;
   }
 
   // Throws the Redis layer's errors if a versioned name's version was never read.
   std::string key(std::string_view id) const {
-    if (!version_) return keys_.value_in(key_prefix_, id);
-    return keys_.value_in(keys_.name_prefix(options_.name, version_->current()), id);
+    std::string k;
+    append_key(k, id);
+    return k;
   }
 
   // For the write policies built on a cache (WriteThrough, WriteBehind), which
@@ -297,12 +307,49 @@ class CacheAside {
   Executor& executor() noexcept { return executor_; }
 
  private:
+  static constexpr bool tiered = ValueTiered<S, V>;
+  // An entry in hand: over a TieredStore, shared with the in-process tier.
+  using Entry = std::conditional_t<tiered, Cached<V>, typename EntryCodec<C>::Decoded>;
+  // What a read of the store gives back before it is decoded.
+  template <class St, bool = tiered>
+  struct FetchedOf {
+    using type = std::optional<std::string>;
+  };
+  template <class St>
+  struct FetchedOf<St, true> {
+    using type = typename St::Fetched;
+  };
+  using Fetched = typename FetchedOf<S>::type;
+
   struct Lookup {
     // stale: past its soft expiry, kept only for stale serving; without a guard
     // that serves it, it is reloaded like a miss.
-    enum State { value, negative, stale, miss, unreachable } state = miss;
-    typename EntryCodec<C>::Decoded entry{};
+    enum State { value, negative, stale, miss } state = miss;
+    bool reachable = true;  // Redis answered (or was not needed)
+    Entry entry{};
   };
+
+  // The value of an entry that holds one: moved out, or the tier's shared copy.
+  static decltype(auto) value_of(Entry& e) {
+    if constexpr (tiered) return std::as_const(*e.value);
+    else return std::move(*e.value);
+  }
+  static std::shared_ptr<const V> shared(Entry&& e) {
+    if constexpr (tiered) return std::move(e.value);
+    else return std::make_shared<const V>(std::move(*e.value));
+  }
+  template <class R>
+  static std::shared_ptr<const V> share(R&& r) {
+    if constexpr (detail::is_optional<std::remove_cvref_t<R>>::value) return r ? share(std::move(*r)) : nullptr;
+    else return std::make_shared<const V>(std::move(r));
+  }
+
+  // Around writes that go past the store (scripts): the in-process tier drops
+  // the keys when the returned object goes, whether the write returned or threw.
+  auto forgetting([[maybe_unused]] std::span<const std::string_view> keys) {
+    if constexpr (tiered) return store_.evicting(keys);
+    else return 0;
+  }
 
   // One guarded load: what a guard is given (the protocol is in guard/concepts.hpp).
   // L is the caller's loader by reference, or a copy for a background job.
@@ -323,7 +370,7 @@ class CacheAside {
       return why_ != Why::miss && found_.entry.value ? &*found_.entry.value : nullptr;
     }
     std::chrono::nanoseconds age() const { return now() - found_.entry.meta.created_at; }
-    bool reachable() const noexcept { return found_.state != Lookup::unreachable; }
+    bool reachable() const noexcept { return found_.reachable; }
     bool refresh_only() const noexcept { return refresh_only_; }
     // Newer than the value in hand (if any): a refresh is not done by finding its own input.
     std::optional<result_type> reread() {
@@ -371,9 +418,9 @@ class CacheAside {
   template <class R>
   std::optional<R> reread(const std::string& k, EntryMeta::time_point after) {
     try {
-      Lookup found = decode_entry(store_.get(k));
+      Lookup found = judge(decode(store_.get(k)));
       if (found.entry.meta.created_at <= after) return std::nullopt;
-      if (found.state == Lookup::value) return R(std::move(*found.entry.value));
+      if (found.state == Lookup::value) return R(value_of(found.entry));
       if constexpr (detail::is_optional<R>::value) {
         if (found.state == Lookup::negative) return R(std::nullopt);
       }
@@ -383,8 +430,13 @@ class CacheAside {
   }
 
   // Checked before anything is registered, so a refused configuration leaves nothing behind.
-  static CacheOptions validated(CacheOptions o) {
+  static CacheOptions validated(CacheOptions o, [[maybe_unused]] S& store) {
     if (o.name.empty()) throw std::invalid_argument("cachet: CacheOptions::name is empty");
+    if constexpr (tiered) {
+      const std::string prefix = KeyBuilder(o.ns, o.keys).name_prefix(o.name);
+      if (store.tracking() && !store.tracking()->covers(prefix))
+        throw std::invalid_argument("cachet: the store's tracking prefixes do not cover '" + prefix + "'");
+    }
     if (o.ttl.sliding(o.name)) {
       if (!TouchingStore<S>)
         throw std::invalid_argument("cachet: sliding expiry for '" + o.name + "' needs a store that renews TTLs on read");
@@ -417,23 +469,64 @@ class CacheAside {
     return m;
   }
 
-  Lookup lookup(const std::string& k) {
-    const auto started = std::chrono::steady_clock::now();
-    std::optional<std::string> bytes;
-    Lookup found;
-    if (guarded([&] { bytes = read(k); }, options_.throw_redis_errors)) {
-      found = classify(bytes);
+  // The lookup of id's key, built on the stack; a miss (uncounted by lookup)
+  // when a versioned name's version cannot be read.
+  Lookup lookup_id(std::string_view id) {
+    detail::KeyBuffer k;
+    if (read_key(id, k)) return lookup(k.view());
+    metrics_->count(Event::miss);
+    return Lookup{.reachable = false};
+  }
+
+  // The in-process tier first (over a TieredStore): a fresh or negative entry
+  // there is the answer. A stale one is read again from Redis, which may hold a
+  // newer value, and kept in hand only while Redis cannot be reached (so
+  // fail-safe and stale-while-revalidate still have it). Only lookups that go
+  // to Redis are timed: two clock reads would be a quarter of an in-process hit.
+  Lookup lookup(std::string_view k) {
+    Lookup found = judge(cached(k));
+    if (found.state == Lookup::miss || found.state == Lookup::stale) {
+      const auto started = std::chrono::steady_clock::now();
+      Fetched f;
+      if (guarded([&] { f = fetch(k); }, options_.throw_redis_errors)) found = judge(take(k, f));
+      else found.reachable = false;
+      metrics_->get_latency().observe(std::chrono::steady_clock::now() - started);
     } else {
-      found.state = Lookup::unreachable;
-      metrics_->count(Event::miss);
+      metrics_->count(Event::l1_hit);
     }
-    metrics_->get_latency().observe(std::chrono::steady_clock::now() - started);
+    count(found);
     return found;
+  }
+
+  std::optional<Entry> cached([[maybe_unused]] std::string_view k) {
+    if constexpr (tiered) return store_.cached(k);
+    else return std::nullopt;
+  }
+
+  // Reads the store (Redis) under the breaker; a tiered store hands out a ticket for fill().
+  Fetched fetch(std::string_view k) {
+    if constexpr (tiered) return store_.fetch(k);
+    else return read(k);
+  }
+  std::vector<Fetched> fetch_many(const std::vector<std::string_view>& keys) {
+    if constexpr (tiered) return store_.fetch_many(keys);
+    else return read_many(keys);
+  }
+
+  // Decodes what fetch() read; a tiered store keeps it in process.
+  std::optional<Entry> take(std::string_view k, Fetched& f) {
+    if constexpr (tiered) {
+      std::optional<Entry> e = decode(f.bytes);
+      if (e) store_.fill(k, f, *e);
+      return e;
+    } else {
+      return decode(f);
+    }
   }
 
   // A sliding entry's TTL is renewed by the read itself (the envelope's soft
   // expiry is not moved: sliding entries are meant to have no stale window).
-  std::optional<std::string> read(const std::string& k) {
+  std::optional<std::string> read(std::string_view k) {
     if constexpr (TouchingStore<S>) {
       if (sliding_) return store_.get_and_touch(k, sliding_ttl());
     }
@@ -449,49 +542,70 @@ class CacheAside {
 
   std::chrono::milliseconds sliding_ttl() const { return options_.ttl.expiry(options_.name, clock_.now()).ttl; }
 
-  // Decodes what the store returned and counts it as a hit, negative hit or
-  // miss (a stale entry counts as a miss).
-  Lookup classify(const std::optional<std::string>& bytes) {
-    Lookup found = decode_entry(bytes);
+  // Counts a lookup as a hit, negative hit or miss (a stale entry is a miss).
+  void count(const Lookup& found) {
     metrics_->count(found.state == Lookup::value      ? Event::hit
                     : found.state == Lookup::negative ? Event::negative_hit
                                                       : Event::miss);
-    return found;
   }
 
-  Lookup decode_entry(const std::optional<std::string>& bytes) {
-    Lookup found;
-    if (bytes) {
-      try {
-        found.entry = entries_.decode(*bytes);
-        const bool fresh = found.entry.meta.fresh_until == EntryMeta::time_point::max() ||  // plain format
-                           clock_.now() < found.entry.meta.fresh_until;
-        found.state = !fresh ? Lookup::stale : found.entry.meta.negative ? Lookup::negative : Lookup::value;
-      } catch (const DecodeError&) {
-        metrics_->count(Event::decode_error);  // corrupt or foreign bytes: a miss
-      }
+  // Nullopt for nothing, or for corrupt or foreign bytes (counted: a miss).
+  std::optional<Entry> decode(const std::optional<std::string>& bytes) {
+    if (!bytes) return std::nullopt;
+    try {
+      auto d = entries_.decode(*bytes);
+      if constexpr (tiered) return Entry{d.value ? std::make_shared<const V>(std::move(*d.value)) : nullptr, d.meta};
+      else return d;
+    } catch (const DecodeError&) {
+      metrics_->count(Event::decode_error);
+      return std::nullopt;
     }
+  }
+
+  // Fresh, stale (past the soft expiry) or negative, by the cache's clock.
+  Lookup judge(std::optional<Entry> e) const {
+    Lookup found;
+    if (!e) return found;
+    found.entry = std::move(*e);
+    const EntryMeta& m = found.entry.meta;
+    const bool fresh = m.fresh_until == EntryMeta::time_point::max() || clock_.now() < m.fresh_until;  // max: plain
+    found.state = !fresh ? Lookup::stale : m.negative ? Lookup::negative : Lookup::value;
     return found;
   }
 
-  // Fills `out` with the hits of one MGET and lists the indices still missing.
-  // Returns whether Redis was reached.
+  // Fills `out` with the hits (in process first, then one MGET for the rest)
+  // and lists the indices still missing. Returns whether Redis was reached.
   bool lookup_many(const std::vector<std::string>& keys, std::vector<std::optional<V>>& out,
                    std::vector<std::size_t>& missing) {
     const auto started = std::chrono::steady_clock::now();
-    std::vector<std::optional<std::string>> bytes;
-    const bool reached = guarded(
+    std::vector<Lookup> found(keys.size());
+    std::vector<std::string_view> remote;  // the keys the in-process tier did not answer
+    std::vector<std::size_t> at;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      found[i] = judge(cached(keys[i]));
+      if (found[i].state != Lookup::miss && found[i].state != Lookup::stale) {
+        metrics_->count(Event::l1_hit);
+      } else {
+        remote.push_back(keys[i]);
+        at.push_back(i);
+      }
+    }
+    std::vector<Fetched> fetched;
+    const bool reached = remote.empty() || guarded(
         [&] {
-          bytes = read_many(views(keys));
-          if (bytes.size() != keys.size()) throw ProtocolError("cachet: store returned a batch of the wrong size");
+          fetched = fetch_many(remote);
+          if (fetched.size() != remote.size()) throw ProtocolError("cachet: store returned a batch of the wrong size");
         },
         options_.throw_redis_errors);
+    for (std::size_t j = 0; j < remote.size(); ++j) {
+      if (reached) found[at[j]] = judge(take(remote[j], fetched[j]));
+      else found[at[j]].reachable = false;
+    }
     metrics_->get_latency().observe(std::chrono::steady_clock::now() - started);
     for (std::size_t i = 0; i < keys.size(); ++i) {
-      Lookup found = reached ? classify(bytes[i]) : Lookup{Lookup::unreachable, {}};
-      if (!reached) metrics_->count(Event::miss);
-      if (found.state == Lookup::value) out[i] = std::move(found.entry.value);
-      else if (found.state != Lookup::negative) missing.push_back(i);
+      count(found[i]);
+      if (found[i].state == Lookup::value) out[i] = value_of(found[i].entry);
+      else if (found[i].state != Lookup::negative) missing.push_back(i);
     }
     return reached;
   }
@@ -629,13 +743,59 @@ class CacheAside {
 
   Tags tag_sets() { return Tags(store_.pool(), keys_); }
 
-  // key(id) for a read, or nullopt while a versioned name's version cannot be
-  // read (Redis down since this process started): the read then bypasses Redis.
-  std::optional<std::string> read_key(std::string_view id) {
-    if (!version_ || version_->known()) return key(id);
-    std::optional<std::string> k;
-    guarded([&] { k = key(id); }, options_.throw_redis_errors);
-    return k;
+  // key(id) into `out`, appended (a std::string or a detail::KeyBuffer).
+  template <class Out>
+  void append_key(Out& out, std::string_view id) const {
+    if (!version_) return keys_.append_value(out, key_prefix_, id);
+    keys_.append_value(out, keys_.name_prefix(options_.name, version_->current()), id);
+  }
+
+  // key(id) for a read; false while a versioned name's version cannot be read
+  // (Redis down since this process started): the read then bypasses Redis.
+  template <class Out>
+  bool read_key(std::string_view id, Out& out) {
+    if (!version_ || version_->known()) {
+      append_key(out, id);
+      return true;
+    }
+    return guarded([&] { append_key(out, id); }, options_.throw_redis_errors);
+  }
+
+  // Over a TieredStore whose tracking covers the version counter, a bump by
+  // anyone drops the cached version as soon as its invalidation arrives (and a
+  // flush, or a lost subscriber, drops it too).
+  void follow_version() {
+    if constexpr (tiered) {
+      Tracking* t = store_.tracking();
+      if (!version_ || !t) return;
+      version_subscription_ = t->listen([v = version_](std::optional<std::string_view> k) {
+        if (!k || *k == v->counter_key()) v->expire();
+      });
+    }
+  }
+
+  // The read path of get_or_load and get_or_load_shared: a hit goes out through
+  // `hit(entry)`, a load's result through `loaded(result)`.
+  template <class L, class Hit, class Loaded>
+  auto through(std::string_view id, L& loader, Hit hit, Loaded loaded) {
+    using R = std::invoke_result_t<L&, std::string_view>;
+    detail::KeyBuffer k;
+    if (!read_key(id, k)) {  // no version to address the cache by: straight to the loader, nothing stored
+      metrics_->count(Event::miss);
+      return loaded(call_loader([&] { return loader(id); }));
+    }
+    Lookup found = lookup(k.view());
+    Why why = found.state == Lookup::stale ? Why::stale : Why::miss;
+    if (found.state == Lookup::value) {
+      if (!picked_early(found.entry.meta)) return hit(found.entry);
+      why = Why::early;
+    }
+    if (found.state == Lookup::negative) {
+      if constexpr (detail::is_optional<R>::value) return loaded(R(std::nullopt));
+    }
+    Task<L&> task(*this, std::string(k.view()), std::string(id), loader, std::move(found), why, false);
+    auto next = [](auto& t) { return t.load(); };
+    return loaded(guard_.run(task, next));
   }
 
   // A hit renews a sliding value's TTL but not its tag sets', which could then
@@ -651,7 +811,9 @@ class CacheAside {
                                   const V* value, Fence* fence, const Watch& watch) {
     std::vector<std::string> sets;
     detail::ValueWrite w{k, bytes, ttl};
-    if constexpr (std::same_as<S, RedisStore>) {
+    const std::string_view written = k;
+    [[maybe_unused]] const auto forget = forgetting({&written, 1});  // the scripts write past the store
+    if constexpr (RedisBacked<S>) {
       if (tags_for_ && value) {
         const Tags tags = tag_sets();
         sets = tags.tag_set_keys(tags_for_(*value));
@@ -665,7 +827,7 @@ class CacheAside {
       store_.set(k, bytes, ttl);
       return detail::WriteResult::written;
     }
-    if constexpr (std::same_as<S, RedisStore>) {
+    if constexpr (RedisBacked<S>) {
       auto lease = store_.pool().acquire();
       return detail::ValueWriteCall(w).run(*lease);
     }
@@ -675,17 +837,20 @@ class CacheAside {
   // A batch's writes: one pipelined script each when tagged or watched, else one SET pipeline.
   void store_values(std::span<const StoreEntry> entries, const std::vector<const V*>& values,
                     const std::vector<Watch>& watches) {
-    if constexpr (std::same_as<S, RedisStore>) {
+    if constexpr (RedisBacked<S>) {
       if (tags_for_ || watch_writes_) {
         const Tags tags = tag_sets();
         std::vector<std::vector<std::string>> sets(entries.size());  // the writes view them
         std::vector<detail::ValueWrite> writes;
+        std::vector<std::string_view> written;
         writes.reserve(entries.size());
         for (std::size_t i = 0; i < entries.size(); ++i) {
           if (tags_for_ && values[i]) sets[i] = tags.tag_set_keys(tags_for_(*values[i]));
           writes.push_back({entries[i].key, entries[i].value, entries[i].ttl, sets[i], tags.options().prune_sample});
           watched(writes.back(), watches[i]);
+          written.push_back(entries[i].key);
         }
+        [[maybe_unused]] const auto forget = forgetting(written);  // the scripts write past the store
         auto lease = store_.pool().acquire();
         const detail::BatchWriteResult r = detail::run_value_writes(*lease, writes);
         metrics_->count(Event::stale_write_refused, r.superseded);
@@ -708,6 +873,7 @@ class CacheAside {
   CircuitBreaker breaker_;
   bool sliding_;
   NamespaceVersion* version_;  // options_.versions' entry for `name`, or nullptr
+  Tracking::Subscription version_subscription_;  // follow_version()
   std::function<std::vector<std::string>(const V&)> tags_for_;
   bool watch_writes_ = false;
   Executor executor_;  // last: stopped first, while what its jobs use still exists
@@ -718,5 +884,9 @@ class CacheAside {
 //                                          cachet::stampede_guard(pool));
 template <class V, Codec C = JsonCodec<V>>
 using GuardedCache = CacheAside<V, C, StampedeGuard>;
+
+// A cache with an in-process tier in front of Redis (TieredStore over a ValueStore<V>).
+template <class V, Codec C = JsonCodec<V>, Guard G = NoGuard, Clock Clk = SystemClock>
+using TieredCache = CacheAside<V, C, G, TieredStore<ValueStore<V>>, Clk>;
 
 }  // namespace cachet

@@ -8,6 +8,7 @@
 
 #include <cachet/policy/cache_aside.hpp>
 
+#include <memory>
 #include <span>
 #include <string_view>
 #include <type_traits>
@@ -28,6 +29,9 @@ class ReadThrough {
         loader_(std::move(loader)) {}
 
   result_type get(std::string_view id) { return cache_.get_or_load(id, loader_); }
+
+  // get() without a copy of a cached value (see CacheAside::get_shared); nullptr for "does not exist".
+  std::shared_ptr<const V> get_shared(std::string_view id) { return cache_.get_or_load_shared(id, loader_); }
 
   // Batch form: the misses are loaded by calling the bound loader once per id.
   std::vector<std::optional<V>> get_many(std::span<const std::string_view> ids) {

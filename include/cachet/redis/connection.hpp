@@ -106,21 +106,33 @@ class Connection {
   std::size_t pending() const noexcept { return pending_; }
 
   // For a connection in pub/sub mode (after SUBSCRIBE's reply was read): the
-  // next pushed message, or nullopt if none arrived within `wait`.
-  std::optional<Reply> read_push(std::chrono::milliseconds wait) {
+  // next pushed message, or nullopt if none arrived within `wait`, or if
+  // `wake_fd` (when >= 0) became readable first (the caller drains it).
+  std::optional<Reply> read_push(std::chrono::milliseconds wait, int wake_fd = -1) {
     if (!ctx_) throw ConnectionError("redis: read_push on a connection that is not connected");
     void* raw = nullptr;
     if (redisGetReplyFromReader(ctx_.get(), &raw) != REDIS_OK) fail("read");  // one already buffered?
     if (raw == nullptr) {
-      pollfd p{ctx_->fd, POLLIN, 0};
-      const int ready = ::poll(&p, 1, static_cast<int>(wait.count()));
+      pollfd p[2] = {{ctx_->fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
+      const int ready = ::poll(p, wake_fd >= 0 ? 2 : 1, static_cast<int>(wait.count()));
       if (ready < 0 && errno != EINTR) fail("poll");
-      if (ready <= 0) return std::nullopt;
+      if (ready <= 0 || (p[0].revents & (POLLIN | POLLHUP | POLLERR)) == 0) return std::nullopt;
       if (redisBufferRead(ctx_.get()) != REDIS_OK) fail("read");
       if (redisGetReplyFromReader(ctx_.get(), &raw) != REDIS_OK) fail("read");
       if (raw == nullptr) return std::nullopt;  // part of a message so far
     }
     return Reply(detail::ReplyPtr(static_cast<redisReply*>(raw)));
+  }
+
+  // For a connection in pub/sub mode: sends a command whose answer comes back as
+  // a push (PING, a further SUBSCRIBE), to be read by read_push. Nothing is
+  // counted as pending.
+  void send(std::initializer_list<Arg> args) {
+    if (!ctx_) throw ConnectionError("redis: send on a connection that is not connected");
+    detail::Argv argv(args);
+    if (redisAppendCommandArgv(ctx_.get(), argv.argc(), argv.argv(), argv.lens()) != REDIS_OK) fail("append");
+    for (int done = 0; !done;)
+      if (redisBufferWrite(ctx_.get(), &done) != REDIS_OK) fail("write");
   }
 
   // Drops the context: pending replies are forgotten and the next command reconnects.

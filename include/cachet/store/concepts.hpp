@@ -58,4 +58,18 @@ concept TouchingStore = Store<S> && requires(S& s, std::string_view key, std::ch
   { s.get_many_and_touch(keys, ttl) } -> std::same_as<std::vector<std::optional<std::string>>>;
 };
 
+// A value and how much longer the store keeps it.
+struct StoredValue {
+  std::string bytes;
+  std::optional<std::chrono::milliseconds> ttl;  // nullopt: no expiry
+};
+
+// Optional: values with their remaining TTL, so that a first tier in front of
+// the store never keeps one longer than the store does (TieredStore).
+template <class S>
+concept ExpiringStore = Store<S> && requires(S& s, std::string_view key, std::span<const std::string_view> keys) {
+  { s.get_with_ttl(key) } -> std::same_as<std::optional<StoredValue>>;
+  { s.get_many_with_ttl(keys) } -> std::same_as<std::vector<std::optional<StoredValue>>>;
+};
+
 }  // namespace cachet

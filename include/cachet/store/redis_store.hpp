@@ -7,11 +7,14 @@
 #include <cachet/redis/pool.hpp>
 #include <cachet/store/concepts.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <concepts>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace cachet {
@@ -42,6 +45,29 @@ class RedisStore {
     for (auto key : keys) p.add({"GETEX", key, "PX", ttl_ms(ttl)});
     out.reserve(keys.size());
     p.execute([&](Reply&& r) { out.push_back(std::move(r).as_optional_string()); });
+    return out;
+  }
+
+  // GET and PTTL, pipelined: one round trip.
+  std::optional<StoredValue> get_with_ttl(std::string_view key) { return std::move(get_many_with_ttl({&key, 1})[0]); }
+
+  // GET and PTTL for each key, as one pipeline.
+  std::vector<std::optional<StoredValue>> get_many_with_ttl(std::span<const std::string_view> keys) {
+    std::vector<std::optional<StoredValue>> out;
+    if (keys.empty()) return out;
+    auto lease = pool_->acquire();
+    Pipeline p(*lease);
+    for (auto key : keys) p.add({"GET", key}).add({"PTTL", key});
+    out.reserve(keys.size());
+    bool value = true;  // replies alternate: GET, PTTL
+    p.execute([&](Reply&& r) {
+      if (std::exchange(value, !value)) {
+        std::optional<std::string> bytes = std::move(r).as_optional_string();
+        out.push_back(bytes ? std::optional<StoredValue>({std::move(*bytes), std::nullopt}) : std::nullopt);
+      } else if (const long long ms = r.as_integer(); out.back() && ms != -1) {
+        out.back()->ttl = std::chrono::milliseconds(std::max(ms, 0LL));  // -2: gone since the GET
+      }
+    });
     return out;
   }
 
@@ -103,6 +129,13 @@ class RedisStore {
   Pool* pool_;
 };
 
-static_assert(Store<RedisStore>);
+static_assert(ExpiringStore<RedisStore>);
+
+// A store whose values live in Redis (RedisStore, or a TieredStore over one):
+// tag sets and locks can be kept beside them.
+template <class S>
+concept RedisBacked = Store<S> && requires(const S& s) {
+  { s.pool() } -> std::same_as<Pool&>;
+};
 
 }  // namespace cachet

@@ -1,0 +1,241 @@
+#pragma once
+// Redis client tracking (server-assisted client-side caching), RESP2 style: one
+// dedicated connection subscribes to `__redis__:invalidate` and receives the
+// name of every key that changes, whoever changed it (another process,
+// redis-cli, a service in another language, an expiry, an eviction, FLUSHALL
+// as a null key). Listeners (the first tier of a TieredStore) drop what they
+// hold for that key.
+//
+//   cachet::Tracking tracking(pool.connection_options(), {.prefixes = {"shop:"}});
+//   auto sub = tracking.listen([&](std::optional<std::string_view> key) { ... });  // nullopt: everything
+//
+// BCAST mode, registered by the subscriber itself. The connection runs
+// `CLIENT TRACKING on REDIRECT <its own id> BCAST PREFIX <p>...` and then
+// SUBSCRIBE, so the registration lives and dies with the one connection whose
+// health is watched. Default mode was rejected: there the server remembers, per
+// data connection, which keys it read, so every pooled connection must be
+// tracked and re-registered whenever it reconnects or the subscriber's id
+// changes, and a data connection the pool discards (a timeout, an error) takes
+// the memory of its keys with it: later writes to those keys would send nothing
+// and the first tier would serve them stale until its TTL. BCAST costs a message
+// for every write under the prefixes, including keys this process never read
+// (and its own cache fills), and in return needs no per-key state in the server
+// (no tracking table, whose overflow in default mode evicts keys by invalidating
+// them) and no setup on data connections.
+//
+// Losing the subscriber loses invalidations, so every change of state (lost,
+// back, refused) bumps epoch() and tells every listener to drop everything; a
+// first tier only keeps a value it read while the epoch it started under still
+// holds and tracking was `live` (or `refused`: then the tier's TTL alone bounds
+// staleness). A connection that stops answering PING for `ping_timeout` is
+// dropped like a closed one, so stale data is never served for longer than
+// `ping_interval + ping_timeout` after the subscriber went deaf.
+
+#include <cachet/detail/subscriber.hpp>
+#include <cachet/redis/connection.hpp>
+#include <cachet/redis/errors.hpp>
+#include <cachet/redis/options.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace cachet {
+
+struct TrackingOptions {
+  // BCAST PREFIX each of these; empty: every key of the server. Cover the
+  // namespaces whose values are kept in process ("shop:" for shop:product:42
+  // and for the version counters shop:ver:*).
+  std::vector<std::string> prefixes;
+  // Health check of the subscriber: a PING every `ping_interval`; no answer
+  // within `ping_timeout` drops the connection. Their sum bounds how long a
+  // silently lost subscriber can leave stale values in process.
+  std::chrono::milliseconds ping_interval{200};
+  std::chrono::milliseconds ping_timeout{300};
+};
+
+enum class TrackingState : std::uint8_t {
+  connecting,  // not yet registered: nothing may be kept
+  live,        // invalidations arrive: values may be kept
+  lost,        // the subscriber is gone and is reconnecting: nothing may be kept
+  refused,     // the server refused CLIENT TRACKING (old server, ACL): values may be kept, bounded by TTL alone
+};
+
+struct TrackingStats {
+  std::uint64_t messages = 0;  // invalidation messages received
+  std::uint64_t keys = 0;      // keys named in them
+  std::uint64_t flushes = 0;   // "drop everything": null-key messages (FLUSHALL) and changes of state
+  std::uint64_t registrations = 0;  // successful CLIENT TRACKING registrations (1 + reconnects)
+};
+
+class Tracking {
+ public:
+  using Listener = std::function<void(std::optional<std::string_view> key)>;  // nullopt: drop everything
+
+  // Removes its listener when destroyed.
+  class Subscription {
+   public:
+    Subscription() = default;
+    Subscription(Subscription&& o) noexcept : tracking_(std::exchange(o.tracking_, nullptr)), id_(o.id_) {}
+    Subscription& operator=(Subscription&& o) noexcept {
+      if (this != &o) {
+        reset();
+        tracking_ = std::exchange(o.tracking_, nullptr);
+        id_ = o.id_;
+      }
+      return *this;
+    }
+    ~Subscription() { reset(); }
+    void reset() noexcept {
+      if (tracking_) std::exchange(tracking_, nullptr)->remove(id_);
+    }
+
+   private:
+    friend class Tracking;
+    Subscription(Tracking* t, std::uint64_t id) noexcept : tracking_(t), id_(id) {}
+    Tracking* tracking_ = nullptr;
+    std::uint64_t id_ = 0;
+  };
+
+  // Starts the subscriber at once; it registers in the background (wait_live()).
+  explicit Tracking(ConnectionOptions redis, TrackingOptions options = {})
+      : options_(std::move(options)),
+        subscriber_(std::move(redis), {.ping_interval = options_.ping_interval, .ping_timeout = options_.ping_timeout},
+                    {.setup = [this](Connection& c) { register_on(c); },
+                     .message = [this](const Reply& msg) { on_message(msg); },
+                     .up = [this] { enter(TrackingState::live); },
+                     .down = [this] { enter(TrackingState::lost); }}) {
+    subscriber_.start();
+  }
+  Tracking(const Tracking&) = delete;
+  Tracking& operator=(const Tracking&) = delete;
+  ~Tracking() { subscriber_.stop(); }
+
+  // `listener` is called on the subscriber's thread for every invalidated key,
+  // and with nullopt whenever everything must go. Keep it short, and do not
+  // call back into the Tracking from it. The Tracking must outlive the subscription.
+  [[nodiscard]] Subscription listen(Listener listener) {
+    std::lock_guard lock(listeners_mutex_);
+    listeners_.emplace_back(++last_listener_, std::move(listener));
+    return Subscription(this, last_listener_);
+  }
+
+  // Changes with every change of state; a value read under one epoch may be
+  // kept only if the epoch is still the same (and keeps(epoch)).
+  std::uint64_t epoch() const noexcept { return epoch_.load(std::memory_order_acquire); }
+  static TrackingState state_of(std::uint64_t epoch) noexcept { return static_cast<TrackingState>(epoch & 3); }
+  static bool keeps(std::uint64_t epoch) noexcept {
+    const TrackingState s = state_of(epoch);
+    return s == TrackingState::live || s == TrackingState::refused;
+  }
+  TrackingState state() const noexcept { return state_of(epoch()); }
+
+  // The subscriber's CLIENT ID while registered, else 0.
+  long long client_id() const noexcept { return client_id_.load(std::memory_order_acquire); }
+
+  // Waits until invalidations flow (true) or `within` passes.
+  bool wait_live(std::chrono::milliseconds within) const {
+    const auto until = std::chrono::steady_clock::now() + within;
+    while (state() != TrackingState::live) {
+      if (std::chrono::steady_clock::now() >= until) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return true;
+  }
+
+  // Waits until every invalidation the server sent before this call has reached
+  // the listeners: a write this process made is then out of its first tier.
+  // False when not live (then nothing is being kept anyway) or after `within`.
+  bool sync(std::chrono::milliseconds within = std::chrono::seconds(1)) {
+    return subscriber_.sync(std::chrono::steady_clock::now() + within);
+  }
+
+  // Whether invalidations reach keys that start with `key_prefix`.
+  bool covers(std::string_view key_prefix) const {
+    if (options_.prefixes.empty()) return true;
+    return std::any_of(options_.prefixes.begin(), options_.prefixes.end(),
+                       [&](const std::string& p) { return key_prefix.substr(0, p.size()) == p; });
+  }
+
+  TrackingStats stats() const {
+    std::lock_guard lock(listeners_mutex_);
+    return stats_;
+  }
+  const TrackingOptions& options() const noexcept { return options_; }
+
+ private:
+  // On the subscriber's connection, before it subscribes. A refusal (an old
+  // server, an ACL) is recorded, then thrown so the subscriber tries again later.
+  void register_on(Connection& c) {
+    const long long id = c.command({"CLIENT", "ID"}).as_integer();
+    std::vector<std::string_view> argv{"CLIENT", "TRACKING", "on", "REDIRECT"};
+    const std::string redirect = std::to_string(id);
+    argv.push_back(redirect);
+    argv.push_back("BCAST");
+    for (const std::string& p : options_.prefixes) argv.insert(argv.end(), {"PREFIX", p});
+    try {
+      c.command(argv);
+    } catch (const ReplyError&) {
+      enter(TrackingState::refused);
+      throw;
+    }
+    c.command({"SUBSCRIBE", "__redis__:invalidate"});
+    client_id_.store(id, std::memory_order_release);
+  }
+
+  // ["message", "__redis__:invalidate", [key...] or nil]
+  void on_message(const Reply& msg) {
+    if (!msg.is_array() || msg.size() != 3 || !msg[0].is_string() || msg[0].as_string() != "message" ||
+        !msg[1].is_string() || msg[1].as_string() != "__redis__:invalidate")
+      return;
+    std::lock_guard lock(listeners_mutex_);
+    ++stats_.messages;
+    const ReplyView keys = msg[2];
+    if (!keys.is_array()) return flush_locked();  // FLUSHALL, FLUSHDB: a null key
+    for (ReplyView k : keys) {
+      ++stats_.keys;
+      for (auto& [id, listener] : listeners_) listener(k.as_string());
+    }
+  }
+
+  // A new state: a new epoch, and every listener drops what it holds.
+  void enter(TrackingState s) {
+    if (s != TrackingState::live) client_id_.store(0, std::memory_order_release);
+    std::lock_guard lock(listeners_mutex_);
+    if (s == TrackingState::refused && state() == TrackingState::refused) return;  // still refused
+    if (s == TrackingState::live) ++stats_.registrations;
+    epoch_.store(((epoch() >> 2) + 1) << 2 | static_cast<std::uint64_t>(s), std::memory_order_release);
+    flush_locked();
+  }
+
+  void flush_locked() {
+    ++stats_.flushes;
+    for (auto& [id, listener] : listeners_) listener(std::nullopt);
+  }
+
+  void remove(std::uint64_t id) noexcept {
+    std::lock_guard lock(listeners_mutex_);
+    std::erase_if(listeners_, [id](const auto& l) { return l.first == id; });
+  }
+
+  TrackingOptions options_;
+  mutable std::mutex listeners_mutex_;  // also held while listeners run, so removal waits for them
+  std::vector<std::pair<std::uint64_t, Listener>> listeners_;
+  std::uint64_t last_listener_ = 0;
+  TrackingStats stats_{};
+  std::atomic<std::uint64_t> epoch_{static_cast<std::uint64_t>(TrackingState::connecting)};
+  std::atomic<long long> client_id_{0};
+  detail::Subscriber subscriber_;  // last: its thread is joined before the members its hooks use are gone
+};
+
+}  // namespace cachet

@@ -1,0 +1,144 @@
+// Client tracking: what reaches the listeners, and what happens when the
+// subscriber is killed, goes deaf, or is refused.
+#include <cachet/redis/tracking.hpp>
+#include <cachet/testing/redis_server.hpp>
+
+#include <catch2/catch.hpp>
+#include <support/concurrency.hpp>
+#include <support/server.hpp>
+#include <support/tier_fixtures.hpp>
+
+#include <atomic>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+using namespace std::chrono_literals;
+using cachet::test::eventually;
+
+namespace {
+
+// What a listener was told: keys, and how many times "everything".
+struct Heard {
+  std::mutex mutex;
+  std::vector<std::string> keys;
+  int flushes = 0;
+
+  cachet::Tracking::Listener listener() {
+    return [this](std::optional<std::string_view> key) {
+      std::lock_guard lock(mutex);
+      if (key) keys.emplace_back(*key);
+      else ++flushes;
+    };
+  }
+  bool has(const std::string& key) {
+    std::lock_guard lock(mutex);
+    return std::find(keys.begin(), keys.end(), key) != keys.end();
+  }
+  int flush_count() {
+    std::lock_guard lock(mutex);
+    return flushes;
+  }
+};
+
+
+}  // namespace
+
+TEST_CASE("writes under the prefix by another client reach the listener, FLUSHALL as everything") {
+  cachet::test::Tracked tracked;
+  auto& server = tracked.server;
+  auto& tracking = tracked.tracking;
+  CHECK(tracking.client_id() > 0);
+  Heard heard;
+  auto sub = tracking.listen(heard.listener());
+  auto other = server.connect();
+
+  other.command({"SET", "t:1", "x"});
+  other.command({"SET", "elsewhere:1", "x"});
+  other.command({"DEL", "t:1"});
+  REQUIRE(tracking.sync());  // both writes' messages have been handed over
+  CHECK(heard.has("t:1"));
+  CHECK_FALSE(heard.has("elsewhere:1"));
+
+  other.command({"FLUSHALL"});
+  REQUIRE(tracking.sync());
+  CHECK(heard.flush_count() == 1);
+  CHECK(tracking.stats().keys >= 2);
+  CHECK(tracking.covers("t:item:"));
+  CHECK_FALSE(tracking.covers("u:item:"));
+}
+
+TEST_CASE("an expiry in Redis reaches the listener") {
+  cachet::test::Tracked tracked;
+  auto& server = tracked.server;
+  auto& tracking = tracked.tracking;
+  Heard heard;
+  auto sub = tracking.listen(heard.listener());
+  server.connect().command({"SET", "t:short", "x", "PX", 30});
+  CHECK(eventually([&] { return heard.has("t:short"); }, 3s));  // the server's expire cycle finds it
+}
+
+TEST_CASE("CLIENT KILL of the subscriber: listeners drop everything, registration comes back under a new id") {
+  cachet::test::Tracked tracked;
+  auto& server = tracked.server;
+  auto& tracking = tracked.tracking;
+  Heard heard;
+  auto sub = tracking.listen(heard.listener());
+  const long long id = tracking.client_id();
+  const std::uint64_t epoch = tracking.epoch();
+
+  auto admin = server.connect();
+  CHECK(admin.command({"CLIENT", "KILL", "ID", id}).as_integer() == 1);
+  REQUIRE(eventually([&] { return tracking.epoch() != epoch; }, 2s));
+  CHECK(heard.flush_count() >= 1);
+  REQUIRE(tracking.wait_live(5s));
+  CHECK(tracking.client_id() != id);
+  CHECK(tracking.stats().registrations == 2);
+
+  admin.command({"SET", "t:after", "x"});
+  REQUIRE(tracking.sync());
+  CHECK(heard.has("t:after"));  // invalidations flow again
+}
+
+TEST_CASE("a subscriber whose PINGs go unanswered is dropped within ping_interval + ping_timeout") {
+  cachet::testing::RedisServer server;
+  cachet::Tracking tracking(server.connection_options(), cachet::test::quick_tracking());
+  REQUIRE(tracking.wait_live(5s));
+  Heard heard;
+  auto sub = tracking.listen(heard.listener());
+
+  const auto paused = std::chrono::steady_clock::now();
+  server.pause(800ms);  // CLIENT PAUSE ALL: no answer to anyone
+  const bool dropped = eventually([&] { return tracking.state() != cachet::TrackingState::live; }, 2s);
+  const auto detected = std::chrono::steady_clock::now() - paused;
+  CHECK(dropped);
+  CHECK(detected < 50ms + 200ms + 150ms);  // interval + timeout, and slack for a busy machine
+  CHECK(heard.flush_count() >= 1);
+  CHECK(tracking.wait_live(5s));  // back once the pause ends
+}
+
+TEST_CASE("a server that refuses CLIENT TRACKING leaves tracking refused, and values may be kept") {
+  cachet::testing::RedisServer server({.config = {"user default on nopass ~* &* +@all -client|tracking"}});
+  cachet::Tracking tracking(server.connection_options(), cachet::test::quick_tracking());
+  REQUIRE(eventually([&] { return tracking.state() == cachet::TrackingState::refused; }, 5s));
+  CHECK(cachet::Tracking::keeps(tracking.epoch()));
+  CHECK(tracking.client_id() == 0);
+  CHECK_FALSE(tracking.sync(50ms));
+}
+
+TEST_CASE("before it is registered, and once it is lost, nothing may be kept") {
+  cachet::testing::RedisServer server;
+  cachet::ConnectionOptions redis = server.connection_options();
+  server.kill();
+  cachet::Tracking tracking(redis, cachet::test::quick_tracking());
+  std::this_thread::sleep_for(100ms);
+  CHECK(tracking.state() == cachet::TrackingState::connecting);
+  CHECK_FALSE(cachet::Tracking::keeps(tracking.epoch()));
+  server.restart();
+  REQUIRE(tracking.wait_live(5s));
+  CHECK(cachet::Tracking::keeps(tracking.epoch()));
+  server.kill();
+  REQUIRE(eventually([&] { return tracking.state() == cachet::TrackingState::lost; }, 2s));
+  CHECK_FALSE(cachet::Tracking::keeps(tracking.epoch()));
+}

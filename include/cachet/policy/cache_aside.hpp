@@ -264,7 +264,7 @@ class CacheAside {
     return {entries_.encode(value, meta(now, e, {})), e.ttl};
   }
   // The value in an entry's bytes, fresh or stale; nullopt for a negative entry. Throws DecodeError.
-  std::optional<V> decode(std::string_view bytes) const { return entries_.decode(bytes).value; }
+  std::optional<V> decode_value(std::string_view bytes) const { return entries_.decode(bytes).value; }
 
   // Runs a Redis operation under the cache's circuit breaker. Returns false when
   // Redis was not reached (breaker open, or the call failed); errors are counted,

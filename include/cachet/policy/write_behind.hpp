@@ -207,7 +207,7 @@ class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk> {
         cache_.options().throw_redis_errors);
     if (!reached || !bytes) return std::nullopt;
     try {
-      return cache_.decode(*bytes);
+      return cache_.decode_value(*bytes);
     } catch (const DecodeError&) {
       cache_.metrics().count(Event::decode_error);
       return std::nullopt;

@@ -3,6 +3,7 @@
 // generated deterministically, with one deliberately expensive query, over the
 // RAII wrappers of ../common/sqlite.hpp. One connection, used from one thread.
 
+#include "../common/random.hpp"
 #include "../common/sqlite.hpp"
 
 #include <nlohmann/json.hpp>
@@ -20,6 +21,8 @@
 
 namespace catalog {
 
+using example::SplitMix64;
+
 // What the cache stores: one product with its review aggregates.
 struct Product {
   std::int64_t id = 0;
@@ -30,24 +33,6 @@ struct Product {
   bool operator==(const Product&) const = default;
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Product, id, name, price, review_count, avg_rating)
-
-// SplitMix64: a tiny PRNG whose output is the same on every platform and
-// standard library, so the data and the request stream are reproducible.
-class SplitMix64 {
- public:
-  explicit SplitMix64(std::uint64_t seed) noexcept : state_(seed) {}
-  std::uint64_t next() noexcept {
-    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-  std::uint64_t below(std::uint64_t n) noexcept { return next() % n; }  // bias is irrelevant here
-  double unit() noexcept { return static_cast<double>(next() >> 11) * 0x1.0p-53; }  // [0, 1)
-
- private:
-  std::uint64_t state_;
-};
 
 // The catalog: products(id, name, price) and reviews(product_id, rating, body),
 // deliberately without an index on reviews.product_id.

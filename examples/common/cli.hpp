@@ -36,6 +36,16 @@ class Cli {
     return v;
   }
 
+  // A number in [min, max].
+  double number(std::string_view flag, std::string_view text, double min, double max) const {
+    double v = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc{} || end != text.data() + text.size() || v < min || v > max)
+      fail(std::string(flag) + " needs a number from " + std::to_string(min) + " to " + std::to_string(max) + ", got '" +
+           std::string(text) + "'");
+    return v;
+  }
+
   // --socket, --host, --port, --password: true if `flag` was one of them.
   bool redis_flag(std::string_view flag, std::string_view value) {
     if (flag == "--socket") redis_.path = value;

@@ -103,6 +103,7 @@ class Statement {
 
   void reset() { check(sqlite3_reset(stmt_.get()), "reset"); }
 
+  sqlite3_stmt* handle() const noexcept { return stmt_.get(); }
   std::int64_t int64(int column) const { return sqlite3_column_int64(stmt_.get(), column); }
   double real(int column) const { return sqlite3_column_double(stmt_.get(), column); }
   std::string text(int column) const {

@@ -49,12 +49,7 @@ struct Args {
 
 Args parse(int argc, char** argv, example::Cli& cli) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view flag = argv[i];
-    if (flag == "--help" || flag == "-h") cli.fail("");
-    if (i + 1 >= argc) cli.fail(flag.rfind("--", 0) == 0 ? "missing value after " + std::string(flag) : "unknown argument " + std::string(flag));
-    const std::string_view value = argv[++i];
-    if (cli.redis_flag(flag, value)) continue;
+  cli.each_flag(argc, argv, [&](std::string_view flag, std::string_view value) {
     if (flag == "--products") a.shape.products = cli.positive(flag, value);
     else if (flag == "--categories") a.shape.categories = cli.positive(flag, value);
     else if (flag == "--threads") a.run.threads = cli.positive(flag, value);
@@ -67,8 +62,9 @@ Args parse(int argc, char** argv, example::Cli& cli) {
     else if (flag == "--db-file") a.db_file = value;
     else if (flag == "--pg") a.pg = value;
     else if (flag == "--png") a.png = value;
-    else cli.fail("unknown flag " + std::string(flag));
-  }
+    else return false;
+    return true;
+  });
   if (a.db != "sqlite" && a.db != "postgres") cli.fail("--db is sqlite or postgres, not '" + a.db + "'");
   if (a.shape.categories > a.shape.products) cli.fail("--categories cannot exceed --products");
   return a;

@@ -55,8 +55,11 @@ class Cli {
     double v = 0;
     const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
     if (ec != std::errc{} || end != text.data() + text.size() || v < min || v > max)
-      fail(std::string(flag) + " needs a number from " + std::to_string(min) + " to " + std::to_string(max) + ", got '" +
-           std::string(text) + "'");
+    {
+      char range[64];
+      std::snprintf(range, sizeof range, " needs a number from %g to %g, got '", min, max);
+      fail(std::string(flag) + range + std::string(text) + "'");
+    }
     return v;
   }
 

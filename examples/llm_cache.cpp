@@ -72,10 +72,10 @@ int main(int argc, char** argv) {
   });
   try {
     cachet::Pool pool(cli.redis(), {.size = static_cast<std::size_t>(threads) + 2});
-    using Completions = cachet::CacheAside<std::string, cachet::StringCodec, cachet::StampedeGuard>;
+    using Completions = cachet::GuardedCache<std::string, cachet::StringCodec>;
     Completions cache(cachet::RedisStore(pool),
                       {.ns = "llm", .name = "completion", .ttl = cachet::TtlPolicy({.fresh = std::chrono::hours(24)})},
-                      {}, cachet::StampedeGuard(cachet::SingleFlight{}, cachet::RedisLockGuard(pool)));
+                      {}, cachet::stampede_guard(pool));
     FakeModel model{std::chrono::milliseconds(latency_ms)};
     auto ask = [&](const Request& r) {
       return cache.get_or_load(id_of(r), [&model](std::string_view id) { return model.complete(id); });

@@ -144,16 +144,16 @@ int run(const Args& a, example::Cli& cli) {
   const Popularity popularity(a.shape.products, a.zipf, a.shape.seed);
   const auto warm_ids = popularity.top(static_cast<std::size_t>(a.warm * static_cast<double>(a.shape.products)));
 
-  using ProductCache = cachet::CacheAside<Product, cachet::JsonCodec<Product>, cachet::StampedeGuard>;
-  using CategoryCache = cachet::CacheAside<CategorySummary, cachet::JsonCodec<CategorySummary>, cachet::StampedeGuard>;
+  using ProductCache = cachet::GuardedCache<Product>;
+  using CategoryCache = cachet::GuardedCache<CategorySummary>;
   auto cached = [&](const std::string& ns) {
     for (const char* name : {"product", "category"}) cachet::invalidate_matching(pool, cachet::KeyBuilder(ns).pattern(name));
     return std::make_unique<Cached<ProductCache, CategoryCache>>(
         "cache-aside + guards",
         std::make_unique<ProductCache>(cachet::RedisStore(pool), cache_options(ns, "product"), cachet::JsonCodec<Product>{},
-                                       cachet::StampedeGuard(cachet::SingleFlight{}, cachet::RedisLockGuard(pool))),
+                                       cachet::stampede_guard(pool)),
         std::make_unique<CategoryCache>(cachet::RedisStore(pool), cache_options(ns, "category"),
-                                        cachet::JsonCodec<CategorySummary>{}, cachet::StampedeGuard(cachet::SingleFlight{}, cachet::RedisLockGuard(pool))));
+                                        cachet::JsonCodec<CategorySummary>{}, cachet::stampede_guard(pool)));
   };
   std::vector<std::unique_ptr<Mode>> modes;
   modes.push_back(std::make_unique<NoCache>());

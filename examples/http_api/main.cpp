@@ -69,7 +69,7 @@ class Sessions {
 // `redis-cli GET api:products:/products/42` shows what a client would get.
 // Category summaries are tagged with their category, for updates to drop.
 class Api {
-  using RouteCache = cachet::CacheAside<std::string, cachet::StringCodec, cachet::StampedeGuard>;
+  using RouteCache = cachet::GuardedCache<std::string, cachet::StringCodec>;
 
  public:
   Api(catalog::Database& db, cachet::Pool& pool)
@@ -134,7 +134,7 @@ class Api {
     return RouteCache(cachet::RedisStore(pool),
                       {.ns = "api", .name = name, .ttl = cachet::TtlPolicy({.fresh = std::chrono::minutes(5)}),
                        .format = cachet::Format::plain},
-                      {}, cachet::StampedeGuard(cachet::SingleFlight{}, cachet::RedisLockGuard(pool)));
+                      {}, cachet::stampede_guard(pool));
   }
   static std::string tag_of(std::int64_t category) { return "category:" + std::to_string(category); }
 

@@ -144,20 +144,44 @@ int run(const Args& a, example::Cli& cli) {
   const Popularity popularity(a.shape.products, a.zipf, a.shape.seed);
   const auto warm_ids = popularity.top(static_cast<std::size_t>(a.warm * static_cast<double>(a.shape.products)));
 
-  using ProductCache = cachet::GuardedCache<Product>;
-  using CategoryCache = cachet::GuardedCache<CategorySummary>;
-  auto cached = [&](const std::string& ns) {
+  auto forget = [&](const std::string& ns) {  // a server given may hold an earlier run's entries
     for (const char* name : {"product", "category"}) cachet::invalidate_matching(pool, cachet::KeyBuilder(ns).pattern(name));
-    return std::make_unique<Cached<ProductCache, CategoryCache>>(
-        "cache-aside + guards",
-        std::make_unique<ProductCache>(cachet::RedisStore(pool), cache_options(ns, "product"), cachet::JsonCodec<Product>{},
-                                       cachet::stampede_guard(pool)),
-        std::make_unique<CategoryCache>(cachet::RedisStore(pool), cache_options(ns, "category"),
-                                        cachet::JsonCodec<CategorySummary>{}, cachet::stampede_guard(pool)));
+  };
+  auto writer = [&](const std::string& ns) {
+    cachet::CacheOptions o = cache_options(ns, "product");
+    o.metrics_label += ":writes";
+    return std::make_unique<ProductWriter>(pool, o, PriceWriter{}, cachet::WriteThroughOptions{.on_write = cachet::CacheUpdate::del});
   };
   std::vector<std::unique_ptr<Mode>> modes;
   modes.push_back(std::make_unique<NoCache>());
-  modes.push_back(cached("catalog-demo"));
+
+  using ProductCache = cachet::GuardedCache<Product>;
+  using CategoryCache = cachet::GuardedCache<CategorySummary>;
+  forget("catalog-redis");
+  modes.push_back(std::make_unique<Cached<ProductCache, CategoryCache>>(
+      "cache-aside + guards",
+      std::make_unique<ProductCache>(cachet::RedisStore(pool), cache_options("catalog-redis", "product"),
+                                     cachet::JsonCodec<Product>{}, cachet::stampede_guard(pool)),
+      std::make_unique<CategoryCache>(cachet::RedisStore(pool), cache_options("catalog-redis", "category"),
+                                      cachet::JsonCodec<CategorySummary>{}, cachet::stampede_guard(pool)),
+      writer("catalog-redis")));
+
+  // The same in front of an in-process tier, kept coherent by client tracking of the namespace.
+  using TieredProducts = cachet::TieredCache<Product, cachet::JsonCodec<Product>, cachet::StampedeGuard>;
+  using TieredCategories = cachet::TieredCache<CategorySummary, cachet::JsonCodec<CategorySummary>, cachet::StampedeGuard>;
+  cachet::Tracking tracking(cli.redis(), {.prefixes = {"catalog-l1:"}});
+  if (!tracking.wait_live(std::chrono::seconds(5))) throw std::runtime_error("client tracking did not come up");
+  forget("catalog-l1");
+  const cachet::MemoryStoreOptions l1{.max_entries = static_cast<std::size_t>(a.shape.products)};
+  modes.push_back(std::make_unique<Cached<TieredProducts, TieredCategories>>(
+      "+ in-process tier",
+      std::make_unique<TieredProducts>(
+          cachet::TieredStore(cachet::ValueStore<Product>(l1), cachet::RedisStore(pool), &tracking),
+          cache_options("catalog-l1", "product"), cachet::JsonCodec<Product>{}, cachet::stampede_guard(pool)),
+      std::make_unique<TieredCategories>(
+          cachet::TieredStore(cachet::ValueStore<CategorySummary>(l1), cachet::RedisStore(pool), &tracking),
+          cache_options("catalog-l1", "category"), cachet::JsonCodec<CategorySummary>{}, cachet::stampede_guard(pool)),
+      writer("catalog-l1")));
 
   std::printf("%d threads, %.1f s per mode, Zipf(%.2f) over the products, %.1f %% updates (write-through + "
               "the category's tag invalidated)\n",

@@ -63,14 +63,37 @@ class NoCache final : public Mode {
   Product update(Session& db, std::int64_t id, double price) override { return db.update_price(id, price); }
 };
 
-// Cache-aside over Redis with the stampede guard stack: products by id,
-// category summaries tagged with their category so a price update can drop them.
+// The database session a WriteThrough writer uses: the calling thread's (one
+// writer object serves every thread), and the version its last write committed.
+inline thread_local Session* writer_session = nullptr;
+inline thread_local std::int64_t written_version = 0;
+
+// Writes the new price and returns the row's new version (ordering cache writes).
+struct PriceWriter {
+  std::int64_t operator()(std::string_view id, const Product& p) const {
+    return written_version = writer_session->update_price(parse_id(id), p.price).version;
+  }
+};
+using ProductWriter = cachet::WriteThrough<Product, PriceWriter>;
+
+inline std::string tag_of(std::int64_t category) { return "category:" + std::to_string(category); }
+
+// Cache-aside with the stampede guard stack (over Redis, or over an in-process
+// tier in front of it): products by id, category summaries tagged with their
+// category. An update writes through: the database first, then, in one atomic
+// step, the product's entry deleted (the next read loads the new row) and its
+// category's summaries dropped by tag. A read that loaded the old row meanwhile
+// cannot write it back (WriteThrough's write versions).
 template <class ProductCache, class CategoryCache>
 class Cached final : public Mode {
  public:
-  Cached(std::string name, std::unique_ptr<ProductCache> products, std::unique_ptr<CategoryCache> categories)
-      : name_(std::move(name)), products_(std::move(products)), categories_(std::move(categories)) {
+  Cached(std::string name, std::unique_ptr<ProductCache> products, std::unique_ptr<CategoryCache> categories,
+         std::unique_ptr<ProductWriter> writer)
+      : name_(std::move(name)), products_(std::move(products)), categories_(std::move(categories)), writer_(std::move(writer)) {
+    products_->watch_writes();
     categories_->tag_loaded_values([](const CategorySummary& c) { return std::vector<std::string>{tag_of(c.id)}; });
+    writer_->invalidate_after_write(
+        [](std::string_view, const Product& p) { return cachet::Targets{.tags = {tag_of(p.category_id)}}; });
   }
 
   std::string name() const override { return name_; }
@@ -84,11 +107,18 @@ class Cached final : public Mode {
     return {std::move(*p), std::move(*c)};
   }
 
-  // The database first, then the cache: the product written through, its category's summary dropped.
+  // The product as the page shows it, with the new price, written through.
   Product update(Session& db, std::int64_t id, double price) override {
-    Product p = db.update_price(id, price);
-    products_->set(std::to_string(id), p);
-    categories_->invalidate_tags({tag_of(p.category_id)});
+    Product p = read(db, id).product;
+    p.price = price;
+    writer_session = &db;
+    const std::string key = std::to_string(id);
+    if (writer_->put(key, p) == cachet::WriteOutcome::unrepaired) throw std::runtime_error("the cache kept an old value");
+    if constexpr (tiered<ProductCache>) {
+      products_->store().evict(products_->key(key));  // this process's tier at once; others by tracking
+      categories_->store().reconcile();               // the tagged summaries' invalidations have arrived
+    }
+    p.version = written_version;  // what the update committed, for the freshness check
     return p;
   }
 
@@ -117,11 +147,13 @@ class Cached final : public Mode {
   }
 
  private:
-  static std::string tag_of(std::int64_t category) { return "category:" + std::to_string(category); }
+  template <class Cache>
+  static constexpr bool tiered = requires(Cache& c) { c.store().reconcile(); };
 
   std::string name_;
   std::unique_ptr<ProductCache> products_;
   std::unique_ptr<CategoryCache> categories_;
+  std::unique_ptr<ProductWriter> writer_;
 };
 
 }  // namespace catalog

@@ -18,7 +18,7 @@ class SqliteCatalog final : public Database {
   // Opens `path`, generating the data set first unless the file already holds
   // this shape (a complete earlier run's file is reused).
   SqliteCatalog(std::string path, const Shape& shape, const Progress& progress) : path_(std::move(path)) {
-    example::sqlite::Connection db(path_);
+    sqlite::Database db(path_);
     db.exec("PRAGMA journal_mode=WAL");
     if (!holds(db, shape)) generate(db, shape, progress);
   }
@@ -91,11 +91,11 @@ class SqliteCatalog final : public Database {
 
    private:
     struct Reset {  // a statement stepped part-way is reset on every way out
-      example::sqlite::Statement& s;
+      sqlite::Statement& s;
       ~Reset() { sqlite3_reset(s.handle()); }
     };
 
-    example::sqlite::Statement prepare(const char* sql) { return db_.prepare(sql); }
+    sqlite::Statement prepare(const char* sql) { return sqlite::Statement(db_.handle(), sql); }
 
     std::optional<Product> read_product(std::int64_t id) {
       Reset r{product_};
@@ -113,21 +113,21 @@ class SqliteCatalog final : public Database {
     }
 
     SqliteCatalog& owner_;
-    example::sqlite::Connection db_;
-    example::sqlite::Statement product_, summary_, cheapest_, set_price_, bump_;
+    sqlite::Database db_;
+    sqlite::Statement product_, summary_, cheapest_, set_price_, bump_;
   };
 
-  static bool holds(example::sqlite::Connection& db, const Shape& shape) {
+  static bool holds(sqlite::Database& db, const Shape& shape) {
     try {
-      auto q = db.prepare("SELECT products, categories, seed FROM shape");
+      auto q = sqlite::Statement(db.handle(), "SELECT products, categories, seed FROM shape");
       return q.step() && q.int64(0) == shape.products && q.int64(1) == shape.categories &&
              static_cast<std::uint64_t>(q.int64(2)) == shape.seed;
-    } catch (const std::runtime_error&) {
+    } catch (const sqlite::Error&) {
       return false;  // no shape table: a new or unfinished file
     }
   }
 
-  static void generate(example::sqlite::Connection& db, const Shape& shape, const Progress& progress) {
+  static void generate(sqlite::Database& db, const Shape& shape, const Progress& progress) {
     db.exec(
         "DROP TABLE IF EXISTS shape; DROP TABLE IF EXISTS images; DROP TABLE IF EXISTS stock; "
         "DROP TABLE IF EXISTS prices; DROP TABLE IF EXISTS products; DROP TABLE IF EXISTS categories;"
@@ -140,16 +140,16 @@ class SqliteCatalog final : public Database {
         "CREATE TABLE images (product_id INTEGER NOT NULL, position INTEGER NOT NULL, url TEXT NOT NULL, "
         "  PRIMARY KEY (product_id, position)) WITHOUT ROWID;");
     db.exec("BEGIN");
-    auto category = db.prepare("INSERT INTO categories (id, name) VALUES (?1, ?2)");
+    auto category = sqlite::Statement(db.handle(), "INSERT INTO categories (id, name) VALUES (?1, ?2)");
     for (std::int64_t c = 1; c <= shape.categories; ++c) {
       category.bind(1, c);
       category.bind(2, category_name(c));
       category.run();
     }
-    auto product = db.prepare("INSERT INTO products (id, category_id, name, description) VALUES (?1, ?2, ?3, ?4)");
-    auto price = db.prepare("INSERT INTO prices (product_id, amount) VALUES (?1, ?2)");
-    auto stock = db.prepare("INSERT INTO stock (product_id, warehouse, quantity) VALUES (?1, ?2, ?3)");
-    auto image = db.prepare("INSERT INTO images (product_id, position, url) VALUES (?1, ?2, ?3)");
+    auto product = sqlite::Statement(db.handle(), "INSERT INTO products (id, category_id, name, description) VALUES (?1, ?2, ?3, ?4)");
+    auto price = sqlite::Statement(db.handle(), "INSERT INTO prices (product_id, amount) VALUES (?1, ?2)");
+    auto stock = sqlite::Statement(db.handle(), "INSERT INTO stock (product_id, warehouse, quantity) VALUES (?1, ?2, ?3)");
+    auto image = sqlite::Statement(db.handle(), "INSERT INTO images (product_id, position, url) VALUES (?1, ?2, ?3)");
     Generator gen(shape);
     for (ProductRows r; gen.next(r);) {
       product.bind(1, r.id), product.bind(2, r.category_id), product.bind(3, r.name), product.bind(4, r.description);
@@ -168,7 +168,7 @@ class SqliteCatalog final : public Database {
     }
     db.exec("CREATE INDEX products_by_category ON products (category_id)");
     db.exec("CREATE TABLE shape (products INTEGER, categories INTEGER, seed INTEGER)");
-    auto mark = db.prepare("INSERT INTO shape VALUES (?1, ?2, ?3)");
+    auto mark = sqlite::Statement(db.handle(), "INSERT INTO shape VALUES (?1, ?2, ?3)");
     mark.bind(1, shape.products), mark.bind(2, shape.categories), mark.bind(3, static_cast<std::int64_t>(shape.seed));
     mark.run();
     db.exec("COMMIT");

@@ -3,8 +3,8 @@
 //
 //   GET  /products/:id             the product, cached under its route
 //   GET  /categories/:id           the category summary, cached and tagged category:<id>
-//   PUT  /products/:id {"price":x} updates the database, writes the product's route
-//                                  through and drops its category's summary (the tag)
+//   PUT  /products/:id {"price":x} a WriteThrough: the database, then the product's route
+//                                  and its category's summary (by tag) dropped in one step
 //   GET  /uncached/...             the same two GETs, always from the database
 //
 //   http_api serve [--listen P]    serve on 127.0.0.1:P (8080) until interrupted
@@ -73,7 +73,15 @@ class Api {
 
  public:
   Api(catalog::Database& db, cachet::Pool& pool)
-      : sessions_(db), products_(route_cache(pool, "products")), categories_(route_cache(pool, "categories")) {
+      : sessions_(db),
+        products_(route_cache(pool, "products")),
+        categories_(route_cache(pool, "categories")),
+        writes_(pool, route_options("products", "products:writes"), PriceWriter{this},
+                {.on_write = cachet::CacheUpdate::del}) {
+    products_.watch_writes();  // a load that read the old row cannot overwrite a PUT
+    writes_.invalidate_after_write([](std::string_view, const std::string& body) {
+      return cachet::Targets{.tags = {tag_of(nlohmann::json::parse(body).at("category_id").get<std::int64_t>())}};
+    });
     categories_.tag_loaded_values([](const std::string& body) {
       if (body.empty()) return std::vector<std::string>{};  // not found: nothing to tag
       return std::vector<std::string>{tag_of(nlohmann::json::parse(body).at("id").get<std::int64_t>())};
@@ -82,11 +90,8 @@ class Api {
 
   void install(httplib::Server& server) {
     server.set_tcp_nodelay(true);  // else small keep-alive replies wait out the client's delayed ACK (40 ms)
-    server.Get(R"(/products/(\d+))", [this](const httplib::Request& req, httplib::Response& res) {
-      reply(res, products_.get_or_load(req.path, [this, id = std::stoll(req.matches[1])](std::string_view) {
-        return json_of(sessions_.mine().product(id));
-      }));
-    });
+    server.Get(R"(/products/(\d+))",
+               [this](const httplib::Request& req, httplib::Response& res) { reply(res, product_route(req)); });
     server.Get(R"(/uncached/products/(\d+))", [this](const httplib::Request& req, httplib::Response& res) {
       reply(res, json_of(sessions_.mine().product(std::stoll(req.matches[1]))));
     });
@@ -108,15 +113,22 @@ class Api {
                         "application/json");
         return;
       }
-      const Product p = sessions_.mine().update_price(std::stoll(req.matches[1]), price);
-      const std::string body = nlohmann::json(p).dump();
-      products_.set("/products/" + std::to_string(p.id), body);  // written through
-      categories_.invalidate_tags({tag_of(p.category_id)});     // its category's summary
-      res.set_content(body, "application/json");
+      const std::string current = product_route(req);
+      if (current.empty()) return reply(res, current);
+      auto next = nlohmann::json::parse(current);
+      next["price"] = price;
+      writes_.put(req.path, next.dump());  // the database, then the route and its category's summary dropped
+      reply(res, product_route(req));      // the row as committed, loaded again
     });
   }
 
  private:
+  std::string product_route(const httplib::Request& req) {
+    return products_.get_or_load(req.path, [this, id = std::stoll(req.matches[1])](std::string_view) {
+      return json_of(sessions_.mine().product(id));
+    });
+  }
+
   template <class T>
   static std::string json_of(const std::optional<T>& v) {
     return v ? nlohmann::json(*v).dump() : std::string();  // "" = not found, cached like any answer
@@ -130,16 +142,27 @@ class Api {
     }
   }
 
+  // PUT's writer: the new price into the database; returns the row's version.
+  struct PriceWriter {
+    Api* api;
+    std::int64_t operator()(std::string_view path, const std::string& body) const {
+      const std::int64_t id = std::stoll(std::string(path.substr(path.rfind('/') + 1)));
+      return api->sessions_.mine().update_price(id, nlohmann::json::parse(body).at("price").get<double>()).version;
+    }
+  };
+
+  static cachet::CacheOptions route_options(const char* name, std::string label = {}) {
+    return {.ns = "api", .name = name, .ttl = cachet::TtlPolicy({.fresh = std::chrono::minutes(5)}),
+            .format = cachet::Format::plain, .metrics_label = std::move(label)};
+  }
   static RouteCache route_cache(cachet::Pool& pool, const char* name) {
-    return RouteCache(cachet::RedisStore(pool),
-                      {.ns = "api", .name = name, .ttl = cachet::TtlPolicy({.fresh = std::chrono::minutes(5)}),
-                       .format = cachet::Format::plain},
-                      {}, cachet::stampede_guard(pool));
+    return RouteCache(cachet::RedisStore(pool), route_options(name), {}, cachet::stampede_guard(pool));
   }
   static std::string tag_of(std::int64_t category) { return "category:" + std::to_string(category); }
 
   Sessions sessions_;
   RouteCache products_, categories_;
+  cachet::WriteThrough<std::string, PriceWriter, cachet::StringCodec> writes_;
 };
 
 // The server on a thread, on a free loopback port, stopped when this goes.

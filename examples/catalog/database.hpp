@@ -7,6 +7,7 @@
 #include "../common/random.hpp"
 #include "model.hpp"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -87,6 +88,32 @@ class Generator {
   example::SplitMix64 rng_;
   std::int64_t next_id_ = 1;
 };
+
+// Image urls as the product query aggregates them: separated by single spaces.
+inline std::vector<std::string> split_urls(const std::string& urls) {
+  std::vector<std::string> out;
+  for (std::size_t at = 0; at < urls.size();) {
+    const std::size_t end = std::min(urls.find(' ', at), urls.size());
+    out.push_back(urls.substr(at, end - at));
+    at = end + 1;
+  }
+  return out;
+}
+
+// Runs `f` in a transaction opened by `begin`: committed if it returns, rolled
+// back if it throws. `exec` runs one statement on the session's connection.
+template <class Exec, class F>
+auto in_transaction(Exec exec, const char* begin, F f) {
+  exec(begin);
+  try {
+    auto result = f();
+    exec("COMMIT");
+    return result;
+  } catch (...) {
+    exec("ROLLBACK");
+    throw;
+  }
+}
 
 // Progress of a long step: called with (done, total) now and then.
 using Progress = std::function<void(std::int64_t, std::int64_t)>;

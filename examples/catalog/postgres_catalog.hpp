@@ -123,20 +123,15 @@ class PostgresCatalog final : public Database {
 
     Product update_price(std::int64_t id, double price) override {
       owner_.counted();
-      db_.exec("BEGIN");
-      try {
+      return in_transaction([this](const char* sql) { db_.exec(sql); }, "BEGIN", [&] {
         char amount[32];
         std::snprintf(amount, sizeof amount, "%.2f", price);
         db_.run("set_price", {std::to_string(id), amount});
         db_.run("bump", {std::to_string(id)});
         std::optional<Product> p = read_product(id);
         if (!p) throw std::runtime_error("no product " + std::to_string(id));
-        db_.exec("COMMIT");
         return std::move(*p);
-      } catch (...) {
-        db_.exec("ROLLBACK");
-        throw;
-      }
+      });
     }
 
    private:
@@ -146,11 +141,7 @@ class PostgresCatalog final : public Database {
       Product p{pg::int64(r, 0, 0), pg::text(r, 0, 1), pg::int64(r, 0, 2), pg::int64(r, 0, 3),
                 pg::text(r, 0, 4),  pg::real(r, 0, 5), pg::int64(r, 0, 6), {}};
       const std::string urls = pg::text(r, 0, 7);
-      for (std::size_t at = 0; at < urls.size();) {
-        const std::size_t end = std::min(urls.find(' ', at), urls.size());
-        p.images.push_back(urls.substr(at, end - at));
-        at = end + 1;
-      }
+      p.images = split_urls(urls);
       return p;
     }
 

@@ -72,8 +72,7 @@ class SqliteCatalog final : public Database {
 
     Product update_price(std::int64_t id, double price) override {
       owner_.counted();
-      db_.exec("BEGIN IMMEDIATE");
-      try {
+      return in_transaction([this](const char* sql) { db_.exec(sql); }, "BEGIN IMMEDIATE", [&] {
         set_price_.bind(1, id);
         set_price_.bind(2, price);
         set_price_.run();
@@ -81,12 +80,8 @@ class SqliteCatalog final : public Database {
         bump_.run();
         std::optional<Product> p = read_product(id);
         if (!p) throw std::runtime_error("no product " + std::to_string(id));
-        db_.exec("COMMIT");
         return std::move(*p);
-      } catch (...) {
-        db_.exec("ROLLBACK");
-        throw;
-      }
+      });
     }
 
    private:
@@ -104,11 +99,7 @@ class SqliteCatalog final : public Database {
       Product p{product_.int64(0), product_.text(1), product_.int64(2), product_.int64(3),
                 product_.text(4),  product_.real(5), product_.int64(6), {}};
       const std::string urls = product_.text(7);
-      for (std::size_t at = 0; at < urls.size();) {
-        const std::size_t end = std::min(urls.find(' ', at), urls.size());
-        p.images.push_back(urls.substr(at, end - at));
-        at = end + 1;
-      }
+      p.images = split_urls(urls);
       return p;
     }
 

@@ -131,7 +131,8 @@ class WriteThrough : public detail::WritePolicy<V, W, C, G, Clk> {
   // so that versions follow the order in which writes commit.
   std::uint64_t next_version() {
     auto lease = this->pool().acquire();
-    return static_cast<std::uint64_t>(lease->command({"INCR", cache_.keys().write_sequence(cache_.options().name)}).as_integer());
+    const std::string sequence = cache_.keys().write_sequence(cache_.options().name);
+    return static_cast<std::uint64_t>(lease->command({"INCR", sequence}).as_integer());
   }
 
   std::optional<V> get(std::string_view id) { return cache_.get(id); }
@@ -193,9 +194,11 @@ class WriteThrough : public detail::WritePolicy<V, W, C, G, Clk> {
       cache_.store().set(k, e->bytes, e->ttl);
       return true;
     }
-    const auto ttl = e ? e->ttl : cache_.options().ttl.expiry(cache_.options().name, std::chrono::system_clock::now()).ttl;
+    const CacheOptions& o = cache_.options();
+    const auto ttl = e ? e->ttl : o.ttl.expiry(o.name, std::chrono::system_clock::now()).ttl;  // a delete's: the rule's
     const std::string version_key = cache_.keys().write_version(k);
-    const detail::VersionCheck check{version_key, version ? *version : std::string_view{}, ttl + write_.version_margin, !e};
+    const std::string_view v = version ? std::string_view(*version) : std::string_view{};
+    const detail::VersionCheck check{version_key, v, ttl + write_.version_margin, !e};
     const detail::ValueWriteCall call({k, e ? std::string_view(e->bytes) : std::string_view{}, ttl, sets,
                                        tags.options().prune_sample},
                                       nullptr, version ? &check : nullptr);

@@ -24,6 +24,7 @@
 #include <cachet/executor.hpp>
 #include <cachet/guard/concepts.hpp>
 #include <cachet/guard/no_guard.hpp>
+#include <cachet/guard/stack.hpp>
 #include <cachet/keys.hpp>
 #include <cachet/metrics.hpp>
 #include <cachet/namespace_version.hpp>
@@ -645,5 +646,11 @@ class CacheAside {
   std::function<std::vector<std::string>(const V&)> tags_for_;
   Executor executor_;  // last: stopped first, while what its jobs use still exists
 };
+
+// The common stack: cache-aside over Redis behind the stampede guard.
+//   cachet::GuardedCache<Product> products(cachet::RedisStore(pool), {.ns = "shop", .name = "product"}, {},
+//                                          cachet::stampede_guard(pool));
+template <class V, Codec C = JsonCodec<V>>
+using GuardedCache = CacheAside<V, C, StampedeGuard>;
 
 }  // namespace cachet

@@ -159,7 +159,8 @@ void write_behind_on(benchmark::State& state, Case c, const std::vector<std::uin
   cache.flush();
   const double seconds = std::chrono::duration<double>(clock_type::now() - started).count();
   const auto& m = cache.cache().metrics();
-  state.counters["coalescing"] = double(m.value(cachet::Event::write)) / double(std::max<std::uint64_t>(m.value(cachet::Event::flushed), 1));
+  const auto flushed = std::max<std::uint64_t>(m.value(cachet::Event::flushed), 1);
+  state.counters["coalescing"] = double(m.value(cachet::Event::write)) / double(flushed);
   state.counters["drained_per_s"] = double(m.value(cachet::Event::write)) / seconds;
 }
 

@@ -240,8 +240,9 @@ class Flusher {
     Split split;
     split.budget = 2 * static_cast<std::size_t>(std::ceil(std::log2(static_cast<double>(writes.size())))) + 2;
     write_split(std::span<const PendingWrite<V>>(writes), 0, split);
-    const bool down = !split.any_success && (split.alone.empty() || !std::all_of(split.alone.begin(), split.alone.end(),
-                                                                                   [](const Failure& f) { return f.rejected; }));
+    const bool all_rejected =
+        std::all_of(split.alone.begin(), split.alone.end(), [](const Failure& f) { return f.rejected; });
+    const bool down = !split.any_success && (split.alone.empty() || !all_rejected);
     if (split.any_success) outage_.reset();
     if (down) outage_.record_failure();  // nothing says the writes are wrong: retry them all later
     for (std::size_t i : split.written) written(*owners[i]);

@@ -141,7 +141,7 @@ class WriteBehindCounters {
 
  private:
   struct Keys {
-    explicit Keys(std::string p) : pending(p), flushing(p + ":flushing"), batch(p + ":batch"), seq(std::move(p) + ":seq") {}
+    explicit Keys(const std::string& p) : pending(p), flushing(p + ":flushing"), batch(p + ":batch"), seq(p + ":seq") {}
     std::string pending, flushing, batch, seq;
   };
 

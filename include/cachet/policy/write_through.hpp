@@ -135,7 +135,8 @@ class WriteThrough : public detail::WritePolicy<V, W, C, G, Clk> {
   // so that versions follow the order in which writes commit.
   std::uint64_t next_version() {
     auto lease = this->pool().acquire();
-    return static_cast<std::uint64_t>(lease->command({"INCR", cache_.keys().write_sequence(cache_.options().name)}).as_integer());
+    const std::string sequence = cache_.keys().write_sequence(cache_.options().name);
+    return static_cast<std::uint64_t>(lease->command({"INCR", sequence}).as_integer());
   }
 
   std::optional<V> get(std::string_view id) { return cache_.get(id); }

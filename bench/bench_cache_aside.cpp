@@ -6,7 +6,7 @@
 //   taskset -c 0 build/bench/bench/bench_cache_aside --benchmark_repetitions=10
 //   --benchmark_report_aggregates_only=true --benchmark_enable_random_interleaving=true
 
-#include "bench_item.hpp"
+#include "bench_fixture.hpp"
 #include "ratio_reporter.hpp"
 
 #include <cachet/policy/cache_aside.hpp>
@@ -25,7 +25,7 @@ using cachet::bench::Item;
 using cachet::bench::item;
 
 struct Fixture {
-  cachet::testing::RedisServer server{{.tcp = true}};
+  cachet::testing::RedisServer& server = cachet::bench::server();
   cachet::Pool pool{server.tcp_connection_options(), {.size = 1}};
 };
 Fixture& fixture() {
@@ -34,7 +34,7 @@ Fixture& fixture() {
 }
 
 cachet::CacheOptions options(cachet::Format format) {
-  cachet::CacheOptions o = cachet::bench::options(format == cachet::Format::plain ? "plain" : "enveloped");
+  cachet::CacheOptions o = cachet::bench::cache_options(format == cachet::Format::plain ? "plain" : "enveloped");
   o.format = format;
   return o;
 }

@@ -7,7 +7,7 @@
 // unpinned (bench/README.md):
 //   build/bench/bench/bench_stampede --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 
-#include "bench_item.hpp"
+#include "bench_fixture.hpp"
 
 #include <cachet/codec/string.hpp>
 #include <cachet/guard/stack.hpp>
@@ -29,16 +29,6 @@ namespace {
 constexpr int readers = 64;
 constexpr auto loader_time = std::chrono::milliseconds(20);
 
-struct Fixture {
-  cachet::testing::RedisServer server{{.tcp = true}};
-};
-Fixture& fixture() {
-  static Fixture f;
-  return f;
-}
-
-using cachet::bench::options;
-
 double percentile(std::vector<double> v, double p) {
   std::sort(v.begin(), v.end());
   return v[static_cast<std::size_t>(p * static_cast<double>(v.size() - 1))];
@@ -47,10 +37,10 @@ double percentile(std::vector<double> v, double p) {
 // One expiry per iteration; the 64 readers live for the whole benchmark.
 template <class G>
 void stampede(benchmark::State& state, G guard, const std::string& name) {
-  cachet::Pool pool(fixture().server.tcp_connection_options(), {.size = 16, .wait_timeout = std::chrono::seconds(5)});
-  cachet::CacheAside<std::string, cachet::StringCodec, G> cache(cachet::RedisStore(pool), options(name), {},
+  cachet::Pool pool(cachet::bench::server().tcp_connection_options(), {.size = 16, .wait_timeout = std::chrono::seconds(5)});
+  cachet::CacheAside<std::string, cachet::StringCodec, G> cache(cachet::RedisStore(pool), cachet::bench::cache_options(name), {},
                                                                  std::move(guard));
-  auto conn = fixture().server.connect();
+  auto conn = cachet::bench::server().connect();
   std::atomic<long> loads{0};
   std::vector<double> latency_ms(readers);
   std::vector<double> all_ms;
@@ -94,7 +84,7 @@ void stampede(benchmark::State& state, G guard, const std::string& name) {
 void unguarded(benchmark::State& state) { stampede(state, cachet::NoGuard{}, "unguarded"); }
 
 void guarded(benchmark::State& state) {
-  static cachet::Pool lock_pool(fixture().server.tcp_connection_options());
+  static cachet::Pool lock_pool(cachet::bench::server().tcp_connection_options());
   stampede(state, cachet::StampedeGuard(cachet::SingleFlight{}, cachet::RedisLockGuard(lock_pool)), "guarded");
 }
 

@@ -10,7 +10,7 @@
 // explains for the 1-thread figures:
 //   taskset -c 0 build/bench/bench/bench_tiered --benchmark_filter=threads:1$ ...
 
-#include "bench_item.hpp"
+#include "bench_fixture.hpp"
 #include "ratio_reporter.hpp"
 
 #include <cachet/policy/cache_aside.hpp>
@@ -30,15 +30,15 @@ namespace {
 
 using cachet::bench::Item;
 using cachet::bench::item;
-using cachet::bench::options;
+using cachet::bench::cache_options;
 struct Fixture {
   cachet::testing::RedisServer server{{.tcp = true}};
   cachet::Pool pool{server.tcp_connection_options(), {.size = 2}};
   cachet::Tracking tracking{server.tcp_connection_options(), {.prefixes = {"bench:"}}};
-  cachet::CacheAside<Item> redis{cachet::RedisStore(pool), options("redis")};
+  cachet::CacheAside<Item> redis{cachet::RedisStore(pool), cache_options("redis")};
   cachet::TieredCache<Item> tiered{
       cachet::TieredStore(cachet::ValueStore<Item>({.max_entries = 1024}), cachet::RedisStore(pool), &tracking),
-      options("tiered")};
+      cache_options("tiered")};
   std::size_t value_bytes = 0;  // envelope + JSON
 
   Fixture() {

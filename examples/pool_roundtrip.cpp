@@ -32,17 +32,13 @@ struct Args {
 
 Args parse(int argc, char** argv, example::Cli& cli) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view flag = argv[i];
-    if (flag == "--help" || flag == "-h") cli.fail("");
-    if (i + 1 >= argc) cli.fail("missing value after " + std::string(flag));
-    const std::string_view value = argv[++i];
-    if (cli.redis_flag(flag, value)) continue;
+  cli.each_flag(argc, argv, [&](std::string_view flag, std::string_view value) {
     if (flag == "--threads") a.threads = cli.positive(flag, value);
     else if (flag == "--requests") a.requests = cli.positive(flag, value);
     else if (flag == "--value-size") a.value_size = cli.positive(flag, value);
-    else cli.fail("unknown flag " + std::string(flag));
-  }
+    else return false;
+    return true;
+  });
   return a;
 }
 

@@ -144,6 +144,33 @@ cachet_refreshes_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
 # HELP cachet_background_rejected_total Background work refused by a full executor.
 # TYPE cachet_background_rejected_total counter
 cachet_background_rejected_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
+# HELP cachet_writes_total Writes through a write policy.
+# TYPE cachet_writes_total counter
+cachet_writes_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
+# HELP cachet_write_errors_total Database writes that failed.
+# TYPE cachet_write_errors_total counter
+cachet_write_errors_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
+# HELP cachet_stale_writes_refused_total Cache writes refused as older: a newer version is cached, or a put overtook the load.
+# TYPE cachet_stale_writes_refused_total counter
+cachet_stale_writes_refused_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
+# HELP cachet_writes_unrepaired_total Written keys that could be neither updated nor deleted in the cache (stale until their TTL).
+# TYPE cachet_writes_unrepaired_total counter
+cachet_writes_unrepaired_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
+# HELP cachet_queue_full_total Write-behind writes that found the queue at its bound.
+# TYPE cachet_queue_full_total counter
+cachet_queue_full_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
+# HELP cachet_flushed_total Queued writes written to the database.
+# TYPE cachet_flushed_total counter
+cachet_flushed_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
+# HELP cachet_coalesced_total Queued writes superseded by a later write of the same key.
+# TYPE cachet_coalesced_total counter
+cachet_coalesced_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
+# HELP cachet_dead_lettered_total Queued writes moved to the dead-letter stream.
+# TYPE cachet_dead_lettered_total counter
+cachet_dead_lettered_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
+# HELP cachet_reclaimed_total Queued writes taken over from a flusher that stopped.
+# TYPE cachet_reclaimed_total counter
+cachet_reclaimed_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
 # HELP cachet_l1_hits_total Lookups answered by the in-process tier (also counted as hits).
 # TYPE cachet_l1_hits_total counter
 cachet_l1_hits_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
@@ -232,9 +259,9 @@ TEST_CASE("several caches share one HELP and TYPE per family") {
     CHECK((name == family || name == family + "_bucket" || name == family + "_sum" || name == family + "_count"));
     ++samples;
   }
-  CHECK(families.size() == 18);  // 15 counters, 2 histograms, 1 gauge
-  // Per cache: 14 plain counters + 3 breaker series, 2 x (22 + 3) histogram lines, 1 gauge.
-  CHECK(samples == 3 * (17 + 50 + 1));
+  CHECK(families.size() == 27);  // 24 counters, 2 histograms, 1 gauge
+  // Per cache: 23 plain counters + 3 breaker series, 2 x (22 + 3) histogram lines, 1 gauge.
+  CHECK(samples == 3 * (26 + 50 + 1));
   CHECK(text.find("cachet_hits_total{cache=\"b\",prefix=\"x:two\"} 5\n") != std::string::npos);
   CHECK(text.find("cachet_hits_total{cache=\"a\",prefix=\"x:one\"} 0\n") != std::string::npos);
   CHECK(text.find("cachet_breaker_transitions_total{cache=\"c\",prefix=\"y:one\",to=\"half_open\"} 2\n") !=

@@ -1,12 +1,12 @@
 #pragma once
 // The example's "database": an SQLite catalog of products and their reviews,
-// generated deterministically, with one deliberately expensive query. Raw
-// SQLite C API behind small RAII wrappers; every return code is checked and a
-// failure throws std::runtime_error with sqlite3_errmsg. One connection, used
-// from one thread.
+// generated deterministically, with one deliberately expensive query, over the
+// RAII wrappers of ../common/sqlite.hpp. One connection, used from one thread.
+
+#include "../common/random.hpp"
+#include "../common/sqlite.hpp"
 
 #include <nlohmann/json.hpp>
-#include <sqlite3.h>
 
 #include <array>
 #include <charconv>
@@ -21,6 +21,8 @@
 
 namespace catalog {
 
+using example::SplitMix64;
+
 // What the cache stores: one product with its review aggregates.
 struct Product {
   std::int64_t id = 0;
@@ -32,96 +34,15 @@ struct Product {
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Product, id, name, price, review_count, avg_rating)
 
-// SplitMix64: a tiny PRNG whose output is the same on every platform and
-// standard library, so the data and the request stream are reproducible.
-class SplitMix64 {
- public:
-  explicit SplitMix64(std::uint64_t seed) noexcept : state_(seed) {}
-  std::uint64_t next() noexcept {
-    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-  std::uint64_t below(std::uint64_t n) noexcept { return next() % n; }  // bias is irrelevant here
-  double unit() noexcept { return static_cast<double>(next() >> 11) * 0x1.0p-53; }  // [0, 1)
-
- private:
-  std::uint64_t state_;
-};
-
-namespace detail {
-
-struct CloseDb {
-  void operator()(sqlite3* db) const noexcept { sqlite3_close(db); }
-};
-struct Finalize {
-  void operator()(sqlite3_stmt* s) const noexcept { sqlite3_finalize(s); }
-};
-
-}  // namespace detail
-
-// A prepared statement: bind, step, read columns; finalized when it goes.
-class Statement {
- public:
-  Statement(sqlite3* db, std::string_view sql) : db_(db) {
-    sqlite3_stmt* raw = nullptr;
-    const int rc = sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &raw, nullptr);
-    stmt_.reset(raw);
-    check(rc, "prepare");
-  }
-
-  void bind(int index, std::int64_t v) { check(sqlite3_bind_int64(stmt_.get(), index, v), "bind"); }
-  void bind(int index, double v) { check(sqlite3_bind_double(stmt_.get(), index, v), "bind"); }
-  void bind(int index, std::string_view v) {
-    check(sqlite3_bind_text(stmt_.get(), index, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT), "bind");
-  }
-
-  // True while there is a row to read; false when done.
-  bool step() {
-    const int rc = sqlite3_step(stmt_.get());
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    check(rc, "step");
-    return false;
-  }
-
-  // Runs a statement that returns no rows, then makes it ready to run again.
-  void run() {
-    while (step()) {
-    }
-    check(sqlite3_reset(stmt_.get()), "reset");
-  }
-
-  std::int64_t int64(int column) const { return sqlite3_column_int64(stmt_.get(), column); }
-  double real(int column) const { return sqlite3_column_double(stmt_.get(), column); }
-  std::string text(int column) const {
-    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_.get(), column));
-    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_.get(), column))) : std::string();
-  }
-
- private:
-  void check(int rc, const char* what) const {
-    if (rc != SQLITE_OK) throw std::runtime_error(std::string("sqlite ") + what + ": " + sqlite3_errmsg(db_));
-  }
-
-  sqlite3* db_;
-  std::unique_ptr<sqlite3_stmt, detail::Finalize> stmt_;
-};
-
 // The catalog: products(id, name, price) and reviews(product_id, rating, body),
 // deliberately without an index on reviews.product_id.
 class CatalogDb {
  public:
   // Creates and fills an in-memory database: `products` products with 10 to 30
   // reviews each (20 on average).
-  explicit CatalogDb(int products) {
-    sqlite3* raw = nullptr;
-    const int rc = sqlite3_open(":memory:", &raw);
-    db_.reset(raw);  // closed even when the open failed, as SQLite asks
-    if (rc != SQLITE_OK) throw std::runtime_error(std::string("sqlite open: ") + sqlite3_errmsg(raw));
-    exec("CREATE TABLE products (id INTEGER PRIMARY KEY, name TEXT NOT NULL, price REAL NOT NULL)");
-    exec("CREATE TABLE reviews (id INTEGER PRIMARY KEY, product_id INTEGER NOT NULL, rating INTEGER NOT NULL, "
+  explicit CatalogDb(int products) : db_(":memory:") {
+    db_.exec("CREATE TABLE products (id INTEGER PRIMARY KEY, name TEXT NOT NULL, price REAL NOT NULL)");
+    db_.exec("CREATE TABLE reviews (id INTEGER PRIMARY KEY, product_id INTEGER NOT NULL, rating INTEGER NOT NULL, "
          "body TEXT NOT NULL)");
     fill(products);
   }
@@ -138,7 +59,7 @@ class CatalogDb {
     const auto [end, ec] = std::from_chars(id.data(), id.data() + id.size(), n);
     if (ec != std::errc{} || end != id.data() + id.size()) return std::nullopt;
     ++queries_;
-    Statement q(db_.get(),
+    sqlite::Statement q(db_.handle(),
                 "SELECT p.id, p.name, p.price, "
                 "       (SELECT COUNT(*) FROM reviews AS r WHERE r.product_id = p.id), "
                 "       (SELECT AVG(r.rating) FROM reviews AS r WHERE r.product_id = p.id) "
@@ -157,15 +78,6 @@ class CatalogDb {
   const Product& expected(std::int64_t id) const { return truth_.at(static_cast<std::size_t>(id - 1)); }
 
  private:
-  void exec(const char* sql) {
-    char* error = nullptr;
-    if (sqlite3_exec(db_.get(), sql, nullptr, nullptr, &error) != SQLITE_OK) {
-      const std::string message = error ? error : sqlite3_errmsg(db_.get());
-      sqlite3_free(error);
-      throw std::runtime_error(std::string("sqlite exec: ") + message);
-    }
-  }
-
   void fill(int products) {
     static constexpr std::array<std::string_view, 8> adjectives{"Ergonomic", "Rustic", "Sleek", "Compact",
                                                                 "Durable",   "Vintage", "Smart", "Quiet"};
@@ -175,9 +87,9 @@ class CatalogDb {
         "great", "value", "broke", "after", "a",     "week", "would", "buy",
         "again", "solid", "build", "but",   "noisy", "fits", "well",  "recommend"};
     SplitMix64 rng(20240601);
-    exec("BEGIN");
-    Statement add_product(db_.get(), "INSERT INTO products (id, name, price) VALUES (?1, ?2, ?3)");
-    Statement add_review(db_.get(), "INSERT INTO reviews (product_id, rating, body) VALUES (?1, ?2, ?3)");
+    db_.exec("BEGIN");
+    sqlite::Statement add_product(db_.handle(), "INSERT INTO products (id, name, price) VALUES (?1, ?2, ?3)");
+    sqlite::Statement add_review(db_.handle(), "INSERT INTO reviews (product_id, rating, body) VALUES (?1, ?2, ?3)");
     truth_.reserve(static_cast<std::size_t>(products));
     for (std::int64_t id = 1; id <= products; ++id) {
       Product p;
@@ -209,10 +121,10 @@ class CatalogDb {
       p.avg_rating = static_cast<double>(rating_sum) / static_cast<double>(p.review_count);
       truth_.push_back(std::move(p));
     }
-    exec("COMMIT");
+    db_.exec("COMMIT");
   }
 
-  std::unique_ptr<sqlite3, detail::CloseDb> db_;
+  sqlite::Database db_;
   std::vector<Product> truth_;
   std::int64_t review_rows_ = 0;
   long long queries_ = 0;

@@ -47,17 +47,12 @@ struct Args {
 
 Args parse(int argc, char** argv, example::Cli& cli) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view flag = argv[i];
-    if (flag == "--help" || flag == "-h") cli.fail("");
-    constexpr std::string_view known[] = {"--socket", "--host", "--port", "--password", "--requests", "--products"};
-    if (std::find(std::begin(known), std::end(known), flag) == std::end(known)) cli.fail("unknown flag " + std::string(flag));
-    if (i + 1 >= argc) cli.fail("missing value after " + std::string(flag));
-    const std::string_view value = argv[++i];
-    if (cli.redis_flag(flag, value)) continue;
+  cli.each_flag(argc, argv, [&](std::string_view flag, std::string_view value) {
     if (flag == "--requests") a.requests = cli.positive(flag, value);
-    else a.products = cli.positive(flag, value);  // --products
-  }
+    else if (flag == "--products") a.products = cli.positive(flag, value);
+    else return false;
+    return true;
+  });
   return a;
 }
 

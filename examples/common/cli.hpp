@@ -28,11 +28,38 @@ class Cli {
     std::exit(error.empty() ? 0 : 2);
   }
 
+  // Calls `handle(flag, value)` for each "--flag value" pair that is not a Redis
+  // flag; `handle` returns false for a flag it does not know. --help prints the usage.
+  template <class Handle>
+  void each_flag(int argc, char** argv, Handle&& handle) {
+    for (int i = 1; i < argc; ++i) {
+      const std::string_view flag = argv[i];
+      if (flag == "--help" || flag == "-h") fail("");
+      if (flag.rfind("--", 0) != 0) fail("unexpected argument '" + std::string(flag) + "'");
+      if (i + 1 >= argc) fail("missing value after " + std::string(flag));
+      const std::string_view value = argv[++i];
+      if (!redis_flag(flag, value) && !handle(flag, value)) fail("unknown flag " + std::string(flag));
+    }
+  }
+
   int positive(std::string_view flag, std::string_view text) const {
     int v = 0;
     const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
     if (ec != std::errc{} || end != text.data() + text.size() || v <= 0)
       fail(std::string(flag) + " needs a positive integer, got '" + std::string(text) + "'");
+    return v;
+  }
+
+  // A number in [min, max].
+  double number(std::string_view flag, std::string_view text, double min, double max) const {
+    double v = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc{} || end != text.data() + text.size() || v < min || v > max)
+    {
+      char range[64];
+      std::snprintf(range, sizeof range, " needs a number from %g to %g, got '", min, max);
+      fail(std::string(flag) + range + std::string(text) + "'");
+    }
     return v;
   }
 

@@ -47,6 +47,7 @@
 #include <cachet/guard/no_guard.hpp>
 #include <cachet/guard/redis_lock.hpp>
 #include <cachet/guard/redis_lock_guard.hpp>
+#include <cachet/guard/refresh_ahead.hpp>
 #include <cachet/guard/single_flight.hpp>
 #include <cachet/guard/stack.hpp>
 #include <cachet/guard/stale_while_revalidate.hpp>
@@ -59,3 +60,8 @@
 
 #include <cachet/policy/cache_aside.hpp>
 #include <cachet/policy/read_through.hpp>
+#include <cachet/policy/refresh_ahead.hpp>
+#include <cachet/policy/write_behind.hpp>
+#include <cachet/policy/write_behind_counters.hpp>
+#include <cachet/policy/write_queue.hpp>
+#include <cachet/policy/write_through.hpp>

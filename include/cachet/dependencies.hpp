@@ -44,6 +44,30 @@ struct Targets {
   std::vector<std::string> namespaces;  // value names whose version is bumped
 };
 
+// Targets as the invalidation script takes them: tag-set keys, keys, version
+// counters (and the process's versions to tell of the bumps). Throws
+// std::invalid_argument for namespaces without a NamespaceVersions.
+struct ResolvedTargets {
+  ResolvedTargets(const Targets& t, const KeyBuilder& keys, NamespaceVersions* versions) {
+    if (!t.namespaces.empty() && !versions)
+      throw std::invalid_argument("cachet: namespaces to bump but no NamespaceVersions given");
+    for (const auto& tag : t.tags) script.tag_sets.push_back(keys.tag(tag));
+    script.keys = t.keys;
+    for (const auto& name : t.namespaces) {
+      names.push_back(&versions->of(name));
+      script.counters.push_back(names.back()->counter_key());
+    }
+  }
+
+  // After the script ran: this process sees the new versions at once.
+  void bumped(const detail::InvalidationResult& r) const {
+    for (std::size_t i = 0; i < names.size() && i < r.versions.size(); ++i) names[i]->bumped(r.versions[i]);
+  }
+
+  detail::InvalidationTargets script;
+  std::vector<NamespaceVersion*> names;
+};
+
 struct InvalidationReport {
   std::size_t deleted = 0;  // keys that existed: tagged values and plain keys
   std::size_t tags = 0, namespaces = 0;
@@ -87,19 +111,10 @@ class DependencyMap {
 
   // Invalidates explicit targets the same way.
   InvalidationReport invalidate(const Targets& t) {
-    if (!t.namespaces.empty() && !versions_)
-      throw std::invalid_argument("cachet::DependencyMap: namespaces to bump but no NamespaceVersions given");
-    detail::InvalidationTargets targets;
-    for (const auto& tag : t.tags) targets.tag_sets.push_back(tags_->tag_key(tag));
-    targets.keys = t.keys;
-    std::vector<NamespaceVersion*> bumped;
-    for (const auto& name : t.namespaces) {
-      bumped.push_back(&versions_->of(name));
-      targets.counters.push_back(bumped.back()->counter_key());
-    }
+    const ResolvedTargets resolved(t, tags_->keys(), versions_);
     auto lease = tags_->pool().acquire();
-    const detail::InvalidationResult r = detail::run_invalidation(*lease, targets);
-    for (std::size_t i = 0; i < bumped.size() && i < r.versions.size(); ++i) bumped[i]->bumped(r.versions[i]);
+    const detail::InvalidationResult r = detail::run_invalidation(*lease, resolved.script);
+    resolved.bumped(r);
     return {r.deleted, t.tags.size(), t.namespaces.size()};
   }
 

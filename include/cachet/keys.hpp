@@ -6,7 +6,9 @@
 //   {ns}:tag:{tag}             a tag set
 //   {ns}:lock:{key}            the lock of a value key
 //   {ns}:ver:{name}            a namespace's version counter
-//   {ns}:wb:{queue}            a write-behind stream
+//   {ns}:wb:{queue}            a write-behind stream (and {ns}:wb:{queue}:... beside it)
+//   {ns}:wv:{key}              the version of the last versioned write-through of a value key
+//   {ns}:wseq:{name}           a sequence that write-through writers may draw versions from
 //
 // Ids come from users and may hold anything. Bytes that would make two different
 // ids look alike, or make a key awkward to read in redis-cli, are %-escaped: ':'
@@ -93,6 +95,15 @@ class KeyBuilder {
   std::string version(std::string_view name) const {
     check_constant(name, "name");
     return prefix_ + ":ver:" + std::string(name);
+  }
+
+  // The version of the last versioned write of a value key (write-through): in
+  // the key's slot under HashTag::entity, like its lock.
+  std::string write_version(std::string_view value_key) const { return prefix_ + ":wv:" + std::string(value_key); }
+
+  std::string write_sequence(std::string_view name) const {
+    check_constant(name, "name");
+    return prefix_ + ":wseq:" + std::string(name);
   }
 
   std::string write_behind(std::string_view queue) const {

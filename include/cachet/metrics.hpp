@@ -52,6 +52,15 @@ enum class Event : std::uint8_t {
   fenced_out,         // a load's write refused: its lock had expired and passed on
   refresh,            // a background refresh started (stale-while-revalidate, early expiration)
   background_rejected,  // background work refused: the executor's queue was full
+  write,              // a write through a write policy (write-through put, write-behind write, counter increment)
+  write_error,        // a database write that failed (write-through writer, write-behind batch)
+  stale_write_refused,  // a cache write refused as older: a newer version is cached, or a put overtook the load
+  write_unrepaired,   // a written key neither updated nor deleted in the cache: stale until its TTL
+  queue_full,         // a write-behind write that found its queue at its bound
+  flushed,            // queued writes (or counter totals) written to the database
+  coalesced,          // queued writes superseded by a later write of the same key before their flush
+  dead_lettered,      // queued writes moved to the dead-letter stream
+  reclaimed,          // queued writes taken over from a flusher that stopped (XAUTOCLAIM)
   l1_hit,             // a lookup answered by the in-process tier (also counted as a hit or negative hit)
 };
 
@@ -218,6 +227,17 @@ inline constexpr std::array<CounterSeries, event_count> counter_series{{
     {Event::fenced_out, "cachet_fenced_out_total", "Cache writes refused because the writer's lock had passed on.", {}},
     {Event::refresh, "cachet_refreshes_total", "Background refreshes started.", {}},
     {Event::background_rejected, "cachet_background_rejected_total", "Background work refused by a full executor.", {}},
+    {Event::write, "cachet_writes_total", "Writes through a write policy.", {}},
+    {Event::write_error, "cachet_write_errors_total", "Database writes that failed.", {}},
+    {Event::stale_write_refused, "cachet_stale_writes_refused_total",
+     "Cache writes refused as older: a newer version is cached, or a put overtook the load.", {}},
+    {Event::write_unrepaired, "cachet_writes_unrepaired_total",
+     "Written keys that could be neither updated nor deleted in the cache (stale until their TTL).", {}},
+    {Event::queue_full, "cachet_queue_full_total", "Write-behind writes that found the queue at its bound.", {}},
+    {Event::flushed, "cachet_flushed_total", "Queued writes written to the database.", {}},
+    {Event::coalesced, "cachet_coalesced_total", "Queued writes superseded by a later write of the same key.", {}},
+    {Event::dead_lettered, "cachet_dead_lettered_total", "Queued writes moved to the dead-letter stream.", {}},
+    {Event::reclaimed, "cachet_reclaimed_total", "Queued writes taken over from a flusher that stopped.", {}},
     {Event::l1_hit, "cachet_l1_hits_total", "Lookups answered by the in-process tier (also counted as hits).", {}},
 }};
 

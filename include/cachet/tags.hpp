@@ -33,7 +33,6 @@
 #include <cachet/detail/invalidation_script.hpp>
 #include <cachet/detail/value_write.hpp>
 #include <cachet/keys.hpp>
-#include <cachet/redis/pipeline.hpp>
 #include <cachet/redis/pool.hpp>
 #include <cachet/redis/script.hpp>
 #include <cachet/store/concepts.hpp>
@@ -100,28 +99,17 @@ class Tags {
   // every reply is read, so the connection stays usable.
   void set_tagged_many(std::span<const TaggedEntry> entries) {
     if (entries.empty()) return;
-    auto lease = pool_->acquire();
-    const std::string& sha = detail::value_write_script().sha(*lease);  // loaded before the pipeline
-    std::vector<std::vector<std::string>> tag_keys;  // per entry, kept for a NOSCRIPT retry
+    std::vector<std::vector<std::string>> tag_keys;  // per entry: the writes view them
+    std::vector<detail::ValueWrite> writes;
     tag_keys.reserve(entries.size());
-    Pipeline p(*lease);
+    writes.reserve(entries.size());
     for (const TaggedEntry& e : entries) {
       tag_keys.push_back(tag_set_keys(e.tags));
-      const detail::ValueWriteCall call(write_of(e.key, e.value, e.ttl, tag_keys.back()));
-      p.add(call.evalsha(sha));  // copied into the connection's buffer here
+      writes.push_back(write_of(e.key, e.value, e.ttl, tag_keys.back()));
     }
-    std::vector<std::size_t> noscript;
-    std::size_t failed = 0, at = 0;
-    std::string first;
-    p.execute([&](Reply&& r) {
-      const std::size_t i = at++;
-      if (!r.is_error()) return;
-      std::string message = std::move(r).error_message();
-      if (message.rfind("NOSCRIPT", 0) == 0) noscript.push_back(i);  // SCRIPT FLUSH meanwhile: EVAL below
-      else if (failed++ == 0) first = std::move(message);
-    });
-    for (std::size_t i : noscript) run_set_tagged(*lease, entries[i].key, entries[i].value, entries[i].ttl, tag_keys[i]);
-    if (failed != 0) throw BatchWriteError(first, failed, entries.size());
+    auto lease = pool_->acquire();
+    const detail::BatchWriteResult r = detail::run_value_writes(*lease, writes);
+    if (r.failed != 0) throw BatchWriteError(r.first_error, r.failed, entries.size());
   }
 
   // Deletes every value tagged with any of `tags`, and the tag sets, in one atomic

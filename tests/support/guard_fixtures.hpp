@@ -39,10 +39,6 @@ inline CacheOptions stale_options() {
 // exhausted pool would read as an outage and skip the lock.
 inline PoolOptions roomy() { return {.size = 16, .wait_timeout = std::chrono::seconds(5)}; }
 
-inline StampedeGuard stampede_guard(Pool& pool, RedisLockGuardOptions o = {}) {
-  return StampedeGuard(SingleFlight{}, RedisLockGuard(pool, std::move(o)));
-}
-
 inline constexpr std::chrono::milliseconds killed_holder_lease{600};
 
 // Redis's clock in milliseconds: one clock for every process of a test.

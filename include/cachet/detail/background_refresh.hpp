@@ -4,6 +4,7 @@
 // the stack, a Redis lock say, make it one across processes). Shared by
 // stale-while-revalidate and early expiration.
 
+#include <cachet/guard/concepts.hpp>
 #include <cachet/metrics.hpp>
 
 #include <memory>
@@ -22,6 +23,14 @@ class BackgroundRefresh {
   auto serve_and_refresh(Task& task, const Next& next) -> decltype(next(task)) {
     start(task, next);
     return task.serve_current();
+  }
+
+  // For the guards that pick fresh entries (early expiration, refresh-ahead): a
+  // picked entry is served and refreshed; anything else goes on down the stack.
+  template <class Task, class Next>
+  auto refresh_if_early(Task& task, const Next& next) -> decltype(next(task)) {
+    if (task.why() == Why::early && !task.refresh_only()) return serve_and_refresh(task, next);
+    return next(task);
   }
 
   // Refreshes running or queued now.

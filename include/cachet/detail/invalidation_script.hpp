@@ -23,6 +23,7 @@ struct InvalidationTargets {
   std::vector<std::string> tag_sets;  // full tag-set keys: members and set are deleted
   std::vector<std::string> keys;      // full keys, deleted
   std::vector<std::string> counters;  // version counters, INCRed
+  bool empty() const noexcept { return tag_sets.empty() && keys.empty() && counters.empty(); }
 };
 
 struct InvalidationResult {
@@ -54,21 +55,52 @@ return out
   return script;
 }
 
-// One round trip; throws the Redis layer's errors (a failed invalidation must not be silent).
+// The script's KEYS and ARGV for one invalidation; views `t`, which must outlive it.
+class InvalidationCall {
+ public:
+  explicit InvalidationCall(const InvalidationTargets& t)
+      : ntags_(std::to_string(t.tag_sets.size())),
+        nkeys_(std::to_string(t.keys.size())),
+        numkeys_(std::to_string(t.tag_sets.size() + t.keys.size() + t.counters.size())) {
+    keys_.reserve(t.tag_sets.size() + t.keys.size() + t.counters.size());
+    keys_.insert(keys_.end(), t.tag_sets.begin(), t.tag_sets.end());
+    keys_.insert(keys_.end(), t.keys.begin(), t.keys.end());
+    keys_.insert(keys_.end(), t.counters.begin(), t.counters.end());
+  }
+  InvalidationCall(const InvalidationCall&) = delete;  // views its own strings
+  InvalidationCall& operator=(const InvalidationCall&) = delete;
+
+  bool empty() const noexcept { return keys_.empty(); }
+
+  // One round trip; throws the Redis layer's errors (a failed invalidation must not be silent).
+  InvalidationResult run(Connection& conn) const {
+    if (empty()) return {};
+    return result(invalidation_script().run(conn, keys_, std::vector<std::string_view>{ntags_, nkeys_}));
+  }
+
+  // EVALSHA sha numkeys KEYS... ARGV..., for a pipeline or a transaction.
+  std::vector<std::string_view> evalsha(std::string_view sha) const {
+    std::vector<std::string_view> argv{"EVALSHA", sha, numkeys_};
+    argv.insert(argv.end(), keys_.begin(), keys_.end());
+    argv.insert(argv.end(), {ntags_, nkeys_});
+    return argv;
+  }
+
+  // The script's reply, read.
+  static InvalidationResult result(ReplyView r) {
+    InvalidationResult out;
+    out.deleted = static_cast<std::size_t>(r[0].as_integer());
+    for (std::size_t i = 1; i < r.size(); ++i) out.versions.push_back(static_cast<std::uint64_t>(r[i].as_integer()));
+    return out;
+  }
+
+ private:
+  std::string ntags_, nkeys_, numkeys_;
+  std::vector<std::string_view> keys_;
+};
+
 inline InvalidationResult run_invalidation(Connection& conn, const InvalidationTargets& t) {
-  InvalidationResult result;
-  if (t.tag_sets.empty() && t.keys.empty() && t.counters.empty()) return result;
-  std::vector<std::string_view> keys;
-  keys.reserve(t.tag_sets.size() + t.keys.size() + t.counters.size());
-  keys.insert(keys.end(), t.tag_sets.begin(), t.tag_sets.end());
-  keys.insert(keys.end(), t.keys.begin(), t.keys.end());
-  keys.insert(keys.end(), t.counters.begin(), t.counters.end());
-  const std::string ntags = std::to_string(t.tag_sets.size()), nkeys = std::to_string(t.keys.size());
-  const std::vector<std::string_view> args{ntags, nkeys};
-  const Reply r = invalidation_script().run(conn, keys, args);
-  result.deleted = static_cast<std::size_t>(r[0].as_integer());
-  for (std::size_t i = 1; i < r.size(); ++i) result.versions.push_back(static_cast<std::uint64_t>(r[i].as_integer()));
-  return result;
+  return InvalidationCall(t).run(conn);
 }
 
 }  // namespace cachet::detail

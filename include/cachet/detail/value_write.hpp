@@ -1,22 +1,35 @@
 #pragma once
 // The one script every cache value write with side conditions goes through: a
-// tagged write (Tags::set_tagged) and a lock holder's fenced write
-// (RedisLock::write_if_held / write_and_release), or both at once when a guarded cache
-// tags what it loads. In one atomic step it checks that the lock's token still
-// holds, SETs the value with its TTL, adds the key to each tag set (pruning a
-// few gone members, raising the set's TTL to the value's), and releases the
-// lock with a PUBLISH to its waiters. Two scripts run one after the other would
-// let an invalidation, or a lock's successor, slip in between.
+// tagged write (Tags::set_tagged), a lock holder's fenced write
+// (RedisLock::write_if_held / write_and_release), a write-through's versioned
+// write, or several at once (a guarded cache that tags what it loads, a
+// write-through of a tagged value). In one atomic step it checks that the
+// lock's token still holds and that no newer version was written, records the
+// version, SETs the value with its TTL (or, for a versioned delete, UNLINKs it),
+// adds the key to each tag set (pruning a few gone members, raising the set's
+// TTL to the value's), and releases the lock with a PUBLISH to its waiters. Two
+// scripts run one after the other would let an invalidation, a lock's
+// successor, or an older writer slip in between.
+//
+// Versions travel as 20-digit zero-padded decimals and are compared as strings:
+// Lua's numbers are doubles, exact only up to 2^53, and a nanosecond updated-at
+// is past that. Signed versions are shifted by 2^63 so that order is kept.
 
 #include <cachet/redis/connection.hpp>
+#include <cachet/redis/pipeline.hpp>
 #include <cachet/redis/script.hpp>
 
+#include <charconv>
 #include <chrono>
+#include <concepts>
 #include <cstddef>
+#include <cstdint>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 namespace cachet::detail {
@@ -27,7 +40,16 @@ struct ValueWrite {
   std::chrono::milliseconds ttl;         // > 0
   std::span<const std::string> tag_sets = {};  // full tag-set keys
   std::size_t prune_sample = 0;          // members of each set checked (and removed if gone)
+  // A load's write into a write-through cache: written only while `watch` (the
+  // key's write version) still holds `seen` (nullopt: absent), i.e. no put
+  // reached the cache since the load began. Empty `watch`: no condition.
+  std::string_view watch = {};
+  std::optional<std::string_view> seen = {};
 };
+
+// What became of a write: `superseded` is a newer write's doing (a newer
+// version, or a put during a load); the lock's release happened all the same.
+enum class WriteResult { written, lock_lost, superseded };
 
 // The lock a fenced write checks (and, with `release`, deletes and announces).
 struct LockCheck {
@@ -37,28 +59,88 @@ struct LockCheck {
   std::string_view channel;  // PUBLISHed the lock key on release; empty: none
 };
 
-inline const Script& value_write_script() {
-  // KEYS: value, tag sets..., [lock]. ARGV: bytes, TTL ms, prune sample, #tag sets, token, release, channel.
-  // A set's TTL only grows (PTTL is -1 for a new set), so it outlives every member.
-  static const Script script(R"lua(
-local ttl, sample, ntags = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local lock = KEYS[ntags + 2]
-if lock and redis.call('GET', lock) ~= ARGV[5] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
-for i = 2, ntags + 1 do
-  local set = KEYS[i]
-  if sample > 0 then
-    for _, member in ipairs(redis.call('SRANDMEMBER', set, sample)) do
-      if redis.call('EXISTS', member) == 0 then redis.call('SREM', set, member) end
+// The version a write carries (write-through): refused when the version recorded
+// for the key is newer; recorded otherwise, for at least `ttl`.
+struct VersionCheck {
+  std::string_view key;      // {ns}:wv:{value key}
+  std::string_view version;  // version_text(), or bump_version: a writer without versions
+  std::chrono::milliseconds ttl;
+  bool delete_value = false;  // record the version and UNLINK the value instead of setting it
+};
+
+// An unversioned put only changes the key's write version (INCR), so that a
+// load running meanwhile is refused; it is never refused itself.
+inline constexpr std::string_view bump_version = "+";
+
+template <std::integral I>
+std::string version_text(I version) {
+  std::uint64_t u = 0;
+  if constexpr (std::is_signed_v<I>) u = static_cast<std::uint64_t>(static_cast<std::int64_t>(version)) ^ (1ULL << 63);
+  else u = static_cast<std::uint64_t>(version);
+  char digits[20];
+  const auto n = static_cast<std::size_t>(std::to_chars(digits, digits + sizeof digits, u).ptr - digits);
+  return std::string(20 - n, '0').append(digits, n);
+}
+
+// Lua: tag_value(key, ttl, first, last, sample) adds `key` to the tag sets
+// KEYS[first..last], first removing up to `sample` random members whose keys are
+// gone. A set's TTL only grows (PTTL is -1 for a new set), so it outlives every
+// member. Shared by the scripts that write tagged values.
+inline constexpr std::string_view tag_value_lua = R"lua(
+local function tag_value(key, ttl, first, last, sample)
+  for i = first, last do
+    local set = KEYS[i]
+    if sample > 0 then
+      for _, member in ipairs(redis.call('SRANDMEMBER', set, sample)) do
+        if redis.call('EXISTS', member) == 0 then redis.call('SREM', set, member) end
+      end
     end
+    redis.call('SADD', set, key)
+    if redis.call('PTTL', set) < ttl then redis.call('PEXPIRE', set, ttl) end
   end
-  redis.call('SADD', set, KEYS[1])
-  if redis.call('PTTL', set) < ttl then redis.call('PEXPIRE', set, ttl) end
 end
-if lock and ARGV[6] == '1' then
-  redis.call('DEL', lock)
-  if ARGV[7] ~= '' then redis.call('PUBLISH', ARGV[7], lock) end
+)lua";
+
+inline const Script& value_write_script() {
+  // KEYS: value, tag sets..., [lock], [version], [watch]. ARGV: bytes, TTL ms, prune sample,
+  // #tag sets, token ('' without a lock), release, channel, version ('' without), version
+  // TTL ms, delete, watch ('' without, '0' expect absent, '1' expect ARGV[12]), seen.
+  // Returns 1 written, 0 the lock was lost, -1 superseded (and the lock released).
+  static const Script script(std::string(tag_value_lua) + R"lua(
+local ttl, sample, ntags = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local at, lock, version, watch = ntags + 2, nil, nil, nil
+if ARGV[5] ~= '' then lock, at = KEYS[at], at + 1 end
+if ARGV[8] ~= '' then version, at = KEYS[at], at + 1 end
+if ARGV[11] ~= '' then watch = KEYS[at] end
+local function release()
+  if lock and ARGV[6] == '1' then
+    redis.call('DEL', lock)
+    if ARGV[7] ~= '' then redis.call('PUBLISH', ARGV[7], lock) end
+  end
 end
+if lock and redis.call('GET', lock) ~= ARGV[5] then return 0 end
+if watch then
+  local now = redis.call('GET', watch)
+  if (ARGV[11] == '0' and now) or (ARGV[11] == '1' and now ~= ARGV[12]) then release() return -1 end
+end
+if version then
+  local keep = math.max(redis.call('PTTL', version), tonumber(ARGV[9]))
+  if ARGV[8] == '+' then
+    redis.call('INCR', version)
+  else
+    local newest = redis.call('GET', version)
+    if newest and newest > ARGV[8] then release() return -1 end
+    redis.call('SET', version, ARGV[8])
+  end
+  redis.call('PEXPIRE', version, keep)
+end
+if ARGV[10] == '1' then
+  redis.call('UNLINK', KEYS[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+  tag_value(KEYS[1], ttl, 2, ntags + 1, sample)
+end
+release()
 return 1
 )lua");
   return script;
@@ -67,23 +149,41 @@ return 1
 // The script's KEYS and ARGV for one write; views `w` and `lock`, which must outlive it.
 class ValueWriteCall {
  public:
-  explicit ValueWriteCall(const ValueWrite& w, const LockCheck* lock = nullptr)
+  explicit ValueWriteCall(const ValueWrite& w, const LockCheck* lock = nullptr, const VersionCheck* version = nullptr)
       : ttl_(std::to_string(checked(w.ttl))),
         sample_(std::to_string(w.prune_sample)),
         ntags_(std::to_string(w.tag_sets.size())),
-        numkeys_(std::to_string(w.tag_sets.size() + (lock ? 2 : 1))) {
-    keys_.reserve(w.tag_sets.size() + 2);
+        version_ttl_(version ? std::to_string(checked(version->ttl)) : std::string()),
+        numkeys_(std::to_string(w.tag_sets.size() + 1 + (lock ? 1 : 0) + (version ? 1 : 0) + (w.watch.empty() ? 0 : 1))) {
+    keys_.reserve(w.tag_sets.size() + 4);
     keys_.push_back(w.key);
     keys_.insert(keys_.end(), w.tag_sets.begin(), w.tag_sets.end());
     if (lock) keys_.push_back(lock->key);
-    args_ = {w.bytes, ttl_, sample_, ntags_};
-    if (lock) args_.insert(args_.end(), {lock->token, lock->release ? "1" : "0", lock->channel});
+    if (version) keys_.push_back(version->key);
+    if (!w.watch.empty()) keys_.push_back(w.watch);
+    args_ = {w.bytes,
+             ttl_,
+             sample_,
+             ntags_,
+             lock ? lock->token : std::string_view{},
+             lock && lock->release ? "1" : "0",
+             lock ? lock->channel : std::string_view{},
+             version ? version->version : std::string_view{},
+             version_ttl_,
+             version && version->delete_value ? "1" : "0",
+             w.watch.empty() ? "" : (w.seen ? "1" : "0"),
+             w.seen ? *w.seen : std::string_view{}};
   }
   ValueWriteCall(const ValueWriteCall&) = delete;  // views its own strings
   ValueWriteCall& operator=(const ValueWriteCall&) = delete;
 
-  // false: the lock was not held, nothing written. Throws the Redis layer's errors.
-  bool run(Connection& conn) const { return value_write_script().run(conn, keys_, args_).as_integer() == 1; }
+  // Throws the Redis layer's errors.
+  WriteResult run(Connection& conn) const { return result(value_write_script().run(conn, keys_, args_)); }
+
+  static WriteResult result(ReplyView r) {
+    const long long n = r.as_integer();
+    return n == 1 ? WriteResult::written : n == 0 ? WriteResult::lock_lost : WriteResult::superseded;
+  }
 
   // EVALSHA sha numkeys KEYS... ARGV..., for a pipeline.
   std::vector<std::string_view> evalsha(std::string_view sha) const {
@@ -99,8 +199,36 @@ class ValueWriteCall {
     return ttl.count();
   }
 
-  std::string ttl_, sample_, ntags_, numkeys_;
+  std::string ttl_, sample_, ntags_, version_ttl_, numkeys_;
   std::vector<std::string_view> keys_, args_;
 };
+
+struct BatchWriteResult {
+  std::size_t superseded = 0;
+  std::size_t failed = 0;  // refused by the server (OOM, say)
+  std::string first_error;
+};
+
+// The writes pipelined: one round trip, each its own atomic script. A SCRIPT
+// FLUSH meanwhile (NOSCRIPT) is answered by running those again with EVAL.
+inline BatchWriteResult run_value_writes(Connection& conn, std::span<const ValueWrite> writes) {
+  BatchWriteResult out;
+  if (writes.empty()) return out;
+  const std::string& sha = value_write_script().sha(conn);  // loaded before the pipeline
+  Pipeline p(conn);
+  for (const ValueWrite& w : writes) p.add(ValueWriteCall(w).evalsha(sha));  // copied into the buffer here
+  std::vector<std::size_t> noscript;
+  std::size_t at = 0;
+  auto count = [&](WriteResult r) { out.superseded += r == WriteResult::superseded ? 1 : 0; };
+  p.execute([&](Reply&& r) {
+    const std::size_t i = at++;
+    if (!r.is_error()) return count(ValueWriteCall::result(r));
+    std::string message = std::move(r).error_message();
+    if (message.rfind("NOSCRIPT", 0) == 0) noscript.push_back(i);
+    else if (out.failed++ == 0) out.first_error = std::move(message);
+  });
+  for (std::size_t i : noscript) count(ValueWriteCall(writes[i]).run(conn));
+  return out;
+}
 
 }  // namespace cachet::detail

@@ -47,7 +47,7 @@ enum class Why { miss, stale, early };
 // A conditional cache write: the lock guard's fencing. false: refused (the
 // writer's lock was lost), nothing written.
 struct Fence {
-  virtual bool write(const detail::ValueWrite& w) = 0;  // false: refused, nothing written
+  virtual detail::WriteResult write(const detail::ValueWrite& w) = 0;
 
  protected:
   ~Fence() = default;

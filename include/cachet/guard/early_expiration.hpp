@@ -39,8 +39,7 @@ class EarlyExpiration {
 
   template <class Task, class Next>
   auto run(Task& task, Next& next) -> decltype(next(task)) {
-    if (task.why() == Why::early && !task.refresh_only()) return refresh_.serve_and_refresh(task, next);
-    return next(task);
+    return refresh_.refresh_if_early(task, next);
   }
 
   std::size_t refreshing() const { return refresh_.in_progress(); }

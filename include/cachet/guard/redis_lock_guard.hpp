@@ -110,7 +110,7 @@ class RedisLockGuard {
   // The holder's write: value stored (and tagged) and lock released in one script.
   struct LockFence final : Fence {
     explicit LockFence(RedisLock& l) : lock(l) {}
-    bool write(const detail::ValueWrite& w) override { return lock.write_and_release(w); }
+    detail::WriteResult write(const detail::ValueWrite& w) override { return lock.write_and_release(w); }
     RedisLock& lock;
   };
 

@@ -64,4 +64,9 @@ class GuardStack {
 // One load per key per process, then one across processes.
 using StampedeGuard = GuardStack<SingleFlight, RedisLockGuard>;
 
+// The stampede guard over `pool`'s Redis lock: cachet::stampede_guard(pool).
+inline StampedeGuard stampede_guard(Pool& pool, RedisLockGuardOptions options = {}) {
+  return StampedeGuard(SingleFlight{}, RedisLockGuard(pool, std::move(options)));
+}
+
 }  // namespace cachet

@@ -28,6 +28,7 @@
 #include <cachet/executor.hpp>
 #include <cachet/guard/concepts.hpp>
 #include <cachet/guard/no_guard.hpp>
+#include <cachet/guard/stack.hpp>
 #include <cachet/keys.hpp>
 #include <cachet/metrics.hpp>
 #include <cachet/namespace_version.hpp>
@@ -156,13 +157,19 @@ class CacheAside {
 
     std::vector<std::string_view> missing_ids;
     for (std::size_t i : missing) missing_ids.push_back(ids[i]);
+    std::vector<std::string> watch_keys;  // write versions before the load (see watch_writes)
+    std::optional<Seen> seen;
+    if (reachable && watch_writes_) {
+      for (std::size_t i : missing) watch_keys.push_back(keys_.write_version(keys[i]));
+      reachable = (seen = read_seen(watch_keys)).has_value();
+    }
     const auto started = std::chrono::steady_clock::now();
     std::vector<std::optional<V>> loaded =
         call_loader([&] { return batch_loader(std::span<const std::string_view>(missing_ids)); });
     if (loaded.size() != missing.size())
       throw std::invalid_argument("cachet: batch loader returned " + std::to_string(loaded.size()) + " values for " +
                                   std::to_string(missing.size()) + " ids");
-    if (reachable) write_back(keys, missing, loaded, started);
+    if (reachable) write_back(keys, missing, loaded, started, watch_keys, seen ? &*seen : nullptr);
     for (std::size_t j = 0; j < missing.size(); ++j) out[missing[j]] = std::move(loaded[j]);
     return out;
   }
@@ -170,9 +177,8 @@ class CacheAside {
   // Stores `value` for `id` (a write-through, say). Redis errors are thrown: the
   // caller asked for this write and must know it did not happen.
   void set(std::string_view id, const V& value) {
-    const auto now = clock_.now();
-    const Expiry e = options_.ttl.expiry(options_.name, now);
-    store_.set(key(id), entries_.encode(value, meta(now, e, {})), e.ttl);
+    const Encoded e = encode(value);
+    store_.set(key(id), e.bytes, e.ttl);
   }
 
   // Removes `id`'s entry. Throws on Redis errors: a failed invalidation leaves stale data.
@@ -191,12 +197,11 @@ class CacheAside {
     requires RedisBacked<S>
   void set(std::string_view id, const V& value, const R& tags) {
     refuse_tags_if_sliding();
-    const auto now = clock_.now();
-    const Expiry e = options_.ttl.expiry(options_.name, now);
+    const Encoded e = encode(value);
     const std::string k = key(id);
     const std::string_view written = k;
     [[maybe_unused]] const auto forget = forgetting({&written, 1});
-    tag_sets().set_tagged(k, entries_.encode(value, meta(now, e, {})), e.ttl, tags);
+    tag_sets().set_tagged(k, e.bytes, e.ttl, tags);
   }
   void set(std::string_view id, const V& value, std::initializer_list<std::string_view> tags)
     requires RedisBacked<S>
@@ -229,12 +234,71 @@ class CacheAside {
     tags_for_ = std::move(tags_for);
   }
 
+  // For WriteThrough, whose puts change each written key's write version
+  // ({ns}:wv:{key}): a load notes it first, and its write is refused if a put
+  // changed it meanwhile. Else a load that read the old row could overwrite the
+  // put's newer value until the TTL. Costs a GET per load. Set it before sharing.
+  void watch_writes()
+    requires RedisBacked<S>
+  {
+    watch_writes_ = true;
+  }
+
   // Throws the Redis layer's errors if a versioned name's version was never read.
   std::string key(std::string_view id) const {
     std::string k;
     append_key(k, id);
     return k;
   }
+
+  // For the write policies built on a cache (WriteThrough, WriteBehind), which
+  // write entries in their own scripts. A fresh entry of `value` made now, as a
+  // load would store it: its bytes and its Redis TTL. Throws EncodeError.
+  struct Encoded {
+    std::string bytes;
+    std::chrono::milliseconds ttl;
+  };
+  Encoded encode(const V& value) const {
+    const auto now = clock_.now();
+    const Expiry e = options_.ttl.expiry(options_.name, now);
+    return {entries_.encode(value, meta(now, e, {})), e.ttl};
+  }
+  // The value in an entry's bytes, fresh or stale; nullopt for a negative entry. Throws DecodeError.
+  std::optional<V> decode_value(std::string_view bytes) const { return entries_.decode(bytes).value; }
+
+  // Runs a Redis operation under the cache's circuit breaker. Returns false when
+  // Redis was not reached (breaker open, or the call failed); errors are counted,
+  // and thrown only when `rethrow` is set.
+  template <class Op>
+  bool guarded(Op&& op, bool rethrow) {
+    if (!breaker_.allow()) {
+      if (rethrow) throw ConnectionError("cachet: circuit breaker open, redis skipped");
+      return false;
+    }
+    try {
+      op();
+      breaker_.success();
+      return true;
+    } catch (const ReplyError&) {  // the server answered: a per-key refusal, not an outage
+      breaker_.success();
+      metrics_->count(Event::redis_error);
+      if (rethrow) throw;
+      return false;
+    } catch (const Error&) {  // connection, timeout, pool exhausted
+      breaker_.failure();
+      metrics_->count(Event::redis_error);
+      if (rethrow) throw;
+      return false;
+    } catch (...) {
+      breaker_.failure();
+      throw;
+    }
+  }
+  // The tags this cache gives `value` (tag_loaded_values); empty when it tags nothing.
+  std::vector<std::string> tags_of(const V& value) const {
+    return tags_for_ ? tags_for_(value) : std::vector<std::string>{};
+  }
+  const KeyBuilder& keys() const noexcept { return keys_; }
   CacheMetrics& metrics() noexcept { return *metrics_; }
   const CircuitBreaker& breaker() const noexcept { return breaker_; }
   S& store() noexcept { return store_; }
@@ -393,7 +457,7 @@ class CacheAside {
     return Event::breaker_close;
   }
 
-  static std::vector<std::string_view> views(const std::vector<std::string>& keys) {
+  static std::vector<std::string_view> views(std::span<const std::string> keys) {
     return std::vector<std::string_view>(keys.begin(), keys.end());
   }
 
@@ -403,35 +467,6 @@ class CacheAside {
     m.fresh_until = e.fresh_until;
     m.compute_time = std::chrono::duration_cast<std::chrono::microseconds>(compute);
     return m;
-  }
-
-  // Runs a store operation under the breaker. Returns false when Redis was not
-  // reached (breaker open, or the call failed); errors are counted, and thrown
-  // only when `rethrow` is set.
-  template <class Op>
-  bool guarded(Op&& op, bool rethrow) {
-    if (!breaker_.allow()) {
-      if (rethrow) throw ConnectionError("cachet: circuit breaker open, redis skipped");
-      return false;
-    }
-    try {
-      op();
-      breaker_.success();
-      return true;
-    } catch (const ReplyError&) {  // the server answered: a per-key refusal, not an outage
-      breaker_.success();
-      metrics_->count(Event::redis_error);
-      if (rethrow) throw;
-      return false;
-    } catch (const Error&) {  // connection, timeout, pool exhausted
-      breaker_.failure();
-      metrics_->count(Event::redis_error);
-      if (rethrow) throw;
-      return false;
-    } catch (...) {
-      breaker_.failure();
-      throw;
-    }
   }
 
   // The lookup of id's key, built on the stack; a miss (uncounted by lookup)
@@ -595,19 +630,45 @@ class CacheAside {
   template <class L>
   auto load(const std::string& k, std::string_view id, L& loader, bool write, Fence* fence)
       -> std::invoke_result_t<L&, std::string_view> {
+    const std::string watch = watch_writes_ ? keys_.write_version(k) : std::string();
+    std::optional<Seen> seen;  // the write version before the load: a put changes it
+    if (write && watch_writes_ && !(seen = read_seen(std::span<const std::string>(&watch, 1)))) write = false;
+    const Watch w{watch, seen ? &(*seen)[0] : nullptr};
     const auto started = std::chrono::steady_clock::now();
     auto result = call_loader([&] { return loader(id); });
     if (write) {
-      if constexpr (detail::is_optional<decltype(result)>::value) store_entry(k, result ? &*result : nullptr, started, fence);
-      else store_entry(k, &result, started, fence);
+      if constexpr (detail::is_optional<decltype(result)>::value) store_entry(k, result ? &*result : nullptr, started, fence, w);
+      else store_entry(k, &result, started, fence, w);
     }
     return result;
+  }
+
+  // A load's condition in a write-through cache (see watch_writes): the write
+  // version key and what it held before the load; key empty: none.
+  using Seen = std::vector<std::optional<std::string>>;
+  struct Watch {
+    std::string_view key;
+    const std::optional<std::string>* seen = nullptr;
+  };
+
+  // The write versions of `keys`, or nullopt (nothing may be stored) when Redis is not reached.
+  std::optional<Seen> read_seen(std::span<const std::string> keys) {
+    Seen seen;
+    if (!guarded([&] { seen = store_.get_many(views(keys)); }, false)) return std::nullopt;
+    return seen;
+  }
+
+  static void watched(detail::ValueWrite& w, const Watch& watch) {
+    if (watch.key.empty()) return;
+    w.watch = watch.key;
+    if (*watch.seen) w.seen = **watch.seen;
   }
 
   // Writes a loaded value (or, for nullptr, a negative entry when enabled),
   // through the lock's fence when there is one. Failures are counted, never
   // thrown at the reader.
-  void store_entry(const std::string& k, const V* value, std::chrono::steady_clock::time_point started, Fence* fence) {
+  void store_entry(const std::string& k, const V* value, std::chrono::steady_clock::time_point started, Fence* fence,
+                   const Watch& watch) {
     const auto now = clock_.now();
     const auto compute = std::chrono::steady_clock::now() - started;
     std::string bytes;
@@ -626,21 +687,24 @@ class CacheAside {
       metrics_->count(Event::cache_write_error);  // the reader still gets the value
       return;
     }
-    bool refused = false;
-    const bool reached = guarded([&] { refused = !store_value(k, bytes, ttl, value, fence); }, false);
+    detail::WriteResult result = detail::WriteResult::written;
+    const bool reached = guarded([&] { result = store_value(k, bytes, ttl, value, fence, watch); }, false);
     if (!reached) metrics_->count(Event::cache_write_error);
-    if (refused) metrics_->count(Event::fenced_out);
+    if (result == detail::WriteResult::lock_lost) metrics_->count(Event::fenced_out);
+    if (result == detail::WriteResult::superseded) metrics_->count(Event::stale_write_refused);
   }
 
   // One pipelined write of everything a batch load found (and negative entries).
   void write_back(const std::vector<std::string>& keys, const std::vector<std::size_t>& missing,
-                  const std::vector<std::optional<V>>& loaded, std::chrono::steady_clock::time_point started) {
+                  const std::vector<std::optional<V>>& loaded, std::chrono::steady_clock::time_point started,
+                  const std::vector<std::string>& watch_keys, const Seen* seen) {
     const auto now = clock_.now();
     const auto compute = (std::chrono::steady_clock::now() - started) / std::max<std::size_t>(loaded.size(), 1);
     const auto negative_ttl = options_.ttl.negative_ttl(options_.name);
     std::vector<std::string> bytes;
     std::vector<StoreEntry> entries;
     std::vector<const V*> values;  // per entry; nullptr for a negative one
+    std::vector<Watch> watches;    // per entry
     bytes.reserve(missing.size());
     entries.reserve(missing.size());
     for (std::size_t j = 0; j < missing.size(); ++j) {
@@ -654,7 +718,10 @@ class CacheAside {
           bytes.push_back(entries_.encode_negative(meta(now, {now + negative_ttl, negative_ttl}, compute)));
           entries.push_back({keys[missing[j]], bytes.back(), negative_ttl});
           values.push_back(nullptr);
+        } else {
+          continue;
         }
+        watches.push_back(seen ? Watch{watch_keys[j], &(*seen)[j]} : Watch{});
       } catch (const EncodeError&) {
         metrics_->count(Event::cache_write_error);
       }
@@ -664,7 +731,7 @@ class CacheAside {
     const bool reached = guarded(
         [&] {
           try {
-            store_values(entries, values);
+            store_values(entries, values, watches);
           } catch (const BatchWriteError& e) {  // the server answered; some writes were refused
             refused = e.failed();
             metrics_->count(Event::redis_error);
@@ -738,46 +805,62 @@ class CacheAside {
   }
 
   // A loaded value's write (value nullptr: a negative entry): through the lock's
-  // fence when there is one, tagged when `tags_for_` is set, in one script either
-  // way. false: the fence refused it (the lock was lost), nothing written.
-  bool store_value(const std::string& k, std::string_view bytes, std::chrono::milliseconds ttl, const V* value,
-                   Fence* fence) {
+  // fence when there is one, tagged when `tags_for_` is set, conditional on the
+  // watch in a write-through cache; one script whenever any of them applies.
+  detail::WriteResult store_value(const std::string& k, std::string_view bytes, std::chrono::milliseconds ttl,
+                                  const V* value, Fence* fence, const Watch& watch) {
+    std::vector<std::string> sets;
+    detail::ValueWrite w{k, bytes, ttl};
     const std::string_view written = k;
-    [[maybe_unused]] const auto forget = forgetting({&written, 1});  // the fence and tag scripts write past the store
+    [[maybe_unused]] const auto forget = forgetting({&written, 1});  // the scripts write past the store
     if constexpr (RedisBacked<S>) {
       if (tags_for_ && value) {
-        Tags tags = tag_sets();
-        const std::vector<std::string> names = tags_for_(*value);
-        if (!fence) {
-          tags.set_tagged(k, bytes, ttl, names);
-          return true;
-        }
-        const std::vector<std::string> sets = tags.tag_set_keys(names);
-        return fence->write({k, bytes, ttl, sets, tags.options().prune_sample});
+        const Tags tags = tag_sets();
+        sets = tags.tag_set_keys(tags_for_(*value));
+        w.tag_sets = sets;
+        w.prune_sample = tags.options().prune_sample;
       }
     }
-    if (fence) return fence->write({k, bytes, ttl});
-    store_.set(k, bytes, ttl);
-    return true;
+    watched(w, watch);
+    if (fence) return fence->write(w);
+    if (sets.empty() && w.watch.empty()) {
+      store_.set(k, bytes, ttl);
+      return detail::WriteResult::written;
+    }
+    if constexpr (RedisBacked<S>) {
+      auto lease = store_.pool().acquire();
+      return detail::ValueWriteCall(w).run(*lease);
+    }
+    return detail::WriteResult::written;  // unreachable: tags and watches need a RedisStore
   }
 
-  void store_values(std::span<const StoreEntry> entries, const std::vector<const V*>& values) {
+  // A batch's writes: one pipelined script each when tagged or watched, else one SET pipeline.
+  void store_values(std::span<const StoreEntry> entries, const std::vector<const V*>& values,
+                    const std::vector<Watch>& watches) {
     if constexpr (RedisBacked<S>) {
-      if (tags_for_) {
-        std::vector<TaggedEntry> tagged;
+      if (tags_for_ || watch_writes_) {
+        const Tags tags = tag_sets();
+        std::vector<std::vector<std::string>> sets(entries.size());  // the writes view them
+        std::vector<detail::ValueWrite> writes;
         std::vector<std::string_view> written;
-        tagged.reserve(entries.size());
+        writes.reserve(entries.size());
         for (std::size_t i = 0; i < entries.size(); ++i) {
-          tagged.push_back({entries[i].key, entries[i].value, entries[i].ttl,
-                            values[i] ? tags_for_(*values[i]) : std::vector<std::string>{}});
+          if (tags_for_ && values[i]) sets[i] = tags.tag_set_keys(tags_for_(*values[i]));
+          writes.push_back({entries[i].key, entries[i].value, entries[i].ttl, sets[i], tags.options().prune_sample});
+          watched(writes.back(), watches[i]);
           written.push_back(entries[i].key);
         }
-        [[maybe_unused]] const auto forget = forgetting(written);  // the tag script writes past the store
-        return tag_sets().set_tagged_many(tagged);
+        [[maybe_unused]] const auto forget = forgetting(written);  // the scripts write past the store
+        auto lease = store_.pool().acquire();
+        const detail::BatchWriteResult r = detail::run_value_writes(*lease, writes);
+        metrics_->count(Event::stale_write_refused, r.superseded);
+        if (r.failed != 0) throw BatchWriteError(r.first_error, r.failed, entries.size());
+        return;
       }
     }
     store_.set_many(entries);
   }
+
 
   CacheOptions options_;
   S store_;
@@ -792,8 +875,15 @@ class CacheAside {
   NamespaceVersion* version_;  // options_.versions' entry for `name`, or nullptr
   Tracking::Subscription version_subscription_;  // follow_version()
   std::function<std::vector<std::string>(const V&)> tags_for_;
+  bool watch_writes_ = false;
   Executor executor_;  // last: stopped first, while what its jobs use still exists
 };
+
+// The common stack: cache-aside over Redis behind the stampede guard.
+//   cachet::GuardedCache<Product> products(cachet::RedisStore(pool), {.ns = "shop", .name = "product"}, {},
+//                                          cachet::stampede_guard(pool));
+template <class V, Codec C = JsonCodec<V>>
+using GuardedCache = CacheAside<V, C, StampedeGuard>;
 
 // A cache with an in-process tier in front of Redis (TieredStore over a ValueStore<V>).
 template <class V, Codec C = JsonCodec<V>, Guard G = NoGuard, Clock Clk = SystemClock>

@@ -1,12 +1,15 @@
 #pragma once
-// What the read-path suites measure: a ~100-byte JSON value (94 bytes as
-// JsonCodec writes it), and the options of their caches.
+// What the benchmark suites share: one redis-server over TCP loopback for the
+// whole program, started on first use, the options of a benchmark's cache, and
+// the value the read-path suites measure (~100 bytes: 94 as JsonCodec writes it).
 
 #include <cachet/policy/cache_aside.hpp>
+#include <cachet/testing/redis_server.hpp>
 
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <utility>
 
 namespace cachet::bench {
 
@@ -21,8 +24,13 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Item, id, name, price, currency, in_stock)
 
 inline Item item(std::int64_t id) { return {id, "Ergonomic chair, graphite, large", 19999, "EUR", true}; }
 
-// Keys bench:{name}:{id}, fresh for an hour.
-inline CacheOptions options(std::string name) {
+inline testing::RedisServer& server() {
+  static testing::RedisServer instance({.tcp = true});
+  return instance;
+}
+
+// Keys bench:{name}:{id}, fresh for an hour: nothing expires during a run.
+inline CacheOptions cache_options(std::string name) {
   CacheOptions o;
   o.ns = "bench";
   o.name = std::move(name);

@@ -1,0 +1,245 @@
+// The catalog demo: the articles' headline result, measured end to end. A
+// generated product catalog (five tables) in SQLite or PostgreSQL, a Zipf(0.99)
+// request stream of product pages with a share of price updates, run three
+// ways in one run: no cache, cache-aside with the stampede guard stack, and the
+// same with an in-process tier in front of Redis. Prints the table the README
+// shows; --png draws the latency distributions.
+//
+// Exits 1 if a read returned a product older than an update that had already
+// returned, or a request failed; 2 on a bad flag.
+
+#include "../common/cli.hpp"
+#include "database.hpp"
+#include "modes.hpp"
+#include "postgres_catalog.hpp"
+#include "report.hpp"
+#include "runner.hpp"
+#include "sqlite_catalog.hpp"
+#include "throwaway_postgres.hpp"
+#include "workload.hpp"
+
+#include <cachet/cachet.hpp>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <exception>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+using namespace catalog;
+
+struct Args {
+  Shape shape;
+  RunOptions run;
+  double zipf = 0.99;
+  double warm = 0.25;  // share of the catalog, the most viewed first, loaded before a cached run
+  std::string db = "sqlite";
+  std::string db_file;   // SQLite; default: a file per shape in the temp directory
+  std::string pg;        // PostgreSQL conninfo; default: a throwaway server
+  std::string png;
+};
+
+Args parse(int argc, char** argv, example::Cli& cli) {
+  Args a;
+  cli.each_flag(argc, argv, [&](std::string_view flag, std::string_view value) {
+    if (flag == "--products") a.shape.products = cli.positive(flag, value);
+    else if (flag == "--categories") a.shape.categories = cli.positive(flag, value);
+    else if (flag == "--threads") a.run.threads = cli.positive(flag, value);
+    else if (flag == "--seconds") a.run.duration = std::chrono::milliseconds(static_cast<long>(cli.number(flag, value, 0.1, 3600) * 1000));
+    else if (flag == "--updates") a.run.update_share = cli.number(flag, value, 0, 100) / 100;
+    else if (flag == "--zipf") a.zipf = cli.number(flag, value, 0, 5);
+    else if (flag == "--warm") a.warm = cli.number(flag, value, 0, 100) / 100;
+    else if (flag == "--seed") a.shape.seed = static_cast<std::uint64_t>(cli.positive(flag, value));
+    else if (flag == "--db") a.db = value;
+    else if (flag == "--db-file") a.db_file = value;
+    else if (flag == "--pg") a.pg = value;
+    else if (flag == "--png") a.png = value;
+    else return false;
+    return true;
+  });
+  if (a.db != "sqlite" && a.db != "postgres") cli.fail("--db is sqlite or postgres, not '" + a.db + "'");
+  if (a.shape.categories > a.shape.products) cli.fail("--categories cannot exceed --products");
+  return a;
+}
+
+// One line, rewritten in place on a terminal; elsewhere (a log) a line at most
+// once a second, plus the last one of each step.
+class ProgressLine {
+ public:
+  ProgressLine() : tty_(isatty(fileno(stderr)) != 0) {}
+  void show(const std::string& text) {
+    last_ = text;
+    if (tty_) {
+      std::fprintf(stderr, "\r%-78s", text.c_str());
+      return;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now - printed_ < std::chrono::seconds(1)) return;
+    std::fprintf(stderr, "%s\n", text.c_str());
+    printed_ = now;
+    last_.clear();
+  }
+  void done() {
+    if (last_.empty()) return;
+    if (tty_) std::fputc('\n', stderr);
+    else std::fprintf(stderr, "%s\n", last_.c_str());
+    last_.clear();
+    printed_ = {};
+  }
+
+ private:
+  bool tty_;
+  std::string last_;  // shown but not yet ended by a newline (tty) or not printed (log)
+  std::chrono::steady_clock::time_point printed_{};
+};
+
+std::unique_ptr<Database> open_database(const Args& a, std::unique_ptr<ThrowawayPostgres>& server, ProgressLine& line) {
+  const Progress progress = [&](std::int64_t done, std::int64_t total) {
+    line.show("generating the catalog: " + std::to_string(done) + " / " + std::to_string(total) + " products");
+  };
+  std::unique_ptr<Database> db;
+  if (a.db == "sqlite") {
+    const std::string file = !a.db_file.empty() ? a.db_file
+                                                : (std::filesystem::temp_directory_path() /
+                                                   ("cachet-catalog-" + std::to_string(a.shape.products) + ".sqlite"))
+                                                      .string();
+    db = std::make_unique<SqliteCatalog>(file, a.shape, progress);
+  } else {
+    std::string conninfo = a.pg;
+    if (conninfo.empty()) {
+      server = std::make_unique<ThrowawayPostgres>();
+      std::printf("started a throwaway PostgreSQL in %s\n", server->directory().c_str());
+      conninfo = server->conninfo();
+    }
+    db = std::make_unique<PostgresCatalog>(conninfo, a.shape, progress);
+  }
+  line.done();
+  return db;
+}
+
+template <class Store, class Guard>
+using CacheOf = cachet::CacheAside<Product, cachet::JsonCodec<Product>, Guard, Store>;
+
+cachet::CacheOptions cache_options(const std::string& ns, const std::string& name) {
+  return {.ns = ns, .name = name, .ttl = cachet::TtlPolicy({.fresh = std::chrono::minutes(10)}), .metrics_label = ns + ":" + name};
+}
+
+int run(const Args& a, example::Cli& cli) {
+  ProgressLine line;
+  std::unique_ptr<ThrowawayPostgres> pg_server;  // started before any thread: it forks
+  std::unique_ptr<Database> db = open_database(a, pg_server, line);
+  std::printf("database: %s, %lld products in %lld categories\n", db->describe().c_str(),
+              static_cast<long long>(a.shape.products), static_cast<long long>(a.shape.categories));
+
+  cachet::Pool pool(cli.redis(), {.size = static_cast<std::size_t>(a.run.threads) + 4});
+  pool.with([](cachet::Connection& c) { c.command({"PING"}); });  // a clear error now rather than silent misses
+  const Popularity popularity(a.shape.products, a.zipf, a.shape.seed);
+  const auto warm_ids = popularity.top(static_cast<std::size_t>(a.warm * static_cast<double>(a.shape.products)));
+
+  auto forget = [&](const std::string& ns) {  // a server given may hold an earlier run's entries
+    for (const char* name : {"product", "category"}) cachet::invalidate_matching(pool, cachet::KeyBuilder(ns).pattern(name));
+  };
+  auto writer = [&](const std::string& ns) {
+    cachet::CacheOptions o = cache_options(ns, "product");
+    o.metrics_label += ":writes";
+    return std::make_unique<ProductWriter>(pool, o, PriceWriter{}, cachet::WriteThroughOptions{.on_write = cachet::CacheUpdate::del});
+  };
+  std::vector<std::unique_ptr<Mode>> modes;
+  modes.push_back(std::make_unique<NoCache>());
+
+  using ProductCache = cachet::GuardedCache<Product>;
+  using CategoryCache = cachet::GuardedCache<CategorySummary>;
+  forget("catalog-redis");
+  modes.push_back(std::make_unique<Cached<ProductCache, CategoryCache>>(
+      "cache-aside + guards",
+      std::make_unique<ProductCache>(cachet::RedisStore(pool), cache_options("catalog-redis", "product"),
+                                     cachet::JsonCodec<Product>{}, cachet::stampede_guard(pool)),
+      std::make_unique<CategoryCache>(cachet::RedisStore(pool), cache_options("catalog-redis", "category"),
+                                      cachet::JsonCodec<CategorySummary>{}, cachet::stampede_guard(pool)),
+      writer("catalog-redis")));
+
+  // The same in front of an in-process tier, kept coherent by client tracking of the namespace.
+  using TieredProducts = cachet::TieredCache<Product, cachet::JsonCodec<Product>, cachet::StampedeGuard>;
+  using TieredCategories = cachet::TieredCache<CategorySummary, cachet::JsonCodec<CategorySummary>, cachet::StampedeGuard>;
+  cachet::Tracking tracking(cli.redis(), {.prefixes = {"catalog-l1:"}});
+  if (!tracking.wait_live(std::chrono::seconds(5))) throw std::runtime_error("client tracking did not come up");
+  forget("catalog-l1");
+  const cachet::MemoryStoreOptions l1{.max_entries = static_cast<std::size_t>(a.shape.products)};
+  modes.push_back(std::make_unique<Cached<TieredProducts, TieredCategories>>(
+      "+ in-process tier",
+      std::make_unique<TieredProducts>(
+          cachet::TieredStore(cachet::ValueStore<Product>(l1), cachet::RedisStore(pool), &tracking),
+          cache_options("catalog-l1", "product"), cachet::JsonCodec<Product>{}, cachet::stampede_guard(pool)),
+      std::make_unique<TieredCategories>(
+          cachet::TieredStore(cachet::ValueStore<CategorySummary>(l1), cachet::RedisStore(pool), &tracking),
+          cache_options("catalog-l1", "category"), cachet::JsonCodec<CategorySummary>{}, cachet::stampede_guard(pool)),
+      writer("catalog-l1")));
+
+  std::printf("%d threads, %.1f s per mode, Zipf(%.2f) over the products, %.1f %% updates (write-through + "
+              "the category's tag invalidated)\n",
+              a.run.threads, static_cast<double>(a.run.duration.count()) / 1000, a.zipf, a.run.update_share * 100);
+  Committed committed(a.shape.products);
+  std::vector<RunResult> runs;
+  for (auto& mode : modes) {
+    if (mode->counts()) {
+      line.show(mode->name() + ": warming the " + std::to_string(warm_ids.size()) + " most viewed products");
+      auto session = db->session();
+      mode->warm(*session, warm_ids, a.shape.categories);
+    }
+    runs.push_back(run_mode(*mode, *db, popularity, committed, a.run, [&](double seconds, long long requests) {
+      char text[128];
+      std::snprintf(text, sizeof text, "%s: %.1f / %.1f s, %lld requests", mode->name().c_str(), seconds,
+                    static_cast<double>(a.run.duration.count()) / 1000, requests);
+      line.show(text);
+    }));
+    line.done();
+  }
+
+  print_table(runs);
+  std::printf("\ncached runs warmed the %zu most viewed products first (%.0f %% of requests)\n", warm_ids.size(),
+              popularity.mass_of_top(warm_ids.size()) * 100);
+  if (!a.png.empty()) {
+    draw_png(a.png, runs);
+    std::printf("latency distributions drawn in %s\n", a.png.c_str());
+  }
+  int exit_code = 0;
+  for (const RunResult& r : runs) {
+    if (r.stale_reads > 0) {
+      std::fprintf(stderr, "catalog: FAILED: %s returned %lld reads older than a finished update\n", r.mode.c_str(), r.stale_reads);
+      exit_code = 1;
+    }
+    if (r.errors > 0) {
+      std::fprintf(stderr, "catalog: FAILED: %s had %lld failed requests, the first: %s\n", r.mode.c_str(), r.errors,
+                   r.first_error.c_str());
+      exit_code = 1;
+    }
+  }
+  return exit_code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  example::Cli cli(
+      "catalog",
+      "[--products N] [--categories N] [--threads N] [--seconds S] [--updates PERCENT] [--zipf S] [--warm PERCENT]\n"
+      "       [--db sqlite|postgres] [--db-file PATH] [--pg CONNINFO] [--png FILE] [--seed N]\n"
+      "       [--socket PATH | --host H --port P] [--password PW]\n"
+      "Without --socket or --host it starts its own throwaway redis-server; --db postgres without --pg\n"
+      "starts a throwaway PostgreSQL.");
+  const Args a = parse(argc, argv, cli);
+  try {
+    return run(a, cli);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "catalog: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,159 @@
+#pragma once
+// The three ways the demo serves a product page (the product and its
+// category's summary) and a price update: straight from the database, through
+// cachet's cache-aside with the stampede guard stack, and the same with an
+// in-process tier in front of Redis.
+
+#include "database.hpp"
+#include "model.hpp"
+
+#include <cachet/cachet.hpp>
+
+#include <charconv>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace catalog {
+
+struct Page {
+  Product product;
+  CategorySummary category;
+};
+
+struct CacheCounts {
+  std::uint64_t hits = 0, misses = 0;
+  CacheCounts operator-(const CacheCounts& before) const { return {hits - before.hits, misses - before.misses}; }
+  double hit_ratio() const { return hits + misses == 0 ? 0 : static_cast<double>(hits) / static_cast<double>(hits + misses); }
+};
+
+class Mode {
+ public:
+  virtual ~Mode() = default;
+  virtual std::string name() const = 0;
+  virtual Page read(Session& db, std::int64_t id) = 0;
+  virtual Product update(Session& db, std::int64_t id, double price) = 0;
+  // Loads the given products (and every category) before the measured run.
+  virtual void warm(Session&, const std::vector<std::int64_t>&, std::int64_t /*categories*/) {}
+  virtual std::optional<CacheCounts> counts() const { return std::nullopt; }
+};
+
+inline std::int64_t parse_id(std::string_view text) {
+  std::int64_t id = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
+  if (ec != std::errc{} || end != text.data() + text.size()) throw std::invalid_argument("not an id: " + std::string(text));
+  return id;
+}
+
+// Every request a database query (two for a page: the product, the category).
+class NoCache final : public Mode {
+ public:
+  std::string name() const override { return "no cache"; }
+  Page read(Session& db, std::int64_t id) override {
+    std::optional<Product> p = db.product(id);
+    if (!p) throw std::runtime_error("product " + std::to_string(id) + " is missing from the database");
+    std::optional<CategorySummary> c = db.category(p->category_id);
+    if (!c) throw std::runtime_error("category " + std::to_string(p->category_id) + " is missing");
+    return {std::move(*p), std::move(*c)};
+  }
+  Product update(Session& db, std::int64_t id, double price) override { return db.update_price(id, price); }
+};
+
+// The database session a WriteThrough writer uses: the calling thread's (one
+// writer object serves every thread), and the version its last write committed.
+inline thread_local Session* writer_session = nullptr;
+inline thread_local std::int64_t written_version = 0;
+
+// Writes the new price and returns the row's new version (ordering cache writes).
+struct PriceWriter {
+  std::int64_t operator()(std::string_view id, const Product& p) const {
+    return written_version = writer_session->update_price(parse_id(id), p.price).version;
+  }
+};
+using ProductWriter = cachet::WriteThrough<Product, PriceWriter>;
+
+inline std::string tag_of(std::int64_t category) { return "category:" + std::to_string(category); }
+
+// Cache-aside with the stampede guard stack (over Redis, or over an in-process
+// tier in front of it): products by id, category summaries tagged with their
+// category. An update writes through: the database first, then, in one atomic
+// step, the product's entry deleted (the next read loads the new row) and its
+// category's summaries dropped by tag. A read that loaded the old row meanwhile
+// cannot write it back (WriteThrough's write versions).
+template <class ProductCache, class CategoryCache>
+class Cached final : public Mode {
+ public:
+  Cached(std::string name, std::unique_ptr<ProductCache> products, std::unique_ptr<CategoryCache> categories,
+         std::unique_ptr<ProductWriter> writer)
+      : name_(std::move(name)), products_(std::move(products)), categories_(std::move(categories)), writer_(std::move(writer)) {
+    products_->watch_writes();
+    categories_->tag_loaded_values([](const CategorySummary& c) { return std::vector<std::string>{tag_of(c.id)}; });
+    writer_->invalidate_after_write(
+        [](std::string_view, const Product& p) { return cachet::Targets{.tags = {tag_of(p.category_id)}}; });
+  }
+
+  std::string name() const override { return name_; }
+
+  Page read(Session& db, std::int64_t id) override {
+    std::optional<Product> p = products_->get_or_load(std::to_string(id), [&db](std::string_view k) { return db.product(parse_id(k)); });
+    if (!p) throw std::runtime_error("product " + std::to_string(id) + " is missing");
+    std::optional<CategorySummary> c = categories_->get_or_load(
+        std::to_string(p->category_id), [&db](std::string_view k) { return db.category(parse_id(k)); });
+    if (!c) throw std::runtime_error("category " + std::to_string(p->category_id) + " is missing");
+    return {std::move(*p), std::move(*c)};
+  }
+
+  // The product as the page shows it, with the new price, written through.
+  Product update(Session& db, std::int64_t id, double price) override {
+    Product p = read(db, id).product;
+    p.price = price;
+    writer_session = &db;
+    const std::string key = std::to_string(id);
+    if (writer_->put(key, p) == cachet::WriteOutcome::unrepaired) throw std::runtime_error("the cache kept an old value");
+    if constexpr (tiered<ProductCache>) {
+      products_->store().evict(products_->key(key));  // this process's tier at once; others by tracking
+      categories_->store().reconcile();               // the tagged summaries' invalidations have arrived
+    }
+    p.version = written_version;  // what the update committed, for the freshness check
+    return p;
+  }
+
+  void warm(Session& db, const std::vector<std::int64_t>& ids, std::int64_t categories) override {
+    for (std::size_t from = 0; from < ids.size(); from += 500) {
+      std::vector<std::string> keys;
+      for (std::size_t i = from; i < std::min(ids.size(), from + 500); ++i) keys.push_back(std::to_string(ids[i]));
+      const std::vector<std::string_view> views(keys.begin(), keys.end());
+      products_->get_many(views, [&db](std::span<const std::string_view> missing) {
+        std::vector<std::optional<Product>> out;
+        for (auto k : missing) out.push_back(db.product(parse_id(k)));
+        return out;
+      });
+    }
+    for (std::int64_t c = 1; c <= categories; ++c)
+      categories_->get_or_load(std::to_string(c), [&db](std::string_view k) { return db.category(parse_id(k)); });
+  }
+
+  std::optional<CacheCounts> counts() const override {
+    CacheCounts n;
+    for (const cachet::CacheMetrics* m : {&products_->metrics(), &categories_->metrics()}) {
+      n.hits += m->value(cachet::Event::hit) + m->value(cachet::Event::stale_hit);
+      n.misses += m->value(cachet::Event::miss);
+    }
+    return n;
+  }
+
+ private:
+  template <class Cache>
+  static constexpr bool tiered = requires(Cache& c) { c.store().reconcile(); };
+
+  std::string name_;
+  std::unique_ptr<ProductCache> products_;
+  std::unique_ptr<CategoryCache> categories_;
+  std::unique_ptr<ProductWriter> writer_;
+};
+
+}  // namespace catalog

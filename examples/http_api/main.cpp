@@ -1,0 +1,302 @@
+// An HTTP JSON API over the catalog database, cached per route: the C++
+// counterpart of article 002's Express middleware, with cpp-httplib.
+//
+//   GET  /products/:id             the product, cached under its route
+//   GET  /categories/:id           the category summary, cached and tagged category:<id>
+//   PUT  /products/:id {"price":x} a WriteThrough: the database, then the product's route
+//                                  and its category's summary (by tag) dropped in one step
+//   GET  /uncached/...             the same two GETs, always from the database
+//
+//   http_api serve [--listen P]    serve on 127.0.0.1:P (8080) until interrupted
+//   http_api load  [--seconds S] [--threads N]   cached vs uncached from a built-in client
+//   http_api check                 a PUT is visible to the next GET (exit 1 if not)
+//   common flags: [--products N] [--db-file PATH] [--socket PATH | --host H --port P] [--password PW]
+
+#include "../catalog/model.hpp"
+#include "../catalog/sqlite_catalog.hpp"
+#include "../catalog/workload.hpp"
+#include "../common/cli.hpp"
+
+#include <cachet/cachet.hpp>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <exception>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using catalog::CategorySummary;
+using catalog::Product;
+
+struct Args {
+  std::string command;
+  int port = 8080, seconds = 3, threads = 4;
+  catalog::Shape shape{.products = 10'000, .categories = 20};
+  std::string db_file;
+};
+
+// A database session per server thread (cpp-httplib serves from a thread pool).
+class Sessions {
+ public:
+  explicit Sessions(catalog::Database& db) : db_(db) {}
+  catalog::Session& mine() {
+    std::lock_guard lock(mutex_);
+    auto& s = by_thread_[std::this_thread::get_id()];
+    if (!s) s = db_.session();
+    return *s;
+  }
+
+ private:
+  catalog::Database& db_;
+  std::mutex mutex_;
+  std::map<std::thread::id, std::unique_ptr<catalog::Session>> by_thread_;
+};
+
+// The API: route responses cached as JSON text in plain format, so
+// `redis-cli GET api:products:/products/42` shows what a client would get.
+// Category summaries are tagged with their category, for updates to drop.
+class Api {
+  using RouteCache = cachet::GuardedCache<std::string, cachet::StringCodec>;
+
+ public:
+  Api(catalog::Database& db, cachet::Pool& pool)
+      : sessions_(db),
+        products_(route_cache(pool, "products")),
+        categories_(route_cache(pool, "categories")),
+        writes_(pool, route_options("products", "products:writes"), PriceWriter{this},
+                {.on_write = cachet::CacheUpdate::del}) {
+    products_.watch_writes();  // a load that read the old row cannot overwrite a PUT
+    writes_.invalidate_after_write([](std::string_view, const std::string& body) {
+      return cachet::Targets{.tags = {tag_of(nlohmann::json::parse(body).at("category_id").get<std::int64_t>())}};
+    });
+    categories_.tag_loaded_values([](const std::string& body) {
+      if (body.empty()) return std::vector<std::string>{};  // not found: nothing to tag
+      return std::vector<std::string>{tag_of(nlohmann::json::parse(body).at("id").get<std::int64_t>())};
+    });
+  }
+
+  void install(httplib::Server& server) {
+    server.set_tcp_nodelay(true);  // else small keep-alive replies wait out the client's delayed ACK (40 ms)
+    server.Get(R"(/products/(\d+))",
+               [this](const httplib::Request& req, httplib::Response& res) { reply(res, product_route(req)); });
+    server.Get(R"(/uncached/products/(\d+))", [this](const httplib::Request& req, httplib::Response& res) {
+      reply(res, json_of(sessions_.mine().product(std::stoll(req.matches[1]))));
+    });
+    server.Get(R"(/uncached/categories/(\d+))", [this](const httplib::Request& req, httplib::Response& res) {
+      reply(res, json_of(sessions_.mine().category(std::stoll(req.matches[1]))));
+    });
+    server.Get(R"(/categories/(\d+))", [this](const httplib::Request& req, httplib::Response& res) {
+      reply(res, categories_.get_or_load(req.path, [this, id = std::stoll(req.matches[1])](std::string_view) {
+        return json_of(sessions_.mine().category(id));
+      }));
+    });
+    server.Put(R"(/products/(\d+))", [this](const httplib::Request& req, httplib::Response& res) {
+      double price = 0;
+      try {
+        price = nlohmann::json::parse(req.body).at("price").get<double>();
+      } catch (const nlohmann::json::exception& e) {
+        res.status = 400;
+        res.set_content(nlohmann::json{{"error", std::string("body must be {\"price\": number}: ") + e.what()}}.dump(),
+                        "application/json");
+        return;
+      }
+      const std::string current = product_route(req);
+      if (current.empty()) return reply(res, current);
+      auto next = nlohmann::json::parse(current);
+      next["price"] = price;
+      writes_.put(req.path, next.dump());  // the database, then the route and its category's summary dropped
+      reply(res, product_route(req));      // the row as committed, loaded again
+    });
+  }
+
+ private:
+  std::string product_route(const httplib::Request& req) {
+    return products_.get_or_load(req.path, [this, id = std::stoll(req.matches[1])](std::string_view) {
+      return json_of(sessions_.mine().product(id));
+    });
+  }
+
+  template <class T>
+  static std::string json_of(const std::optional<T>& v) {
+    return v ? nlohmann::json(*v).dump() : std::string();  // "" = not found, cached like any answer
+  }
+  static void reply(httplib::Response& res, const std::string& body) {
+    if (body.empty()) {
+      res.status = 404;
+      res.set_content(R"({"error":"not found"})", "application/json");
+    } else {
+      res.set_content(body, "application/json");
+    }
+  }
+
+  // PUT's writer: the new price into the database; returns the row's version.
+  struct PriceWriter {
+    Api* api;
+    std::int64_t operator()(std::string_view path, const std::string& body) const {
+      const std::int64_t id = std::stoll(std::string(path.substr(path.rfind('/') + 1)));
+      return api->sessions_.mine().update_price(id, nlohmann::json::parse(body).at("price").get<double>()).version;
+    }
+  };
+
+  static cachet::CacheOptions route_options(const char* name, std::string label = {}) {
+    return {.ns = "api", .name = name, .ttl = cachet::TtlPolicy({.fresh = std::chrono::minutes(5)}),
+            .format = cachet::Format::plain, .metrics_label = std::move(label)};
+  }
+  static RouteCache route_cache(cachet::Pool& pool, const char* name) {
+    return RouteCache(cachet::RedisStore(pool), route_options(name), {}, cachet::stampede_guard(pool));
+  }
+  static std::string tag_of(std::int64_t category) { return "category:" + std::to_string(category); }
+
+  Sessions sessions_;
+  RouteCache products_, categories_;
+  cachet::WriteThrough<std::string, PriceWriter, cachet::StringCodec> writes_;
+};
+
+// The server on a thread, on a free loopback port, stopped when this goes.
+class Running {
+ public:
+  explicit Running(Api& api) {
+    api.install(server_);
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    if (port_ <= 0) throw std::runtime_error("cannot bind a loopback port");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    // Bound already: a client that connects before listen_after_bind runs waits in the backlog.
+  }
+  ~Running() {
+    server_.stop();
+    thread_.join();
+  }
+  int port() const { return port_; }
+
+ private:
+  httplib::Server server_;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+int check(Api& api) {
+  Running server(api);
+  httplib::Client client("127.0.0.1", server.port());
+  const auto before = client.Get("/products/7");
+  if (!before || before->status != 200) throw std::runtime_error("GET /products/7 failed");
+  const double price = nlohmann::json::parse(before->body).at("price").get<double>() + 1.25;
+  const auto put = client.Put("/products/7", nlohmann::json{{"price", price}}.dump(), "application/json");
+  if (!put || put->status != 200) throw std::runtime_error("PUT /products/7 failed");
+  const auto after = client.Get("/products/7");
+  const auto seen = nlohmann::json::parse(after->body);
+  std::printf("GET, PUT price %.2f, GET: price %.2f, version %lld -> %lld\n", price, seen.at("price").get<double>(),
+              nlohmann::json::parse(before->body).at("version").get<long long>(), seen.at("version").get<long long>());
+  const auto bad = client.Put("/products/7", "{\"cost\": 1}", "application/json");
+  if (!bad || bad->status != 400) throw std::runtime_error("a malformed PUT was not refused with 400");
+  return seen.at("price").get<double>() == price ? 0 : 1;
+}
+
+int load(Api& api, const Args& a) {
+  Running server(api);
+  const catalog::Popularity popularity(a.shape.products, 0.99, a.shape.seed);
+  std::printf("%d client threads, %d s each way, Zipf(0.99) over %lld products; a page is GET product + GET its category\n", a.threads,
+              a.seconds, static_cast<long long>(a.shape.products));
+  // A page view: the product, then its category's summary (the expensive query).
+  for (const std::string prefix : {"/uncached", ""}) {
+    std::atomic<bool> stop{false};
+    std::mutex merge;
+    std::vector<double> all;
+    std::vector<std::thread> clients;
+    for (int t = 0; t < a.threads; ++t)
+      clients.emplace_back([&, t] {
+        httplib::Client client("127.0.0.1", server.port());
+        client.set_keep_alive(true);
+        client.set_tcp_nodelay(true);
+        catalog::RequestStream stream(popularity, 0, static_cast<std::uint64_t>(t) + 1);
+        std::vector<double> us;
+        auto get = [&](const std::string& path) {
+          const auto res = client.Get(path);
+          if (!res || res->status != 200) throw std::runtime_error("GET " + path + " failed");
+          return nlohmann::json::parse(res->body);
+        };
+        while (!stop) {
+          const auto t0 = std::chrono::steady_clock::now();
+          const auto product = get(prefix + "/products/" + std::to_string(stream.next().id));
+          get(prefix + "/categories/" + std::to_string(product.at("category_id").get<std::int64_t>()));
+          us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+        }
+        std::lock_guard lock(merge);
+        all.insert(all.end(), us.begin(), us.end());
+      });
+    std::this_thread::sleep_for(std::chrono::seconds(a.seconds));
+    stop = true;
+    for (auto& c : clients) c.join();
+    const double rate = static_cast<double>(all.size()) / a.seconds;
+    const double p50 = example::percentile(all, 0.5), p99 = example::percentile(all, 0.99);
+    std::printf("  %-9s %8.0f pages/s   p50 %8.0f us   p99 %8.0f us\n", prefix.empty() ? "cached" : "uncached", rate, p50, p99);
+  }
+  return 0;
+}
+
+std::atomic<bool> interrupted{false};
+
+int serve(Api& api, const Args& a) {
+  httplib::Server server;
+  api.install(server);
+  signal(SIGINT, [](int) { interrupted = true; });
+  std::thread stopper([&] {
+    while (!interrupted) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    server.stop();
+  });
+  std::printf("serving on http://127.0.0.1:%d (Ctrl-C stops)\n", a.port);
+  const bool ok = server.listen("127.0.0.1", a.port);
+  interrupted = true;
+  stopper.join();
+  return ok ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  example::Cli cli("http_api",
+                   "serve|load|check [--listen P] [--seconds S] [--threads N] [--products N] [--db-file PATH]\n"
+                   "       [--socket PATH | --host H --port P] [--password PW]");
+  Args a;
+  if (argc < 2) cli.fail("which command: serve, load or check?");
+  a.command = argv[1];
+  if (a.command != "serve" && a.command != "load" && a.command != "check") cli.fail("unknown command " + a.command);
+  cli.each_flag(argc - 1, argv + 1, [&](std::string_view flag, std::string_view value) {
+    if (flag == "--listen") a.port = cli.positive(flag, value);
+    else if (flag == "--seconds") a.seconds = cli.positive(flag, value);
+    else if (flag == "--threads") a.threads = cli.positive(flag, value);
+    else if (flag == "--products") a.shape.products = cli.positive(flag, value);
+    else if (flag == "--db-file") a.db_file = value;
+    else return false;
+    return true;
+  });
+  try {
+    const std::string file = !a.db_file.empty() ? a.db_file
+                                                : (std::filesystem::temp_directory_path() /
+                                                   ("cachet-api-" + std::to_string(a.shape.products) + ".sqlite")).string();
+    catalog::SqliteCatalog db(file, a.shape, [](std::int64_t, std::int64_t) {});
+    cachet::Pool pool(cli.redis(), {.size = 16});
+    pool.with([](cachet::Connection& c) { c.command({"PING"}); });
+    for (const char* name : {"products", "categories"})  // a server given may hold an earlier run's answers
+      cachet::invalidate_matching(pool, cachet::KeyBuilder("api").pattern(name));
+    Api api(db, pool);
+    if (a.command == "check") return check(api);
+    if (a.command == "load") return load(api, a);
+    return serve(api, a);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "http_api: %s\n", e.what());
+    return 1;
+  }
+}

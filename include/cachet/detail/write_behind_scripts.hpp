@@ -1,0 +1,176 @@
+#pragma once
+// What write-behind does in Redis, each step one atomic script:
+//
+// - enqueue: XADD the write to the stream, SET the cache key (joining its tag
+//   sets, as Tags::set_tagged does) and record the entry in the pending hash
+//   (id -> entry), after checking the queue's bound;
+// - pending: the bytes of an id's queued write, for a read whose cache entry was
+//   evicted or expired before the flush;
+// - settle: after the database took a batch, XACK + XDEL its entries and drop
+//   the pending records they still own; a cached value that a concurrent load
+//   replaced with an older one is set back to the written bytes. For a
+//   dead-lettered batch, the entries are copied to the dead-letter stream with
+//   the error, and a cached value that is the dead write is deleted (the
+//   database never got it).
+//
+// Stream entries hold the fields k (id), c (cache key), v (the cache entry's
+// bytes), in that order. Keys: {ns}:wb:{queue}, {ns}:wb:{queue}:pending,
+// {ns}:wb:{queue}:dead, the cache keys and tag sets. On a Redis Cluster they must
+// share a slot: use HashTag::ns.
+
+#include <cachet/detail/value_write.hpp>
+#include <cachet/policy/write_queue.hpp>
+#include <cachet/redis/connection.hpp>
+#include <cachet/redis/script.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cachet::detail {
+
+struct QueueKeys {
+  explicit QueueKeys(std::string s) : stream(std::move(s)), pending(stream + ":pending"), dead(stream + ":dead") {}
+  std::string stream, pending, dead;
+};
+
+// One stream entry as read by a flusher.
+struct StreamEntry {
+  StreamId entry;
+  std::string id, cache_key, bytes;
+  bool deleted = false;  // gone from the stream while pending: only to be acknowledged
+};
+
+// Appends the entries of [[id, [field, value, ...]], ...] to `out`.
+inline void parse_entries(ReplyView list, std::vector<StreamEntry>& out) {
+  for (ReplyView e : list) {
+    StreamEntry entry;
+    entry.entry = StreamId::parse(e[0].as_string());
+    const ReplyView fields = e[1];
+    entry.deleted = fields.is_nil();
+    for (std::size_t i = 0; !entry.deleted && i + 1 < fields.size(); i += 2) {
+      const std::string_view name = fields[i].as_string();
+      std::string* to = name == "k" ? &entry.id : name == "c" ? &entry.cache_key : name == "v" ? &entry.bytes : nullptr;
+      if (to) *to = std::string(fields[i + 1].as_string());
+    }
+    out.push_back(std::move(entry));
+  }
+}
+
+struct Enqueued {
+  StreamId entry;
+  bool over_bound = false;  // queued past max_length (QueueFull::grow)
+};
+
+// One write to queue: the value's cache entry, and the tag sets it joins.
+struct QueuedWrite {
+  std::string_view id;
+  std::string_view cache_key;
+  std::string_view bytes;
+  std::chrono::milliseconds ttl;
+  std::span<const std::string> tag_sets = {};
+  std::size_t prune_sample = 0;
+};
+
+// nullopt: the queue is at its bound and `grow` is off; nothing was written.
+inline std::optional<Enqueued> enqueue(Connection& conn, const QueueKeys& keys, const QueuedWrite& w,
+                                       std::size_t max_length, bool grow) {
+  // KEYS: stream, pending hash, cache key, tag sets... ARGV: id, bytes, TTL ms, bound, grow, prune sample.
+  static const Script script(std::string(tag_value_lua) + R"lua(
+local over = 0
+local limit = tonumber(ARGV[4])
+if limit > 0 and redis.call('XLEN', KEYS[1]) >= limit then
+  if ARGV[5] ~= '1' then return false end
+  over = 1
+end
+local entry = redis.call('XADD', KEYS[1], '*', 'k', ARGV[1], 'c', KEYS[3], 'v', ARGV[2])
+redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3])
+tag_value(KEYS[3], tonumber(ARGV[3]), 4, #KEYS, tonumber(ARGV[6]))
+redis.call('HSET', KEYS[2], ARGV[1], entry)
+return {entry, over}
+)lua");
+  std::vector<std::string_view> k{keys.stream, keys.pending, w.cache_key};
+  k.insert(k.end(), w.tag_sets.begin(), w.tag_sets.end());
+  const std::string ttl = std::to_string(std::max<long long>(w.ttl.count(), 1)), bound = std::to_string(max_length),
+                    sample = std::to_string(w.prune_sample);
+  const Reply r = script.run(conn, k, std::vector<std::string_view>{w.id, w.bytes, ttl, bound, grow ? "1" : "0", sample});
+  if (r.is_nil()) return std::nullopt;
+  return Enqueued{StreamId::parse(r[0].as_string()), r[1].as_integer() == 1};
+}
+
+// The bytes of `id`'s queued write, or nullopt when none is pending.
+inline std::optional<std::string> pending_bytes(Connection& conn, const QueueKeys& keys, std::string_view id) {
+  static const Script script(R"lua(
+local entry = redis.call('HGET', KEYS[1], ARGV[1])
+if not entry then return false end
+local e = redis.call('XRANGE', KEYS[2], entry, entry)
+if e[1] then return e[1][2][6] end
+return false
+)lua");
+  return script.run(conn, {keys.pending, keys.stream}, {id}).as_optional_string();
+}
+
+// The latest write of an id in a settled batch.
+struct Head {
+  std::string_view id;
+  std::string entry;
+  std::string_view cache_key;
+};
+
+enum class Settle { written, dead };
+
+// Acknowledges and deletes `entries` (every write of the batch, superseded ones
+// included); `heads` are the writes the batch wrote (or failed to).
+inline void settle(Connection& conn, const QueueKeys& keys, std::string_view group, Settle how,
+                   std::string_view error, const std::vector<std::string>& entries, const std::vector<Head>& heads) {
+  static const Script script(R"lua(
+local stream, pending, dead = KEYS[1], KEYS[2], KEYS[3]
+local group, dead_mode, err, n = ARGV[1], ARGV[2] == 'dead', ARGV[3], tonumber(ARGV[4])
+local function bytes_of(entry)
+  local e = redis.call('XRANGE', stream, entry, entry)
+  if e[1] then return e[1][2][6] end
+end
+for h = 1, #KEYS - 3 do
+  local id, entry, key = ARGV[4 + n + 2 * h - 1], ARGV[4 + n + 2 * h], KEYS[3 + h]
+  if redis.call('HGET', pending, id) == entry then
+    redis.call('HDEL', pending, id)
+    local bytes, cached = bytes_of(entry), redis.call('GET', key)
+    if bytes and cached then
+      if dead_mode and cached == bytes then redis.call('UNLINK', key)
+      elseif not dead_mode and cached ~= bytes then redis.call('SET', key, bytes, 'KEEPTTL') end
+    end
+  end
+end
+for i = 5, 4 + n, 1000 do
+  local ids = {unpack(ARGV, i, math.min(i + 999, 4 + n))}
+  if dead_mode then
+    for _, id in ipairs(ids) do
+      local e = redis.call('XRANGE', stream, id, id)
+      if e[1] then
+        local f = e[1][2]
+        redis.call('XADD', dead, '*', 'entry', id, f[1], f[2], f[3], f[4], f[5], f[6], 'error', err)
+      end
+    end
+  end
+  redis.call('XACK', stream, group, unpack(ids))
+  redis.call('XDEL', stream, unpack(ids))
+end
+return n
+)lua");
+  std::vector<std::string_view> k{keys.stream, keys.pending, keys.dead};
+  const std::string count = std::to_string(entries.size());
+  std::vector<std::string_view> a{group, how == Settle::dead ? "dead" : "written", error, count};
+  a.insert(a.end(), entries.begin(), entries.end());
+  for (const Head& h : heads) {
+    k.push_back(h.cache_key);
+    a.push_back(h.id);
+    a.push_back(h.entry);
+  }
+  script.run(conn, k, a);
+}
+
+}  // namespace cachet::detail

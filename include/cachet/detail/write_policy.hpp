@@ -1,0 +1,38 @@
+#pragma once
+// What WriteThrough and WriteBehind share: the CacheAside they are built on (over
+// Redis: their writes are scripts) and the writer they own.
+
+#include <cachet/policy/cache_aside.hpp>
+
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace cachet::detail {
+
+template <class V, class W, Codec C, Guard G, Clock Clk>
+class WritePolicy {
+ public:
+  using value_type = V;
+  using Cache = CacheAside<V, C, G, RedisStore, Clk>;
+
+  WritePolicy(const WritePolicy&) = delete;
+  WritePolicy& operator=(const WritePolicy&) = delete;
+
+  Cache& cache() noexcept { return cache_; }
+  std::string key(std::string_view id) const { return cache_.key(id); }
+
+ protected:
+  // The pool must outlive the policy.
+  WritePolicy(Pool& pool, CacheOptions options, W writer, C codec, G guard, Clk clock)
+      : cache_(RedisStore(pool), std::move(options), std::move(codec), std::move(guard), std::move(clock)),
+        writer_(std::move(writer)) {}
+  ~WritePolicy() = default;
+
+  Pool& pool() noexcept { return cache_.store().pool(); }
+
+  Cache cache_;
+  W writer_;
+};
+
+}  // namespace cachet::detail

@@ -1,0 +1,40 @@
+#pragma once
+// Refresh-ahead: a read-through whose hot keys never expire. A read that finds
+// less than 20 % (RefreshAheadOptions::fraction) of an entry's fresh life left
+// returns it at once and schedules one background refresh, one per key across
+// processes through the Redis lock; so a key that keeps being read is always
+// replaced before it expires, and no reader waits for its load.
+//
+//   cachet::RefreshAhead<Quote, decltype(load)> quotes(pool, {.ns = "fx", .name = "quote"}, load);
+//   Quote q = quotes.get("EURUSD");
+//
+// It is ReadThrough with GuardStack<RefreshAheadGuard, SingleFlight, RedisLockGuard>;
+// use that stack on a CacheAside for the same behaviour with per-call loaders.
+// The refresh runs a copy of the loader on the cache's executor.
+
+#include <cachet/guard/redis_lock_guard.hpp>
+#include <cachet/guard/refresh_ahead.hpp>
+#include <cachet/guard/single_flight.hpp>
+#include <cachet/guard/stack.hpp>
+#include <cachet/policy/read_through.hpp>
+
+#include <utility>
+
+namespace cachet {
+
+using RefreshAheadStack = GuardStack<RefreshAheadGuard, SingleFlight, RedisLockGuard>;
+
+template <class V, class L, Codec C = JsonCodec<V>, Clock Clk = SystemClock>
+  requires Loader<L, V>
+class RefreshAhead : public ReadThrough<V, L, C, RefreshAheadStack, RedisStore, Clk> {
+ public:
+  // The pool must outlive the cache.
+  RefreshAhead(Pool& pool, CacheOptions options, L loader, RefreshAheadOptions ahead = {},
+               RedisLockGuardOptions lock = {}, C codec = {}, Clk clock = {})
+      : ReadThrough<V, L, C, RefreshAheadStack, RedisStore, Clk>(
+            RedisStore(pool), std::move(options), std::move(loader), std::move(codec),
+            RefreshAheadStack(RefreshAheadGuard(ahead), SingleFlight{}, RedisLockGuard(pool, std::move(lock))),
+            std::move(clock)) {}
+};
+
+}  // namespace cachet

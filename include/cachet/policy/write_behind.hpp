@@ -1,0 +1,258 @@
+#pragma once
+// Write-behind on a durable queue: a write updates the cache and appends to a
+// Redis Stream in one atomic script, then returns; flushers write batches to
+// the database and acknowledge them only once it has them.
+//
+//   auto save = [&](std::span<const cachet::PendingWrite<Product>> batch) { db.upsert(batch); };
+//   cachet::WriteBehind<Product, decltype(save)> products(pool, {.ns = "shop", .name = "product"}, save);
+//   products.write("42", product);      // XADD + SET in one script; no database call
+//   products.get("42");                 // read-your-writes, also before the flush
+//   products.flush();                   // everything written before is in the database
+//
+// - Durable: a write is in Redis before write() returns, and leaves the stream
+//   only when the database has it (XACK after the batch write). Nothing is lost
+//   when a flusher dies; as durable as Redis is (use AOF persistence, and a
+//   maxmemory-policy that never evicts keys without a TTL: noeviction or volatile-*).
+// - At-least-once: a flusher that dies between the database write and the XACK
+//   has that batch written again by the next. Each write carries its stream
+//   entry (PendingWrite::entry): the idempotency key, ordered like the writes.
+// - Coalescing: writes of one id held by a flusher fold into the last (last
+//   write wins; per-id order kept). With several flushers, or entries reclaimed
+//   from a dead one, an older write can reach the database after a newer one:
+//   upsert only when `entry` is newer than the row's (see PendingWrite).
+// - Failures: a batch that fails is split until the failing writes stand alone;
+//   those are retried with back-off and dead-lettered to {ns}:wb:{queue}:dead
+//   after `max_attempts`, while the rest flows. A database that is down fails
+//   every write: nothing is dead-lettered, rounds back off, the queue grows up
+//   to `max_length`, where `on_full` blocks, rejects or lets it grow.
+// - A value the cache tags (tag_loaded_values) joins its tag sets in the same script.
+// - Reads see pending writes: the cache entry is set with the write, and a read
+//   that finds it evicted or expired before the flush looks in the pending hash
+//   {ns}:wb:{queue}:pending. A load that overlaps a write and writes back the
+//   old row is undone when that write is flushed.
+// - flush() waits until every write queued before it is in the database (or
+//   dead-lettered); the destructor flushes (up to `drain_timeout`) and stops.
+//
+// Redis Cluster: the write's script touches the stream and the cache key, so
+// they must share a slot: use HashTag::ns.
+
+#include <cachet/detail/write_behind_flusher.hpp>
+#include <cachet/detail/write_behind_scripts.hpp>
+#include <cachet/detail/write_policy.hpp>
+#include <cachet/executor.hpp>
+#include <cachet/policy/cache_aside.hpp>
+#include <cachet/policy/write_queue.hpp>
+#include <cachet/tags.hpp>
+
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace cachet {
+
+template <class V, class W, Codec C = JsonCodec<V>, Guard G = NoGuard, Clock Clk = SystemClock>
+  requires BatchWriter<W, V> && CodecFor<C, V>
+class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk> {
+  using Base = detail::WritePolicy<V, W, C, G, Clk>;
+  using Base::cache_;
+  using Base::writer_;
+
+ public:
+  using typename Base::Cache;
+
+  // The pool must outlive the cache.
+  WriteBehind(Pool& pool, CacheOptions options, W writer, WriteBehindOptions write = {}, C codec = {}, G guard = {},
+              Clk clock = {})
+      : Base(pool, std::move(options), std::move(writer), std::move(codec), std::move(guard), std::move(clock)),
+        write_(named(std::move(write))),
+        keys_(cache_.keys().write_behind(write_.queue)) {
+    if (!write_.flusher) return;
+    flusher_ = std::make_unique<detail::Flusher<V, W, Cache>>(cache_, writer_, write_, keys_, pool.connection_options());
+    background_.try_submit([this] { flusher_->run(stop_); });
+  }
+
+  // With a flusher here: flushes for up to `drain_timeout`, then stops it. What
+  // is left stays queued for the next flusher.
+  ~WriteBehind() {
+    if (!flusher_) return;
+    try {
+      flush(write_.drain_timeout);
+    } catch (...) {  // Redis down: the queue keeps what it holds
+    }
+    stop_.store(true, std::memory_order_release);
+    background_.stop();
+  }
+
+  // Queues `value` for `id` and sets the cache, in one step; returns its stream
+  // entry. Throws the Redis layer's errors (nothing was queued, or, after a
+  // timeout, perhaps it was: writing again is harmless), EncodeError, and
+  // QueueFullError when the queue stays at its bound.
+  StreamId write(std::string_view id, const V& value) {
+    cache_.metrics().count(Event::write);
+    const typename Cache::Encoded e = cache_.encode(value);
+    const std::string k = cache_.key(id);
+    const Tags tags(this->pool(), cache_.keys());
+    const std::vector<std::string> sets = tags.tag_set_keys(cache_.tags_of(value));
+    const detail::QueuedWrite w{id, k, e.bytes, e.ttl, sets, tags.options().prune_sample};
+    const auto deadline = std::chrono::steady_clock::now() + write_.block_for;
+    bool counted = false;
+    for (auto pause = std::chrono::milliseconds(1);; pause = std::min(pause * 2, std::chrono::milliseconds(50))) {
+      std::optional<detail::Enqueued> queued;
+      cache_.guarded(
+          [&] {
+            auto lease = this->pool().acquire();
+            queued = detail::enqueue(*lease, keys_, w, write_.max_length, write_.on_full == QueueFull::grow);
+          },
+          true);
+      if (queued) {
+        if (queued->over_bound) over_bound();
+        return queued->entry;
+      }
+      if (!counted) cache_.metrics().count(Event::queue_full);
+      counted = true;
+      const auto now = std::chrono::steady_clock::now();
+      if (write_.on_full == QueueFull::reject || now >= deadline)
+        throw QueueFullError("cachet: write-behind queue " + keys_.stream + " is at its bound of " +
+                             std::to_string(write_.max_length) + " writes");
+      std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(pause, deadline - now));
+    }
+  }
+
+  // The cached value, or the pending write of `id` when the entry is gone before its flush.
+  std::optional<V> get(std::string_view id) {
+    if (std::optional<V> v = cache_.get(id)) return v;
+    return pending(id);
+  }
+
+  // The cached value, the pending write, or what `loader` returns (stored for next time).
+  template <Loader<V> L>
+  auto get_or_load(std::string_view id, L&& loader) -> std::invoke_result_t<L&, std::string_view> {
+    using Held = std::conditional_t<std::is_copy_constructible_v<std::decay_t<L>>, std::decay_t<L>, L&>;
+    return cache_.get_or_load(id, PendingFirst<Held>{this, std::forward<L>(loader)});
+  }
+
+  // Waits until every write queued before the call (by any process) is in the
+  // database or dead-lettered; false if `timeout` passed first (by default it
+  // never does). Needs a flusher running, here or elsewhere.
+  bool flush(std::chrono::milliseconds timeout = std::chrono::milliseconds::max()) {
+    using steady = std::chrono::steady_clock;
+    const auto now = steady::now();
+    const auto deadline = timeout >= std::chrono::duration_cast<std::chrono::milliseconds>(steady::time_point::max() - now)
+                              ? steady::time_point::max()
+                              : now + timeout;
+    auto lease = this->pool().acquire();
+    const std::optional<std::string> last = last_queued(*lease);
+    if (!last) return true;
+    struct Hurry {
+      detail::Flusher<V, W, Cache>* f;
+      explicit Hurry(detail::Flusher<V, W, Cache>* flusher) : f(flusher) {
+        if (f) f->hurry(1);
+      }
+      ~Hurry() {
+        if (f) f->hurry(-1);
+      }
+    } hurry(flusher_.get());
+    for (auto pause = std::chrono::milliseconds(1);; pause = std::min(pause * 2, std::chrono::milliseconds(20))) {
+      if (lease->command({"XRANGE", keys_.stream, "-", *last, "COUNT", 1}).size() == 0) return true;
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      std::this_thread::sleep_for(pause);
+    }
+  }
+
+  // Writes queued and not yet in the database (XLEN).
+  std::size_t queued() {
+    auto lease = this->pool().acquire();
+    return static_cast<std::size_t>(lease->command({"XLEN", keys_.stream}).as_integer());
+  }
+
+  const WriteBehindOptions& write_options() const noexcept { return write_; }
+  const std::string& stream() const noexcept { return keys_.stream; }
+  const std::string& dead_letters() const noexcept { return keys_.dead; }
+
+ private:
+  // A loader that looks for a pending write first (copied along with the user's
+  // loader when a guard refreshes in the background).
+  template <class L>
+  struct PendingFirst {
+    WriteBehind* self;
+    L loader;
+    auto operator()(std::string_view id) -> std::invoke_result_t<std::remove_reference_t<L>&, std::string_view> {
+      using R = std::invoke_result_t<std::remove_reference_t<L>&, std::string_view>;
+      if (std::optional<V> v = self->pending(id)) return R(std::move(*v));
+      return loader(id);
+    }
+  };
+
+  // The value of `id`'s queued write; nullopt when none (or Redis is down).
+  std::optional<V> pending(std::string_view id) {
+    std::optional<std::string> bytes;
+    const bool reached = cache_.guarded(
+        [&] {
+          auto lease = this->pool().acquire();
+          bytes = detail::pending_bytes(*lease, keys_, id);
+        },
+        cache_.options().throw_redis_errors);
+    if (!reached || !bytes) return std::nullopt;
+    try {
+      return cache_.decode_value(*bytes);
+    } catch (const DecodeError&) {
+      cache_.metrics().count(Event::decode_error);
+      return std::nullopt;
+    }
+  }
+
+  // The stream's last entry id (XINFO STREAM), or nullopt when there is no stream.
+  std::optional<std::string> last_queued(Connection& conn) {
+    if (conn.command({"EXISTS", keys_.stream}).as_integer() == 0) return std::nullopt;
+    const Reply info = conn.command({"XINFO", "STREAM", keys_.stream});
+    for (std::size_t i = 0; i + 1 < info.size(); i += 2)
+      if (info[i].as_string() == "last-generated-id") return std::string(info[i + 1].as_string());
+    throw ProtocolError("cachet: XINFO STREAM has no last-generated-id");
+  }
+
+  void over_bound() {
+    cache_.metrics().count(Event::queue_full);
+    const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+    auto last = last_warning_.load(std::memory_order_relaxed);
+    const auto second = std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::seconds(1)).count();
+    if (now - last < second || !last_warning_.compare_exchange_strong(last, now)) return;
+    if (write_.on_warning)
+      write_.on_warning("cachet: write-behind queue " + keys_.stream + " is past its bound of " +
+                        std::to_string(write_.max_length) + " writes; the database may be down");
+  }
+
+  // A unique consumer name unless one was given: host, pid, random suffix.
+  static WriteBehindOptions named(WriteBehindOptions o) {
+    if (!o.consumer.empty()) return o;
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    unsigned char random[4] = {};
+    RAND_bytes(random, sizeof random);
+    char suffix[9];
+    for (int i = 0; i < 4; ++i) std::snprintf(suffix + 2 * i, 3, "%02x", random[i]);
+    o.consumer = std::string(host) + ":" + std::to_string(::getpid()) + ":" + suffix;
+    return o;
+  }
+
+  WriteBehindOptions write_;
+  detail::QueueKeys keys_;
+  std::atomic<bool> stop_{false};
+  std::atomic<std::chrono::steady_clock::rep> last_warning_{0};
+  std::unique_ptr<detail::Flusher<V, W, Cache>> flusher_;
+  Executor background_{{.threads = 1, .queue = 1}};  // the flusher's thread; last: stopped first
+};
+
+}  // namespace cachet

@@ -1,0 +1,223 @@
+#pragma once
+// Write-behind counters (page views, likes): increments go to a Redis hash, and
+// a flusher writes the sums to the database in batches.
+//
+//   auto save = [&](std::uint64_t batch, std::span<const cachet::CounterDelta> sums) { db.add_views(batch, sums); };
+//   cachet::WriteBehindCounters<decltype(save)> views(pool, {.ns = "shop", .queue = "views"}, save);
+//   views.increment("product:42");      // HINCRBY, one round trip
+//
+// The article's flush (HGETALL, write, then HDEL) loses every increment made
+// between the read and the delete. Here the hand-over is atomic: one script
+// RENAMEs the pending hash to a "flushing" one and gives it a batch number, so
+// increments made during a flush land in a new pending hash. The flushing hash
+// is deleted only after the database took it; a failed or interrupted flush
+// hands the same batch, with the same number, to the next one. Make the
+// database write idempotent on that number (record applied batches in the same
+// transaction) and the totals are exact, crashes included.
+//
+// Keys: {ns}:wb:{queue}:counts (pending), :counts:flushing, :counts:batch (the
+// flushing batch's number), :counts:seq. On a Redis Cluster use HashTag::ns.
+
+#include <cachet/detail/backoff.hpp>
+#include <cachet/executor.hpp>
+#include <cachet/keys.hpp>
+#include <cachet/metrics.hpp>
+#include <cachet/redis/pipeline.hpp>
+#include <cachet/redis/pool.hpp>
+#include <cachet/redis/script.hpp>
+
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <concepts>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace cachet {
+
+struct CounterDelta {
+  std::string id;
+  std::int64_t delta = 0;
+};
+
+// Adds a batch of sums to the database, all or nothing; `batch` is its
+// idempotency key (the same batch may be given again after a failure).
+template <class W>
+concept CounterWriter = std::invocable<W&, std::uint64_t, std::span<const CounterDelta>>;
+
+struct CountersOptions {
+  std::string ns = "cachet";
+  std::string queue = "counters";
+  KeyOptions keys{};
+  std::chrono::milliseconds interval{1000};  // how often this object flushes; zero: only flush()
+  BackoffOptions retry{std::chrono::milliseconds(100), std::chrono::milliseconds(5000), 2.0, 0.2};
+  std::string metrics_label;  // defaults to ns:queue
+};
+
+template <class W>
+  requires CounterWriter<W>
+class WriteBehindCounters {
+ public:
+  // The pool must outlive the counters.
+  WriteBehindCounters(Pool& pool, CountersOptions options, W writer)
+      : pool_(&pool),
+        options_(std::move(options)),
+        writer_(std::move(writer)),
+        keys_(KeyBuilder(options_.ns, options_.keys).write_behind(options_.queue) + ":counts"),
+        metrics_(MetricsRegistry::global().add(
+            options_.metrics_label.empty() ? options_.ns + ":" + options_.queue : options_.metrics_label,
+            keys_.pending)),
+        backoff_(options_.retry) {
+    if (options_.interval.count() > 0) background_.try_submit([this] { flush_periodically(); });
+  }
+
+  WriteBehindCounters(const WriteBehindCounters&) = delete;
+  WriteBehindCounters& operator=(const WriteBehindCounters&) = delete;
+
+  // Stops the periodic flusher and flushes once more (what fails stays in Redis for the next flush).
+  ~WriteBehindCounters() {
+    {
+      std::lock_guard lock(wake_mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    background_.stop();
+    try {
+      flush();
+    } catch (...) {
+    }
+    MetricsRegistry::global().remove(metrics_);
+  }
+
+  // Adds `by` to `id`'s pending count; returns the pending count.
+  std::int64_t increment(std::string_view id, std::int64_t by = 1) {
+    metrics_->count(Event::write);
+    auto lease = pool_->acquire();
+    return lease->command({"HINCRBY", keys_.pending, id, by}).as_integer();
+  }
+
+  // What `id` has gained that the database does not have yet (pending + flushing).
+  std::int64_t pending(std::string_view id) {
+    auto lease = pool_->acquire();
+    Pipeline p(*lease);
+    p.add({"HGET", keys_.pending, id});
+    p.add({"HGET", keys_.flushing, id});
+    std::int64_t sum = 0;
+    for (const Reply& r : p.execute()) sum += r.is_nil() ? 0 : to_int(r.as_string());
+    return sum;
+  }
+
+  // Hands the pending counts over and writes them; returns how many counters
+  // were written. A batch left by a failed flush is written first. Throws the
+  // writer's exception and Redis errors; the batch stays for the next flush.
+  std::size_t flush() {
+    std::lock_guard lock(flush_mutex_);
+    std::size_t written = 0;
+    for (;;) {  // at most twice: a batch left over, then the current one
+      std::optional<Batch> batch = hand_over();
+      if (!batch) return written;
+      try {
+        writer_(batch->number, std::span<const CounterDelta>(batch->sums));
+      } catch (...) {
+        metrics_->count(Event::write_error);
+        throw;
+      }
+      done(batch->number);
+      metrics_->count(Event::flushed, batch->sums.size());
+      written += batch->sums.size();
+      if (!batch->left_over) return written;
+    }
+  }
+
+  CacheMetrics& metrics() noexcept { return *metrics_; }
+
+ private:
+  struct Keys {
+    explicit Keys(const std::string& p) : pending(p), flushing(p + ":flushing"), batch(p + ":batch"), seq(p + ":seq") {}
+    std::string pending, flushing, batch, seq;
+  };
+
+  struct Batch {
+    std::uint64_t number = 0;
+    std::vector<CounterDelta> sums;
+    bool left_over = false;  // a failed flush's batch, handed over again
+  };
+
+  static std::int64_t to_int(std::string_view s) {
+    std::int64_t v = 0;
+    std::from_chars(s.data(), s.data() + s.size(), v);
+    return v;
+  }
+
+  // The flushing batch: the one a failed flush left, or the pending counts renamed.
+  std::optional<Batch> hand_over() {
+    static const Script script(R"lua(
+local left_over = redis.call('EXISTS', KEYS[2])
+if left_over == 0 then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+  redis.call('RENAME', KEYS[1], KEYS[2])
+  redis.call('SET', KEYS[3], redis.call('INCR', KEYS[4]))
+end
+return {redis.call('GET', KEYS[3]), left_over, redis.call('HGETALL', KEYS[2])}
+)lua");
+    auto lease = pool_->acquire();
+    const Reply r = script.run(*lease, {keys_.pending, keys_.flushing, keys_.batch, keys_.seq}, {});
+    if (r.is_nil()) return std::nullopt;
+    Batch b;
+    b.number = static_cast<std::uint64_t>(to_int(r[0].as_string()));
+    b.left_over = r[1].as_integer() == 1;
+    const ReplyView sums = r[2];
+    for (std::size_t i = 0; i + 1 < sums.size(); i += 2)
+      b.sums.push_back({std::string(sums[i].as_string()), to_int(sums[i + 1].as_string())});
+    return b;
+  }
+
+  // The database has batch `number`: drop it (unless another flusher already did and moved on).
+  void done(std::uint64_t number) {
+    static const Script script(
+        "if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[1], KEYS[2]) return 1 end return 0");
+    auto lease = pool_->acquire();
+    script.run(*lease, {keys_.flushing, keys_.batch}, {number});
+  }
+
+  void flush_periodically() {
+    std::unique_lock lock(wake_mutex_);
+    while (!stop_) {
+      const auto wait = backoff_.failures() == 0 ? options_.interval : backoff_.delay(backoff_.failures());
+      if (wake_.wait_for(lock, wait, [&] { return stop_; })) return;
+      lock.unlock();
+      try {
+        flush();
+        backoff_.reset();
+      } catch (const Error&) {  // Redis; the batch stays there for the next round
+        metrics_->count(Event::redis_error);
+        backoff_.record_failure();
+      } catch (...) {  // the writer's, counted by flush()
+        backoff_.record_failure();
+      }
+      lock.lock();
+    }
+  }
+
+  Pool* pool_;
+  CountersOptions options_;
+  W writer_;
+  Keys keys_;
+  std::shared_ptr<CacheMetrics> metrics_;
+  std::mutex flush_mutex_;
+  std::mutex wake_mutex_;
+  std::condition_variable wake_;
+  bool stop_ = false;
+  detail::Backoff backoff_;  // the periodic flusher's, after failures
+  Executor background_{{.threads = 1, .queue = 1}};  // last: stopped first
+};
+
+}  // namespace cachet

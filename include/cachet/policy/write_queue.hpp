@@ -1,0 +1,107 @@
+#pragma once
+// The write-behind queue: what it holds, what its batch writer is given, and how
+// it is configured (WriteBehind in write_behind.hpp is the policy).
+
+#include <cachet/error.hpp>
+#include <cachet/redis/options.hpp>
+
+#include <charconv>
+#include <chrono>
+#include <compare>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace cachet {
+
+// A Redis Stream entry id, "<ms>-<seq>": ordered as the writes were queued.
+struct StreamId {
+  std::uint64_t ms = 0;
+  std::uint64_t seq = 0;
+
+  auto operator<=>(const StreamId&) const = default;
+
+  std::string str() const { return std::to_string(ms) + "-" + std::to_string(seq); }
+
+  static StreamId parse(std::string_view text) {
+    StreamId id;
+    const auto dash = text.find('-');
+    const char* end = text.data() + text.size();
+    const bool ok = dash != std::string_view::npos &&
+                    std::from_chars(text.data(), text.data() + dash, id.ms).ptr == text.data() + dash &&
+                    std::from_chars(text.data() + dash + 1, end, id.seq).ptr == end;
+    if (!ok) throw std::invalid_argument("cachet: not a stream id: '" + std::string(text) + "'");
+    return id;
+  }
+};
+
+// One write as the batch writer gets it: the last write of `id` the flusher
+// holds. `entry` is its stream entry, unique and ordered: use it as the
+// idempotency key (store it with the row and skip an entry already applied),
+// and upsert only when it is newer than the row's, so that a write redelivered
+// after a crash, or reclaimed from another flusher, never overwrites a newer one.
+template <class V>
+struct PendingWrite {
+  std::string id;
+  V value;
+  StreamId entry;
+  std::size_t superseded = 0;  // earlier writes of `id` coalesced into this one
+};
+
+// Writes a batch to the database, all or nothing, and throws if it did not.
+template <class W, class V>
+concept BatchWriter = std::invocable<W&, std::span<const PendingWrite<V>>>;
+
+// What a write does when the queue is at `max_length` (the database has been down for long).
+enum class QueueFull {
+  block,   // wait up to `block_for` for room, then throw QueueFullError
+  reject,  // throw QueueFullError at once
+  grow,    // queue it anyway; count it and call `on_warning`
+};
+
+class QueueFullError : public Error {
+ public:
+  using Error::Error;
+};
+
+struct WriteBehindOptions {
+  std::string queue = "writes";  // the stream is {ns}:wb:{queue}
+  std::string group = "cachet";  // the flushers' consumer group
+  // This flusher's consumer name; empty: host, pid and a random suffix. A stable
+  // name (a pod name) lets a restarted flusher resume its own pending entries first.
+  std::string consumer;
+  bool flusher = true;  // flush in this object; false: only queue (another process flushes)
+
+  std::size_t max_batch = 500;               // a batch is flushed at this many writes...
+  std::chrono::milliseconds max_delay{100};  // ...or when its first write is this old
+  std::chrono::milliseconds poll{50};        // longest blocking read, so stop and flush() are seen
+
+  // A write that fails on its own while other writes succeed (the database is
+  // up: the write is "poison"), or with an error `rejected` recognises, is
+  // retried with back-off, and after this many such failures moved to the
+  // dead-letter stream {ns}:wb:{queue}:dead with its error.
+  std::size_t max_attempts = 5;
+  // Whether an error of the batch writer says the database refused the data (a
+  // constraint) rather than that it is unavailable. Without it, a write failing
+  // alone counts only when other writes of the same round succeed: a poison
+  // write with no traffic around it is retried until some arrives.
+  std::function<bool(const std::exception&)> rejected;
+  // The back-off of those retries, and between rounds while every write fails (an outage).
+  BackoffOptions retry{std::chrono::milliseconds(50), std::chrono::milliseconds(2000), 2.0, 0.2};
+  std::chrono::milliseconds reclaim_idle{30000};  // XAUTOCLAIM entries a flusher left pending this long
+
+  std::size_t max_length = 1'000'000;  // 0: unbounded
+  QueueFull on_full = QueueFull::block;
+  std::chrono::milliseconds block_for{1000};
+  std::function<void(std::string_view)> on_warning;  // QueueFull::grow, at most once a second
+
+  std::chrono::milliseconds drain_timeout{30000};  // how long the destructor waits for the queue to drain
+};
+
+}  // namespace cachet

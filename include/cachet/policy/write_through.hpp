@@ -1,0 +1,269 @@
+#pragma once
+// Write-through: the database first, then the cache.
+//
+//   auto save = [&](std::string_view id, const Product& p) { return db.update(id, p); };  // the row's new version
+//   cachet::WriteThrough<Product, decltype(save)> products(pool, {.ns = "shop", .name = "product"}, save);
+//   products.put("42", product);                          // db.update, then the cache
+//   Product p = products.get_or_load("42", load_product);  // reads are CacheAside's
+//
+// - The writer runs first. If it throws, the cache is untouched and the
+//   exception reaches the caller.
+// - Then the cache is set (or the key deleted: WriteThroughOptions::on_write).
+//   If that fails, the key is deleted; if the delete fails too (Redis down), the
+//   failure is counted (write_unrepaired) and reported to `on_unrepaired`, and
+//   the key's TTL bounds how long the old value can be served.
+// - Versions: a writer that returns an integer (a row version, an updated-at,
+//   or next_version() drawn inside its transaction) makes the cache write
+//   conditional. One script refuses to replace a newer version with an older
+//   one, so two writers racing on a key never leave the older value cached. The
+//   last version is kept in {ns}:wv:{key} for the value's TTL + version_margin.
+//   A writer that returns nothing: of two racing writers the last to reach
+//   Redis wins.
+// - Invalidation: invalidate_after_write(f) names what else a write makes stale
+//   (other keys, tags, versioned namespaces: a DependencyMap's targets_for, say);
+//   it is invalidated in the same atomic step as the cache write (MULTI/EXEC of
+//   the write script and the invalidation script), and by the fallback delete
+//   if that step fails. A value the cache tags (tag_loaded_values) is tagged by
+//   the write's script, so invalidate_tags finds written values as well as loaded ones.
+//
+// - Loads overlapping a put: every put changes the key's write version
+//   ({ns}:wv:{key}; an unversioned put INCRs it), and a load notes it before
+//   calling the loader; the load's write is refused (stale_write_refused) if it
+//   changed. So a read that loaded the old row cannot overwrite a put's newer
+//   value, cache-aside's own race. The reader still gets what it loaded.
+//
+// Redis Cluster: the write touches the value key, its version key, its tag sets
+// and the invalidation's keys, which must share a slot: use HashTag::ns.
+
+#include <cachet/dependencies.hpp>
+#include <cachet/detail/invalidation_script.hpp>
+#include <cachet/detail/value_write.hpp>
+#include <cachet/detail/write_policy.hpp>
+#include <cachet/policy/cache_aside.hpp>
+#include <cachet/redis/pipeline.hpp>
+#include <cachet/tags.hpp>
+
+#include <chrono>
+#include <concepts>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace cachet {
+
+// A write-through writer: writes the value to the database and returns nothing,
+// or the version it wrote (any integer type; larger is newer).
+template <class W, class V>
+concept Writer = std::invocable<W&, std::string_view, const V&> &&
+                 (std::is_void_v<std::invoke_result_t<W&, std::string_view, const V&>> ||
+                  (std::integral<std::invoke_result_t<W&, std::string_view, const V&>> &&
+                   !std::same_as<std::invoke_result_t<W&, std::string_view, const V&>, bool>));
+
+// What a write does to the cache once the database has the value.
+enum class CacheUpdate { set, del };
+
+// How a put left the cache.
+enum class WriteOutcome {
+  cached,        // the new value is cached
+  deleted,       // the key was deleted (CacheUpdate::del, or the set failed and the delete worked)
+  newer_cached,  // a newer version was already cached and stays
+  unrepaired,    // neither set nor deleted: the old value may be served until its TTL
+};
+
+// Reported when a written key could be neither updated nor deleted (nor, with
+// invalidate_after_write, its targets invalidated).
+struct UnrepairedWrite {
+  std::string_view id;
+  std::string_view key;
+  std::exception_ptr error;  // the delete's error (null when the circuit breaker skipped Redis)
+};
+
+struct WriteThroughOptions {
+  CacheUpdate on_write = CacheUpdate::set;
+  // How much longer than the value the version of a versioned write is kept:
+  // a write delayed past the value's expiry by less than this is still refused.
+  std::chrono::milliseconds version_margin{std::chrono::minutes(1)};
+  std::function<void(const UnrepairedWrite&)> on_unrepaired;
+};
+
+template <class V, class W, Codec C = JsonCodec<V>, Guard G = NoGuard, Clock Clk = SystemClock>
+  requires Writer<W, V> && CodecFor<C, V>
+class WriteThrough : public detail::WritePolicy<V, W, C, G, Clk> {
+  using Base = detail::WritePolicy<V, W, C, G, Clk>;
+  using Base::cache_;
+  using Base::writer_;
+
+ public:
+  using typename Base::Cache;
+  using Invalidation = std::function<Targets(std::string_view id, const V& value)>;
+  static constexpr bool versioned = !std::is_void_v<std::invoke_result_t<W&, std::string_view, const V&>>;
+
+  // The pool must outlive the cache.
+  WriteThrough(Pool& pool, CacheOptions options, W writer, WriteThroughOptions write = {}, C codec = {}, G guard = {},
+               Clk clock = {})
+      : Base(pool, std::move(options), std::move(writer), std::move(codec), std::move(guard), std::move(clock)),
+        write_(std::move(write)) {
+    cache_.watch_writes();  // a load overlapping a put cannot overwrite it
+  }
+
+  // Writes `value` to the database, then updates the cache. The writer's
+  // exception reaches the caller with the cache untouched; cache failures do not
+  // throw (the database has the value): they are counted and reported.
+  // Throws std::invalid_argument, before the writer runs, when the invalidation
+  // names namespaces and the cache has no CacheOptions::versions.
+  WriteOutcome put(std::string_view id, const V& value) {
+    cache_.metrics().count(Event::write);
+    std::optional<ResolvedTargets> targets;
+    if (after_write_) targets.emplace(after_write_(id, value), cache_.keys(), cache_.options().versions);
+    const std::optional<std::string> version = call_writer(id, value);
+    return update_cache(id, value, version, targets && !targets->script.empty() ? &*targets : nullptr);
+  }
+
+  // What a write of `id` makes stale besides its own key: keys (full), tags and
+  // versioned namespaces (their names; needs CacheOptions::versions), invalidated
+  // in the cache write's atomic step. Set it before the cache is shared.
+  void invalidate_after_write(Invalidation f) { after_write_ = std::move(f); }
+
+  // A version drawn from Redis (INCR on {ns}:wseq:{name}), for writers whose rows
+  // have none. Draw it inside the database transaction, after the row is locked,
+  // so that versions follow the order in which writes commit.
+  std::uint64_t next_version() {
+    auto lease = this->pool().acquire();
+    const std::string sequence = cache_.keys().write_sequence(cache_.options().name);
+    return static_cast<std::uint64_t>(lease->command({"INCR", sequence}).as_integer());
+  }
+
+  std::optional<V> get(std::string_view id) { return cache_.get(id); }
+  template <Loader<V> L>
+  auto get_or_load(std::string_view id, L&& loader) -> std::invoke_result_t<L&, std::string_view> {
+    return cache_.get_or_load(id, std::forward<L>(loader));
+  }
+  bool invalidate(std::string_view id) { return cache_.invalidate(id); }
+
+  const WriteThroughOptions& write_options() const noexcept { return write_; }
+
+ private:
+  std::optional<std::string> call_writer(std::string_view id, const V& value) {
+    try {
+      if constexpr (versioned) return detail::version_text(writer_(id, value));
+      else writer_(id, value);
+    } catch (...) {
+      cache_.metrics().count(Event::write_error);
+      throw;
+    }
+    return std::nullopt;
+  }
+
+  WriteOutcome update_cache(std::string_view id, const V& value, const std::optional<std::string>& version,
+                            const ResolvedTargets* targets) {
+    const std::string k = cache_.key(id);
+    const bool set = write_.on_write == CacheUpdate::set;
+    std::exception_ptr error;
+    std::optional<typename Cache::Encoded> e;
+    if (set) {
+      try {
+        e = cache_.encode(value);
+      } catch (const EncodeError&) {
+        error = std::current_exception();
+      }
+    }
+    bool newer = false;
+    if ((e || !set) && reach(error, [&] { newer = !write(k, e ? &*e : nullptr, value, version, targets); }))
+      return outcome(newer, set ? WriteOutcome::cached : WriteOutcome::deleted);
+    cache_.metrics().count(Event::cache_write_error);
+    if (reach(error, [&] { remove(k, targets); })) return WriteOutcome::deleted;
+    cache_.metrics().count(Event::write_unrepaired);
+    if (write_.on_unrepaired) write_.on_unrepaired(UnrepairedWrite{id, k, error});
+    return WriteOutcome::unrepaired;
+  }
+
+  // The cache write: `e` set (tagged as the cache tags values), or (null) the key
+  // deleted, conditional on `version`, with the targets' invalidation in the same
+  // step. false when a newer version is cached.
+  bool write(const std::string& k, const typename Cache::Encoded* e, const V& value,
+             const std::optional<std::string>& version, const ResolvedTargets* targets) {
+    const Tags tags(this->pool(), cache_.keys());
+    const std::vector<std::string> sets = e ? tags.tag_set_keys(cache_.tags_of(value)) : std::vector<std::string>{};
+    const auto ttl = e ? e->ttl : cache_.options().ttl.expiry(cache_.options().name, std::chrono::system_clock::now()).ttl;
+    const std::string version_key = cache_.keys().write_version(k);
+    // Unversioned puts bump the write version too: loads running meanwhile watch it.
+    const detail::VersionCheck check{version_key, version ? std::string_view(*version) : detail::bump_version,
+                                     ttl + write_.version_margin, !e};
+    const detail::ValueWriteCall call({k, e ? std::string_view(e->bytes) : std::string_view{}, ttl, sets,
+                                       tags.options().prune_sample},
+                                      nullptr, &check);
+    auto lease = this->pool().acquire();
+    if (!targets) return call.run(*lease) == detail::WriteResult::written;
+    return write_and_invalidate(*lease, call, *targets);
+  }
+
+  // The write script and the invalidation script in one MULTI/EXEC: atomic, one round trip.
+  static bool write_and_invalidate(Connection& conn, const detail::ValueWriteCall& call, const ResolvedTargets& targets) {
+    const detail::InvalidationCall invalidation(targets.script);
+    for (bool reloaded = false;; reloaded = true) {
+      const std::string& write_sha = detail::value_write_script().sha(conn);
+      const std::string& invalidation_sha = detail::invalidation_script().sha(conn);
+      Pipeline p(conn);
+      p.add({"MULTI"}).add(call.evalsha(write_sha)).add(invalidation.evalsha(invalidation_sha)).add({"EXEC"});
+      const std::vector<Reply> replies = p.execute();
+      replies.back().throw_if_error();  // EXECABORT: a command was refused when queued
+      const ReplyView results = replies.back();
+      auto noscript = [](ReplyView r) { return r.is_error() && r.error_message().starts_with("NOSCRIPT"); };
+      if ((noscript(results[0]) || noscript(results[1])) && !reloaded) {  // a server restarted, or SCRIPT FLUSH
+        // Running the write again is harmless: the same version is not refused.
+        for (const Script* s : {&detail::value_write_script(), &detail::invalidation_script()})
+          conn.command({"SCRIPT", "LOAD", s->source()});
+        continue;
+      }
+      results[0].throw_if_error();
+      results[1].throw_if_error();
+      targets.bumped(detail::InvalidationCall::result(results[1]));
+      return results[0].as_integer() == 1;
+    }
+  }
+
+  // The fallback: the key deleted (a plain UNLINK: Redis refusing writes, OOM,
+  // refuses scripts but not deletes), with the targets in one invalidation.
+  void remove(const std::string& k, const ResolvedTargets* targets) {
+    if (!targets) {
+      cache_.store().del(k);
+      return;
+    }
+    detail::InvalidationTargets all = targets->script;
+    all.keys.push_back(k);
+    auto lease = this->pool().acquire();
+    targets->bumped(detail::run_invalidation(*lease, all));
+  }
+
+  WriteOutcome outcome(bool newer, WriteOutcome done) {
+    if (!newer) return done;
+    cache_.metrics().count(Event::stale_write_refused);
+    return WriteOutcome::newer_cached;
+  }
+
+  // Runs `op` under the cache's breaker, keeping its error for the report.
+  template <class Op>
+  bool reach(std::exception_ptr& error, Op&& op) {
+    return cache_.guarded(
+        [&] {
+          try {
+            op();
+          } catch (...) {
+            error = std::current_exception();
+            throw;
+          }
+        },
+        false);
+  }
+
+  WriteThroughOptions write_;
+  Invalidation after_write_;
+};
+
+}  // namespace cachet

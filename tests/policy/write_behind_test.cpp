@@ -1,0 +1,378 @@
+// Write-behind against a real redis-server and an SQLite file as the database;
+// the crash test SIGKILLs flusher processes (policy_worker).
+#include <cachet/codec/string.hpp>
+#include <cachet/policy/write_behind.hpp>
+
+#include <catch2/catch.hpp>
+#include <support/concurrency.hpp>
+#include <support/policy_fixtures.hpp>
+#include <support/server.hpp>
+#include <support/sqlite_db.hpp>
+#include <support/zipf.hpp>
+
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+using namespace std::chrono_literals;
+using cachet::Event;
+using cachet::test::TestDb;
+using cachet::test::WriteBehindCache;
+
+namespace {
+
+constexpr int crash_writes = cachet::test::sized(100'000, 20'000);
+
+std::string db_path(const cachet::testing::RedisServer& server) {
+  return TestDb::fresh(server.directory() + "/write_behind.sqlite");
+}
+
+cachet::WriteBehindOptions on_queue(cachet::WriteBehindOptions o, std::string queue) {
+  o.queue = std::move(queue);
+  return o;
+}
+
+// The last value written to each id, by stream order.
+class Expected {
+ public:
+  void record(const std::string& id, cachet::StreamId entry, const std::string& value) {
+    std::lock_guard lock(mutex_);
+    auto& last = last_[id];
+    if (last.first <= entry) last = {entry, value};
+  }
+  std::map<std::string, std::string> values() const {
+    std::map<std::string, std::string> out;
+    for (const auto& [id, last] : last_) out[id] = last.second;
+    return out;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<std::string, std::pair<cachet::StreamId, std::string>> last_;
+};
+
+long long group_pending(cachet::Connection& conn, const std::string& stream) {
+  return conn.command({"XPENDING", stream, "cachet"})[0].as_integer();
+}
+
+}  // namespace
+
+TEST_CASE("a write is cached and queued in one step, then flushed to the database") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  const std::string path = db_path(server);
+  WriteBehindCache cache(pool, cachet::test::write_behind_options("wb-basic"), cachet::test::DbWriter(path),
+                         cachet::test::flusher_options());
+  const cachet::StreamId first = cache.write("1", "a");
+  CHECK(cache.write("1", "b") > first);
+  CHECK(cache.get("1") == "b");  // read-your-writes, before any flush
+  REQUIRE(cache.flush(10s));
+  CHECK(TestDb(path).value("1") == "b");
+  CHECK(cache.queued() == 0);
+  auto conn = server.connect();
+  CHECK(conn.command({"HLEN", cache.stream() + ":pending"}).as_integer() == 0);
+  CHECK(group_pending(conn, cache.stream()) == 0);
+  const auto& m = cache.cache().metrics();
+  CHECK(m.value(Event::write) == 2);
+  CHECK(m.value(Event::flushed) + m.value(Event::coalesced) == 2);
+}
+
+TEST_CASE("a written value joins the tag sets the cache gives it, in the write's script") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  WriteBehindCache queue(pool, cachet::test::write_behind_options("wb-tags"), cachet::test::DbWriter(db_path(server)),
+                         cachet::test::queue_only());
+  queue.cache().tag_loaded_values([](const std::string& v) { return std::vector<std::string>{"first:" + v.substr(0, 1)}; });
+  queue.write("1", "a1");
+  auto conn = server.connect();
+  CHECK(conn.command({"SISMEMBER", queue.cache().keys().tag("first:a"), queue.cache().key("1")}).as_integer() == 1);
+  CHECK(queue.cache().invalidate_tags({"first:a"}) == 1);
+}
+
+TEST_CASE("reads see pending writes after the cache entry is gone, and a load that overlapped a write is undone") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  const std::string path = db_path(server);
+  WriteBehindCache queue(pool, cachet::test::write_behind_options("wb-ryw"), cachet::test::DbWriter(path),
+                         cachet::test::queue_only());
+  queue.write("1", "new");
+  auto conn = server.connect();
+  conn.command({"DEL", queue.cache().key("1")});  // evicted, or expired, before the flush
+  CHECK(queue.get("1") == "new");
+  int loads = 0;
+  auto load = [&](std::string_view) {
+    ++loads;
+    return std::string("old");  // the database has not got it yet
+  };
+  CHECK(queue.get_or_load("1", load) == "new");
+  CHECK(loads == 0);
+  CHECK_FALSE(queue.get("2"));
+
+  queue.cache().set("1", "old");  // a load that read the row before the write lands after it
+  WriteBehindCache flusher(pool, cachet::test::write_behind_options("wb-ryw-flusher"), cachet::test::DbWriter(path),
+                           cachet::test::flusher_options());
+  REQUIRE(flusher.flush(10s));
+  CHECK(TestDb(path).value("1") == "new");
+  CHECK(queue.get("1") == "new");  // set back by the flush
+  CHECK(conn.command({"HLEN", queue.stream() + ":pending"}).as_integer() == 0);
+}
+
+TEST_CASE("a flusher restarted under its name resumes its own pending writes, and another takes them over when idle") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  const std::string path = db_path(server);
+  WriteBehindCache queue(pool, cachet::test::write_behind_options("wb-resume"), cachet::test::DbWriter(path),
+                         cachet::test::queue_only());
+  auto conn = server.connect();
+  conn.command({"XGROUP", "CREATE", queue.stream(), "cachet", "0", "MKSTREAM"});
+  auto crashed_flusher = [&](const std::string& consumer, int first) {  // reads 10 writes and dies holding them
+    for (int i = first; i < first + 10; ++i) queue.write(std::to_string(i), "v" + std::to_string(i));
+    conn.command({"XREADGROUP", "GROUP", "cachet", consumer, "COUNT", 10, "STREAMS", queue.stream(), ">"});
+  };
+  auto flusher_options = cachet::test::flusher_options();
+  flusher_options.reclaim_idle = 1h;  // no takeover: only its own name finds them
+
+  crashed_flusher("f1", 0);
+  flusher_options.consumer = "f1";
+  {
+    WriteBehindCache restarted(pool, cachet::test::write_behind_options("wb-resume-f1"), cachet::test::DbWriter(path),
+                               flusher_options);
+    REQUIRE(restarted.flush(10s));
+    CHECK(restarted.cache().metrics().value(Event::reclaimed) == 0);
+  }
+  CHECK(TestDb(path).values().size() == 10);
+
+  crashed_flusher("f2", 10);
+  flusher_options.consumer = "other";
+  flusher_options.reclaim_idle = 200ms;
+  WriteBehindCache other(pool, cachet::test::write_behind_options("wb-resume-other"), cachet::test::DbWriter(path),
+                         flusher_options);
+  REQUIRE(other.flush(10s));
+  CHECK(other.cache().metrics().value(Event::reclaimed) == 10);
+  CHECK(TestDb(path).values().size() == 20);
+  CHECK(group_pending(conn, queue.stream()) == 0);
+}
+
+TEST_CASE("writes from 8 threads while the flusher process is SIGKILLed twice: nothing is lost") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options(), {.size = 8, .wait_timeout = 5s});
+  const std::string path = db_path(server);
+  WriteBehindCache queue(pool, cachet::test::write_behind_options("wb-crash"), cachet::test::DbWriter(path),
+                         cachet::test::queue_only());
+  auto conn = server.connect();
+  auto start = [&](int n) {
+    return cachet::test::start_policy_worker({"flusher", server.socket_path(), path},
+                                             server.directory() + "/flusher-" + std::to_string(n));
+  };
+  pid_t flusher = start(0);
+  Expected expected;
+  std::atomic<int> written{0};
+  std::thread writers([&] {
+    cachet::test::in_threads(8, [&](int t) {
+      for (int i = t; i < crash_writes; i += 8) {
+        const std::string id = std::to_string((i * 7919) % 20'000);  // about 5 writes per id, from several threads
+        const std::string value = "w" + std::to_string(i);
+        expected.record(id, queue.write(id, value), value);
+        ++written;
+      }
+    });
+  });
+  long long left_pending = 0;
+  for (int kill = 1; kill <= 2; ++kill) {
+    while (written < crash_writes * kill / 3) std::this_thread::sleep_for(1ms);
+    ::kill(flusher, SIGKILL);
+    cachet::test::wait_exit(flusher);
+    left_pending += group_pending(conn, queue.stream());  // the dead flusher's, until reclaimed
+    flusher = start(kill);
+  }
+  writers.join();
+  REQUIRE(queue.flush(120s));
+  conn.command({"SET", "stop", "1"});
+  CHECK(cachet::test::wait_exit(flusher) == 0);
+
+  TestDb db(path);
+  const auto want = expected.values();
+  const auto got = db.values();
+  CHECK(got.size() == want.size());
+  std::size_t wrong = 0;
+  for (const auto& [id, value] : want) wrong += got.count(id) == 0 || got.at(id) != value;
+  CHECK(wrong == 0);
+  CHECK(queue.queued() == 0);
+  CHECK(group_pending(conn, queue.stream()) == 0);
+  CHECK(conn.command({"XLEN", queue.dead_letters()}).as_integer() == 0);
+  CHECK(left_pending > 0);  // the kills did leave entries to reclaim
+  const auto duplicates = db.scalar("SELECT COUNT(*) - COUNT(DISTINCT entry) FROM applied");
+  WARN(crash_writes << " writes, " << want.size() << " ids; entries left pending by the killed flushers: "
+                    << left_pending << "; applied twice: " << duplicates);
+  CHECK(duplicates <= 2 * static_cast<long long>(cachet::test::flusher_options().max_batch));  // a batch per kill at most
+}
+
+TEST_CASE("coalescing cuts database writes on a Zipf(0.99) key stream") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options(), {.size = 8, .wait_timeout = 5s});
+  const std::string path = db_path(server);
+  auto o = cachet::test::flusher_options();
+  o.max_delay = 100ms;
+  WriteBehindCache cache(pool, cachet::test::write_behind_options("wb-zipf"), cachet::test::DbWriter(path), o);
+  const auto keys = cachet::test::zipf_stream(1000, 0.99, crash_writes / 5, 7);
+  Expected expected;
+  cachet::test::in_threads(4, [&](int t) {
+    for (std::size_t i = static_cast<std::size_t>(t); i < keys.size(); i += 4) {
+      const std::string id = std::to_string(keys[i]), value = std::to_string(i);
+      expected.record(id, cache.write(id, value), value);
+    }
+  });
+  REQUIRE(cache.flush(60s));
+  CHECK(TestDb(path).values() == expected.values());
+  const auto& m = cache.cache().metrics();
+  const double factor = double(m.value(Event::write)) / double(m.value(Event::flushed));
+  WARN(keys.size() << " writes, " << m.value(Event::flushed) << " written to the database: coalescing factor "
+                   << factor);
+  CHECK(m.value(Event::flushed) + m.value(Event::coalesced) == keys.size());
+  CHECK(factor > 1.5);
+}
+
+TEST_CASE("the database down for 5 s: writes keep being accepted, then drain") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options(), {.size = 8, .wait_timeout = 5s});
+  const std::string path = db_path(server);
+  WriteBehindCache cache(pool, cachet::test::write_behind_options("wb-down"), cachet::test::DbWriter(path, 20),
+                         cachet::test::flusher_options());
+  std::atomic<bool> down{true};
+  std::thread outage([&] {  // another connection holds the database's write lock for 5 s
+    TestDb locker(path);
+    locker.raw().exec("BEGIN EXCLUSIVE");
+    std::this_thread::sleep_for(5s);
+    locker.raw().exec("COMMIT");
+    down = false;
+  });
+  Expected expected;
+  std::atomic<long> slowest_us{0};
+  std::atomic<int> during{0};
+  cachet::test::in_threads(4, [&](int t) {
+    for (int i = 0; down; ++i) {
+      const std::string id = std::to_string(t) + ":" + std::to_string(i % 500), value = std::to_string(i);
+      const auto started = std::chrono::steady_clock::now();
+      expected.record(id, cache.write(id, value), value);
+      const long us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
+      long seen = slowest_us;
+      while (us > seen && !slowest_us.compare_exchange_weak(seen, us)) {
+      }
+      ++during;
+      std::this_thread::sleep_for(1ms);
+    }
+  });
+  outage.join();
+  const auto& m = cache.cache().metrics();
+  CHECK(m.value(Event::write_error) > 0);
+  CHECK(m.value(Event::flushed) == 0);  // nothing could be written meanwhile
+  REQUIRE(cache.flush(30s));
+  CHECK(TestDb(path).values() == expected.values());
+  CHECK(m.value(Event::dead_lettered) == 0);
+  WARN(during << " writes accepted during the outage; slowest write " << slowest_us << " us");
+  CHECK(slowest_us < 500'000);  // nobody waited for the database
+}
+
+TEST_CASE("a poison entry ends in the dead-letter stream and does not block the rest") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  const std::string path = db_path(server);
+  auto o = cachet::test::flusher_options();
+  o.max_attempts = 3;
+  WriteBehindCache cache(pool, cachet::test::write_behind_options("wb-poison"), cachet::test::DbWriter(path), o);
+  auto conn = server.connect();
+  for (int i = 0; i < 300; ++i) {
+    if (i == 100) cache.write("p", "poison: the table refuses it");
+    if (i == 200)  // bytes no codec wrote
+      conn.command({"XADD", cache.stream(), "*", "k", "junk", "c", cache.cache().key("junk"), "v", "\xff\x01garbage"});
+    cache.write(std::to_string(i), "v" + std::to_string(i));
+  }
+  REQUIRE(cache.flush(20s));
+  TestDb db(path);
+  CHECK(db.values().size() == 300);
+  CHECK_FALSE(db.value("p"));
+  CHECK_FALSE(cache.get("p"));  // the cache does not show a write the database never got
+  const cachet::Reply dead = conn.command({"XRANGE", cache.dead_letters(), "-", "+"});
+  REQUIRE(dead.size() == 2);
+  std::map<std::string, std::string> errors;  // id -> error
+  for (cachet::ReplyView e : dead) {
+    std::map<std::string, std::string> fields;
+    for (std::size_t i = 0; i + 1 < e[1].size(); i += 2) fields[std::string(e[1][i].as_string())] = e[1][i + 1].as_string();
+    errors[fields["k"]] = fields["error"];
+  }
+  CHECK_THAT(errors["p"], Catch::Contains("CHECK constraint failed"));
+  CHECK_THAT(errors["junk"], Catch::Contains("cannot decode"));
+  CHECK(cache.cache().metrics().value(Event::dead_lettered) == 2);
+  CHECK(cache.queued() == 0);
+}
+
+TEST_CASE("a queue at its bound blocks, rejects, or grows with a warning") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  const std::string path = db_path(server);
+  auto bounded = [](cachet::QueueFull policy, std::string queue) {
+    auto o = on_queue(cachet::test::queue_only(), std::move(queue));
+    o.max_length = 5;
+    o.on_full = policy;
+    o.block_for = 2s;
+    return o;
+  };
+  auto fill = [](WriteBehindCache& c) {
+    for (int i = 0; i < 5; ++i) c.write(std::to_string(i), "v");
+  };
+
+  WriteBehindCache reject(pool, cachet::test::write_behind_options("wb-reject"), cachet::test::DbWriter(path),
+                          bounded(cachet::QueueFull::reject, "reject"));
+  fill(reject);
+  CHECK_THROWS_AS(reject.write("5", "v"), cachet::QueueFullError);
+  CHECK(reject.cache().metrics().value(Event::queue_full) == 1);
+
+  std::vector<std::string> warnings;
+  auto o = bounded(cachet::QueueFull::grow, "grow");
+  o.on_warning = [&](std::string_view w) { warnings.emplace_back(w); };
+  WriteBehindCache grow(pool, cachet::test::write_behind_options("wb-grow"), cachet::test::DbWriter(path), o);
+  fill(grow);
+  grow.write("5", "v");
+  grow.write("6", "v");
+  CHECK(grow.queued() == 7);
+  CHECK(warnings.size() == 1);  // at most one a second
+  CHECK(grow.cache().metrics().value(Event::queue_full) == 2);
+
+  WriteBehindCache block(pool, cachet::test::write_behind_options("wb-block"), cachet::test::DbWriter(path),
+                         bounded(cachet::QueueFull::block, "block"));
+  fill(block);
+  const auto started = std::chrono::steady_clock::now();
+  std::thread drain([&] {  // a flusher comes up after 200 ms and makes room
+    std::this_thread::sleep_for(200ms);
+    WriteBehindCache flusher(pool, cachet::test::write_behind_options("wb-block-flusher"),
+                             cachet::test::DbWriter(path), on_queue(cachet::test::flusher_options(), "block"));
+    flusher.flush(10s);
+  });
+  block.write("5", "v");
+  const auto waited = std::chrono::steady_clock::now() - started;
+  drain.join();
+  CHECK(waited >= 200ms);
+  CHECK(waited < 2s);
+  CHECK(block.cache().metrics().value(Event::queue_full) == 1);
+}
+
+TEST_CASE("the destructor drains what is queued before it stops") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  const std::string path = db_path(server);
+  auto o = cachet::test::flusher_options();
+  o.max_delay = 1h;  // nothing would be flushed by time
+  {
+    WriteBehindCache cache(pool, cachet::test::write_behind_options("wb-drain"), cachet::test::DbWriter(path), o);
+    for (int i = 0; i < 100; ++i) cache.write(std::to_string(i), "v" + std::to_string(i));
+  }
+  CHECK(TestDb(path).values().size() == 100);
+  CHECK(server.connect().command({"XLEN", "{t}:wb:writes"}).as_integer() == 0);
+}

@@ -182,7 +182,7 @@ TEST_CASE("two racing writers with row versions: the cache ends with the newer v
 }
 
 TEST_CASE("two racing writers with versions from next_version() drawn inside the transaction") {
-  const long refused = race(race_rounds / 5, [](const std::string& path, std::function<std::uint64_t()> next) {
+  const long refused = race(race_rounds, [](const std::string& path, std::function<std::uint64_t()> next) {
     return [db = std::make_shared<TestDb>(path), next](std::string_view id, const std::string& v) {
       std::uint64_t version = 0;
       db->transaction([&] {

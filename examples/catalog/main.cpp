@@ -152,6 +152,9 @@ int run(const Args& a, example::Cli& cli) {
     o.metrics_label += ":writes";
     return std::make_unique<ProductWriter>(pool, o, PriceWriter{}, cachet::WriteThroughOptions{.on_write = cachet::CacheUpdate::del});
   };
+  // Before the modes: their in-process tiers subscribe to it, so it must outlive them.
+  cachet::Tracking tracking(cli.redis(), {.prefixes = {"catalog-l1:"}});
+  if (!tracking.wait_live(std::chrono::seconds(5))) throw std::runtime_error("client tracking did not come up");
   std::vector<std::unique_ptr<Mode>> modes;
   modes.push_back(std::make_unique<NoCache>());
 
@@ -169,8 +172,6 @@ int run(const Args& a, example::Cli& cli) {
   // The same in front of an in-process tier, kept coherent by client tracking of the namespace.
   using TieredProducts = cachet::TieredCache<Product, cachet::JsonCodec<Product>, cachet::StampedeGuard>;
   using TieredCategories = cachet::TieredCache<CategorySummary, cachet::JsonCodec<CategorySummary>, cachet::StampedeGuard>;
-  cachet::Tracking tracking(cli.redis(), {.prefixes = {"catalog-l1:"}});
-  if (!tracking.wait_live(std::chrono::seconds(5))) throw std::runtime_error("client tracking did not come up");
   forget("catalog-l1");
   const cachet::MemoryStoreOptions l1{.max_entries = static_cast<std::size_t>(a.shape.products)};
   modes.push_back(std::make_unique<Cached<TieredProducts, TieredCategories>>(

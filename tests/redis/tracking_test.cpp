@@ -142,3 +142,13 @@ TEST_CASE("before it is registered, and once it is lost, nothing may be kept") {
   REQUIRE(eventually([&] { return tracking.state() == cachet::TrackingState::lost; }, 2s));
   CHECK_FALSE(cachet::Tracking::keeps(tracking.epoch()));
 }
+
+TEST_CASE("a subscription may outlive its Tracking") {
+  auto& server = cachet::test::clean_server();
+  cachet::Tracking::Subscription sub;
+  {
+    cachet::Tracking tracking(server.connection_options(), cachet::test::quick_tracking());
+    sub = tracking.listen([](std::optional<std::string_view>) {});
+  }
+  CHECK_NOTHROW(sub.reset());  // nothing left to remove from (AddressSanitizer would see a use after free)
+}

@@ -6,6 +6,9 @@
 #include <cachet/guard/stale_while_revalidate.hpp>
 #include <cachet/namespace_version.hpp>
 #include <cachet/policy/read_through.hpp>
+#include <cachet/policy/refresh_ahead.hpp>
+#include <cachet/policy/write_behind.hpp>
+#include <cachet/policy/write_through.hpp>
 
 #include <catch2/catch.hpp>
 #include <support/concurrency.hpp>
@@ -397,4 +400,57 @@ TEST_CASE("a cache whose keys the tracking prefixes do not cover is refused") {
   cachet::Pool pool(server.connection_options());
   cachet::Tracking tracking(server.connection_options(), {.prefixes = {"other:"}});
   CHECK_THROWS_AS(TieredStringCache<>(string_tier(pool, &tracking), tier_options("uncovered")), std::invalid_argument);
+}
+
+TEST_CASE("write-through, write-behind and refresh-ahead over the tier: their writes leave L1 at once") {
+  cachet::test::Tracked tracked;
+  auto& pool = tracked.pool;
+  auto& tracking = tracked.tracking;
+  for (const bool with_tracking : {true, false}) {
+    INFO("tracking " << with_tracking);
+    cachet::Tracking* t = with_tracking ? &tracking : nullptr;
+    auto settle = [&] { REQUIRE(tracking.sync()); };  // our own writes' invalidations are back
+
+    auto writer = [](std::string_view, const std::string&) {};
+    cachet::WriteThrough<std::string, decltype(writer), cachet::StringCodec, cachet::NoGuard, cachet::SystemClock,
+                         cachet::test::StringTier>
+        through(string_tier(pool, t), tier_options(with_tracking ? "wt1" : "wt0"), writer);
+    through.invalidate_after_write([&](std::string_view id, const std::string&) {
+      return cachet::Targets{.keys = {through.key(std::string(id) + "-list")}};
+    });
+    through.put("a", "one");
+    through.cache().set("a-list", "list");
+    settle();
+    REQUIRE(through.get("a") == "one");
+    REQUIRE(through.get("a-list") == "list");
+    REQUIRE(through.cache().store().l1().get(through.key("a")));  // both held in L1 now
+    through.put("a", "two");
+    CHECK(through.get("a") == "two");  // at once: the put left L1
+    CHECK_FALSE(through.get("a-list"));  // and so did what it invalidated
+
+    auto batch = [](std::span<const cachet::PendingWrite<std::string>>) {};
+    cachet::WriteBehindOptions queue_only;
+    queue_only.flusher = false;
+    cachet::WriteBehind<std::string, decltype(batch), cachet::StringCodec, cachet::NoGuard, cachet::SystemClock,
+                        cachet::test::StringTier>
+        behind(string_tier(pool, t), tier_options(with_tracking ? "wb1" : "wb0"), batch, queue_only);
+    behind.write("b", "one");
+    settle();
+    REQUIRE(behind.get("b") == "one");
+    REQUIRE(behind.cache().store().l1().get(behind.key("b")));
+    behind.write("b", "two");
+    CHECK(behind.get("b") == "two");
+
+    std::atomic<int> calls{0};
+    cachet::RefreshAhead<std::string, Counting, cachet::StringCodec, cachet::SystemClock, cachet::test::StringTier>
+        ahead(string_tier(pool, t), tier_options(with_tracking ? "ra1" : "ra0"), Counting{&calls});
+    CHECK(ahead.get("c") == "v1");
+    settle();
+    CHECK(ahead.get("c") == "v1");
+    CHECK(ahead.get("c") == "v1");
+    CHECK(ahead.cache().metrics().value(Event::l1_hit) >= 1);
+    CHECK(calls == 1);
+    tracked.server.connect().command({"FLUSHALL"});
+    settle();
+  }
 }

@@ -1,6 +1,6 @@
 #pragma once
 // What WriteThrough and WriteBehind share: the CacheAside they are built on (over
-// Redis: their writes are scripts) and the writer they own.
+// Redis, or a TieredStore over it: their writes are scripts) and the writer they own.
 
 #include <cachet/policy/cache_aside.hpp>
 
@@ -10,11 +10,11 @@
 
 namespace cachet::detail {
 
-template <class V, class W, Codec C, Guard G, Clock Clk>
+template <class V, class W, Codec C, Guard G, Clock Clk, RedisBacked S>
 class WritePolicy {
  public:
   using value_type = V;
-  using Cache = CacheAside<V, C, G, RedisStore, Clk>;
+  using Cache = CacheAside<V, C, G, S, Clk>;
 
   WritePolicy(const WritePolicy&) = delete;
   WritePolicy& operator=(const WritePolicy&) = delete;
@@ -23,9 +23,9 @@ class WritePolicy {
   std::string key(std::string_view id) const { return cache_.key(id); }
 
  protected:
-  // The pool must outlive the policy.
-  WritePolicy(Pool& pool, CacheOptions options, W writer, C codec, G guard, Clk clock)
-      : cache_(RedisStore(pool), std::move(options), std::move(codec), std::move(guard), std::move(clock)),
+  // The store's pool must outlive the policy.
+  WritePolicy(S store, CacheOptions options, W writer, C codec, G guard, Clk clock)
+      : cache_(std::move(store), std::move(options), std::move(codec), std::move(guard), std::move(clock)),
         writer_(std::move(writer)) {}
   ~WritePolicy() = default;
 

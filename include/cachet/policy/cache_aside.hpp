@@ -216,7 +216,7 @@ class CacheAside {
     requires RedisBacked<S>
   std::size_t invalidate_tags(const R& tags) {
     const std::size_t n = tag_sets().invalidate(tags);
-    if constexpr (tiered) store_.reconcile();
+    settle();
     return n;
   }
   std::size_t invalidate_tags(std::initializer_list<std::string_view> tags)
@@ -294,6 +294,21 @@ class CacheAside {
       throw;
     }
   }
+  // Around writes made past the store (scripts: tagged and fenced writes, the
+  // write policies'): over a TieredStore, the keys leave the in-process tier
+  // when the returned object goes, whether the write returned or threw.
+  auto forgetting([[maybe_unused]] std::span<const std::string_view> keys) {
+    if constexpr (tiered) return store_.evicting(keys);
+    else return 0;
+  }
+
+  // After an invalidation that deleted keys the cache cannot name (a tag's):
+  // over a TieredStore, returns once this process's in-process tier has
+  // dropped them (TieredStore::reconcile).
+  void settle() {
+    if constexpr (tiered) store_.reconcile();
+  }
+
   // The tags this cache gives `value` (tag_loaded_values); empty when it tags nothing.
   std::vector<std::string> tags_of(const V& value) const {
     return tags_for_ ? tags_for_(value) : std::vector<std::string>{};
@@ -344,12 +359,6 @@ class CacheAside {
     else return std::make_shared<const V>(std::move(r));
   }
 
-  // Around writes that go past the store (scripts): the in-process tier drops
-  // the keys when the returned object goes, whether the write returned or threw.
-  auto forgetting([[maybe_unused]] std::span<const std::string_view> keys) {
-    if constexpr (tiered) return store_.evicting(keys);
-    else return 0;
-  }
 
   // One guarded load: what a guard is given (the protocol is in guard/concepts.hpp).
   // L is the caller's loader by reference, or a copy for a background job.

@@ -18,23 +18,38 @@
 #include <cachet/guard/stack.hpp>
 #include <cachet/policy/read_through.hpp>
 
+#include <concepts>
 #include <utility>
 
 namespace cachet {
 
 using RefreshAheadStack = GuardStack<RefreshAheadGuard, SingleFlight, RedisLockGuard>;
 
-template <class V, class L, Codec C = JsonCodec<V>, Clock Clk = SystemClock>
+template <class V, class L, Codec C = JsonCodec<V>, Clock Clk = SystemClock, RedisBacked S = RedisStore>
   requires Loader<L, V>
-class RefreshAhead : public ReadThrough<V, L, C, RefreshAheadStack, RedisStore, Clk> {
+class RefreshAhead : public ReadThrough<V, L, C, RefreshAheadStack, S, Clk> {
+  using Base = ReadThrough<V, L, C, RefreshAheadStack, S, Clk>;
+
  public:
   // The pool must outlive the cache.
   RefreshAhead(Pool& pool, CacheOptions options, L loader, RefreshAheadOptions ahead = {},
                RedisLockGuardOptions lock = {}, C codec = {}, Clk clock = {})
-      : ReadThrough<V, L, C, RefreshAheadStack, RedisStore, Clk>(
-            RedisStore(pool), std::move(options), std::move(loader), std::move(codec),
-            RefreshAheadStack(RefreshAheadGuard(ahead), SingleFlight{}, RedisLockGuard(pool, std::move(lock))),
-            std::move(clock)) {}
+    requires std::same_as<S, RedisStore>
+      : RefreshAhead{pool, RedisStore(pool), std::move(options), std::move(loader), ahead, std::move(lock),
+                     std::move(codec), std::move(clock)} {}
+
+  // Over a TieredStore; the lock is taken on the store's pool, which must outlive the cache.
+  RefreshAhead(S store, CacheOptions options, L loader, RefreshAheadOptions ahead = {},
+               RedisLockGuardOptions lock = {}, C codec = {}, Clk clock = {})
+      : RefreshAhead{store.pool(), std::move(store), std::move(options), std::move(loader), ahead, std::move(lock),
+                     std::move(codec), std::move(clock)} {}  // braces: the pool is read before the store moves
+
+ private:
+  RefreshAhead(Pool& pool, S store, CacheOptions options, L loader, RefreshAheadOptions ahead,
+               RedisLockGuardOptions lock, C codec, Clk clock)
+      : Base(std::move(store), std::move(options), std::move(loader), std::move(codec),
+             RefreshAheadStack(RefreshAheadGuard(ahead), SingleFlight{}, RedisLockGuard(pool, std::move(lock))),
+             std::move(clock)) {}
 };
 
 }  // namespace cachet

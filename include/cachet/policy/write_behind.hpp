@@ -51,6 +51,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <concepts>
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -63,10 +64,11 @@
 
 namespace cachet {
 
-template <class V, class W, Codec C = JsonCodec<V>, Guard G = NoGuard, Clock Clk = SystemClock>
+template <class V, class W, Codec C = JsonCodec<V>, Guard G = NoGuard, Clock Clk = SystemClock,
+          RedisBacked S = RedisStore>
   requires BatchWriter<W, V> && CodecFor<C, V>
-class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk> {
-  using Base = detail::WritePolicy<V, W, C, G, Clk>;
+class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk, S> {
+  using Base = detail::WritePolicy<V, W, C, G, Clk, S>;
   using Base::cache_;
   using Base::writer_;
 
@@ -76,11 +78,22 @@ class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk> {
   // The pool must outlive the cache.
   WriteBehind(Pool& pool, CacheOptions options, W writer, WriteBehindOptions write = {}, C codec = {}, G guard = {},
               Clk clock = {})
-      : Base(pool, std::move(options), std::move(writer), std::move(codec), std::move(guard), std::move(clock)),
+    requires std::same_as<S, RedisStore>
+      : WriteBehind(RedisStore(pool), std::move(options), std::move(writer), std::move(write), std::move(codec),
+                    std::move(guard), std::move(clock)) {}
+
+  // Over a TieredStore: a write drops the key from this process's in-process
+  // tier (and, with tracking, from every process's). The store's pool must
+  // outlive the cache.
+  WriteBehind(S store, CacheOptions options, W writer, WriteBehindOptions write = {}, C codec = {}, G guard = {},
+              Clk clock = {})
+      : Base(std::move(store), std::move(options), std::move(writer), std::move(codec), std::move(guard),
+             std::move(clock)),
         write_(named(std::move(write))),
         keys_(cache_.keys().write_behind(write_.queue)) {
     if (!write_.flusher) return;
-    flusher_ = std::make_unique<detail::Flusher<V, W, Cache>>(cache_, writer_, write_, keys_, pool.connection_options());
+    flusher_ = std::make_unique<detail::Flusher<V, W, Cache>>(cache_, writer_, write_, keys_,
+                                                               this->pool().connection_options());
     background_.try_submit([this] { flusher_->run(stop_); });
   }
 
@@ -104,6 +117,8 @@ class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk> {
     cache_.metrics().count(Event::write);
     const typename Cache::Encoded e = cache_.encode(value);
     const std::string k = cache_.key(id);
+    const std::string_view written = k;
+    [[maybe_unused]] const auto forget = cache_.forgetting({&written, 1});  // the enqueue script sets the entry
     const Tags tags(this->pool(), cache_.keys());
     const std::vector<std::string> sets = tags.tag_set_keys(cache_.tags_of(value));
     const detail::QueuedWrite w{id, k, e.bytes, e.ttl, sets, tags.options().prune_sample};

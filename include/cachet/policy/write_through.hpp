@@ -92,10 +92,11 @@ struct WriteThroughOptions {
   std::function<void(const UnrepairedWrite&)> on_unrepaired;
 };
 
-template <class V, class W, Codec C = JsonCodec<V>, Guard G = NoGuard, Clock Clk = SystemClock>
+template <class V, class W, Codec C = JsonCodec<V>, Guard G = NoGuard, Clock Clk = SystemClock,
+          RedisBacked S = RedisStore>
   requires Writer<W, V> && CodecFor<C, V>
-class WriteThrough : public detail::WritePolicy<V, W, C, G, Clk> {
-  using Base = detail::WritePolicy<V, W, C, G, Clk>;
+class WriteThrough : public detail::WritePolicy<V, W, C, G, Clk, S> {
+  using Base = detail::WritePolicy<V, W, C, G, Clk, S>;
   using Base::cache_;
   using Base::writer_;
 
@@ -107,7 +108,17 @@ class WriteThrough : public detail::WritePolicy<V, W, C, G, Clk> {
   // The pool must outlive the cache.
   WriteThrough(Pool& pool, CacheOptions options, W writer, WriteThroughOptions write = {}, C codec = {}, G guard = {},
                Clk clock = {})
-      : Base(pool, std::move(options), std::move(writer), std::move(codec), std::move(guard), std::move(clock)),
+    requires std::same_as<S, RedisStore>
+      : WriteThrough(RedisStore(pool), std::move(options), std::move(writer), std::move(write), std::move(codec),
+                     std::move(guard), std::move(clock)) {}
+
+  // Over a TieredStore: a put drops the key from this process's in-process
+  // tier (and, with tracking, from every process's). The store's pool must
+  // outlive the cache.
+  WriteThrough(S store, CacheOptions options, W writer, WriteThroughOptions write = {}, C codec = {}, G guard = {},
+               Clk clock = {})
+      : Base(std::move(store), std::move(options), std::move(writer), std::move(codec), std::move(guard),
+             std::move(clock)),
         write_(std::move(write)) {
     cache_.watch_writes();  // a load overlapping a put cannot overwrite it
   }
@@ -160,9 +171,23 @@ class WriteThrough : public detail::WritePolicy<V, W, C, G, Clk> {
     return std::nullopt;
   }
 
+  // The cache's scripts write past its store: the key leaves an in-process
+  // tier, and so does what the targets' invalidation deleted.
   WriteOutcome update_cache(std::string_view id, const V& value, const std::optional<std::string>& version,
                             const ResolvedTargets* targets) {
     const std::string k = cache_.key(id);
+    WriteOutcome done;
+    {
+      const std::string_view written = k;
+      [[maybe_unused]] const auto forget = cache_.forgetting({&written, 1});
+      done = write_cache(id, k, value, version, targets);
+    }
+    if (targets) cache_.settle();
+    return done;
+  }
+
+  WriteOutcome write_cache(std::string_view id, const std::string& k, const V& value,
+                           const std::optional<std::string>& version, const ResolvedTargets* targets) {
     const bool set = write_.on_write == CacheUpdate::set;
     std::exception_ptr error;
     std::optional<typename Cache::Encoded> e;

@@ -82,28 +82,43 @@ class Tracking {
  public:
   using Listener = std::function<void(std::optional<std::string_view> key)>;  // nullopt: drop everything
 
-  // Removes its listener when destroyed.
+ private:
+  // The listeners, shared with their subscriptions, which may outlive the Tracking.
+  struct Hub {
+    std::mutex mutex;  // also held while listeners run, so a removal waits for them
+    std::vector<std::pair<std::uint64_t, Listener>> listeners;
+    std::uint64_t last_listener = 0;
+    TrackingStats stats{};
+    void remove(std::uint64_t id) noexcept {
+      std::lock_guard lock(mutex);
+      std::erase_if(listeners, [id](const auto& l) { return l.first == id; });
+    }
+  };
+
+ public:
+
+  // Removes its listener when destroyed; harmless if the Tracking went first.
   class Subscription {
    public:
     Subscription() = default;
-    Subscription(Subscription&& o) noexcept : tracking_(std::exchange(o.tracking_, nullptr)), id_(o.id_) {}
+    Subscription(Subscription&&) noexcept = default;
     Subscription& operator=(Subscription&& o) noexcept {
       if (this != &o) {
         reset();
-        tracking_ = std::exchange(o.tracking_, nullptr);
+        hub_ = std::move(o.hub_);
         id_ = o.id_;
       }
       return *this;
     }
     ~Subscription() { reset(); }
     void reset() noexcept {
-      if (tracking_) std::exchange(tracking_, nullptr)->remove(id_);
+      if (auto hub = std::exchange(hub_, {}).lock()) hub->remove(id_);
     }
 
    private:
     friend class Tracking;
-    Subscription(Tracking* t, std::uint64_t id) noexcept : tracking_(t), id_(id) {}
-    Tracking* tracking_ = nullptr;
+    Subscription(std::weak_ptr<Hub> hub, std::uint64_t id) noexcept : hub_(std::move(hub)), id_(id) {}
+    std::weak_ptr<Hub> hub_;
     std::uint64_t id_ = 0;
   };
 
@@ -123,11 +138,11 @@ class Tracking {
 
   // `listener` is called on the subscriber's thread for every invalidated key,
   // and with nullopt whenever everything must go. Keep it short, and do not
-  // call back into the Tracking from it. The Tracking must outlive the subscription.
+  // call back into the Tracking from it.
   [[nodiscard]] Subscription listen(Listener listener) {
-    std::lock_guard lock(listeners_mutex_);
-    listeners_.emplace_back(++last_listener_, std::move(listener));
-    return Subscription(this, last_listener_);
+    std::lock_guard lock(hub_->mutex);
+    hub_->listeners.emplace_back(++hub_->last_listener, std::move(listener));
+    return Subscription(hub_, hub_->last_listener);
   }
 
   // Changes with every change of state; a value read under one epoch may be
@@ -168,8 +183,8 @@ class Tracking {
   }
 
   TrackingStats stats() const {
-    std::lock_guard lock(listeners_mutex_);
-    return stats_;
+    std::lock_guard lock(hub_->mutex);
+    return hub_->stats;
   }
   const TrackingOptions& options() const noexcept { return options_; }
 
@@ -198,41 +213,33 @@ class Tracking {
     if (!msg.is_array() || msg.size() != 3 || !msg[0].is_string() || msg[0].as_string() != "message" ||
         !msg[1].is_string() || msg[1].as_string() != "__redis__:invalidate")
       return;
-    std::lock_guard lock(listeners_mutex_);
-    ++stats_.messages;
+    std::lock_guard lock(hub_->mutex);
+    ++hub_->stats.messages;
     const ReplyView keys = msg[2];
     if (!keys.is_array()) return flush_locked();  // FLUSHALL, FLUSHDB: a null key
     for (ReplyView k : keys) {
-      ++stats_.keys;
-      for (auto& [id, listener] : listeners_) listener(k.as_string());
+      ++hub_->stats.keys;
+      for (auto& [id, listener] : hub_->listeners) listener(k.as_string());
     }
   }
 
   // A new state: a new epoch, and every listener drops what it holds.
   void enter(TrackingState s) {
     if (s != TrackingState::live) client_id_.store(0, std::memory_order_release);
-    std::lock_guard lock(listeners_mutex_);
+    std::lock_guard lock(hub_->mutex);
     if (s == TrackingState::refused && state() == TrackingState::refused) return;  // still refused
-    if (s == TrackingState::live) ++stats_.registrations;
+    if (s == TrackingState::live) ++hub_->stats.registrations;
     epoch_.store(((epoch() >> 2) + 1) << 2 | static_cast<std::uint64_t>(s), std::memory_order_release);
     flush_locked();
   }
 
   void flush_locked() {
-    ++stats_.flushes;
-    for (auto& [id, listener] : listeners_) listener(std::nullopt);
-  }
-
-  void remove(std::uint64_t id) noexcept {
-    std::lock_guard lock(listeners_mutex_);
-    std::erase_if(listeners_, [id](const auto& l) { return l.first == id; });
+    ++hub_->stats.flushes;
+    for (auto& [id, listener] : hub_->listeners) listener(std::nullopt);
   }
 
   TrackingOptions options_;
-  mutable std::mutex listeners_mutex_;  // also held while listeners run, so removal waits for them
-  std::vector<std::pair<std::uint64_t, Listener>> listeners_;
-  std::uint64_t last_listener_ = 0;
-  TrackingStats stats_{};
+  std::shared_ptr<Hub> hub_ = std::make_shared<Hub>();
   std::atomic<std::uint64_t> epoch_{static_cast<std::uint64_t>(TrackingState::connecting)};
   std::atomic<long long> client_id_{0};
   detail::Subscriber subscriber_;  // last: its thread is joined before the members its hooks use are gone

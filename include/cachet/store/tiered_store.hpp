@@ -66,7 +66,8 @@ class TieredStore {
     Ticket ticket;
   };
 
-  // `tracking` (nullptr: none) must outlive the store and cover its keys.
+  // `tracking` (nullptr: none) must cover the store's keys, and outlive its use
+  // (destroying it before the store is harmless).
   TieredStore(L1 l1, L2 l2, Tracking* tracking = nullptr, TieredOptions options = {})
       : l1_(std::make_unique<L1>(std::move(l1))), l2_(std::move(l2)), tracking_(tracking), options_(options) {
     if (tracking_)

@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 #include <support/product.hpp>
 
+#include <limits>
 #include <random>
 #include <string>
 
@@ -111,6 +112,26 @@ TEST_CASE("a user's from_json that throws becomes a DecodeError") {
   const cachet::JsonCodec<Strict> codec;
   CHECK(codec.decode(codec.encode(Strict{5})).v == 5);
   CHECK_THROWS_AS(codec.decode("-3"), cachet::DecodeError);
+}
+
+namespace {
+// Product reads its integers with a check (support/product.hpp): each of these
+// would otherwise reach nlohmann's unchecked float-to-integer cast.
+template <template <class> class Codec>
+void refuses_numbers_that_do_not_fit_an_integer_field() {
+  json j = sample_product();
+  for (const json& bad : {json(2.2e88), json(-1e300), json(42.5), json(std::numeric_limits<std::uint64_t>::max())}) {
+    INFO(bad.dump());
+    j["id"] = bad;
+    CHECK_THROWS_AS(Codec<Product>{}.decode(Codec<json>{}.encode(j)), cachet::DecodeError);
+  }
+}
+}  // namespace
+
+TEST_CASE("a number that does not fit an integer field is a DecodeError when from_json checks, as the README shows") {
+  refuses_numbers_that_do_not_fit_an_integer_field<cachet::JsonCodec>();
+  refuses_numbers_that_do_not_fit_an_integer_field<cachet::MsgPackCodec>();
+  refuses_numbers_that_do_not_fit_an_integer_field<cachet::CborCodec>();
 }
 
 TEST_CASE("StringCodec keeps bytes as they are") {

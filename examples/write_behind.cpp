@@ -33,7 +33,6 @@ namespace {
 class ViewsDb {
  public:
   explicit ViewsDb(const std::string& path) : db_(path) {
-    db_.busy_timeout(10'000);
     db_.exec("CREATE TABLE IF NOT EXISTS views (page TEXT PRIMARY KEY, total INTEGER NOT NULL)");
     db_.exec("CREATE TABLE IF NOT EXISTS applied_batches (batch INTEGER PRIMARY KEY)");
     db_.exec("DELETE FROM views; DELETE FROM applied_batches;");

@@ -42,6 +42,14 @@ inline std::string percent(double ratio) {
   return buf;
 }
 
+// `now` against `before`, signed: -98.8 % is a fall, +12.0 % a rise.
+inline std::string change(double now, double before) {
+  if (before == 0) return "-";
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%+.1f %%", (now / before - 1) * 100);
+  return buf;
+}
+
 // Markdown, so the README can hold it as printed.
 inline void print_table(std::vector<RunResult>& runs) {
   std::vector<Summary> s;
@@ -55,8 +63,8 @@ inline void print_table(std::vector<RunResult>& runs) {
     std::printf("| %s | %s | %s | %s | %.0f | %s | %lld | %s | %s |\n", r.mode.c_str(), micros(s[i].p50).c_str(),
                 micros(s[i].p95).c_str(), micros(s[i].p99).c_str(), s[i].throughput,
                 r.cache ? percent(r.cache->hit_ratio()).c_str() : "-", r.queries,
-                i == 0 ? "-" : ("-" + percent(1 - s[i].p50 / s[0].p50)).c_str(),
-                i == 0 || base_qpr == 0 ? "-" : ("-" + percent(1 - queries_per_request / base_qpr)).c_str());
+                i == 0 ? "-" : change(s[i].p50, s[0].p50).c_str(),
+                i == 0 ? "-" : change(queries_per_request, base_qpr).c_str());
   }
 }
 

@@ -67,7 +67,14 @@ inline RunResult run_mode(Mode& mode, Database& db, const Popularity& popularity
     std::vector<double> latency;
     long long updates = 0, stale = 0, errors = 0;
     std::string first_error;
-    std::unique_ptr<Session> session = db.session();
+    std::unique_ptr<Session> session;
+    try {
+      session = db.session();
+    } catch (const std::exception& e) {  // a thread's exception would end the program unexplained
+      std::lock_guard lock(merge);
+      if (result.errors++ == 0) result.first_error = e.what();
+      return;
+    }
     RequestStream stream(popularity, o.update_share, o.seed * 1000 + static_cast<std::uint64_t>(t));
     while (!stop.load(std::memory_order_relaxed)) {
       const Request r = stream.next();

@@ -48,9 +48,7 @@ class SqliteCatalog final : public Database {
               "WHERE p.category_id = ?1 AND (SELECT SUM(quantity) FROM stock WHERE product_id = p.id) > 0 "
               "ORDER BY pr.amount, p.id LIMIT 5")),
           set_price_(prepare("UPDATE prices SET amount = ?2 WHERE product_id = ?1")),
-          bump_(prepare("UPDATE products SET version = version + 1 WHERE id = ?1")) {
-      db_.exec("PRAGMA busy_timeout=10000");
-    }
+          bump_(prepare("UPDATE products SET version = version + 1 WHERE id = ?1")) {}
 
     std::optional<Product> product(std::int64_t id) override {
       owner_.counted();

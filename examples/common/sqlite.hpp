@@ -38,14 +38,17 @@ inline void check(sqlite3* db, int rc, const char* what) {
 
 }  // namespace detail
 
-// One connection to a database file (or ":memory:").
+// One connection to a database file (or ":memory:"). It waits `busy_ms` for
+// another connection's lock from the start: preparing a statement reads the
+// schema, which can meet a writer's lock too.
 class Database {
  public:
-  explicit Database(const std::string& path) {
+  explicit Database(const std::string& path, int busy_ms = 10'000) {
     sqlite3* raw = nullptr;
     const int rc = sqlite3_open(path.c_str(), &raw);
     db_.reset(raw);  // closed even when the open failed, as SQLite asks
     detail::check(raw, rc, "open");
+    busy_timeout(busy_ms);
   }
 
   void exec(const char* sql) {

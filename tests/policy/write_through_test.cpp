@@ -395,3 +395,42 @@ TEST_CASE("a batch load that read old rows cannot overwrite puts made while it r
   CHECK(cache.get("2") == "new2");
   CHECK(cache.cache().metrics().value(Event::stale_write_refused) == 1);
 }
+
+TEMPLATE_TEST_CASE("a caller that comes after a put does not share a load begun before it", "", cachet::SingleFlight,
+                   cachet::StampedeGuard) {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  const std::string path = db_path(server);
+  TestType guard = [&] {
+    if constexpr (std::is_same_v<TestType, cachet::StampedeGuard>) return cachet::stampede_guard(pool);
+    else return TestType{};
+  }();
+  cachet::WriteThroughOptions wo;
+  wo.on_write = cachet::CacheUpdate::del;  // the put leaves the key absent: the next caller misses
+  cachet::WriteThrough<std::string, RowWriter, cachet::StringCodec, TestType> cache(
+      pool, options("wt-no-late-share"), RowWriter{path}, wo, {}, std::move(guard));
+  TestDb(path).update("1", "old");
+  HeldLoad held;
+  auto row = [&](std::string_view id) { return *TestDb(path).value(id); };
+  auto first = std::async(std::launch::async, [&] {
+    return cache.get_or_load("1", [&](std::string_view id) {
+      std::string r = row(id);
+      held.read.set_value();
+      held.released.wait();
+      return r;
+    });
+  });
+  held.read.get_future().wait();
+  REQUIRE(cache.put("1", "new") == WriteOutcome::deleted);
+  // Sharing the held load would return "old" once it is let go. Single-flight
+  // alone: the late caller loads at once. With the Redis lock it waits for the
+  // held load's release, then finds its write refused and loads under the lock.
+  constexpr bool locked = std::is_same_v<TestType, cachet::StampedeGuard>;
+  auto late = std::async(std::launch::async, [&] { return cache.get_or_load("1", row); });
+  const bool own_load = late.wait_for(locked ? 200ms : 5s) == std::future_status::ready;
+  held.go.set_value();
+  CHECK(own_load != locked);
+  CHECK(late.get() == "new");
+  CHECK(first.get() == "old");  // the caller that overlapped the put may see either
+  CHECK(cache.get("1") == "new");
+}

@@ -32,8 +32,7 @@ class TestDb {
     return path;
   }
 
-  explicit TestDb(const std::string& path, int busy_ms = 10'000) : db_(path) {
-    db_.busy_timeout(busy_ms);
+  explicit TestDb(const std::string& path, int busy_ms = 10'000) : db_(path, busy_ms) {
     db_.exec("PRAGMA journal_mode = WAL");
     db_.exec("PRAGMA synchronous = NORMAL");
     db_.exec(

@@ -13,6 +13,8 @@
 //
 //   t.load()           the end of every stack: call the loader, write the cache
 //   t.key()            the value's Redis key
+//   t.flight_key()     what a load shared in process is filed under: the key, and in
+//                      a write-through cache its write version as this caller read it
 //   t.lock_key()       the key of its lock (KeyBuilder::lock)
 //   t.why()            Why::miss, Why::stale (past its soft TTL, still cached),
 //                      or Why::early (fresh, but picked for early recomputation)
@@ -58,6 +60,7 @@ namespace detail {
 // The task protocol above with R = int: what the Guard concept checks against.
 struct TaskArchetype {
   const std::string& key() const;
+  std::string flight_key();
   std::string lock_key() const;
   Why why() const;
   const int* current() const;

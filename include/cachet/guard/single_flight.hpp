@@ -7,7 +7,9 @@
 //
 // One flight serves callers expecting the same result type; a caller expecting
 // another (a loader returning V where the flight's returns std::optional<V>)
-// runs its own load rather than share.
+// runs its own load rather than share. In a write-through cache a caller that
+// read another write version of the key than the load's (a put came between
+// them) runs its own load too: the running one may have read the old row.
 
 #include <cachet/detail/outcome.hpp>
 #include <cachet/guard/concepts.hpp>
@@ -44,8 +46,9 @@ class SingleFlight {
   auto run(Task& task, Next& next) -> decltype(next(task)) {
     using R = decltype(next(task));
     auto load = [&] { return next(task); };
-    if (task.refresh_only()) return share(task.key(), load, [&](Flight<R>&) { return task.skip(); });
-    return share(task.key(), load);
+    const std::string key = task.flight_key();
+    if (task.refresh_only()) return share(key, load, [&](Flight<R>&) { return task.skip(); });
+    return share(key, load);
   }
 
   // Runs `load` once for the callers that ask for `key` while it runs.

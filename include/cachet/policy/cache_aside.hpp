@@ -359,6 +359,11 @@ class CacheAside {
     else return std::make_shared<const V>(std::move(r));
   }
 
+  // A key's write version before a load (see watch_writes), read at most once per task.
+  struct WriteMark {
+    enum { unread, known, unknown } state = unread;  // unknown: Redis was not reached
+    std::optional<std::string> version;              // nullopt: no put yet
+  };
 
   // One guarded load: what a guard is given (the protocol is in guard/concepts.hpp).
   // L is the caller's loader by reference, or a copy for a background job.
@@ -371,8 +376,12 @@ class CacheAside {
         : cache_(&cache), key_(std::move(key)), id_(std::move(id)), loader_(std::forward<L>(loader)),
           found_(std::move(found)), why_(why), refresh_only_(refresh_only) {}
 
-    result_type load() { return cache_->load(key_, id_, loader_, reachable(), fence_); }
+    result_type load() { return cache_->load(key_, id_, loader_, reachable(), fence_, mark_); }
     const std::string& key() const noexcept { return key_; }
+    // In a write-through cache, the key's write version as this task first read
+    // it: a caller that comes after a put reads another, so a load begun before
+    // the put (which may have read the old row) is never shared with it.
+    std::string flight_key() { return cache_->flight_key(key_, mark_); }
     std::string lock_key() const { return cache_->keys_.lock(key_); }
     Why why() const noexcept { return why_; }
     const V* current() const noexcept {
@@ -412,6 +421,7 @@ class CacheAside {
     Why why_;
     bool refresh_only_;
     Fence* fence_ = nullptr;  // the lock guard's conditional write, while it holds the lock
+    WriteMark mark_;          // read once, by flight_key() or load(), whichever comes first
   };
 
   // Whether the guard recomputes this fresh entry early (XFetch); never for plain entries.
@@ -637,12 +647,11 @@ class CacheAside {
   }
 
   template <class L>
-  auto load(const std::string& k, std::string_view id, L& loader, bool write, Fence* fence)
+  auto load(const std::string& k, std::string_view id, L& loader, bool write, Fence* fence, WriteMark& mark)
       -> std::invoke_result_t<L&, std::string_view> {
     const std::string watch = watch_writes_ ? keys_.write_version(k) : std::string();
-    std::optional<Seen> seen;  // the write version before the load: a put changes it
-    if (write && watch_writes_ && !(seen = read_seen(std::span<const std::string>(&watch, 1)))) write = false;
-    const Watch w{watch, seen ? &(*seen)[0] : nullptr};
+    if (write && watch_writes_ && !marked(k, mark)) write = false;  // nothing may be stored unwatched
+    const Watch w{watch, mark.state == WriteMark::known ? &mark.version : nullptr};
     const auto started = std::chrono::steady_clock::now();
     auto result = call_loader([&] { return loader(id); });
     if (write) {
@@ -659,6 +668,25 @@ class CacheAside {
     std::string_view key;
     const std::optional<std::string>* seen = nullptr;
   };
+
+  // Reads `k`'s write version into `mark` unless it was read; false when it could not be.
+  bool marked(const std::string& k, WriteMark& mark) {
+    if (mark.state == WriteMark::unread) {
+      const std::string watch = keys_.write_version(k);
+      std::optional<Seen> seen = read_seen(std::span<const std::string>(&watch, 1));
+      mark.state = seen ? WriteMark::known : WriteMark::unknown;
+      if (seen) mark.version = std::move((*seen)[0]);
+    }
+    return mark.state == WriteMark::known;
+  }
+
+  // Task::flight_key: the key, prefixed (unambiguously) by its write version when watched.
+  std::string flight_key(const std::string& k, WriteMark& mark) {
+    if (!watch_writes_) return k;
+    if (!marked(k, mark)) return "?" + k;
+    if (!mark.version) return "-" + k;
+    return std::to_string(mark.version->size()) + ":" + *mark.version + k;
+  }
 
   // The write versions of `keys`, or nullopt (nothing may be stored) when Redis is not reached.
   std::optional<Seen> read_seen(std::span<const std::string> keys) {

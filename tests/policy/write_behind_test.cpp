@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <future>
 #include <map>
 #include <mutex>
 #include <string>
@@ -122,6 +123,31 @@ TEST_CASE("reads see pending writes after the cache entry is gone, and a load th
   CHECK(TestDb(path).value("1") == "new");
   CHECK(queue.get("1") == "new");  // set back by the flush
   CHECK(conn.command({"HLEN", queue.stream() + ":pending"}).as_integer() == 0);
+}
+
+TEST_CASE("a load that read the row before a write cannot store it after the write was flushed and settled") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  const std::string path = db_path(server);
+  TestDb(path).update("1", "old");
+  WriteBehindCache cache(pool, cachet::test::write_behind_options("wb-late-load"), cachet::test::DbWriter(path),
+                         cachet::test::flusher_options());
+  std::promise<void> read, go;
+  auto load = std::async(std::launch::async, [&] {
+    return cache.get_or_load("1", [&](std::string_view id) {
+      std::string row = *TestDb(path).value(id);
+      read.set_value();
+      go.get_future().wait();
+      return row;
+    });
+  });
+  read.get_future().wait();
+  cache.write("1", "new");
+  REQUIRE(cache.flush(10s));  // in the database, acknowledged, its pending entry gone
+  go.set_value();
+  CHECK(load.get() == "old");  // its caller overlapped the write
+  CHECK(cache.get("1") == "new");  // but the old row was not stored over it
+  CHECK(cache.cache().metrics().value(Event::stale_write_refused) == 1);
 }
 
 TEST_CASE("a flusher restarted under its name resumes its own pending writes, and another takes them over when idle") {

@@ -66,12 +66,16 @@ struct Enqueued {
   bool over_bound = false;  // queued past max_length (QueueFull::grow)
 };
 
-// One write to queue: the value's cache entry, and the tag sets it joins.
+// One write to queue: the value's cache entry, its write version key (INCRed,
+// so that a load that read the old row meanwhile cannot overwrite the entry;
+// kept `version_ttl`), and the tag sets it joins.
 struct QueuedWrite {
   std::string_view id;
   std::string_view cache_key;
   std::string_view bytes;
   std::chrono::milliseconds ttl;
+  std::string_view write_version;
+  std::chrono::milliseconds version_ttl;
   std::span<const std::string> tag_sets = {};
   std::size_t prune_sample = 0;
 };
@@ -79,7 +83,8 @@ struct QueuedWrite {
 // nullopt: the queue is at its bound and `grow` is off; nothing was written.
 inline std::optional<Enqueued> enqueue(Connection& conn, const QueueKeys& keys, const QueuedWrite& w,
                                        std::size_t max_length, bool grow) {
-  // KEYS: stream, pending hash, cache key, tag sets... ARGV: id, bytes, TTL ms, bound, grow, prune sample.
+  // KEYS: stream, pending hash, cache key, write version, tag sets... ARGV: id,
+  // bytes, TTL ms, bound, grow, prune sample, version TTL ms.
   static const Script script(std::string(tag_value_lua) + R"lua(
 local over = 0
 local limit = tonumber(ARGV[4])
@@ -89,15 +94,19 @@ if limit > 0 and redis.call('XLEN', KEYS[1]) >= limit then
 end
 local entry = redis.call('XADD', KEYS[1], '*', 'k', ARGV[1], 'c', KEYS[3], 'v', ARGV[2])
 redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3])
-tag_value(KEYS[3], tonumber(ARGV[3]), 4, #KEYS, tonumber(ARGV[6]))
+local keep = math.max(redis.call('PTTL', KEYS[4]), tonumber(ARGV[7]))
+redis.call('INCR', KEYS[4])
+redis.call('PEXPIRE', KEYS[4], keep)
+tag_value(KEYS[3], tonumber(ARGV[3]), 5, #KEYS, tonumber(ARGV[6]))
 redis.call('HSET', KEYS[2], ARGV[1], entry)
 return {entry, over}
 )lua");
-  std::vector<std::string_view> k{keys.stream, keys.pending, w.cache_key};
+  std::vector<std::string_view> k{keys.stream, keys.pending, w.cache_key, w.write_version};
   k.insert(k.end(), w.tag_sets.begin(), w.tag_sets.end());
   const std::string ttl = std::to_string(std::max<long long>(w.ttl.count(), 1)), bound = std::to_string(max_length),
-                    sample = std::to_string(w.prune_sample);
-  const Reply r = script.run(conn, k, std::vector<std::string_view>{w.id, w.bytes, ttl, bound, grow ? "1" : "0", sample});
+                    sample = std::to_string(w.prune_sample), version_ttl = std::to_string(w.version_ttl.count());
+  const Reply r = script.run(
+      conn, k, std::vector<std::string_view>{w.id, w.bytes, ttl, bound, grow ? "1" : "0", sample, version_ttl});
   if (r.is_nil()) return std::nullopt;
   return Enqueued{StreamId::parse(r[0].as_string()), r[1].as_integer() == 1};
 }

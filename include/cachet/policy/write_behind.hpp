@@ -91,6 +91,7 @@ class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk, S> {
              std::move(clock)),
         write_(named(std::move(write))),
         keys_(cache_.keys().write_behind(write_.queue)) {
+    cache_.watch_writes();  // a load that read the old row cannot overwrite a queued write's entry
     if (!write_.flusher) return;
     flusher_ = std::make_unique<detail::Flusher<V, W, Cache>>(cache_, writer_, write_, keys_,
                                                                this->pool().connection_options());
@@ -121,7 +122,9 @@ class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk, S> {
     [[maybe_unused]] const auto forget = cache_.forgetting({&written, 1});  // the enqueue script sets the entry
     const Tags tags(this->pool(), cache_.keys());
     const std::vector<std::string> sets = tags.tag_set_keys(cache_.tags_of(value));
-    const detail::QueuedWrite w{id, k, e.bytes, e.ttl, sets, tags.options().prune_sample};
+    const std::string version = cache_.keys().write_version(k);
+    const detail::QueuedWrite w{id, k, e.bytes, e.ttl, version, e.ttl + write_.version_margin, sets,
+                                tags.options().prune_sample};
     const auto deadline = std::chrono::steady_clock::now() + write_.block_for;
     bool counted = false;
     for (auto pause = std::chrono::milliseconds(1);; pause = std::min(pause * 2, std::chrono::milliseconds(50))) {

@@ -102,6 +102,8 @@ struct WriteBehindOptions {
   std::function<void(std::string_view)> on_warning;  // QueueFull::grow, at most once a second
 
   std::chrono::milliseconds drain_timeout{30000};  // how long the destructor waits for the queue to drain
+  // A write's version ({ns}:wv:{key}, which loads watch) is kept for the value's TTL plus this.
+  std::chrono::milliseconds version_margin{std::chrono::minutes(1)};
 };
 
 }  // namespace cachet

@@ -68,6 +68,19 @@ TEST_CASE("CacheAside: loaded values are tagged by tag_loaded_values, one by one
   CHECK(loads == 6);
 }
 
+TEST_CASE("CacheAside: a tagging cache tags what set() is given, so its tags' invalidation finds it") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  cachet::CacheAside<Product> products(cachet::RedisStore(pool), options());
+  products.tag_loaded_values([](const Product& p) { return std::vector<std::string>{category_of(p)}; });
+  products.set("1", cachet::test::sample_product(1));
+  auto conn = server.connect();
+  CHECK(conn.command({"SISMEMBER", "shop:tag:category%3A1", products.key("1")}).as_integer() == 1);
+  CHECK(conn.command({"PTTL", "shop:tag:category%3A1"}).as_integer() >= conn.command({"PTTL", products.key("1")}).as_integer());
+  CHECK(products.invalidate_tags({"category:1"}) == 1);
+  CHECK_FALSE(products.get("1"));
+}
+
 TEST_CASE("ReadThrough: values loaded through it are tagged via its cache") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());

@@ -175,8 +175,12 @@ class CacheAside {
   }
 
   // Stores `value` for `id` (a write-through, say). Redis errors are thrown: the
-  // caller asked for this write and must know it did not happen.
+  // caller asked for this write and must know it did not happen. A cache that
+  // tags what it loads (tag_loaded_values) tags what it is given the same way.
   void set(std::string_view id, const V& value) {
+    if constexpr (RedisBacked<S>) {
+      if (tags_for_) return set(id, value, tags_for_(value));
+    }
     const Encoded e = encode(value);
     store_.set(key(id), e.bytes, e.ttl);
   }

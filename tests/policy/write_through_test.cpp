@@ -284,6 +284,20 @@ TEST_CASE("invalidate_after_write: keys, tags and versioned namespaces go in the
   CHECK_FALSE(items.get("1"));
 }
 
+TEST_CASE("invalidate_after_write naming the written key and its own tag keeps the new value cached") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  Cache<RowWriter> items(pool, slot_options("item", "wt-inv-self"), RowWriter{db_path(server)});
+  items.cache().tag_loaded_values([](const std::string&) { return std::vector<std::string>{"item:1"}; });
+  items.invalidate_after_write([&](std::string_view id, const std::string&) {  // as a DependencyMap names an entity
+    return cachet::Targets{.keys = {items.key(id)}, .tags = {"item:" + std::string(id)}};
+  });
+  REQUIRE(items.put("1", "a") == WriteOutcome::cached);
+  REQUIRE(items.put("1", "b") == WriteOutcome::cached);
+  CHECK(items.get("1") == "b");  // the old value went, the new one stays
+  CHECK(items.cache().invalidate_tags({"item:1"}) == 1);  // and is a member of its tag again
+}
+
 TEST_CASE("the write and its invalidation survive a server that lost its scripts") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());

@@ -228,14 +228,16 @@ class WriteThrough : public detail::WritePolicy<V, W, C, G, Clk, S> {
     return write_and_invalidate(*lease, call, *targets);
   }
 
-  // The write script and the invalidation script in one MULTI/EXEC: atomic, one round trip.
+  // The invalidation script, then the write script, in one MULTI/EXEC: atomic,
+  // one round trip. Invalidating first lets targets name the written key or a
+  // tag its value carries (a DependencyMap's) without deleting the new value.
   static bool write_and_invalidate(Connection& conn, const detail::ValueWriteCall& call, const ResolvedTargets& targets) {
     const detail::InvalidationCall invalidation(targets.script);
     for (bool reloaded = false;; reloaded = true) {
       const std::string& write_sha = detail::value_write_script().sha(conn);
       const std::string& invalidation_sha = detail::invalidation_script().sha(conn);
       Pipeline p(conn);
-      p.add({"MULTI"}).add(call.evalsha(write_sha)).add(invalidation.evalsha(invalidation_sha)).add({"EXEC"});
+      p.add({"MULTI"}).add(invalidation.evalsha(invalidation_sha)).add(call.evalsha(write_sha)).add({"EXEC"});
       const std::vector<Reply> replies = p.execute();
       replies.back().throw_if_error();  // EXECABORT: a command was refused when queued
       const ReplyView results = replies.back();
@@ -248,8 +250,8 @@ class WriteThrough : public detail::WritePolicy<V, W, C, G, Clk, S> {
       }
       results[0].throw_if_error();
       results[1].throw_if_error();
-      targets.bumped(detail::InvalidationCall::result(results[1]));
-      return results[0].as_integer() == 1;
+      targets.bumped(detail::InvalidationCall::result(results[0]));
+      return results[1].as_integer() == 1;
     }
   }
 

@@ -26,9 +26,10 @@ bool exists(cachet::Connection& conn, const std::string& key) { return conn.comm
 // taggings are sequential. A process-wide sequence orders what the threads saw:
 // a tagging takes its number after set_tagged returned, an invalidation before
 // it starts, so tagged_at < invalidated_at means the invalidation began after the
-// tagging's script had run (the fetch_adds synchronise the threads). After the
-// threads stop, every tag is invalidated once more, so each key's last tagging
-// precedes its tags' last invalidation and no key may survive.
+// tagging's script had run (the fetch_adds synchronise the threads). The check
+// runs when the threads stop, and again after every tag is invalidated once
+// more, when each key's last tagging precedes its tags' last invalidation and
+// no key may survive (a key missing from a set it joined).
 struct TagRace {
   static constexpr int taggers = 8, invalidators = 8, tag_count = 8, keys_per_tagger = 256;
   using Invalidate = std::function<void(cachet::Tags&, const std::vector<std::string>& tags)>;
@@ -47,7 +48,8 @@ struct TagRace {
   }
 
   // Runs the race for `duration`, then the final invalidation of every tag; returns
-  // the keys that exist although a tag of theirs was invalidated after their last tagging.
+  // the keys that exist although a tag of theirs was invalidated after their last
+  // tagging, found before the final invalidation or after it.
   std::vector<std::string> run(cachet::Pool& pool, const Invalidate& invalidate, std::chrono::milliseconds duration) {
     cachet::Tags tags(pool, cachet::KeyBuilder("race"));
     std::atomic<bool> stop{false};
@@ -85,16 +87,20 @@ struct TagRace {
     std::this_thread::sleep_for(duration);
     stop = true;
     for (auto& t : threads) t.join();
-    for (int t = 0; t < tag_count; ++t) invalidate_tags({t});
 
     auto conn = pool.acquire();
     std::vector<std::string> survivors;
-    for (int w = 0; w < taggers; ++w)
-      for (int k = 0; k < keys_per_tagger; ++k) {
-        bool outdated = false;
-        for (int t : tags_of(w, k)) outdated = outdated || tagged_at[w][k] < invalidated_at[t];
-        if (outdated && exists(*conn, key(w, k))) survivors.push_back(key(w, k));
-      }
+    auto check = [&] {
+      for (int w = 0; w < taggers; ++w)
+        for (int k = 0; k < keys_per_tagger; ++k) {
+          bool outdated = false;
+          for (int t : tags_of(w, k)) outdated = outdated || tagged_at[w][k] < invalidated_at[t];
+          if (outdated && exists(*conn, key(w, k))) survivors.push_back(key(w, k));
+        }
+    };
+    check();
+    for (int t = 0; t < tag_count; ++t) invalidate_tags({t});
+    check();
     return survivors;
   }
 };

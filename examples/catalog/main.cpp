@@ -144,8 +144,10 @@ int run(const Args& a, example::Cli& cli) {
   const Popularity popularity(a.shape.products, a.zipf, a.shape.seed);
   const auto warm_ids = popularity.top(static_cast<std::size_t>(a.warm * static_cast<double>(a.shape.products)));
 
-  auto forget = [&](const std::string& ns) {  // a server given may hold an earlier run's entries
-    for (const char* name : {"product", "category"}) cachet::invalidate_matching(pool, cachet::KeyBuilder(ns).pattern(name));
+  // A server given may hold an earlier run's entries, and its write versions
+  // ({ns}:wv:*), which a new database's row versions, starting again, would lose to.
+  auto forget = [&](const std::string& ns) {
+    for (const char* name : {"product", "category", "wv"}) cachet::invalidate_matching(pool, cachet::KeyBuilder(ns).pattern(name));
   };
   auto writer = [&](const std::string& ns) {
     cachet::CacheOptions o = cache_options(ns, "product");
@@ -207,6 +209,7 @@ int run(const Args& a, example::Cli& cli) {
   print_table(runs);
   std::printf("\ncached runs warmed the %zu most viewed products first (%.0f %% of requests)\n", warm_ids.size(),
               popularity.mass_of_top(warm_ids.size()) * 100);
+  print_targets(runs);
   if (!a.png.empty()) {
     draw_png(a.png, runs);
     std::printf("latency distributions drawn in %s\n", a.png.c_str());

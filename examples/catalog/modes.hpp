@@ -25,10 +25,19 @@ struct Page {
   CategorySummary category;
 };
 
-struct CacheCounts {
+struct HitCount {
   std::uint64_t hits = 0, misses = 0;
-  CacheCounts operator-(const CacheCounts& before) const { return {hits - before.hits, misses - before.misses}; }
-  double hit_ratio() const { return hits + misses == 0 ? 0 : static_cast<double>(hits) / static_cast<double>(hits + misses); }
+  HitCount operator-(const HitCount& before) const { return {hits - before.hits, misses - before.misses}; }
+  double ratio() const { return hits + misses == 0 ? 0 : static_cast<double>(hits) / static_cast<double>(hits + misses); }
+};
+
+// A page's two lookups: the product, and its category's summary (which nearly always hits).
+struct CacheCounts {
+  HitCount products, categories;
+  CacheCounts operator-(const CacheCounts& before) const {
+    return {products - before.products, categories - before.categories};
+  }
+  double hit_ratio() const { return HitCount{products.hits + categories.hits, products.misses + categories.misses}.ratio(); }
 };
 
 class Mode {
@@ -138,12 +147,10 @@ class Cached final : public Mode {
   }
 
   std::optional<CacheCounts> counts() const override {
-    CacheCounts n;
-    for (const cachet::CacheMetrics* m : {&products_->metrics(), &categories_->metrics()}) {
-      n.hits += m->value(cachet::Event::hit) + m->value(cachet::Event::stale_hit);
-      n.misses += m->value(cachet::Event::miss);
-    }
-    return n;
+    auto of = [](const cachet::CacheMetrics& m) {
+      return HitCount{m.value(cachet::Event::hit) + m.value(cachet::Event::stale_hit), m.value(cachet::Event::miss)};
+    };
+    return CacheCounts{of(products_->metrics()), of(categories_->metrics())};
   }
 
  private:

@@ -13,7 +13,11 @@
 // is deleted only after the database took it; a failed or interrupted flush
 // hands the same batch, with the same number, to the next one. Make the
 // database write idempotent on that number (record applied batches in the same
-// transaction) and the totals are exact, crashes included.
+// transaction) and the totals are exact, crashes included. Numbers follow the
+// server's clock in microseconds (or the last number + 1, if larger), so a
+// Redis that lost its data (no persistence, a failover to an empty replica)
+// never reuses an applied batch's number: its lost pending counts are lost,
+// but nothing counted after it is dropped as "applied before".
 //
 // Keys: {ns}:wb:{queue}:counts (pending), :counts:flushing, :counts:batch (the
 // flushing batch's number), :counts:seq. On a Redis Cluster use HashTag::ns.
@@ -164,7 +168,14 @@ local left_over = redis.call('EXISTS', KEYS[2])
 if left_over == 0 then
   if redis.call('EXISTS', KEYS[1]) == 0 then return false end
   redis.call('RENAME', KEYS[1], KEYS[2])
-  redis.call('SET', KEYS[3], redis.call('INCR', KEYS[4]))
+  local n = redis.call('INCR', KEYS[4])
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  if n < now then
+    n = now
+    redis.call('SET', KEYS[4], string.format('%d', n))
+  end
+  redis.call('SET', KEYS[3], string.format('%d', n))
 end
 return {redis.call('GET', KEYS[3]), left_over, redis.call('HGETALL', KEYS[2])}
 )lua");

@@ -19,6 +19,7 @@
 #include <cachet/codec/envelope.hpp>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -65,8 +66,17 @@ class ValueFront {
     const bool same = s.holder && s.store == store && s.hash == hash && *s.holder == value && s.key == key;
     if (!same) {
       // Reused when no handle given out is still held, so a steady hot key allocates nothing.
-      if (s.holder && s.holder.use_count() == 1) *s.holder = value;
-      else s.holder = std::make_shared<std::shared_ptr<const V>>(value);
+      if (s.holder && s.holder.use_count() == 1) {
+        // use_count() is a relaxed read: the acquire orders the last other
+        // holder's reads of the old value before this thread lets it go.
+        // (GCC refuses fences under -fsanitize=thread, which checks without it.)
+#if !defined(__SANITIZE_THREAD__)
+        std::atomic_thread_fence(std::memory_order_acquire);
+#endif
+        *s.holder = value;
+      } else {
+        s.holder = std::make_shared<std::shared_ptr<const V>>(value);
+      }
       s.key.assign(key);
     }
     s.store = store;

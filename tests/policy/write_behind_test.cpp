@@ -186,6 +186,44 @@ TEST_CASE("a flusher restarted under its name resumes its own pending writes, an
   CHECK(group_pending(conn, queue.stream()) == 0);
 }
 
+TEST_CASE("a full flusher retrying through an outage keeps its entries: another does not take them over") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  auto down = std::make_shared<std::atomic<bool>>(true);
+  auto calls = std::make_shared<std::atomic<int>>(0);
+  auto writer = [down, calls](std::span<const cachet::PendingWrite<std::string>>) {
+    ++*calls;
+    if (*down) throw std::runtime_error("the database is down");
+  };
+  using Cache = cachet::WriteBehind<std::string, decltype(writer), cachet::StringCodec>;
+  auto options = cachet::test::flusher_options();
+  options.max_batch = 4;  // full with the 4 writes below: it reads no more, XAUTOCLAIM included
+  options.reclaim_idle = 300ms;
+  options.consumer = "full";
+  Cache full(pool, cachet::test::write_behind_options("wb-keep-full"), writer, options);
+  for (int i = 0; i < 4; ++i) full.write(std::to_string(i), "v");
+  auto conn = server.connect();
+  auto pending_of = [&](const std::string& consumer) {
+    try {
+      const cachet::Reply r = conn.command({"XPENDING", full.stream(), "cachet"});
+      if (r[3].is_nil()) return 0LL;
+      for (cachet::ReplyView c : r[3])
+        if (c[0].as_string() == consumer) return std::stoll(std::string(c[1].as_string()));
+    } catch (const cachet::ReplyError&) {  // NOGROUP: the flusher has not made its group yet
+    }
+    return 0LL;
+  };
+  REQUIRE(cachet::test::eventually([&] { return pending_of("full") == 4 && *calls >= 2; }, 10s));
+  options.consumer = "other";
+  Cache other(pool, cachet::test::write_behind_options("wb-keep-other"), writer, options);
+  std::this_thread::sleep_for(1500ms);  // five idle times
+  CHECK(other.cache().metrics().value(Event::reclaimed) == 0);
+  CHECK(pending_of("full") == 4);
+  *down = false;
+  REQUIRE(full.flush(10s));
+  CHECK(pending_of("full") == 0);
+}
+
 TEST_CASE("writes from 8 threads while the flusher process is SIGKILLed twice: nothing is lost") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options(), {.size = 8, .wait_timeout = 5s});

@@ -130,8 +130,16 @@ class Flusher {
 
   // A command on the group; NOGROUP (Redis lost its data) has the group created again.
   Reply group_command(std::initializer_list<Arg> args) {
+    return on_group([&] { return conn_.command(args); });
+  }
+  template <ArgRange R>
+  Reply group_command(const R& args) {
+    return on_group([&] { return conn_.command(args); });
+  }
+  template <class F>
+  Reply on_group(F send) {
     try {
-      return conn_.command(args);
+      return send();
     } catch (const ReplyError& e) {
       if (e.is("NOGROUP")) group_ready_ = false;
       throw;
@@ -157,7 +165,7 @@ class Flusher {
   // XAUTOCLAIM: entries other consumers left pending for `reclaim_idle` (our own
   // held ones come back too, which keeps them from looking abandoned).
   void reclaim(clock::time_point now) {
-    if (room() == 0) return;
+    if (room() == 0) return keep_held(now);
     const Reply r = group_command({"XAUTOCLAIM", keys_.stream, options_.group, options_.consumer,
                                    options_.reclaim_idle.count(), reclaim_cursor_, "COUNT", room()});
     reclaim_cursor_ = std::string(r[0].as_string());
@@ -166,6 +174,17 @@ class Flusher {
     for (StreamEntry& e : entries) add(std::move(e), true);
     if (reclaim_cursor_ == "0-0")  // a full pass: the next one after half the idle time
       next_reclaim_ = now + std::max(options_.reclaim_idle / 2, std::chrono::milliseconds(50));
+  }
+
+  // A full flusher claims nothing new, so XAUTOCLAIM would not bring its own
+  // entries back: XCLAIM them again instead (their idle time back to 0), so that
+  // no other flusher takes them over while this one retries them in an outage.
+  void keep_held(clock::time_point now) {
+    std::vector<std::string> args{"XCLAIM", keys_.stream, options_.group, options_.consumer, "0"};
+    args.insert(args.end(), entries_.begin(), entries_.end());
+    args.push_back("JUSTID");
+    group_command(args);
+    next_reclaim_ = now + std::max(options_.reclaim_idle / 2, std::chrono::milliseconds(50));
   }
 
   void add(StreamEntry e, bool reclaimed) {

@@ -348,6 +348,13 @@ struct HeldLoad {
   std::shared_future<void> released = go.get_future().share();
 };
 
+// The guard under test: the stampede guard over `pool`'s lock, or one that needs no pool.
+template <class G>
+G make_guard(cachet::Pool& pool) {
+  if constexpr (std::is_same_v<G, cachet::StampedeGuard>) return cachet::stampede_guard(pool);
+  else return G{};
+}
+
 }  // namespace
 
 TEMPLATE_TEST_CASE("a load that read the old row cannot overwrite a put made while it ran", "", cachet::NoGuard,
@@ -355,10 +362,7 @@ TEMPLATE_TEST_CASE("a load that read the old row cannot overwrite a put made whi
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
   const std::string path = db_path(server);
-  TestType guard = [&] {
-    if constexpr (std::is_same_v<TestType, cachet::StampedeGuard>) return cachet::stampede_guard(pool);
-    else return TestType{};
-  }();
+  TestType guard = make_guard<TestType>(pool);
   cachet::WriteThrough<std::string, RowWriter, cachet::StringCodec, TestType> cache(
       pool, options("wt-overtaken"), RowWriter{path}, {}, {}, std::move(guard));
   TestDb db(path);
@@ -415,10 +419,7 @@ TEMPLATE_TEST_CASE("a caller that comes after a put does not share a load begun 
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
   const std::string path = db_path(server);
-  TestType guard = [&] {
-    if constexpr (std::is_same_v<TestType, cachet::StampedeGuard>) return cachet::stampede_guard(pool);
-    else return TestType{};
-  }();
+  TestType guard = make_guard<TestType>(pool);
   cachet::WriteThroughOptions wo;
   wo.on_write = cachet::CacheUpdate::del;  // the put leaves the key absent: the next caller misses
   cachet::WriteThrough<std::string, RowWriter, cachet::StringCodec, TestType> cache(

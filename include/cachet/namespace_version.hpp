@@ -109,6 +109,9 @@ class NamespaceVersion {
       return version_.load(std::memory_order_relaxed);
     }
     std::lock_guard lock(mutex_);
+    // A GET sent before the one last applied answers from further back: keep the newer.
+    if (sent < applied_sent_) return version_.load(std::memory_order_relaxed);
+    applied_sent_ = sent;
     // A local bump that raced the GET wins unless the counter moved further; without
     // one the fetched value is taken as it is (even lower: a counter that was reset).
     if (local_bumps_ == bumps_before || fetched > version_.load(std::memory_order_relaxed))
@@ -128,6 +131,7 @@ class NamespaceVersion {
   std::mutex mutex_;                        // serialises updates, not reads
   std::uint64_t local_bumps_ = 0;
   std::uint64_t expiries_ = 0;
+  clock::time_point applied_sent_{};  // when the GET whose answer is cached was sent
   std::atomic<bool> known_{false};  // written under mutex_; read by known()
 };
 

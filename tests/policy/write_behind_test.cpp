@@ -377,6 +377,33 @@ TEST_CASE("a poison entry ends in the dead-letter stream and does not block the 
   CHECK(cache.queued() == 0);
 }
 
+TEST_CASE("without a `rejected` rule, a write failing alone while the others succeed is dead-lettered") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  const std::string path = db_path(server);
+  auto o = cachet::test::flusher_options();
+  o.rejected = nullptr;  // the default: only failing alone, among writes that succeed, counts
+  o.max_attempts = 3;
+  WriteBehindCache cache(pool, cachet::test::write_behind_options("wb-poison-default"), cachet::test::DbWriter(path), o);
+  cache.write("p", "poison: the table refuses it");
+  int written = 0;  // traffic around it, until it is dead-lettered (or 20 s pass)
+  for (const auto until = std::chrono::steady_clock::now() + 20s;
+       cache.cache().metrics().value(Event::dead_lettered) == 0 && std::chrono::steady_clock::now() < until; ++written) {
+    cache.write(std::to_string(written), "v");
+    std::this_thread::sleep_for(5ms);
+  }
+  REQUIRE(cache.flush(20s));
+  CHECK(cache.cache().metrics().value(Event::dead_lettered) == 1);
+  TestDb db(path);
+  CHECK(db.values().size() == static_cast<std::size_t>(written));
+  CHECK_FALSE(db.value("p"));
+  auto conn = server.connect();
+  const cachet::Reply dead = conn.command({"XRANGE", cache.dead_letters(), "-", "+"});
+  REQUIRE(dead.size() == 1);
+  CHECK(dead[0][1][2].as_string() == "k");
+  CHECK(dead[0][1][3].as_string() == "p");
+}
+
 TEST_CASE("a queue at its bound blocks, rejects, or grows with a warning") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());

@@ -186,7 +186,7 @@ TEST_CASE("a flusher restarted under its name resumes its own pending writes, an
   CHECK(group_pending(conn, queue.stream()) == 0);
 }
 
-TEST_CASE("a full flusher retrying through an outage keeps its entries: another does not take them over") {
+TEST_CASE("a flusher retrying through an outage keeps its entries, full or not: another does not take them over") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
   auto down = std::make_shared<std::atomic<bool>>(true);
@@ -197,7 +197,7 @@ TEST_CASE("a full flusher retrying through an outage keeps its entries: another 
   };
   using Cache = cachet::WriteBehind<std::string, decltype(writer), cachet::StringCodec>;
   auto options = cachet::test::flusher_options();
-  options.max_batch = 4;  // full with the 4 writes below: it reads no more, XAUTOCLAIM included
+  options.max_batch = GENERATE(4u, 500u);  // 4: full with the writes below, it reads no more, XAUTOCLAIM included
   options.reclaim_idle = 300ms;
   options.consumer = "full";
   Cache full(pool, cachet::test::write_behind_options("wb-keep-full"), writer, options);

@@ -162,29 +162,25 @@ class Flusher {
     for (StreamEntry& e : entries) add(std::move(e), false);
   }
 
-  // XAUTOCLAIM: entries other consumers left pending for `reclaim_idle` (our own
-  // held ones come back too, which keeps them from looking abandoned).
+  // XAUTOCLAIM: entries other consumers left pending for `reclaim_idle`. Each
+  // pass starts by claiming back what this flusher holds (their idle time back
+  // to 0), so another flusher never takes over the entries of one that is alive,
+  // busy or retrying through an outage, whether its batch is full or not.
   void reclaim(clock::time_point now) {
-    if (room() == 0) return keep_held(now);
+    const auto period = std::max(options_.reclaim_idle / 2, std::chrono::milliseconds(50));
+    if (reclaim_cursor_ == "0-0" && !entries_.empty())
+      on_group([&] { return keep_own(conn_, keys_, options_.group, options_.consumer, entries_); });
+    if (room() == 0) {
+      next_reclaim_ = now + period;
+      return;
+    }
     const Reply r = group_command({"XAUTOCLAIM", keys_.stream, options_.group, options_.consumer,
                                    options_.reclaim_idle.count(), reclaim_cursor_, "COUNT", room()});
     reclaim_cursor_ = std::string(r[0].as_string());
     std::vector<StreamEntry> entries;
     parse_entries(r[1], entries);
     for (StreamEntry& e : entries) add(std::move(e), true);
-    if (reclaim_cursor_ == "0-0")  // a full pass: the next one after half the idle time
-      next_reclaim_ = now + std::max(options_.reclaim_idle / 2, std::chrono::milliseconds(50));
-  }
-
-  // A full flusher claims nothing new, so XAUTOCLAIM would not bring its own
-  // entries back: XCLAIM them again instead (their idle time back to 0), so that
-  // no other flusher takes them over while this one retries them in an outage.
-  void keep_held(clock::time_point now) {
-    std::vector<std::string> args{"XCLAIM", keys_.stream, options_.group, options_.consumer, "0"};
-    args.insert(args.end(), entries_.begin(), entries_.end());
-    args.push_back("JUSTID");
-    group_command(args);
-    next_reclaim_ = now + std::max(options_.reclaim_idle / 2, std::chrono::milliseconds(50));
+    if (reclaim_cursor_ == "0-0") next_reclaim_ = now + period;  // a full pass: the next after half the idle time
   }
 
   void add(StreamEntry e, bool reclaimed) {

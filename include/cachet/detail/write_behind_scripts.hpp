@@ -111,6 +111,30 @@ return {entry, over}
   return Enqueued{StreamId::parse(r[0].as_string()), r[1].as_integer() == 1};
 }
 
+// Claims back, with their idle time set to 0, those of `entries` still pending
+// for `consumer`; one another flusher took over stays with it. Returns how many.
+template <class Entries>
+Reply keep_own(Connection& conn, const QueueKeys& keys, std::string_view group, std::string_view consumer,
+               const Entries& entries) {
+  // KEYS: stream. ARGV: group, consumer, entries...
+  static const Script script(R"lua(
+local own = {}
+for i = 3, #ARGV do
+  if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2]) == 1 then own[#own + 1] = ARGV[i] end
+end
+for i = 1, #own, 1000 do
+  local claim = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], '0'}
+  for j = i, math.min(i + 999, #own) do claim[#claim + 1] = own[j] end
+  claim[#claim + 1] = 'JUSTID'
+  redis.call(unpack(claim))
+end
+return #own
+)lua");
+  std::vector<std::string_view> args{group, consumer};
+  args.insert(args.end(), entries.begin(), entries.end());
+  return script.run(conn, std::vector<std::string_view>{keys.stream}, args);
+}
+
 // The bytes of `id`'s queued write, or nullopt when none is pending.
 inline std::optional<std::string> pending_bytes(Connection& conn, const QueueKeys& keys, std::string_view id) {
   static const Script script(R"lua(

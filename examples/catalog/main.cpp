@@ -40,7 +40,7 @@ struct Args {
   Shape shape;
   RunOptions run;
   double zipf = 0.99;
-  double warm = 0.25;  // share of the catalog, the most viewed first, loaded before a cached run
+  double warm = 0.5;  // share of the catalog, the most viewed first, loaded before a cached run (see README)
   std::string db = "sqlite";
   std::string db_file;   // SQLite; default: a file per shape in the temp directory
   std::string pg;        // PostgreSQL conninfo; default: a throwaway server

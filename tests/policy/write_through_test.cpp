@@ -226,10 +226,18 @@ TEST_CASE("an unversioned writer: the last cache write wins, and each put bumps 
   const std::string path = db_path(server);
   auto writer = [db = std::make_shared<TestDb>(path)](std::string_view id, const std::string& v) { db->set(id, v, 0); };
   cachet::WriteThrough<std::string, decltype(writer), cachet::StringCodec> cache(pool, options("wt-plain"), writer);
+  auto conn = server.connect();
+  const std::string version_key = cache.cache().keys().write_version(cache.key("1"));
+  auto version = [&] { return std::stoll(std::string(conn.command({"GET", version_key}).as_string())); };
   CHECK(cache.put("1", "a") == WriteOutcome::cached);
+  const long long first = version();  // started from the server's clock in microseconds
+  CHECK(first > 1'700'000'000'000'000);
   CHECK(cache.put("1", "b") == WriteOutcome::cached);
   CHECK(cache.get("1") == "b");
-  CHECK(server.connect().command({"GET", cache.cache().keys().write_version(cache.key("1"))}).as_string() == "2");
+  CHECK(version() == first + 1);
+  conn.command({"DEL", version_key});  // expired, say: it never starts again below what a load may have seen
+  CHECK(cache.put("1", "c") == WriteOutcome::cached);
+  CHECK(version() > first + 1);
   CHECK(cachet::detail::version_text(std::int64_t{-1}) < cachet::detail::version_text(std::int64_t{0}));
   CHECK(cachet::detail::version_text(std::uint64_t{9}) < cachet::detail::version_text(std::uint64_t{10}));
 }

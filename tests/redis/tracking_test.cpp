@@ -79,7 +79,7 @@ TEST_CASE("an expiry in Redis reaches the listener") {
   auto& tracking = tracked.tracking;
   Heard heard;
   auto sub = tracking.listen(heard.listener());
-  server.connect().command({"SET", "t:short", "x", "PX", 30});
+  server.connect().command({"SET", "t:short", "x", "PX", 300});  // long enough to hear the SET's message first
   REQUIRE(tracking.sync());
   REQUIRE(heard.count("t:short") == 1);  // the SET's message
   CHECK(eventually([&] { return heard.count("t:short") == 2; }, 3s));  // the expiry's: the server's expire cycle finds it

@@ -85,18 +85,18 @@ inline std::optional<Enqueued> enqueue(Connection& conn, const QueueKeys& keys, 
                                        std::size_t max_length, bool grow) {
   // KEYS: stream, pending hash, cache key, write version, tag sets... ARGV: id,
   // bytes, TTL ms, bound, grow, prune sample, version TTL ms.
-  static const Script script(std::string(tag_value_lua) + R"lua(
+  static const Script script(std::string(tag_value_lua) + std::string(bump_lua) + R"lua(
 local over = 0
 local limit = tonumber(ARGV[4])
 if limit > 0 and redis.call('XLEN', KEYS[1]) >= limit then
   if ARGV[5] ~= '1' then return false end
   over = 1
 end
+local keep = math.max(redis.call('PTTL', KEYS[4]), tonumber(ARGV[7]))
+bump(KEYS[4])  -- first: should it fail, nothing else is written
+redis.call('PEXPIRE', KEYS[4], keep)
 local entry = redis.call('XADD', KEYS[1], '*', 'k', ARGV[1], 'c', KEYS[3], 'v', ARGV[2])
 redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3])
-local keep = math.max(redis.call('PTTL', KEYS[4]), tonumber(ARGV[7]))
-redis.call('INCR', KEYS[4])
-redis.call('PEXPIRE', KEYS[4], keep)
 tag_value(KEYS[3], tonumber(ARGV[3]), 5, #KEYS, tonumber(ARGV[6]))
 redis.call('HSET', KEYS[2], ARGV[1], entry)
 return {entry, over}

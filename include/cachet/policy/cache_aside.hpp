@@ -385,7 +385,7 @@ class CacheAside {
     // In a write-through cache, the key's write version as this task first read
     // it: a caller that comes after a put reads another, so a load begun before
     // the put (which may have read the old row) is never shared with it.
-    std::string flight_key() { return cache_->flight_key(key_, mark_); }
+    std::string flight_key() { return cache_->flight_key(key_, mark_, reachable()); }
     std::string lock_key() const { return cache_->keys_.lock(key_); }
     Why why() const noexcept { return why_; }
     const V* current() const noexcept {
@@ -684,9 +684,11 @@ class CacheAside {
     return mark.state == WriteMark::known;
   }
 
-  // Task::flight_key: the key, prefixed (unambiguously) by its write version when watched.
-  std::string flight_key(const std::string& k, WriteMark& mark) {
+  // Task::flight_key: the key, prefixed (unambiguously) by its write version when
+  // watched. A lookup that did not reach Redis does not ask it again.
+  std::string flight_key(const std::string& k, WriteMark& mark, bool reachable) {
     if (!watch_writes_) return k;
+    if (!reachable && mark.state == WriteMark::unread) mark.state = WriteMark::unknown;
     if (!marked(k, mark)) return "?" + k;
     if (!mark.version) return "-" + k;
     return std::to_string(mark.version->size()) + ":" + *mark.version + k;

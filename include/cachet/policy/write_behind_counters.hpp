@@ -108,14 +108,17 @@ class WriteBehindCounters {
     return lease->command({"HINCRBY", keys_.pending, id, by}).as_integer();
   }
 
-  // What `id` has gained that the database does not have yet (pending + flushing).
+  // What `id` has gained that the database does not have yet (pending + flushing),
+  // read in one MULTI so that a hand-over between the two reads is not counted twice.
   std::int64_t pending(std::string_view id) {
     auto lease = pool_->acquire();
     Pipeline p(*lease);
-    p.add({"HGET", keys_.pending, id});
-    p.add({"HGET", keys_.flushing, id});
+    p.add({"MULTI"}).add({"HGET", keys_.pending, id}).add({"HGET", keys_.flushing, id}).add({"EXEC"});
+    const std::vector<Reply> replies = p.execute();
+    replies.back().throw_if_error();
+    const ReplyView both = replies.back();
     std::int64_t sum = 0;
-    for (const Reply& r : p.execute()) sum += r.is_nil() ? 0 : to_int(r.as_string());
+    for (ReplyView r : both) sum += r.is_nil() ? 0 : to_int(r.as_string());
     return sum;
   }
 

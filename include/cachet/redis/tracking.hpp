@@ -190,7 +190,10 @@ class Tracking {
 
  private:
   // On the subscriber's connection, before it subscribes. A refusal (an old
-  // server, an ACL) is recorded, then thrown so the subscriber tries again later.
+  // server, an ACL, overlapping prefixes) is recorded, then thrown so the
+  // subscriber tries again later. A server that is only busy for now (loading
+  // its data, a script running) is no refusal: the state stays lost, so L1
+  // keeps nothing rather than fall back on its TTL.
   void register_on(Connection& c) {
     const long long id = c.command({"CLIENT", "ID"}).as_integer();
     std::vector<std::string_view> argv{"CLIENT", "TRACKING", "on", "REDIRECT"};
@@ -200,8 +203,8 @@ class Tracking {
     for (const std::string& p : options_.prefixes) argv.insert(argv.end(), {"PREFIX", p});
     try {
       c.command(argv);
-    } catch (const ReplyError&) {
-      enter(TrackingState::refused);
+    } catch (const ReplyError& e) {
+      if (!e.is("LOADING") && !e.is("BUSY") && !e.is("MASTERDOWN") && !e.is("TRYAGAIN")) enter(TrackingState::refused);
       throw;
     }
     c.command({"SUBSCRIBE", "__redis__:invalidate"});

@@ -171,8 +171,8 @@ class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk, S> {
     const auto deadline = timeout >= std::chrono::duration_cast<std::chrono::milliseconds>(steady::time_point::max() - now)
                               ? steady::time_point::max()
                               : now + timeout;
-    auto lease = this->pool().acquire();
-    const std::optional<std::string> last = last_queued(*lease);
+    // A connection per check, not one held through the wait: the pool serves the writers meanwhile.
+    const std::optional<std::string> last = this->pool().with([&](Connection& c) { return last_queued(c); });
     if (!last) return true;
     struct Hurry {
       detail::Flusher<V, W, Cache>* f;
@@ -184,7 +184,9 @@ class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk, S> {
       }
     } hurry(flusher_.get());
     for (auto pause = std::chrono::milliseconds(1);; pause = std::min(pause * 2, std::chrono::milliseconds(20))) {
-      if (lease->command({"XRANGE", keys_.stream, "-", *last, "COUNT", 1}).size() == 0) return true;
+      const auto left = this->pool().with(
+          [&](Connection& c) { return c.command({"XRANGE", keys_.stream, "-", *last, "COUNT", 1}).size(); });
+      if (left == 0) return true;
       if (std::chrono::steady_clock::now() >= deadline) return false;
       std::this_thread::sleep_for(pause);
     }

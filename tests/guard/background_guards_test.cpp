@@ -67,8 +67,8 @@ TEST_CASE("executor: bounded queue, bounded threads, stop waits for running jobs
   CHECK_FALSE(executor.try_submit(job));
   CHECK_FALSE(executor.submit_until(job, std::chrono::steady_clock::now() + 20ms));
   CHECK(executor.threads() == 2);
-  std::thread release([&] {
-    std::this_thread::sleep_for(50ms);
+  std::thread release([&] {  // both workers wait at the gate, so only stop() can empty the queue
+    cachet::test::eventually([&] { return executor.queued() == 0; });
     go.set_value();
   });
   executor.stop();  // the two running jobs finish; the three queued never start

@@ -29,7 +29,7 @@ TEST_CASE("concurrent misses for one key run the load once and all get its value
     got[static_cast<std::size_t>(i)] = guard.share("k", [&] {
       ++loads;
       while (waiting < 32) std::this_thread::yield();  // everyone has arrived
-      std::this_thread::sleep_for(20ms);               // and joined the flight
+      std::this_thread::sleep_for(200ms);              // and joined the flight, however slow the machine
       return std::string("value");
     });
   });
@@ -47,7 +47,7 @@ TEST_CASE("the load's exception reaches every waiter, and the next miss loads ag
       guard.share("k", [&]() -> int {
         ++loads;
         while (waiting < 16) std::this_thread::yield();
-        std::this_thread::sleep_for(20ms);
+        std::this_thread::sleep_for(200ms);
         throw std::runtime_error("db down");
       });
     } catch (const std::runtime_error& e) {
@@ -109,7 +109,7 @@ TEST_CASE("CacheAside with SingleFlight: a stampede on a cold key is one databas
     const Product p = cache.get_or_load("42", [&](std::string_view) {
       ++queries;
       while (waiting < 24) std::this_thread::yield();
-      std::this_thread::sleep_for(50ms);  // a slow query: everyone misses meanwhile
+      std::this_thread::sleep_for(200ms);  // a slow query: everyone misses and joins meanwhile, even under TSan
       return cachet::test::sample_product(42);
     });
     if (!(p == cachet::test::sample_product(42))) ++wrong;

@@ -81,7 +81,7 @@ TEST_CASE("an expiry in Redis reaches the listener") {
   auto sub = tracking.listen(heard.listener());
   server.connect().command({"SET", "t:short", "x", "PX", 300});  // long enough to hear the SET's message first
   REQUIRE(tracking.sync());
-  REQUIRE(heard.count("t:short") == 1);  // the SET's message
+  REQUIRE(heard.count("t:short") >= 1);  // the SET's message (and the expiry's too, if this machine took 300 ms)
   CHECK(eventually([&] { return heard.count("t:short") == 2; }, 3s));  // the expiry's: the server's expire cycle finds it
 }
 
@@ -97,7 +97,7 @@ TEST_CASE("CLIENT KILL of the subscriber: listeners drop everything, registratio
   auto admin = server.connect();
   CHECK(admin.command({"CLIENT", "KILL", "ID", id}).as_integer() == 1);
   REQUIRE(eventually([&] { return tracking.epoch() != epoch; }, 2s));
-  CHECK(heard.flush_count() >= 1);
+  CHECK(eventually([&] { return heard.flush_count() >= 1; }, 1s));  // listeners hear it just after the new epoch
   REQUIRE(tracking.wait_live(5s));
   CHECK(tracking.client_id() != id);
   CHECK(tracking.stats().registrations == 2);
@@ -114,13 +114,13 @@ TEST_CASE("a subscriber whose PINGs go unanswered is dropped within ping_interva
   Heard heard;
   auto sub = tracking.listen(heard.listener());
 
-  const auto paused = std::chrono::steady_clock::now();
   server.pause(800ms);  // CLIENT PAUSE ALL: no answer to anyone
+  const auto paused = std::chrono::steady_clock::now();  // the pause is in force once its reply came
   const bool dropped = eventually([&] { return tracking.state() != cachet::TrackingState::live; }, 2s);
   const auto detected = std::chrono::steady_clock::now() - paused;
   CHECK(dropped);
-  CHECK(detected < 50ms + 200ms + 150ms);  // interval + timeout, and slack for a busy machine
-  CHECK(heard.flush_count() >= 1);
+  CHECK(detected < 50ms + 200ms + 250ms);  // interval + timeout, and slack for a sanitizer build on a busy machine
+  CHECK(eventually([&] { return heard.flush_count() >= 1; }, 1s));
   CHECK(tracking.wait_live(5s));  // back once the pause ends
 }
 

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <concepts>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -39,12 +40,22 @@ inline CacheOptions tier_options(std::string label, Format format = Format::enve
   return o;
 }
 
+// Connection options whose first reconnect waits `first`: a test that checks what
+// happens while tracking is lost keeps it lost that long, however slow the machine.
+inline ConnectionOptions slow_reconnect(ConnectionOptions o, std::chrono::milliseconds first) {
+  o.reconnect = {.initial = first, .max = first * 4, .multiplier = 2.0, .jitter = 0};
+  return o;
+}
+
 // The shared test server, emptied, with a pool and a live tracking of "t:".
 struct Tracked {
   testing::RedisServer& server = clean_server();
   Pool pool{server.connection_options()};
-  Tracking tracking{server.connection_options(), quick_tracking()};
-  Tracked() {
+  Tracking tracking;
+  explicit Tracked(std::optional<std::chrono::milliseconds> first_reconnect = {})
+      : tracking(first_reconnect ? slow_reconnect(server.connection_options(), *first_reconnect)
+                                 : server.connection_options(),
+                 quick_tracking()) {
     if (!tracking.wait_live(std::chrono::seconds(5))) throw std::runtime_error("tracking did not come up");
   }
 };

@@ -93,6 +93,8 @@ class Subscriber {
   }
 
  private:
+  using Unanswered = std::deque<std::pair<std::uint64_t, clock::time_point>>;  // our PINGs in flight: number, sent at
+
   void run() {
     Backoff backoff(options_.reconnect);
     while (!stop_) {
@@ -118,13 +120,19 @@ class Subscriber {
 
   // Reads pushes until stopped; throws when the connection fails or a PING times out.
   void serve(Connection& conn) {
-    std::deque<std::pair<std::uint64_t, clock::time_point>> unanswered;  // our PINGs in flight
+    Unanswered unanswered;
     const bool pinging = sub_.ping_interval.count() > 0;
     auto next_ping = clock::now() + sub_.ping_interval;
     while (!stop_) {
       const auto now = clock::now();
-      if (!unanswered.empty() && now - unanswered.front().second >= sub_.ping_timeout)
+      if (!unanswered.empty() && now - unanswered.front().second >= sub_.ping_timeout) {
+        // Not a silent server if something is waiting to be read: a backlog, or this thread was descheduled.
+        if (std::optional<Reply> msg = conn.read_push(std::chrono::milliseconds(0))) {
+          handle(*msg, unanswered);
+          continue;
+        }
         throw TimeoutError("cachet: subscriber PING unanswered for " + std::to_string(sub_.ping_timeout.count()) + " ms");
+      }
       const bool due = pinging && now >= next_ping;
       if (take_sync_request() || due) unanswered.emplace_back(ping(conn), now);
       if (due) next_ping = now + sub_.ping_interval;
@@ -137,12 +145,17 @@ class Subscriber {
         drain();
         continue;
       }
-      if (const auto seq = pong_of(*msg)) {
-        while (!unanswered.empty() && unanswered.front().first <= *seq) unanswered.pop_front();
-        acknowledge(*seq);
-      } else {
-        hooks_.message(*msg);
-      }
+      handle(*msg, unanswered);
+    }
+  }
+
+  // A PONG answers our PINGs up to its number; anything else goes to the hook.
+  void handle(const Reply& msg, Unanswered& unanswered) {
+    if (const auto seq = pong_of(msg)) {
+      while (!unanswered.empty() && unanswered.front().first <= *seq) unanswered.pop_front();
+      acknowledge(*seq);
+    } else {
+      hooks_.message(msg);
     }
   }
 

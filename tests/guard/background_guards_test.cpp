@@ -183,7 +183,7 @@ TEMPLATE_TEST_CASE("early expiration: recomputed before expiry, one at a time, n
   // Step the clock towards expiry until a recomputation has replaced the value.
   while (clock.now() < expiry && cache.get("k") == "v1") {
     clock.advance(1ms);
-    std::this_thread::sleep_for(200us);
+    std::this_thread::sleep_for(1ms);  // no faster than real time: the refresh takes real milliseconds
   }
   const bool before_expiry = clock.now() < expiry;
   done = true;
@@ -227,9 +227,10 @@ TEMPLATE_TEST_CASE("fail-safe: a database down for 10 s, every read served stale
       }
     });
   });
-  for (int step = 0; step < 1000; ++step) {  // 10 s in 10 ms steps
+  while (served + failed == 0) std::this_thread::yield();  // the readers are there before time moves
+  for (int step = 0; step < 1000; ++step) {  // 10 s in 10 ms steps, each 1 s hold-back lasting 100 ms or more
     clock.advance(10ms);
-    std::this_thread::sleep_for(100us);
+    std::this_thread::sleep_for(1ms);
   }
   done = true;
   readers.join();

@@ -197,7 +197,7 @@ TEST_CASE("at its deadline a waiter loads itself, or throws LockTimeoutError if 
 TEST_CASE("the lease is renewed while a slow load runs, so nobody else loads meanwhile") {
   auto& server = clean_server();
   cachet::Pool pool(server.connection_options());
-  const cachet::RedisLockGuardOptions short_lease{.lease = 300ms};
+  const cachet::RedisLockGuardOptions short_lease{.lease = 600ms};  // renewed every 200 ms: 400 ms of stall allowed
   StringCache<cachet::RedisLockGuard> a(cachet::RedisStore(pool), guard_options(), {}, cachet::RedisLockGuard(pool, short_lease));
   StringCache<cachet::RedisLockGuard> b(cachet::RedisStore(pool), guard_options(), {}, cachet::RedisLockGuard(pool, short_lease));
   std::atomic<int> loads{0};
@@ -206,7 +206,7 @@ TEST_CASE("the lease is renewed while a slow load runs, so nobody else loads mea
     return a.get_or_load("k", [&](std::string_view) {
       ++loads;
       started.set_value();
-      std::this_thread::sleep_for(1200ms);  // four leases
+      std::this_thread::sleep_for(2400ms);  // four leases
       return std::string("slow");
     });
   });

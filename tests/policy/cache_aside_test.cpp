@@ -346,7 +346,7 @@ TEST_CASE("sliding expiry renews the TTL on every hit") {
   cachet::CacheAside<std::string, cachet::StringCodec> sessions(cachet::RedisStore(pool), o);
   auto conn = server.connect();
   sessions.set("s1", "alice");
-  conn.command({"PEXPIRE", sessions.key("s1"), 500});  // as if most of its life had passed
+  conn.command({"PEXPIRE", sessions.key("s1"), 1000});  // as if half its life had passed
   CHECK(sessions.get("s1") == std::optional<std::string>("alice"));
   const auto pttl = conn.command({"PTTL", sessions.key("s1")}).as_integer();
   CHECK(pttl > 1500);  // renewed to the full 2 s by the read
@@ -442,7 +442,7 @@ TEST_CASE("sliding expiry renews TTLs through get_many, and refuses a negative T
   auto conn = server.connect();
   sessions.set("a", "alice");
   sessions.set("b", "bob");
-  conn.command({"PEXPIRE", sessions.key("a"), 300});
+  conn.command({"PEXPIRE", sessions.key("a"), 1000});  // half its life left: renewed to 2 s, it shows over 1.5 s
   std::vector<std::string_view> ids{"a", "b"};
   const auto got = sessions.get_many(ids, [](auto m) { return std::vector<std::optional<std::string>>(m.size()); });
   CHECK(got[0] == std::optional<std::string>("alice"));

@@ -227,13 +227,14 @@ TEMPLATE_TEST_CASE("fail-safe: a database down for 10 s, every read served stale
       }
     });
   });
-  while (served + failed == 0) std::this_thread::yield();  // the readers are there before time moves
+  const bool readers_up = cachet::test::eventually([&] { return served + failed > 0; }, 5s);  // before time moves
   for (int step = 0; step < 1000; ++step) {  // 10 s in 10 ms steps, each 1 s hold-back lasting 100 ms or more
     clock.advance(10ms);
     std::this_thread::sleep_for(1ms);
   }
   done = true;
   readers.join();
+  REQUIRE(readers_up);
   CHECK(failed == 0);
   CHECK(served > 0);
   REQUIRE(attempts.size() >= 5);

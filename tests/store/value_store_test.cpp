@@ -138,10 +138,12 @@ TEST_CASE("racing fills and reads never see a value older than the last invalida
   cachet::ValueStore<int> store({.max_entries = 1024, .shards = 2});
   std::array<std::atomic<int>, keys> source{}, invalidated{};
   std::atomic<bool> done{false};
-  std::atomic<int> older{0}, checks{0}, read_older{0}, reads{0};
+  std::atomic<int> older{0}, checks{0}, read_older{0}, reads{0}, started{0};
   std::thread writer([&] {
     std::mt19937 rng(1);
-    for (int round = 0; round < 5'000; ++round) {
+    while (started < 3) std::this_thread::yield();  // under TSan the rounds could otherwise end before a reader ran
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    for (int round = 0; round < 5'000 || (checks < 100 && std::chrono::steady_clock::now() < give_up); ++round) {
       const int k = static_cast<int>(rng() % keys);
       const std::string key = "k" + std::to_string(k);
       const int now = ++source[k];
@@ -157,6 +159,7 @@ TEST_CASE("racing fills and reads never see a value older than the last invalida
   });
   cachet::test::in_threads(3, [&](int t) {
     std::mt19937 rng(static_cast<unsigned>(t) + 7);
+    ++started;
     while (!done) {
       const int k = static_cast<int>(rng() % keys);
       const std::string key = "k" + std::to_string(k);

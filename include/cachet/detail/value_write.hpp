@@ -15,6 +15,7 @@
 // Lua's numbers are doubles, exact only up to 2^53, and a nanosecond updated-at
 // is past that. Signed versions are shifted by 2^63 so that order is kept.
 
+#include <cachet/detail/lua_clock.hpp>
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/pipeline.hpp>
 #include <cachet/redis/script.hpp>
@@ -104,23 +105,25 @@ end
 // Lua: bump(key) moves an unversioned write version on: INCR, or, when the key
 // is gone (expired), a start from the server's clock in microseconds, so that
 // a counter never repeats a value a load running meanwhile may have read.
-inline constexpr std::string_view bump_lua = R"lua(
+inline const std::string& bump_lua() {
+  static const std::string lua = std::string(now_us_lua) + R"lua(
 local function bump(key)
   if redis.call('EXISTS', key) == 1 then
     redis.call('INCR', key)
   else
-    local t = redis.call('TIME')
-    redis.call('SET', key, string.format('%d', tonumber(t[1]) * 1000000 + tonumber(t[2])))
+    redis.call('SET', key, string.format('%d', now_us()))
   end
 end
 )lua";
+  return lua;
+}
 
 inline const Script& value_write_script() {
   // KEYS: value, tag sets..., [lock], [version], [watch]. ARGV: bytes, TTL ms, prune sample,
   // #tag sets, token ('' without a lock), release, channel, version ('' without), version
   // TTL ms, delete, watch ('' without, '0' expect absent, '1' expect ARGV[12]), seen.
   // Returns 1 written, 0 the lock was lost, -1 superseded (and the lock released).
-  static const Script script(std::string(tag_value_lua) + std::string(bump_lua) + R"lua(
+  static const Script script(std::string(tag_value_lua) + bump_lua() + R"lua(
 local ttl, sample, ntags = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local at, lock, version, watch = ntags + 2, nil, nil, nil
 if ARGV[5] ~= '' then lock, at = KEYS[at], at + 1 end

@@ -85,7 +85,7 @@ inline std::optional<Enqueued> enqueue(Connection& conn, const QueueKeys& keys, 
                                        std::size_t max_length, bool grow) {
   // KEYS: stream, pending hash, cache key, write version, tag sets... ARGV: id,
   // bytes, TTL ms, bound, grow, prune sample, version TTL ms.
-  static const Script script(std::string(tag_value_lua) + std::string(bump_lua) + R"lua(
+  static const Script script(std::string(tag_value_lua) + bump_lua() + R"lua(
 local over = 0
 local limit = tonumber(ARGV[4])
 if limit > 0 and redis.call('XLEN', KEYS[1]) >= limit then

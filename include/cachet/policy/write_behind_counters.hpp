@@ -23,6 +23,7 @@
 // flushing batch's number), :counts:seq. On a Redis Cluster use HashTag::ns.
 
 #include <cachet/detail/backoff.hpp>
+#include <cachet/detail/lua_clock.hpp>
 #include <cachet/executor.hpp>
 #include <cachet/keys.hpp>
 #include <cachet/metrics.hpp>
@@ -166,14 +167,13 @@ class WriteBehindCounters {
 
   // The flushing batch: the one a failed flush left, or the pending counts renamed.
   std::optional<Batch> hand_over() {
-    static const Script script(R"lua(
+    static const Script script(std::string(detail::now_us_lua) + R"lua(
 local left_over = redis.call('EXISTS', KEYS[2])
 if left_over == 0 then
   if redis.call('EXISTS', KEYS[1]) == 0 then return false end
   redis.call('RENAME', KEYS[1], KEYS[2])
   local n = redis.call('INCR', KEYS[4])
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local now = now_us()
   if n < now then
     n = now
     redis.call('SET', KEYS[4], string.format('%d', n))

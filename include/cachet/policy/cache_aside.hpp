@@ -366,6 +366,7 @@ class CacheAside {
   // A key's write version before a load (see watch_writes), read at most once per task.
   struct WriteMark {
     enum { unread, known, unknown } state = unread;  // unknown: Redis was not reached
+    std::string key;                                 // the write version's key, once read
     std::optional<std::string> version;              // nullopt: no put yet
   };
 
@@ -653,9 +654,8 @@ class CacheAside {
   template <class L>
   auto load(const std::string& k, std::string_view id, L& loader, bool write, Fence* fence, WriteMark& mark)
       -> std::invoke_result_t<L&, std::string_view> {
-    const std::string watch = watch_writes_ ? keys_.write_version(k) : std::string();
     if (write && watch_writes_ && !marked(k, mark)) write = false;  // nothing may be stored unwatched
-    const Watch w{watch, mark.state == WriteMark::known ? &mark.version : nullptr};
+    const Watch w{mark.key, mark.state == WriteMark::known ? &mark.version : nullptr};  // key empty: unwatched
     const auto started = std::chrono::steady_clock::now();
     auto result = call_loader([&] { return loader(id); });
     if (write) {
@@ -676,8 +676,8 @@ class CacheAside {
   // Reads `k`'s write version into `mark` unless it was read; false when it could not be.
   bool marked(const std::string& k, WriteMark& mark) {
     if (mark.state == WriteMark::unread) {
-      const std::string watch = keys_.write_version(k);
-      std::optional<Seen> seen = read_seen(std::span<const std::string>(&watch, 1));
+      mark.key = keys_.write_version(k);
+      std::optional<Seen> seen = read_seen(std::span<const std::string>(&mark.key, 1));
       mark.state = seen ? WriteMark::known : WriteMark::unknown;
       if (seen) mark.version = std::move((*seen)[0]);
     }

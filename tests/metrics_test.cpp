@@ -124,6 +124,9 @@ cachet_decode_errors_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
 # HELP cachet_redis_errors_total Redis commands that failed.
 # TYPE cachet_redis_errors_total counter
 cachet_redis_errors_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
+# HELP cachet_redis_skipped_total Redis commands not sent because the circuit breaker was open.
+# TYPE cachet_redis_skipped_total counter
+cachet_redis_skipped_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
 # HELP cachet_cache_write_errors_total Writes to the cache that failed.
 # TYPE cachet_cache_write_errors_total counter
 cachet_cache_write_errors_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
@@ -259,9 +262,9 @@ TEST_CASE("several caches share one HELP and TYPE per family") {
     CHECK((name == family || name == family + "_bucket" || name == family + "_sum" || name == family + "_count"));
     ++samples;
   }
-  CHECK(families.size() == 27);  // 24 counters, 2 histograms, 1 gauge
-  // Per cache: 23 plain counters + 3 breaker series, 2 x (22 + 3) histogram lines, 1 gauge.
-  CHECK(samples == 3 * (26 + 50 + 1));
+  CHECK(families.size() == 28);  // 25 counters, 2 histograms, 1 gauge
+  // Per cache: 24 plain counters + 3 breaker series, 2 x (22 + 3) histogram lines, 1 gauge.
+  CHECK(samples == 3 * (27 + 50 + 1));
   CHECK(text.find("cachet_hits_total{cache=\"b\",prefix=\"x:two\"} 5\n") != std::string::npos);
   CHECK(text.find("cachet_hits_total{cache=\"a\",prefix=\"x:one\"} 0\n") != std::string::npos);
   CHECK(text.find("cachet_breaker_transitions_total{cache=\"c\",prefix=\"y:one\",to=\"half_open\"} 2\n") !=

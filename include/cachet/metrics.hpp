@@ -44,6 +44,7 @@ enum class Event : std::uint8_t {
   load_error,         // a loader call that threw
   decode_error,       // cached bytes that did not decode (served as a miss)
   redis_error,        // a failed Redis command
+  redis_skipped,      // a Redis command not sent: the circuit breaker was open
   cache_write_error,  // a failed write to the cache
   breaker_open,       // circuit breaker transitions, by the state entered
   breaker_half_open,
@@ -219,6 +220,7 @@ inline constexpr std::array<CounterSeries, event_count> counter_series{{
     {Event::load_error, "cachet_load_errors_total", "Loader calls that threw.", {}},
     {Event::decode_error, "cachet_decode_errors_total", "Cached values that failed to decode.", {}},
     {Event::redis_error, "cachet_redis_errors_total", "Redis commands that failed.", {}},
+    {Event::redis_skipped, "cachet_redis_skipped_total", "Redis commands not sent because the circuit breaker was open.", {}},
     {Event::cache_write_error, "cachet_cache_write_errors_total", "Writes to the cache that failed.", {}},
     {Event::breaker_open, "cachet_breaker_transitions_total", "Circuit breaker transitions, by state entered.", "open"},
     {Event::breaker_half_open, "cachet_breaker_transitions_total", "", "half_open"},

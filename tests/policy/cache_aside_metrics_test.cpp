@@ -102,3 +102,11 @@ TEST_CASE("commands the open breaker skips are counted as skipped, for reads, wr
   const std::string text = cachet::MetricsRegistry::global().prometheus();
   CHECK(text.find("cachet_redis_skipped_total{cache=\"skipped\",prefix=\"t:item\"} 7\n") != std::string::npos);
 }
+
+TEST_CASE("a metrics_label that is not valid UTF-8 is refused when the cache is made") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  auto o = cachet::test::guard_options("shop \xFF products");
+  CHECK_THROWS_AS(cachet::test::StringCache<cachet::NoGuard>(cachet::RedisStore(pool), o), cachet::MetricsLabelError);
+  CHECK(cachet::MetricsRegistry::global().prometheus().find("shop ") == std::string::npos);  // nothing registered
+}

@@ -14,6 +14,26 @@
 
 namespace cachet::detail {
 
+// Whether `s` is well-formed UTF-8 (no overlong forms, surrogates, or code
+// points past U+10FFFF): a Prometheus scraper rejects the whole text otherwise.
+inline bool valid_utf8(std::string_view s) noexcept {
+  for (std::size_t i = 0; i < s.size();) {
+    const auto b = static_cast<unsigned char>(s[i]);
+    const std::size_t n = b < 0x80 ? 1 : (b >> 5) == 0x6 ? 2 : (b >> 4) == 0xE ? 3 : (b >> 3) == 0x1E ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    std::uint32_t cp = n == 1 ? b : b & (0x7Fu >> n);
+    for (std::size_t k = 1; k < n; ++k) {
+      const auto c = static_cast<unsigned char>(s[i + k]);
+      if ((c & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (c & 0x3F);
+    }
+    constexpr std::uint32_t least[] = {0, 0, 0x80, 0x800, 0x10000};  // below these: overlong
+    if (cp < least[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += n;
+  }
+  return true;
+}
+
 // Exact decimal seconds from nanoseconds, without exponent: 2500 -> "0.0000025".
 inline std::string seconds_text(std::uint64_t ns) {
   constexpr std::uint64_t per_second = 1'000'000'000;

@@ -274,11 +274,21 @@ static_assert([] {
   return true;
 }());
 
-using Caches = std::span<const CacheMetrics* const>;
+// A cache in one scrape, with its cache and prefix labels escaped once.
+struct CacheSeries {
+  explicit CacheSeries(const CacheMetrics& metrics) : m(&metrics) {
+    append_label(labels, "cache", m->cache());
+    labels += ',';
+    append_label(labels, "prefix", m->prefix());
+  }
+  const CacheMetrics* m;
+  std::string labels;
+};
+using Caches = std::span<const CacheSeries>;
 
 inline PrometheusWriter& start_sample(PrometheusWriter& w, std::string_view name, std::string_view suffix,
-                                      const CacheMetrics& m) {
-  return w.sample(name, suffix).label("cache", m.cache()).label("prefix", m.prefix());
+                                      const CacheSeries& c) {
+  return w.sample(name, suffix).escaped_labels(c.labels);
 }
 
 inline void write_counters(PrometheusWriter& w, Caches caches) {
@@ -286,33 +296,53 @@ inline void write_counters(PrometheusWriter& w, Caches caches) {
     const std::string_view family = counter_series[first].family;
     while (last < event_count && counter_series[last].family == family) ++last;
     w.family(family, "counter", counter_series[first].help);
-    for (const CacheMetrics* m : caches)
+    for (const CacheSeries& c : caches)
       for (std::size_t i = first; i < last; ++i) {
-        PrometheusWriter& s = start_sample(w, family, {}, *m);
+        PrometheusWriter& s = start_sample(w, family, {}, c);
         if (!counter_series[i].to.empty()) s.label("to", counter_series[i].to);
-        s.value(m->value(counter_series[i].event));
+        s.value(c.m->value(counter_series[i].event));
       }
   }
+}
+
+// The buckets' `le` labels, made once per process rather than per scrape.
+inline const std::array<std::string, LatencyHistogram::bucket_count>& le_labels() {
+  static const auto labels = [] {
+    std::array<std::string, LatencyHistogram::bucket_count> l;
+    for (std::size_t i = 0; i < l.size(); ++i)
+      l[i] = seconds_text(static_cast<std::uint64_t>(LatencyHistogram::bounds[i].count()));
+    return l;
+  }();
+  return labels;
 }
 
 inline void write_histogram(PrometheusWriter& w, Caches caches, std::string_view name, std::string_view help,
                             const LatencyHistogram& (CacheMetrics::*which)() const noexcept) {
   w.family(name, "histogram", help);
-  for (const CacheMetrics* m : caches) {
-    const LatencyHistogram::Snapshot s = (m->*which)().snapshot();
-    for (std::size_t i = 0; i < LatencyHistogram::bucket_count; ++i) {
-      const auto le = seconds_text(static_cast<std::uint64_t>(LatencyHistogram::bounds[i].count()));
-      start_sample(w, name, "_bucket", *m).label("le", le).value(s.cumulative[i]);
-    }
-    start_sample(w, name, "_bucket", *m).label("le", "+Inf").value(s.count);
-    start_sample(w, name, "_sum", *m).value_seconds(static_cast<std::uint64_t>(s.sum.count()));
-    start_sample(w, name, "_count", *m).value(s.count);
+  const auto& le = le_labels();
+  for (const CacheSeries& c : caches) {
+    const LatencyHistogram::Snapshot s = (c.m->*which)().snapshot();
+    for (std::size_t i = 0; i < LatencyHistogram::bucket_count; ++i)
+      start_sample(w, name, "_bucket", c).label("le", le[i]).value(s.cumulative[i]);
+    start_sample(w, name, "_bucket", c).label("le", "+Inf").value(s.count);
+    start_sample(w, name, "_sum", c).value_seconds(static_cast<std::uint64_t>(s.sum.count()));
+    start_sample(w, name, "_count", c).value(s.count);
   }
+}
+
+// About the size of the text (a little over): reserved up front, so the
+// string is not copied a dozen times as it grows.
+inline std::size_t text_size_hint(Caches caches) {
+  constexpr std::size_t samples = event_count + 2 * (LatencyHistogram::bucket_count + 3) + 1;
+  constexpr std::size_t rest = 48;  // a sample's name, the `le` label, the value
+  std::size_t bytes = 8192;        // the families' HELP and TYPE lines
+  for (const CacheSeries& c : caches) bytes += samples * (c.labels.size() + rest);
+  return bytes;
 }
 
 inline void write_hit_ratio(PrometheusWriter& w, Caches caches) {
   w.family("cachet_hit_ratio", "gauge", "Lookups answered from the cache (fresh, negative or stale) over all lookups.");
-  for (const CacheMetrics* m : caches) start_sample(w, "cachet_hit_ratio", {}, *m).value(m->hit_ratio());
+  for (const CacheSeries& c : caches) start_sample(w, "cachet_hit_ratio", {}, c).value(c.m->hit_ratio());
 }
 
 }  // namespace detail
@@ -321,12 +351,13 @@ inline void write_hit_ratio(PrometheusWriter& w, Caches caches) {
 // per family; empty when there are none. Give each cache its own labels: two
 // with the same cache and prefix would be duplicate series.
 inline std::string to_prometheus(std::span<const std::shared_ptr<CacheMetrics>> caches) {
-  std::vector<const CacheMetrics*> list;
+  std::vector<detail::CacheSeries> list;
   list.reserve(caches.size());
   for (const auto& m : caches)
-    if (m) list.push_back(m.get());
+    if (m) list.emplace_back(*m);
   if (list.empty()) return {};
   detail::PrometheusWriter w;
+  w.reserve(detail::text_size_hint(list));
   detail::write_counters(w, list);
   detail::write_histogram(w, list, "cachet_get_duration_seconds", "Duration of cache lookups.",
                           &CacheMetrics::get_latency);

@@ -14,7 +14,9 @@
 // Families: cachet_<event>s_total{cache,prefix} counters (breaker changes are
 // cachet_breaker_transitions_total{...,to="open|half_open|closed"}),
 // cachet_get_duration_seconds and cachet_load_duration_seconds histograms, and
-// the cachet_hit_ratio gauge.
+// the cachet_hit_ratio gauge; then each connection pool's cachet_pool_* families
+// ({pool}: connections by state, waiting, waits, wait time, timeouts, created,
+// discarded).
 
 #include <cachet/detail/prometheus_text.hpp>
 
@@ -24,6 +26,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -367,10 +370,68 @@ inline std::string to_prometheus(std::span<const std::shared_ptr<CacheMetrics>> 
   return std::move(w).take();
 }
 
-// The caches of a process, for one /metrics endpoint. Thread-safe. Adding the
-// same cache and prefix again returns the metrics already registered (two cache
-// objects with one name share their counters, as one Prometheus series must);
-// each add() is undone by one remove().
+// A connection pool's figures (Pool registers its own; see redis/pool.hpp).
+struct PoolFigures {
+  std::uint64_t in_use = 0;     // connections leased out now
+  std::uint64_t idle = 0;       // open and free now
+  std::uint64_t waiting = 0;    // threads blocked for a connection now
+  std::uint64_t waits = 0;      // acquires that waited, then got a connection
+  std::uint64_t timeouts = 0;   // acquires that gave up waiting
+  std::uint64_t created = 0;    // connections opened
+  std::uint64_t discarded = 0;  // connections closed as broken or unresponsive
+  std::chrono::nanoseconds wait_time{0};  // the waits' total time
+
+  PoolFigures& operator+=(const PoolFigures& o) noexcept {
+    in_use += o.in_use, idle += o.idle, waiting += o.waiting, waits += o.waits, timeouts += o.timeouts;
+    created += o.created, discarded += o.discarded, wait_time += o.wait_time;
+    return *this;
+  }
+};
+
+namespace detail {
+
+struct PoolSeries {
+  std::string_view family, type, help;
+  std::string_view state;  // cachet_pool_connections: in_use or idle
+  std::uint64_t PoolFigures::*field;
+};
+
+inline constexpr std::array<PoolSeries, 8> pool_series{{
+    {"cachet_pool_connections", "gauge", "Open connections, by state.", "in_use", &PoolFigures::in_use},
+    {"cachet_pool_connections", "gauge", "", "idle", &PoolFigures::idle},
+    {"cachet_pool_waiting", "gauge", "Threads waiting for a free connection now.", {}, &PoolFigures::waiting},
+    {"cachet_pool_waits_total", "counter", "Acquires that waited for a connection and got one.", {}, &PoolFigures::waits},
+    {"cachet_pool_timeouts_total", "counter", "Acquires that gave up waiting for a connection.", {}, &PoolFigures::timeouts},
+    {"cachet_pool_connections_created_total", "counter", "Connections opened.", {}, &PoolFigures::created},
+    {"cachet_pool_connections_discarded_total", "counter", "Connections closed as broken or unresponsive.", {},
+     &PoolFigures::discarded},
+    {"cachet_pool_wait_seconds_total", "counter", "Time spent by the acquires that waited and got a connection.", {},
+     nullptr},
+}};
+
+// The pools' families, one series per pool label (`pools` is ordered by label).
+inline void write_pools(PrometheusWriter& w, const std::map<std::string, PoolFigures>& pools) {
+  for (std::size_t first = 0, last = 0; first < pool_series.size(); first = last) {
+    const PoolSeries& head = pool_series[first];
+    while (last < pool_series.size() && pool_series[last].family == head.family) ++last;
+    w.family(head.family, head.type, head.help);
+    for (const auto& [label, f] : pools)
+      for (std::size_t i = first; i < last; ++i) {
+        PrometheusWriter& s = w.sample(head.family).label("pool", label);
+        if (!pool_series[i].state.empty()) s.label("state", pool_series[i].state);
+        if (pool_series[i].field) s.value(f.*pool_series[i].field);
+        else s.value_seconds(static_cast<std::uint64_t>(f.wait_time.count()));
+      }
+  }
+}
+
+}  // namespace detail
+
+// The caches and pools of a process, for one /metrics endpoint. Thread-safe.
+// Adding the same cache and prefix again returns the metrics already registered
+// (two cache objects with one name share their counters, as one Prometheus
+// series must); each add() is undone by one remove(). Pools with one label are
+// summed into one series.
 class MetricsRegistry {
  public:
   // Never destroyed, so caches with static storage may remove themselves at exit.
@@ -412,7 +473,35 @@ class MetricsRegistry {
 
   // The Prometheus text of every registered cache; the registry's lock is held
   // only to copy the list, never while reading counters.
-  std::string prometheus() const { return to_prometheus(metrics()); }
+  std::string prometheus() const { return to_prometheus(metrics()) + pools_prometheus(); }
+
+  // A pool's figures under the label `pool` (checked: MetricsLabelError), read by
+  // `figures` at each scrape until remove_pool(the returned id). `figures` is
+  // called under the registry's pool lock, so remove_pool waits for a scrape
+  // in progress: the pool may go right after.
+  std::uint64_t add_pool(std::string label, std::function<PoolFigures()> figures) {
+    label = detail::checked_label("pool", std::move(label));
+    std::lock_guard lock(pools_mutex_);
+    pools_.emplace(++last_pool_, PoolSource{std::move(label), std::move(figures)});
+    return last_pool_;
+  }
+  void remove_pool(std::uint64_t id) {
+    std::lock_guard lock(pools_mutex_);
+    pools_.erase(id);
+  }
+
+  // The pools' Prometheus text alone (prometheus() has it after the caches').
+  std::string pools_prometheus() const {
+    std::map<std::string, PoolFigures> sums;
+    {
+      std::lock_guard lock(pools_mutex_);
+      for (const auto& [id, pool] : pools_) sums[pool.label] += pool.figures();
+    }
+    if (sums.empty()) return {};
+    detail::PrometheusWriter w;
+    detail::write_pools(w, sums);
+    return std::move(w).take();
+  }
 
  private:
   using Labels = std::pair<std::string, std::string>;  // cache, prefix
@@ -423,6 +512,14 @@ class MetricsRegistry {
 
   mutable std::mutex mutex_;
   std::map<Labels, Entry> entries_;
+
+  struct PoolSource {
+    std::string label;
+    std::function<PoolFigures()> figures;
+  };
+  mutable std::mutex pools_mutex_;
+  std::map<std::uint64_t, PoolSource> pools_;
+  std::uint64_t last_pool_ = 0;
 };
 
 }  // namespace cachet

@@ -8,8 +8,8 @@
 // - Waiters never sleep a fixed time and never recurse: the release PUBLISHes
 //   the lock key, which wakes them to re-read the cache at once; a short
 //   back-off (1 ms doubling to 50 ms by default) covers lost notifications.
-//   A woken waiter takes the lock only if the value is still missing, so one
-//   expiry is one lock acquisition and one release, however many wait.
+//   A woken waiter re-reads first and takes the lock only if the value is still
+//   missing, so the waiters a release wakes do not each take and release it.
 // - The release channel is subscribed when the guard is made (in the
 //   background, retried while Redis is down), not by the first waiter.
 // - At `wait` a waiter gives up: it loads itself (LockTimeout::load, the

@@ -124,6 +124,9 @@ cachet_decode_errors_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
 # HELP cachet_redis_errors_total Redis commands that failed.
 # TYPE cachet_redis_errors_total counter
 cachet_redis_errors_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
+# HELP cachet_redis_skipped_total Redis commands not sent because the circuit breaker was open.
+# TYPE cachet_redis_skipped_total counter
+cachet_redis_skipped_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
 # HELP cachet_cache_write_errors_total Writes to the cache that failed.
 # TYPE cachet_cache_write_errors_total counter
 cachet_cache_write_errors_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
@@ -259,9 +262,9 @@ TEST_CASE("several caches share one HELP and TYPE per family") {
     CHECK((name == family || name == family + "_bucket" || name == family + "_sum" || name == family + "_count"));
     ++samples;
   }
-  CHECK(families.size() == 27);  // 24 counters, 2 histograms, 1 gauge
-  // Per cache: 23 plain counters + 3 breaker series, 2 x (22 + 3) histogram lines, 1 gauge.
-  CHECK(samples == 3 * (26 + 50 + 1));
+  CHECK(families.size() == 28);  // 25 counters, 2 histograms, 1 gauge
+  // Per cache: 24 plain counters + 3 breaker series, 2 x (22 + 3) histogram lines, 1 gauge.
+  CHECK(samples == 3 * (27 + 50 + 1));
   CHECK(text.find("cachet_hits_total{cache=\"b\",prefix=\"x:two\"} 5\n") != std::string::npos);
   CHECK(text.find("cachet_hits_total{cache=\"a\",prefix=\"x:one\"} 0\n") != std::string::npos);
   CHECK(text.find("cachet_breaker_transitions_total{cache=\"c\",prefix=\"y:one\",to=\"half_open\"} 2\n") !=
@@ -347,4 +350,23 @@ TEST_CASE("the registry adds, shares and removes caches") {
   registry.remove(users);
   CHECK(registry.metrics().empty());
   CHECK(registry.prometheus().empty());
+}
+
+TEST_CASE("a label that is not valid UTF-8 is refused when the metrics are made, naming it, and valid ones are kept whole") {
+  for (const std::string& bad : {std::string("caf\xE9"), std::string("\xC0\xAF"), std::string("\xED\xA0\x80"),
+                                std::string("\xF4\x90\x80\x80"), std::string("ok\xE2\x82")}) {
+    INFO(bad);
+    CHECK_THROWS_AS(CacheMetrics(bad, "p"), cachet::MetricsLabelError);
+    CHECK_THROWS_WITH(CacheMetrics("c", bad), Catch::Contains("label prefix=") && Catch::Contains("not valid UTF-8"));
+  }
+  CHECK_THROWS_WITH(CacheMetrics("caf\xE9", "p"), Catch::Contains("cache=\"caf\\xe9\""));
+  cachet::MetricsRegistry registry;
+  CHECK_THROWS_AS(registry.add("bad\xFF", "p"), cachet::MetricsLabelError);
+  CHECK(registry.metrics().empty());  // nothing left behind
+
+  // Valid UTF-8 goes out as is; backslash, quote and newline are escaped.
+  const auto m = registry.add("caf\xC3\xA9 \xF0\x9F\x98\x80", "a\\b\"c\nd");
+  CHECK(registry.prometheus().find("cachet_hits_total{cache=\"caf\xC3\xA9 \xF0\x9F\x98\x80\",prefix=\"a\\\\b\\\"c\\nd\"} 0\n") !=
+        std::string::npos);
+  registry.remove(m);
 }

@@ -14,7 +14,9 @@
 // Families: cachet_<event>s_total{cache,prefix} counters (breaker changes are
 // cachet_breaker_transitions_total{...,to="open|half_open|closed"}),
 // cachet_get_duration_seconds and cachet_load_duration_seconds histograms, and
-// the cachet_hit_ratio gauge.
+// the cachet_hit_ratio gauge; then each connection pool's cachet_pool_* families
+// ({pool}: connections by state, waiting, waits, wait time, timeouts, created,
+// discarded).
 
 #include <cachet/detail/prometheus_text.hpp>
 
@@ -24,10 +26,12 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -44,6 +48,7 @@ enum class Event : std::uint8_t {
   load_error,         // a loader call that threw
   decode_error,       // cached bytes that did not decode (served as a miss)
   redis_error,        // a failed Redis command
+  redis_skipped,      // a Redis command not sent: the circuit breaker was open
   cache_write_error,  // a failed write to the cache
   breaker_open,       // circuit breaker transitions, by the state entered
   breaker_half_open,
@@ -156,10 +161,34 @@ class LatencyHistogram {
   detail::StripedCounters<bucket_count + 2> counts_;
 };
 
+// A metrics label value that is not valid UTF-8, refused when the metrics are
+// made: one such label would make a scraper reject the whole exposition.
+class MetricsLabelError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+namespace detail {
+// Returns `value` if it is valid UTF-8; else throws MetricsLabelError naming the label.
+inline std::string checked_label(std::string_view label, std::string value) {
+  if (valid_utf8(value)) return value;
+  std::string shown;  // printable ASCII as is, any other byte as \xHH
+  for (const char c : value) {
+    const auto b = static_cast<unsigned char>(c);
+    if (b >= 0x20 && b < 0x7F) shown += c;
+    else shown += "\\x", shown += "0123456789abcdef"[b >> 4], shown += "0123456789abcdef"[b & 0xF];
+  }
+  throw MetricsLabelError("cachet: the metrics label " + std::string(label) + "=\"" + shown + "\" is not valid UTF-8");
+}
+}  // namespace detail
+
 // One cache's metrics, shared by every thread using the cache.
 class CacheMetrics {
  public:
-  CacheMetrics(std::string cache, std::string prefix) : cache_(std::move(cache)), prefix_(std::move(prefix)) {}
+  // Throws MetricsLabelError if a label is not valid UTF-8.
+  CacheMetrics(std::string cache, std::string prefix)
+      : cache_(detail::checked_label("cache", std::move(cache))),
+        prefix_(detail::checked_label("prefix", std::move(prefix))) {}
   CacheMetrics(const CacheMetrics&) = delete;
   CacheMetrics& operator=(const CacheMetrics&) = delete;
 
@@ -219,6 +248,7 @@ inline constexpr std::array<CounterSeries, event_count> counter_series{{
     {Event::load_error, "cachet_load_errors_total", "Loader calls that threw.", {}},
     {Event::decode_error, "cachet_decode_errors_total", "Cached values that failed to decode.", {}},
     {Event::redis_error, "cachet_redis_errors_total", "Redis commands that failed.", {}},
+    {Event::redis_skipped, "cachet_redis_skipped_total", "Redis commands not sent because the circuit breaker was open.", {}},
     {Event::cache_write_error, "cachet_cache_write_errors_total", "Writes to the cache that failed.", {}},
     {Event::breaker_open, "cachet_breaker_transitions_total", "Circuit breaker transitions, by state entered.", "open"},
     {Event::breaker_half_open, "cachet_breaker_transitions_total", "", "half_open"},
@@ -247,11 +277,21 @@ static_assert([] {
   return true;
 }());
 
-using Caches = std::span<const CacheMetrics* const>;
+// A cache in one scrape, with its cache and prefix labels escaped once.
+struct CacheSeries {
+  explicit CacheSeries(const CacheMetrics& metrics) : m(&metrics) {
+    append_label(labels, "cache", m->cache());
+    labels += ',';
+    append_label(labels, "prefix", m->prefix());
+  }
+  const CacheMetrics* m;
+  std::string labels;
+};
+using Caches = std::span<const CacheSeries>;
 
 inline PrometheusWriter& start_sample(PrometheusWriter& w, std::string_view name, std::string_view suffix,
-                                      const CacheMetrics& m) {
-  return w.sample(name, suffix).label("cache", m.cache()).label("prefix", m.prefix());
+                                      const CacheSeries& c) {
+  return w.sample(name, suffix).escaped_labels(c.labels);
 }
 
 inline void write_counters(PrometheusWriter& w, Caches caches) {
@@ -259,33 +299,53 @@ inline void write_counters(PrometheusWriter& w, Caches caches) {
     const std::string_view family = counter_series[first].family;
     while (last < event_count && counter_series[last].family == family) ++last;
     w.family(family, "counter", counter_series[first].help);
-    for (const CacheMetrics* m : caches)
+    for (const CacheSeries& c : caches)
       for (std::size_t i = first; i < last; ++i) {
-        PrometheusWriter& s = start_sample(w, family, {}, *m);
+        PrometheusWriter& s = start_sample(w, family, {}, c);
         if (!counter_series[i].to.empty()) s.label("to", counter_series[i].to);
-        s.value(m->value(counter_series[i].event));
+        s.value(c.m->value(counter_series[i].event));
       }
   }
+}
+
+// The buckets' `le` labels, made once per process rather than per scrape.
+inline const std::array<std::string, LatencyHistogram::bucket_count>& le_labels() {
+  static const auto labels = [] {
+    std::array<std::string, LatencyHistogram::bucket_count> l;
+    for (std::size_t i = 0; i < l.size(); ++i)
+      l[i] = seconds_text(static_cast<std::uint64_t>(LatencyHistogram::bounds[i].count()));
+    return l;
+  }();
+  return labels;
 }
 
 inline void write_histogram(PrometheusWriter& w, Caches caches, std::string_view name, std::string_view help,
                             const LatencyHistogram& (CacheMetrics::*which)() const noexcept) {
   w.family(name, "histogram", help);
-  for (const CacheMetrics* m : caches) {
-    const LatencyHistogram::Snapshot s = (m->*which)().snapshot();
-    for (std::size_t i = 0; i < LatencyHistogram::bucket_count; ++i) {
-      const auto le = seconds_text(static_cast<std::uint64_t>(LatencyHistogram::bounds[i].count()));
-      start_sample(w, name, "_bucket", *m).label("le", le).value(s.cumulative[i]);
-    }
-    start_sample(w, name, "_bucket", *m).label("le", "+Inf").value(s.count);
-    start_sample(w, name, "_sum", *m).value_seconds(static_cast<std::uint64_t>(s.sum.count()));
-    start_sample(w, name, "_count", *m).value(s.count);
+  const auto& le = le_labels();
+  for (const CacheSeries& c : caches) {
+    const LatencyHistogram::Snapshot s = (c.m->*which)().snapshot();
+    for (std::size_t i = 0; i < LatencyHistogram::bucket_count; ++i)
+      start_sample(w, name, "_bucket", c).label("le", le[i]).value(s.cumulative[i]);
+    start_sample(w, name, "_bucket", c).label("le", "+Inf").value(s.count);
+    start_sample(w, name, "_sum", c).value_seconds(static_cast<std::uint64_t>(s.sum.count()));
+    start_sample(w, name, "_count", c).value(s.count);
   }
+}
+
+// About the size of the text (a little over): reserved up front, so the
+// string is not copied a dozen times as it grows.
+inline std::size_t text_size_hint(Caches caches) {
+  constexpr std::size_t samples = event_count + 2 * (LatencyHistogram::bucket_count + 3) + 1;
+  constexpr std::size_t rest = 48;  // a sample's name, the `le` label, the value
+  std::size_t bytes = 8192;        // the families' HELP and TYPE lines
+  for (const CacheSeries& c : caches) bytes += samples * (c.labels.size() + rest);
+  return bytes;
 }
 
 inline void write_hit_ratio(PrometheusWriter& w, Caches caches) {
   w.family("cachet_hit_ratio", "gauge", "Lookups answered from the cache (fresh, negative or stale) over all lookups.");
-  for (const CacheMetrics* m : caches) start_sample(w, "cachet_hit_ratio", {}, *m).value(m->hit_ratio());
+  for (const CacheSeries& c : caches) start_sample(w, "cachet_hit_ratio", {}, c).value(c.m->hit_ratio());
 }
 
 }  // namespace detail
@@ -294,12 +354,13 @@ inline void write_hit_ratio(PrometheusWriter& w, Caches caches) {
 // per family; empty when there are none. Give each cache its own labels: two
 // with the same cache and prefix would be duplicate series.
 inline std::string to_prometheus(std::span<const std::shared_ptr<CacheMetrics>> caches) {
-  std::vector<const CacheMetrics*> list;
+  std::vector<detail::CacheSeries> list;
   list.reserve(caches.size());
   for (const auto& m : caches)
-    if (m) list.push_back(m.get());
+    if (m) list.emplace_back(*m);
   if (list.empty()) return {};
   detail::PrometheusWriter w;
+  w.reserve(detail::text_size_hint(list));
   detail::write_counters(w, list);
   detail::write_histogram(w, list, "cachet_get_duration_seconds", "Duration of cache lookups.",
                           &CacheMetrics::get_latency);
@@ -309,10 +370,68 @@ inline std::string to_prometheus(std::span<const std::shared_ptr<CacheMetrics>> 
   return std::move(w).take();
 }
 
-// The caches of a process, for one /metrics endpoint. Thread-safe. Adding the
-// same cache and prefix again returns the metrics already registered (two cache
-// objects with one name share their counters, as one Prometheus series must);
-// each add() is undone by one remove().
+// A connection pool's figures (Pool registers its own; see redis/pool.hpp).
+struct PoolFigures {
+  std::uint64_t in_use = 0;     // connections leased out now
+  std::uint64_t idle = 0;       // open and free now
+  std::uint64_t waiting = 0;    // threads blocked for a connection now
+  std::uint64_t waits = 0;      // acquires that waited, then got a connection
+  std::uint64_t timeouts = 0;   // acquires that gave up waiting
+  std::uint64_t created = 0;    // connections opened
+  std::uint64_t discarded = 0;  // connections closed as broken or unresponsive
+  std::chrono::nanoseconds wait_time{0};  // the waits' total time
+
+  PoolFigures& operator+=(const PoolFigures& o) noexcept {
+    in_use += o.in_use, idle += o.idle, waiting += o.waiting, waits += o.waits, timeouts += o.timeouts;
+    created += o.created, discarded += o.discarded, wait_time += o.wait_time;
+    return *this;
+  }
+};
+
+namespace detail {
+
+struct PoolSeries {
+  std::string_view family, type, help;
+  std::string_view state;  // cachet_pool_connections: in_use or idle
+  std::uint64_t PoolFigures::*field;
+};
+
+inline constexpr std::array<PoolSeries, 8> pool_series{{
+    {"cachet_pool_connections", "gauge", "Open connections, by state.", "in_use", &PoolFigures::in_use},
+    {"cachet_pool_connections", "gauge", "", "idle", &PoolFigures::idle},
+    {"cachet_pool_waiting", "gauge", "Threads waiting for a free connection now.", {}, &PoolFigures::waiting},
+    {"cachet_pool_waits_total", "counter", "Acquires that waited for a connection and got one.", {}, &PoolFigures::waits},
+    {"cachet_pool_timeouts_total", "counter", "Acquires that gave up waiting for a connection.", {}, &PoolFigures::timeouts},
+    {"cachet_pool_connections_created_total", "counter", "Connections opened.", {}, &PoolFigures::created},
+    {"cachet_pool_connections_discarded_total", "counter", "Connections closed as broken or unresponsive.", {},
+     &PoolFigures::discarded},
+    {"cachet_pool_wait_seconds_total", "counter", "Time spent by the acquires that waited and got a connection.", {},
+     nullptr},
+}};
+
+// The pools' families, one series per pool label (`pools` is ordered by label).
+inline void write_pools(PrometheusWriter& w, const std::map<std::string, PoolFigures>& pools) {
+  for (std::size_t first = 0, last = 0; first < pool_series.size(); first = last) {
+    const PoolSeries& head = pool_series[first];
+    while (last < pool_series.size() && pool_series[last].family == head.family) ++last;
+    w.family(head.family, head.type, head.help);
+    for (const auto& [label, f] : pools)
+      for (std::size_t i = first; i < last; ++i) {
+        PrometheusWriter& s = w.sample(head.family).label("pool", label);
+        if (!pool_series[i].state.empty()) s.label("state", pool_series[i].state);
+        if (pool_series[i].field) s.value(f.*pool_series[i].field);
+        else s.value_seconds(static_cast<std::uint64_t>(f.wait_time.count()));
+      }
+  }
+}
+
+}  // namespace detail
+
+// The caches and pools of a process, for one /metrics endpoint. Thread-safe.
+// Adding the same cache and prefix again returns the metrics already registered
+// (two cache objects with one name share their counters, as one Prometheus
+// series must); each add() is undone by one remove(). Pools with one label are
+// summed into one series.
 class MetricsRegistry {
  public:
   // Never destroyed, so caches with static storage may remove themselves at exit.
@@ -354,7 +473,35 @@ class MetricsRegistry {
 
   // The Prometheus text of every registered cache; the registry's lock is held
   // only to copy the list, never while reading counters.
-  std::string prometheus() const { return to_prometheus(metrics()); }
+  std::string prometheus() const { return to_prometheus(metrics()) + pools_prometheus(); }
+
+  // A pool's figures under the label `pool` (checked: MetricsLabelError), read by
+  // `figures` at each scrape until remove_pool(the returned id). `figures` is
+  // called under the registry's pool lock, so remove_pool waits for a scrape
+  // in progress: the pool may go right after.
+  std::uint64_t add_pool(std::string label, std::function<PoolFigures()> figures) {
+    label = detail::checked_label("pool", std::move(label));
+    std::lock_guard lock(pools_mutex_);
+    pools_.emplace(++last_pool_, PoolSource{std::move(label), std::move(figures)});
+    return last_pool_;
+  }
+  void remove_pool(std::uint64_t id) {
+    std::lock_guard lock(pools_mutex_);
+    pools_.erase(id);
+  }
+
+  // The pools' Prometheus text alone (prometheus() has it after the caches').
+  std::string pools_prometheus() const {
+    std::map<std::string, PoolFigures> sums;
+    {
+      std::lock_guard lock(pools_mutex_);
+      for (const auto& [id, pool] : pools_) sums[pool.label] += pool.figures();
+    }
+    if (sums.empty()) return {};
+    detail::PrometheusWriter w;
+    detail::write_pools(w, sums);
+    return std::move(w).take();
+  }
 
  private:
   using Labels = std::pair<std::string, std::string>;  // cache, prefix
@@ -365,6 +512,14 @@ class MetricsRegistry {
 
   mutable std::mutex mutex_;
   std::map<Labels, Entry> entries_;
+
+  struct PoolSource {
+    std::string label;
+    std::function<PoolFigures()> figures;
+  };
+  mutable std::mutex pools_mutex_;
+  std::map<std::uint64_t, PoolSource> pools_;
+  std::uint64_t last_pool_ = 0;
 };
 
 }  // namespace cachet

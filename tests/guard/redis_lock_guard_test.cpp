@@ -228,3 +228,57 @@ TEST_CASE("with Redis down the lock is skipped and reads are served by the loade
   CHECK(cache.get_or_load("k", [](std::string_view) { return std::string("from db"); }) == "from db");
   server.restart();
 }
+
+TEST_CASE("woken waiters re-read before they take the lock: one acquisition and one release per expiry") {
+  auto& server = clean_server();
+  cachet::Pool pool(server.connection_options(), roomy());
+  // Only the release wakes a waiter: no back-off wake-up, no give-up, and the
+  // subscriber is up before the first miss (its connecting wakes every waiter).
+  const cachet::RedisLockGuardOptions woken_by_release{.wait = 600s, .poll_min = 600s, .poll_max = 600s};
+  StringCache<cachet::RedisLockGuard> cache(cachet::RedisStore(pool), guard_options("one-release"), {},
+                                            cachet::RedisLockGuard(pool, woken_by_release));
+  auto conn = server.connect();
+  REQUIRE(eventually([&] { return conn.command({"PUBSUB", "NUMSUB", woken_by_release.channel})[1].as_integer() == 1; }));
+  conn.command({"CONFIG", "RESETSTAT"});
+  constexpr int threads = 8, rounds = 3;
+  std::atomic<int> loads{0}, wrong{0}, unready{0};
+  for (int round = 0; round < rounds; ++round) {
+    conn.command({"DEL", cache.key("hot")});  // the value expired
+    const auto waits = cache.metrics().value(cachet::Event::lock_wait);
+    std::latch start(threads);
+    in_threads(threads, [&](int) {
+      start.arrive_and_wait();
+      const std::string v = cache.get_or_load("hot", [&](std::string_view) {
+        ++loads;
+        // The holder writes and releases only once every other thread waits for the lock.
+        const bool all = eventually(
+            [&] { return cache.metrics().value(cachet::Event::lock_wait) == waits + threads - 1; }, 60s);
+        unready += !all;
+        return std::string("value");
+      });
+      wrong += v != "value";
+    });
+  }
+  CHECK(unready == 0);
+  CHECK(wrong == 0);
+  CHECK(loads == rounds);
+  // Each release PUBLISHes once (redis.call from the script is counted), and
+  // every acquisition is released: a waiter that took the freed lock after the
+  // holder's release would have released (and published) it again.
+  CHECK(command_calls(conn, "publish") == rounds);
+}
+
+TEST_CASE("the release channel is subscribed when the guard is made, before any miss, and once Redis is back") {
+  cachet::testing::RedisServer server;
+  auto numsub = [&](const std::string& channel) {
+    return server.connect().command({"PUBSUB", "NUMSUB", channel})[1].as_integer();
+  };
+  cachet::Pool pool(server.connection_options());
+  cachet::RedisLockGuard guard(pool, {.channel = "test:released"});
+  CHECK(eventually([&] { return numsub("test:released") == 1; }));
+
+  server.kill();  // made while Redis is down: no error, subscribed once it is back
+  cachet::RedisLockGuard later(pool, {.channel = "test:later"});
+  server.restart();
+  CHECK(eventually([&] { return numsub("test:later") == 1; }, 30s));
+}

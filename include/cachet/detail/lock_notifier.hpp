@@ -1,6 +1,6 @@
 #pragma once
 // Wakes the waiters of a Redis lock when its holder releases it. One thread
-// per notifier holds a subscriber connection on the channel the lock's release
+// per notifier, started with it, holds a subscriber connection on the channel the lock's release
 // script PUBLISHes the lock key to; a waiter watches a key and sleeps until its
 // release generation moves (or its own back-off runs out: notifications are
 // best effort, lost while the subscriber reconnects).
@@ -28,13 +28,14 @@ class LockNotifier {
                     {.setup = [this](Connection& c) { c.command({"SUBSCRIBE", channel_}); },
                      .message = [this](const Reply& msg) { on_message(msg); },
                      .up = [this] { release_all(); },     // releases were missed while disconnected
-                     .down = [this] { release_all(); }}) {}
+                     .down = [this] { release_all(); }}) {
+    subscriber_.start();  // now, so the first contended miss does not wait for the SUBSCRIBE
+  }
   LockNotifier(const LockNotifier&) = delete;
   LockNotifier& operator=(const LockNotifier&) = delete;
 
   // Starts watching `key`; returns its release generation so far.
   std::uint64_t watch(const std::string& key) {
-    subscriber_.start();
     std::lock_guard lock(mutex_);
     Watched& w = keys_[key];
     ++w.watchers;

@@ -8,6 +8,10 @@
 // - Waiters never sleep a fixed time and never recurse: the release PUBLISHes
 //   the lock key, which wakes them to re-read the cache at once; a short
 //   back-off (1 ms doubling to 50 ms by default) covers lost notifications.
+//   A woken waiter re-reads first and takes the lock only if the value is still
+//   missing, so the waiters a release wakes do not each take and release it.
+// - The release channel is subscribed when the guard is made (in the
+//   background, retried while Redis is down), not by the first waiter.
 // - At `wait` a waiter gives up: it loads itself (LockTimeout::load, the
 //   default) or throws LockTimeoutError (LockTimeout::raise).
 // - A holder that dies is replaced once its lease runs out.
@@ -58,6 +62,10 @@ class RedisLockGuard {
     const auto deadline = std::chrono::steady_clock::now() + s.options.wait;
     auto pause = s.options.poll_min;
     for (bool waited = false;; waited = true) {
+      // A woken waiter looks first: the release it woke for published a value,
+      // and taking the freed lock only to find it would be a lock round per waiter.
+      if (waited)
+        if (auto fresh = task.reread()) return std::move(*fresh);
       try {
         if (lock.try_acquire()) return hold(lock, task, next);
       } catch (const PoolTimeoutError&) {  // our own pool is busy: wait and try again
@@ -66,8 +74,10 @@ class RedisLockGuard {
         return next(task);  // Redis failing now: load unguarded rather than fail
       }
       if (task.refresh_only()) return task.skip();
-      if (!waited) task.count(Event::lock_wait);
-      if (auto fresh = task.reread()) return std::move(*fresh);
+      if (!waited) {
+        task.count(Event::lock_wait);
+        if (auto fresh = task.reread()) return std::move(*fresh);  // written since our lookup
+      }
       const auto now = std::chrono::steady_clock::now();
       if (now >= deadline) return timed_out(task, next);
       watch.wait(std::min(deadline, now + pause));

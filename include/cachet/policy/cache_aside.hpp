@@ -271,28 +271,36 @@ class CacheAside {
   std::optional<V> decode_value(std::string_view bytes) const { return entries_.decode(bytes).value; }
 
   // Runs a Redis operation under the cache's circuit breaker. Returns false when
-  // Redis was not reached (breaker open, or the call failed); errors are counted,
-  // and thrown only when `rethrow` is set.
+  // Redis was not reached (breaker open, or the call failed); errors and skips
+  // are counted, and thrown only when `rethrow` is set.
   template <class Op>
   bool guarded(Op&& op, bool rethrow) {
+    return attempt(std::forward<Op>(op), rethrow) == Reach::reached;
+  }
+
+  // guarded(), telling a failed call from one the open breaker skipped.
+  enum class Reach { reached, failed, skipped };
+  template <class Op>
+  Reach attempt(Op&& op, bool rethrow) {
     if (!breaker_.allow()) {
+      metrics_->count(Event::redis_skipped);
       if (rethrow) throw ConnectionError("cachet: circuit breaker open, redis skipped");
-      return false;
+      return Reach::skipped;
     }
     try {
       op();
       breaker_.success();
-      return true;
+      return Reach::reached;
     } catch (const ReplyError&) {  // the server answered: a per-key refusal, not an outage
       breaker_.success();
       metrics_->count(Event::redis_error);
       if (rethrow) throw;
-      return false;
+      return Reach::failed;
     } catch (const Error&) {  // connection, timeout, pool exhausted
       breaker_.failure();
       metrics_->count(Event::redis_error);
       if (rethrow) throw;
-      return false;
+      return Reach::failed;
     } catch (...) {
       breaker_.failure();
       throw;
@@ -442,7 +450,7 @@ class CacheAside {
   template <class R>
   std::optional<R> reread(const std::string& k, EntryMeta::time_point after) {
     try {
-      Lookup found = judge(decode(store_.get(k)));
+      Lookup found = judge(decode(store_.get(k), false));  // the lookup counted these bytes
       if (found.entry.meta.created_at <= after) return std::nullopt;
       if (found.state == Lookup::value) return R(value_of(found.entry));
       if constexpr (detail::is_optional<R>::value) {
@@ -506,15 +514,17 @@ class CacheAside {
   // there is the answer. A stale one is read again from Redis, which may hold a
   // newer value, and kept in hand only while Redis cannot be reached (so
   // fail-safe and stale-while-revalidate still have it). Only lookups that go
-  // to Redis are timed: two clock reads would be a quarter of an in-process hit.
+  // to Redis are timed (not those the breaker skipped): two clock reads would
+  // be a quarter of an in-process hit.
   Lookup lookup(std::string_view k) {
     Lookup found = judge(cached(k));
     if (found.state == Lookup::miss || found.state == Lookup::stale) {
       const auto started = std::chrono::steady_clock::now();
       Fetched f;
-      if (guarded([&] { f = fetch(k); }, options_.throw_redis_errors)) found = judge(take(k, f));
+      const Reach r = attempt([&] { f = fetch(k); }, options_.throw_redis_errors);
+      if (r == Reach::reached) found = judge(take(k, f));
       else found.reachable = false;
-      metrics_->get_latency().observe(std::chrono::steady_clock::now() - started);
+      if (r != Reach::skipped) metrics_->get_latency().observe(std::chrono::steady_clock::now() - started);
     } else {
       metrics_->count(Event::l1_hit);
     }
@@ -573,15 +583,15 @@ class CacheAside {
                                                       : Event::miss);
   }
 
-  // Nullopt for nothing, or for corrupt or foreign bytes (counted: a miss).
-  std::optional<Entry> decode(const std::optional<std::string>& bytes) {
+  // Nullopt for nothing, or for corrupt or foreign bytes (a miss, counted if `counted`).
+  std::optional<Entry> decode(const std::optional<std::string>& bytes, bool counted = true) {
     if (!bytes) return std::nullopt;
     try {
       auto d = entries_.decode(*bytes);
       if constexpr (tiered) return Entry{d.value ? std::make_shared<const V>(std::move(*d.value)) : nullptr, d.meta};
       else return d;
     } catch (const DecodeError&) {
-      metrics_->count(Event::decode_error);
+      if (counted) metrics_->count(Event::decode_error);
       return std::nullopt;
     }
   }
@@ -615,17 +625,18 @@ class CacheAside {
       }
     }
     std::vector<Fetched> fetched;
-    const bool reached = remote.empty() || guarded(
+    const Reach r = remote.empty() ? Reach::reached : attempt(
         [&] {
           fetched = fetch_many(remote);
           if (fetched.size() != remote.size()) throw ProtocolError("cachet: store returned a batch of the wrong size");
         },
         options_.throw_redis_errors);
+    const bool reached = r == Reach::reached;
     for (std::size_t j = 0; j < remote.size(); ++j) {
       if (reached) found[at[j]] = judge(take(remote[j], fetched[j]));
       else found[at[j]].reachable = false;
     }
-    metrics_->get_latency().observe(std::chrono::steady_clock::now() - started);
+    if (r != Reach::skipped) metrics_->get_latency().observe(std::chrono::steady_clock::now() - started);
     for (std::size_t i = 0; i < keys.size(); ++i) {
       count(found[i]);
       if (found[i].state == Lookup::value) out[i] = value_of(found[i].entry);

@@ -5,6 +5,7 @@
 
 #include <cachet/detail/backoff.hpp>
 #include <cachet/detail/coarse_clock.hpp>
+#include <cachet/metrics.hpp>
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/errors.hpp>
 #include <cachet/redis/options.hpp>
@@ -27,6 +28,9 @@ struct PoolOptions {
   std::chrono::milliseconds wait_timeout{100};    // how long acquire() waits for a free one
   bool eager = false;                             // open every connection in the constructor
   std::chrono::milliseconds idle_check_after{30'000};  // PING before reusing one idle this long
+  // The `pool` label of its cachet_pool_* metrics; defaults to the unix socket's
+  // path or host:port. Pools with one label are summed into one series.
+  std::string metrics_label;
 };
 
 struct PoolStats {
@@ -64,20 +68,26 @@ class Pool {
     std::unique_ptr<Connection> conn_;
   };
 
-  // With `eager`, throws if the first connection cannot be opened.
+  // With `eager`, throws if the first connection cannot be opened. Throws
+  // MetricsLabelError if the metrics label is not valid UTF-8.
   explicit Pool(ConnectionOptions connection, PoolOptions options = {})
-      : connection_(std::move(connection)), options_(options), backoff_(connection_.reconnect) {
+      : connection_(std::move(connection)), options_(std::move(options)), backoff_(connection_.reconnect) {
     if (options_.size == 0) options_.size = 1;
+    if (options_.metrics_label.empty())
+      options_.metrics_label = connection_.path.empty() ? connection_.host + ":" + std::to_string(connection_.port)
+                                                        : connection_.path;
+    options_.metrics_label = detail::checked_label("pool", std::move(options_.metrics_label));
     idle_.reserve(options_.size);
     if (options_.eager) {
       std::vector<Lease> warm;
       for (std::size_t i = 0; i < options_.size; ++i) warm.push_back(acquire());
     }
+    metrics_id_ = MetricsRegistry::global().add_pool(options_.metrics_label, [this] { return figures(); });
   }
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
   // Every Lease must be gone before the pool is destroyed.
-  ~Pool() = default;
+  ~Pool() { MetricsRegistry::global().remove_pool(metrics_id_); }
 
   Lease acquire() { return acquire(options_.wait_timeout); }
 
@@ -142,6 +152,13 @@ class Pool {
     s.in_use = open_ - idle_.size();
     s.waiting = waiters_;
     return s;
+  }
+
+  // stats() as the metrics show them.
+  PoolFigures figures() const {
+    const PoolStats s = stats();
+    return {.in_use = s.in_use, .idle = s.idle, .waiting = s.waiting, .waits = s.waits, .timeouts = s.timeouts,
+            .created = s.created, .discarded = s.discarded, .wait_time = s.wait_time};
   }
 
   const ConnectionOptions& connection_options() const noexcept { return connection_; }
@@ -253,6 +270,7 @@ class Pool {
   PoolStats stats_{};
   detail::Backoff backoff_;
   std::string last_error_;
+  std::uint64_t metrics_id_ = 0;  // its entry in MetricsRegistry::global()
 };
 
 }  // namespace cachet

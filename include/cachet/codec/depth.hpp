@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -29,17 +30,28 @@ namespace detail {
                     " levels (the codec's max_depth)");
 }
 
-// JSON: brackets outside strings.
+// The end of a JSON string whose opening quote is before `p`: after the first
+// quote not escaped by an odd run of backslashes; nullptr when unterminated.
+inline const char* skip_json_string(const char* p, const char* end) noexcept {
+  for (const char* from = p;;) {
+    const auto* quote = static_cast<const char*>(std::memchr(from, '"', static_cast<std::size_t>(end - from)));
+    if (!quote) return nullptr;
+    const char* run = quote;
+    while (run > from && run[-1] == '\\') --run;
+    from = quote + 1;
+    if ((quote - run) % 2 == 0) return from;
+  }
+}
+
+// JSON: brackets outside strings (strings skipped with memchr, the bulk of a value).
 inline void check_json_depth(std::string_view bytes, std::size_t max_depth) {
   std::size_t depth = 0;
-  bool in_string = false;
-  for (std::size_t i = 0; i < bytes.size(); ++i) {
-    const char c = bytes[i];
-    if (in_string) {
-      if (c == '\\') ++i;  // the escaped character cannot end the string
-      else if (c == '"') in_string = false;
-    } else if (c == '"') {
-      in_string = true;
+  const char* p = bytes.data();
+  const char* const end = p + bytes.size();
+  while (p < end) {
+    const char c = *p++;
+    if (c == '"') {
+      if (!(p = skip_json_string(p, end))) return;  // unterminated: the parser says so
     } else if (c == '[' || c == '{') {
       if (++depth > max_depth) throw_too_deep("json", max_depth);
     } else if ((c == ']' || c == '}') && depth > 0) {
@@ -191,11 +203,11 @@ void check_binary_depth(std::string_view bytes, std::size_t max_depth, const cha
 }
 
 inline void check_msgpack_depth(std::string_view bytes, std::size_t max_depth) {
-  check_binary_depth(bytes, max_depth, "msgpack", msgpack_item);
+  check_binary_depth(bytes, max_depth, "msgpack", [](auto b, auto pos) { return msgpack_item(b, pos); });
 }
 
 inline void check_cbor_depth(std::string_view bytes, std::size_t max_depth) {
-  check_binary_depth(bytes, max_depth, "cbor", cbor_item);
+  check_binary_depth(bytes, max_depth, "cbor", [](auto b, auto pos) { return cbor_item(b, pos); });
 }
 
 }  // namespace detail

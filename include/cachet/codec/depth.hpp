@@ -6,7 +6,8 @@
 // throws DecodeError past `max_depth`; anything else malformed is left to the
 // parser, which reports it better.
 //
-// Depth counts arrays and objects (maps): a scalar is 0, `[]` is 1, `[{}]` is 2.
+// Depth counts arrays and objects (maps), and CBOR tags: a scalar is 0, `[]` is
+// 1, `[{}]` is 2.
 
 #include <cachet/codec/errors.hpp>
 

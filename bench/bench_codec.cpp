@@ -1,5 +1,6 @@
 // Encode + decode of a ~1 KB product for each codec, plain and in the envelope,
-// next to raw nlohmann::json dump/parse in the same run. Pinned, as in
+// next to raw nlohmann::json dump/parse in the same run; and what the depth
+// check costs within a decode. Pinned, as in
 // bench/README.md: taskset -c 0 build/bench/bench/bench_codec --benchmark_repetitions=10
 // --benchmark_report_aggregates_only=true --benchmark_enable_random_interleaving=true
 
@@ -13,6 +14,8 @@
 #include <benchmark/benchmark.h>
 
 #include <chrono>
+#include <string>
+#include <string_view>
 
 namespace {
 
@@ -65,6 +68,26 @@ void codec_envelope(benchmark::State& state) {
   }
 }
 
+// Decode alone, and the depth check that decode runs first (codec/depth.hpp).
+template <class Codec>
+void codec_decode(benchmark::State& state) {
+  const Codec codec;
+  const std::string bytes = codec.encode(product);
+  for (auto _ : state) {
+    Product back = codec.decode(bytes);
+    benchmark::DoNotOptimize(back);
+  }
+}
+
+template <class Codec, void (*check)(std::string_view, std::size_t)>
+void depth_check(benchmark::State& state) {
+  const std::string bytes = Codec{}.encode(product);
+  for (auto _ : state) {
+    check(bytes, cachet::default_max_depth);
+    benchmark::ClobberMemory();
+  }
+}
+
 }  // namespace
 
 BENCHMARK(raw_nlohmann_json);
@@ -75,6 +98,12 @@ BENCHMARK(codec_plain<cachet::MsgPackCodec<Product>>)->Name("msgpack_plain");
 BENCHMARK(codec_envelope<cachet::MsgPackCodec<Product>>)->Name("msgpack_envelope");
 BENCHMARK(codec_plain<cachet::CborCodec<Product>>)->Name("cbor_plain");
 BENCHMARK(codec_envelope<cachet::CborCodec<Product>>)->Name("cbor_envelope");
+BENCHMARK(codec_decode<cachet::JsonCodec<Product>>)->Name("json_decode");
+BENCHMARK(codec_decode<cachet::MsgPackCodec<Product>>)->Name("msgpack_decode");
+BENCHMARK(codec_decode<cachet::CborCodec<Product>>)->Name("cbor_decode");
+BENCHMARK(depth_check<cachet::JsonCodec<Product>, cachet::detail::check_json_depth>)->Name("json_depth_check");
+BENCHMARK(depth_check<cachet::MsgPackCodec<Product>, cachet::detail::check_msgpack_depth>)->Name("msgpack_depth_check");
+BENCHMARK(depth_check<cachet::CborCodec<Product>, cachet::detail::check_cbor_depth>)->Name("cbor_depth_check");
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
@@ -88,6 +117,9 @@ int main(int argc, char** argv) {
                          {"msgpack_envelope", "msgpack_plain"},
                          {"cbor_envelope", "cbor_plain"},
                          {"msgpack_plain", "raw_nlohmann_json"},
-                         {"cbor_plain", "raw_nlohmann_json"}});
+                         {"cbor_plain", "raw_nlohmann_json"},
+                         {"json_depth_check", "json_decode"},
+                         {"msgpack_depth_check", "msgpack_decode"},
+                         {"cbor_depth_check", "cbor_decode"}});
   benchmark::Shutdown();
 }

@@ -1,10 +1,16 @@
 #include <cachet/codec/compressed.hpp>
 #include <cachet/codec/json.hpp>
+#include <cachet/codec/msgpack.hpp>
 #include <cachet/codec/string.hpp>
 
 #include <catch2/catch.hpp>
+#include <support/counting_new.hpp>
 #include <support/product.hpp>
 
+#include <zstd.h>
+
+#include <cstdint>
+#include <memory>
 #include <string>
 
 using cachet::test::Product;
@@ -62,7 +68,70 @@ TEST_CASE("corrupt frames are DecodeErrors") {
   CHECK_THROWS_AS(codec.decode(good + "trailing"), cachet::DecodeError);
 }
 
-TEST_CASE("a frame claiming more than the limit is refused before allocating") {
+namespace {
+// A 17-byte frame whose header claims `claimed` bytes: one RLE block of 128 KiB
+// that is not the last, and then nothing.
+std::string lying_frame(std::uint64_t claimed) {
+  std::string f("\x28\xb5\x2f\xfd\xe0", 5);  // magic; single segment, 8-byte content size
+  for (int i = 0; i < 8; ++i) f += static_cast<char>((claimed >> (8 * i)) & 0xff);
+  return f + std::string("\x02\x00\x10x", 4);  // block header: RLE, 128 KiB, not last; its byte
+}
+
+// A frame with no content size in its header, as streaming writers make them.
+std::string frame_without_size(std::string_view in) {
+  std::unique_ptr<ZSTD_CCtx, decltype(&ZSTD_freeCCtx)> c(ZSTD_createCCtx(), &ZSTD_freeCCtx);
+  ZSTD_CCtx_setParameter(c.get(), ZSTD_c_contentSizeFlag, 0);
+  std::string out(ZSTD_compressBound(in.size()), '\0');
+  const std::size_t n = ZSTD_compress2(c.get(), out.data(), out.size(), in.data(), in.size());
+  REQUIRE_FALSE(ZSTD_isError(n));
+  out.resize(n);
+  REQUIRE(ZSTD_getFrameContentSize(out.data(), out.size()) == ZSTD_CONTENTSIZE_UNKNOWN);
+  return out;
+}
+
+// Decodes expecting a DecodeError; returns the largest allocation made meanwhile.
+template <class Codec>
+std::size_t largest_allocation_of_failed_decode(const Codec& codec, const std::string& bytes) {
+  return cachet::test::largest_allocation_in([&] { CHECK_THROWS_AS(codec.decode(bytes), cachet::DecodeError); });
+}
+}  // namespace
+
+TEST_CASE("a tiny frame claiming a huge size is a DecodeError without allocating that size") {
+  const cachet::Compressed<cachet::StringCodec> codec;  // the default bound
+  CHECK(codec.options().max_decompressed == (64u << 20));
+  const std::string over = lying_frame(500u << 20), under = lying_frame(60u << 20);  // vs the old 512 MiB cap
+  REQUIRE(over.size() == 17);
+  CHECK(largest_allocation_of_failed_decode(codec, over) < (1u << 20));
+  CHECK(largest_allocation_of_failed_decode(codec, under) < (1u << 20));  // within the bound, still a lie
+  CHECK_THROWS_WITH(codec.decode(under), Catch::Contains("truncated"));
+}
+
+TEST_CASE("a frame without a content size decodes, and is held to the bound by its real output") {
+  const cachet::Compressed<cachet::StringCodec> codec({.max_decompressed = 100'000});
+  const std::string value(100'000, 'a');
+  CHECK(codec.decode(frame_without_size(value)) == value);  // exactly the bound
+  CHECK_THROWS_WITH(codec.decode(frame_without_size(value + "b")), Catch::Contains("over the limit"));
+  const std::string big(50u << 20, 'b');  // 50 MiB from a ~2 KB frame: over the limit after 100,001 bytes
+  CHECK(largest_allocation_of_failed_decode(codec, frame_without_size(big)) < (1u << 20));
+
+  const cachet::Compressed<cachet::StringCodec> roomy;
+  CHECK(roomy.decode(frame_without_size(big)) == big);  // grows past the first guess, up to the real size
+  CHECK(roomy.decode(frame_without_size("")).empty());
+}
+
+TEST_CASE("concatenated frames decode as one value") {
+  const cachet::Compressed<cachet::StringCodec> codec({.threshold = 1});
+  const std::string a = codec.encode(std::string(3000, 'a')), b = codec.encode(std::string(2000, 'b'));
+  CHECK(codec.decode(a + b) == std::string(3000, 'a') + std::string(2000, 'b'));
+}
+
+TEST_CASE("a compressed value nested too deep is a DecodeError") {
+  const std::string deep = std::string(200'000, '\x91') + '\xc0';  // MessagePack, 200,000 arrays deep
+  const cachet::Compressed<cachet::MsgPackCodec<nlohmann::json>> codec;
+  CHECK_THROWS_WITH(codec.decode(frame_without_size(deep)), Catch::Contains("nested deeper"));
+}
+
+TEST_CASE("a frame claiming more than the limit is refused") {
   const cachet::Compressed<cachet::StringCodec> writer({.threshold = 1});
   const cachet::Compressed<cachet::StringCodec> reader({.threshold = 1, .max_decompressed = 1000});
   const std::string bytes = writer.encode(std::string(100'000, 'a'));

@@ -76,6 +76,17 @@ TEST_CASE("the plain negative marker is no valid JSON, MessagePack or CBOR value
   CHECK_THROWS_AS(cachet::CborCodec<nlohmann::json>{}.decode(marker), cachet::DecodeError);
 }
 
+TEST_CASE("a deeply nested payload is a DecodeError in either format, and the codec's max_depth applies") {
+  const std::string deep = std::string(200'000, '\x91') + '\xc0';  // MessagePack arrays in arrays
+  using Codec = cachet::MsgPackCodec<nlohmann::json>;
+  const cachet::EntryCodec<Codec> entries;
+  CHECK_THROWS_WITH(entries.decode(cachet::envelope::encode(Codec::id, meta_at(t0), deep)),
+                    Catch::Contains("nested deeper"));
+  CHECK_THROWS_WITH(cachet::EntryCodec<Codec>(cachet::Format::plain).decode(deep), Catch::Contains("nested deeper"));
+  const cachet::EntryCodec<Codec> raised(cachet::Format::plain, Codec{.max_depth = 300});
+  CHECK(raised.decode(std::string_view(deep).substr(deep.size() - 301)).value->is_array());
+}
+
 #ifdef CACHET_HAS_ZSTD
 TEST_CASE("the envelope flags compressed payloads, and checks the flag") {
   using Codec = cachet::Compressed<cachet::JsonCodec<Product>>;

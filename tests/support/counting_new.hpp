@@ -1,7 +1,8 @@
 #pragma once
 // Replaces the global operator new and delete with ones that count this
-// thread's allocations, so a test or benchmark can assert that a path
-// allocates nothing. Include it in exactly one translation unit of a program.
+// thread's allocations (and note the largest), so a test or benchmark can
+// assert that a path allocates nothing, or nothing big. Include it in exactly
+// one translation unit of a program.
 
 #include <cstddef>
 #include <cstdlib>
@@ -10,6 +11,7 @@
 namespace cachet::test {
 
 inline thread_local std::size_t allocations = 0;
+inline thread_local std::size_t largest_allocation = 0;  // bytes, since the last reset by largest_allocation_in
 
 // Allocations made on this thread while `f` ran.
 template <class F>
@@ -19,12 +21,21 @@ std::size_t allocations_in(F&& f) {
   return allocations - before;
 }
 
+// The largest single allocation made on this thread while `f` ran.
+template <class F>
+std::size_t largest_allocation_in(F&& f) {
+  largest_allocation = 0;
+  f();
+  return largest_allocation;
+}
+
 }  // namespace cachet::test
 
 namespace cachet::test::counting {
 // Out of line, so the compiler does not pair operator new[] with free() and warn.
 [[gnu::noinline]] inline void* counted_malloc(std::size_t n) {
   ++allocations;
+  if (n > largest_allocation) largest_allocation = n;
   if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
   throw std::bad_alloc();
 }

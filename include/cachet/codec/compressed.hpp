@@ -5,6 +5,9 @@
 // CACHET_WITH_ZSTD (on by default when libzstd is found); cachet::cachet then
 // defines CACHET_HAS_ZSTD and links it. Everything else in cachet works without it.
 //
+// Decoding streams into a buffer that grows with the real output and stops at
+// `max_decompressed` (64 MiB by default): the size a frame claims is not trusted.
+//
 // Only encodings of at least `threshold` bytes are compressed. A compressed
 // entry is a standard zstd frame, recognised by the frame's magic number, so
 // compressed and plain entries decode side by side (and other languages' zstd
@@ -25,7 +28,9 @@
 
 #include <zstd.h>
 
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -34,9 +39,11 @@
 namespace cachet {
 
 struct CompressionOptions {
-  std::size_t threshold = 1024;                   // compress encodings at least this long
-  int level = 1;                                  // zstd level: 1 is fast, 19 is small
-  std::size_t max_decompressed = 512u << 20;      // refuse frames that claim more (Redis' own limit)
+  std::size_t threshold = 1024;  // compress encodings at least this long
+  int level = 1;                 // zstd level: 1 is fast, 19 is small
+  // Refuse a value that decompresses to more. Checked against the real output,
+  // never trusting the size a frame claims: a corrupt value costs at most this.
+  std::size_t max_decompressed = 64u << 20;
 };
 
 namespace detail {
@@ -69,16 +76,57 @@ inline std::string zstd_compress(std::string_view in, int level) {
   return out;
 }
 
+// The largest window a frame may ask for: enough for `max_size` of output, and
+// never under 8 MiB, what zstd's own encoders use up to level 19 for data of
+// unknown size. zstd allocates (but does not touch) a window's worth up front.
+inline int zstd_window_log(std::size_t max_size) noexcept {
+  const int most = ZSTD_dParam_getBounds(ZSTD_d_windowLogMax).upperBound;
+  int log = 23;
+  while (log < most && (std::size_t{1} << log) < max_size) ++log;
+  return log;
+}
+
+// The first output buffer: the size a frame claims, when that is plausible for
+// its length (else a frame of a few bytes could make every read allocate the limit).
+inline std::size_t first_output_size(unsigned long long claimed, std::size_t frame_size, std::size_t limit) noexcept {
+  const std::size_t plausible = std::max<std::size_t>(64u << 10, 32 * frame_size);
+  if (claimed == ZSTD_CONTENTSIZE_UNKNOWN) return std::min(plausible, limit);
+  return static_cast<std::size_t>(std::min<unsigned long long>({claimed, plausible, limit}));
+}
+
+[[noreturn]] inline void throw_over_limit(std::size_t max_size) {
+  throw DecodeError("zstd: decompresses to more than " + std::to_string(max_size) +
+                    " bytes, over the limit (CompressionOptions::max_decompressed)");
+}
+
+// Streams the frame(s) into a buffer that grows with the real output, up to `max_size`.
 inline std::string zstd_decompress(std::string_view frame, std::size_t max_size) {
-  const unsigned long long size = ZSTD_getFrameContentSize(frame.data(), frame.size());
-  if (size == ZSTD_CONTENTSIZE_ERROR) throw DecodeError("zstd: not a valid frame header");
-  if (size == ZSTD_CONTENTSIZE_UNKNOWN) throw DecodeError("zstd: frame without a content size");
-  if (size > max_size) throw DecodeError("zstd: frame claims " + std::to_string(size) + " bytes, over the limit");
-  std::string out(static_cast<std::size_t>(size), '\0');
-  const std::size_t n =
-      ZSTD_decompressDCtx(ZstdContexts::local().decompress.get(), out.data(), out.size(), frame.data(), frame.size());
-  if (ZSTD_isError(n)) throw DecodeError(std::string("zstd: ") + ZSTD_getErrorName(n));
-  if (n != out.size()) throw DecodeError("zstd: frame shorter than its declared size");
+  const unsigned long long claimed = ZSTD_getFrameContentSize(frame.data(), frame.size());
+  if (claimed == ZSTD_CONTENTSIZE_ERROR) throw DecodeError("zstd: not a valid frame header");
+  if (claimed != ZSTD_CONTENTSIZE_UNKNOWN && claimed > max_size) throw_over_limit(max_size);
+  ZSTD_DCtx* d = ZstdContexts::local().decompress.get();
+  ZSTD_DCtx_reset(d, ZSTD_reset_session_only);
+  ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, zstd_window_log(max_size));
+  const std::size_t limit = max_size < SIZE_MAX ? max_size + 1 : max_size;  // one more byte tells "too long"
+  std::string out(first_output_size(claimed, frame.size(), limit), '\0');
+  ZSTD_inBuffer in{frame.data(), frame.size(), 0};
+  ZSTD_outBuffer o{out.data(), out.size(), 0};
+  for (;;) {
+    const std::size_t in_before = in.pos, out_before = o.pos;
+    const std::size_t r = ZSTD_decompressStream(d, &o, &in);
+    if (ZSTD_isError(r)) throw DecodeError(std::string("zstd: ") + ZSTD_getErrorName(r));
+    if (o.pos > max_size) throw_over_limit(max_size);
+    if (r == 0 && in.pos == in.size) break;  // every frame complete and flushed
+    if (o.pos < o.size) {  // zstd stopped with room left: it wants input, or a next frame follows
+      if (in.pos == in.size) throw DecodeError("zstd: truncated frame");
+      if (in.pos == in_before && o.pos == out_before) throw DecodeError("zstd: frame makes no progress");
+      continue;
+    }
+    if (out.size() == limit) throw_over_limit(max_size);
+    out.resize(std::min(limit, std::max(out.size() * 2, std::size_t{4096})));
+    o = ZSTD_outBuffer{out.data(), out.size(), o.pos};
+  }
+  out.resize(o.pos);
   return out;
 }
 

@@ -1,0 +1,21 @@
+# cmake -DCXX=<compiler> -DINCLUDES=<dir|dir> -DSOURCE=<file> -DDEFINES=<A=1|B=2> -DEXPECT=<regex> -P expect_error.cmake
+# Compiles SOURCE (syntax only) and succeeds when that fails with EXPECT in the
+# compiler's first error line: a static_assert meant for users must come first.
+set(_args -std=c++20 -fsyntax-only)
+string(REPLACE "|" ";" INCLUDES "${INCLUDES}")
+string(REPLACE "|" ";" DEFINES "${DEFINES}")
+foreach(_dir IN LISTS INCLUDES)
+  list(APPEND _args "-I${_dir}")
+endforeach()
+foreach(_def IN LISTS DEFINES)
+  list(APPEND _args "-D${_def}")
+endforeach()
+execute_process(COMMAND "${CXX}" ${_args} "${SOURCE}" RESULT_VARIABLE _rc OUTPUT_VARIABLE _out ERROR_VARIABLE _out)
+if(_rc EQUAL 0)
+  message(FATAL_ERROR "${SOURCE} compiled, but must not")
+endif()
+string(REGEX MATCH "[^\n]*error[^\n]*" _first "${_out}")
+if(NOT _first MATCHES "${EXPECT}")
+  message(FATAL_ERROR "first error is not the expected one (${EXPECT}):\n${_first}\n\nfull output:\n${_out}")
+endif()
+message(STATUS "first error, as expected: ${_first}")

@@ -16,13 +16,20 @@ using cachet::test::throws_exactly;
 
 TEST_CASE("lazy and eager pools") {
   auto& server = cachet::test::clean_server();
-  SECTION("lazy: connections open on demand") {
+  SECTION("lazy: one connection opens in the constructor (to verify the configuration), the rest on demand") {
     cachet::Pool pool(server.connection_options(), {.size = 4});
-    CHECK(pool.stats().created == 0);
+    CHECK(pool.stats().created == 1);
+    CHECK(pool.stats().idle == 1);
     { auto lease = pool.acquire(); }
     { auto lease = pool.acquire(); }  // the same connection again
     CHECK(pool.stats().created == 1);
     CHECK(pool.stats().idle == 1);
+    { auto a = pool.acquire(), b = pool.acquire(); }
+    CHECK(pool.stats().created == 2);
+  }
+  SECTION("without verify nothing opens in the constructor") {
+    cachet::Pool pool(server.connection_options(), {.size = 4, .verify = false});
+    CHECK(pool.stats().created == 0);
   }
   SECTION("eager: every connection opens in the constructor") {
     cachet::Pool pool(server.connection_options(), {.size = 4, .eager = true});
@@ -114,7 +121,7 @@ TEST_CASE("while Redis is down the pool fails fast instead of reconnecting on ev
   cachet::testing::RedisServer server;
   auto o = server.connection_options();
   o.reconnect = {.initial = 10s, .max = 10s, .multiplier = 2.0, .jitter = 0.0};
-  cachet::Pool pool(o, {.size = 2});
+  cachet::Pool pool(o, {.size = 2, .verify = false});  // no idle connection for the first acquire to get
   server.kill();
   CHECK(throws_exactly<cachet::ConnectionError>([&] { pool.acquire(); }));
   try {

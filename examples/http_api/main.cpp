@@ -216,7 +216,7 @@ int check(Api& api) {
   if (!fresh) std::fprintf(stderr, "http_api: FAILED: a GET after the PUT returned what was cached before it\n");
   const auto metrics = client.Get("/metrics");
   const bool scraped = metrics && metrics->status == 200 &&
-                       metrics->body.find("cachet_hits_total{cache=\"products\"") != std::string::npos;
+                       metrics->body.find("cachet_hits_total{cache=\"api:products\"") != std::string::npos;
   if (!scraped) std::fprintf(stderr, "http_api: FAILED: GET /metrics has no cachet_hits_total of the products cache\n");
   else std::printf("GET /metrics: %zu bytes of Prometheus text\n", metrics->body.size());
   return fresh && scraped ? 0 : 1;

@@ -20,8 +20,8 @@
 #include <poll.h>
 #include <sys/time.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstddef>
 #include <initializer_list>
@@ -50,7 +50,8 @@ class Connection {
         ctx_(std::move(o.ctx_)),
         backoff_(std::move(o.backoff_)),
         pending_(std::exchange(o.pending_, 0)),
-        last_error_(std::move(o.last_error_)) {}
+        last_error_(std::move(o.last_error_)),
+        first_pending_(std::move(o.first_pending_)) {}
   Connection& operator=(Connection&& o) noexcept {
     if (this != &o) {
       options_ = o.options_;
@@ -58,6 +59,7 @@ class Connection {
       backoff_ = std::move(o.backoff_);
       pending_ = std::exchange(o.pending_, 0);
       last_error_ = std::move(o.last_error_);
+      first_pending_ = std::move(o.first_pending_);
     }
     return *this;
   }

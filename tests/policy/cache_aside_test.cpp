@@ -5,6 +5,7 @@
 #include <cachet/store/memory_store.hpp>
 
 #include <catch2/catch.hpp>
+#include <support/concurrency.hpp>
 #include <support/product.hpp>
 #include <support/server.hpp>
 
@@ -301,7 +302,7 @@ TEST_CASE("8 threads keep reading while the server is SIGKILLed and restarted") 
 
   std::atomic<bool> stop{false};
   std::atomic<int> errors{0};
-  std::vector<std::thread> readers;
+  std::vector<cachet::test::Thread> readers;
   for (int t = 0; t < 8; ++t) {
     readers.emplace_back([&, t] {
       for (int i = 0; i < 10'000 || !stop; ++i) {  // at least 10k gets each, on until told

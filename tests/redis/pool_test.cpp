@@ -1,6 +1,7 @@
 #include <cachet/redis/pool.hpp>
 
 #include <catch2/catch.hpp>
+#include <support/concurrency.hpp>
 #include <support/errors.hpp>
 #include <support/server.hpp>
 
@@ -141,7 +142,7 @@ TEST_CASE("16 threads through a pool of 4: 100k commands, no error, no mix-up") 
   constexpr int commands_per_thread = 100'000 / threads;
   std::atomic<int> errors{0};
   std::atomic<int> mixups{0};
-  std::vector<std::thread> workers;
+  std::vector<cachet::test::Thread> workers;
   for (int t = 0; t < threads; ++t) {
     workers.emplace_back([&, t] {
       const std::string key = "thread:" + std::to_string(t);

@@ -91,23 +91,23 @@ class Api {
 
   void install(httplib::Server& server) {
     server.set_tcp_nodelay(true);  // else small keep-alive replies wait out the client's delayed ACK (40 ms)
-    server.Get("/metrics", [](const httplib::Request&, httplib::Response& res) {  // for Prometheus to scrape
+    server.Get("/metrics", guarded([](const httplib::Request&, httplib::Response& res) {  // for Prometheus to scrape
       res.set_content(cachet::MetricsRegistry::global().prometheus(), "text/plain; version=0.0.4; charset=utf-8");
-    });
+    }));
     server.Get(R"(/products/(\d+))",
-               [this](const httplib::Request& req, httplib::Response& res) { reply(res, product_route(req)); });
-    server.Get(R"(/uncached/products/(\d+))", [this](const httplib::Request& req, httplib::Response& res) {
+               guarded([this](const httplib::Request& req, httplib::Response& res) { reply(res, product_route(req)); }));
+    server.Get(R"(/uncached/products/(\d+))", guarded([this](const httplib::Request& req, httplib::Response& res) {
       reply(res, json_of(sessions_.mine().product(std::stoll(req.matches[1]))));
-    });
-    server.Get(R"(/uncached/categories/(\d+))", [this](const httplib::Request& req, httplib::Response& res) {
+    }));
+    server.Get(R"(/uncached/categories/(\d+))", guarded([this](const httplib::Request& req, httplib::Response& res) {
       reply(res, json_of(sessions_.mine().category(std::stoll(req.matches[1]))));
-    });
-    server.Get(R"(/categories/(\d+))", [this](const httplib::Request& req, httplib::Response& res) {
+    }));
+    server.Get(R"(/categories/(\d+))", guarded([this](const httplib::Request& req, httplib::Response& res) {
       reply(res, categories_.get_or_load(req.path, [this, id = std::stoll(req.matches[1])](std::string_view) {
         return json_of(sessions_.mine().category(id));
       }));
-    });
-    server.Put(R"(/products/(\d+))", [this](const httplib::Request& req, httplib::Response& res) {
+    }));
+    server.Put(R"(/products/(\d+))", guarded([this](const httplib::Request& req, httplib::Response& res) {
       double price = 0;
       try {
         price = nlohmann::json::parse(req.body).at("price").get<double>();
@@ -123,10 +123,28 @@ class Api {
       next["price"] = price;
       writes_.put(req.path, next.dump());  // the database, then the route and its category's summary dropped
       reply(res, product_route(req));      // the row as committed, loaded again
-    });
+    }));
   }
 
  private:
+  // What a handler throws is answered as JSON (cpp-httplib alone answers a bare
+  // 500): a cachet error (a write-through's cache step while Redis is down, a
+  // lock wait that timed out) is a 503 a client may retry, anything else a 500.
+  template <class Handler>
+  static httplib::Server::Handler guarded(Handler handler) {
+    return [handler](const httplib::Request& req, httplib::Response& res) {
+      try {
+        handler(req, res);
+      } catch (const cachet::Error& e) {
+        res.status = 503;
+        res.set_content(nlohmann::json{{"error", e.what()}}.dump(), "application/json");
+      } catch (const std::exception& e) {
+        res.status = 500;
+        res.set_content(nlohmann::json{{"error", e.what()}}.dump(), "application/json");
+      }
+    };
+  }
+
   std::string product_route(const httplib::Request& req) {
     return products_.get_or_load(req.path, [this, id = std::stoll(req.matches[1])](std::string_view) {
       return json_of(sessions_.mine().product(id));
@@ -212,6 +230,9 @@ int check(Api& api) {
               average, new_average);
   const auto bad = client.Put("/products/7", "{\"cost\": 1}", "application/json");
   if (!bad || bad->status != 400) throw std::runtime_error("a malformed PUT was not refused with 400");
+  const auto huge = client.Get("/products/99999999999999999999");  // std::stoll throws in the handler
+  if (!huge || huge->status != 500 || huge->body.find("\"error\"") == std::string::npos)
+    throw std::runtime_error("a handler's exception was not answered with a JSON 500");
   const bool fresh = seen.at("price").get<double>() == price && new_average > average;  // the summary's tag was dropped
   if (!fresh) std::fprintf(stderr, "http_api: FAILED: a GET after the PUT returned what was cached before it\n");
   const auto metrics = client.Get("/metrics");

@@ -18,6 +18,8 @@
 
 #include <cachet/cachet.hpp>
 
+#include <unistd.h>
+
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -113,7 +115,14 @@ int main(int argc, char** argv) {
     // A server given may hold an earlier run's counts: start from none.
     const std::string counts = cachet::KeyBuilder("demo").write_behind("views") + ":counts";
     pool.with([&](cachet::Connection& c) { c.command({"DEL", counts, counts + ":flushing"}); });
-    const std::string path = (std::filesystem::temp_directory_path() / "cachet-write-behind-views.sqlite").string();
+    // Per process: two runs at once (the test command runs two) must not add to one table.
+    const std::string path =
+        (std::filesystem::temp_directory_path() / ("cachet-write-behind-views-" + std::to_string(::getpid()) + ".sqlite"))
+            .string();
+    struct Remove {
+      std::string path;
+      ~Remove() { std::filesystem::remove(path); }
+    } remove_db{path};
     ViewsDb db(path);
     std::array<std::atomic<int>, pages> uncertain{};  // per page: views whose increment failed
     std::atomic<int> failed{0};

@@ -34,7 +34,7 @@ struct PoolOptions {
   std::chrono::milliseconds wait_timeout{100};    // how long acquire() waits for a free one
   bool eager = false;                             // open every connection in the constructor
   std::chrono::milliseconds idle_check_after{30'000};  // PING before reusing one idle this long
-  bool verify = true;  // the constructor opens one connection and throws ConfigError if the set-up is refused
+  bool verify = true;  // the constructor opens and PINGs one connection; a misconfiguration throws ConfigError
   // Called when the server refuses a new connection's set-up (a password rotated
   // under a running pool), once until a connection opens again; from the acquiring thread.
   std::function<void(const HandshakeError&)> on_handshake_error;

@@ -94,6 +94,7 @@ void run(benchmark::State& state, int threads, const std::vector<std::uint32_t>&
   const std::string value(100, 'v');
   std::vector<std::vector<double>> latency_us(static_cast<std::size_t>(threads));
   std::atomic<std::size_t> next{0};
+  std::atomic<long> errors{0};
   bool stop = false;
   std::barrier go(threads + 1), done(threads + 1);
   std::vector<std::thread> workers;
@@ -105,7 +106,11 @@ void run(benchmark::State& state, int threads, const std::vector<std::uint32_t>&
         for (int i = 0; i < per_thread; ++i) {
           const std::string id = std::to_string(keys[next++ % keys.size()]);
           const auto started = clock_type::now();
-          write(id, value);
+          try {  // a thread's exception would end the process: a failed write is counted and reported
+            write(id, value);
+          } catch (const cachet::Error&) {
+            ++errors;
+          }
           latency_us[static_cast<std::size_t>(t)].push_back(
               std::chrono::duration<double, std::micro>(clock_type::now() - started).count());
         }
@@ -127,6 +132,7 @@ void run(benchmark::State& state, int threads, const std::vector<std::uint32_t>&
   state.SetItemsProcessed(static_cast<std::int64_t>(all.size()));
   state.counters["p50_us"] = percentile(all, 0.50);
   state.counters["p99_us"] = percentile(all, 0.99);
+  if (errors != 0) state.SkipWithError(("Redis errors: " + std::to_string(errors.load())).c_str());
 }
 
 const std::vector<std::uint32_t>& uniform_keys() {

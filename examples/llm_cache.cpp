@@ -62,14 +62,11 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  example::Cli cli("llm_cache", "[--socket PATH | --host H --port P] [--password PW] [--latency MS] [--threads N]");
+  example::Cli cli("llm_cache", "LLM completions cached by a hash of the whole request, behind a stampede guard.");
   int latency_ms = 300, threads = 8;
-  cli.each_flag(argc, argv, [&](std::string_view flag, std::string_view value) {
-    if (flag == "--latency") latency_ms = cli.positive(flag, value);
-    else if (flag == "--threads") threads = cli.positive(flag, value);
-    else return false;
-    return true;
-  });
+  cli.positive("--latency", latency_ms, "the fake model's latency, ms");
+  cli.positive("--threads", threads, "concurrent identical requests");
+  cli.parse(argc, argv);
   try {
     cachet::Pool pool(cli.redis(), {.size = static_cast<std::size_t>(threads) + 2});
     using Completions = cachet::GuardedCache<std::string, cachet::StringCodec>;
@@ -89,8 +86,21 @@ int main(int argc, char** argv) {
 
     auto t0 = std::chrono::steady_clock::now();
     std::vector<std::thread> pool_of_askers;
-    for (int i = 0; i < threads; ++i) pool_of_askers.emplace_back([&] { ask(question); });
+    std::atomic<int> failed{0};
+    for (int i = 0; i < threads; ++i)
+      pool_of_askers.emplace_back([&] {
+        try {  // a thread's exception would end the process: a request that failed is reported instead
+          ask(question);
+        } catch (const std::exception& e) {
+          failed.fetch_add(1);
+          std::fprintf(stderr, "llm_cache: a request failed: %s\n", e.what());
+        }
+      });
     for (auto& t : pool_of_askers) t.join();
+    if (failed.load() != 0) {
+      std::fprintf(stderr, "llm_cache: FAILED: %d of %d requests failed\n", failed.load(), threads);
+      return 1;
+    }
     std::printf("%d concurrent identical requests: %.0f ms, model calls %d\n", threads, ms_since(t0), model.calls());
 
     t0 = std::chrono::steady_clock::now();

@@ -1,6 +1,7 @@
 #include <cachet/breaker.hpp>
 
 #include <catch2/catch.hpp>
+#include <support/concurrency.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -50,7 +51,7 @@ TEST_CASE("exactly one of many concurrent callers becomes the probe") {
   const auto t0 = CircuitBreaker::clock::now();
   b.failure(t0);
   std::atomic<int> probes{0};
-  std::vector<std::thread> threads;
+  std::vector<cachet::test::Thread> threads;
   for (int i = 0; i < 8; ++i)
     threads.emplace_back([&] {
       for (int j = 0; j < 1000; ++j)

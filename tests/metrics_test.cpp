@@ -1,6 +1,7 @@
 #include <cachet/metrics.hpp>
 
 #include <catch2/catch.hpp>
+#include <support/concurrency.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -284,13 +285,13 @@ TEST_CASE("8 threads counting at once lose nothing, while the registry renders")
   std::atomic<int> ready{0};
   std::atomic<bool> done{false};
 
-  std::thread reader([&] {  // scrapes race with the counting
+  cachet::test::Thread reader([&] {  // scrapes race with the counting
     std::size_t scrapes = 0;
     while (!done.load() || scrapes == 0) {
       if (registry.prometheus().find("cachet_hits_total") != std::string::npos) ++scrapes;
     }
   });
-  std::vector<std::thread> workers;
+  std::vector<cachet::test::Thread> workers;
   for (int t = 0; t < threads; ++t)
     workers.emplace_back([&, t] {
       ready.fetch_add(1);

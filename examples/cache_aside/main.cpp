@@ -47,12 +47,9 @@ struct Args {
 
 Args parse(int argc, char** argv, example::Cli& cli) {
   Args a;
-  cli.each_flag(argc, argv, [&](std::string_view flag, std::string_view value) {
-    if (flag == "--requests") a.requests = cli.positive(flag, value);
-    else if (flag == "--products") a.products = cli.positive(flag, value);
-    else return false;
-    return true;
-  });
+  cli.positive("--requests", a.requests, "product reads");
+  cli.positive("--products", a.products, "products in the database");
+  cli.parse(argc, argv);
   return a;
 }
 
@@ -208,7 +205,7 @@ int run(const Args& a, example::Cli& cli) {
 
 int main(int argc, char** argv) {
   example::Cli cli("cache_aside",
-                   "[--socket PATH | --host H --port P] [--password PW] [--requests N] [--products N]\n"
+                   "Cache-aside over an expensive SQLite query, cold and warm.\n"
                    "Without --socket or --host it starts its own throwaway redis-server.");
   const Args a = parse(argc, argv, cli);
   try {

@@ -49,24 +49,26 @@ struct Args {
 
 Args parse(int argc, char** argv, example::Cli& cli) {
   Args a;
-  cli.each_flag(argc, argv, [&](std::string_view flag, std::string_view value) {
-    if (flag == "--products") a.shape.products = cli.positive(flag, value);
-    else if (flag == "--categories") a.shape.categories = cli.positive(flag, value);
-    else if (flag == "--threads") a.run.threads = cli.positive(flag, value);
-    else if (flag == "--seconds") a.run.duration = std::chrono::milliseconds(static_cast<long>(cli.number(flag, value, 0.1, 3600) * 1000));
-    else if (flag == "--updates") a.run.update_share = cli.number(flag, value, 0, 100) / 100;
-    else if (flag == "--zipf") a.zipf = cli.number(flag, value, 0, 5);
-    else if (flag == "--warm") a.warm = cli.number(flag, value, 0, 100) / 100;
-    else if (flag == "--seed") a.shape.seed = static_cast<std::uint64_t>(cli.positive(flag, value));
-    else if (flag == "--db") a.db = value;
-    else if (flag == "--db-file") a.db_file = value;
-    else if (flag == "--pg") a.pg = value;
-    else if (flag == "--png") a.png = value;
-    else return false;
-    return true;
-  });
-  if (a.db != "sqlite" && a.db != "postgres") cli.fail("--db is sqlite or postgres, not '" + a.db + "'");
+  CLI::App& app = cli.app();
+  double seconds = static_cast<double>(a.run.duration.count()) / 1000, updates = a.run.update_share * 100,
+         warm = a.warm * 100;
+  cli.positive("--products", a.shape.products, "products in the catalog");
+  cli.positive("--categories", a.shape.categories, "categories");
+  cli.positive("--threads", a.run.threads, "client threads");
+  app.add_option("--seconds", seconds, "seconds per mode")->check(CLI::Range(0.1, 3600.0))->capture_default_str();
+  app.add_option("--updates", updates, "percent of requests that update")->check(CLI::Range(0.0, 100.0))->capture_default_str();
+  app.add_option("--zipf", a.zipf, "Zipf exponent of popularity")->check(CLI::Range(0.0, 5.0))->capture_default_str();
+  app.add_option("--warm", warm, "percent of the catalog loaded first")->check(CLI::Range(0.0, 100.0))->capture_default_str();
+  cli.positive("--seed", a.shape.seed, "random seed");
+  app.add_option("--db", a.db, "database")->check(CLI::IsMember({"sqlite", "postgres"}))->capture_default_str();
+  app.add_option("--db-file", a.db_file, "SQLite file (default: one per shape in the temp directory)");
+  app.add_option("--pg", a.pg, "PostgreSQL conninfo (default: a throwaway server)");
+  app.add_option("--png", a.png, "write a latency chart (gnuplot) to this file");
+  cli.parse(argc, argv);
   if (a.shape.categories > a.shape.products) cli.fail("--categories cannot exceed --products");
+  a.run.duration = std::chrono::milliseconds(static_cast<long>(seconds * 1000));
+  a.run.update_share = updates / 100;
+  a.warm = warm / 100;
   return a;
 }
 
@@ -234,9 +236,7 @@ int run(const Args& a, example::Cli& cli) {
 int main(int argc, char** argv) {
   example::Cli cli(
       "catalog",
-      "[--products N] [--categories N] [--threads N] [--seconds S] [--updates PERCENT] [--zipf S] [--warm PERCENT]\n"
-      "       [--db sqlite|postgres] [--db-file PATH] [--pg CONNINFO] [--png FILE] [--seed N]\n"
-      "       [--socket PATH | --host H --port P] [--password PW]\n"
+      "The demo: a product catalog read through cachet's policies, each mode timed against the database alone.\n"
       "Without --socket or --host it starts its own throwaway redis-server; --db postgres without --pg\n"
       "starts a throwaway PostgreSQL.");
   const Args a = parse(argc, argv, cli);

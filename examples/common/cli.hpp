@@ -1,77 +1,63 @@
 #pragma once
-// What every example's command line shares: usage errors (exit 2), positive
-// integer flags, the Redis address flags, a throwaway server when none is
-// given, and latency percentiles.
+// What every example's command line shares, on CLI11: --help, usage errors (exit
+// 2, one line saying what is wrong), the Redis address flags, a throwaway server
+// when none is given, and latency percentiles.
 
 #include <cachet/redis/options.hpp>
 #include <cachet/testing/redis_server.hpp>
 
+#include <CLI/CLI.hpp>
+
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <string>
-#include <string_view>
 #include <vector>
 
 namespace example {
 
 class Cli {
  public:
-  // `usage` is printed after "usage: " on errors and for --help.
-  Cli(std::string program, std::string usage) : program_(std::move(program)), usage_(std::move(usage)) {}
+  Cli(std::string program, std::string description) : app_(std::move(description), std::move(program)) {
+    app_.get_formatter()->column_width(32);
+    command_timeout_ms_ = redis_.command_timeout.count();
+    CLI::Option* socket =
+        app_.add_option("--socket", redis_.path, "Redis unix socket (default: a throwaway redis-server)");
+    app_.add_option("--host", redis_.host, "Redis host")->excludes(socket);
+    app_.add_option("--port", redis_.port, "Redis port")->check(CLI::Range(1, 65535))->excludes(socket);
+    app_.add_option("--password", redis_.password, "Redis password");
+    positive("--command-timeout", command_timeout_ms_, "Redis command timeout, ms");
+  }
 
+  // Add the example's own flags here before parse().
+  CLI::App& app() noexcept { return app_; }
+
+  // A flag that takes a positive integer, showing its default in --help.
+  template <class T>
+  CLI::Option* positive(const std::string& name, T& value, const std::string& help) {
+    return app_.add_option(name, value, help)->check(positive_integer())->capture_default_str();
+  }
+
+  // Parses the command line, or exits: 0 after --help, 2 after a usage error.
+  void parse(int argc, char** argv) {
+    try {
+      app_.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+      if (e.get_exit_code() == 0) std::exit(app_.exit(e));  // --help
+      fail(e.what());
+    }
+    for (const char* flag : {"--socket", "--host", "--port", "--password"})
+      if (app_.count(flag) != 0) own_server_ = false;
+    redis_.command_timeout = std::chrono::milliseconds(command_timeout_ms_);
+  }
+
+  // A usage error found after parsing (flags that contradict each other).
   [[noreturn]] void fail(const std::string& error) const {
-    if (!error.empty()) std::fprintf(stderr, "%s: %s\n", program_.c_str(), error.c_str());
-    std::fprintf(stderr, "usage: %s %s\n", program_.c_str(), usage_.c_str());
-    std::exit(error.empty() ? 0 : 2);
-  }
-
-  // Calls `handle(flag, value)` for each "--flag value" pair that is not a Redis
-  // flag; `handle` returns false for a flag it does not know. --help prints the usage.
-  template <class Handle>
-  void each_flag(int argc, char** argv, Handle&& handle) {
-    for (int i = 1; i < argc; ++i) {
-      const std::string_view flag = argv[i];
-      if (flag == "--help" || flag == "-h") fail("");
-      if (flag.rfind("--", 0) != 0) fail("unexpected argument '" + std::string(flag) + "'");
-      if (i + 1 >= argc) fail("missing value after " + std::string(flag));
-      const std::string_view value = argv[++i];
-      if (!redis_flag(flag, value) && !handle(flag, value)) fail("unknown flag " + std::string(flag));
-    }
-  }
-
-  int positive(std::string_view flag, std::string_view text) const {
-    int v = 0;
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (ec != std::errc{} || end != text.data() + text.size() || v <= 0)
-      fail(std::string(flag) + " needs a positive integer, got '" + std::string(text) + "'");
-    return v;
-  }
-
-  // A number in [min, max].
-  double number(std::string_view flag, std::string_view text, double min, double max) const {
-    double v = 0;
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (ec != std::errc{} || end != text.data() + text.size() || v < min || v > max)
-    {
-      char range[64];
-      std::snprintf(range, sizeof range, " needs a number from %g to %g, got '", min, max);
-      fail(std::string(flag) + range + std::string(text) + "'");
-    }
-    return v;
-  }
-
-  // --socket, --host, --port, --password: true if `flag` was one of them.
-  bool redis_flag(std::string_view flag, std::string_view value) {
-    if (flag == "--socket") redis_.path = value;
-    else if (flag == "--host") redis_.host = value;
-    else if (flag == "--port") redis_.port = positive(flag, value);
-    else if (flag == "--password") redis_.password = value;
-    else return false;
-    own_server_ = false;
-    return true;
+    std::fprintf(stderr, "%s: %s\nRun with --help for more information.\n", app_.get_name().c_str(), error.c_str());
+    std::exit(2);
   }
 
   // The Redis to use: the one the flags named, or a throwaway server started now.
@@ -81,12 +67,28 @@ class Cli {
       server_ = std::make_unique<cachet::testing::RedisServer>();
       std::printf("started a throwaway redis-server on %s\n", server_->socket_path().c_str());
     }
-    return server_->connection_options();
+    cachet::ConnectionOptions o = server_->connection_options();
+    o.command_timeout = redis_.command_timeout;
+    return o;
   }
 
  private:
-  std::string program_, usage_;
+  // Checked before conversion, so "zero" and "-5" get one clear line.
+  static CLI::Validator positive_integer() {
+    return CLI::Validator(
+        [](std::string& text) -> std::string {
+          long v = 0;
+          const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+          if (ec != std::errc{} || end != text.data() + text.size() || v <= 0)
+            return "needs a positive integer, got '" + text + "'";
+          return {};
+        },
+        "POSITIVE");
+  }
+
+  CLI::App app_;
   cachet::ConnectionOptions redis_;
+  long command_timeout_ms_ = 0;
   bool own_server_ = true;
   std::unique_ptr<cachet::testing::RedisServer> server_;
 };

@@ -6,6 +6,7 @@
 //   PUT  /products/:id {"price":x} a WriteThrough: the database, then the product's route
 //                                  and its category's summary (by tag) dropped in one step
 //   GET  /uncached/...             the same two GETs, always from the database
+//   GET  /metrics                  every cache's metrics, in the Prometheus text format
 //
 //   http_api serve [--listen P]    serve on 127.0.0.1:P (8080) until interrupted
 //   http_api load  [--seconds S] [--threads N]   cached vs uncached from a built-in client
@@ -90,20 +91,23 @@ class Api {
 
   void install(httplib::Server& server) {
     server.set_tcp_nodelay(true);  // else small keep-alive replies wait out the client's delayed ACK (40 ms)
+    server.Get("/metrics", guarded([](const httplib::Request&, httplib::Response& res) {  // for Prometheus to scrape
+      res.set_content(cachet::MetricsRegistry::global().prometheus(), "text/plain; version=0.0.4; charset=utf-8");
+    }));
     server.Get(R"(/products/(\d+))",
-               [this](const httplib::Request& req, httplib::Response& res) { reply(res, product_route(req)); });
-    server.Get(R"(/uncached/products/(\d+))", [this](const httplib::Request& req, httplib::Response& res) {
+               guarded([this](const httplib::Request& req, httplib::Response& res) { reply(res, product_route(req)); }));
+    server.Get(R"(/uncached/products/(\d+))", guarded([this](const httplib::Request& req, httplib::Response& res) {
       reply(res, json_of(sessions_.mine().product(std::stoll(req.matches[1]))));
-    });
-    server.Get(R"(/uncached/categories/(\d+))", [this](const httplib::Request& req, httplib::Response& res) {
+    }));
+    server.Get(R"(/uncached/categories/(\d+))", guarded([this](const httplib::Request& req, httplib::Response& res) {
       reply(res, json_of(sessions_.mine().category(std::stoll(req.matches[1]))));
-    });
-    server.Get(R"(/categories/(\d+))", [this](const httplib::Request& req, httplib::Response& res) {
+    }));
+    server.Get(R"(/categories/(\d+))", guarded([this](const httplib::Request& req, httplib::Response& res) {
       reply(res, categories_.get_or_load(req.path, [this, id = std::stoll(req.matches[1])](std::string_view) {
         return json_of(sessions_.mine().category(id));
       }));
-    });
-    server.Put(R"(/products/(\d+))", [this](const httplib::Request& req, httplib::Response& res) {
+    }));
+    server.Put(R"(/products/(\d+))", guarded([this](const httplib::Request& req, httplib::Response& res) {
       double price = 0;
       try {
         price = nlohmann::json::parse(req.body).at("price").get<double>();
@@ -119,10 +123,28 @@ class Api {
       next["price"] = price;
       writes_.put(req.path, next.dump());  // the database, then the route and its category's summary dropped
       reply(res, product_route(req));      // the row as committed, loaded again
-    });
+    }));
   }
 
  private:
+  // What a handler throws is answered as JSON (cpp-httplib alone answers a bare
+  // 500): a cachet error (a write-through's cache step while Redis is down, a
+  // lock wait that timed out) is a 503 a client may retry, anything else a 500.
+  template <class Handler>
+  static httplib::Server::Handler guarded(Handler handler) {
+    return [handler](const httplib::Request& req, httplib::Response& res) {
+      try {
+        handler(req, res);
+      } catch (const cachet::Error& e) {
+        res.status = 503;
+        res.set_content(nlohmann::json{{"error", e.what()}}.dump(), "application/json");
+      } catch (const std::exception& e) {
+        res.status = 500;
+        res.set_content(nlohmann::json{{"error", e.what()}}.dump(), "application/json");
+      }
+    };
+  }
+
   std::string product_route(const httplib::Request& req) {
     return products_.get_or_load(req.path, [this, id = std::stoll(req.matches[1])](std::string_view) {
       return json_of(sessions_.mine().product(id));
@@ -208,9 +230,17 @@ int check(Api& api) {
               average, new_average);
   const auto bad = client.Put("/products/7", "{\"cost\": 1}", "application/json");
   if (!bad || bad->status != 400) throw std::runtime_error("a malformed PUT was not refused with 400");
+  const auto huge = client.Get("/products/99999999999999999999");  // std::stoll throws in the handler
+  if (!huge || huge->status != 500 || huge->body.find("\"error\"") == std::string::npos)
+    throw std::runtime_error("a handler's exception was not answered with a JSON 500");
   const bool fresh = seen.at("price").get<double>() == price && new_average > average;  // the summary's tag was dropped
   if (!fresh) std::fprintf(stderr, "http_api: FAILED: a GET after the PUT returned what was cached before it\n");
-  return fresh ? 0 : 1;
+  const auto metrics = client.Get("/metrics");
+  const bool scraped = metrics && metrics->status == 200 &&
+                       metrics->body.find("cachet_hits_total{cache=\"api:products\"") != std::string::npos;
+  if (!scraped) std::fprintf(stderr, "http_api: FAILED: GET /metrics has no cachet_hits_total of the products cache\n");
+  else std::printf("GET /metrics: %zu bytes of Prometheus text\n", metrics->body.size());
+  return fresh && scraped ? 0 : 1;
 }
 
 int load(Api& api, const Args& a) {
@@ -283,22 +313,18 @@ int serve(Api& api, const Args& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  example::Cli cli("http_api",
-                   "serve|load|check [--listen P] [--seconds S] [--threads N] [--products N] [--db-file PATH]\n"
-                   "       [--socket PATH | --host H --port P] [--password PW]");
+  example::Cli cli("http_api", "A small HTTP API over the catalog, cached with cachet.");
   Args a;
-  if (argc < 2) cli.fail("which command: serve, load or check?");
-  a.command = argv[1];
-  if (a.command != "serve" && a.command != "load" && a.command != "check") cli.fail("unknown command " + a.command);
-  cli.each_flag(argc - 1, argv + 1, [&](std::string_view flag, std::string_view value) {
-    if (flag == "--listen") a.port = cli.positive(flag, value);
-    else if (flag == "--seconds") a.seconds = cli.positive(flag, value);
-    else if (flag == "--threads") a.threads = cli.positive(flag, value);
-    else if (flag == "--products") a.shape.products = cli.positive(flag, value);
-    else if (flag == "--db-file") a.db_file = value;
-    else return false;
-    return true;
-  });
+  CLI::App& app = cli.app();
+  app.add_option("command", a.command, "serve, load (a load test) or check (a PUT is visible to the next GET)")
+      ->required()
+      ->check(CLI::IsMember({"serve", "load", "check"}));
+  cli.positive("--listen", a.port, "port to serve on");
+  cli.positive("--seconds", a.seconds, "load test duration");
+  cli.positive("--threads", a.threads, "load test clients");
+  cli.positive("--products", a.shape.products, "products in the catalog");
+  app.add_option("--db-file", a.db_file, "SQLite file (default: one per shape in the temp directory)");
+  cli.parse(argc, argv);
   try {
     const std::string file = !a.db_file.empty() ? a.db_file
                                                 : (std::filesystem::temp_directory_path() /

@@ -67,7 +67,7 @@ TEST_CASE("executor: bounded queue, bounded threads, stop waits for running jobs
   CHECK_FALSE(executor.try_submit(job));
   CHECK_FALSE(executor.submit_until(job, std::chrono::steady_clock::now() + 20ms));
   CHECK(executor.threads() == 2);
-  std::thread release([&] {  // both workers wait at the gate, so only stop() can empty the queue
+  cachet::test::Thread release([&] {  // both workers wait at the gate, so only stop() can empty the queue
     cachet::test::eventually([&] { return executor.queued() == 0; });
     go.set_value();
   });
@@ -175,7 +175,7 @@ TEMPLATE_TEST_CASE("early expiration: recomputed before expiry, one at a time, n
 
   std::atomic<bool> done{false};
   std::atomic<int> misses{0};
-  std::thread readers([&] {
+  cachet::test::Thread readers([&] {
     in_threads(8, [&](int) {
       while (!done) misses += cache.get_or_load("k", load).empty();
     });
@@ -216,7 +216,7 @@ TEMPLATE_TEST_CASE("fail-safe: a database down for 10 s, every read served stale
   };
   std::atomic<bool> done{false};
   std::atomic<int> served{0}, failed{0};
-  std::thread readers([&] {
+  cachet::test::Thread readers([&] {
     in_threads(4, [&](int) {
       while (!done) {
         try {

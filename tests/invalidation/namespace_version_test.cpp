@@ -1,6 +1,7 @@
 #include <cachet/namespace_version.hpp>
 
 #include <catch2/catch.hpp>
+#include <support/concurrency.hpp>
 #include <support/errors.hpp>
 #include <support/server.hpp>
 
@@ -62,7 +63,7 @@ TEST_CASE("concurrent local bumps never move the cached version backwards") {
   cachet::Pool pool(server.connection_options(), {.size = 8});
   cachet::NamespaceVersions versions(pool, cachet::KeyBuilder("shop"), {.cache_for = 1h});
   std::atomic<int> invisible{0};
-  std::vector<std::thread> threads;
+  std::vector<cachet::test::Thread> threads;
   for (int t = 0; t < 8; ++t)
     threads.emplace_back([&] {
       for (int i = 0; i < 200; ++i) {

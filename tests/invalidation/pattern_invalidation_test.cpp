@@ -2,6 +2,7 @@
 #include <cachet/pattern_invalidation.hpp>
 
 #include <catch2/catch.hpp>
+#include <support/concurrency.hpp>
 #include <support/server.hpp>
 
 #include <atomic>
@@ -69,7 +70,7 @@ TEST_CASE("1M keys removed by pattern while a second connection PINGs: no comman
   std::atomic<bool> done{false};
   std::chrono::steady_clock::duration worst{};
   long pings = 0;
-  std::thread pinger([&] {
+  cachet::test::Thread pinger([&] {
     auto conn = cachet::test::connect(server);
     while (!done.load()) {
       const auto sent = std::chrono::steady_clock::now();

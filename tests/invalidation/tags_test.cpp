@@ -1,6 +1,7 @@
 #include <cachet/tags.hpp>
 
 #include <catch2/catch.hpp>
+#include <support/concurrency.hpp>
 #include <support/server.hpp>
 
 #include <algorithm>
@@ -66,7 +67,7 @@ struct TagRace {
       invalidate(tags, names);
       ++invalidations;
     };
-    std::vector<std::thread> threads;
+    std::vector<cachet::test::Thread> threads;
     for (int w = 0; w < taggers; ++w)
       threads.emplace_back([&, w] {
         for (int k = 0; !stop; k = (k + 1) % keys_per_tagger) {

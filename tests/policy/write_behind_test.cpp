@@ -249,7 +249,7 @@ TEST_CASE("writes from 8 threads while the flusher process is SIGKILLed twice: n
   }));
   Expected expected;
   std::atomic<int> written{0};
-  std::thread writers([&] {
+  cachet::test::Thread writers([&] {
     cachet::test::in_threads(8, [&](int t) {
       for (int i = t; i < crash_writes; i += 8) {
         const std::string id = std::to_string((i * 7919) % 20'000);  // about 5 writes per id, from several threads
@@ -325,7 +325,7 @@ TEST_CASE("the database down for 5 s: writes keep being accepted, then drain") {
   locker.raw().exec("BEGIN EXCLUSIVE");  // taken before the first write so no batch slips in ahead of it
   const auto& m = cache.cache().metrics();
   std::uint64_t flushed_in_outage = 0;
-  std::thread outage([&] {
+  cachet::test::Thread outage([&] {
     std::this_thread::sleep_for(5s);
     flushed_in_outage = m.value(Event::flushed);  // read under the lock: a retry may succeed the instant it ends
     locker.raw().exec("COMMIT");
@@ -453,7 +453,7 @@ TEST_CASE("a queue at its bound blocks, rejects, or grows with a warning") {
                          bounded(cachet::QueueFull::block, "block"));
   fill(block);
   const auto started = std::chrono::steady_clock::now();
-  std::thread drain([&] {  // a flusher comes up after 200 ms and makes room
+  cachet::test::Thread drain([&] {  // a flusher comes up after 200 ms and makes room
     std::this_thread::sleep_for(200ms);
     WriteBehindCache flusher(pool, cachet::test::write_behind_options("wb-block-flusher"),
                              cachet::test::DbWriter(path), on_queue(cachet::test::flusher_options(), "block"));

@@ -141,7 +141,7 @@ long race(int rounds, MakeWriter make_writer) {
   TestDb check(path);
   std::atomic<long> refused{0}, wrong{0};
   std::barrier sync(2);
-  std::vector<std::thread> threads;
+  std::vector<cachet::test::Thread> threads;
   for (int t = 0; t < 2; ++t) {
     threads.emplace_back([&, t] {
       std::mt19937 rng(static_cast<unsigned>(t));

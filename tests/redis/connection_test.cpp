@@ -2,6 +2,7 @@
 #include <cachet/testing/redis_server.hpp>
 
 #include <catch2/catch.hpp>
+#include <support/concurrency.hpp>
 #include <support/errors.hpp>
 #include <support/server.hpp>
 
@@ -200,7 +201,7 @@ TEST_CASE("a peer that does not speak RESP is a ProtocolError") {
   std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
   REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
   REQUIRE(::listen(listener, 1) == 0);
-  std::thread peer([listener] {
+  cachet::test::Thread peer([listener] {
     const int fd = ::accept(listener, nullptr, nullptr);
     char buf[256];
     (void)!::read(fd, buf, sizeof buf);  // the PING

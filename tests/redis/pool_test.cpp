@@ -1,6 +1,7 @@
 #include <cachet/redis/pool.hpp>
 
 #include <catch2/catch.hpp>
+#include <support/concurrency.hpp>
 #include <support/errors.hpp>
 #include <support/server.hpp>
 
@@ -16,13 +17,20 @@ using cachet::test::throws_exactly;
 
 TEST_CASE("lazy and eager pools") {
   auto& server = cachet::test::clean_server();
-  SECTION("lazy: connections open on demand") {
+  SECTION("lazy: one connection opens in the constructor (to verify the configuration), the rest on demand") {
     cachet::Pool pool(server.connection_options(), {.size = 4});
-    CHECK(pool.stats().created == 0);
+    CHECK(pool.stats().created == 1);
+    CHECK(pool.stats().idle == 1);
     { auto lease = pool.acquire(); }
     { auto lease = pool.acquire(); }  // the same connection again
     CHECK(pool.stats().created == 1);
     CHECK(pool.stats().idle == 1);
+    { auto a = pool.acquire(), b = pool.acquire(); }
+    CHECK(pool.stats().created == 2);
+  }
+  SECTION("without verify nothing opens in the constructor") {
+    cachet::Pool pool(server.connection_options(), {.size = 4, .verify = false});
+    CHECK(pool.stats().created == 0);
   }
   SECTION("eager: every connection opens in the constructor") {
     cachet::Pool pool(server.connection_options(), {.size = 4, .eager = true});
@@ -114,7 +122,7 @@ TEST_CASE("while Redis is down the pool fails fast instead of reconnecting on ev
   cachet::testing::RedisServer server;
   auto o = server.connection_options();
   o.reconnect = {.initial = 10s, .max = 10s, .multiplier = 2.0, .jitter = 0.0};
-  cachet::Pool pool(o, {.size = 2});
+  cachet::Pool pool(o, {.size = 2, .verify = false});  // no idle connection for the first acquire to get
   server.kill();
   CHECK(throws_exactly<cachet::ConnectionError>([&] { pool.acquire(); }));
   try {
@@ -134,7 +142,7 @@ TEST_CASE("16 threads through a pool of 4: 100k commands, no error, no mix-up") 
   constexpr int commands_per_thread = 100'000 / threads;
   std::atomic<int> errors{0};
   std::atomic<int> mixups{0};
-  std::vector<std::thread> workers;
+  std::vector<cachet::test::Thread> workers;
   for (int t = 0; t < threads; ++t) {
     workers.emplace_back([&, t] {
       const std::string key = "thread:" + std::to_string(t);

@@ -5,6 +5,7 @@
 
 #include <support/zipf.hpp>
 #include <catch2/catch.hpp>
+#include <support/concurrency.hpp>
 
 #include <algorithm>
 #include <array>
@@ -286,7 +287,7 @@ TEST_CASE("two threads hammering one store") {
       if (t == 0 && i % 100 == 0) clock.advance(1ms);
     }
   };
-  std::thread other(work, 1);
+  cachet::test::Thread other(work, 1);
   work(0);
   other.join();
 
@@ -349,7 +350,7 @@ TEST_CASE("detail::SpinMutex: two threads, no lost update") {
       ++counter;
     }
   };
-  std::thread other(add);
+  cachet::test::Thread other(add);
   add();
   other.join();
   CHECK(counter == 400'000);

@@ -188,7 +188,7 @@ TEST_CASE("8 threads read hot keys for 10 s while another process writes them: n
   std::atomic<long long> reads{0}, missing{0};
   std::mutex stale_mutex;
   std::vector<StaleRead> stale;  // reads older than a write that had completed before they began
-  std::thread watcher([&] {
+  cachet::test::Thread watcher([&] {
     cachet::test::wait_exit(worker);
     writing = false;
   });

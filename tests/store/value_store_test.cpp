@@ -51,7 +51,7 @@ TEST_CASE("a kept value is shared, not copied, and a repeated hit allocates noth
   // Another thread's first hit goes to the shard and takes its own handle; its next allocates nothing.
   const std::string *first = nullptr, *second = nullptr;
   std::size_t allocated = 1;
-  std::thread([&] {
+  cachet::test::Thread([&] {
     first = store.get(key)->value.get();
     allocated = cachet::test::allocations_in([&] { second = store.get(key)->value.get(); });
   }).join();
@@ -139,7 +139,7 @@ TEST_CASE("racing fills and reads never see a value older than the last invalida
   std::array<std::atomic<int>, keys> source{}, invalidated{};
   std::atomic<bool> done{false};
   std::atomic<int> older{0}, checks{0}, read_older{0}, reads{0}, started{0};
-  std::thread writer([&] {
+  cachet::test::Thread writer([&] {
     std::mt19937 rng(1);
     while (started < 3) std::this_thread::yield();  // under TSan the rounds could otherwise end before a reader ran
     const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);

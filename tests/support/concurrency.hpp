@@ -7,7 +7,9 @@
 #include <chrono>
 #include <cstdio>
 #include <exception>
+#include <memory>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace cachet::test {
@@ -32,12 +34,55 @@ bool eventually(P pred, std::chrono::milliseconds within = std::chrono::seconds(
   return pred();
 }
 
-// Starts `n` threads running `f(i)` and joins them.
+// A test's thread. An exception leaving a std::thread's body calls std::terminate
+// and ends the whole test binary (a Redis timeout on a loaded machine, say); this
+// one keeps it and join() rethrows it in the test's thread, so Catch2 reports a
+// failed test. Joins when destroyed unjoined, as std::jthread does, so a failure
+// unwinding past it does not terminate either.
+class Thread {
+ public:
+  template <class F, class... Args>
+  explicit Thread(F f, Args... args)
+      : error_(std::make_shared<std::exception_ptr>()),
+        thread_([error = error_, f = std::move(f), ... args = std::move(args)]() mutable {
+          try {
+            f(args...);
+          } catch (...) {
+            *error = std::current_exception();
+          }
+        }) {}
+  Thread(Thread&&) noexcept = default;
+  Thread& operator=(Thread&&) = delete;
+  ~Thread() {
+    if (thread_.joinable()) thread_.join();
+  }
+
+  // Waits for the thread; rethrows what its body threw.
+  void join() {
+    thread_.join();
+    if (*error_) std::rethrow_exception(std::exchange(*error_, nullptr));
+  }
+
+ private:
+  std::shared_ptr<std::exception_ptr> error_;  // shared: the Thread may move while its body runs
+  std::thread thread_;
+};
+
+// Starts `n` threads running `f(i)`, joins them all, then rethrows the first
+// exception one of them threw.
 template <class F>
 void in_threads(int n, F f) {
-  std::vector<std::thread> threads;
+  std::vector<Thread> threads;
   for (int i = 0; i < n; ++i) threads.emplace_back(f, i);
-  for (auto& t : threads) t.join();
+  std::exception_ptr first;
+  for (auto& t : threads) {
+    try {
+      t.join();
+    } catch (...) {
+      if (!first) first = std::current_exception();
+    }
+  }
+  if (first) std::rethrow_exception(first);
 }
 
 // The exit code of child `pid`, or -1 if it did not exit normally.

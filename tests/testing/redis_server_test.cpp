@@ -1,6 +1,7 @@
 #include <cachet/testing/redis_server.hpp>
 
 #include <catch2/catch.hpp>
+#include <support/concurrency.hpp>
 
 #include <chrono>
 #include <cstdlib>
@@ -96,7 +97,7 @@ TEST_CASE("a bad config line is reported with the server's log") {
 
 TEST_CASE("a server started from a thread outlives that thread") {
   std::unique_ptr<cachet::testing::RedisServer> server;
-  std::thread([&] { server = std::make_unique<cachet::testing::RedisServer>(); }).join();
+  cachet::test::Thread([&] { server = std::make_unique<cachet::testing::RedisServer>(); }).join();
   std::this_thread::sleep_for(100ms);
   CHECK(server->connect().command({"PING"}).as_status() == "PONG");
 }

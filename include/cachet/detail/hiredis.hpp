@@ -3,16 +3,19 @@
 
 #include <cachet/redis/errors.hpp>
 
+#include <fmt/format.h>
 #include <hiredis/hiredis.h>
 
 #include <signal.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <memory>
 #include <mutex>
 #include <new>
 #include <string>
+#include <string_view>
 
 #if !defined(HIREDIS_MAJOR)
 #error "cachet needs hiredis.h to define HIREDIS_MAJOR"
@@ -61,13 +64,26 @@ inline bool is_timeout(int err, const char* errstr, int saved_errno) noexcept {
   return std::strcmp(errstr, std::strerror(EAGAIN)) == 0 || std::strcmp(errstr, std::strerror(ETIMEDOUT)) == 0;
 }
 
+// What failed, for the error message: "GET on 127.0.0.1:7001" or "connect to
+// /run/redis.sock", and the timeout that applied with the option that sets it.
+struct FailedOp {
+  std::string_view what;
+  std::chrono::milliseconds timeout;
+  std::string_view timeout_option;  // e.g. "ConnectionOptions::command_timeout"
+};
+
 // Throws the typed error for a context in an error state (`c.err != 0`).
-[[noreturn]] inline void throw_context_error(const redisContext& c, int saved_errno, const std::string& where) {
-  const std::string msg = "redis " + where + ": " + (c.errstr[0] ? c.errstr : "unknown error");
-  if (is_timeout(c.err, c.errstr, saved_errno)) throw TimeoutError(msg);
-  if (c.err == REDIS_ERR_PROTOCOL) throw ProtocolError(msg);
+[[noreturn]] inline void throw_context_error(const redisContext& c, int saved_errno, const FailedOp& op) {
+  const char* reason = c.errstr[0] ? c.errstr : "unknown error";
+  if (is_timeout(c.err, c.errstr, saved_errno)) {
+    if (op.timeout.count() > 0)
+      throw TimeoutError(fmt::format("redis: {} timed out after {} ms ({})", op.what, op.timeout.count(), op.timeout_option));
+    throw TimeoutError(fmt::format("redis: {} timed out: {} ({} is 0: the system's limit applies)", op.what, reason,
+                                   op.timeout_option));
+  }
+  if (c.err == REDIS_ERR_PROTOCOL) throw ProtocolError(fmt::format("redis: {}: protocol error: {}", op.what, reason));
   if (c.err == REDIS_ERR_OOM) throw std::bad_alloc();
-  throw ConnectionError(msg);
+  throw ConnectionError(fmt::format("redis: {} failed: {}", op.what, reason));
 }
 
 }  // namespace cachet::detail

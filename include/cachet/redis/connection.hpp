@@ -15,9 +15,12 @@
 #include <cachet/redis/options.hpp>
 #include <cachet/redis/reply.hpp>
 
+#include <fmt/format.h>
+
 #include <poll.h>
 #include <sys/time.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
@@ -25,6 +28,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 
@@ -46,7 +50,8 @@ class Connection {
         ctx_(std::move(o.ctx_)),
         backoff_(std::move(o.backoff_)),
         pending_(std::exchange(o.pending_, 0)),
-        last_error_(std::move(o.last_error_)) {}
+        last_error_(std::move(o.last_error_)),
+        first_pending_(std::move(o.first_pending_)) {}
   Connection& operator=(Connection&& o) noexcept {
     if (this != &o) {
       options_ = o.options_;
@@ -54,6 +59,7 @@ class Connection {
       backoff_ = std::move(o.backoff_);
       pending_ = std::exchange(o.pending_, 0);
       last_error_ = std::move(o.last_error_);
+      first_pending_ = std::move(o.first_pending_);
     }
     return *this;
   }
@@ -93,13 +99,14 @@ class Connection {
     // Redis never answers an empty command: the read would wait for the timeout.
     if (argv.size() == 0) throw std::invalid_argument("cachet::Connection: empty command");
     ensure_connected();
-    if (redisAppendCommandArgv(ctx_.get(), argv.argc(), argv.argv(), argv.lens()) != REDIS_OK) fail("append");
+    if (pending_ == 0) name_first_pending(argv);
+    if (redisAppendCommandArgv(ctx_.get(), argv.argc(), argv.argv(), argv.lens()) != REDIS_OK) fail_command();
     ++pending_;
   }
   Reply read_reply() {
     if (pending_ == 0) throw std::logic_error("cachet::Connection: read_reply() with no command pending");
     void* raw = nullptr;
-    if (redisGetReply(ctx_.get(), &raw) != REDIS_OK || raw == nullptr) fail("read");
+    if (redisGetReply(ctx_.get(), &raw) != REDIS_OK || raw == nullptr) fail_command();
     --pending_;
     return Reply(detail::ReplyPtr(static_cast<redisReply*>(raw)));
   }
@@ -111,14 +118,14 @@ class Connection {
   std::optional<Reply> read_push(std::chrono::milliseconds wait, int wake_fd = -1) {
     if (!ctx_) throw ConnectionError("redis: read_push on a connection that is not connected");
     void* raw = nullptr;
-    if (redisGetReplyFromReader(ctx_.get(), &raw) != REDIS_OK) fail("read");  // one already buffered?
+    if (redisGetReplyFromReader(ctx_.get(), &raw) != REDIS_OK) fail("pub/sub read");  // one already buffered?
     if (raw == nullptr) {
       pollfd p[2] = {{ctx_->fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
       const int ready = ::poll(p, wake_fd >= 0 ? 2 : 1, static_cast<int>(wait.count()));
-      if (ready < 0 && errno != EINTR) fail("poll");
+      if (ready < 0 && errno != EINTR) fail("pub/sub poll");
       if (ready <= 0 || (p[0].revents & (POLLIN | POLLHUP | POLLERR)) == 0) return std::nullopt;
-      if (redisBufferRead(ctx_.get()) != REDIS_OK) fail("read");
-      if (redisGetReplyFromReader(ctx_.get(), &raw) != REDIS_OK) fail("read");
+      if (redisBufferRead(ctx_.get()) != REDIS_OK) fail("pub/sub read");
+      if (redisGetReplyFromReader(ctx_.get(), &raw) != REDIS_OK) fail("pub/sub read");
       if (raw == nullptr) return std::nullopt;  // part of a message so far
     }
     return Reply(detail::ReplyPtr(static_cast<redisReply*>(raw)));
@@ -130,9 +137,9 @@ class Connection {
   void send(std::initializer_list<Arg> args) {
     if (!ctx_) throw ConnectionError("redis: send on a connection that is not connected");
     detail::Argv argv(args);
-    if (redisAppendCommandArgv(ctx_.get(), argv.argc(), argv.argv(), argv.lens()) != REDIS_OK) fail("append");
+    if (redisAppendCommandArgv(ctx_.get(), argv.argc(), argv.argv(), argv.lens()) != REDIS_OK) fail("pub/sub send");
     for (int done = 0; !done;)
-      if (redisBufferWrite(ctx_.get(), &done) != REDIS_OK) fail("write");
+      if (redisBufferWrite(ctx_.get(), &done) != REDIS_OK) fail("pub/sub send");
   }
 
   // Drops the context: pending replies are forgotten and the next command reconnects.
@@ -207,10 +214,12 @@ class Connection {
     const int saved_errno = errno;
     if (c == nullptr) throw std::bad_alloc();
     ctx_.reset(c);
-    if (c->err) detail::throw_context_error(*c, saved_errno, "connect to " + endpoint());
+    if (c->err)
+      detail::throw_context_error(*c, saved_errno, {"connect to " + endpoint(), options_.connect_timeout,
+                                                    "ConnectionOptions::connect_timeout"});
     // Zero restores blocking without a limit (hiredis 0.14 keeps the connect timeout otherwise).
-    if (redisSetTimeout(c, to_timeval(options_.command_timeout)) != REDIS_OK) fail("set timeout");
-    if (options_.keepalive && !options_.uses_unix_socket() && redisEnableKeepAlive(c) != REDIS_OK) fail("keepalive");
+    if (redisSetTimeout(c, to_timeval(options_.command_timeout)) != REDIS_OK) fail("setting the command timeout");
+    if (options_.keepalive && !options_.uses_unix_socket() && redisEnableKeepAlive(c) != REDIS_OK) fail("TCP keepalive");
   }
 
   // AUTH, SELECT and CLIENT SETNAME in one round trip.
@@ -237,16 +246,28 @@ class Connection {
     if (!first_error.empty()) throw ReplyError(first_error);
   }
 
-  // Drops the failed context, then throws its typed error.
-  [[noreturn]] void fail(const char* what) {
+  // Drops the failed context, then throws its typed error, naming `what` failed on which server.
+  [[noreturn]] void fail(std::string_view what) {
     const int saved_errno = errno;
     detail::ContextPtr failed = std::move(ctx_);
     close();
-    detail::throw_context_error(*failed, saved_errno, std::string(what) + " on " + endpoint());
+    const std::string op = fmt::format("{} on {}", what, endpoint());
+    detail::throw_context_error(*failed, saved_errno, {op, options_.command_timeout, "ConnectionOptions::command_timeout"});
+  }
+
+  // A failed command or pipeline, named by the first command whose reply is awaited.
+  [[noreturn]] void fail_command() {
+    if (pending_ <= 1) fail(first_pending_);
+    fail(fmt::format("{} (in a pipeline, {} replies unread)", first_pending_, pending_));
+  }
+
+  // Kept for error messages; a command name is short, so this does not allocate.
+  void name_first_pending(detail::Argv& argv) {
+    first_pending_.assign(argv.argv()[0], std::min<std::size_t>(argv.lens()[0], 15));
   }
 
   std::string endpoint() const {
-    return options_.uses_unix_socket() ? options_.path : options_.host + ":" + std::to_string(options_.port);
+    return options_.uses_unix_socket() ? options_.path : fmt::format("{}:{}", options_.host, options_.port);
   }
 
   ConnectionOptions options_;
@@ -254,6 +275,7 @@ class Connection {
   detail::Backoff backoff_;
   std::size_t pending_ = 0;
   std::string last_error_;
+  std::string first_pending_;  // the name of the first command sent since the last reply read
 };
 
 }  // namespace cachet

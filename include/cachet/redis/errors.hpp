@@ -6,6 +6,7 @@
 //   ├── ConnectionError        cannot connect, connection lost, server closed it
 //   │   ├── TimeoutError       connect or command timeout
 //   │   └── HandshakeError     a pooled connection's AUTH/SELECT was refused
+//   ├── ConfigError            the Pool's constructor found the configuration cannot work
 //   ├── ReplyError             the server answered with an error (WRONGTYPE, NOSCRIPT, OOM, ...)
 //   ├── ProtocolError          the peer does not speak RESP
 //   ├── ReplyTypeError         a reply accessed as a type it is not
@@ -39,6 +40,16 @@ class HandshakeError : public ConnectionError {
 
  private:
   std::string message_;
+};
+
+// The configuration cannot work: the server refused AUTH/SELECT/CLIENT SETNAME
+// (WRONGPASS, NOAUTH, NOPERM, ERR DB index out of range), or the unix socket
+// path has no socket. Thrown by the Pool's constructor, which opens one
+// connection to check, so a misconfiguration reaches the application at start-up
+// instead of looking like an outage (an unreachable server is tolerated there).
+class ConfigError : public Error {
+ public:
+  using Error::Error;
 };
 
 class ReplyError : public Error {

@@ -10,14 +10,21 @@
 #include <cachet/redis/errors.hpp>
 #include <cachet/redis/options.hpp>
 
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -31,6 +38,10 @@ struct PoolOptions {
   // The `pool` label of its cachet_pool_* metrics; defaults to the unix socket's
   // path or host:port. Pools with one label are summed into one series.
   std::string metrics_label;
+  bool verify = true;  // the constructor opens and PINGs one connection; a misconfiguration throws ConfigError
+  // Called when the server refuses a new connection's set-up (a password rotated
+  // under a running pool), once until a connection opens again; from the acquiring thread.
+  std::function<void(const HandshakeError&)> on_handshake_error;
 };
 
 struct PoolStats {
@@ -68,7 +79,9 @@ class Pool {
     std::unique_ptr<Connection> conn_;
   };
 
-  // With `eager`, throws if the first connection cannot be opened. Throws
+  // With `verify`, throws ConfigError if the configuration cannot work (see
+  // ConfigError); an unreachable server is tolerated. With `eager`, throws if the
+  // first connection cannot be opened. Throws
   // MetricsLabelError if the metrics label is not valid UTF-8.
   explicit Pool(ConnectionOptions connection, PoolOptions options = {})
       : connection_(std::move(connection)), options_(std::move(options)), backoff_(connection_.reconnect) {
@@ -78,6 +91,7 @@ class Pool {
                                                         : connection_.path;
     options_.metrics_label = detail::checked_label("pool", std::move(options_.metrics_label));
     idle_.reserve(options_.size);
+    if (options_.verify) verify();
     if (options_.eager) {
       std::vector<Lease> warm;
       for (std::size_t i = 0; i < options_.size; ++i) warm.push_back(acquire());
@@ -112,7 +126,10 @@ class Pool {
         // A PING that timed out says Redis is unresponsive: drop every connection
         // that idled as long and report it, rather than pay a timeout for each.
         discard_stale_locked();
-        throw TimeoutError("cachet::Pool: an idle connection's PING timed out");
+        throw TimeoutError(fmt::format("redis: health-check PING on {} (idle over {} ms, PoolOptions::idle_check_after) "
+                                       "timed out after {} ms (ConnectionOptions::command_timeout)",
+                                       endpoint(), options_.idle_check_after.count(),
+                                       connection_.command_timeout.count()));
       }
       if (open_ < options_.size && backoff_.ready()) {
         ++open_;  // reserve the slot, connect without the lock
@@ -122,13 +139,15 @@ class Pool {
         return Lease(this, std::move(conn));
       }
       if (open_ == 0)  // backing off, and no leased connection could come back
-        throw ConnectionError("cachet::Pool: redis unreachable, backing off (last error: " + last_error_ + ")");
+        throw ConnectionError(fmt::format("cachet::Pool: redis at {} unreachable, backing off (last error: {})",
+                                          endpoint(), last_error_));
       if (wait_start == clock::time_point{}) wait_start = clock::now();
       const auto deadline = wait_start + timeout;
       if (clock::now() >= deadline) {
         ++stats_.timeouts;
-        throw PoolTimeoutError("cachet::Pool: no connection free within " + std::to_string(timeout.count()) +
-                               " ms (size " + std::to_string(options_.size) + ")");
+        throw PoolTimeoutError(fmt::format("cachet::Pool: no connection to {} free within {} ms "
+                                           "(PoolOptions::wait_timeout; PoolOptions::size is {})",
+                                           endpoint(), timeout.count(), options_.size));
       }
       // Wake for a returned connection, or when the back-off allows opening one.
       const auto until = open_ < options_.size ? std::min(deadline, backoff_.next_attempt()) : deadline;
@@ -165,12 +184,59 @@ class Pool {
   const PoolOptions& options() const noexcept { return options_; }
 
  private:
+  // Opens the first connection, kept idle for the first user, and PINGs it: a
+  // refused set-up or PING (NOAUTH: the server wants a password) or a unix socket
+  // path with no socket is a ConfigError; an unreachable server (refused, timed
+  // out) or one not ready (LOADING) is an outage the pool rides out, as it would later.
+  void verify() {
+    try {
+      Lease first = acquire();
+      first->command({"PING"});
+    } catch (const HandshakeError& e) {
+      throw_if_misconfigured(e.server_message());
+      if (options_.eager) throw;
+    } catch (const ReplyError& e) {
+      throw_if_misconfigured(e.server_message());
+    } catch (const ConnectionError& e) {
+      if (connection_.uses_unix_socket())
+        if (const char* why = unix_socket_problem(connection_.path))
+          throw ConfigError(fmt::format("redis: no server can listen at {} ({}; ConnectionOptions::path): {}",
+                                        connection_.path, why, e.what()));
+      if (options_.eager) throw;
+    }
+  }
+
+  // WRONGPASS, NOAUTH, NOPERM and ERR (bad DB index, AUTH without a server password)
+  // say the options are wrong; LOADING or BUSY say the server is not ready yet.
+  void throw_if_misconfigured(const std::string& server_message) const {
+    const std::string_view code = std::string_view(server_message).substr(0, server_message.find(' '));
+    if (code == "WRONGPASS" || code == "NOAUTH" || code == "NOPERM" || code == "ERR")
+      throw ConfigError(fmt::format("redis at {} refused the connection: {} (check ConnectionOptions::user, "
+                                    "password, db, client_name)", endpoint(), server_message));
+  }
+
+  // Why `path` cannot be a listening unix socket, or nullptr if it can. Redis creates
+  // its socket when it starts: a missing file means a wrong path or a server not started.
+  static const char* unix_socket_problem(const std::string& path) noexcept {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return errno == ENOENT ? "no such file" : "cannot be reached";
+    if (!S_ISSOCK(st.st_mode)) return "not a socket";
+    if (::access(path.c_str(), R_OK | W_OK) != 0) return "permission denied";
+    return nullptr;
+  }
+
+  std::string endpoint() const {
+    return connection_.uses_unix_socket() ? connection_.path
+                                          : fmt::format("{}:{}", connection_.host, connection_.port);
+  }
+
   // Opens a connection for a slot acquire() reserved; gives the slot back if that fails.
   std::unique_ptr<Connection> open_connection() {
     try {
       auto conn = std::make_unique<Connection>(connection_);
       std::lock_guard lock(mutex_);
       backoff_.reset();
+      refused_ = false;
       ++stats_.created;
       return conn;
     } catch (const ConnectionError& e) {
@@ -178,10 +244,24 @@ class Pool {
       throw;
     } catch (const ReplyError& e) {  // AUTH or SELECT refused: no connection can open
       give_back_slot(e.what());
-      throw HandshakeError(e.server_message());
+      HandshakeError refused(e.server_message());
+      report_refusal(refused);
+      throw refused;
     } catch (...) {
       give_back_slot(nullptr);
       throw;
+    }
+  }
+
+  // Tells on_handshake_error, once per run of refusals.
+  void report_refusal(const HandshakeError& e) noexcept {
+    {
+      std::lock_guard lock(mutex_);
+      if (std::exchange(refused_, true) || !options_.on_handshake_error) return;
+    }
+    try {
+      options_.on_handshake_error(e);
+    } catch (...) {  // the caller gets the HandshakeError either way
     }
   }
 
@@ -271,6 +351,7 @@ class Pool {
   detail::Backoff backoff_;
   std::string last_error_;
   std::uint64_t metrics_id_ = 0;  // its entry in MetricsRegistry::global()
+  bool refused_ = false;  // the last connection set-up was refused (reported once)
 };
 
 }  // namespace cachet

@@ -17,6 +17,8 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <span>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -61,6 +63,34 @@ class Expected {
 
 long long group_pending(cachet::Connection& conn, const std::string& stream) {
   return conn.command({"XPENDING", stream, "cachet"})[0].as_integer();
+}
+
+// The database writer, holding the batch that writes `held` until the test opens the gate.
+struct GatedWriter {
+  struct Gate {
+    std::string held;
+    std::promise<void> entered, open;
+    std::shared_future<void> opened = open.get_future().share();
+  };
+  cachet::test::DbWriter db;
+  std::shared_ptr<Gate> gate = std::make_shared<Gate>();
+  void operator()(std::span<const cachet::PendingWrite<std::string>> batch) const {
+    if (std::any_of(batch.begin(), batch.end(), [&](const auto& w) { return w.id == gate->held; })) {
+      gate->held.clear();  // once
+      gate->entered.set_value();
+      gate->opened.wait();
+    }
+    db(batch);
+  }
+};
+
+// Drops the connections of the clients whose last command was `command`, except `conn`'s own.
+void kill_clients(cachet::Connection& conn, std::string_view command) {
+  const std::string me = "id=" + std::to_string(conn.command({"CLIENT", "ID"}).as_integer()) + " ";
+  std::istringstream list{std::string(conn.command({"CLIENT", "LIST"}).as_string())};
+  for (std::string line; std::getline(list, line);)
+    if (line.find(" cmd=" + std::string(command) + " ") != std::string::npos && line.rfind(me, 0) != 0)
+      conn.command({"CLIENT", "KILL", "ID", line.substr(3, line.find(' ') - 3)});
 }
 
 // flush() returns once the stream is empty; the flusher counts a batch when its settle
@@ -191,6 +221,32 @@ TEST_CASE("a flusher restarted under its name resumes its own pending writes, an
   CHECK(other.cache().metrics().value(Event::reclaimed) == 10);
   CHECK(TestDb(path).values().size() == 20);
   CHECK(group_pending(conn, queue.stream()) == 0);
+}
+
+TEST_CASE("entries delivered to a flusher whose read reply was lost are read back after the error, not left for reclaim") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  const std::string path = db_path(server);
+  auto options = cachet::test::flusher_options();
+  options.consumer = "lost-reply";
+  options.reclaim_idle = 60s;  // the idle claim would come far too late for the flush below
+  GatedWriter writer{cachet::test::DbWriter(path)};
+  writer.gate->held = "1";
+  cachet::WriteBehind<std::string, GatedWriter, cachet::StringCodec> cache(
+      pool, cachet::test::write_behind_options("wb-lost-reply"), writer, options);
+  cache.write("1", "a");
+  writer.gate->entered.get_future().wait();  // the flusher is in the database, past its first reads
+  cache.write("2", "b");
+  auto conn = server.connect();  // delivers "2" to the flusher as its own read would, whose reply is then lost
+  REQUIRE(conn.command({"XREADGROUP", "GROUP", "cachet", "lost-reply", "STREAMS", cache.stream(), ">"})[0][1].size() == 1);
+  kill_clients(conn, "xreadgroup");  // the flusher's connection: its next command fails
+  writer.gate->open.set_value();
+  const auto started = std::chrono::steady_clock::now();
+  REQUIRE(cache.flush(10s));
+  CHECK(std::chrono::steady_clock::now() - started < 10s);
+  CHECK(TestDb(path).value("2") == "b");
+  CHECK(cache.cache().metrics().value(Event::redis_error) >= 1);
+  CHECK(group_pending(conn, cache.stream()) == 0);
 }
 
 TEST_CASE("a flusher retrying through an outage keeps its entries, full or not: another does not take them over") {

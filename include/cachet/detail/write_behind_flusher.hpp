@@ -3,7 +3,8 @@
 // own connection (its reads block).
 //
 // - Reads its own pending entries first (a restart under the same consumer
-//   name resumes them in order), then new ones; every `reclaim_idle / 2` it takes
+//   name resumes them in order), and again after any error (a read whose reply
+//   was lost delivered entries it never saw), then new ones; every `reclaim_idle / 2` it takes
 //   over entries another consumer left pending that long (XAUTOCLAIM).
 // - Holds at most `max_batch` ids. A write of an id already held replaces it
 //   (coalescing: last write wins, per-id order kept); the replaced entry is
@@ -61,6 +62,7 @@ class Flusher {
         step();
         redis_backoff_.reset();
       } catch (...) {
+        read_from_ = "0";  // a reply lost on the way may have delivered entries to us: read them back first
         cache_.metrics().count(Event::redis_error);
         redis_backoff_.record_failure();
         pause_until(redis_backoff_.next_attempt());

@@ -55,6 +55,7 @@
 #include <cstdio>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -259,12 +260,18 @@ class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk, S> {
     if (!o.consumer.empty()) return o;
     char host[256] = {};
     ::gethostname(host, sizeof host - 1);
-    unsigned char random[4] = {};
-    RAND_bytes(random, sizeof random);
     char suffix[9];
-    for (int i = 0; i < 4; ++i) std::snprintf(suffix + 2 * i, 3, "%02x", random[i]);
+    std::snprintf(suffix, sizeof suffix, "%08x", random_suffix());
     o.consumer = std::string(host) + ":" + std::to_string(::getpid()) + ":" + suffix;
     return o;
+  }
+
+  // 32 random bits: OpenSSL's, or std::random_device's should OpenSSL fail (a
+  // name needs to be unique, not secret); throws std::system_error if both fail.
+  static unsigned random_suffix() {
+    unsigned char bytes[4] = {};
+    if (RAND_bytes(bytes, sizeof bytes) != 1) return std::random_device{}();
+    return unsigned(bytes[0]) << 24 | unsigned(bytes[1]) << 16 | unsigned(bytes[2]) << 8 | bytes[3];
   }
 
   WriteBehindOptions write_;

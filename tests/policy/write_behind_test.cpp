@@ -249,6 +249,52 @@ TEST_CASE("entries delivered to a flusher whose read reply was lost are read bac
   CHECK(group_pending(conn, cache.stream()) == 0);
 }
 
+TEST_CASE("an entry stranded behind the group's read position, in no pending list, is written and flush() returns") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  const std::string path = db_path(server);
+  auto options = cachet::test::flusher_options();
+  options.reclaim_idle = 60s;  // found while flush() waits, not by the periodic pass
+  WriteBehindCache cache(pool, cachet::test::write_behind_options("wb-stranded"), cachet::test::DbWriter(path), options);
+  cache.write("1", "a");
+  REQUIRE(cache.flush(10s));  // the flusher is up, its first pass done
+  // As a crash-cut transaction replayed from the AOF can leave it: queued, and the
+  // group's read position moved past it in the same step, so no read delivers it.
+  auto conn = server.connect();
+  conn.command({"EVAL",
+                "local e = redis.call('XADD', KEYS[1], '*', 'k', ARGV[1], 'c', ARGV[2], 'v', ARGV[3]) "
+                "redis.call('XGROUP', 'SETID', KEYS[1], 'cachet', '$') return e",
+                1, cache.stream(), "2", cache.cache().key("2"), cache.cache().encode("b").bytes});
+  REQUIRE(group_pending(conn, cache.stream()) == 0);
+  const cachet::FlushResult flushed = cache.flush(10s);
+  REQUIRE(flushed.drained);
+  CHECK(TestDb(path).value("2") == "b");
+  CHECK(cache.cache().metrics().value(Event::reclaimed) == 1);
+  CHECK(cache.queued() == 0);
+}
+
+TEST_CASE("flush() on a queue that cannot drain returns at its deadline and says what is left") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  auto writer = [](std::span<const cachet::PendingWrite<std::string>>) { throw std::runtime_error("refused"); };
+  auto options = cachet::test::flusher_options();
+  options.flush_timeout = 300ms;  // flush()'s default deadline
+  options.drain_timeout = 100ms;
+  cachet::WriteBehind<std::string, decltype(writer), cachet::StringCodec> cache(
+      pool, cachet::test::write_behind_options("wb-undrained"), writer, options);
+  const cachet::StreamId first = cache.write("1", "a");
+  cache.write("2", "b");
+  const auto started = std::chrono::steady_clock::now();
+  const cachet::FlushResult by_default = cache.flush();
+  CHECK(std::chrono::steady_clock::now() - started >= 300ms);
+  CHECK_FALSE(by_default);
+  CHECK(by_default.queued == 2);
+  CHECK(by_default.oldest == first);
+  const cachet::FlushResult chosen = cache.flush(50ms);
+  CHECK_FALSE(chosen.drained);
+  CHECK(chosen.queued == 2);
+}
+
 TEST_CASE("a flusher retrying through an outage keeps its entries, full or not: another does not take them over") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());

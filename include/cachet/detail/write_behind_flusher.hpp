@@ -4,8 +4,11 @@
 //
 // - Reads its own pending entries first (a restart under the same consumer
 //   name resumes them in order), and again after any error (a read whose reply
-//   was lost delivered entries it never saw), then new ones; every `reclaim_idle / 2` it takes
-//   over entries another consumer left pending that long (XAUTOCLAIM).
+//   was lost delivered entries it never saw), then new ones.
+// - Every `reclaim_idle / 2` it takes over entries another consumer left
+//   pending that long (XAUTOCLAIM), and entries stranded behind the group's
+//   read position in no pending list, which no read delivers (those also every
+//   `poll` while someone waits in flush()).
 // - Holds at most `max_batch` ids. A write of an id already held replaces it
 //   (coalescing: last write wins, per-id order kept); the replaced entry is
 //   acknowledged with the one that replaced it.
@@ -115,6 +118,7 @@ class Flusher {
     settle_written();
     auto now = clock::now();
     if (now >= next_reclaim_) reclaim(now);
+    if (room() > 0 && now - last_rescue_ >= (hurrying() ? options_.poll : reclaim_period())) rescue(now);
     if (room() > 0) read(now);
     now = clock::now();
     if (outage_.ready() && due(now)) return round();
@@ -169,7 +173,7 @@ class Flusher {
   // to 0), so another flusher never takes over the entries of one that is alive,
   // busy or retrying through an outage, whether its batch is full or not.
   void reclaim(clock::time_point now) {
-    const auto period = std::max(options_.reclaim_idle / 2, std::chrono::milliseconds(50));
+    const auto period = reclaim_period();
     if (reclaim_cursor_ == "0-0" && !entries_.empty())
       on_group([&] { return keep_own(conn_, keys_, options_.group, options_.consumer, entries_); });
     if (room() == 0) {
@@ -183,6 +187,20 @@ class Flusher {
     parse_entries(r[1], entries);
     for (StreamEntry& e : entries) add(std::move(e), true);
     if (reclaim_cursor_ == "0-0") next_reclaim_ = now + period;  // a full pass: the next after half the idle time
+  }
+
+  std::chrono::milliseconds reclaim_period() const {
+    return std::max(options_.reclaim_idle / 2, std::chrono::milliseconds(50));
+  }
+
+  // Takes the entries no read would deliver (behind the group's read position,
+  // in no pending list): they would stay in the stream for ever.
+  void rescue(clock::time_point now) {
+    last_rescue_ = now;
+    const Reply r = on_group([&] { return claim_stranded(conn_, keys_, options_.group, options_.consumer, room()); });
+    std::vector<StreamEntry> entries;
+    parse_entries(r, entries);
+    for (StreamEntry& e : entries) add(std::move(e), true);
   }
 
   void add(StreamEntry e, bool reclaimed) {
@@ -351,6 +369,7 @@ class Flusher {
   std::string read_from_ = "0";                    // own pending entries first, then ">"
   std::string reclaim_cursor_ = "0-0";
   clock::time_point next_reclaim_{};
+  clock::time_point last_rescue_{};
   bool group_ready_ = false;
   Backoff outage_, redis_backoff_, retry_;
   std::atomic<int> hurry_{0};

@@ -53,22 +53,23 @@ class Flusher {
 
  public:
   Flusher(Cache& cache, W& writer, const WriteBehindOptions& options, const QueueKeys& keys, ConnectionOptions redis)
-      : cache_(cache), writer_(writer), options_(options), keys_(keys), conn_(blocking(std::move(redis), options.poll)),
-        outage_(options.retry), redis_backoff_(options.retry), retry_(options.retry) {}
+      : cache_(cache), writer_(writer), options_(options), keys_(keys), conn_(blocking(redis, options.poll)),
+        outage_(options.retry), redis_backoff_(redis.reconnect), retry_(options.retry),
+        not_yet_(redis.reconnect.initial) {}
 
-  // Flushes until `stop`. Redis errors are counted and retried after a back-off;
-  // so is anything else, rather than let the flusher end unseen.
+  // Flushes until `stop`. Redis errors are counted and retried after a back-off
+  // (the connection options' `reconnect`); so is anything else, rather than let
+  // the flusher end unseen.
   void run(const std::atomic<bool>& stop) {
     stop_ = &stop;
     while (!stop.load(std::memory_order_acquire)) {
       try {
         step();
         redis_backoff_.reset();
+      } catch (const ReplyError& e) {
+        retry_after(e.is("LOADING"));
       } catch (...) {
-        read_from_ = "0";  // a reply lost on the way may have delivered entries to us: read them back first
-        cache_.metrics().count(Event::redis_error);
-        redis_backoff_.record_failure();
-        pause_until(redis_backoff_.next_attempt());
+        retry_after(false);
       }
     }
     try {
@@ -110,7 +111,19 @@ class Flusher {
 
   static ConnectionOptions blocking(ConnectionOptions o, std::chrono::milliseconds poll) {
     o.command_timeout = std::max(o.command_timeout, poll + std::chrono::seconds(1));  // XREADGROUP ... BLOCK poll
+    o.reconnect = {std::chrono::milliseconds(0), std::chrono::milliseconds(0), 1.0, 0.0};  // run() paces retries
     return o;
+  }
+
+  // After an error: the next step reads our own pending entries first (a reply
+  // lost on the way may have delivered some), after the back-off; or, while Redis
+  // loads its data set (LOADING: up, not failing), soon, without growing it.
+  void retry_after(bool loading) {
+    read_from_ = "0";
+    cache_.metrics().count(Event::redis_error);
+    if (loading) return pause_until(clock::now() + not_yet_);
+    redis_backoff_.record_failure();
+    pause_until(redis_backoff_.next_attempt());
   }
 
   void step() {
@@ -372,6 +385,7 @@ class Flusher {
   clock::time_point last_rescue_{};
   bool group_ready_ = false;
   Backoff outage_, redis_backoff_, retry_;
+  std::chrono::milliseconds not_yet_;  // the pause while Redis is LOADING
   std::atomic<int> hurry_{0};
 };
 

@@ -8,7 +8,7 @@
 // - Every `reclaim_idle / 2` it takes over entries another consumer left
 //   pending that long (XAUTOCLAIM), and entries stranded behind the group's
 //   read position in no pending list, which no read delivers (those also every
-//   `poll` while someone waits in flush()).
+//   `poll` while someone waits in this object's flush()).
 // - Holds at most `max_batch` ids. A write of an id already held replaces it
 //   (coalescing: last write wins, per-id order kept); the replaced entry is
 //   acknowledged with the one that replaced it.

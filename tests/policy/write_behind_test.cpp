@@ -348,8 +348,11 @@ TEST_CASE("after a 1.5 s outage, writes are accepted and flushed soon after Redi
   REQUIRE(flushed(cache));
   const auto drained = steady::now();
   WARN("write accepted " << (accepted - up) / 1ms << " ms, flushed " << (drained - up) / 1ms << " ms after PING");
-  CHECK(accepted - up < 500ms);  // measured ~10 ms; ~0.4-1 s with the breaker's old 1 s period
-  CHECK(drained - up < 500ms);
+  // Measured: accepted 1-15 ms, flushed 80-150 ms (up to ~0.7 s under TSan on a
+  // loaded machine); before, ~0.4 s and over 3 s, with the breaker's 1 s period
+  // and back-offs that grew to 2 s through the outage.
+  CHECK(accepted - up < 500ms);
+  CHECK(drained - up < 1500ms);
   CHECK(TestDb(path).value("1") == "back");
 }
 
@@ -389,7 +392,7 @@ TEST_CASE("Redis loading its data set (LOADING) does not grow the flusher's back
   CHECK(accepted >= answered - 50ms);
   // One attempt each ~100 ms (`initial`) through the loading: a doubling back-off makes ~log2 of that.
   CHECK(attempts >= static_cast<std::uint64_t>(loading / 200ms));
-  CHECK(drained - answered < 500ms);
+  CHECK(drained - answered < 1500ms);  // measured 15-120 ms; before, not within 10 s
   CHECK(TestDb(path).value("1") == "back");
 }
 

@@ -55,7 +55,7 @@ class Flusher {
   Flusher(Cache& cache, W& writer, const WriteBehindOptions& options, const QueueKeys& keys, ConnectionOptions redis)
       : cache_(cache), writer_(writer), options_(options), keys_(keys), conn_(blocking(redis, options.poll)),
         outage_(options.retry), redis_backoff_(redis.reconnect), retry_(options.retry),
-        not_yet_(redis.reconnect.initial) {}
+        not_yet_(std::max(redis.reconnect.initial, std::chrono::milliseconds(1))) {}
 
   // Flushes until `stop`. Redis errors are counted and retried after a back-off
   // (the connection options' `reconnect`); so is anything else, rather than let

@@ -188,7 +188,8 @@ class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk, S> {
       const auto left = this->pool().with(
           [&](Connection& c) { return c.command({"XRANGE", keys_.stream, "-", *last, "COUNT", 1}).size(); });
       if (left == 0) return {};
-      if (std::chrono::steady_clock::now() >= deadline) return this->pool().with([&](Connection& c) { return left_in(c); });
+      if (std::chrono::steady_clock::now() >= deadline)
+        return this->pool().with([&](Connection& c) { return left_in(c); });
       std::this_thread::sleep_for(pause);
     }
   }
@@ -245,7 +246,8 @@ class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk, S> {
 
   // What a flush that timed out reports: the queue's length and oldest entry.
   FlushResult left_in(Connection& conn) {
-    FlushResult r{.drained = false};
+    FlushResult r;
+    r.drained = false;
     r.queued = static_cast<std::size_t>(conn.command({"XLEN", keys_.stream}).as_integer());
     const Reply first = conn.command({"XRANGE", keys_.stream, "-", "+", "COUNT", 1});
     if (first.size() > 0) r.oldest = StreamId::parse(first[0][0].as_string());
@@ -284,7 +286,7 @@ class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk, S> {
   }
 
   // 32 random bits: OpenSSL's, or std::random_device's should OpenSSL fail (a
-  // name needs to be unique, not secret); throws std::system_error if both fail.
+  // name needs to be unique, not secret); throws the standard library's error if both fail.
   static unsigned random_suffix() {
     unsigned char bytes[4] = {};
     if (RAND_bytes(bytes, sizeof bytes) != 1) return std::random_device{}();

@@ -104,7 +104,8 @@ struct WriteBehindOptions {
   // alone counts only when other writes of the same round succeed: a poison
   // write with no traffic around it is retried until some arrives.
   std::function<bool(const std::exception&)> rejected;
-  // The back-off of those retries, and between rounds while every write fails (an outage).
+  // The back-off of those retries, and between rounds while every write fails (an
+  // outage). Redis errors are retried on the connection's `reconnect` back-off.
   BackoffOptions retry{std::chrono::milliseconds(50), std::chrono::milliseconds(2000), 2.0, 0.2};
   std::chrono::milliseconds reclaim_idle{30000};  // XAUTOCLAIM entries a flusher left pending this long
 

@@ -389,9 +389,9 @@ TEST_CASE("Redis loading its data set (LOADING) does not grow the flusher's back
   WARN("loading took " << loading / 1ms << " ms, " << attempts << " flusher attempts failed; flushed "
                        << (drained - answered) / 1ms << " ms after PING");
   REQUIRE(loading > 1s);  // the flusher did meet LOADING for a while
-  CHECK(accepted >= answered - 50ms);
-  // One attempt each ~100 ms (`initial`) through the loading: a doubling back-off makes ~log2 of that.
-  CHECK(attempts >= static_cast<std::uint64_t>(loading / 200ms));
+  CHECK(accepted - restarted > 500ms);  // refused while loading (`answered` may be seen late on a loaded machine)
+  // One attempt each ~100 ms (`initial`) through the loading; a doubling back-off makes ~log2 of that (5 in 2.5 s).
+  CHECK(attempts >= static_cast<std::uint64_t>(loading / 300ms));
   CHECK(drained - answered < 1500ms);  // measured 15-120 ms; before, not within 10 s
   CHECK(TestDb(path).value("1") == "back");
 }

@@ -376,6 +376,7 @@ TEST_CASE("Redis loading its data set (LOADING) does not grow the flusher's back
   conn.command({"SAVE"});
   const auto errors_before = flusher.cache().metrics().value(Event::redis_error);
   const auto restarted = steady::now();
+  server.kill();  // here, so that no write below reaches the old server
   auto up = std::async(std::launch::async, [&] {
     server.restart();  // loads dump.rdb; returns once it answers PING
     return steady::now();

@@ -35,15 +35,43 @@ TEST_CASE("closed -> open after N consecutive failures -> half-open probe -> clo
   CHECK(seen == std::vector<BreakerState>{BreakerState::open, BreakerState::half_open, BreakerState::closed});
 }
 
-TEST_CASE("a failed probe opens the breaker again for a full period") {
-  CircuitBreaker b({.failure_threshold = 1, .open_for = 50ms});
+TEST_CASE("a failed probe opens the breaker again for twice as long, up to max_open_for, and closing starts over") {
+  CircuitBreaker b({.failure_threshold = 1, .open_for = 50ms, .max_open_for = 150ms});
   const auto t0 = CircuitBreaker::clock::now();
   b.failure(t0);
   REQUIRE(b.allow(t0 + 50ms));
   b.failure(t0 + 60ms);
   CHECK(b.state() == BreakerState::open);
-  CHECK_FALSE(b.allow(t0 + 100ms));
-  CHECK(b.allow(t0 + 110ms));
+  CHECK(b.period() == 100ms);
+  CHECK_FALSE(b.allow(t0 + 159ms));
+  REQUIRE(b.allow(t0 + 160ms));
+  b.failure(t0 + 160ms);
+  CHECK(b.period() == 150ms);  // capped
+  REQUIRE(b.allow(t0 + 310ms));
+  b.failure(t0 + 310ms);
+  CHECK(b.period() == 150ms);
+  REQUIRE(b.allow(t0 + 460ms));
+  b.success();
+  b.failure(t0 + 500ms);  // a new outage starts at open_for again
+  CHECK(b.period() == 50ms);
+  CHECK(b.allow(t0 + 550ms));
+}
+
+TEST_CASE("by default an open breaker probes within 100 ms, whatever the outage's length") {
+  CircuitBreaker b;
+  const auto t0 = CircuitBreaker::clock::now();
+  for (int i = 0; i < 5; ++i) b.failure(t0);
+  REQUIRE(b.state() == BreakerState::open);
+  int probes = 0;
+  auto t = t0;
+  for (; t < t0 + 10s; t += 1ms)  // a caller every millisecond for 10 s, every probe failing
+    if (b.allow(t)) {
+      ++probes;
+      b.failure(t);
+    }
+  CHECK(probes >= 99);  // every 100 ms at most: the first probe after Redis is back, too
+  CHECK(probes <= 101);  // and no more: a dead server sees one connect per period
+  CHECK(b.period() <= 100ms);
 }
 
 TEST_CASE("exactly one of many concurrent callers becomes the probe") {

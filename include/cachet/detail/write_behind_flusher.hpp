@@ -3,8 +3,12 @@
 // own connection (its reads block).
 //
 // - Reads its own pending entries first (a restart under the same consumer
-//   name resumes them in order), then new ones; every `reclaim_idle / 2` it takes
-//   over entries another consumer left pending that long (XAUTOCLAIM).
+//   name resumes them in order), and again after any error (a read whose reply
+//   was lost delivered entries it never saw), then new ones.
+// - Every `reclaim_idle / 2` it takes over entries another consumer left
+//   pending that long (XAUTOCLAIM), and entries stranded behind the group's
+//   read position in no pending list, which no read delivers (those also every
+//   `poll` while someone waits in this object's flush()).
 // - Holds at most `max_batch` ids. A write of an id already held replaces it
 //   (coalescing: last write wins, per-id order kept); the replaced entry is
 //   acknowledged with the one that replaced it.
@@ -49,21 +53,23 @@ class Flusher {
 
  public:
   Flusher(Cache& cache, W& writer, const WriteBehindOptions& options, const QueueKeys& keys, ConnectionOptions redis)
-      : cache_(cache), writer_(writer), options_(options), keys_(keys), conn_(blocking(std::move(redis), options.poll)),
-        outage_(options.retry), redis_backoff_(options.retry), retry_(options.retry) {}
+      : cache_(cache), writer_(writer), options_(options), keys_(keys), conn_(blocking(redis, options.poll)),
+        outage_(options.retry), redis_backoff_(redis.reconnect), retry_(options.retry),
+        not_yet_(std::max(redis.reconnect.initial, std::chrono::milliseconds(1))) {}
 
-  // Flushes until `stop`. Redis errors are counted and retried after a back-off;
-  // so is anything else, rather than let the flusher end unseen.
+  // Flushes until `stop`. Redis errors are counted and retried after a back-off
+  // (the connection options' `reconnect`); so is anything else, rather than let
+  // the flusher end unseen.
   void run(const std::atomic<bool>& stop) {
     stop_ = &stop;
     while (!stop.load(std::memory_order_acquire)) {
       try {
         step();
         redis_backoff_.reset();
+      } catch (const ReplyError& e) {
+        retry_after(e.is("LOADING"));
       } catch (...) {
-        cache_.metrics().count(Event::redis_error);
-        redis_backoff_.record_failure();
-        pause_until(redis_backoff_.next_attempt());
+        retry_after(false);
       }
     }
     try {
@@ -105,7 +111,19 @@ class Flusher {
 
   static ConnectionOptions blocking(ConnectionOptions o, std::chrono::milliseconds poll) {
     o.command_timeout = std::max(o.command_timeout, poll + std::chrono::seconds(1));  // XREADGROUP ... BLOCK poll
+    o.reconnect = {std::chrono::milliseconds(0), std::chrono::milliseconds(0), 1.0, 0.0};  // run() paces retries
     return o;
+  }
+
+  // After an error: the next step reads our own pending entries first (a reply
+  // lost on the way may have delivered some), after the back-off; or, while Redis
+  // loads its data set (LOADING: up, not failing), soon, without growing it.
+  void retry_after(bool loading) {
+    read_from_ = "0";
+    cache_.metrics().count(Event::redis_error);
+    if (loading) return pause_until(clock::now() + not_yet_);
+    redis_backoff_.record_failure();
+    pause_until(redis_backoff_.next_attempt());
   }
 
   void step() {
@@ -113,6 +131,7 @@ class Flusher {
     settle_written();
     auto now = clock::now();
     if (now >= next_reclaim_) reclaim(now);
+    if (room() > 0 && now - last_rescue_ >= (hurrying() ? options_.poll : reclaim_period())) rescue(now);
     if (room() > 0) read(now);
     now = clock::now();
     if (outage_.ready() && due(now)) return round();
@@ -167,7 +186,7 @@ class Flusher {
   // to 0), so another flusher never takes over the entries of one that is alive,
   // busy or retrying through an outage, whether its batch is full or not.
   void reclaim(clock::time_point now) {
-    const auto period = std::max(options_.reclaim_idle / 2, std::chrono::milliseconds(50));
+    const auto period = reclaim_period();
     if (reclaim_cursor_ == "0-0" && !entries_.empty())
       on_group([&] { return keep_own(conn_, keys_, options_.group, options_.consumer, entries_); });
     if (room() == 0) {
@@ -181,6 +200,20 @@ class Flusher {
     parse_entries(r[1], entries);
     for (StreamEntry& e : entries) add(std::move(e), true);
     if (reclaim_cursor_ == "0-0") next_reclaim_ = now + period;  // a full pass: the next after half the idle time
+  }
+
+  std::chrono::milliseconds reclaim_period() const {
+    return std::max(options_.reclaim_idle / 2, std::chrono::milliseconds(50));
+  }
+
+  // Takes the entries no read would deliver (behind the group's read position,
+  // in no pending list): they would stay in the stream for ever.
+  void rescue(clock::time_point now) {
+    last_rescue_ = now;
+    const Reply r = on_group([&] { return claim_stranded(conn_, keys_, options_.group, options_.consumer, room()); });
+    std::vector<StreamEntry> entries;
+    parse_entries(r, entries);
+    for (StreamEntry& e : entries) add(std::move(e), true);
   }
 
   void add(StreamEntry e, bool reclaimed) {
@@ -349,8 +382,10 @@ class Flusher {
   std::string read_from_ = "0";                    // own pending entries first, then ">"
   std::string reclaim_cursor_ = "0-0";
   clock::time_point next_reclaim_{};
+  clock::time_point last_rescue_{};
   bool group_ready_ = false;
   Backoff outage_, redis_backoff_, retry_;
+  std::chrono::milliseconds not_yet_;  // the pause while Redis is LOADING
   std::atomic<int> hurry_{0};
 };
 

@@ -6,6 +6,7 @@
 //   (id -> entry), after checking the queue's bound;
 // - pending: the bytes of an id's queued write, for a read whose cache entry was
 //   evicted or expired before the flush;
+// - claim_stranded: entries no read would deliver, claimed by a flusher;
 // - settle: after the database took a batch, XACK + XDEL its entries and drop
 //   the pending records they still own; a cached value that a concurrent load
 //   replaced with an older one is set back to the written bytes. For a
@@ -133,6 +134,38 @@ return #own
   std::vector<std::string_view> args{group, consumer};
   args.insert(args.end(), entries.begin(), entries.end());
   return script.run(conn, std::vector<std::string_view>{keys.stream}, args);
+}
+
+// Claims for `consumer` (XCLAIM FORCE) up to `count` entries stranded behind the
+// group's read position (last-delivered-id) in no pending list: no read would
+// ever deliver them (a transaction cut by a crash and replayed from the AOF, an
+// XGROUP SETID). Returns them as XCLAIM does. Scans the entries before the read
+// position, which are otherwise all pending: the cost grows with the pending lists.
+inline Reply claim_stranded(Connection& conn, const QueueKeys& keys, std::string_view group,
+                            std::string_view consumer, std::size_t count) {
+  // KEYS: stream. ARGV: group, consumer, count.
+  static const Script script(R"lua(
+local function field(list, name)
+  for i = 1, #list, 2 do if list[i] == name then return list[i + 1] end end
+end
+local last
+for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  if field(g, 'name') == ARGV[1] then last = field(g, 'last-delivered-id') end
+end
+local claim, limit, from = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], '0'}, tonumber(ARGV[3]) + 5, '-'
+while last and #claim < limit do
+  local batch = redis.call('XRANGE', KEYS[1], from, last, 'COUNT', 100)
+  for _, e in ipairs(batch) do
+    if #claim < limit and #redis.call('XPENDING', KEYS[1], ARGV[1], e[1], e[1], 1) == 0 then claim[#claim + 1] = e[1] end
+  end
+  if #batch < 100 then break end
+  from = '(' .. batch[#batch][1]
+end
+if #claim == 5 then return {} end
+claim[#claim + 1] = 'FORCE'
+return redis.call(unpack(claim))
+)lua");
+  return script.run(conn, {keys.stream}, {group, consumer, count});
 }
 
 // The bytes of `id`'s queued write, or nullopt when none is pending.

@@ -31,7 +31,8 @@
 //   {ns}:wb:{queue}:pending. A load that overlaps a write and writes back the
 //   old row is undone when that write is flushed.
 // - flush() waits until every write queued before it is in the database (or
-//   dead-lettered); the destructor flushes (up to `drain_timeout`) and stops.
+//   dead-lettered), up to `flush_timeout`, and reports what is left; the
+//   destructor flushes (up to `drain_timeout`) and stops.
 //
 // Redis Cluster: the write's script touches the stream and the cache key, so
 // they must share a slot: use HashTag::ns.
@@ -55,6 +56,7 @@
 #include <cstdio>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -163,17 +165,16 @@ class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk, S> {
   }
 
   // Waits until every write queued before the call (by any process) is in the
-  // database or dead-lettered; false if `timeout` passed first (by default it
-  // never does). Needs a flusher running, here or elsewhere.
-  bool flush(std::chrono::milliseconds timeout = std::chrono::milliseconds::max()) {
-    using steady = std::chrono::steady_clock;
-    const auto now = steady::now();
-    const auto deadline = timeout >= std::chrono::duration_cast<std::chrono::milliseconds>(steady::time_point::max() - now)
-                              ? steady::time_point::max()
-                              : now + timeout;
+  // database or dead-lettered, for up to `flush_timeout` (or `timeout`;
+  // milliseconds::max(): no limit). A result that is false (the database
+  // refusing every write, no flusher running) says what is left. Needs a
+  // flusher running, here or elsewhere.
+  FlushResult flush() { return flush(write_.flush_timeout); }
+  FlushResult flush(std::chrono::milliseconds timeout) {
+    const auto deadline = deadline_after(timeout);
     // A connection per check, not one held through the wait: the pool serves the writers meanwhile.
     const std::optional<std::string> last = this->pool().with([&](Connection& c) { return last_queued(c); });
-    if (!last) return true;
+    if (!last) return {};
     struct Hurry {
       detail::Flusher<V, W, Cache>* f;
       explicit Hurry(detail::Flusher<V, W, Cache>* flusher) : f(flusher) {
@@ -186,8 +187,9 @@ class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk, S> {
     for (auto pause = std::chrono::milliseconds(1);; pause = std::min(pause * 2, std::chrono::milliseconds(20))) {
       const auto left = this->pool().with(
           [&](Connection& c) { return c.command({"XRANGE", keys_.stream, "-", *last, "COUNT", 1}).size(); });
-      if (left == 0) return true;
-      if (std::chrono::steady_clock::now() >= deadline) return false;
+      if (left == 0) return {};
+      if (std::chrono::steady_clock::now() >= deadline)
+        return this->pool().with([&](Connection& c) { return left_in(c); });
       std::this_thread::sleep_for(pause);
     }
   }
@@ -234,6 +236,24 @@ class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk, S> {
     }
   }
 
+  static std::chrono::steady_clock::time_point deadline_after(std::chrono::milliseconds timeout) {
+    using steady = std::chrono::steady_clock;
+    const auto now = steady::now();
+    if (timeout >= std::chrono::duration_cast<std::chrono::milliseconds>(steady::time_point::max() - now))
+      return steady::time_point::max();
+    return now + timeout;
+  }
+
+  // What a flush that timed out reports: the queue's length and oldest entry.
+  FlushResult left_in(Connection& conn) {
+    FlushResult r;
+    r.drained = false;
+    r.queued = static_cast<std::size_t>(conn.command({"XLEN", keys_.stream}).as_integer());
+    const Reply first = conn.command({"XRANGE", keys_.stream, "-", "+", "COUNT", 1});
+    if (first.size() > 0) r.oldest = StreamId::parse(first[0][0].as_string());
+    return r;
+  }
+
   // The stream's last entry id (XINFO STREAM), or nullopt when there is no stream.
   std::optional<std::string> last_queued(Connection& conn) {
     if (conn.command({"EXISTS", keys_.stream}).as_integer() == 0) return std::nullopt;
@@ -259,12 +279,18 @@ class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk, S> {
     if (!o.consumer.empty()) return o;
     char host[256] = {};
     ::gethostname(host, sizeof host - 1);
-    unsigned char random[4] = {};
-    RAND_bytes(random, sizeof random);
     char suffix[9];
-    for (int i = 0; i < 4; ++i) std::snprintf(suffix + 2 * i, 3, "%02x", random[i]);
+    std::snprintf(suffix, sizeof suffix, "%08x", random_suffix());
     o.consumer = std::string(host) + ":" + std::to_string(::getpid()) + ":" + suffix;
     return o;
+  }
+
+  // 32 random bits: OpenSSL's, or std::random_device's should OpenSSL fail (a
+  // name needs to be unique, not secret); throws the standard library's error if both fail.
+  static unsigned random_suffix() {
+    unsigned char bytes[4] = {};
+    if (RAND_bytes(bytes, sizeof bytes) != 1) return std::random_device{}();
+    return unsigned(bytes[0]) << 24 | unsigned(bytes[1]) << 16 | unsigned(bytes[2]) << 8 | bytes[3];
   }
 
   WriteBehindOptions write_;

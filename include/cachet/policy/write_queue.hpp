@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -58,6 +59,17 @@ struct PendingWrite {
 template <class W, class V>
 concept BatchWriter = std::invocable<W&, std::span<const PendingWrite<V>>>;
 
+// What WriteBehind::flush() saw: true when every write queued before the call
+// is in the database or dead-lettered; otherwise what the queue still held at
+// the deadline.
+struct FlushResult {
+  bool drained = true;
+  std::size_t queued = 0;          // writes still queued (XLEN: also those queued during the wait)
+  std::optional<StreamId> oldest;  // the oldest of them, "<ms>-<seq>": how long it has waited
+
+  explicit operator bool() const noexcept { return drained; }
+};
+
 // What a write does when the queue is at `max_length` (the database has been down for long).
 enum class QueueFull {
   block,   // wait up to `block_for` for room, then throw QueueFullError
@@ -92,7 +104,8 @@ struct WriteBehindOptions {
   // alone counts only when other writes of the same round succeed: a poison
   // write with no traffic around it is retried until some arrives.
   std::function<bool(const std::exception&)> rejected;
-  // The back-off of those retries, and between rounds while every write fails (an outage).
+  // The back-off of those retries, and between rounds while every write fails (an
+  // outage). Redis errors are retried on the connection's `reconnect` back-off.
   BackoffOptions retry{std::chrono::milliseconds(50), std::chrono::milliseconds(2000), 2.0, 0.2};
   std::chrono::milliseconds reclaim_idle{30000};  // XAUTOCLAIM entries a flusher left pending this long
 
@@ -101,6 +114,7 @@ struct WriteBehindOptions {
   std::chrono::milliseconds block_for{1000};
   std::function<void(std::string_view)> on_warning;  // QueueFull::grow, at most once a second
 
+  std::chrono::milliseconds flush_timeout{30000};  // how long flush() waits unless told (a queue may never drain)
   std::chrono::milliseconds drain_timeout{30000};  // how long the destructor waits for the queue to drain
   // A write's version ({ns}:wv:{key}, which loads watch) is kept for the value's TTL plus this.
   std::chrono::milliseconds version_margin{std::chrono::minutes(1)};

@@ -41,8 +41,9 @@ struct ConnectionOptions {
   // (writes then fail with EPIPE). Turn off to manage SIGPIPE yourself.
   bool handle_sigpipe = true;
 
-  // Pacing of reconnection attempts after a failed connect.
-  BackoffOptions reconnect{};
+  // Pacing of reconnection attempts after a failed connect: capped at 100 ms, so
+  // that a client is back within about that of the server answering again.
+  BackoffOptions reconnect{.max = std::chrono::milliseconds(100)};
 
   bool uses_unix_socket() const noexcept { return !path.empty(); }
 };

@@ -22,3 +22,15 @@ install(FILES
   "${PROJECT_BINARY_DIR}/cachetConfigVersion.cmake"
   "${PROJECT_SOURCE_DIR}/cmake/Findhiredis.cmake"
   DESTINATION "${CACHET_CMAKE_DIR}")
+
+install(FILES "${PROJECT_SOURCE_DIR}/LICENSE" DESTINATION "${CMAKE_INSTALL_DATADIR}/doc/cachet")
+
+# pkg-config, for builds without CMake: `pkg-config --cflags --libs cachet`
+# (relocatable: the prefix is found from where the .pc file is).
+set(CACHET_PC_REQUIRES "hiredis, libcrypto, nlohmann_json >= 3.10, fmt")
+if(CACHET_WITH_ZSTD)
+  string(APPEND CACHET_PC_REQUIRES ", libzstd")
+  set(CACHET_PC_CFLAGS " -DCACHET_HAS_ZSTD=1")
+endif()
+configure_file("${PROJECT_SOURCE_DIR}/cmake/cachet.pc.in" "${PROJECT_BINARY_DIR}/cachet.pc" @ONLY)
+install(FILES "${PROJECT_BINARY_DIR}/cachet.pc" DESTINATION "${CMAKE_INSTALL_DATADIR}/pkgconfig")

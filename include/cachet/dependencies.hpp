@@ -25,6 +25,7 @@
 #include <cachet/namespace_version.hpp>
 #include <cachet/tags.hpp>
 
+#include <concepts>
 #include <cstddef>
 #include <functional>
 #include <iterator>
@@ -39,9 +40,9 @@ namespace cachet {
 
 // What a change to one entity invalidates.
 struct Targets {
-  std::vector<std::string> keys;        // full keys (CacheAside::key(id), KeyBuilder::value)
-  std::vector<std::string> tags;        // tags, as given to Tags
-  std::vector<std::string> namespaces;  // value names whose version is bumped
+  std::vector<std::string> keys{};        // full keys (CacheAside::key(id), KeyBuilder::value)
+  std::vector<std::string> tags{};        // tags, as given to Tags
+  std::vector<std::string> namespaces{};  // value names whose version is bumped
 };
 
 // Targets as the invalidation script takes them: tag-set keys, keys, version
@@ -107,6 +108,13 @@ class DependencyMap {
     if (rules_.find(entity) == rules_.end())
       throw std::invalid_argument("cachet::DependencyMap: no rule for entity '" + std::string(entity) + "'");
     return invalidate(targets_for(entity, id));
+  }
+
+  // The same for an integral id (a row's key), as its decimal digits: what the rules see.
+  template <std::integral Id>
+    requires(!std::same_as<Id, bool> && !std::same_as<Id, char>)
+  InvalidationReport invalidate_for(std::string_view entity, Id id) {
+    return invalidate_for(entity, std::string_view(std::to_string(id)));
   }
 
   // Invalidates explicit targets the same way.

@@ -57,16 +57,16 @@ class KeyBuilder {
   }
 
   // {ns}:{name}:{id}, or {ns}:{name}:v{N}:{id} with a namespace version.
-  std::string value(std::string_view name, std::string_view id, std::optional<std::uint64_t> version = {}) const {
-    return value_in(name_prefix(name, version), id);
+  std::string value(std::string_view name, std::string_view id, std::optional<std::uint64_t> ns_version = {}) const {
+    return value_in(name_prefix(name, ns_version), id);
   }
 
   // "{ns}:{name}:" (with "v{N}:"), for callers that build many keys of one name:
   // value_in(name_prefix(name), id) == value(name, id), without re-checking the name.
-  std::string name_prefix(std::string_view name, std::optional<std::uint64_t> version = {}) const {
+  std::string name_prefix(std::string_view name, std::optional<std::uint64_t> ns_version = {}) const {
     check_constant(name, "name");
     std::string p = prefix_ + ":" + std::string(name) + ":";
-    if (version) p += "v" + std::to_string(*version) + ":";
+    if (ns_version) p += "v" + std::to_string(*ns_version) + ":";
     return p;
   }
 

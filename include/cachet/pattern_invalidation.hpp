@@ -26,7 +26,7 @@ namespace cachet {
 struct PatternInvalidationOptions {
   std::size_t batch = 1000;  // SCAN COUNT: keys examined per call, the bound on each command's work
   // Called after each batch with the totals so far: keys matched, keys deleted.
-  std::function<void(std::size_t matched, std::size_t deleted)> on_progress;
+  std::function<void(std::size_t matched, std::size_t deleted)> on_progress{};
 };
 
 // Deletes every key matching `pattern`; returns how many existed. Throws on Redis

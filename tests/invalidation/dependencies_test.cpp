@@ -4,6 +4,7 @@
 #include <support/server.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -61,6 +62,20 @@ TEST_CASE("invalidate_for removes the keys, the tagged values and bumps the name
   CHECK(c.versions.value_key("listing", "all") != listing_key);
   // One round trip: the script (its UNLINKs and INCR run inside it, on the server).
   CHECK(cachet::test::command_calls(conn, "evalsha") + cachet::test::command_calls(conn, "eval") == 1);
+}
+
+TEST_CASE("invalidate_for takes an integral id, as the rules see its digits") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  auto conn = server.connect();
+  Catalog c(pool);
+  conn.command({"SET", "shop:product:42", "p42"});
+  conn.command({"SET", "shop:price:-7", "1.50"});
+
+  const std::int64_t id = 42;  // a row's key, as the README's Product has it
+  CHECK(c.deps.invalidate_for("product", id).deleted == 1);
+  CHECK(c.deps.invalidate_for("product", -7).deleted == 1);
+  CHECK(conn.command({"EXISTS", "shop:product:42", "shop:price:-7"}).as_integer() == 0);
 }
 
 TEST_CASE("targets_for gathers every rule of an entity") {

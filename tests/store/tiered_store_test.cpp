@@ -266,10 +266,10 @@ TEST_CASE("while tracking is down nothing is kept, and the loss emptied L1") {
 }
 
 TEST_CASE("tags: invalidate_tags empties L1 of the tagged values, with and without tracking") {
-  cachet::test::Tracked tracked;
-  auto& server = tracked.server;
-  auto& pool = tracked.pool;
-  auto& tracking = tracked.tracking;
+  cachet::test::Tracked fixture;
+  auto& server = fixture.server;
+  auto& pool = fixture.pool;
+  auto& tracking = fixture.tracking;
   for (const bool tracked : {true, false}) {
     INFO("tracking " << tracked);
     TieredStringCache<> cache(string_tier(pool, tracked ? &tracking : nullptr), tier_options(tracked ? "tag1" : "tag0"));
@@ -299,10 +299,10 @@ TEST_CASE("tags: invalidate_tags empties L1 of the tagged values, with and witho
 }
 
 TEST_CASE("versioned namespaces: a bump by anyone makes L1 miss") {
-  cachet::test::Tracked tracked;
-  auto& server = tracked.server;
-  auto& pool = tracked.pool;
-  auto& tracking = tracked.tracking;
+  cachet::test::Tracked fixture;
+  auto& server = fixture.server;
+  auto& pool = fixture.pool;
+  auto& tracking = fixture.tracking;
   auto other = server.connect();
   for (const bool tracked : {true, false}) {
     INFO("tracking " << tracked);

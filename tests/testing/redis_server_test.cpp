@@ -12,6 +12,12 @@
 
 using namespace std::chrono_literals;
 
+TEST_CASE("this header alone is enough to open a Pool on the server, as the README shows") {
+  cachet::testing::RedisServer server;
+  cachet::Pool pool(server.connection_options());
+  CHECK(pool.with([](cachet::Connection& c) { return c.command({"PING"}).as_status() == "PONG"; }));
+}
+
 TEST_CASE("a private server on a unix socket, gone with its files when destroyed") {
   std::string dir;
   pid_t pid = -1;

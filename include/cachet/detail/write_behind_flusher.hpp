@@ -97,7 +97,7 @@ class Flusher {
 
   struct Failure {
     std::size_t index = 0;  // in the round
-    std::string error;
+    std::string error{};
     bool rejected = false;  // the database refused the data (WriteBehindOptions::rejected)
   };
 

@@ -29,7 +29,7 @@ namespace cachet {
 
 struct RedisLockOptions {
   std::chrono::milliseconds lease{5000};  // how long a holder that stops renewing keeps the lock
-  std::string notify_channel;             // if set, each release PUBLISHes the lock key here
+  std::string notify_channel{};           // if set, each release PUBLISHes the lock key here
 };
 
 class RedisLock {

@@ -124,8 +124,8 @@ class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk, S> {
     [[maybe_unused]] const auto forget = cache_.forgetting({&written, 1});  // the enqueue script sets the entry
     const Tags tags(this->pool(), cache_.keys());
     const std::vector<std::string> sets = tags.tag_set_keys(cache_.tags_of(value));
-    const std::string version = cache_.keys().write_version(k);
-    const detail::QueuedWrite w{id, k, e.bytes, e.ttl, version, e.ttl + write_.version_margin, sets,
+    const std::string write_version = cache_.keys().write_version(k);
+    const detail::QueuedWrite w{id, k, e.bytes, e.ttl, write_version, e.ttl + write_.version_margin, sets,
                                 tags.options().prune_sample};
     const auto deadline = std::chrono::steady_clock::now() + write_.block_for;
     bool counted = false;

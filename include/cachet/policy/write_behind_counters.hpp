@@ -64,7 +64,7 @@ struct CountersOptions {
   KeyOptions keys{};
   std::chrono::milliseconds interval{1000};  // how often this object flushes; zero: only flush()
   BackoffOptions retry{std::chrono::milliseconds(100), std::chrono::milliseconds(5000), 2.0, 0.2};
-  std::string metrics_label;  // defaults to ns:queue
+  std::string metrics_label{};  // defaults to ns:queue
 };
 
 template <class W>

@@ -87,7 +87,7 @@ struct WriteBehindOptions {
   std::string group = "cachet";  // the flushers' consumer group
   // This flusher's consumer name; empty: host, pid and a random suffix. A stable
   // name (a pod name) lets a restarted flusher resume its own pending entries first.
-  std::string consumer;
+  std::string consumer{};
   bool flusher = true;  // flush in this object; false: only queue (another process flushes)
 
   std::size_t max_batch = 500;               // a batch is flushed at this many writes...
@@ -103,7 +103,7 @@ struct WriteBehindOptions {
   // constraint) rather than that it is unavailable. Without it, a write failing
   // alone counts only when other writes of the same round succeed: a poison
   // write with no traffic around it is retried until some arrives.
-  std::function<bool(const std::exception&)> rejected;
+  std::function<bool(const std::exception&)> rejected{};
   // The back-off of those retries, and between rounds while every write fails (an
   // outage). Redis errors are retried on the connection's `reconnect` back-off.
   BackoffOptions retry{std::chrono::milliseconds(50), std::chrono::milliseconds(2000), 2.0, 0.2};
@@ -112,7 +112,7 @@ struct WriteBehindOptions {
   std::size_t max_length = 1'000'000;  // 0: unbounded
   QueueFull on_full = QueueFull::block;
   std::chrono::milliseconds block_for{1000};
-  std::function<void(std::string_view)> on_warning;  // QueueFull::grow, at most once a second
+  std::function<void(std::string_view)> on_warning{};  // QueueFull::grow, at most once a second
 
   std::chrono::milliseconds flush_timeout{30000};  // how long flush() waits unless told (a queue may never drain)
   std::chrono::milliseconds drain_timeout{30000};  // how long the destructor waits for the queue to drain

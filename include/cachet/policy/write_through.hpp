@@ -89,7 +89,7 @@ struct WriteThroughOptions {
   // How much longer than the value the version of a versioned write is kept:
   // a write delayed past the value's expiry by less than this is still refused.
   std::chrono::milliseconds version_margin{std::chrono::minutes(1)};
-  std::function<void(const UnrepairedWrite&)> on_unrepaired;
+  std::function<void(const UnrepairedWrite&)> on_unrepaired{};
 };
 
 template <class V, class W, Codec C = JsonCodec<V>, Guard G = NoGuard, Clock Clk = SystemClock,
@@ -132,8 +132,8 @@ class WriteThrough : public detail::WritePolicy<V, W, C, G, Clk, S> {
     cache_.metrics().count(Event::write);
     std::optional<ResolvedTargets> targets;
     if (after_write_) targets.emplace(after_write_(id, value), cache_.keys(), cache_.options().versions);
-    const std::optional<std::string> version = call_writer(id, value);
-    return update_cache(id, value, version, targets && !targets->script.empty() ? &*targets : nullptr);
+    const std::optional<std::string> row_version = call_writer(id, value);
+    return update_cache(id, value, row_version, targets && !targets->script.empty() ? &*targets : nullptr);
   }
 
   // What a write of `id` makes stale besides its own key: keys (full), tags and
@@ -173,21 +173,21 @@ class WriteThrough : public detail::WritePolicy<V, W, C, G, Clk, S> {
 
   // The cache's scripts write past its store: the key leaves an in-process
   // tier, and so does what the targets' invalidation deleted.
-  WriteOutcome update_cache(std::string_view id, const V& value, const std::optional<std::string>& version,
+  WriteOutcome update_cache(std::string_view id, const V& value, const std::optional<std::string>& row_version,
                             const ResolvedTargets* targets) {
     const std::string k = cache_.key(id);
     WriteOutcome done;
     {
       const std::string_view written = k;
       [[maybe_unused]] const auto forget = cache_.forgetting({&written, 1});
-      done = write_cache(id, k, value, version, targets);
+      done = write_cache(id, k, value, row_version, targets);
     }
     if (targets) cache_.settle();
     return done;
   }
 
   WriteOutcome write_cache(std::string_view id, const std::string& k, const V& value,
-                           const std::optional<std::string>& version, const ResolvedTargets* targets) {
+                           const std::optional<std::string>& row_version, const ResolvedTargets* targets) {
     const bool set = write_.on_write == CacheUpdate::set;
     std::exception_ptr error;
     std::optional<typename Cache::Encoded> e;
@@ -199,7 +199,7 @@ class WriteThrough : public detail::WritePolicy<V, W, C, G, Clk, S> {
       }
     }
     bool newer = false;
-    if ((e || !set) && reach(error, [&] { newer = !write(k, e ? &*e : nullptr, value, version, targets); }))
+    if ((e || !set) && reach(error, [&] { newer = !write(k, e ? &*e : nullptr, value, row_version, targets); }))
       return outcome(newer, set ? WriteOutcome::cached : WriteOutcome::deleted);
     cache_.metrics().count(Event::cache_write_error);
     if (reach(error, [&] { remove(k, targets); })) return WriteOutcome::deleted;
@@ -212,13 +212,13 @@ class WriteThrough : public detail::WritePolicy<V, W, C, G, Clk, S> {
   // deleted, conditional on `version`, with the targets' invalidation in the same
   // step. false when a newer version is cached.
   bool write(const std::string& k, const typename Cache::Encoded* e, const V& value,
-             const std::optional<std::string>& version, const ResolvedTargets* targets) {
+             const std::optional<std::string>& row_version, const ResolvedTargets* targets) {
     const Tags tags(this->pool(), cache_.keys());
     const std::vector<std::string> sets = e ? tags.tag_set_keys(cache_.tags_of(value)) : std::vector<std::string>{};
     const auto ttl = e ? e->ttl : cache_.options().ttl.expiry(cache_.options().name, std::chrono::system_clock::now()).ttl;
     const std::string version_key = cache_.keys().write_version(k);
     // Unversioned puts bump the write version too: loads running meanwhile watch it.
-    const detail::VersionCheck check{version_key, version ? std::string_view(*version) : detail::bump_version,
+    const detail::VersionCheck check{version_key, row_version ? std::string_view(*row_version) : detail::bump_version,
                                      ttl + write_.version_margin, !e};
     const detail::ValueWriteCall call({k, e ? std::string_view(e->bytes) : std::string_view{}, ttl, sets,
                                        tags.options().prune_sample},

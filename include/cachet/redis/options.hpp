@@ -21,14 +21,14 @@ struct ConnectionOptions {
   std::string host = "127.0.0.1";
   int port = 6379;
   // Unix domain socket path; when non-empty the connection uses it instead of TCP.
-  std::string path;
+  std::string path{};
 
   // AUTH: with `user` set, ACL style `AUTH user password`; otherwise `AUTH password`
   // when `password` is non-empty.
-  std::string user;
-  std::string password;
+  std::string user{};
+  std::string password{};
   int db = 0;               // SELECT, sent only when non-zero
-  std::string client_name;  // CLIENT SETNAME, sent only when non-empty
+  std::string client_name{};  // CLIENT SETNAME, sent only when non-empty
 
   // Zero means "no timeout" (block for as long as the OS lets the call block).
   std::chrono::milliseconds connect_timeout{1000};

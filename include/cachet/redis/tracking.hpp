@@ -56,7 +56,7 @@ struct TrackingOptions {
   // BCAST PREFIX each of these; empty: every key of the server. Cover the
   // namespaces whose values are kept in process ("shop:" for shop:product:42
   // and for the version counters shop:ver:*).
-  std::vector<std::string> prefixes;
+  std::vector<std::string> prefixes{};
   // Health check of the subscriber: a PING every `ping_interval`; no answer
   // within `ping_timeout` drops the connection. Their sum bounds how long a
   // silently lost subscriber can leave stale values in process.

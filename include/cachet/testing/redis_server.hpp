@@ -13,6 +13,7 @@
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/errors.hpp>
 #include <cachet/redis/options.hpp>
+#include <cachet/redis/pool.hpp>  // what a test opens on the server
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -35,9 +36,9 @@
 namespace cachet::testing {
 
 struct RedisServerOptions {
-  bool tcp = false;                 // also listen on a free port on 127.0.0.1
-  std::vector<std::string> config;  // extra redis.conf lines, e.g. "maxmemory 1mb"
-  std::string executable;           // default: $CACHET_REDIS_SERVER, else "redis-server"
+  bool tcp = false;                   // also listen on a free port on 127.0.0.1
+  std::vector<std::string> config{};  // extra redis.conf lines, e.g. "maxmemory 1mb"
+  std::string executable{};           // default: $CACHET_REDIS_SERVER, else "redis-server"
   std::chrono::milliseconds start_timeout{10'000};
 };
 

@@ -277,6 +277,24 @@ TEST_CASE("entries delivered to a flusher whose read reply was lost are read bac
   CHECK(group_pending(conn, cache.stream()) == 0);
 }
 
+TEST_CASE("flush() waits through a connection lost mid-wait (a restart) instead of throwing it") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options(), {.size = 1});
+  GatedWriter writer{cachet::test::DbWriter(db_path(server))};
+  writer.gate->held = "1";
+  cachet::WriteBehind<std::string, GatedWriter, cachet::StringCodec> cache(
+      pool, cachet::test::write_behind_options("wb-flush-reconnect"), writer, cachet::test::flusher_options());
+  cache.write("1", "a");
+  writer.gate->entered.get_future().wait();  // the batch is held in the database: flush() must wait
+  auto flushing = std::async(std::launch::async, [&] { return cache.flush(60s); });
+  auto conn = server.connect();
+  auto polling = [&] { return conn.command({"CLIENT", "LIST"}).as_string().find(" cmd=xrange ") != std::string::npos; };
+  REQUIRE(cachet::test::eventually(polling, 60s));  // flush() has checked the queue at least once
+  kill_clients(conn, "xrange");                      // its pooled connection is dead now
+  writer.gate->open.set_value();
+  CHECK(flushing.get().drained);  // threw ConnectionError before
+}
+
 TEST_CASE("an entry stranded behind the group's read position, in no pending list, is written and flush() returns") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());

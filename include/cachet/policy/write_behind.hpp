@@ -185,10 +185,16 @@ class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk, S> {
       }
     } hurry(flusher_.get());
     for (auto pause = std::chrono::milliseconds(1);; pause = std::min(pause * 2, std::chrono::milliseconds(20))) {
-      const auto left = this->pool().with(
-          [&](Connection& c) { return c.command({"XRANGE", keys_.stream, "-", *last, "COUNT", 1}).size(); });
+      const bool late = std::chrono::steady_clock::now() >= deadline;
+      std::optional<std::size_t> left;
+      try {
+        left = this->pool().with(
+            [&](Connection& c) { return c.command({"XRANGE", keys_.stream, "-", *last, "COUNT", 1}).size(); });
+      } catch (const ConnectionError&) {  // a restart mid-wait: the queue is in Redis, ask again until the deadline
+        if (late) throw;
+      }
       if (left == 0) return {};
-      if (std::chrono::steady_clock::now() >= deadline)
+      if (late && left)
         return this->pool().with([&](Connection& c) { return left_in(c); });
       std::this_thread::sleep_for(pause);
     }

@@ -37,11 +37,11 @@ struct PoolOptions {
   std::chrono::milliseconds idle_check_after{30'000};  // PING before reusing one idle this long
   // The `pool` label of its cachet_pool_* metrics; defaults to the unix socket's
   // path or host:port. Pools with one label are summed into one series.
-  std::string metrics_label;
+  std::string metrics_label{};
   bool verify = true;  // the constructor opens and PINGs one connection; a misconfiguration throws ConfigError
   // Called when the server refuses a new connection's set-up (a password rotated
   // under a running pool), once until a connection opens again; from the acquiring thread.
-  std::function<void(const HandshakeError&)> on_handshake_error;
+  std::function<void(const HandshakeError&)> on_handshake_error{};
 };
 
 struct PoolStats {

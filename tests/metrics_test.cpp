@@ -291,6 +291,7 @@ TEST_CASE("8 threads counting at once lose nothing, while the registry renders")
       if (registry.prometheus().find("cachet_hits_total") != std::string::npos) ++scrapes;
     }
   });
+  const cachet::test::RaiseOnExit stop_reader(done);
   std::vector<cachet::test::Thread> workers;
   for (int t = 0; t < threads; ++t)
     workers.emplace_back([&, t] {

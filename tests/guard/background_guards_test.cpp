@@ -180,6 +180,7 @@ TEMPLATE_TEST_CASE("early expiration: recomputed before expiry, one at a time, n
       while (!done) misses += cache.get_or_load("k", load).empty();
     });
   });
+  const cachet::test::RaiseOnExit stop_readers(done);
   // Step the clock towards expiry until a recomputation has replaced the value.
   while (clock.now() < expiry && cache.get("k") == "v1") {
     clock.advance(1ms);
@@ -227,6 +228,7 @@ TEMPLATE_TEST_CASE("fail-safe: a database down for 10 s, every read served stale
       }
     });
   });
+  const cachet::test::RaiseOnExit stop_readers(done);
   const bool readers_up = cachet::test::eventually([&] { return served + failed > 0; }, 5s);  // before time moves
   for (int step = 0; step < 1000; ++step) {  // 10 s in 10 ms steps, each 1 s hold-back lasting 100 ms or more
     clock.advance(10ms);

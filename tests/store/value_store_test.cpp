@@ -140,6 +140,7 @@ TEST_CASE("racing fills and reads never see a value older than the last invalida
   std::atomic<bool> done{false};
   std::atomic<int> older{0}, checks{0}, read_older{0}, reads{0}, started{0};
   cachet::test::Thread writer([&] {
+    const cachet::test::RaiseOnExit stop_readers(done);  // also when a store call throws
     std::mt19937 rng(1);
     while (started < 3) std::this_thread::yield();  // under TSan the rounds could otherwise end before a reader ran
     const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
@@ -155,7 +156,6 @@ TEST_CASE("racing fills and reads never see a value older than the last invalida
         older += *hit->value < now;
       }
     }
-    done = true;
   });
   cachet::test::in_threads(3, [&](int t) {
     std::mt19937 rng(static_cast<unsigned>(t) + 7);

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <exception>
@@ -66,6 +67,20 @@ class Thread {
  private:
   std::shared_ptr<std::exception_ptr> error_;  // shared: the Thread may move while its body runs
   std::thread thread_;
+};
+
+// Raises `flag` when its scope ends, however it ends. Declared after a Thread
+// that loops until the flag, so a failing check unwinds instead of joining a
+// thread that never stops.
+class RaiseOnExit {
+ public:
+  explicit RaiseOnExit(std::atomic<bool>& flag) : flag_(flag) {}
+  RaiseOnExit(const RaiseOnExit&) = delete;
+  RaiseOnExit& operator=(const RaiseOnExit&) = delete;
+  ~RaiseOnExit() { flag_ = true; }
+
+ private:
+  std::atomic<bool>& flag_;
 };
 
 // Starts `n` threads running `f(i)`, joins them all, then rethrows the first

@@ -2,7 +2,7 @@
 // zstd compression as a codec wrapper: Compressed<JsonCodec<Product>>.
 //
 // Optional: needs libzstd (Debian: libzstd-dev) and the CMake option
-// CACHET_WITH_ZSTD (on by default when libzstd is found); cachet::cachet then
+// CACHET_WITH_ZSTD (off unless asked; the presets turn it on); cachet::cachet then
 // defines CACHET_HAS_ZSTD and links it. Everything else in cachet works without it.
 //
 // Decoding streams into a buffer that grows with the real output and stops at

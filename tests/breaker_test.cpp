@@ -1,4 +1,5 @@
 #include <cachet/breaker.hpp>
+#include <cachet/redis/options.hpp>
 
 #include <catch2/catch.hpp>
 #include <support/concurrency.hpp>
@@ -90,15 +91,40 @@ TEST_CASE("exactly one of many concurrent callers becomes the probe") {
   CHECK(b.state() == BreakerState::half_open);
 }
 
-TEST_CASE("a probe that never reports is replaced after another period") {
-  CircuitBreaker b({.failure_threshold = 1, .open_for = 10ms});
+TEST_CASE("a probe in flight holds off everyone else until it reports, however many periods pass") {
+  CircuitBreaker b({.failure_threshold = 1, .open_for = 10ms, .max_open_for = 10ms, .probe_timeout = 2s});
   const auto t0 = CircuitBreaker::clock::now();
   b.failure(t0);
-  REQUIRE(b.allow(t0 + 10ms));  // the probe, which then hangs
-  CHECK_FALSE(b.allow(t0 + 15ms));
-  CHECK(b.allow(t0 + 21ms));  // a new probe
+  REQUIRE(b.allow(t0 + 10ms));  // the probe, blocked on a hung server
+  int let_through = 0;
+  for (auto t = t0 + 11ms; t < t0 + 10ms + 2s; t += 1ms) let_through += b.allow(t) ? 1 : 0;
+  CHECK(let_through == 0);  // not one more caller pays the timeout while it hangs
+  CHECK(b.state() == BreakerState::half_open);
+  b.failure(t0 + 1500ms);  // it reports: open again for a period, then one new probe
+  CHECK_FALSE(b.allow(t0 + 1505ms));
+  CHECK(b.allow(t0 + 1510ms));
+  CHECK_FALSE(b.allow(t0 + 1511ms));
   b.success();
   CHECK(b.state() == BreakerState::closed);
+}
+
+TEST_CASE("a probe that never reports is replaced, by one caller, after probe_timeout") {
+  CircuitBreaker b({.failure_threshold = 1, .open_for = 10ms, .probe_timeout = 500ms});
+  const auto t0 = CircuitBreaker::clock::now();
+  b.failure(t0);
+  REQUIRE(b.allow(t0 + 10ms));  // the probe, which then never reports
+  CHECK_FALSE(b.allow(t0 + 509ms));
+  CHECK(b.allow(t0 + 510ms));  // a new probe
+  CHECK_FALSE(b.allow(t0 + 511ms));  // and only one
+  CHECK_FALSE(b.allow(t0 + 1009ms));
+  b.success();
+  CHECK(b.state() == BreakerState::closed);
+}
+
+TEST_CASE("by default a probe holds its place longer than the default connect and command timeouts together") {
+  const cachet::BreakerOptions breaker;
+  const cachet::ConnectionOptions connection;
+  CHECK(breaker.probe_timeout > connection.connect_timeout + connection.command_timeout);
 }
 
 TEST_CASE("a throwing listener does not wedge the breaker") {

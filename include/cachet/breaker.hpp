@@ -5,6 +5,7 @@
 // probes (half-open); the probe's success closes it, its failure opens it again
 // for twice as long, up to `max_open_for`. Short periods bring the cache back
 // soon after Redis is; one probe at a time keeps a dead server from a storm.
+// A probe holds its place until it reports, or for `probe_timeout` if it never does.
 //
 // The closed-state check is one relaxed atomic load: nothing on the hit path locks.
 
@@ -20,6 +21,9 @@ struct BreakerOptions {
   std::uint32_t failure_threshold = 5;
   std::chrono::milliseconds open_for{50};       // until the first probe
   std::chrono::milliseconds max_open_for{100};  // the longest period, after failed probes (at least open_for)
+  // How long a probe that has not reported holds off every other caller: longer
+  // than the default connect_timeout + command_timeout, so a hung server sees one probe at a time.
+  std::chrono::milliseconds probe_timeout{3000};
 };
 
 enum class BreakerState : std::uint8_t { closed, open, half_open };
@@ -36,8 +40,8 @@ class CircuitBreaker {
 
   // May a call go to Redis now? Closed: yes, without reading the clock. Open: the
   // first caller after the open period becomes the half-open probe; everyone
-  // else is refused until it reports (or, should it never report, until another
-  // period has passed and a new probe goes).
+  // else is refused until it reports (or, should it never report, until
+  // `probe_timeout` has passed and a new probe goes).
   bool allow() {
     if (state_.load(std::memory_order_acquire) == BreakerState::closed) return true;
     return allow(clock::now());
@@ -46,8 +50,10 @@ class CircuitBreaker {
   bool allow(clock::time_point now) {
     const BreakerState state = state_.load(std::memory_order_acquire);
     if (state == BreakerState::closed) return true;
+    // Open: the stamp is when it opened. Half-open: when the probe started.
     auto last = opened_at_.load(std::memory_order_acquire);
-    if (now - clock::time_point(clock::duration(last)) < period()) return false;
+    const clock::duration wait = state == BreakerState::half_open ? clock::duration(options_.probe_timeout) : period();
+    if (now - clock::time_point(clock::duration(last)) < wait) return false;
     // Open, or half-open with a probe that never reported: one caller wins the
     // stamp and probes.
     if (!opened_at_.compare_exchange_strong(last, now.time_since_epoch().count(), std::memory_order_acq_rel))

@@ -8,12 +8,18 @@
 #include <catch2/catch.hpp>
 #include <support/errors.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -45,6 +51,57 @@ class Stopped {
 
  private:
   pid_t pid_;
+};
+
+// A TCP port on 127.0.0.1 where something that is not Redis (an HTTP server)
+// answers one client's first bytes with `answer`, then closes.
+class NotRedis {
+ public:
+  explicit NotRedis(std::string answer) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    REQUIRE(fd_ >= 0);
+    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) == 0);
+    REQUIRE(::listen(fd_, 4) == 0);
+    REQUIRE(::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this, answer = std::move(answer)] { serve(answer); });
+  }
+  ~NotRedis() {
+    thread_.join();
+    ::close(fd_);
+  }
+  NotRedis(const NotRedis&) = delete;
+  NotRedis& operator=(const NotRedis&) = delete;
+  int port() const noexcept { return port_; }
+
+ private:
+  // Waits (bounded, so a test that never connects cannot hang) for `fd` to be readable.
+  static bool readable(int fd) {
+    pollfd p{fd, POLLIN, 0};
+    return ::poll(&p, 1, 10'000) == 1;
+  }
+  // Reads the request before answering, and lets the client close first, so the
+  // client reads the whole answer (no reset from unread bytes).
+  void serve(const std::string& answer) const {
+    if (!readable(fd_)) return;
+    const int client = ::accept(fd_, nullptr, nullptr);
+    if (client < 0) return;
+    char buf[512];
+    if (readable(client) && ::read(client, buf, sizeof buf) > 0) {
+      [[maybe_unused]] const auto sent = ::write(client, answer.data(), answer.size());
+      ::shutdown(client, SHUT_WR);
+      while (readable(client) && ::read(client, buf, sizeof buf) > 0) {
+      }
+    }
+    ::close(client);
+  }
+
+  int fd_;
+  int port_ = 0;
+  std::thread thread_;
 };
 
 }  // namespace
@@ -113,6 +170,32 @@ TEST_CASE("a server that stops answering is an outage at construction too") {
   Stopped stopped(server);
   cachet::Pool pool(o);  // the PING times out: tolerated
   CHECK(pool.stats().idle == 0);
+}
+
+TEST_CASE("a server at maxclients is an outage at construction, not a ConfigError") {
+  cachet::testing::RedisServer server({.config = {"maxclients 1"}});
+  auto held = server.connect();  // the one client it takes: the next is told "ERR max number of clients reached"
+  CHECK_NOTHROW(cachet::Pool(server.connection_options()));
+}
+
+TEST_CASE("on_handshake_error is not called for a refusal the constructor throws as ConfigError") {
+  cachet::testing::RedisServer server({.config = {"requirepass right"}});
+  auto o = server.connection_options();
+  o.password = "wrong";
+  int calls = 0;
+  CHECK(throws_exactly<cachet::ConfigError>(
+      [&] { cachet::Pool pool(o, {.on_handshake_error = [&](const cachet::HandshakeError&) { ++calls; }}); }));
+  CHECK(calls == 0);
+}
+
+TEST_CASE("a port where something else than Redis answers (HTTP) is a ConfigError naming the server") {
+  NotRedis http("HTTP/1.1 400 Bad Request\r\n\r\n");
+  cachet::ConnectionOptions o;
+  o.port = http.port();
+  o.connect_timeout = o.command_timeout = 10'000ms;  // generous: the answer comes at once
+  const std::string what = message_of<cachet::ConfigError>([&] { cachet::Pool pool(o); });
+  CHECK(contains(what, "127.0.0.1:" + std::to_string(http.port())));
+  CHECK(contains(what, "does not speak the Redis protocol"));
 }
 
 TEST_CASE("a password rotated under a running pool: acquire throws HandshakeError and on_handshake_error fires once") {

@@ -43,8 +43,8 @@ class HandshakeError : public ConnectionError {
 };
 
 // The configuration cannot work: the server refused AUTH/SELECT/CLIENT SETNAME
-// (WRONGPASS, NOAUTH, NOPERM, ERR DB index out of range), or the unix socket
-// path has no socket. Thrown by the Pool's constructor, which opens one
+// (WRONGPASS, NOAUTH, NOPERM, ERR DB index out of range), the peer does not
+// speak RESP (a wrong port), or the unix socket path has no socket. Thrown by the Pool's constructor, which opens one
 // connection to check, so a misconfiguration reaches the application at start-up
 // instead of looking like an outage (an unreachable server is tolerated there).
 class ConfigError : public Error {

@@ -21,6 +21,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -40,7 +41,8 @@ struct PoolOptions {
   std::string metrics_label{};
   bool verify = true;  // the constructor opens and PINGs one connection; a misconfiguration throws ConfigError
   // Called when the server refuses a new connection's set-up (a password rotated
-  // under a running pool), once until a connection opens again; from the acquiring thread.
+  // under a running pool), once until a connection opens again; from the acquiring
+  // thread; never from the constructor's check (`verify`).
   std::function<void(const HandshakeError&)> on_handshake_error{};
 };
 
@@ -185,10 +187,12 @@ class Pool {
 
  private:
   // Opens the first connection, kept idle for the first user, and PINGs it: a
-  // refused set-up or PING (NOAUTH: the server wants a password) or a unix socket
-  // path with no socket is a ConfigError; an unreachable server (refused, timed
-  // out) or one not ready (LOADING) is an outage the pool rides out, as it would later.
+  // refused set-up or PING that names the options (see misconfigured()), a peer
+  // that does not speak RESP (a wrong port) or a unix socket path with no socket
+  // is a ConfigError; an unreachable server (refused, timed out), one not ready
+  // (LOADING) or full (maxclients) is an outage the pool rides out, as it would later.
   void verify() {
+    verifying_ = true;  // on_handshake_error is for refusals after construction
     try {
       Lease first = acquire();
       first->command({"PING"});
@@ -197,6 +201,9 @@ class Pool {
       if (options_.eager) throw;
     } catch (const ReplyError& e) {
       throw_if_misconfigured(e.server_message());
+    } catch (const ProtocolError& e) {
+      throw ConfigError(fmt::format("redis: the server at {} does not speak the Redis protocol (check "
+                                    "ConnectionOptions::host, port, path): {}", endpoint(), e.what()));
     } catch (const ConnectionError& e) {
       if (connection_.uses_unix_socket())
         if (const char* why = unix_socket_problem(connection_.path))
@@ -204,15 +211,32 @@ class Pool {
                                         connection_.path, why, e.what()));
       if (options_.eager) throw;
     }
+    verifying_ = false;
   }
 
-  // WRONGPASS, NOAUTH, NOPERM and ERR (bad DB index, AUTH without a server password)
-  // say the options are wrong; LOADING or BUSY say the server is not ready yet.
   void throw_if_misconfigured(const std::string& server_message) const {
-    const std::string_view code = std::string_view(server_message).substr(0, server_message.find(' '));
-    if (code == "WRONGPASS" || code == "NOAUTH" || code == "NOPERM" || code == "ERR")
+    if (misconfigured(server_message))
       throw ConfigError(fmt::format("redis at {} refused the connection: {} (check ConnectionOptions::user, "
                                     "password, db, client_name)", endpoint(), server_message));
+  }
+
+  // WRONGPASS, NOAUTH, NOPERM and the ERR replies below say the options are wrong;
+  // any other ERR (max number of clients reached), LOADING or BUSY say the server
+  // cannot serve right now.
+  static bool misconfigured(std::string_view message) noexcept {
+    const std::string_view code = message.substr(0, message.find(' '));
+    if (code == "WRONGPASS" || code == "NOAUTH" || code == "NOPERM") return true;
+    static constexpr std::string_view wrong_options[] = {
+        "ERR DB index is out of range",                               // SELECT: db
+        "ERR invalid DB index",                                       // SELECT: db
+        "ERR SELECT is not allowed in cluster mode",                  // SELECT: db
+        "ERR AUTH <password> called without any password configured", // a password, server has none (6+)
+        "ERR Client sent AUTH, but no password is set",               // the same before 6
+        "ERR invalid password",                                       // a wrong password before 6
+        "ERR Client names cannot contain",                            // CLIENT SETNAME: client_name
+    };
+    return std::any_of(std::begin(wrong_options), std::end(wrong_options),
+                       [&](std::string_view text) { return message.starts_with(text); });
   }
 
   // Why `path` cannot be a listening unix socket, or nullptr if it can. Redis creates
@@ -253,11 +277,11 @@ class Pool {
     }
   }
 
-  // Tells on_handshake_error, once per run of refusals.
+  // Tells on_handshake_error, once per run of refusals; not during verify(), which throws or tolerates.
   void report_refusal(const HandshakeError& e) noexcept {
     {
       std::lock_guard lock(mutex_);
-      if (std::exchange(refused_, true) || !options_.on_handshake_error) return;
+      if (verifying_ || std::exchange(refused_, true) || !options_.on_handshake_error) return;
     }
     try {
       options_.on_handshake_error(e);
@@ -352,6 +376,7 @@ class Pool {
   std::string last_error_;
   std::uint64_t metrics_id_ = 0;  // its entry in MetricsRegistry::global()
   bool refused_ = false;  // the last connection set-up was refused (reported once)
+  bool verifying_ = false;  // the constructor's verify() runs: refusals are not reported
 };
 
 }  // namespace cachet

@@ -66,6 +66,7 @@ class Flusher {
       try {
         step();
         redis_backoff_.reset();
+        loading_ = false;
       } catch (const ReplyError& e) {
         retry_after(e.is("LOADING"));
       } catch (...) {
@@ -117,10 +118,12 @@ class Flusher {
 
   // After an error: the next step reads our own pending entries first (a reply
   // lost on the way may have delivered some), after the back-off; or, while Redis
-  // loads its data set (LOADING: up, not failing), soon, without growing it.
+  // loads its data set (LOADING: up, not failing), soon, without growing it,
+  // and counted once for the whole load rather than at each retry.
   void retry_after(bool loading) {
     read_from_ = "0";
-    cache_.metrics().count(Event::redis_error);
+    if (!(loading && loading_)) cache_.metrics().count(Event::redis_error);
+    loading_ = loading;
     if (loading) return pause_until(clock::now() + not_yet_);
     redis_backoff_.record_failure();
     pause_until(redis_backoff_.next_attempt());
@@ -384,6 +387,7 @@ class Flusher {
   clock::time_point next_reclaim_{};
   clock::time_point last_rescue_{};
   bool group_ready_ = false;
+  bool loading_ = false;  // the last step met LOADING (counted already)
   Backoff outage_, redis_backoff_, retry_;
   std::chrono::milliseconds not_yet_;  // the pause while Redis is LOADING
   std::atomic<int> hurry_{0};

@@ -139,26 +139,38 @@ return #own
 // Claims for `consumer` (XCLAIM FORCE) up to `count` entries stranded behind the
 // group's read position (last-delivered-id) in no pending list: no read would
 // ever deliver them (a transaction cut by a crash and replayed from the AOF, an
-// XGROUP SETID). Returns them as XCLAIM does. Scans the entries before the read
-// position, which are otherwise all pending: the cost grows with the pending lists.
+// XGROUP SETID). Returns them as XCLAIM does. Costs O(1) when the group's pending
+// count equals the entries up to its read position (XLEN - lag); otherwise (or
+// when deletions hide the lag) reads the pending list once and scans those entries.
 inline Reply claim_stranded(Connection& conn, const QueueKeys& keys, std::string_view group,
                             std::string_view consumer, std::size_t count) {
-  // KEYS: stream. ARGV: group, consumer, count.
+  // KEYS: stream. ARGV: group, consumer, count. Pending entries deleted from the
+  // stream can mask as many stranded ones in the counts, until they are acknowledged.
   static const Script script(R"lua(
 local function field(list, name)
   for i = 1, #list, 2 do if list[i] == name then return list[i + 1] end end
 end
-local last
+local group
 for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
-  if field(g, 'name') == ARGV[1] then last = field(g, 'last-delivered-id') end
+  if field(g, 'name') == ARGV[1] then group = g end
 end
-local claim, limit, from = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], '0'}, tonumber(ARGV[3]) + 5, '-'
-while last and #claim < limit do
-  local batch = redis.call('XRANGE', KEYS[1], from, last, 'COUNT', 100)
+if not group then return {} end
+local last, lag = field(group, 'last-delivered-id'), field(group, 'lag')
+if lag and field(group, 'pending') == redis.call('XLEN', KEYS[1]) - lag then return {} end
+local pending, from = {}, '-'
+repeat
+  local batch = redis.call('XPENDING', KEYS[1], ARGV[1], from, last, 1000)
+  for _, p in ipairs(batch) do pending[p[1]] = true end
+  if #batch > 0 then from = '(' .. batch[#batch][1] end
+until #batch < 1000
+local claim, limit = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], '0'}, tonumber(ARGV[3]) + 5
+from = '-'
+while #claim < limit do
+  local batch = redis.call('XRANGE', KEYS[1], from, last, 'COUNT', 1000)
   for _, e in ipairs(batch) do
-    if #claim < limit and #redis.call('XPENDING', KEYS[1], ARGV[1], e[1], e[1], 1) == 0 then claim[#claim + 1] = e[1] end
+    if #claim < limit and not pending[e[1]] then claim[#claim + 1] = e[1] end
   end
-  if #batch < 100 then break end
+  if #batch < 1000 then break end
   from = '(' .. batch[#batch][1]
 end
 if #claim == 5 then return {} end

@@ -190,8 +190,8 @@ class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk, S> {
       try {
         left = this->pool().with(
             [&](Connection& c) { return c.command({"XRANGE", keys_.stream, "-", *last, "COUNT", 1}).size(); });
-      } catch (const ConnectionError&) {  // a restart mid-wait: the queue is in Redis, ask again until the deadline
-        if (late) throw;
+      } catch (const Error& e) {  // a restart mid-wait: the queue is in Redis, ask again until the deadline
+        if (late || !restarting(e)) throw;
       }
       if (left == 0) return {};
       if (late && left)
@@ -240,6 +240,14 @@ class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk, S> {
       cache_.metrics().count(Event::decode_error);
       return std::nullopt;
     }
+  }
+
+  // An error Redis gives while it restarts: the connection lost or refused,
+  // LOADING (reading its data set back) or BUSY (a script running long), or no
+  // pooled connection free while the others reconnect.
+  static bool restarting(const Error& e) {
+    if (const auto* reply = dynamic_cast<const ReplyError*>(&e)) return reply->is("LOADING") || reply->is("BUSY");
+    return dynamic_cast<const ConnectionError*>(&e) || dynamic_cast<const PoolTimeoutError*>(&e);
   }
 
   static std::chrono::steady_clock::time_point deadline_after(std::chrono::milliseconds timeout) {

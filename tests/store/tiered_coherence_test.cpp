@@ -159,8 +159,10 @@ TEST_CASE("CLIENT KILL of the invalidation connection: L1 is flushed, tracking c
 
   REQUIRE(tracking.wait_live(5s));
   CHECK(tracking.client_id() != id);
-  REQUIRE(cache.get("k") == "2");
-  REQUIRE(cache.store().l1().get("t:item:k"));  // kept again
+  // Kept again. The flush that comes with the new state may still be dropping
+  // entries when wait_live returns, and a loaded machine may lose a PING once
+  // more, so a fill racing either is retried.
+  REQUIRE(cachet::test::eventually([&] { return cache.get("k") == "2" && cache.store().l1().get("t:item:k"); }, 10s));
   REQUIRE(cachet::test::redis_cli(server, {"SET", "t:item:k", "3"}) == 0);
   CHECK(cachet::test::eventually([&] { return cache.get("k") == "3"; }, 2s));
 }

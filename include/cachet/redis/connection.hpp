@@ -266,9 +266,7 @@ class Connection {
     first_pending_.assign(argv.argv()[0], std::min<std::size_t>(argv.lens()[0], 15));
   }
 
-  std::string endpoint() const {
-    return options_.uses_unix_socket() ? options_.path : fmt::format("{}:{}", options_.host, options_.port);
-  }
+  std::string endpoint() const { return options_.endpoint(); }
 
   ConnectionOptions options_;
   detail::ContextPtr ctx_;

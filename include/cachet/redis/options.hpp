@@ -46,6 +46,8 @@ struct ConnectionOptions {
   BackoffOptions reconnect{.max = std::chrono::milliseconds(100)};
 
   bool uses_unix_socket() const noexcept { return !path.empty(); }
+  // The server as messages and metrics name it: the socket's path, or host:port.
+  std::string endpoint() const { return uses_unix_socket() ? path : host + ":" + std::to_string(port); }
 };
 
 }  // namespace cachet

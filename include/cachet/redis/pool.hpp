@@ -89,8 +89,7 @@ class Pool {
       : connection_(std::move(connection)), options_(std::move(options)), backoff_(connection_.reconnect) {
     if (options_.size == 0) options_.size = 1;
     if (options_.metrics_label.empty())
-      options_.metrics_label = connection_.path.empty() ? connection_.host + ":" + std::to_string(connection_.port)
-                                                        : connection_.path;
+      options_.metrics_label = connection_.endpoint();
     options_.metrics_label = detail::checked_label("pool", std::move(options_.metrics_label));
     idle_.reserve(options_.size);
     if (options_.verify) verify();
@@ -249,10 +248,7 @@ class Pool {
     return nullptr;
   }
 
-  std::string endpoint() const {
-    return connection_.uses_unix_socket() ? connection_.path
-                                          : fmt::format("{}:{}", connection_.host, connection_.port);
-  }
+  std::string endpoint() const { return connection_.endpoint(); }
 
   // Opens a connection for a slot acquire() reserved; gives the slot back if that fails.
   std::unique_ptr<Connection> open_connection() {

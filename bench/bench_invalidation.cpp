@@ -13,9 +13,9 @@
 
 #include "ratio_reporter.hpp"
 
-#include <cachet/namespace_version.hpp>
-#include <cachet/pattern_invalidation.hpp>
-#include <cachet/tags.hpp>
+#include <cachet/invalidation/namespace_version.hpp>
+#include <cachet/invalidation/pattern_invalidation.hpp>
+#include <cachet/invalidation/tags.hpp>
 #include <cachet/testing/redis_server.hpp>
 
 #include <benchmark/benchmark.h>

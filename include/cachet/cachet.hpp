@@ -19,10 +19,10 @@
 #include <cachet/keys.hpp>
 #include <cachet/ttl.hpp>
 
-#include <cachet/dependencies.hpp>
-#include <cachet/namespace_version.hpp>
-#include <cachet/pattern_invalidation.hpp>
-#include <cachet/tags.hpp>
+#include <cachet/invalidation/dependencies.hpp>
+#include <cachet/invalidation/namespace_version.hpp>
+#include <cachet/invalidation/pattern_invalidation.hpp>
+#include <cachet/invalidation/tags.hpp>
 
 #include <cachet/codec/concepts.hpp>
 #include <cachet/codec/entry.hpp>
@@ -45,9 +45,9 @@
 #include <cachet/guard/fail_safe.hpp>
 #include <cachet/guard/load_timeout.hpp>
 #include <cachet/guard/no_guard.hpp>
-#include <cachet/guard/redis_lock.hpp>
+#include <cachet/store/redis_lock.hpp>
 #include <cachet/guard/redis_lock_guard.hpp>
-#include <cachet/guard/refresh_ahead.hpp>
+#include <cachet/guard/refresh_ahead_guard.hpp>
 #include <cachet/guard/single_flight.hpp>
 #include <cachet/guard/stack.hpp>
 #include <cachet/guard/stale_while_revalidate.hpp>

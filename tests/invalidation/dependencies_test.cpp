@@ -1,4 +1,4 @@
-#include <cachet/dependencies.hpp>
+#include <cachet/invalidation/dependencies.hpp>
 
 #include <catch2/catch.hpp>
 #include <support/server.hpp>

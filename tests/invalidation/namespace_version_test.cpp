@@ -1,4 +1,4 @@
-#include <cachet/namespace_version.hpp>
+#include <cachet/invalidation/namespace_version.hpp>
 
 #include <catch2/catch.hpp>
 #include <support/concurrency.hpp>

@@ -1,5 +1,5 @@
 #include <cachet/keys.hpp>
-#include <cachet/pattern_invalidation.hpp>
+#include <cachet/invalidation/pattern_invalidation.hpp>
 
 #include <catch2/catch.hpp>
 #include <support/concurrency.hpp>

@@ -1,4 +1,4 @@
-#include <cachet/tags.hpp>
+#include <cachet/invalidation/tags.hpp>
 
 #include <catch2/catch.hpp>
 #include <support/concurrency.hpp>

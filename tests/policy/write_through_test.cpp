@@ -1,7 +1,7 @@
 // Write-through against a real redis-server and an SQLite file as the database.
 #include <cachet/codec/string.hpp>
 #include <cachet/guard/stack.hpp>
-#include <cachet/namespace_version.hpp>
+#include <cachet/invalidation/namespace_version.hpp>
 #include <cachet/policy/write_through.hpp>
 
 #include <catch2/catch.hpp>

@@ -1,6 +1,6 @@
 #include <cachet/clock.hpp>
-#include <cachet/detail/flat_index.hpp>
-#include <cachet/detail/spin_mutex.hpp>
+#include <cachet/store/detail/flat_index.hpp>
+#include <cachet/store/detail/spin_mutex.hpp>
 #include <cachet/store/memory_store.hpp>
 
 #include <support/zipf.hpp>

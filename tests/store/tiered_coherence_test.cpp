@@ -1,6 +1,6 @@
 // Two tiers across processes: this process keeps values in L1 while another
 // process (an exec'd tiered_worker) or redis-cli writes them in Redis.
-#include <cachet/detail/spawner.hpp>
+#include <cachet/testing/detail/spawner.hpp>
 
 #include <catch2/catch.hpp>
 #include <support/concurrency.hpp>

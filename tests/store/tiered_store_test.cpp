@@ -4,7 +4,7 @@
 #include <cachet/guard/fail_safe.hpp>
 #include <cachet/guard/stack.hpp>
 #include <cachet/guard/stale_while_revalidate.hpp>
-#include <cachet/namespace_version.hpp>
+#include <cachet/invalidation/namespace_version.hpp>
 #include <cachet/policy/read_through.hpp>
 #include <cachet/policy/refresh_ahead.hpp>
 #include <cachet/policy/write_behind.hpp>

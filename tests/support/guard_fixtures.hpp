@@ -3,7 +3,7 @@
 // the default guard stack, Redis's clock, and how to start a worker.
 
 #include <cachet/codec/string.hpp>
-#include <cachet/detail/spawner.hpp>
+#include <cachet/testing/detail/spawner.hpp>
 #include <cachet/guard/stack.hpp>
 #include <cachet/policy/cache_aside.hpp>
 

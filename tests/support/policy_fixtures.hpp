@@ -4,7 +4,7 @@
 // its counting loader, and how to start a worker.
 
 #include <cachet/codec/string.hpp>
-#include <cachet/detail/spawner.hpp>
+#include <cachet/testing/detail/spawner.hpp>
 #include <cachet/policy/refresh_ahead.hpp>
 #include <cachet/policy/write_behind.hpp>
 

@@ -3,7 +3,7 @@
 // share: a string cache over a TieredStore, and tracking quick to notice a loss.
 
 #include <cachet/codec/string.hpp>
-#include <cachet/detail/spawner.hpp>
+#include <cachet/testing/detail/spawner.hpp>
 #include <cachet/policy/cache_aside.hpp>
 #include <cachet/redis/tracking.hpp>
 #include <cachet/store/tiered_store.hpp>

@@ -12,7 +12,7 @@
 #include <cachet/codec/concepts.hpp>
 #include <cachet/codec/depth.hpp>
 #include <cachet/codec/errors.hpp>
-#include <cachet/detail/nlohmann.hpp>
+#include <cachet/codec/detail/nlohmann.hpp>
 
 #include <nlohmann/json.hpp>
 

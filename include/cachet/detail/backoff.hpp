@@ -2,7 +2,7 @@
 // Tracks consecutive failures and when the next attempt is allowed.
 // Not thread-safe: the owner serialises access.
 
-#include <cachet/redis/options.hpp>
+#include <cachet/backoff.hpp>
 
 #include <algorithm>
 #include <chrono>

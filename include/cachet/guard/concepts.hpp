@@ -32,7 +32,7 @@
 //   t.count(event)     the cache's metrics
 
 #include <cachet/codec/envelope.hpp>
-#include <cachet/detail/value_write.hpp>
+#include <cachet/store/detail/value_write.hpp>
 #include <cachet/executor.hpp>
 #include <cachet/metrics.hpp>
 

@@ -12,7 +12,7 @@
 // key (put SingleFlight and RedisLockGuard after it for one across processes).
 // Entries without a compute time (plain format) are never picked.
 
-#include <cachet/detail/background_refresh.hpp>
+#include <cachet/guard/detail/background_refresh.hpp>
 #include <cachet/guard/concepts.hpp>
 
 #include <chrono>

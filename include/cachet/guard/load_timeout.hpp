@@ -11,7 +11,7 @@
 // (GuardStack<LoadTimeout, SingleFlight, RedisLockGuard>) so a waiter's wait is
 // bounded too. Zero disables a timeout.
 
-#include <cachet/detail/outcome.hpp>
+#include <cachet/guard/detail/outcome.hpp>
 #include <cachet/guard/concepts.hpp>
 #include <cachet/guard/errors.hpp>
 

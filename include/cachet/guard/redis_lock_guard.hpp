@@ -21,11 +21,11 @@
 // Put SingleFlight in front (StampedeGuard) so a process sends one caller, not
 // all of its threads, to the lock.
 
-#include <cachet/detail/lease_renewer.hpp>
-#include <cachet/detail/lock_notifier.hpp>
+#include <cachet/guard/detail/lease_renewer.hpp>
+#include <cachet/store/lock_notifier.hpp>
 #include <cachet/guard/concepts.hpp>
 #include <cachet/guard/errors.hpp>
-#include <cachet/guard/redis_lock.hpp>
+#include <cachet/store/redis_lock.hpp>
 #include <cachet/redis/pool.hpp>
 
 #include <algorithm>
@@ -98,21 +98,21 @@ class RedisLockGuard {
           renewer(std::max(options.lease / 3, std::chrono::milliseconds(1))) {}
     Pool* pool;
     RedisLockGuardOptions options;
-    detail::LockNotifier notifier;
+    LockNotifier notifier;
     detail::LeaseRenewer renewer;
   };
 
   // A waiter's interest in one lock's release.
   class Watch {
    public:
-    Watch(detail::LockNotifier& n, const std::string& key) : n_(n), key_(key), seen_(n.watch(key)) {}
+    Watch(LockNotifier& n, const std::string& key) : n_(n), key_(key), seen_(n.watch(key)) {}
     Watch(const Watch&) = delete;
     Watch& operator=(const Watch&) = delete;
     ~Watch() { n_.unwatch(key_); }
     void wait(std::chrono::steady_clock::time_point until) { seen_ = n_.wait(key_, seen_, until); }
 
    private:
-    detail::LockNotifier& n_;
+    LockNotifier& n_;
     const std::string& key_;
     std::uint64_t seen_;
   };

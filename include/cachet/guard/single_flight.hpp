@@ -11,7 +11,7 @@
 // read another write version of the key than the load's (a put came between
 // them) runs its own load too: the running one may have read the old row.
 
-#include <cachet/detail/outcome.hpp>
+#include <cachet/guard/detail/outcome.hpp>
 #include <cachet/guard/concepts.hpp>
 
 #include <algorithm>

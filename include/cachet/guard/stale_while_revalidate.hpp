@@ -9,7 +9,7 @@
 // process refreshes, the others keep serving the stale value meanwhile. A miss
 // (nothing cached) passes through to the guards below.
 
-#include <cachet/detail/background_refresh.hpp>
+#include <cachet/guard/detail/background_refresh.hpp>
 #include <cachet/guard/concepts.hpp>
 
 namespace cachet {

@@ -23,20 +23,20 @@
 #include <cachet/clock.hpp>
 #include <cachet/codec/entry.hpp>
 #include <cachet/codec/json.hpp>
-#include <cachet/detail/key_buffer.hpp>
-#include <cachet/detail/loader.hpp>
+#include <cachet/policy/detail/key_buffer.hpp>
+#include <cachet/policy/loader.hpp>
 #include <cachet/executor.hpp>
 #include <cachet/guard/concepts.hpp>
 #include <cachet/guard/no_guard.hpp>
 #include <cachet/guard/stack.hpp>
 #include <cachet/keys.hpp>
 #include <cachet/metrics.hpp>
-#include <cachet/namespace_version.hpp>
+#include <cachet/invalidation/namespace_version.hpp>
 #include <cachet/redis/errors.hpp>
 #include <cachet/store/concepts.hpp>
 #include <cachet/store/redis_store.hpp>
 #include <cachet/store/tiered_store.hpp>
-#include <cachet/tags.hpp>
+#include <cachet/invalidation/tags.hpp>
 #include <cachet/ttl.hpp>
 
 #include <chrono>

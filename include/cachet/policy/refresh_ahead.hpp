@@ -13,7 +13,7 @@
 // The refresh runs a copy of the loader on the cache's executor.
 
 #include <cachet/guard/redis_lock_guard.hpp>
-#include <cachet/guard/refresh_ahead.hpp>
+#include <cachet/guard/refresh_ahead_guard.hpp>
 #include <cachet/guard/single_flight.hpp>
 #include <cachet/guard/stack.hpp>
 #include <cachet/policy/read_through.hpp>

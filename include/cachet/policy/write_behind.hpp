@@ -37,13 +37,13 @@
 // Redis Cluster: the write's script touches the stream and the cache key, so
 // they must share a slot: use HashTag::ns.
 
-#include <cachet/detail/write_behind_flusher.hpp>
-#include <cachet/detail/write_behind_scripts.hpp>
-#include <cachet/detail/write_policy.hpp>
+#include <cachet/policy/detail/write_behind_flusher.hpp>
+#include <cachet/store/detail/write_behind_scripts.hpp>
+#include <cachet/policy/detail/write_policy.hpp>
 #include <cachet/executor.hpp>
 #include <cachet/policy/cache_aside.hpp>
 #include <cachet/policy/write_queue.hpp>
-#include <cachet/tags.hpp>
+#include <cachet/invalidation/tags.hpp>
 
 #include <unistd.h>
 

@@ -23,7 +23,7 @@
 // flushing batch's number), :counts:seq. On a Redis Cluster use HashTag::ns.
 
 #include <cachet/detail/backoff.hpp>
-#include <cachet/detail/lua_clock.hpp>
+#include <cachet/store/detail/lua_clock.hpp>
 #include <cachet/executor.hpp>
 #include <cachet/keys.hpp>
 #include <cachet/metrics.hpp>

@@ -35,13 +35,13 @@
 // Redis Cluster: the write touches the value key, its version key, its tag sets
 // and the invalidation's keys, which must share a slot: use HashTag::ns.
 
-#include <cachet/dependencies.hpp>
-#include <cachet/detail/invalidation_script.hpp>
-#include <cachet/detail/value_write.hpp>
-#include <cachet/detail/write_policy.hpp>
+#include <cachet/invalidation/dependencies.hpp>
+#include <cachet/store/detail/invalidation_script.hpp>
+#include <cachet/store/detail/value_write.hpp>
+#include <cachet/policy/detail/write_policy.hpp>
 #include <cachet/policy/cache_aside.hpp>
 #include <cachet/redis/pipeline.hpp>
-#include <cachet/tags.hpp>
+#include <cachet/invalidation/tags.hpp>
 
 #include <chrono>
 #include <concepts>

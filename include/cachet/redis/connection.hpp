@@ -7,9 +7,9 @@
 // to the next command. The next command reconnects, unless the back-off since the
 // last failed connect has not elapsed, in which case it fails fast.
 
-#include <cachet/detail/argv.hpp>
+#include <cachet/redis/detail/argv.hpp>
 #include <cachet/detail/backoff.hpp>
-#include <cachet/detail/hiredis.hpp>
+#include <cachet/redis/detail/hiredis.hpp>
 #include <cachet/redis/arg.hpp>
 #include <cachet/redis/errors.hpp>
 #include <cachet/redis/options.hpp>

@@ -1,20 +1,12 @@
 #pragma once
 // How to reach a Redis server: address, credentials, database, timeouts.
 
+#include <cachet/backoff.hpp>
+
 #include <chrono>
 #include <string>
 
 namespace cachet {
-
-// Capped exponential back-off with jitter: attempt n waits
-// min(max, initial * multiplier^n), shortened by up to `jitter` (0..1) at random
-// so that many clients that failed together do not retry together.
-struct BackoffOptions {
-  std::chrono::milliseconds initial{20};
-  std::chrono::milliseconds max{2000};
-  double multiplier = 2.0;
-  double jitter = 0.5;
-};
 
 struct ConnectionOptions {
   // TCP address; ignored when `path` is set.

@@ -2,7 +2,7 @@
 // A Redis reply with typed accessors. `Reply` owns what hiredis returned;
 // `ReplyView` is a non-owning handle used for array elements.
 
-#include <cachet/detail/hiredis.hpp>
+#include <cachet/redis/detail/hiredis.hpp>
 #include <cachet/redis/errors.hpp>
 
 #include <cstddef>

@@ -3,7 +3,7 @@
 // the first time it is needed; when the server answers NOSCRIPT (restarted, or
 // SCRIPT FLUSH) the script is sent again with EVAL, which also re-caches it.
 
-#include <cachet/detail/argv.hpp>
+#include <cachet/redis/detail/argv.hpp>
 #include <cachet/redis/arg.hpp>
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/errors.hpp>

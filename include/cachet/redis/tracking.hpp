@@ -31,7 +31,7 @@
 // dropped like a closed one, so stale data is never served for longer than
 // `ping_interval + ping_timeout` after the subscriber went deaf.
 
-#include <cachet/detail/subscriber.hpp>
+#include <cachet/redis/subscriber.hpp>
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/errors.hpp>
 #include <cachet/redis/options.hpp>
@@ -245,7 +245,7 @@ class Tracking {
   std::shared_ptr<Hub> hub_ = std::make_shared<Hub>();
   std::atomic<std::uint64_t> epoch_{static_cast<std::uint64_t>(TrackingState::connecting)};
   std::atomic<long long> client_id_{0};
-  detail::Subscriber subscriber_;  // last: its thread is joined before the members its hooks use are gone
+  Subscriber subscriber_;  // last: its thread is joined before the members its hooks use are gone
 };
 
 }  // namespace cachet

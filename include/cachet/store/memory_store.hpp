@@ -27,7 +27,8 @@
 // del), and the eviction hand takes them as soon as it reaches them, hit or not.
 
 #include <cachet/clock.hpp>
-#include <cachet/detail/memory_shard.hpp>
+#include <cachet/store/detail/memory_shard.hpp>
+#include <cachet/store/memory_options.hpp>
 #include <cachet/store/concepts.hpp>
 
 #include <chrono>

@@ -26,8 +26,9 @@
 
 #include <cachet/clock.hpp>
 #include <cachet/codec/envelope.hpp>
-#include <cachet/detail/memory_shard.hpp>
-#include <cachet/detail/value_front.hpp>
+#include <cachet/store/detail/memory_shard.hpp>
+#include <cachet/store/memory_options.hpp>
+#include <cachet/store/detail/value_front.hpp>
 
 #include <atomic>
 #include <chrono>

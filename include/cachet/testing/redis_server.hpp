@@ -9,7 +9,7 @@
 // The executable is `redis-server` from PATH, or $CACHET_REDIS_SERVER.
 // POSIX (Linux) only.
 
-#include <cachet/detail/spawner.hpp>
+#include <cachet/testing/detail/spawner.hpp>
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/errors.hpp>
 #include <cachet/redis/options.hpp>

@@ -15,7 +15,7 @@
 // Lua's numbers are doubles, exact only up to 2^53, and a nanosecond updated-at
 // is past that. Signed versions are shifted by 2^63 so that order is kept.
 
-#include <cachet/detail/lua_clock.hpp>
+#include <cachet/store/detail/lua_clock.hpp>
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/pipeline.hpp>
 #include <cachet/redis/script.hpp>

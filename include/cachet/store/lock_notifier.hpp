@@ -5,7 +5,7 @@
 // release generation moves (or its own back-off runs out: notifications are
 // best effort, lost while the subscriber reconnects).
 
-#include <cachet/detail/subscriber.hpp>
+#include <cachet/redis/subscriber.hpp>
 #include <cachet/redis/connection.hpp>
 
 #include <chrono>
@@ -16,7 +16,7 @@
 #include <unordered_map>
 #include <utility>
 
-namespace cachet::detail {
+namespace cachet {
 
 class LockNotifier {
  public:
@@ -95,4 +95,4 @@ class LockNotifier {
   Subscriber subscriber_;  // last: its thread is joined before the members its hooks use are gone
 };
 
-}  // namespace cachet::detail
+}  // namespace cachet

@@ -12,7 +12,7 @@
 // The fresh life is the envelope's created-at to fresh-until; plain-format
 // entries carry neither and are never refreshed ahead.
 
-#include <cachet/detail/background_refresh.hpp>
+#include <cachet/guard/detail/background_refresh.hpp>
 #include <cachet/guard/concepts.hpp>
 
 #include <chrono>

@@ -24,7 +24,7 @@
 
 #include <cachet/codec/errors.hpp>
 #include <cachet/detail/backoff.hpp>
-#include <cachet/detail/write_behind_scripts.hpp>
+#include <cachet/store/detail/write_behind_scripts.hpp>
 #include <cachet/metrics.hpp>
 #include <cachet/policy/write_queue.hpp>
 #include <cachet/redis/connection.hpp>

@@ -36,7 +36,7 @@
 #include <thread>
 #include <utility>
 
-namespace cachet::detail {
+namespace cachet {
 
 struct SubscriberOptions {
   std::chrono::milliseconds ping_interval{0};  // 0: no health PINGs
@@ -96,7 +96,7 @@ class Subscriber {
   using Unanswered = std::deque<std::pair<std::uint64_t, clock::time_point>>;  // our PINGs in flight: number, sent at
 
   void run() {
-    Backoff backoff(options_.reconnect);
+    detail::Backoff backoff(options_.reconnect);
     while (!stop_) {
       bool was_up = false;
       try {
@@ -235,4 +235,4 @@ class Subscriber {
   std::thread thread_;
 };
 
-}  // namespace cachet::detail
+}  // namespace cachet

@@ -30,8 +30,8 @@
 // (or renewed by sliding expiry) with a longer TTL can outlive its tag sets, and
 // with them its invalidation.
 
-#include <cachet/detail/invalidation_script.hpp>
-#include <cachet/detail/value_write.hpp>
+#include <cachet/store/detail/invalidation_script.hpp>
+#include <cachet/store/detail/value_write.hpp>
 #include <cachet/keys.hpp>
 #include <cachet/redis/pool.hpp>
 #include <cachet/redis/script.hpp>

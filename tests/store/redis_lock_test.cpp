@@ -1,4 +1,4 @@
-#include <cachet/guard/redis_lock.hpp>
+#include <cachet/store/redis_lock.hpp>
 
 #include <catch2/catch.hpp>
 #include <support/concurrency.hpp>

@@ -5,7 +5,7 @@
 // returns false) stays registered until its holder removes it; its fenced write
 // will be refused.
 
-#include <cachet/guard/redis_lock.hpp>
+#include <cachet/store/redis_lock.hpp>
 
 #include <atomic>
 #include <chrono>

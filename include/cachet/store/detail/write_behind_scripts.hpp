@@ -19,7 +19,7 @@
 // {ns}:wb:{queue}:dead, the cache keys and tag sets. On a Redis Cluster they must
 // share a slot: use HashTag::ns.
 
-#include <cachet/detail/value_write.hpp>
+#include <cachet/store/detail/value_write.hpp>
 #include <cachet/policy/write_queue.hpp>
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/script.hpp>

@@ -12,7 +12,7 @@
 // Keep the lock key in the value key's Redis Cluster slot (KeyBuilder::lock with
 // HashTag::entity) so the fenced write is one script on one shard.
 
-#include <cachet/detail/value_write.hpp>
+#include <cachet/store/detail/value_write.hpp>
 #include <cachet/redis/pool.hpp>
 #include <cachet/redis/script.hpp>
 

@@ -21,9 +21,9 @@
 // Redis Cluster: the script's keys must share a slot, so use HashTag::ns and
 // keys of the same namespace.
 
-#include <cachet/detail/invalidation_script.hpp>
-#include <cachet/namespace_version.hpp>
-#include <cachet/tags.hpp>
+#include <cachet/store/detail/invalidation_script.hpp>
+#include <cachet/invalidation/namespace_version.hpp>
+#include <cachet/invalidation/tags.hpp>
 
 #include <concepts>
 #include <cstddef>

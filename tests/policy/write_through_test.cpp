@@ -238,8 +238,8 @@ TEST_CASE("an unversioned writer: the last cache write wins, and each put bumps 
   conn.command({"DEL", version_key});  // expired, say: it never starts again below what a load may have seen
   CHECK(cache.put("1", "c") == WriteOutcome::cached);
   CHECK(version() > first + 1);
-  CHECK(cachet::detail::version_text(std::int64_t{-1}) < cachet::detail::version_text(std::int64_t{0}));
-  CHECK(cachet::detail::version_text(std::uint64_t{9}) < cachet::detail::version_text(std::uint64_t{10}));
+  CHECK(cachet::version_text(std::int64_t{-1}) < cachet::version_text(std::int64_t{0}));
+  CHECK(cachet::version_text(std::uint64_t{9}) < cachet::version_text(std::uint64_t{10}));
 }
 
 namespace {

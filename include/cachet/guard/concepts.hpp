@@ -49,7 +49,7 @@ enum class Why { miss, stale, early };
 // A conditional cache write: the lock guard's fencing. false: refused (the
 // writer's lock was lost), nothing written.
 struct Fence {
-  virtual detail::WriteResult write(const detail::ValueWrite& w) = 0;
+  virtual WriteResult write(const StoreWrite& w) = 0;
 
  protected:
   ~Fence() = default;

@@ -120,7 +120,7 @@ class RedisLockGuard {
   // The holder's write: value stored (and tagged) and lock released in one script.
   struct LockFence final : Fence {
     explicit LockFence(RedisLock& l) : lock(l) {}
-    detail::WriteResult write(const detail::ValueWrite& w) override { return lock.write_and_release(w); }
+    WriteResult write(const StoreWrite& w) override { return lock.write_and_release(w); }
     RedisLock& lock;
   };
 

@@ -61,11 +61,11 @@ struct ResolvedTargets {
   }
 
   // After the script ran: this process sees the new versions at once.
-  void bumped(const detail::InvalidationResult& r) const {
+  void bumped(const InvalidationResult& r) const {
     for (std::size_t i = 0; i < names.size() && i < r.versions.size(); ++i) names[i]->bumped(r.versions[i]);
   }
 
-  detail::InvalidationTargets script;
+  InvalidationTargets script;
   std::vector<NamespaceVersion*> names;
 };
 
@@ -121,7 +121,7 @@ class DependencyMap {
   InvalidationReport invalidate(const Targets& t) {
     const ResolvedTargets resolved(t, tags_->keys(), versions_);
     auto lease = tags_->pool().acquire();
-    const detail::InvalidationResult r = detail::run_invalidation(*lease, resolved.script);
+    const InvalidationResult r = detail::run_invalidation(*lease, resolved.script);
     resolved.bumped(r);
     return {r.deleted, t.tags.size(), t.namespaces.size()};
   }

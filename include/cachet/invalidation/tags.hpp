@@ -100,7 +100,7 @@ class Tags {
   void set_tagged_many(std::span<const TaggedEntry> entries) {
     if (entries.empty()) return;
     std::vector<std::vector<std::string>> tag_keys;  // per entry: the writes view them
-    std::vector<detail::ValueWrite> writes;
+    std::vector<StoreWrite> writes;
     tag_keys.reserve(entries.size());
     writes.reserve(entries.size());
     for (const TaggedEntry& e : entries) {
@@ -108,7 +108,7 @@ class Tags {
       writes.push_back(write_of(e.key, e.value, e.ttl, tag_keys.back()));
     }
     auto lease = pool_->acquire();
-    const detail::BatchWriteResult r = detail::run_value_writes(*lease, writes);
+    const BatchWriteResult r = detail::run_value_writes(*lease, writes);
     if (r.failed != 0) throw BatchWriteError(r.first_error, r.failed, entries.size());
   }
 
@@ -116,7 +116,7 @@ class Tags {
   // script. Returns how many values existed. Throws on Redis errors.
   template <TagList R>
   std::size_t invalidate(const R& tags) {
-    detail::InvalidationTargets targets;
+    InvalidationTargets targets;
     targets.tag_sets = tag_set_keys(tags);
     auto lease = pool_->acquire();
     return detail::run_invalidation(*lease, targets).deleted;
@@ -159,7 +159,7 @@ class Tags {
   Pool& pool() const noexcept { return *pool_; }
 
  private:
-  detail::ValueWrite write_of(std::string_view key, std::string_view value, std::chrono::milliseconds ttl,
+  StoreWrite write_of(std::string_view key, std::string_view value, std::chrono::milliseconds ttl,
                               const std::vector<std::string>& tag_keys) const {
     return {key, value, ttl, tag_keys, options_.prune_sample};
   }

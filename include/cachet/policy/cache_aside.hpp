@@ -712,7 +712,7 @@ class CacheAside {
     return seen;
   }
 
-  static void watched(detail::ValueWrite& w, const Watch& watch) {
+  static void watched(StoreWrite& w, const Watch& watch) {
     if (watch.key.empty()) return;
     w.watch = watch.key;
     if (*watch.seen) w.seen = **watch.seen;
@@ -741,11 +741,11 @@ class CacheAside {
       metrics_->count(Event::cache_write_error);  // the reader still gets the value
       return;
     }
-    detail::WriteResult result = detail::WriteResult::written;
+    WriteResult result = WriteResult::written;
     const bool reached = guarded([&] { result = store_value(k, bytes, ttl, value, fence, watch); }, false);
     if (!reached) metrics_->count(Event::cache_write_error);
-    if (result == detail::WriteResult::lock_lost) metrics_->count(Event::fenced_out);
-    if (result == detail::WriteResult::superseded) metrics_->count(Event::stale_write_refused);
+    if (result == WriteResult::lock_lost) metrics_->count(Event::fenced_out);
+    if (result == WriteResult::superseded) metrics_->count(Event::stale_write_refused);
   }
 
   // One pipelined write of everything a batch load found (and negative entries).
@@ -861,10 +861,10 @@ class CacheAside {
   // A loaded value's write (value nullptr: a negative entry): through the lock's
   // fence when there is one, tagged when `tags_for_` is set, conditional on the
   // watch in a write-through cache; one script whenever any of them applies.
-  detail::WriteResult store_value(const std::string& k, std::string_view bytes, std::chrono::milliseconds ttl,
+  WriteResult store_value(const std::string& k, std::string_view bytes, std::chrono::milliseconds ttl,
                                   const V* value, Fence* fence, const Watch& watch) {
     std::vector<std::string> sets;
-    detail::ValueWrite w{k, bytes, ttl};
+    StoreWrite w{k, bytes, ttl};
     const std::string_view written = k;
     [[maybe_unused]] const auto forget = forgetting({&written, 1});  // the scripts write past the store
     if constexpr (RedisBacked<S>) {
@@ -879,13 +879,13 @@ class CacheAside {
     if (fence) return fence->write(w);
     if (sets.empty() && w.watch.empty()) {
       store_.set(k, bytes, ttl);
-      return detail::WriteResult::written;
+      return WriteResult::written;
     }
     if constexpr (RedisBacked<S>) {
       auto lease = store_.pool().acquire();
       return detail::ValueWriteCall(w).run(*lease);
     }
-    return detail::WriteResult::written;  // unreachable: tags and watches need a RedisStore
+    return WriteResult::written;  // unreachable: tags and watches need a RedisStore
   }
 
   // A batch's writes: one pipelined script each when tagged or watched, else one SET pipeline.
@@ -895,7 +895,7 @@ class CacheAside {
       if (tags_for_ || watch_writes_) {
         const Tags tags = tag_sets();
         std::vector<std::vector<std::string>> sets(entries.size());  // the writes view them
-        std::vector<detail::ValueWrite> writes;
+        std::vector<StoreWrite> writes;
         std::vector<std::string_view> written;
         writes.reserve(entries.size());
         for (std::size_t i = 0; i < entries.size(); ++i) {
@@ -906,7 +906,7 @@ class CacheAside {
         }
         [[maybe_unused]] const auto forget = forgetting(written);  // the scripts write past the store
         auto lease = store_.pool().acquire();
-        const detail::BatchWriteResult r = detail::run_value_writes(*lease, writes);
+        const BatchWriteResult r = detail::run_value_writes(*lease, writes);
         metrics_->count(Event::stale_write_refused, r.superseded);
         if (r.failed != 0) throw BatchWriteError(r.first_error, r.failed, entries.size());
         return;

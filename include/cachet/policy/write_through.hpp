@@ -162,7 +162,7 @@ class WriteThrough : public detail::WritePolicy<V, W, C, G, Clk, S> {
  private:
   std::optional<std::string> call_writer(std::string_view id, const V& value) {
     try {
-      if constexpr (versioned) return detail::version_text(writer_(id, value));
+      if constexpr (versioned) return version_text(writer_(id, value));
       else writer_(id, value);
     } catch (...) {
       cache_.metrics().count(Event::write_error);
@@ -218,13 +218,13 @@ class WriteThrough : public detail::WritePolicy<V, W, C, G, Clk, S> {
     const auto ttl = e ? e->ttl : cache_.options().ttl.expiry(cache_.options().name, std::chrono::system_clock::now()).ttl;
     const std::string version_key = cache_.keys().write_version(k);
     // Unversioned puts bump the write version too: loads running meanwhile watch it.
-    const detail::VersionCheck check{version_key, row_version ? std::string_view(*row_version) : detail::bump_version,
+    const VersionCheck check{version_key, row_version ? std::string_view(*row_version) : bump_version,
                                      ttl + write_.version_margin, !e};
     const detail::ValueWriteCall call({k, e ? std::string_view(e->bytes) : std::string_view{}, ttl, sets,
                                        tags.options().prune_sample},
                                       nullptr, &check);
     auto lease = this->pool().acquire();
-    if (!targets) return call.run(*lease) == detail::WriteResult::written;
+    if (!targets) return call.run(*lease) == WriteResult::written;
     return write_and_invalidate(*lease, call, *targets);
   }
 
@@ -262,7 +262,7 @@ class WriteThrough : public detail::WritePolicy<V, W, C, G, Clk, S> {
       cache_.store().del(k);
       return;
     }
-    detail::InvalidationTargets all = targets->script;
+    InvalidationTargets all = targets->script;
     all.keys.push_back(k);
     auto lease = this->pool().acquire();
     targets->bumped(detail::run_invalidation(*lease, all));

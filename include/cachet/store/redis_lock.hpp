@@ -75,19 +75,19 @@ class RedisLock {
 
   // SET key value PX ttl, only while this token holds the lock; false if it did not.
   bool write_if_held(std::string_view key, std::string_view value, std::chrono::milliseconds ttl) {
-    return fenced({key, value, ttl}, false) == detail::WriteResult::written;
+    return fenced({key, value, ttl}, false) == WriteResult::written;
   }
 
   // write_if_held and release in one round trip: the waiters woken by the
   // release find the value already there. The write may tag the value (see
   // Tags) or be conditional on a watched key (a load in a write-through cache).
   // lock_lost: not held, nothing written; superseded: released, nothing written.
-  detail::WriteResult write_and_release(const detail::ValueWrite& w) {
+  WriteResult write_and_release(const StoreWrite& w) {
     held_ = false;
     return fenced(w, true);
   }
   bool write_and_release(std::string_view key, std::string_view value, std::chrono::milliseconds ttl) {
-    return write_and_release({key, value, ttl}) == detail::WriteResult::written;
+    return write_and_release({key, value, ttl}) == WriteResult::written;
   }
 
   bool held() const noexcept { return held_; }  // as far as this object knows
@@ -103,8 +103,8 @@ class RedisLock {
     Script extend{
         "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"};
   };
-  detail::WriteResult fenced(const detail::ValueWrite& w, bool release) {
-    const detail::LockCheck check{key_, token_, release, options_.notify_channel};
+  WriteResult fenced(const StoreWrite& w, bool release) {
+    const LockCheck check{key_, token_, release, options_.notify_channel};
     auto lease = pool_->acquire();
     return detail::ValueWriteCall(w, &check).run(*lease);
   }

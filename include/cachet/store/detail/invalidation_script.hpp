@@ -10,6 +10,7 @@
 
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/script.hpp>
+#include <cachet/store/write.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -18,18 +19,6 @@
 #include <vector>
 
 namespace cachet::detail {
-
-struct InvalidationTargets {
-  std::vector<std::string> tag_sets;  // full tag-set keys: members and set are deleted
-  std::vector<std::string> keys;      // full keys, deleted
-  std::vector<std::string> counters;  // version counters, INCRed
-  bool empty() const noexcept { return tag_sets.empty() && keys.empty() && counters.empty(); }
-};
-
-struct InvalidationResult {
-  std::size_t deleted = 0;               // keys that existed (tag members and plain keys)
-  std::vector<std::uint64_t> versions;   // the new value of each counter, in order
-};
 
 inline const Script& invalidation_script() {
   // unpack() is limited by Lua's C stack (about 8000 values): UNLINK in chunks.

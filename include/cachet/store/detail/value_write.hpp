@@ -16,6 +16,7 @@
 // is past that. Signed versions are shifted by 2^63 so that order is kept.
 
 #include <cachet/store/detail/lua_clock.hpp>
+#include <cachet/store/write.hpp>
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/pipeline.hpp>
 #include <cachet/redis/script.hpp>
@@ -34,54 +35,6 @@
 #include <vector>
 
 namespace cachet::detail {
-
-struct ValueWrite {
-  std::string_view key;
-  std::string_view bytes;
-  std::chrono::milliseconds ttl;         // > 0
-  std::span<const std::string> tag_sets = {};  // full tag-set keys
-  std::size_t prune_sample = 0;          // members of each set checked (and removed if gone)
-  // A load's write into a write-through cache: written only while `watch` (the
-  // key's write version) still holds `seen` (nullopt: absent), i.e. no put
-  // reached the cache since the load began. Empty `watch`: no condition.
-  std::string_view watch = {};
-  std::optional<std::string_view> seen = {};
-};
-
-// What became of a write: `superseded` is a newer write's doing (a newer
-// version, or a put during a load); the lock's release happened all the same.
-enum class WriteResult { written, lock_lost, superseded };
-
-// The lock a fenced write checks (and, with `release`, deletes and announces).
-struct LockCheck {
-  std::string_view key;
-  std::string_view token;
-  bool release = false;
-  std::string_view channel;  // PUBLISHed the lock key on release; empty: none
-};
-
-// The version a write carries (write-through): refused when the version recorded
-// for the key is newer; recorded otherwise, for at least `ttl`.
-struct VersionCheck {
-  std::string_view key;      // {ns}:wv:{value key}
-  std::string_view version;  // version_text(), or bump_version: a writer without versions
-  std::chrono::milliseconds ttl;
-  bool delete_value = false;  // record the version and UNLINK the value instead of setting it
-};
-
-// An unversioned put only changes the key's write version (INCR), so that a
-// load running meanwhile is refused; it is never refused itself.
-inline constexpr std::string_view bump_version = "+";
-
-template <std::integral I>
-std::string version_text(I version) {
-  std::uint64_t u = 0;
-  if constexpr (std::is_signed_v<I>) u = static_cast<std::uint64_t>(static_cast<std::int64_t>(version)) ^ (1ULL << 63);
-  else u = static_cast<std::uint64_t>(version);
-  char digits[20];
-  const auto n = static_cast<std::size_t>(std::to_chars(digits, digits + sizeof digits, u).ptr - digits);
-  return std::string(20 - n, '0').append(digits, n);
-}
 
 // Lua: tag_value(key, ttl, first, last, sample) adds `key` to the tag sets
 // KEYS[first..last], first removing up to `sample` random members whose keys are
@@ -166,7 +119,7 @@ return 1
 // The script's KEYS and ARGV for one write; views `w` and `lock`, which must outlive it.
 class ValueWriteCall {
  public:
-  explicit ValueWriteCall(const ValueWrite& w, const LockCheck* lock = nullptr, const VersionCheck* version = nullptr)
+  explicit ValueWriteCall(const StoreWrite& w, const LockCheck* lock = nullptr, const VersionCheck* version = nullptr)
       : ttl_(std::to_string(checked(w.ttl))),
         sample_(std::to_string(w.prune_sample)),
         ntags_(std::to_string(w.tag_sets.size())),
@@ -220,20 +173,14 @@ class ValueWriteCall {
   std::vector<std::string_view> keys_, args_;
 };
 
-struct BatchWriteResult {
-  std::size_t superseded = 0;
-  std::size_t failed = 0;  // refused by the server (OOM, say)
-  std::string first_error;
-};
-
 // The writes pipelined: one round trip, each its own atomic script. A SCRIPT
 // FLUSH meanwhile (NOSCRIPT) is answered by running those again with EVAL.
-inline BatchWriteResult run_value_writes(Connection& conn, std::span<const ValueWrite> writes) {
+inline BatchWriteResult run_value_writes(Connection& conn, std::span<const StoreWrite> writes) {
   BatchWriteResult out;
   if (writes.empty()) return out;
   const std::string& sha = value_write_script().sha(conn);  // loaded before the pipeline
   Pipeline p(conn);
-  for (const ValueWrite& w : writes) p.add(ValueWriteCall(w).evalsha(sha));  // copied into the buffer here
+  for (const StoreWrite& w : writes) p.add(ValueWriteCall(w).evalsha(sha));  // copied into the buffer here
   std::vector<std::size_t> noscript;
   std::size_t at = 0;
   auto count = [&](WriteResult r) { out.superseded += r == WriteResult::superseded ? 1 : 0; };

@@ -16,7 +16,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 for md in "$@"; do
-  stem=$(basename "$md" .md | tr 'A-Z' 'a-z')
+  stem=$(basename "$md" .md | tr 'A-Z-' 'a-z_')  # a C++ name: docs/cache-aside.md -> cache_aside
   awk -v md="$md" -v stem="$stem" -v dir="$tmp" '
     function slug(s) { s = tolower(s); gsub(/[^a-z0-9]+/, "_", s); gsub(/^_+|_+$/, "", s); return s }
     /^```/ && in_block {

@@ -341,9 +341,9 @@ TEST_CASE("with no entry stranded, looking for one sends no XPENDING per pending
   conn.command({"XGROUP", "CREATE", cache.stream(), "cachet", "0", "MKSTREAM"});
   for (int i = 0; i < 300; ++i) cache.write(std::to_string(i), "v");
   REQUIRE(conn.command({"XREADGROUP", "GROUP", "cachet", "reader", "STREAMS", cache.stream(), ">"})[0][1].size() == 300);
-  const cachet::detail::QueueKeys keys(cache.stream());
+  auto other = cachet::RedisWriteQueue(cachet::RedisStore(pool), cache.stream()).reader("cachet", "other", 1s);
   auto before = cachet::test::command_calls(conn, "xpending");
-  CHECK(cachet::detail::claim_stranded(conn, keys, "cachet", "other", 500).size() == 0);
+  CHECK(other.claim_stranded(500).size() == 0);
   CHECK(cachet::test::command_calls(conn, "xpending") == before);  // the counts match: no scan (was 300 calls)
   // A tombstone past the read position hides the group's lag: the scan runs, one XPENDING for the 300.
   const std::string stranded(conn.command({"XADD", cache.stream(), "*", "k", "x", "c", "x", "v", "x"}).as_string());
@@ -351,9 +351,9 @@ TEST_CASE("with no entry stranded, looking for one sends no XPENDING per pending
   const std::string gone(conn.command({"XADD", cache.stream(), "*", "k", "y", "c", "y", "v", "y"}).as_string());
   conn.command({"XDEL", cache.stream(), gone});
   before = cachet::test::command_calls(conn, "xpending");
-  const cachet::Reply claimed = cachet::detail::claim_stranded(conn, keys, "cachet", "other", 500);
+  const std::vector<cachet::StreamEntry> claimed = other.claim_stranded(500);
   REQUIRE(claimed.size() == 1);
-  CHECK(claimed[0][0].as_string() == stranded);
+  CHECK(claimed[0].entry.str() == stranded);
   CHECK(cachet::test::command_calls(conn, "xpending") - before <= 2);  // was one per entry behind the read position
 }
 

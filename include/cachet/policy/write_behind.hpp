@@ -37,13 +37,14 @@
 // Redis Cluster: the write's script touches the stream and the cache key, so
 // they must share a slot: use HashTag::ns.
 
-#include <cachet/policy/detail/write_behind_flusher.hpp>
-#include <cachet/store/detail/write_behind_scripts.hpp>
-#include <cachet/policy/detail/write_policy.hpp>
+#include <cachet/detail/poll.hpp>
 #include <cachet/executor.hpp>
-#include <cachet/policy/cache_aside.hpp>
-#include <cachet/policy/write_queue.hpp>
 #include <cachet/invalidation/tags.hpp>
+#include <cachet/policy/cache_aside.hpp>
+#include <cachet/policy/detail/write_behind_flusher.hpp>
+#include <cachet/policy/detail/write_policy.hpp>
+#include <cachet/policy/write_queue.hpp>
+#include <cachet/store/write_queue.hpp>
 
 #include <unistd.h>
 
@@ -59,7 +60,6 @@
 #include <random>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -92,11 +92,12 @@ class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk, S> {
       : Base(std::move(store), std::move(options), std::move(writer), std::move(codec), std::move(guard),
              std::move(clock)),
         write_(named(std::move(write))),
-        keys_(cache_.keys().write_behind(write_.queue)) {
+        queue_(RedisStore(this->pool()), cache_.keys().write_behind(write_.queue)) {
     cache_.watch_writes();  // a load that read the old row cannot overwrite a queued write's entry
     if (!write_.flusher) return;
-    flusher_ = std::make_unique<detail::Flusher<V, W, Cache>>(cache_, writer_, write_, keys_,
-                                                               this->pool().connection_options());
+    flusher_ = std::make_unique<detail::Flusher<V, W, Cache>>(
+        cache_, writer_, write_, queue_.reader(write_.group, write_.consumer, write_.poll),
+        this->pool().connection_options().reconnect);
     background_.try_submit([this] { flusher_->run(stop_); });
   }
 
@@ -125,30 +126,23 @@ class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk, S> {
     const Tags tags(this->pool(), cache_.keys());
     const std::vector<std::string> sets = tags.tag_set_keys(cache_.tags_of(value));
     const std::string write_version = cache_.keys().write_version(k);
-    const detail::QueuedWrite w{id, k, e.bytes, e.ttl, write_version, e.ttl + write_.version_margin, sets,
-                                tags.options().prune_sample};
-    const auto deadline = std::chrono::steady_clock::now() + write_.block_for;
+    const QueuedWrite w{id, k, e.bytes, e.ttl, write_version, e.ttl + write_.version_margin, sets,
+                        tags.options().prune_sample};
+    std::optional<Enqueued> queued;
     bool counted = false;
-    for (auto pause = std::chrono::milliseconds(1);; pause = std::min(pause * 2, std::chrono::milliseconds(50))) {
-      std::optional<detail::Enqueued> queued;
-      cache_.guarded(
-          [&] {
-            auto lease = this->pool().acquire();
-            queued = detail::enqueue(*lease, keys_, w, write_.max_length, write_.on_full == QueueFull::grow);
-          },
-          true);
-      if (queued) {
-        if (queued->over_bound) over_bound();
-        return queued->entry;
-      }
-      if (!counted) cache_.metrics().count(Event::queue_full);
-      counted = true;
-      const auto now = std::chrono::steady_clock::now();
-      if (write_.on_full == QueueFull::reject || now >= deadline)
-        throw QueueFullError("cachet: write-behind queue " + keys_.stream + " is at its bound of " +
-                             std::to_string(write_.max_length) + " writes");
-      std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(pause, deadline - now));
-    }
+    const auto has_room = [&] {
+      cache_.guarded([&] { queued = queue_.enqueue(w, write_.max_length, write_.on_full == QueueFull::grow); }, true);
+      if (queued) return true;
+      if (!std::exchange(counted, true)) cache_.metrics().count(Event::queue_full);
+      return write_.on_full == QueueFull::reject;  // no waiting for room
+    };
+    detail::poll_until(std::chrono::steady_clock::now() + write_.block_for, std::chrono::milliseconds(1),
+                       std::chrono::milliseconds(50), has_room);
+    if (!queued)
+      throw QueueFullError("cachet: write-behind queue " + queue_.stream() + " is at its bound of " +
+                           std::to_string(write_.max_length) + " writes");
+    if (queued->over_bound) over_bound();
+    return queued->entry;
   }
 
   // The cached value, or the pending write of `id` when the entry is gone before its flush.
@@ -173,7 +167,7 @@ class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk, S> {
   FlushResult flush(std::chrono::milliseconds timeout) {
     const auto deadline = deadline_after(timeout);
     // A connection per check, not one held through the wait: the pool serves the writers meanwhile.
-    const std::optional<std::string> last = this->pool().with([&](Connection& c) { return last_queued(c); });
+    const std::optional<StreamId> last = queue_.last_id();
     if (!last) return {};
     struct Hurry {
       detail::Flusher<V, W, Cache>* f;
@@ -184,31 +178,26 @@ class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk, S> {
         if (f) f->hurry(-1);
       }
     } hurry(flusher_.get());
-    for (auto pause = std::chrono::milliseconds(1);; pause = std::min(pause * 2, std::chrono::milliseconds(20))) {
+    const auto drained = [&] {
       const bool late = std::chrono::steady_clock::now() >= deadline;
-      std::optional<std::size_t> left;
       try {
-        left = this->pool().with(
-            [&](Connection& c) { return c.command({"XRANGE", keys_.stream, "-", *last, "COUNT", 1}).size(); });
+        return !queue_.holds_up_to(*last);
       } catch (const Error& e) {  // a restart mid-wait: the queue is in Redis, ask again until the deadline
         if (late || !restarting(e)) throw;
+        return false;
       }
-      if (left == 0) return {};
-      if (late && left)
-        return this->pool().with([&](Connection& c) { return left_in(c); });
-      std::this_thread::sleep_for(pause);
-    }
+    };
+    if (detail::poll_until(deadline, std::chrono::milliseconds(1), std::chrono::milliseconds(20), drained)) return {};
+    const QueueBacklog left = queue_.backlog();
+    return {false, left.length, left.oldest};
   }
 
   // Writes queued and not yet in the database (XLEN).
-  std::size_t queued() {
-    auto lease = this->pool().acquire();
-    return static_cast<std::size_t>(lease->command({"XLEN", keys_.stream}).as_integer());
-  }
+  std::size_t queued() { return queue_.length(); }
 
   const WriteBehindOptions& write_options() const noexcept { return write_; }
-  const std::string& stream() const noexcept { return keys_.stream; }
-  const std::string& dead_letters() const noexcept { return keys_.dead; }
+  const std::string& stream() const noexcept { return queue_.stream(); }
+  const std::string& dead_letters() const noexcept { return queue_.dead_letters(); }
 
  private:
   // A loader that looks for a pending write first (copied along with the user's
@@ -227,12 +216,7 @@ class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk, S> {
   // The value of `id`'s queued write; nullopt when none (or Redis is down).
   std::optional<V> pending(std::string_view id) {
     std::optional<std::string> bytes;
-    const bool reached = cache_.guarded(
-        [&] {
-          auto lease = this->pool().acquire();
-          bytes = detail::pending_bytes(*lease, keys_, id);
-        },
-        cache_.options().throw_redis_errors);
+    const bool reached = cache_.guarded([&] { bytes = queue_.pending(id); }, cache_.options().throw_redis_errors);
     if (!reached || !bytes) return std::nullopt;
     try {
       return cache_.decode_value(*bytes);
@@ -258,25 +242,6 @@ class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk, S> {
     return now + timeout;
   }
 
-  // What a flush that timed out reports: the queue's length and oldest entry.
-  FlushResult left_in(Connection& conn) {
-    FlushResult r;
-    r.drained = false;
-    r.queued = static_cast<std::size_t>(conn.command({"XLEN", keys_.stream}).as_integer());
-    const Reply first = conn.command({"XRANGE", keys_.stream, "-", "+", "COUNT", 1});
-    if (first.size() > 0) r.oldest = StreamId::parse(first[0][0].as_string());
-    return r;
-  }
-
-  // The stream's last entry id (XINFO STREAM), or nullopt when there is no stream.
-  std::optional<std::string> last_queued(Connection& conn) {
-    if (conn.command({"EXISTS", keys_.stream}).as_integer() == 0) return std::nullopt;
-    const Reply info = conn.command({"XINFO", "STREAM", keys_.stream});
-    for (std::size_t i = 0; i + 1 < info.size(); i += 2)
-      if (info[i].as_string() == "last-generated-id") return std::string(info[i + 1].as_string());
-    throw ProtocolError("cachet: XINFO STREAM has no last-generated-id");
-  }
-
   void over_bound() {
     cache_.metrics().count(Event::queue_full);
     const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
@@ -284,7 +249,7 @@ class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk, S> {
     const auto second = std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::seconds(1)).count();
     if (now - last < second || !last_warning_.compare_exchange_strong(last, now)) return;
     if (write_.on_warning)
-      write_.on_warning("cachet: write-behind queue " + keys_.stream + " is past its bound of " +
+      write_.on_warning("cachet: write-behind queue " + queue_.stream() + " is past its bound of " +
                         std::to_string(write_.max_length) + " writes; the database may be down");
   }
 
@@ -308,7 +273,7 @@ class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk, S> {
   }
 
   WriteBehindOptions write_;
-  detail::QueueKeys keys_;
+  RedisWriteQueue queue_;
   std::atomic<bool> stop_{false};
   std::atomic<std::chrono::steady_clock::rep> last_warning_{0};
   std::unique_ptr<detail::Flusher<V, W, Cache>> flusher_;

@@ -21,18 +21,17 @@
 //
 // Keys: {ns}:wb:{queue}:counts (pending), :counts:flushing, :counts:batch (the
 // flushing batch's number), :counts:seq. On a Redis Cluster use HashTag::ns.
+// RedisCounterQueue (store/counter_queue.hpp) does the Redis side.
 
 #include <cachet/detail/backoff.hpp>
-#include <cachet/store/detail/lua_clock.hpp>
 #include <cachet/executor.hpp>
 #include <cachet/keys.hpp>
 #include <cachet/metrics.hpp>
-#include <cachet/redis/pipeline.hpp>
 #include <cachet/redis/pool.hpp>
-#include <cachet/redis/script.hpp>
+#include <cachet/store/counter_queue.hpp>
+#include <cachet/store/redis_store.hpp>
 
 #include <atomic>
-#include <charconv>
 #include <chrono>
 #include <concepts>
 #include <condition_variable>
@@ -47,11 +46,6 @@
 #include <vector>
 
 namespace cachet {
-
-struct CounterDelta {
-  std::string id;
-  std::int64_t delta = 0;
-};
 
 // Adds a batch of sums to the database, all or nothing; `batch` is its
 // idempotency key (the same batch may be given again after a failure).
@@ -73,13 +67,12 @@ class WriteBehindCounters {
  public:
   // The pool must outlive the counters.
   WriteBehindCounters(Pool& pool, CountersOptions options, W writer)
-      : pool_(&pool),
-        options_(std::move(options)),
+      : options_(std::move(options)),
         writer_(std::move(writer)),
-        keys_(KeyBuilder(options_.ns, options_.keys).write_behind(options_.queue) + ":counts"),
+        queue_(RedisStore(pool), KeyBuilder(options_.ns, options_.keys).write_behind(options_.queue) + ":counts"),
         metrics_(MetricsRegistry::global().add(
             options_.metrics_label.empty() ? options_.ns + ":" + options_.queue : options_.metrics_label,
-            keys_.pending)),
+            queue_.key())),
         backoff_(options_.retry) {
     if (options_.interval.count() > 0) background_.try_submit([this] { flush_periodically(); });
   }
@@ -105,23 +98,12 @@ class WriteBehindCounters {
   // Adds `by` to `id`'s pending count; returns the pending count.
   std::int64_t increment(std::string_view id, std::int64_t by = 1) {
     metrics_->count(Event::write);
-    auto lease = pool_->acquire();
-    return lease->command({"HINCRBY", keys_.pending, id, by}).as_integer();
+    return queue_.increment(id, by);
   }
 
   // What `id` has gained that the database does not have yet (pending + flushing),
   // read in one MULTI so that a hand-over between the two reads is not counted twice.
-  std::int64_t pending(std::string_view id) {
-    auto lease = pool_->acquire();
-    Pipeline p(*lease);
-    p.add({"MULTI"}).add({"HGET", keys_.pending, id}).add({"HGET", keys_.flushing, id}).add({"EXEC"});
-    const std::vector<Reply> replies = p.execute();
-    replies.back().throw_if_error();
-    const ReplyView both = replies.back();
-    std::int64_t sum = 0;
-    for (ReplyView r : both) sum += r.is_nil() ? 0 : to_int(r.as_string());
-    return sum;
-  }
+  std::int64_t pending(std::string_view id) { return queue_.pending(id); }
 
   // Hands the pending counts over and writes them; returns how many counters
   // were written. A batch left by a failed flush is written first. Throws the
@@ -130,7 +112,7 @@ class WriteBehindCounters {
     std::lock_guard lock(flush_mutex_);
     std::size_t written = 0;
     for (;;) {  // at most twice: a batch left over, then the current one
-      std::optional<Batch> batch = hand_over();
+      std::optional<CounterBatch> batch = queue_.hand_over();
       if (!batch) return written;
       try {
         writer_(batch->number, std::span<const CounterDelta>(batch->sums));
@@ -138,7 +120,7 @@ class WriteBehindCounters {
         metrics_->count(Event::write_error);
         throw;
       }
-      done(batch->number);
+      queue_.done(batch->number);
       metrics_->count(Event::flushed, batch->sums.size());
       written += batch->sums.size();
       if (!batch->left_over) return written;
@@ -148,60 +130,6 @@ class WriteBehindCounters {
   CacheMetrics& metrics() noexcept { return *metrics_; }
 
  private:
-  struct Keys {
-    explicit Keys(const std::string& p) : pending(p), flushing(p + ":flushing"), batch(p + ":batch"), seq(p + ":seq") {}
-    std::string pending, flushing, batch, seq;
-  };
-
-  struct Batch {
-    std::uint64_t number = 0;
-    std::vector<CounterDelta> sums;
-    bool left_over = false;  // a failed flush's batch, handed over again
-  };
-
-  static std::int64_t to_int(std::string_view s) {
-    std::int64_t v = 0;
-    std::from_chars(s.data(), s.data() + s.size(), v);
-    return v;
-  }
-
-  // The flushing batch: the one a failed flush left, or the pending counts renamed.
-  std::optional<Batch> hand_over() {
-    static const Script script(std::string(detail::now_us_lua) + R"lua(
-local left_over = redis.call('EXISTS', KEYS[2])
-if left_over == 0 then
-  if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-  redis.call('RENAME', KEYS[1], KEYS[2])
-  local n = redis.call('INCR', KEYS[4])
-  local now = now_us()
-  if n < now then
-    n = now
-    redis.call('SET', KEYS[4], string.format('%d', n))
-  end
-  redis.call('SET', KEYS[3], string.format('%d', n))
-end
-return {redis.call('GET', KEYS[3]), left_over, redis.call('HGETALL', KEYS[2])}
-)lua");
-    auto lease = pool_->acquire();
-    const Reply r = script.run(*lease, {keys_.pending, keys_.flushing, keys_.batch, keys_.seq}, {});
-    if (r.is_nil()) return std::nullopt;
-    Batch b;
-    b.number = static_cast<std::uint64_t>(to_int(r[0].as_string()));
-    b.left_over = r[1].as_integer() == 1;
-    const ReplyView sums = r[2];
-    for (std::size_t i = 0; i + 1 < sums.size(); i += 2)
-      b.sums.push_back({std::string(sums[i].as_string()), to_int(sums[i + 1].as_string())});
-    return b;
-  }
-
-  // The database has batch `number`: drop it (unless another flusher already did and moved on).
-  void done(std::uint64_t number) {
-    static const Script script(
-        "if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[1], KEYS[2]) return 1 end return 0");
-    auto lease = pool_->acquire();
-    script.run(*lease, {keys_.flushing, keys_.batch}, {number});
-  }
-
   void flush_periodically() {
     std::unique_lock lock(wake_mutex_);
     while (!stop_) {
@@ -221,10 +149,9 @@ return {redis.call('GET', KEYS[3]), left_over, redis.call('HGETALL', KEYS[2])}
     }
   }
 
-  Pool* pool_;
   CountersOptions options_;
   W writer_;
-  Keys keys_;
+  RedisCounterQueue queue_;
   std::shared_ptr<CacheMetrics> metrics_;
   std::mutex flush_mutex_;
   std::mutex wake_mutex_;

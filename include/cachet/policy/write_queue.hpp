@@ -1,46 +1,23 @@
 #pragma once
-// The write-behind queue: what it holds, what its batch writer is given, and how
-// it is configured (WriteBehind in write_behind.hpp is the policy).
+// The write-behind queue: what its batch writer is given, and how it is
+// configured (WriteBehind in write_behind.hpp is the policy; RedisWriteQueue in
+// store/write_queue.hpp the queue in Redis, with StreamId).
 
 #include <cachet/error.hpp>
 #include <cachet/redis/options.hpp>
+#include <cachet/store/write_queue.hpp>
 
-#include <charconv>
 #include <chrono>
-#include <compare>
 #include <concepts>
 #include <cstddef>
-#include <cstdint>
 #include <exception>
 #include <functional>
 #include <optional>
 #include <span>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 
 namespace cachet {
-
-// A Redis Stream entry id, "<ms>-<seq>": ordered as the writes were queued.
-struct StreamId {
-  std::uint64_t ms = 0;
-  std::uint64_t seq = 0;
-
-  auto operator<=>(const StreamId&) const = default;
-
-  std::string str() const { return std::to_string(ms) + "-" + std::to_string(seq); }
-
-  static StreamId parse(std::string_view text) {
-    StreamId id;
-    const auto dash = text.find('-');
-    const char* end = text.data() + text.size();
-    const bool ok = dash != std::string_view::npos &&
-                    std::from_chars(text.data(), text.data() + dash, id.ms).ptr == text.data() + dash &&
-                    std::from_chars(text.data() + dash + 1, end, id.seq).ptr == end;
-    if (!ok) throw std::invalid_argument("cachet: not a stream id: '" + std::string(text) + "'");
-    return id;
-  }
-};
 
 // One write as the batch writer gets it: the last write of `id` the flusher
 // holds. `entry` is its stream entry, unique and ordered: use it as the

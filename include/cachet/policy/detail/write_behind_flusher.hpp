@@ -1,6 +1,6 @@
 #pragma once
-// The write-behind flusher: one consumer of the queue's consumer group, on its
-// own connection (its reads block).
+// The write-behind flusher: one consumer of the queue's consumer group (a
+// RedisWriteQueue::Reader, on its own connection: its reads block).
 //
 // - Reads its own pending entries first (a restart under the same consumer
 //   name resumes them in order), and again after any error (a read whose reply
@@ -24,11 +24,10 @@
 
 #include <cachet/codec/errors.hpp>
 #include <cachet/detail/backoff.hpp>
-#include <cachet/store/detail/write_behind_scripts.hpp>
 #include <cachet/metrics.hpp>
 #include <cachet/policy/write_queue.hpp>
-#include <cachet/redis/connection.hpp>
 #include <cachet/redis/errors.hpp>
+#include <cachet/store/write_queue.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -52,13 +51,15 @@ class Flusher {
   using clock = std::chrono::steady_clock;
 
  public:
-  Flusher(Cache& cache, W& writer, const WriteBehindOptions& options, const QueueKeys& keys, ConnectionOptions redis)
-      : cache_(cache), writer_(writer), options_(options), keys_(keys), conn_(blocking(redis, options.poll)),
-        outage_(options.retry), redis_backoff_(redis.reconnect), retry_(options.retry),
-        not_yet_(std::max(redis.reconnect.initial, std::chrono::milliseconds(1))) {}
+  // `reconnect`: the back-off of retries after a Redis error (the connection options').
+  Flusher(Cache& cache, W& writer, const WriteBehindOptions& options, RedisWriteQueue::Reader reader,
+          BackoffOptions reconnect)
+      : cache_(cache), writer_(writer), options_(options), reader_(std::move(reader)), outage_(options.retry),
+        redis_backoff_(reconnect), retry_(options.retry),
+        not_yet_(std::max(reconnect.initial, std::chrono::milliseconds(1))) {}
 
   // Flushes until `stop`. Redis errors are counted and retried after a back-off
-  // (the connection options' `reconnect`); so is anything else, rather than let
+  // (`reconnect`); so is anything else, rather than let
   // the flusher end unseen.
   void run(const std::atomic<bool>& stop) {
     stop_ = &stop;
@@ -110,12 +111,6 @@ class Flusher {
     std::vector<Failure> alone;  // writes that failed on their own
   };
 
-  static ConnectionOptions blocking(ConnectionOptions o, std::chrono::milliseconds poll) {
-    o.command_timeout = std::max(o.command_timeout, poll + std::chrono::seconds(1));  // XREADGROUP ... BLOCK poll
-    o.reconnect = {std::chrono::milliseconds(0), std::chrono::milliseconds(0), 1.0, 0.0};  // run() paces retries
-    return o;
-  }
-
   // After an error: the next step reads our own pending entries first (a reply
   // lost on the way may have delivered some), after the back-off; or, while Redis
   // loads its data set (LOADING: up, not failing), soon, without growing it,
@@ -130,7 +125,6 @@ class Flusher {
   }
 
   void step() {
-    if (!group_ready_) create_group();
     settle_written();
     auto now = clock::now();
     if (now >= next_reclaim_) reclaim(now);
@@ -141,45 +135,13 @@ class Flusher {
     if (room() == 0) pause_until(wake(now));
   }
 
-  void create_group() {
-    try {
-      conn_.command({"XGROUP", "CREATE", keys_.stream, options_.group, "0", "MKSTREAM"});
-    } catch (const ReplyError& e) {
-      if (!e.is("BUSYGROUP")) throw;
-    }
-    group_ready_ = true;
-  }
-
-  // A command on the group; NOGROUP (Redis lost its data) has the group created again.
-  Reply group_command(std::initializer_list<Arg> args) {
-    return on_group([&] { return conn_.command(args); });
-  }
-  template <ArgRange R>
-  Reply group_command(const R& args) {
-    return on_group([&] { return conn_.command(args); });
-  }
-  template <class F>
-  Reply on_group(F send) {
-    try {
-      return send();
-    } catch (const ReplyError& e) {
-      if (e.is("NOGROUP")) group_ready_ = false;
-      throw;
-    }
-  }
-
   std::size_t room() const { return held_.size() < options_.max_batch ? options_.max_batch - held_.size() : 0; }
 
   void read(clock::time_point now) {
     const bool history = read_from_ != ">";
     const auto block = std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(wake(now) - now),
                                   std::chrono::milliseconds(1), options_.poll);
-    const Reply r = history ? group_command({"XREADGROUP", "GROUP", options_.group, options_.consumer, "COUNT", room(),
-                                             "STREAMS", keys_.stream, read_from_})
-                            : group_command({"XREADGROUP", "GROUP", options_.group, options_.consumer, "COUNT", room(),
-                                             "BLOCK", block.count(), "STREAMS", keys_.stream, read_from_});
-    std::vector<StreamEntry> entries;
-    if (!r.is_nil() && r.size() > 0) parse_entries(r[0][1], entries);
+    std::vector<StreamEntry> entries = history ? reader_.read_own(read_from_, room()) : reader_.read_new(room(), block);
     if (history) read_from_ = entries.empty() ? std::string(">") : entries.back().entry.str();
     for (StreamEntry& e : entries) add(std::move(e), false);
   }
@@ -191,17 +153,14 @@ class Flusher {
   void reclaim(clock::time_point now) {
     const auto period = reclaim_period();
     if (reclaim_cursor_ == "0-0" && !entries_.empty())
-      on_group([&] { return keep_own(conn_, keys_, options_.group, options_.consumer, entries_); });
+      reader_.keep_own(entries_);
     if (room() == 0) {
       next_reclaim_ = now + period;
       return;
     }
-    const Reply r = group_command({"XAUTOCLAIM", keys_.stream, options_.group, options_.consumer,
-                                   options_.reclaim_idle.count(), reclaim_cursor_, "COUNT", room()});
-    reclaim_cursor_ = std::string(r[0].as_string());
-    std::vector<StreamEntry> entries;
-    parse_entries(r[1], entries);
-    for (StreamEntry& e : entries) add(std::move(e), true);
+    RedisWriteQueue::Reader::Claimed claimed = reader_.claim_idle(options_.reclaim_idle, reclaim_cursor_, room());
+    reclaim_cursor_ = std::move(claimed.cursor);
+    for (StreamEntry& e : claimed.entries) add(std::move(e), true);
     if (reclaim_cursor_ == "0-0") next_reclaim_ = now + period;  // a full pass: the next after half the idle time
   }
 
@@ -213,10 +172,7 @@ class Flusher {
   // in no pending list): they would stay in the stream for ever.
   void rescue(clock::time_point now) {
     last_rescue_ = now;
-    const Reply r = on_group([&] { return claim_stranded(conn_, keys_, options_.group, options_.consumer, room()); });
-    std::vector<StreamEntry> entries;
-    parse_entries(r, entries);
-    for (StreamEntry& e : entries) add(std::move(e), true);
+    for (StreamEntry& e : reader_.claim_stranded(room())) add(std::move(e), true);
   }
 
   void add(StreamEntry e, bool reclaimed) {
@@ -348,10 +304,10 @@ class Flusher {
   // Acknowledges what the database has taken; kept for the next try if Redis fails.
   void settle_written() {
     if (settled_.empty()) return;
-    std::vector<Head> heads;
+    std::vector<SettledWrite> heads;
     heads.reserve(written_.size());
     for (const Written& w : written_) heads.push_back({w.id, w.entry, w.cache_key});
-    settle(conn_, keys_, options_.group, Settle::written, {}, settled_, heads);
+    reader_.settle(Settle::written, {}, settled_, heads);
     cache_.metrics().count(Event::flushed, written_.size());
     for (const std::string& e : settled_) entries_.erase(e);
     settled_.clear();
@@ -361,7 +317,8 @@ class Flusher {
   void dead_letter(Held& h, const std::string& error) {
     std::vector<std::string> entries = h.superseded;
     entries.push_back(h.head.entry.str());
-    settle(conn_, keys_, options_.group, Settle::dead, error, entries, {{h.head.id, entries.back(), h.head.cache_key}});
+    const SettledWrite head{h.head.id, entries.back(), h.head.cache_key};
+    reader_.settle(Settle::dead, error, entries, {&head, 1});
     cache_.metrics().count(Event::dead_lettered, entries.size());
     for (const std::string& e : entries) entries_.erase(e);
     held_.erase(h.head.id);
@@ -375,8 +332,7 @@ class Flusher {
   Cache& cache_;
   W& writer_;
   const WriteBehindOptions& options_;
-  const QueueKeys& keys_;
-  Connection conn_;
+  RedisWriteQueue::Reader reader_;
   const std::atomic<bool>* stop_ = nullptr;
   std::map<std::string, Held, std::less<>> held_;  // by id
   std::unordered_set<std::string> entries_;        // every entry held or to settle, to drop repeats
@@ -386,7 +342,6 @@ class Flusher {
   std::string reclaim_cursor_ = "0-0";
   clock::time_point next_reclaim_{};
   clock::time_point last_rescue_{};
-  bool group_ready_ = false;
   bool loading_ = false;  // the last step met LOADING (counted already)
   Backoff outage_, redis_backoff_, retry_;
   std::chrono::milliseconds not_yet_;  // the pause while Redis is LOADING

@@ -1,0 +1,121 @@
+#pragma once
+// Write-behind counters in Redis (WriteBehindCounters in
+// policy/write_behind_counters.hpp is the policy): increments go to a pending
+// hash; a flush takes them over atomically as a numbered batch.
+//
+// hand_over() RENAMEs the pending hash to a "flushing" one and gives it a batch
+// number, so increments made during a flush land in a new pending hash; done()
+// deletes it once the database has it. A batch not done is handed over again,
+// with the same number. Numbers follow the server's clock in microseconds (or
+// the last number + 1, if larger), so a Redis that lost its data never reuses
+// an applied batch's number.
+//
+// Keys: {key} (pending), {key}:flushing, {key}:batch (the flushing batch's
+// number), {key}:seq. On a Redis Cluster they must share a slot: use HashTag::ns.
+
+#include <cachet/redis/pipeline.hpp>
+#include <cachet/redis/script.hpp>
+#include <cachet/store/detail/lua_clock.hpp>
+#include <cachet/store/redis_store.hpp>
+
+#include <charconv>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace cachet {
+
+struct CounterDelta {
+  std::string id;
+  std::int64_t delta = 0;
+};
+
+// The counts a flush writes: `number` is its idempotency key.
+struct CounterBatch {
+  std::uint64_t number = 0;
+  std::vector<CounterDelta> sums;
+  bool left_over = false;  // a failed flush's batch, handed over again
+};
+
+class RedisCounterQueue {
+ public:
+  // `key` is the pending hash's ({ns}:wb:{queue}:counts). The store's pool must outlive the queue.
+  RedisCounterQueue(RedisStore store, std::string key)
+      : store_(store), pending_(std::move(key)), flushing_(pending_ + ":flushing"), batch_(pending_ + ":batch"),
+        seq_(pending_ + ":seq") {}
+
+  const std::string& key() const noexcept { return pending_; }
+
+  // Adds `by` to `id`'s pending count (HINCRBY); returns the pending count.
+  std::int64_t increment(std::string_view id, std::int64_t by) {
+    auto lease = store_.pool().acquire();
+    return lease->command({"HINCRBY", pending_, id, by}).as_integer();
+  }
+
+  // What `id` has gained that no flush has done yet (pending + flushing), read in
+  // one MULTI so that a hand-over between the two reads is not counted twice.
+  std::int64_t pending(std::string_view id) {
+    auto lease = store_.pool().acquire();
+    Pipeline p(*lease);
+    p.add({"MULTI"}).add({"HGET", pending_, id}).add({"HGET", flushing_, id}).add({"EXEC"});
+    const std::vector<Reply> replies = p.execute();
+    replies.back().throw_if_error();
+    const ReplyView both = replies.back();
+    std::int64_t sum = 0;
+    for (ReplyView r : both) sum += r.is_nil() ? 0 : to_int(r.as_string());
+    return sum;
+  }
+
+  // The flushing batch: the one a flush left undone, or the pending counts
+  // renamed; nullopt when there is neither.
+  std::optional<CounterBatch> hand_over() {
+    static const Script script(std::string(detail::now_us_lua) + R"lua(
+local left_over = redis.call('EXISTS', KEYS[2])
+if left_over == 0 then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+  redis.call('RENAME', KEYS[1], KEYS[2])
+  local n = redis.call('INCR', KEYS[4])
+  local now = now_us()
+  if n < now then
+    n = now
+    redis.call('SET', KEYS[4], string.format('%d', n))
+  end
+  redis.call('SET', KEYS[3], string.format('%d', n))
+end
+return {redis.call('GET', KEYS[3]), left_over, redis.call('HGETALL', KEYS[2])}
+)lua");
+    auto lease = store_.pool().acquire();
+    const Reply r = script.run(*lease, {pending_, flushing_, batch_, seq_}, {});
+    if (r.is_nil()) return std::nullopt;
+    CounterBatch b;
+    b.number = static_cast<std::uint64_t>(to_int(r[0].as_string()));
+    b.left_over = r[1].as_integer() == 1;
+    const ReplyView sums = r[2];
+    for (std::size_t i = 0; i + 1 < sums.size(); i += 2)
+      b.sums.push_back({std::string(sums[i].as_string()), to_int(sums[i + 1].as_string())});
+    return b;
+  }
+
+  // The database has batch `number`: drop it (unless another flusher already did and moved on).
+  void done(std::uint64_t number) {
+    static const Script script(
+        "if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[1], KEYS[2]) return 1 end return 0");
+    auto lease = store_.pool().acquire();
+    script.run(*lease, {flushing_, batch_}, {number});
+  }
+
+ private:
+  static std::int64_t to_int(std::string_view s) {
+    std::int64_t v = 0;
+    std::from_chars(s.data(), s.data() + s.size(), v);
+    return v;
+  }
+
+  RedisStore store_;
+  std::string pending_, flushing_, batch_, seq_;
+};
+
+}  // namespace cachet

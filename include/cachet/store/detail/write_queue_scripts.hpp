@@ -1,0 +1,165 @@
+#pragma once
+// The scripts of RedisWriteQueue (store/write_queue.hpp), each step one atomic script:
+//
+// - enqueue: XADD the write to the stream, SET the cache key (joining its tag
+//   sets, as Tags::set_tagged does) and record the entry in the pending hash
+//   (id -> entry), after checking the queue's bound;
+// - pending: the bytes of an id's queued write, for a read whose cache entry was
+//   evicted or expired before the flush;
+// - keep_own: a flusher claims back what it holds, so no other takes it over;
+// - claim_stranded: entries no read would deliver, claimed by a flusher;
+// - settle: after the database took a batch, XACK + XDEL its entries and drop
+//   the pending records they still own; a cached value that a concurrent load
+//   replaced with an older one is set back to the written bytes. For a
+//   dead-lettered batch, the entries are copied to the dead-letter stream with
+//   the error, and a cached value that is the dead write is deleted (the
+//   database never got it).
+//
+// Stream entries hold the fields k (id), c (cache key), v (the cache entry's
+// bytes), in that order: the scripts read the bytes as field 6.
+
+#include <cachet/redis/script.hpp>
+#include <cachet/store/detail/value_write.hpp>
+
+#include <string>
+
+namespace cachet::detail {
+
+// KEYS: stream, pending hash, cache key, write version, tag sets... ARGV: id,
+// bytes, TTL ms, bound, grow, prune sample, version TTL ms. Returns
+// {entry, over the bound}, or nil when at the bound and not to grow.
+inline const Script& enqueue_script() {
+  static const Script script(std::string(tag_value_lua) + bump_lua() + R"lua(
+local over = 0
+local limit = tonumber(ARGV[4])
+if limit > 0 and redis.call('XLEN', KEYS[1]) >= limit then
+  if ARGV[5] ~= '1' then return false end
+  over = 1
+end
+local keep = math.max(redis.call('PTTL', KEYS[4]), tonumber(ARGV[7]))
+bump(KEYS[4])  -- first: should it fail, nothing else is written
+redis.call('PEXPIRE', KEYS[4], keep)
+local entry = redis.call('XADD', KEYS[1], '*', 'k', ARGV[1], 'c', KEYS[3], 'v', ARGV[2])
+redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3])
+tag_value(KEYS[3], tonumber(ARGV[3]), 5, #KEYS, tonumber(ARGV[6]))
+redis.call('HSET', KEYS[2], ARGV[1], entry)
+return {entry, over}
+)lua");
+  return script;
+}
+
+// KEYS: stream. ARGV: group, consumer, entries... Claims back, with their idle
+// time set to 0, those of the entries still pending for the consumer; returns how many.
+inline const Script& keep_own_script() {
+  static const Script script(R"lua(
+local own = {}
+for i = 3, #ARGV do
+  if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2]) == 1 then own[#own + 1] = ARGV[i] end
+end
+for i = 1, #own, 1000 do
+  local claim = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], '0'}
+  for j = i, math.min(i + 999, #own) do claim[#claim + 1] = own[j] end
+  claim[#claim + 1] = 'JUSTID'
+  redis.call(unpack(claim))
+end
+return #own
+)lua");
+  return script;
+}
+
+// KEYS: stream. ARGV: group, consumer, count. Claims (XCLAIM FORCE) up to
+// `count` entries stranded behind the group's read position (last-delivered-id)
+// in no pending list: no read would ever deliver them (a transaction cut by a
+// crash and replayed from the AOF, an XGROUP SETID). Costs O(1) when the group's
+// pending count equals the entries up to its read position (XLEN - lag);
+// otherwise (or when deletions hide the lag) reads the pending list once and
+// scans those entries. Pending entries deleted from the stream can mask as many
+// stranded ones in the counts, until they are acknowledged.
+inline const Script& claim_stranded_script() {
+  static const Script script(R"lua(
+local function field(list, name)
+  for i = 1, #list, 2 do if list[i] == name then return list[i + 1] end end
+end
+local group
+for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  if field(g, 'name') == ARGV[1] then group = g end
+end
+if not group then return {} end
+local last, lag = field(group, 'last-delivered-id'), field(group, 'lag')
+if lag and field(group, 'pending') == redis.call('XLEN', KEYS[1]) - lag then return {} end
+local pending, from = {}, '-'
+repeat
+  local batch = redis.call('XPENDING', KEYS[1], ARGV[1], from, last, 1000)
+  for _, p in ipairs(batch) do pending[p[1]] = true end
+  if #batch > 0 then from = '(' .. batch[#batch][1] end
+until #batch < 1000
+local claim, limit = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], '0'}, tonumber(ARGV[3]) + 5
+from = '-'
+while #claim < limit do
+  local batch = redis.call('XRANGE', KEYS[1], from, last, 'COUNT', 1000)
+  for _, e in ipairs(batch) do
+    if #claim < limit and not pending[e[1]] then claim[#claim + 1] = e[1] end
+  end
+  if #batch < 1000 then break end
+  from = '(' .. batch[#batch][1]
+end
+if #claim == 5 then return {} end
+claim[#claim + 1] = 'FORCE'
+return redis.call(unpack(claim))
+)lua");
+  return script;
+}
+
+// KEYS: pending hash, stream. ARGV: id. The bytes of the id's queued write, or nil.
+inline const Script& pending_script() {
+  static const Script script(R"lua(
+local entry = redis.call('HGET', KEYS[1], ARGV[1])
+if not entry then return false end
+local e = redis.call('XRANGE', KEYS[2], entry, entry)
+if e[1] then return e[1][2][6] end
+return false
+)lua");
+  return script;
+}
+
+// KEYS: stream, pending hash, dead-letter stream, the heads' cache keys...
+// ARGV: group, "dead" or "written", error, n, n entries, then (id, entry) per head.
+inline const Script& settle_script() {
+  static const Script script(R"lua(
+local stream, pending, dead = KEYS[1], KEYS[2], KEYS[3]
+local group, dead_mode, err, n = ARGV[1], ARGV[2] == 'dead', ARGV[3], tonumber(ARGV[4])
+local function bytes_of(entry)
+  local e = redis.call('XRANGE', stream, entry, entry)
+  if e[1] then return e[1][2][6] end
+end
+for h = 1, #KEYS - 3 do
+  local id, entry, key = ARGV[4 + n + 2 * h - 1], ARGV[4 + n + 2 * h], KEYS[3 + h]
+  if redis.call('HGET', pending, id) == entry then
+    redis.call('HDEL', pending, id)
+    local bytes, cached = bytes_of(entry), redis.call('GET', key)
+    if bytes and cached then
+      if dead_mode and cached == bytes then redis.call('UNLINK', key)
+      elseif not dead_mode and cached ~= bytes then redis.call('SET', key, bytes, 'KEEPTTL') end
+    end
+  end
+end
+for i = 5, 4 + n, 1000 do
+  local ids = {unpack(ARGV, i, math.min(i + 999, 4 + n))}
+  if dead_mode then
+    for _, id in ipairs(ids) do
+      local e = redis.call('XRANGE', stream, id, id)
+      if e[1] then
+        local f = e[1][2]
+        redis.call('XADD', dead, '*', 'entry', id, f[1], f[2], f[3], f[4], f[5], f[6], 'error', err)
+      end
+    end
+  end
+  redis.call('XACK', stream, group, unpack(ids))
+  redis.call('XDEL', stream, unpack(ids))
+end
+return n
+)lua");
+  return script;
+}
+
+}  // namespace cachet::detail

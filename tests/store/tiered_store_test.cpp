@@ -454,3 +454,42 @@ TEST_CASE("write-through, write-behind and refresh-ahead over the tier: their wr
     settle();
   }
 }
+
+TEST_CASE("TieredStore's invalidation operations run in L2 and leave L1 without what they touched") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  cachet::ManualClock clock;
+  auto store = manual_tier(pool, clock, nullptr);  // no tracking: only the store's own evictions clear L1
+  auto conn = server.connect();
+  auto cache_in_l1 = [&](const std::string& key) {
+    conn.command({"SET", key, "v", "PX", "60000"});
+    const auto f = store.fetch(key);
+    REQUIRE(store.fill(key, f, {std::make_shared<const std::string>(*f.bytes), {}}));
+  };
+
+  cache_in_l1("t:named");
+  cache_in_l1("t:other");
+  const cachet::InvalidationTargets keys_only{{}, {"t:named"}, {}};
+  CHECK(store.invalidate(keys_only).deleted == 1);
+  CHECK_FALSE(store.cached("t:named"));
+  CHECK(store.cached("t:other"));  // a named key is evicted; nothing else is
+
+  cache_in_l1("t:tagged");
+  conn.command({"SADD", "t:tag:x", "t:tagged"});
+  const cachet::InvalidationTargets tags{{"t:tag:x"}, {}, {}};
+  CHECK(store.invalidate(tags).deleted == 1);
+  CHECK_FALSE(store.cached("t:tagged"));  // reconciled: the members were known only to Redis
+  CHECK(conn.command({"EXISTS", "t:tagged"}).as_integer() == 0);
+
+  cache_in_l1("t:set");
+  const std::vector<std::string> sets{"t:tag:y"};
+  store.set_tagged("t:set", "new", 60s, sets, 0);
+  CHECK_FALSE(store.cached("t:set"));
+  CHECK(store.get("t:set") == "new");
+  CHECK(store.incr("t:n") == 1);
+
+  cache_in_l1("t:p:1");
+  CHECK(store.unlink_matching("t:p:*") == 1);
+  CHECK_FALSE(store.cached("t:p:1"));
+  CHECK(store.prune_tag_set("t:tag:y").removed == 0);
+}

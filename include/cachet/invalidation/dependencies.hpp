@@ -12,18 +12,18 @@
 //   deps.invalidate_for("product", p.id);   // one round trip, one atomic script
 //
 // invalidate_for gathers the targets of every rule declared for the entity and
-// removes them in ONE script: the keys are UNLINKed, the tags invalidated as
-// Tags::invalidate does, the namespaces' version counters INCRed (and the
-// process's cached versions updated at once). Errors are thrown: a failed
-// invalidation is never silent.
+// removes them in ONE script (RedisStore::invalidate, through the Tags' store):
+// the keys are UNLINKed, the tags invalidated as Tags::invalidate does, the
+// namespaces' version counters INCRed (and the process's cached versions
+// updated at once). Errors are thrown: a failed invalidation is never silent.
 //
 // Declare rules before sharing the map; invalidate_for is then thread-safe.
 // Redis Cluster: the script's keys must share a slot, so use HashTag::ns and
 // keys of the same namespace.
 
-#include <cachet/store/detail/invalidation_script.hpp>
 #include <cachet/invalidation/namespace_version.hpp>
 #include <cachet/invalidation/tags.hpp>
+#include <cachet/store/write.hpp>
 
 #include <concepts>
 #include <cstddef>
@@ -120,8 +120,7 @@ class DependencyMap {
   // Invalidates explicit targets the same way.
   InvalidationReport invalidate(const Targets& t) {
     const ResolvedTargets resolved(t, tags_->keys(), versions_);
-    auto lease = tags_->pool().acquire();
-    const InvalidationResult r = detail::run_invalidation(*lease, resolved.script);
+    const InvalidationResult r = tags_->store().invalidate(resolved.script);
     resolved.bumped(r);
     return {r.deleted, t.tags.size(), t.namespaces.size()};
   }

@@ -19,10 +19,13 @@
 // kept and the read retried after `cache_for`; with no known version the Redis
 // error is thrown. Counters have no TTL: keep them out of eviction (a volatile-*
 // maxmemory policy), since a counter that disappears starts again at 0.
+//
+// The counter is read (GET) and bumped (INCR) through a RedisStore.
 
 #include <cachet/keys.hpp>
 #include <cachet/redis/errors.hpp>
 #include <cachet/redis/pool.hpp>
+#include <cachet/store/redis_store.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -31,6 +34,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -44,9 +48,11 @@ struct VersionOptions {
 // fresh cached version is two atomic loads and a clock read.
 class NamespaceVersion {
  public:
-  // The pool must outlive this object.
+  // The store's pool must outlive this object.
+  NamespaceVersion(RedisStore store, std::string counter_key, VersionOptions options = {})
+      : store_(store), key_(std::move(counter_key)), cache_for_(options.cache_for) {}
   NamespaceVersion(Pool& pool, std::string counter_key, VersionOptions options = {})
-      : pool_(&pool), key_(std::move(counter_key)), cache_for_(options.cache_for) {}
+      : NamespaceVersion(RedisStore(pool), std::move(counter_key), options) {}
   NamespaceVersion(const NamespaceVersion&) = delete;
   NamespaceVersion& operator=(const NamespaceVersion&) = delete;
 
@@ -58,8 +64,7 @@ class NamespaceVersion {
 
   // INCR: every key of the old version is unreachable from now on. Throws on Redis errors.
   std::uint64_t bump() {
-    auto lease = pool_->acquire();
-    const auto v = static_cast<std::uint64_t>(lease->command({"INCR", key_}).as_integer());
+    const auto v = static_cast<std::uint64_t>(store_.incr(key_));
     bumped(v);
     return v;
   }
@@ -99,9 +104,8 @@ class NamespaceVersion {
     }
     std::uint64_t fetched = 0;
     try {
-      auto lease = pool_->acquire();
-      const auto v = lease->command({"GET", key_}).as_optional_string();
-      fetched = v ? std::stoull(std::string(*v)) : 0;  // no counter yet: version 0
+      const std::optional<std::string> v = store_.get(key_);
+      fetched = v ? std::stoull(*v) : 0;  // no counter yet: version 0
     } catch (const Error&) {
       std::lock_guard lock(mutex_);
       if (!known_.load(std::memory_order_relaxed)) throw;
@@ -123,7 +127,7 @@ class NamespaceVersion {
     return version_.load(std::memory_order_relaxed);
   }
 
-  Pool* pool_;
+  RedisStore store_;
   std::string key_;
   clock::duration cache_for_;
   std::atomic<std::uint64_t> version_{0};
@@ -138,9 +142,11 @@ class NamespaceVersion {
 // The versions of a namespace's names, one NamespaceVersion each, created on first use.
 class NamespaceVersions {
  public:
-  // The pool must outlive this object.
+  // The store's pool must outlive this object.
+  NamespaceVersions(RedisStore store, KeyBuilder keys, VersionOptions options = {})
+      : store_(store), keys_(std::move(keys)), options_(options) {}
   NamespaceVersions(Pool& pool, KeyBuilder keys, VersionOptions options = {})
-      : pool_(&pool), keys_(std::move(keys)), options_(options) {}
+      : NamespaceVersions(RedisStore(pool), std::move(keys), options) {}
   NamespaceVersions(const NamespaceVersions&) = delete;
   NamespaceVersions& operator=(const NamespaceVersions&) = delete;
 
@@ -149,7 +155,7 @@ class NamespaceVersions {
     std::lock_guard lock(mutex_);
     auto it = names_.find(name);
     if (it == names_.end())
-      it = names_.emplace(std::string(name), std::make_unique<NamespaceVersion>(*pool_, keys_.version(name), options_))
+      it = names_.emplace(std::string(name), std::make_unique<NamespaceVersion>(store_, keys_.version(name), options_))
                .first;
     return *it->second;
   }
@@ -165,7 +171,7 @@ class NamespaceVersions {
   const VersionOptions& options() const noexcept { return options_; }
 
  private:
-  Pool* pool_;
+  RedisStore store_;
   KeyBuilder keys_;
   VersionOptions options_;
   std::mutex mutex_;

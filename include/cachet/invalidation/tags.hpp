@@ -26,18 +26,19 @@
 // set are not (the script learns them from the set), which works because they
 // live in the set's slot.
 //
+// Every command goes through a RedisStore (Tags sends none itself).
+//
 // Write tagged keys only through set_tagged: a value rewritten by a plain SET
 // (or renewed by sliding expiry) with a longer TTL can outlive its tag sets, and
 // with them its invalidation.
 
-#include <cachet/store/detail/invalidation_script.hpp>
-#include <cachet/store/detail/value_write.hpp>
 #include <cachet/keys.hpp>
 #include <cachet/redis/pool.hpp>
-#include <cachet/redis/script.hpp>
 #include <cachet/store/concepts.hpp>
+#include <cachet/store/invalidation.hpp>
+#include <cachet/store/redis_store.hpp>
+#include <cachet/store/write.hpp>
 
-#include <algorithm>
 #include <chrono>
 #include <concepts>
 #include <cstddef>
@@ -45,7 +46,6 @@
 #include <initializer_list>
 #include <ranges>
 #include <span>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -69,25 +69,20 @@ struct TaggedEntry {
   std::vector<std::string> tags;
 };
 
-struct PruneResult {
-  std::size_t examined = 0;  // members looked at
-  std::size_t removed = 0;   // members whose keys were gone
-  std::uint64_t cursor = 0;  // SSCAN cursor to continue from; 0: the sweep is complete
-  bool done() const noexcept { return cursor == 0; }
-};
-
 class Tags {
  public:
+  // The store's pool must outlive this object. Over a TieredStore, pass its l2()
+  // and reconcile() it after an invalidation (CacheAside::invalidate_tags does).
+  Tags(RedisStore store, KeyBuilder keys, TagOptions options = {})
+      : store_(store), keys_(std::move(keys)), options_(options) {}
   // The pool must outlive this object.
-  Tags(Pool& pool, KeyBuilder keys, TagOptions options = {})
-      : pool_(&pool), keys_(std::move(keys)), options_(options) {}
+  Tags(Pool& pool, KeyBuilder keys, TagOptions options = {}) : Tags(RedisStore(pool), std::move(keys), options) {}
 
   // SET key value PX ttl and add `key` to each tag's set, in one atomic script.
   template <TagList R>
   void set_tagged(std::string_view key, std::string_view value, std::chrono::milliseconds ttl, const R& tags) {
     const auto tag_keys = tag_set_keys(tags);
-    auto lease = pool_->acquire();
-    run_set_tagged(*lease, key, value, ttl, tag_keys);
+    store_.set_tagged(key, value, ttl, tag_keys, options_.prune_sample);
   }
   void set_tagged(std::string_view key, std::string_view value, std::chrono::milliseconds ttl,
                   std::initializer_list<std::string_view> tags) {
@@ -105,11 +100,9 @@ class Tags {
     writes.reserve(entries.size());
     for (const TaggedEntry& e : entries) {
       tag_keys.push_back(tag_set_keys(e.tags));
-      writes.push_back(write_of(e.key, e.value, e.ttl, tag_keys.back()));
+      writes.push_back({e.key, e.value, e.ttl, tag_keys.back(), options_.prune_sample});
     }
-    auto lease = pool_->acquire();
-    const BatchWriteResult r = detail::run_value_writes(*lease, writes);
-    if (r.failed != 0) throw BatchWriteError(r.first_error, r.failed, entries.size());
+    store_.set_tagged_many(writes);
   }
 
   // Deletes every value tagged with any of `tags`, and the tag sets, in one atomic
@@ -118,8 +111,7 @@ class Tags {
   std::size_t invalidate(const R& tags) {
     InvalidationTargets targets;
     targets.tag_sets = tag_set_keys(tags);
-    auto lease = pool_->acquire();
-    return detail::run_invalidation(*lease, targets).deleted;
+    return store_.invalidate(targets).deleted;
   }
   std::size_t invalidate(std::initializer_list<std::string_view> tags) {
     return invalidate(std::span<const std::string_view>(tags.begin(), tags.size()));
@@ -128,22 +120,7 @@ class Tags {
   // Removes members of `tag`'s set whose keys are gone, looking at about `budget`
   // members from `cursor` (SSCAN). Continue with the returned cursor until done().
   PruneResult prune(std::string_view tag, std::size_t budget = 1000, std::uint64_t cursor = 0) {
-    const std::string set = keys_.tag(tag);
-    budget = std::max<std::size_t>(budget, 1);
-    PruneResult result;
-    result.cursor = cursor;
-    auto lease = pool_->acquire();
-    do {
-      const std::size_t count = std::min<std::size_t>(budget - result.examined, 1000);
-      const Reply page = lease->command({"SSCAN", set, std::to_string(result.cursor), "COUNT", count});
-      result.cursor = std::stoull(std::string(page[0].as_string()));
-      std::vector<std::string_view> keys{set};
-      for (ReplyView member : page[1]) keys.push_back(member.as_string());
-      result.examined += keys.size() - 1;
-      if (keys.size() > 1)
-        result.removed += static_cast<std::size_t>(prune_script().run(*lease, keys, std::span<std::string_view>{}).as_integer());
-    } while (result.cursor != 0 && result.examined < budget);
-    return result;
+    return store_.prune_tag_set(keys_.tag(tag), budget, cursor);
   }
 
   std::string tag_key(std::string_view tag) const { return keys_.tag(tag); }
@@ -156,33 +133,11 @@ class Tags {
   }
   const TagOptions& options() const noexcept { return options_; }
   const KeyBuilder& keys() const noexcept { return keys_; }
-  Pool& pool() const noexcept { return *pool_; }
+  RedisStore& store() noexcept { return store_; }
+  Pool& pool() const noexcept { return store_.pool(); }
 
  private:
-  StoreWrite write_of(std::string_view key, std::string_view value, std::chrono::milliseconds ttl,
-                              const std::vector<std::string>& tag_keys) const {
-    return {key, value, ttl, tag_keys, options_.prune_sample};
-  }
-
-  void run_set_tagged(Connection& conn, std::string_view key, std::string_view value, std::chrono::milliseconds ttl,
-                      const std::vector<std::string>& tag_keys) const {
-    detail::ValueWriteCall(write_of(key, value, ttl, tag_keys)).run(conn);
-  }
-
-  static const Script& prune_script() {
-    // KEYS[1] a tag set, KEYS[2..] members to check: checked and removed in one step,
-    // so a member re-tagged between the SSCAN and this script is never dropped.
-    static const Script script(R"lua(
-local removed = 0
-for i = 2, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 0 then removed = removed + redis.call('SREM', KEYS[1], KEYS[i]) end
-end
-return removed
-)lua");
-    return script;
-  }
-
-  Pool* pool_;
+  RedisStore store_;
   KeyBuilder keys_;
   TagOptions options_;
 };

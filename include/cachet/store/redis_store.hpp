@@ -1,16 +1,25 @@
 #pragma once
-// The Redis tier: GET, SET ... PX, UNLINK, MGET, and set_many as one pipeline.
+// The Redis tier: GET, SET ... PX, UNLINK, MGET, and set_many as one pipeline;
+// and what invalidation needs (the invalidation script, INCR of version
+// counters, tagged writes, tag-set pruning, SCAN + UNLINK by pattern).
 // Every batch is one round trip. Errors are thrown as the Redis layer's types;
 // the policies turn them into degradation.
 
 #include <cachet/redis/pipeline.hpp>
 #include <cachet/redis/pool.hpp>
 #include <cachet/store/concepts.hpp>
+#include <cachet/store/detail/invalidation_script.hpp>
+#include <cachet/store/detail/value_write.hpp>
+#include <cachet/store/invalidation.hpp>
+#include <cachet/store/write.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <concepts>
+#include <cstddef>
+#include <cstdint>
 #include <optional>
+#include <stdexcept>
 #include <span>
 #include <string>
 #include <string_view>
@@ -114,6 +123,89 @@ class RedisStore {
   }
 
   Pool& pool() const noexcept { return *pool_; }
+
+  // Invalidation and tag-set upkeep: what Tags, NamespaceVersions, DependencyMap
+  // and invalidate_matching need, so that only the store sends Redis commands.
+
+  // Deletes the targets' tag sets with their members and their keys, and INCRs
+  // their counters, in one atomic script. Throws the Redis layer's errors.
+  InvalidationResult invalidate(const InvalidationTargets& targets) {
+    auto lease = pool_->acquire();
+    return detail::run_invalidation(*lease, targets);
+  }
+
+  // INCR: the counter's new value.
+  long long incr(std::string_view key) {
+    auto lease = pool_->acquire();
+    return lease->command({"INCR", key}).as_integer();
+  }
+
+  // SET key bytes PX ttl and add `key` to each tag set (first removing up to
+  // `prune_sample` members that are gone, and raising the set's TTL to the
+  // value's), in one atomic script. std::invalid_argument for a TTL <= 0.
+  void set_tagged(std::string_view key, std::string_view bytes, std::chrono::milliseconds ttl,
+                  std::span<const std::string> tag_sets, std::size_t prune_sample) {
+    const detail::ValueWriteCall call({key, bytes, ttl, tag_sets, prune_sample});
+    auto lease = pool_->acquire();
+    call.run(*lease);
+  }
+
+  // set_tagged for each write (its key, bytes, ttl, tag_sets, prune_sample and
+  // watch), pipelined: one round trip, each its own atomic script. Refusals (OOM)
+  // are thrown as BatchWriteError once every reply is read.
+  void set_tagged_many(std::span<const StoreWrite> writes) {
+    for (const StoreWrite& w : writes)
+      if (w.lock_check || w.version_check || w.invalidation)
+        throw std::invalid_argument("cachet: set_tagged_many runs no lock, version or invalidation check");
+    if (writes.empty()) return;
+    auto lease = pool_->acquire();
+    const BatchWriteResult r = detail::run_value_writes(*lease, writes);
+    if (r.failed != 0) throw BatchWriteError(r.first_error, r.failed, writes.size());
+  }
+
+  // Removes members of the tag set `set` whose keys are gone, looking at about
+  // `budget` members from `cursor` (SSCAN). Continue with the returned cursor until done().
+  PruneResult prune_tag_set(std::string_view set, std::size_t budget = 1000, std::uint64_t cursor = 0) {
+    budget = std::max<std::size_t>(budget, 1);
+    PruneResult result;
+    result.cursor = cursor;
+    auto lease = pool_->acquire();
+    do {
+      const std::size_t count = std::min<std::size_t>(budget - result.examined, 1000);
+      const Reply page = lease->command({"SSCAN", set, std::to_string(result.cursor), "COUNT", count});
+      result.cursor = std::stoull(std::string(page[0].as_string()));
+      std::vector<std::string_view> keys{set};  // the set, then the members to check
+      for (ReplyView member : page[1]) keys.push_back(member.as_string());
+      result.examined += keys.size() - 1;
+      if (keys.size() > 1)
+        result.removed += static_cast<std::size_t>(
+            detail::tag_prune_script().run(*lease, keys, std::span<std::string_view>{}).as_integer());
+    } while (result.cursor != 0 && result.examined < budget);
+    return result;
+  }
+
+  // Deletes every key matching `pattern`: SCAN MATCH in batches, each batch
+  // UNLINKed (never KEYS, which blocks the server). Returns how many existed.
+  // Throws the Redis layer's errors; what was deleted before stays deleted.
+  std::size_t unlink_matching(std::string_view pattern, const UnlinkMatchingOptions& options = {}) {
+    const long long count = static_cast<long long>(options.batch == 0 ? 1 : options.batch);
+    std::size_t matched = 0, deleted = 0;
+    std::string cursor = "0";
+    auto lease = pool_->acquire();
+    do {
+      const Reply page = lease->command({"SCAN", cursor, "MATCH", pattern, "COUNT", count});
+      cursor = std::string(page[0].as_string());
+      if (const ReplyView keys = page[1]; keys.size() != 0) {
+        std::vector<std::string_view> argv{"UNLINK"};
+        argv.reserve(keys.size() + 1);
+        for (ReplyView k : keys) argv.push_back(k.as_string());
+        deleted += static_cast<std::size_t>(lease->command(argv).as_integer());
+        matched += keys.size();
+      }
+      if (options.on_progress) options.on_progress(matched, deleted);
+    } while (cursor != "0");
+    return deleted;
+  }
 
  private:
   static long long ttl_ms(std::chrono::milliseconds ttl) { return ttl.count() > 0 ? ttl.count() : 1; }

@@ -25,12 +25,15 @@
 
 #include <cachet/redis/tracking.hpp>
 #include <cachet/store/concepts.hpp>
+#include <cachet/store/invalidation.hpp>
 #include <cachet/store/redis_store.hpp>
 #include <cachet/store/value_store.hpp>
+#include <cachet/store/write.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <concepts>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -154,6 +157,45 @@ class TieredStore {
   // empties L1.
   void reconcile() {
     if (!tracking_ || !tracking_->sync()) l1_->clear();
+  }
+
+  // Invalidation and tag-set upkeep: L2's (RedisStore's), after which L1
+  // forgets what they touched: the keys it can name at once (also when L2
+  // threw: the command may have run), the rest by reconcile() on success.
+  InvalidationResult invalidate(const InvalidationTargets& targets) {
+    InvalidationResult r;
+    {
+      const std::vector<std::string_view> keys(targets.keys.begin(), targets.keys.end());
+      const Eviction e = evicting(keys);
+      r = l2_.invalidate(targets);
+    }
+    if (!targets.tag_sets.empty()) reconcile();  // the tag sets' members are known only to Redis
+    return r;
+  }
+  long long incr(std::string_view key) {
+    const Eviction e = evicting({&key, 1});
+    return l2_.incr(key);
+  }
+  void set_tagged(std::string_view key, std::string_view bytes, std::chrono::milliseconds ttl,
+                  std::span<const std::string> tag_sets, std::size_t prune_sample) {
+    const Eviction e = evicting({&key, 1});
+    l2_.set_tagged(key, bytes, ttl, tag_sets, prune_sample);
+  }
+  void set_tagged_many(std::span<const StoreWrite> writes) {
+    std::vector<std::string_view> keys;
+    keys.reserve(writes.size());
+    for (const StoreWrite& w : writes) keys.push_back(w.key);
+    const Eviction e = evicting(keys);
+    l2_.set_tagged_many(writes);
+  }
+  // Drops set members only, never a value: nothing in L1 changes.
+  PruneResult prune_tag_set(std::string_view set, std::size_t budget = 1000, std::uint64_t cursor = 0) {
+    return l2_.prune_tag_set(set, budget, cursor);
+  }
+  std::size_t unlink_matching(std::string_view pattern, const UnlinkMatchingOptions& options = {}) {
+    const std::size_t n = l2_.unlink_matching(pattern, options);
+    reconcile();
+    return n;
   }
 
   L1& l1() noexcept { return *l1_; }

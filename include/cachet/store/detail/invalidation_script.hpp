@@ -1,12 +1,14 @@
 #pragma once
-// The one script every invalidation goes through (Tags::invalidate,
-// DependencyMap::invalidate_for): in one atomic step it deletes the members of
-// tag sets and the sets, deletes plain keys, and bumps version counters. Being
-// one script, no write can slip in between reading a tag set and deleting it.
+// The one script every invalidation goes through (RedisStore::invalidate, for
+// Tags::invalidate and DependencyMap::invalidate_for): in one atomic step it
+// deletes the members of tag sets and the sets, deletes plain keys, and bumps
+// version counters. Being one script, no write can slip in between reading a
+// tag set and deleting it.
 //
 // Every key is passed in KEYS except the members of the tag sets, which the
 // script only learns by reading them: on a Redis Cluster they must live in the
-// tag set's slot (HashTag::ns), as KeyBuilder makes them.
+// tag set's slot (HashTag::ns), as KeyBuilder makes them. Also the script that
+// prunes a tag set (RedisStore::prune_tag_set).
 
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/script.hpp>
@@ -90,6 +92,20 @@ class InvalidationCall {
 
 inline InvalidationResult run_invalidation(Connection& conn, const InvalidationTargets& t) {
   return InvalidationCall(t).run(conn);
+}
+
+// KEYS[1] a tag set, KEYS[2..] members to check: checked and removed in one step,
+// so a member re-tagged between the SSCAN that found it and this script is never
+// dropped. Returns how many were removed.
+inline const Script& tag_prune_script() {
+  static const Script script(R"lua(
+local removed = 0
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then removed = removed + redis.call('SREM', KEYS[1], KEYS[i]) end
+end
+return removed
+)lua");
+  return script;
 }
 
 }  // namespace cachet::detail

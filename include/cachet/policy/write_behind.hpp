@@ -311,9 +311,12 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
 
 // Attaches write-behind to `cache` (which must outlive the result):
 //   auto products = cachet::write_behind(products_cache, save_batch, {.max_batch = 100});
-template <detail::AttachableCache Cache, class W>
-  requires BatchWriter<std::decay_t<W>, typename Cache::value_type>
-WriteBehind<Cache, std::decay_t<W>> write_behind(Cache& cache, W&& writer, WriteBehindOptions options = {}) {
+template <class Cache, class W>
+auto write_behind(Cache& cache, W&& writer, WriteBehindOptions options = {}) {
+  static_assert(detail::AttachableCache<Cache>,
+                "cachet::write_behind attaches to a CacheAside over Redis (RedisStore, or a TieredStore over it)");
+  static_assert(BatchWriter<std::decay_t<W>, typename Cache::value_type>,
+                "cachet::write_behind: the writer is called as writer(std::span<const cachet::PendingWrite<V>> batch)");
   return WriteBehind<Cache, std::decay_t<W>>(cache, std::forward<W>(writer), std::move(options));
 }
 

@@ -287,9 +287,13 @@ class WriteThrough : public detail::WritePolicy<Cache, W> {
 
 // Attaches write-through to `cache` (which must outlive the result):
 //   auto products = cachet::write_through(products_cache, save, {.on_write = cachet::CacheUpdate::del});
-template <detail::AttachableCache Cache, class W>
-  requires Writer<std::decay_t<W>, typename Cache::value_type>
-WriteThrough<Cache, std::decay_t<W>> write_through(Cache& cache, W&& writer, WriteThroughOptions options = {}) {
+template <class Cache, class W>
+auto write_through(Cache& cache, W&& writer, WriteThroughOptions options = {}) {
+  static_assert(detail::AttachableCache<Cache>,
+                "cachet::write_through attaches to a CacheAside over Redis (RedisStore, or a TieredStore over it)");
+  static_assert(Writer<std::decay_t<W>, typename Cache::value_type>,
+                "cachet::write_through: the writer is called as writer(std::string_view id, const V& value) and "
+                "returns void or an integer version");
   return WriteThrough<Cache, std::decay_t<W>>(cache, std::forward<W>(writer), std::move(options));
 }
 

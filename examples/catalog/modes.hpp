@@ -154,8 +154,8 @@ class Cached final : public Mode {
 
  private:
   std::string name_;
-  ProductCache products_;
-  CategoryCache categories_;
+  mutable ProductCache products_;  // mutable: counts() reads their metrics
+  mutable CategoryCache categories_;
   cachet::WriteThrough<ProductCache, PriceWriter> writer_;  // attached to products_
 };
 

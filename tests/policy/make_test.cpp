@@ -104,7 +104,7 @@ TEST_CASE("make_read_through: the loader bound once, stampede-guarded") {
   CHECK(loads == 1);
 }
 
-TEST_CASE("make_tiered_cache: guarded, over the tracking given; write_through on it leaves it reading its own write") {
+TEST_CASE("make_tiered_cache: guarded, over the tracking given, and write_through on it leaves it reading its own write") {
   Tracked tracked;
   auto products = cachet::make_tiered_cache<std::string, cachet::StringCodec>(
       tracked.pool, tracked.tracking, tier_options("make-tiered"), {.max_entries = 100});

@@ -14,6 +14,7 @@
 #include "ratio_reporter.hpp"
 
 #include <cachet/policy/cache_aside.hpp>
+#include <cachet/policy/make.hpp>
 #include <cachet/testing/redis_server.hpp>
 
 #include <support/counting_new.hpp>
@@ -36,7 +37,7 @@ struct Fixture {
   cachet::Pool pool{server.tcp_connection_options(), {.size = 2}};
   cachet::Tracking tracking{server.tcp_connection_options(), {.prefixes = {"bench:"}}};
   cachet::CacheAside<Item> redis{cachet::RedisStore(pool), cache_options("redis")};
-  cachet::TieredCache<Item> tiered{
+  cachet::TieredCache<Item, cachet::JsonCodec<Item>, cachet::NoGuard> tiered{
       cachet::TieredStore(cachet::ValueStore<Item>({.max_entries = 1024}), cachet::RedisStore(pool), &tracking),
       cache_options("tiered")};
   std::size_t value_bytes = 0;  // envelope + JSON

@@ -147,7 +147,8 @@ void database_only(benchmark::State& state, Case c) {
 
 void write_through(benchmark::State& state, Case c) {
   cachet::Pool pool(cachet::bench::server().tcp_connection_options(), {.size = 8});
-  cachet::WriteThrough<std::string, RowWriter, cachet::StringCodec> cache(pool, options("wt"), RowWriter{c});
+  cachet::CacheAside<std::string, cachet::StringCodec> entries(cachet::RedisStore(pool), options("wt"));
+  auto cache = cachet::write_through(entries, RowWriter{c});
   run(state, c.threads, uniform_keys(), [&](const std::string& id, const std::string& v) { cache.put(id, v); });
 }
 
@@ -159,7 +160,8 @@ void write_behind_on(benchmark::State& state, Case c, const std::vector<std::uin
   cachet::Pool pool(cachet::bench::server().tcp_connection_options(), {.size = 8});
   cachet::WriteBehindOptions o;
   o.queue = name;
-  cachet::WriteBehind<std::string, BatchWriter, cachet::StringCodec> cache(pool, options(name), BatchWriter{c}, o);
+  cachet::CacheAside<std::string, cachet::StringCodec> entries(cachet::RedisStore(pool), options(name));
+  auto cache = cachet::write_behind(entries, BatchWriter{c}, o);
   const auto started = clock_type::now();
   run(state, c.threads, keys, [&](const std::string& id, const std::string& v) { cache.write(id, v); });
   cache.flush();

@@ -69,10 +69,8 @@ int main(int argc, char** argv) {
   cli.parse(argc, argv);
   try {
     cachet::Pool pool(cli.redis(), {.size = static_cast<std::size_t>(threads) + 2});
-    using Completions = cachet::GuardedCache<std::string, cachet::StringCodec>;
-    Completions cache(cachet::RedisStore(pool),
-                      {.ns = "llm", .name = "completion", .ttl = cachet::TtlPolicy({.fresh = std::chrono::hours(24)})},
-                      {}, cachet::stampede_guard(pool));
+    auto cache = cachet::make_cache<std::string, cachet::StringCodec>(
+        pool, {.ns = "llm", .name = "completion", .ttl = cachet::TtlPolicy({.fresh = std::chrono::hours(24)})});
     FakeModel model{std::chrono::milliseconds(latency_ms)};
     auto ask = [&](const Request& r) {
       return cache.get_or_load(id_of(r), [&model](std::string_view id) { return model.complete(id); });

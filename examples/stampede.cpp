@@ -83,8 +83,7 @@ int main(int argc, char** argv) {
     const int unguarded = hammer(bare, a);
     std::printf("  no guard:        %5d loader calls (%.1f per expiry)\n", unguarded, static_cast<double>(unguarded) / expiries);
 
-    cachet::GuardedCache<std::string, cachet::StringCodec> guarded(
-        cachet::RedisStore(pool), options("guarded"), {}, cachet::stampede_guard(pool));
+    auto guarded = cachet::make_cache<std::string, cachet::StringCodec>(pool, options("guarded"));
     guarded.invalidate("hot");
     const int with_guard = hammer(guarded, a);
     std::printf("  StampedeGuard:   %5d loader calls (%.1f per expiry)\n", with_guard, static_cast<double>(with_guard) / expiries);

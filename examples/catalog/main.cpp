@@ -151,42 +151,27 @@ int run(const Args& a, example::Cli& cli) {
   auto forget = [&](const std::string& ns) {
     for (const char* name : {"product", "category", "wv"}) cachet::invalidate_matching(pool, cachet::KeyBuilder(ns).pattern(name));
   };
-  auto writer = [&](const std::string& ns) {
-    cachet::CacheOptions o = cache_options(ns, "product");
-    o.metrics_label += ":writes";
-    return std::make_unique<ProductWriter>(pool, o, PriceWriter{}, cachet::WriteThroughOptions{.on_write = cachet::CacheUpdate::del});
-  };
   // Before the modes: their in-process tiers subscribe to it, so it must outlive them.
   cachet::Tracking tracking(cli.redis(), {.prefixes = {"catalog-l1:"}});
   if (!tracking.wait_live(std::chrono::seconds(5))) throw std::runtime_error("client tracking did not come up");
   std::vector<std::unique_ptr<Mode>> modes;
   modes.push_back(std::make_unique<NoCache>());
 
-  using ProductCache = cachet::GuardedCache<Product>;
-  using CategoryCache = cachet::GuardedCache<CategorySummary>;
   forget("catalog-redis");
-  modes.push_back(std::make_unique<Cached<ProductCache, CategoryCache>>(
+  modes.push_back(std::make_unique<Cached<cachet::Cache<Product>, cachet::Cache<CategorySummary>>>(
       "cache-aside + guards",
-      std::make_unique<ProductCache>(cachet::RedisStore(pool), cache_options("catalog-redis", "product"),
-                                     cachet::JsonCodec<Product>{}, cachet::stampede_guard(pool)),
-      std::make_unique<CategoryCache>(cachet::RedisStore(pool), cache_options("catalog-redis", "category"),
-                                      cachet::JsonCodec<CategorySummary>{}, cachet::stampede_guard(pool)),
-      writer("catalog-redis")));
+      [&] { return cachet::make_cache<Product>(pool, cache_options("catalog-redis", "product")); },
+      [&] { return cachet::make_cache<CategorySummary>(pool, cache_options("catalog-redis", "category")); }));
 
   // The same in front of an in-process tier, kept coherent by client tracking of the namespace.
-  using TieredProducts = cachet::TieredCache<Product, cachet::JsonCodec<Product>, cachet::StampedeGuard>;
-  using TieredCategories = cachet::TieredCache<CategorySummary, cachet::JsonCodec<CategorySummary>, cachet::StampedeGuard>;
   forget("catalog-l1");
   const cachet::MemoryStoreOptions l1{.max_entries = static_cast<std::size_t>(a.shape.products)};
-  modes.push_back(std::make_unique<Cached<TieredProducts, TieredCategories>>(
+  modes.push_back(std::make_unique<Cached<cachet::TieredCache<Product>, cachet::TieredCache<CategorySummary>>>(
       "+ in-process tier",
-      std::make_unique<TieredProducts>(
-          cachet::TieredStore(cachet::ValueStore<Product>(l1), cachet::RedisStore(pool), &tracking),
-          cache_options("catalog-l1", "product"), cachet::JsonCodec<Product>{}, cachet::stampede_guard(pool)),
-      std::make_unique<TieredCategories>(
-          cachet::TieredStore(cachet::ValueStore<CategorySummary>(l1), cachet::RedisStore(pool), &tracking),
-          cache_options("catalog-l1", "category"), cachet::JsonCodec<CategorySummary>{}, cachet::stampede_guard(pool)),
-      writer("catalog-l1")));
+      [&] { return cachet::make_tiered_cache<Product>(pool, tracking, cache_options("catalog-l1", "product"), l1); },
+      [&] {
+        return cachet::make_tiered_cache<CategorySummary>(pool, tracking, cache_options("catalog-l1", "category"), l1);
+      }));
 
   std::printf("%d threads, %.1f s per mode, Zipf(%.2f) over the products, %.1f %% updates (write-through + "
               "the category's tag invalidated)\n",

@@ -83,34 +83,37 @@ struct PriceWriter {
     return written_version = writer_session->update_price(parse_id(id), p.price).version;
   }
 };
-using ProductWriter = cachet::WriteThrough<Product, PriceWriter>;
 
 inline std::string tag_of(std::int64_t category) { return "category:" + std::to_string(category); }
 
 // Cache-aside with the stampede guard stack (over Redis, or over an in-process
 // tier in front of it): products by id, category summaries tagged with their
-// category. An update writes through: the database first, then, in one atomic
-// step, the product's entry deleted (the next read loads the new row) and its
-// category's summaries dropped by tag. A read that loaded the old row meanwhile
-// cannot write it back (WriteThrough's write versions).
+// category. An update writes through (write-through attached to the product
+// cache): the database first, then, in one atomic step, the product's entry
+// deleted (the next read loads the new row; over a tier, this process's L1 too)
+// and its category's summaries dropped by tag. A read that loaded the old row
+// meanwhile cannot write it back (WriteThrough's write versions).
+// The caches are made in place (`make_products()`, `make_categories()`): they do not move.
 template <class ProductCache, class CategoryCache>
 class Cached final : public Mode {
  public:
-  Cached(std::string name, std::unique_ptr<ProductCache> products, std::unique_ptr<CategoryCache> categories,
-         std::unique_ptr<ProductWriter> writer)
-      : name_(std::move(name)), products_(std::move(products)), categories_(std::move(categories)), writer_(std::move(writer)) {
-    products_->watch_writes();
-    categories_->tag_loaded_values([](const CategorySummary& c) { return std::vector<std::string>{tag_of(c.id)}; });
-    writer_->invalidate_after_write(
+  template <class MakeProducts, class MakeCategories>
+  Cached(std::string name, MakeProducts make_products, MakeCategories make_categories)
+      : name_(std::move(name)),
+        products_(make_products()),
+        categories_(make_categories()),
+        writer_(cachet::write_through(products_, PriceWriter{}, {.on_write = cachet::CacheUpdate::del})) {
+    categories_.tag_loaded_values([](const CategorySummary& c) { return std::vector<std::string>{tag_of(c.id)}; });
+    writer_.invalidate_after_write(
         [](std::string_view, const Product& p) { return cachet::Targets{.tags = {tag_of(p.category_id)}}; });
   }
 
   std::string name() const override { return name_; }
 
   Page read(Session& db, std::int64_t id) override {
-    std::optional<Product> p = products_->get_or_load(std::to_string(id), [&db](std::string_view k) { return db.product(parse_id(k)); });
+    std::optional<Product> p = products_.get_or_load(std::to_string(id), [&db](std::string_view k) { return db.product(parse_id(k)); });
     if (!p) throw std::runtime_error("product " + std::to_string(id) + " is missing");
-    std::optional<CategorySummary> c = categories_->get_or_load(
+    std::optional<CategorySummary> c = categories_.get_or_load(
         std::to_string(p->category_id), [&db](std::string_view k) { return db.category(parse_id(k)); });
     if (!c) throw std::runtime_error("category " + std::to_string(p->category_id) + " is missing");
     return {std::move(*p), std::move(*c)};
@@ -121,12 +124,8 @@ class Cached final : public Mode {
     Product p = read(db, id).product;
     p.price = price;
     writer_session = &db;
-    const std::string key = std::to_string(id);
-    if (writer_->put(key, p) == cachet::WriteOutcome::unrepaired) throw std::runtime_error("the cache kept an old value");
-    if constexpr (tiered<ProductCache>) {
-      products_->store().evict(products_->key(key));  // this process's tier at once; others by tracking
-      categories_->store().reconcile();               // the tagged summaries' invalidations have arrived
-    }
+    if (writer_.put(std::to_string(id), p) == cachet::WriteOutcome::unrepaired)
+      throw std::runtime_error("the cache kept an old value");
     p.version = written_version;  // what the update committed, for the freshness check
     return p;
   }
@@ -136,31 +135,28 @@ class Cached final : public Mode {
       std::vector<std::string> keys;
       for (std::size_t i = from; i < std::min(ids.size(), from + 500); ++i) keys.push_back(std::to_string(ids[i]));
       const std::vector<std::string_view> views(keys.begin(), keys.end());
-      products_->get_many(views, [&db](std::span<const std::string_view> missing) {
+      products_.get_many(views, [&db](std::span<const std::string_view> missing) {
         std::vector<std::optional<Product>> out;
         for (auto k : missing) out.push_back(db.product(parse_id(k)));
         return out;
       });
     }
     for (std::int64_t c = 1; c <= categories; ++c)
-      categories_->get_or_load(std::to_string(c), [&db](std::string_view k) { return db.category(parse_id(k)); });
+      categories_.get_or_load(std::to_string(c), [&db](std::string_view k) { return db.category(parse_id(k)); });
   }
 
   std::optional<CacheCounts> counts() const override {
     auto of = [](const cachet::CacheMetrics& m) {
       return HitCount{m.value(cachet::Event::hit) + m.value(cachet::Event::stale_hit), m.value(cachet::Event::miss)};
     };
-    return CacheCounts{of(products_->metrics()), of(categories_->metrics())};
+    return CacheCounts{of(products_.metrics()), of(categories_.metrics())};
   }
 
  private:
-  template <class Cache>
-  static constexpr bool tiered = requires(Cache& c) { c.store().reconcile(); };
-
   std::string name_;
-  std::unique_ptr<ProductCache> products_;
-  std::unique_ptr<CategoryCache> categories_;
-  std::unique_ptr<ProductWriter> writer_;
+  mutable ProductCache products_;  // mutable: counts() reads their metrics
+  mutable CategoryCache categories_;
+  cachet::WriteThrough<ProductCache, PriceWriter> writer_;  // attached to products_
 };
 
 }  // namespace catalog

@@ -70,16 +70,14 @@ class Sessions {
 // `redis-cli GET api:products:/products/42` shows what a client would get.
 // Category summaries are tagged with their category, for updates to drop.
 class Api {
-  using RouteCache = cachet::GuardedCache<std::string, cachet::StringCodec>;
+  using RouteCache = cachet::Cache<std::string, cachet::StringCodec>;
 
  public:
   Api(catalog::Database& db, cachet::Pool& pool)
       : sessions_(db),
         products_(route_cache(pool, "products")),
         categories_(route_cache(pool, "categories")),
-        writes_(pool, route_options("products", "products:writes"), PriceWriter{this},
-                {.on_write = cachet::CacheUpdate::del}) {
-    products_.watch_writes();  // a load that read the old row cannot overwrite a PUT
+        writes_(cachet::write_through(products_, PriceWriter{this}, {.on_write = cachet::CacheUpdate::del})) {
     writes_.invalidate_after_write([](std::string_view, const std::string& body) {
       return cachet::Targets{.tags = {tag_of(nlohmann::json::parse(body).at("category_id").get<std::int64_t>())}};
     });
@@ -173,18 +171,16 @@ class Api {
     }
   };
 
-  static cachet::CacheOptions route_options(const char* name, std::string label = {}) {
-    return {.ns = "api", .name = name, .ttl = cachet::TtlPolicy({.fresh = std::chrono::minutes(5)}),
-            .format = cachet::Format::plain, .metrics_label = std::move(label)};
-  }
   static RouteCache route_cache(cachet::Pool& pool, const char* name) {
-    return RouteCache(cachet::RedisStore(pool), route_options(name), {}, cachet::stampede_guard(pool));
+    return cachet::make_cache<std::string, cachet::StringCodec>(
+        pool, {.ns = "api", .name = name, .ttl = cachet::TtlPolicy({.fresh = std::chrono::minutes(5)}),
+               .format = cachet::Format::plain});
   }
   static std::string tag_of(std::int64_t category) { return "category:" + std::to_string(category); }
 
   Sessions sessions_;
   RouteCache products_, categories_;
-  cachet::WriteThrough<std::string, PriceWriter, cachet::StringCodec> writes_;
+  cachet::WriteThrough<RouteCache, PriceWriter> writes_;  // attached to products_: a PUT drops its route
 };
 
 // The server on a thread, on a free loopback port, stopped when this goes.

@@ -59,6 +59,7 @@
 #include <cachet/store/value_store.hpp>
 
 #include <cachet/policy/cache_aside.hpp>
+#include <cachet/policy/make.hpp>
 #include <cachet/policy/read_through.hpp>
 #include <cachet/policy/refresh_ahead.hpp>
 #include <cachet/policy/write_behind.hpp>

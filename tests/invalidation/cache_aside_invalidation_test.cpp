@@ -1,4 +1,5 @@
 #include <cachet/policy/cache_aside.hpp>
+#include <cachet/policy/make.hpp>
 #include <cachet/policy/read_through.hpp>
 #include <cachet/testing/redis_server.hpp>
 
@@ -87,7 +88,7 @@ TEST_CASE("ReadThrough: values loaded through it are tagged via its cache") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
   int loads = 0;
-  auto products = cachet::make_read_through<Product>(cachet::RedisStore(pool), options(), [&](std::string_view id) {
+  auto products = cachet::make_read_through<Product>(pool, options(), [&](std::string_view id) {
     ++loads;
     return cachet::test::sample_product(std::stoll(std::string(id)));
   });

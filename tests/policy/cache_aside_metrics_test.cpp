@@ -74,8 +74,8 @@ TEST_CASE("commands the open breaker skips are counted as skipped, for reads, wr
   auto o = cachet::test::guard_options("skipped");
   o.breaker = {.failure_threshold = 1, .open_for = std::chrono::hours(1)};  // stays open for the test
   auto save = [](std::string_view, const std::string&) {};
-  cachet::WriteThrough<std::string, decltype(save), cachet::StringCodec> writes(pool, o, save);
-  auto& cache = writes.cache();
+  cachet::CacheAside<std::string, cachet::StringCodec> cache(cachet::RedisStore(pool), o);
+  auto writes = cachet::write_through(cache, save);
   auto& m = cache.metrics();
   auto load = [](std::string_view) { return std::string("db"); };
   server.kill();

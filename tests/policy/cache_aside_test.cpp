@@ -1,6 +1,7 @@
 #include <cachet/codec/msgpack.hpp>
 #include <cachet/codec/string.hpp>
 #include <cachet/policy/cache_aside.hpp>
+#include <cachet/policy/make.hpp>
 #include <cachet/policy/read_through.hpp>
 #include <cachet/store/memory_store.hpp>
 
@@ -207,7 +208,7 @@ TEST_CASE("read-through binds the loader once") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
   Db db;
-  auto products = cachet::make_read_through<Product>(cachet::RedisStore(pool), options("product"),
+  auto products = cachet::make_read_through<Product>(pool, options("product"),
                                                      [&](std::string_view id) { return db.find(id); });
   CHECK(products.get("11") == sample_product(11));
   CHECK(products.get("11") == sample_product(11));

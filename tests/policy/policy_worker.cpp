@@ -28,7 +28,8 @@ namespace {
 
 int flusher(const cachet::ConnectionOptions& redis, const std::string& database) {
   cachet::Pool pool(redis);
-  WriteBehindCache cache(pool, write_behind_options(), DbWriter(database), flusher_options());
+  StringCache<cachet::NoGuard> entries(cachet::RedisStore(pool), write_behind_options());
+  auto cache = cachet::write_behind(entries, DbWriter(database), flusher_options());
   cachet::Connection conn(redis);
   while (conn.command({"EXISTS", "stop"}).as_integer() == 0) std::this_thread::sleep_for(20ms);
   return 0;  // the destructor drains the queue

@@ -27,6 +27,7 @@
 using namespace std::chrono_literals;
 using cachet::Event;
 using cachet::test::TestDb;
+using cachet::test::StringCache;
 using cachet::test::WriteBehindCache;
 
 namespace {
@@ -148,8 +149,8 @@ TEST_CASE("a write is cached and queued in one step, then flushed to the databas
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
   const std::string path = db_path(server);
-  WriteBehindCache cache(pool, cachet::test::write_behind_options("wb-basic"), cachet::test::DbWriter(path),
-                         cachet::test::flusher_options());
+  StringCache<cachet::NoGuard> entries(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-basic"));
+  auto cache = cachet::write_behind(entries, cachet::test::DbWriter(path), cachet::test::flusher_options());
   const cachet::StreamId first = cache.write("1", "a");
   CHECK(cache.write("1", "b") > first);
   CHECK(cache.get("1") == "b");  // read-your-writes, before any flush
@@ -167,8 +168,8 @@ TEST_CASE("a write is cached and queued in one step, then flushed to the databas
 TEST_CASE("a written value joins the tag sets the cache gives it, in the write's script") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
-  WriteBehindCache queue(pool, cachet::test::write_behind_options("wb-tags"), cachet::test::DbWriter(db_path(server)),
-                         cachet::test::queue_only());
+  StringCache<cachet::NoGuard> queue_cache(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-tags"));
+  auto queue = cachet::write_behind(queue_cache, cachet::test::DbWriter(db_path(server)), cachet::test::queue_only());
   queue.cache().tag_loaded_values([](const std::string& v) { return std::vector<std::string>{"first:" + v.substr(0, 1)}; });
   queue.write("1", "a1");
   auto conn = server.connect();
@@ -180,8 +181,8 @@ TEST_CASE("reads see pending writes after the cache entry is gone, and a load th
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
   const std::string path = db_path(server);
-  WriteBehindCache queue(pool, cachet::test::write_behind_options("wb-ryw"), cachet::test::DbWriter(path),
-                         cachet::test::queue_only());
+  StringCache<cachet::NoGuard> queue_cache(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-ryw"));
+  auto queue = cachet::write_behind(queue_cache, cachet::test::DbWriter(path), cachet::test::queue_only());
   queue.write("1", "new");
   auto conn = server.connect();
   conn.command({"DEL", queue.cache().key("1")});  // evicted, or expired, before the flush
@@ -196,8 +197,8 @@ TEST_CASE("reads see pending writes after the cache entry is gone, and a load th
   CHECK_FALSE(queue.get("2"));
 
   queue.cache().set("1", "old");  // a load that read the row before the write lands after it
-  WriteBehindCache flusher(pool, cachet::test::write_behind_options("wb-ryw-flusher"), cachet::test::DbWriter(path),
-                           cachet::test::flusher_options());
+  StringCache<cachet::NoGuard> flusher_cache(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-ryw-flusher"));
+  auto flusher = cachet::write_behind(flusher_cache, cachet::test::DbWriter(path), cachet::test::flusher_options());
   REQUIRE(flusher.flush(10s));
   CHECK(TestDb(path).value("1") == "new");
   CHECK(queue.get("1") == "new");  // set back by the flush
@@ -209,8 +210,8 @@ TEST_CASE("a load that read the row before a write cannot store it after the wri
   cachet::Pool pool(server.connection_options());
   const std::string path = db_path(server);
   TestDb(path).update("1", "old");
-  WriteBehindCache cache(pool, cachet::test::write_behind_options("wb-late-load"), cachet::test::DbWriter(path),
-                         cachet::test::flusher_options());
+  StringCache<cachet::NoGuard> entries(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-late-load"));
+  auto cache = cachet::write_behind(entries, cachet::test::DbWriter(path), cachet::test::flusher_options());
   std::promise<void> read, go;
   auto load = std::async(std::launch::async, [&] {
     return cache.get_or_load("1", [&](std::string_view id) {
@@ -233,8 +234,8 @@ TEST_CASE("a flusher restarted under its name resumes its own pending writes, an
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
   const std::string path = db_path(server);
-  WriteBehindCache queue(pool, cachet::test::write_behind_options("wb-resume"), cachet::test::DbWriter(path),
-                         cachet::test::queue_only());
+  StringCache<cachet::NoGuard> queue_cache(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-resume"));
+  auto queue = cachet::write_behind(queue_cache, cachet::test::DbWriter(path), cachet::test::queue_only());
   auto conn = server.connect();
   conn.command({"XGROUP", "CREATE", queue.stream(), "cachet", "0", "MKSTREAM"});
   auto crashed_flusher = [&](const std::string& consumer, int first) {  // reads 10 writes and dies holding them
@@ -247,8 +248,8 @@ TEST_CASE("a flusher restarted under its name resumes its own pending writes, an
   crashed_flusher("f1", 0);
   flusher_options.consumer = "f1";
   {
-    WriteBehindCache restarted(pool, cachet::test::write_behind_options("wb-resume-f1"), cachet::test::DbWriter(path),
-                               flusher_options);
+    StringCache<cachet::NoGuard> restarted_cache(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-resume-f1"));
+    auto restarted = cachet::write_behind(restarted_cache, cachet::test::DbWriter(path), flusher_options);
     REQUIRE(restarted.flush(10s));
     CHECK(restarted.cache().metrics().value(Event::reclaimed) == 0);
   }
@@ -257,8 +258,8 @@ TEST_CASE("a flusher restarted under its name resumes its own pending writes, an
   crashed_flusher("f2", 10);
   flusher_options.consumer = "other";
   flusher_options.reclaim_idle = 200ms;
-  WriteBehindCache other(pool, cachet::test::write_behind_options("wb-resume-other"), cachet::test::DbWriter(path),
-                         flusher_options);
+  StringCache<cachet::NoGuard> other_cache(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-resume-other"));
+  auto other = cachet::write_behind(other_cache, cachet::test::DbWriter(path), flusher_options);
   REQUIRE(other.flush(10s));
   CHECK(other.cache().metrics().value(Event::reclaimed) == 10);
   CHECK(TestDb(path).values().size() == 20);
@@ -274,8 +275,8 @@ TEST_CASE("entries delivered to a flusher whose read reply was lost are read bac
   options.reclaim_idle = 60s;  // the idle claim would come far too late for the flush below
   GatedWriter writer{cachet::test::DbWriter(path)};
   writer.gate->held = "1";
-  cachet::WriteBehind<std::string, GatedWriter, cachet::StringCodec> cache(
-      pool, cachet::test::write_behind_options("wb-lost-reply"), writer, options);
+  StringCache<cachet::NoGuard> entries(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-lost-reply"));
+  auto cache = cachet::write_behind(entries, writer, options);
   cache.write("1", "a");
   writer.gate->entered.get_future().wait();  // the flusher is in the database, past its first reads
   cache.write("2", "b");
@@ -296,8 +297,8 @@ TEST_CASE("flush() waits through a connection lost mid-wait (a restart) instead 
   cachet::Pool pool(server.connection_options(), {.size = 1});
   GatedWriter writer{cachet::test::DbWriter(db_path(server))};
   writer.gate->held = "1";
-  cachet::WriteBehind<std::string, GatedWriter, cachet::StringCodec> cache(
-      pool, cachet::test::write_behind_options("wb-flush-reconnect"), writer, cachet::test::flusher_options());
+  StringCache<cachet::NoGuard> entries(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-flush-reconnect"));
+  auto cache = cachet::write_behind(entries, writer, cachet::test::flusher_options());
   cache.write("1", "a");
   writer.gate->entered.get_future().wait();  // the batch is held in the database: flush() must wait
   auto flushing = std::async(std::launch::async, [&] { return cache.flush(60s); });
@@ -314,8 +315,8 @@ TEST_CASE("flush() waits through Redis reloading its data set (LOADING) instead 
   cachet::Pool pool(server.connection_options(), {.size = 1});
   GatedWriter writer{cachet::test::DbWriter(db_path(server))};
   writer.gate->held = "1";
-  cachet::WriteBehind<std::string, GatedWriter, cachet::StringCodec> cache(
-      pool, cachet::test::write_behind_options("wb-flush-loading"), writer, cachet::test::flusher_options());
+  StringCache<cachet::NoGuard> entries(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-flush-loading"));
+  auto cache = cachet::write_behind(entries, writer, cachet::test::flusher_options());
   auto conn = server.connect();
   conn.command({"DEBUG", "POPULATE", 20000, "filler"});  // ~1 s of LOADING
   cache.write("1", "a");
@@ -335,8 +336,8 @@ TEST_CASE("flush() waits through Redis reloading its data set (LOADING) instead 
 TEST_CASE("with no entry stranded, looking for one sends no XPENDING per pending entry") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
-  WriteBehindCache cache(pool, cachet::test::write_behind_options("wb-stranded-cost"), cachet::test::DbWriter(db_path(server)),
-                         cachet::test::queue_only());
+  StringCache<cachet::NoGuard> entries(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-stranded-cost"));
+  auto cache = cachet::write_behind(entries, cachet::test::DbWriter(db_path(server)), cachet::test::queue_only());
   auto conn = server.connect();
   conn.command({"XGROUP", "CREATE", cache.stream(), "cachet", "0", "MKSTREAM"});
   for (int i = 0; i < 300; ++i) cache.write(std::to_string(i), "v");
@@ -363,7 +364,8 @@ TEST_CASE("an entry stranded behind the group's read position, in no pending lis
   const std::string path = db_path(server);
   auto options = cachet::test::flusher_options();
   options.reclaim_idle = 60s;  // found while flush() waits, not by the periodic pass
-  WriteBehindCache cache(pool, cachet::test::write_behind_options("wb-stranded"), cachet::test::DbWriter(path), options);
+  StringCache<cachet::NoGuard> entries(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-stranded"));
+  auto cache = cachet::write_behind(entries, cachet::test::DbWriter(path), options);
   cache.write("1", "a");
   REQUIRE(cache.flush(10s));  // the flusher is up, its first pass done
   // As a crash-cut transaction replayed from the AOF can leave it: queued, and the
@@ -388,8 +390,8 @@ TEST_CASE("flush() on a queue that cannot drain returns at its deadline and says
   auto options = cachet::test::flusher_options();
   options.flush_timeout = 300ms;  // flush()'s default deadline
   options.drain_timeout = 100ms;
-  cachet::WriteBehind<std::string, decltype(writer), cachet::StringCodec> cache(
-      pool, cachet::test::write_behind_options("wb-undrained"), writer, options);
+  StringCache<cachet::NoGuard> entries(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-undrained"));
+  auto cache = cachet::write_behind(entries, writer, options);
   const cachet::StreamId first = cache.write("1", "a");
   cache.write("2", "b");
   const auto started = std::chrono::steady_clock::now();
@@ -409,7 +411,8 @@ TEST_CASE("after a 1.5 s outage, writes are accepted and flushed soon after Redi
   const std::string path = TestDb::fresh(server.directory() + "/recovery.sqlite");
   auto options = cachet::test::flusher_options();
   options.retry = cachet::WriteBehindOptions{}.retry;  // the defaults, as deployed
-  WriteBehindCache cache(pool, cachet::test::write_behind_options("wb-recovery"), cachet::test::DbWriter(path), options);
+  StringCache<cachet::NoGuard> entries(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-recovery"));
+  auto cache = cachet::write_behind(entries, cachet::test::DbWriter(path), options);
   cache.write("0", "v");
   REQUIRE(cache.flush(10s));
   server.kill();
@@ -446,9 +449,10 @@ TEST_CASE("Redis loading its data set (LOADING) does not grow the flusher's back
   const std::string path = TestDb::fresh(server.directory() + "/loading.sqlite");
   auto options = cachet::test::flusher_options();
   options.retry = steep;
-  WriteBehindCache flusher(pool, cachet::test::write_behind_options("wb-loading"), cachet::test::DbWriter(path), options);
-  WriteBehindCache writes(writers, cachet::test::write_behind_options("wb-loading-writes"), cachet::test::DbWriter(path),
-                          cachet::test::queue_only());
+  StringCache<cachet::NoGuard> flusher_cache(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-loading"));
+  auto flusher = cachet::write_behind(flusher_cache, cachet::test::DbWriter(path), options);
+  StringCache<cachet::NoGuard> writes_cache(cachet::RedisStore(writers), cachet::test::write_behind_options("wb-loading-writes"));
+  auto writes = cachet::write_behind(writes_cache, cachet::test::DbWriter(path), cachet::test::queue_only());
   writes.write("0", "v");
   REQUIRE(flusher.flush(10s));
   auto conn = server.connect();
@@ -487,12 +491,12 @@ TEST_CASE("a flusher retrying through an outage keeps its entries, full or not: 
     ++*calls;
     if (*down) throw std::runtime_error("the database is down");
   };
-  using Cache = cachet::WriteBehind<std::string, decltype(writer), cachet::StringCodec>;
   auto options = cachet::test::flusher_options();
   options.max_batch = GENERATE(4u, 500u);  // 4: full with the writes below, it reads no more, XAUTOCLAIM included
   options.reclaim_idle = 1s;  // kept by a claim-back every 500 ms: a stall under the sanitizers must not pass for a crash
   options.consumer = "full";
-  Cache full(pool, cachet::test::write_behind_options("wb-keep-full"), writer, options);
+  StringCache<cachet::NoGuard> full_cache(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-keep-full"));
+  auto full = cachet::write_behind(full_cache, writer, options);
   for (int i = 0; i < 4; ++i) full.write(std::to_string(i), "v");
   auto conn = server.connect();
   auto pending_of = [&](const std::string& consumer) {
@@ -507,7 +511,8 @@ TEST_CASE("a flusher retrying through an outage keeps its entries, full or not: 
   };
   REQUIRE(cachet::test::eventually([&] { return pending_of("full") == 4 && *calls >= 2; }, 10s));
   options.consumer = "other";
-  Cache other(pool, cachet::test::write_behind_options("wb-keep-other"), writer, options);
+  StringCache<cachet::NoGuard> other_cache(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-keep-other"));
+  auto other = cachet::write_behind(other_cache, writer, options);
   std::this_thread::sleep_for(3s);  // three idle times
   CHECK(other.cache().metrics().value(Event::reclaimed) == 0);
   CHECK(pending_of("full") == 4);
@@ -520,8 +525,8 @@ TEST_CASE("writes from 8 threads while the flusher process is SIGKILLed twice: n
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options(), {.size = 8, .wait_timeout = 5s});
   const std::string path = db_path(server);
-  WriteBehindCache queue(pool, cachet::test::write_behind_options("wb-crash"), cachet::test::DbWriter(path),
-                         cachet::test::queue_only());
+  StringCache<cachet::NoGuard> queue_cache(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-crash"));
+  auto queue = cachet::write_behind(queue_cache, cachet::test::DbWriter(path), cachet::test::queue_only());
   auto conn = server.connect();
   auto start = [&](int n) {
     return cachet::test::start_policy_worker({"flusher", server.socket_path(), path},
@@ -580,7 +585,8 @@ TEST_CASE("coalescing cuts database writes on a Zipf(0.99) key stream") {
   const std::string path = db_path(server);
   auto o = cachet::test::flusher_options();
   o.max_delay = 100ms;
-  WriteBehindCache cache(pool, cachet::test::write_behind_options("wb-zipf"), cachet::test::DbWriter(path), o);
+  StringCache<cachet::NoGuard> entries(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-zipf"));
+  auto cache = cachet::write_behind(entries, cachet::test::DbWriter(path), o);
   const auto keys = cachet::test::zipf_stream(1000, 0.99, crash_writes / 5, 7);
   Expected expected;
   cachet::test::in_threads(4, [&](int t) {
@@ -603,8 +609,8 @@ TEST_CASE("the database down for 5 s: writes keep being accepted, then drain") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options(), {.size = 8, .wait_timeout = 5s});
   const std::string path = db_path(server);
-  WriteBehindCache cache(pool, cachet::test::write_behind_options("wb-down"), cachet::test::DbWriter(path, 20),
-                         cachet::test::flusher_options());
+  StringCache<cachet::NoGuard> entries(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-down"));
+  auto cache = cachet::write_behind(entries, cachet::test::DbWriter(path, 20), cachet::test::flusher_options());
   std::atomic<bool> down{true};
   TestDb locker(path);  // another connection holds the database's write lock for 5 s,
   locker.raw().exec("BEGIN EXCLUSIVE");  // taken before the first write so no batch slips in ahead of it
@@ -648,7 +654,8 @@ TEST_CASE("a poison entry ends in the dead-letter stream and does not block the 
   const std::string path = db_path(server);
   auto o = cachet::test::flusher_options();
   o.max_attempts = 3;
-  WriteBehindCache cache(pool, cachet::test::write_behind_options("wb-poison"), cachet::test::DbWriter(path), o);
+  StringCache<cachet::NoGuard> entries(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-poison"));
+  auto cache = cachet::write_behind(entries, cachet::test::DbWriter(path), o);
   auto conn = server.connect();
   for (int i = 0; i < 300; ++i) {
     if (i == 100) cache.write("p", "poison: the table refuses it");
@@ -682,7 +689,8 @@ TEST_CASE("without a `rejected` rule, a write failing alone while the others suc
   auto o = cachet::test::flusher_options();
   o.rejected = nullptr;  // the default: only failing alone, among writes that succeed, counts
   o.max_attempts = 3;
-  WriteBehindCache cache(pool, cachet::test::write_behind_options("wb-poison-default"), cachet::test::DbWriter(path), o);
+  StringCache<cachet::NoGuard> entries(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-poison-default"));
+  auto cache = cachet::write_behind(entries, cachet::test::DbWriter(path), o);
   cache.write("p", "poison: the table refuses it");
   int written = 0;  // traffic around it, until it is dead-lettered (or 20 s pass)
   for (const auto until = std::chrono::steady_clock::now() + 20s;
@@ -717,8 +725,9 @@ TEST_CASE("a queue at its bound blocks, rejects, or grows with a warning") {
     for (int i = 0; i < 5; ++i) c.write(std::to_string(i), "v");
   };
 
-  WriteBehindCache reject(pool, cachet::test::write_behind_options("wb-reject"), cachet::test::DbWriter(path),
-                          bounded(cachet::QueueFull::reject, "reject"));
+  StringCache<cachet::NoGuard> reject_cache(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-reject"));
+  auto reject = cachet::write_behind(reject_cache, cachet::test::DbWriter(path),
+                                                   bounded(cachet::QueueFull::reject, "reject"));
   fill(reject);
   CHECK_THROWS_AS(reject.write("5", "v"), cachet::QueueFullError);
   CHECK(reject.cache().metrics().value(Event::queue_full) == 1);
@@ -726,7 +735,8 @@ TEST_CASE("a queue at its bound blocks, rejects, or grows with a warning") {
   std::vector<std::string> warnings;
   auto o = bounded(cachet::QueueFull::grow, "grow");
   o.on_warning = [&](std::string_view w) { warnings.emplace_back(w); };
-  WriteBehindCache grow(pool, cachet::test::write_behind_options("wb-grow"), cachet::test::DbWriter(path), o);
+  StringCache<cachet::NoGuard> grow_cache(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-grow"));
+  auto grow = cachet::write_behind(grow_cache, cachet::test::DbWriter(path), o);
   fill(grow);
   grow.write("5", "v");
   grow.write("6", "v");
@@ -734,14 +744,16 @@ TEST_CASE("a queue at its bound blocks, rejects, or grows with a warning") {
   CHECK(warnings.size() == 1);  // at most one a second
   CHECK(grow.cache().metrics().value(Event::queue_full) == 2);
 
-  WriteBehindCache block(pool, cachet::test::write_behind_options("wb-block"), cachet::test::DbWriter(path),
-                         bounded(cachet::QueueFull::block, "block"));
+  StringCache<cachet::NoGuard> block_cache(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-block"));
+  auto block = cachet::write_behind(block_cache, cachet::test::DbWriter(path),
+                                                 bounded(cachet::QueueFull::block, "block"));
   fill(block);
   const auto started = std::chrono::steady_clock::now();
   cachet::test::Thread drain([&] {  // a flusher comes up after 200 ms and makes room
     std::this_thread::sleep_for(200ms);
-    WriteBehindCache flusher(pool, cachet::test::write_behind_options("wb-block-flusher"),
-                             cachet::test::DbWriter(path), on_queue(cachet::test::flusher_options(), "block"));
+    StringCache<cachet::NoGuard> flusher_cache(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-block-flusher"));
+    auto flusher = cachet::write_behind(flusher_cache, cachet::test::DbWriter(path),
+                                                       on_queue(cachet::test::flusher_options(), "block"));
     flusher.flush(10s);
   });
   block.write("5", "v");
@@ -759,7 +771,8 @@ TEST_CASE("the destructor drains what is queued before it stops") {
   auto o = cachet::test::flusher_options();
   o.max_delay = 1h;  // nothing would be flushed by time
   {
-    WriteBehindCache cache(pool, cachet::test::write_behind_options("wb-drain"), cachet::test::DbWriter(path), o);
+    StringCache<cachet::NoGuard> entries(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-drain"));
+    auto cache = cachet::write_behind(entries, cachet::test::DbWriter(path), o);
     for (int i = 0; i < 100; ++i) cache.write(std::to_string(i), "v" + std::to_string(i));
   }
   CHECK(TestDb(path).values().size() == 100);

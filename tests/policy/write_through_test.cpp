@@ -48,8 +48,9 @@ struct RowWriter {
   std::int64_t operator()(std::string_view id, const std::string& value) const { return db->update(id, value); }
 };
 
+using StringCache = cachet::CacheAside<std::string, cachet::StringCodec>;
 template <class W>
-using Cache = cachet::WriteThrough<std::string, W, cachet::StringCodec>;
+using Cache = cachet::WriteThrough<StringCache, W>;
 
 std::string db_path(const cachet::testing::RedisServer& server) {
   return TestDb::fresh(server.directory() + "/write_through.sqlite");
@@ -61,7 +62,8 @@ TEST_CASE("a writer that throws: the cache is untouched and the error reaches th
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
   const std::string path = db_path(server);
-  Cache<RowWriter> cache(pool, options("wt-throw"), RowWriter{path});
+  StringCache entries(cachet::RedisStore(pool), options("wt-throw"));
+  auto cache = cachet::write_through(entries, RowWriter{path});
   REQUIRE(cache.put("1", "v1") == WriteOutcome::cached);
   CHECK(cache.get("1") == "v1");
 
@@ -79,7 +81,8 @@ TEST_CASE("Redis killed: the database is written, the failure reported, and the 
   std::vector<std::string> reported;
   cachet::WriteThroughOptions wo;
   wo.on_unrepaired = [&](const cachet::UnrepairedWrite& u) { reported.emplace_back(u.key); };
-  Cache<RowWriter> cache(pool, options("wt-killed"), RowWriter{path}, wo);
+  StringCache entries(cachet::RedisStore(pool), options("wt-killed"));
+  auto cache = cachet::write_through(entries, RowWriter{path}, wo);
   REQUIRE(cache.put("1", "v1") == WriteOutcome::cached);
 
   server.kill();
@@ -101,7 +104,8 @@ TEST_CASE("Redis refusing the write (OOM): the old value and what the write inva
   cachet::testing::RedisServer server({.config = {"maxmemory 2mb", "maxmemory-policy noeviction"}});
   cachet::Pool pool(server.connection_options());
   const std::string path = db_path(server);
-  Cache<RowWriter> cache(pool, options("wt-oom"), RowWriter{path});
+  StringCache entries(cachet::RedisStore(pool), options("wt-oom"));
+  auto cache = cachet::write_through(entries, RowWriter{path});
   const std::string related = cache.key("related");
   cache.invalidate_after_write([&](std::string_view, const std::string&) { return cachet::Targets{.keys = {related}}; });
   REQUIRE(cache.put("1", "v1") == WriteOutcome::cached);
@@ -133,10 +137,12 @@ long race(int rounds, MakeWriter make_writer) {
   cachet::Pool pool(server.connection_options());
   const std::string path = db_path(server);
   using W = decltype(make_writer(path, std::declval<std::function<std::uint64_t()>>()));
+  std::unique_ptr<StringCache> entries[2];
   std::unique_ptr<Cache<W>> caches[2];
   for (int t = 0; t < 2; ++t) {
     auto next = [&caches, t] { return caches[t]->next_version(); };
-    caches[t] = std::make_unique<Cache<W>>(pool, options("wt-race-" + std::to_string(t)), make_writer(path, next));
+    entries[t] = std::make_unique<StringCache>(cachet::RedisStore(pool), options("wt-race-" + std::to_string(t)));
+    caches[t] = std::make_unique<Cache<W>>(*entries[t], make_writer(path, next));
   }
   TestDb check(path);
   std::atomic<long> refused{0}, wrong{0};
@@ -204,8 +210,10 @@ TEST_CASE("CacheUpdate::del deletes the key, and an older write after it is refu
   auto writer = [&](std::string_view, const std::string&) { return next_version; };
   cachet::WriteThroughOptions wo;
   wo.on_write = cachet::CacheUpdate::del;
-  cachet::WriteThrough<std::string, decltype(writer), cachet::StringCodec> deleting(pool, options("wt-del"), writer, wo);
-  cachet::WriteThrough<std::string, decltype(writer), cachet::StringCodec> setting(pool, options("wt-set"), writer);
+  StringCache deleting_cache(cachet::RedisStore(pool), options("wt-del"));
+  auto deleting = cachet::write_through(deleting_cache, writer, wo);
+  StringCache setting_cache(cachet::RedisStore(pool), options("wt-set"));
+  auto setting = cachet::write_through(setting_cache, writer);
   REQUIRE(setting.put("1", "v10") == WriteOutcome::cached);
   next_version = 11;
   CHECK(deleting.put("1", "v11") == WriteOutcome::deleted);
@@ -225,7 +233,8 @@ TEST_CASE("an unversioned writer: the last cache write wins, and each put bumps 
   cachet::Pool pool(server.connection_options());
   const std::string path = db_path(server);
   auto writer = [db = std::make_shared<TestDb>(path)](std::string_view id, const std::string& v) { db->set(id, v, 0); };
-  cachet::WriteThrough<std::string, decltype(writer), cachet::StringCodec> cache(pool, options("wt-plain"), writer);
+  StringCache entries(cachet::RedisStore(pool), options("wt-plain"));
+  auto cache = cachet::write_through(entries, writer);
   auto conn = server.connect();
   const std::string version_key = cache.cache().keys().write_version(cache.key("1"));
   auto version = [&] { return std::stoll(std::string(conn.command({"GET", version_key}).as_string())); };
@@ -268,7 +277,8 @@ TEST_CASE("invalidate_after_write: keys, tags and versioned namespaces go in the
   categories.set("9", "chairs", {"category:9"});
   auto item_options = slot_options("item", "wt-inv");
   item_options.versions = &versions;
-  Cache<RowWriter> items(pool, item_options, RowWriter{path});
+  StringCache items_cache(cachet::RedisStore(pool), item_options);
+  auto items = cachet::write_through(items_cache, RowWriter{path});
   const std::string related = items.key("related");
   auto conn = server.connect();
   conn.command({"SET", related, "x"});
@@ -295,7 +305,8 @@ TEST_CASE("invalidate_after_write: keys, tags and versioned namespaces go in the
 TEST_CASE("invalidate_after_write naming the written key and its own tag keeps the new value cached") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
-  Cache<RowWriter> items(pool, slot_options("item", "wt-inv-self"), RowWriter{db_path(server)});
+  StringCache items_cache(cachet::RedisStore(pool), slot_options("item", "wt-inv-self"));
+  auto items = cachet::write_through(items_cache, RowWriter{db_path(server)});
   items.cache().tag_loaded_values([](const std::string&) { return std::vector<std::string>{"item:1"}; });
   items.invalidate_after_write([&](std::string_view id, const std::string&) {  // as a DependencyMap names an entity
     return cachet::Targets{.keys = {items.key(id)}, .tags = {"item:" + std::string(id)}};
@@ -309,7 +320,8 @@ TEST_CASE("invalidate_after_write naming the written key and its own tag keeps t
 TEST_CASE("the write and its invalidation survive a server that lost its scripts") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
-  Cache<RowWriter> items(pool, slot_options("item", "wt-inv-noscript"), RowWriter{db_path(server)});
+  StringCache items_cache(cachet::RedisStore(pool), slot_options("item", "wt-inv-noscript"));
+  auto items = cachet::write_through(items_cache, RowWriter{db_path(server)});
   const std::string related = items.key("related");
   items.invalidate_after_write([&](std::string_view, const std::string&) { return cachet::Targets{.keys = {related}}; });
   REQUIRE(items.put("1", "a") == WriteOutcome::cached);
@@ -325,7 +337,8 @@ TEST_CASE("invalidate_after_write naming namespaces without CacheOptions::versio
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
   const std::string path = db_path(server);
-  Cache<RowWriter> items(pool, slot_options("item", "wt-inv-refused"), RowWriter{path});
+  StringCache items_cache(cachet::RedisStore(pool), slot_options("item", "wt-inv-refused"));
+  auto items = cachet::write_through(items_cache, RowWriter{path});
   items.invalidate_after_write([](std::string_view, const std::string&) { return cachet::Targets{.namespaces = {"list"}}; });
   CHECK_THROWS_AS(items.put("1", "a"), std::invalid_argument);
   CHECK_FALSE(TestDb(path).value("1"));
@@ -338,7 +351,8 @@ TEST_CASE("Redis killed: the invalidation that could not be made is reported wit
   int reported = 0;
   cachet::WriteThroughOptions wo;
   wo.on_unrepaired = [&](const cachet::UnrepairedWrite&) { ++reported; };
-  Cache<RowWriter> items(pool, slot_options("item", "wt-inv-killed"), RowWriter{path}, wo);
+  StringCache items_cache(cachet::RedisStore(pool), slot_options("item", "wt-inv-killed"));
+  auto items = cachet::write_through(items_cache, RowWriter{path}, wo);
   items.invalidate_after_write([](std::string_view, const std::string&) { return cachet::Targets{.tags = {"t"}}; });
   REQUIRE(items.put("1", "a") == WriteOutcome::cached);
   server.kill();
@@ -371,8 +385,9 @@ TEMPLATE_TEST_CASE("a load that read the old row cannot overwrite a put made whi
   cachet::Pool pool(server.connection_options());
   const std::string path = db_path(server);
   TestType guard = make_guard<TestType>(pool);
-  cachet::WriteThrough<std::string, RowWriter, cachet::StringCodec, TestType> cache(
-      pool, options("wt-overtaken"), RowWriter{path}, {}, {}, std::move(guard));
+  cachet::CacheAside<std::string, cachet::StringCodec, TestType> entries(cachet::RedisStore(pool), options("wt-overtaken"),
+                                                                         {}, std::move(guard));
+  auto cache = cachet::write_through(entries, RowWriter{path});
   TestDb db(path);
   db.update("1", "old");
   HeldLoad held;
@@ -398,7 +413,8 @@ TEST_CASE("a batch load that read old rows cannot overwrite puts made while it r
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
   const std::string path = db_path(server);
-  Cache<RowWriter> cache(pool, options("wt-overtaken-batch"), RowWriter{path});
+  StringCache entries(cachet::RedisStore(pool), options("wt-overtaken-batch"));
+  auto cache = cachet::write_through(entries, RowWriter{path});
   TestDb db(path);
   db.update("1", "old1");
   db.update("2", "old2");
@@ -430,8 +446,9 @@ TEMPLATE_TEST_CASE("a caller that comes after a put does not share a load begun 
   TestType guard = make_guard<TestType>(pool);
   cachet::WriteThroughOptions wo;
   wo.on_write = cachet::CacheUpdate::del;  // the put leaves the key absent: the next caller misses
-  cachet::WriteThrough<std::string, RowWriter, cachet::StringCodec, TestType> cache(
-      pool, options("wt-no-late-share"), RowWriter{path}, wo, {}, std::move(guard));
+  cachet::CacheAside<std::string, cachet::StringCodec, TestType> entries(cachet::RedisStore(pool), options("wt-no-late-share"),
+                                                                         {}, std::move(guard));
+  auto cache = cachet::write_through(entries, RowWriter{path}, wo);
   TestDb(path).update("1", "old");
   HeldLoad held;
   auto row = [&](std::string_view id) { return *TestDb(path).value(id); };

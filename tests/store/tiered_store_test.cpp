@@ -412,9 +412,9 @@ TEST_CASE("write-through, write-behind and refresh-ahead over the tier: their wr
     auto settle = [&] { REQUIRE(tracking.sync()); };  // our own writes' invalidations are back
 
     auto writer = [](std::string_view, const std::string&) {};
-    cachet::WriteThrough<std::string, decltype(writer), cachet::StringCodec, cachet::NoGuard, cachet::SystemClock,
-                         cachet::test::StringTier>
-        through(string_tier(pool, t), tier_options(with_tracking ? "wt1" : "wt0"), writer);
+    cachet::CacheAside<std::string, cachet::StringCodec, cachet::NoGuard, cachet::test::StringTier> through_cache(
+        string_tier(pool, t), tier_options(with_tracking ? "wt1" : "wt0"));
+    auto through = cachet::write_through(through_cache, writer);
     through.invalidate_after_write([&](std::string_view id, const std::string&) {
       return cachet::Targets{.keys = {through.key(std::string(id) + "-list")}};
     });
@@ -431,9 +431,9 @@ TEST_CASE("write-through, write-behind and refresh-ahead over the tier: their wr
     auto batch = [](std::span<const cachet::PendingWrite<std::string>>) {};
     cachet::WriteBehindOptions queue_only;
     queue_only.flusher = false;
-    cachet::WriteBehind<std::string, decltype(batch), cachet::StringCodec, cachet::NoGuard, cachet::SystemClock,
-                        cachet::test::StringTier>
-        behind(string_tier(pool, t), tier_options(with_tracking ? "wb1" : "wb0"), batch, queue_only);
+    cachet::CacheAside<std::string, cachet::StringCodec, cachet::NoGuard, cachet::test::StringTier> behind_cache(
+        string_tier(pool, t), tier_options(with_tracking ? "wb1" : "wb0"));
+    auto behind = cachet::write_behind(behind_cache, batch, queue_only);
     behind.write("b", "one");
     settle();
     REQUIRE(behind.get("b") == "one");
@@ -442,7 +442,7 @@ TEST_CASE("write-through, write-behind and refresh-ahead over the tier: their wr
     CHECK(behind.get("b") == "two");
 
     std::atomic<int> calls{0};
-    cachet::RefreshAhead<std::string, Counting, cachet::StringCodec, cachet::SystemClock, cachet::test::StringTier>
+    cachet::RefreshAhead<std::string, Counting, cachet::StringCodec, cachet::test::StringTier>
         ahead(string_tier(pool, t), tier_options(with_tracking ? "ra1" : "ra0"), Counting{&calls});
     CHECK(ahead.get("c") == "v1");
     settle();

@@ -27,7 +27,8 @@ struct DbWriter {
   std::shared_ptr<TestDb> db;
 };
 
-using WriteBehindCache = WriteBehind<std::string, DbWriter, StringCodec>;
+// Write-behind attached to a string cache (StringCache<NoGuard>).
+using WriteBehindCache = WriteBehind<StringCache<NoGuard>, DbWriter>;
 
 // Keys {t}:item:{id}: the stream and the values share a slot, as on a cluster.
 inline CacheOptions write_behind_options(std::string label = {}) {

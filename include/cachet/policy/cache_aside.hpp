@@ -238,10 +238,11 @@ class CacheAside {
     tags_for_ = std::move(tags_for);
   }
 
-  // For WriteThrough, whose puts change each written key's write version
-  // ({ns}:wv:{key}): a load notes it first, and its write is refused if a put
+  // For the write policies, whose writes change each written key's write version
+  // ({ns}:wv:{key}): a load notes it first, and its write is refused if a write
   // changed it meanwhile. Else a load that read the old row could overwrite the
-  // put's newer value until the TTL. Costs a GET per load. Set it before sharing.
+  // write's newer value until the TTL. Costs a GET per load. Attaching a write
+  // policy (write_through, write_behind) switches it on; do that before sharing.
   void watch_writes()
     requires RedisBacked<S>
   {
@@ -936,15 +937,5 @@ class CacheAside {
   bool watch_writes_ = false;
   Executor executor_;  // last: stopped first, while what its jobs use still exists
 };
-
-// The common stack: cache-aside over Redis behind the stampede guard.
-//   cachet::GuardedCache<Product> products(cachet::RedisStore(pool), {.ns = "shop", .name = "product"}, {},
-//                                          cachet::stampede_guard(pool));
-template <class V, Codec C = JsonCodec<V>>
-using GuardedCache = CacheAside<V, C, StampedeGuard>;
-
-// A cache with an in-process tier in front of Redis (TieredStore over a ValueStore<V>).
-template <class V, Codec C = JsonCodec<V>, Guard G = NoGuard, Clock Clk = SystemClock>
-using TieredCache = CacheAside<V, C, G, TieredStore<ValueStore<V>>, Clk>;
 
 }  // namespace cachet

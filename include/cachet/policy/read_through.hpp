@@ -2,9 +2,10 @@
 // Read-through: the loader is bound once, at construction; callers only get(id).
 // Same guarantees as CacheAside, which it is built on.
 //
-//   cachet::ReadThrough<Product> products(store, {.ns = "shop", .name = "product"},
-//                                         [&](std::string_view id) { return db.product(id); });
+//   auto products = cachet::make_read_through<Product>(pool, {.ns = "shop", .name = "product"},
+//                                                      [&](std::string_view id) { return db.product(id); });
 //   Product p = products.get("42");
+// (make_read_through is in policy/make.hpp: stampede-guarded over Redis.)
 
 #include <cachet/policy/cache_aside.hpp>
 
@@ -50,12 +51,5 @@ class ReadThrough {
   CacheAside<V, C, G, S, Clk> cache_;
   L loader_;
 };
-
-// Class template argument deduction for the common case: ReadThrough<Product> is
-// not deducible from a lambda, so `make_read_through<Product>(store, options, loader)`.
-template <class V, class S, class L>
-ReadThrough<V, std::decay_t<L>, JsonCodec<V>, NoGuard, S> make_read_through(S store, CacheOptions options, L&& loader) {
-  return {std::move(store), std::move(options), std::forward<L>(loader)};
-}
 
 }  // namespace cachet

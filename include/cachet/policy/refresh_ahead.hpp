@@ -25,7 +25,8 @@ namespace cachet {
 
 using RefreshAheadStack = GuardStack<RefreshAheadGuard, SingleFlight, RedisLockGuard>;
 
-template <class V, class L, Codec C = JsonCodec<V>, Clock Clk = SystemClock, RedisBacked S = RedisStore>
+// Parameters in every policy's order (<V, Loader, Codec, Guard, Store, Clock>), without the fixed guard.
+template <class V, class L, Codec C = JsonCodec<V>, RedisBacked S = RedisStore, Clock Clk = SystemClock>
   requires Loader<L, V>
 class RefreshAhead : public ReadThrough<V, L, C, RefreshAheadStack, S, Clk> {
   using Base = ReadThrough<V, L, C, RefreshAheadStack, S, Clk>;

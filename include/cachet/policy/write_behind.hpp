@@ -3,11 +3,17 @@
 // Redis Stream in one atomic script, then returns; flushers write batches to
 // the database and acknowledge them only once it has them.
 //
+//   auto products_cache = cachet::make_cache<Product>(pool, {.ns = "shop", .name = "product"});
 //   auto save = [&](std::span<const cachet::PendingWrite<Product>> batch) { db.upsert(batch); };
-//   cachet::WriteBehind<Product, decltype(save)> products(pool, {.ns = "shop", .name = "product"}, save);
+//   auto products = cachet::write_behind(products_cache, save);
 //   products.write("42", product);      // XADD + SET in one script; no database call
 //   products.get("42");                 // read-your-writes, also before the flush
 //   products.flush();                   // everything written before is in the database
+//
+// The policy attaches to a cache the caller owns, which must outlive it; attach
+// before the cache is shared (attaching switches on its write-version watching).
+// Read through the policy (get, get_or_load) to see a pending write whose cache
+// entry was evicted before its flush.
 //
 // - Durable: a write is in Redis before write() returns, and leaves the stream
 //   only when the database has it (XACK after the batch write). Nothing is lost
@@ -66,34 +72,22 @@
 
 namespace cachet {
 
-template <class V, class W, Codec C = JsonCodec<V>, Guard G = NoGuard, Clock Clk = SystemClock,
-          RedisBacked S = RedisStore>
-  requires BatchWriter<W, V> && CodecFor<C, V>
-class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk, S> {
-  using Base = detail::WritePolicy<V, W, C, G, Clk, S>;
+template <detail::AttachableCache Cache, class W>
+  requires BatchWriter<W, typename Cache::value_type>
+class WriteBehind : public detail::WritePolicy<Cache, W> {
+  using Base = detail::WritePolicy<Cache, W>;
   using Base::cache_;
   using Base::writer_;
+  using V = typename Cache::value_type;
 
  public:
-  using typename Base::Cache;
-
-  // The pool must outlive the cache.
-  WriteBehind(Pool& pool, CacheOptions options, W writer, WriteBehindOptions write = {}, C codec = {}, G guard = {},
-              Clk clock = {})
-    requires std::same_as<S, RedisStore>
-      : WriteBehind(RedisStore(pool), std::move(options), std::move(writer), std::move(write), std::move(codec),
-                    std::move(guard), std::move(clock)) {}
-
-  // Over a TieredStore: a write drops the key from this process's in-process
-  // tier (and, with tracking, from every process's). The store's pool must
-  // outlive the cache.
-  WriteBehind(S store, CacheOptions options, W writer, WriteBehindOptions write = {}, C codec = {}, G guard = {},
-              Clk clock = {})
-      : Base(std::move(store), std::move(options), std::move(writer), std::move(codec), std::move(guard),
-             std::move(clock)),
+  // Attaches to `cache`, which must outlive the policy. Over a TieredStore a
+  // write drops the key from this process's in-process tier (and, with
+  // tracking, from every process's).
+  WriteBehind(Cache& cache, W writer, WriteBehindOptions write = {})
+      : Base(cache, std::move(writer)),
         write_(named(std::move(write))),
         queue_(RedisStore(this->pool()), cache_.keys().write_behind(write_.queue)) {
-    cache_.watch_writes();  // a load that read the old row cannot overwrite a queued write's entry
     if (!write_.flusher) return;
     flusher_ = std::make_unique<detail::Flusher<V, W, Cache>>(
         cache_, writer_, write_, queue_.reader(write_.group, write_.consumer, write_.poll),
@@ -279,5 +273,16 @@ class WriteBehind : public detail::WritePolicy<V, W, C, G, Clk, S> {
   std::unique_ptr<detail::Flusher<V, W, Cache>> flusher_;
   Executor background_{{.threads = 1, .queue = 1}};  // the flusher's thread; last: stopped first
 };
+
+// Attaches write-behind to `cache` (which must outlive the result):
+//   auto products = cachet::write_behind(products_cache, save_batch, {.max_batch = 100});
+template <class Cache, class W>
+auto write_behind(Cache& cache, W&& writer, WriteBehindOptions options = {}) {
+  static_assert(detail::AttachableCache<Cache>,
+                "cachet::write_behind attaches to a CacheAside over Redis (RedisStore, or a TieredStore over it)");
+  static_assert(BatchWriter<std::decay_t<W>, typename Cache::value_type>,
+                "cachet::write_behind: the writer is called as writer(std::span<const cachet::PendingWrite<V>> batch)");
+  return WriteBehind<Cache, std::decay_t<W>>(cache, std::forward<W>(writer), std::move(options));
+}
 
 }  // namespace cachet

@@ -1,10 +1,14 @@
 #pragma once
 // Write-through: the database first, then the cache.
 //
+//   auto products_cache = cachet::make_cache<Product>(pool, {.ns = "shop", .name = "product"});
 //   auto save = [&](std::string_view id, const Product& p) { return db.update(id, p); };  // the row's new version
-//   cachet::WriteThrough<Product, decltype(save)> products(pool, {.ns = "shop", .name = "product"}, save);
-//   products.put("42", product);                          // db.update, then the cache
-//   Product p = products.get_or_load("42", load_product);  // reads are CacheAside's
+//   auto products = cachet::write_through(products_cache, save);
+//   products.put("42", product);                                  // db.update, then the cache
+//   Product p = products_cache.get_or_load("42", load_product);  // reads are the cache's
+//
+// The policy attaches to a cache the caller owns, which must outlive it; attach
+// before the cache is shared (attaching switches on its write-version watching).
 //
 // - The writer runs first. If it throws, the cache is untouched and the
 //   exception reaches the caller.
@@ -92,36 +96,23 @@ struct WriteThroughOptions {
   std::function<void(const UnrepairedWrite&)> on_unrepaired{};
 };
 
-template <class V, class W, Codec C = JsonCodec<V>, Guard G = NoGuard, Clock Clk = SystemClock,
-          RedisBacked S = RedisStore>
-  requires Writer<W, V> && CodecFor<C, V>
-class WriteThrough : public detail::WritePolicy<V, W, C, G, Clk, S> {
-  using Base = detail::WritePolicy<V, W, C, G, Clk, S>;
+template <detail::AttachableCache Cache, class W>
+  requires Writer<W, typename Cache::value_type>
+class WriteThrough : public detail::WritePolicy<Cache, W> {
+  using Base = detail::WritePolicy<Cache, W>;
   using Base::cache_;
   using Base::writer_;
+  using V = typename Cache::value_type;
 
  public:
-  using typename Base::Cache;
   using Invalidation = std::function<Targets(std::string_view id, const V& value)>;
   static constexpr bool versioned = !std::is_void_v<std::invoke_result_t<W&, std::string_view, const V&>>;
 
-  // The pool must outlive the cache.
-  WriteThrough(Pool& pool, CacheOptions options, W writer, WriteThroughOptions write = {}, C codec = {}, G guard = {},
-               Clk clock = {})
-    requires std::same_as<S, RedisStore>
-      : WriteThrough(RedisStore(pool), std::move(options), std::move(writer), std::move(write), std::move(codec),
-                     std::move(guard), std::move(clock)) {}
-
-  // Over a TieredStore: a put drops the key from this process's in-process
-  // tier (and, with tracking, from every process's). The store's pool must
-  // outlive the cache.
-  WriteThrough(S store, CacheOptions options, W writer, WriteThroughOptions write = {}, C codec = {}, G guard = {},
-               Clk clock = {})
-      : Base(std::move(store), std::move(options), std::move(writer), std::move(codec), std::move(guard),
-             std::move(clock)),
-        write_(std::move(write)) {
-    cache_.watch_writes();  // a load overlapping a put cannot overwrite it
-  }
+  // Attaches to `cache`, which must outlive the policy. Over a TieredStore a put
+  // drops the key from this process's in-process tier (and, with tracking,
+  // from every process's).
+  WriteThrough(Cache& cache, W writer, WriteThroughOptions write = {})
+      : Base(cache, std::move(writer)), write_(std::move(write)) {}
 
   // Writes `value` to the database, then updates the cache. The writer's
   // exception reaches the caller with the cache untouched; cache failures do not
@@ -150,6 +141,7 @@ class WriteThrough : public detail::WritePolicy<V, W, C, G, Clk, S> {
     return static_cast<std::uint64_t>(lease->command({"INCR", sequence}).as_integer());
   }
 
+  // The cache's reads, for convenience.
   std::optional<V> get(std::string_view id) { return cache_.get(id); }
   template <Loader<V> L>
   auto get_or_load(std::string_view id, L&& loader) -> std::invoke_result_t<L&, std::string_view> {
@@ -292,5 +284,17 @@ class WriteThrough : public detail::WritePolicy<V, W, C, G, Clk, S> {
   WriteThroughOptions write_;
   Invalidation after_write_;
 };
+
+// Attaches write-through to `cache` (which must outlive the result):
+//   auto products = cachet::write_through(products_cache, save, {.on_write = cachet::CacheUpdate::del});
+template <class Cache, class W>
+auto write_through(Cache& cache, W&& writer, WriteThroughOptions options = {}) {
+  static_assert(detail::AttachableCache<Cache>,
+                "cachet::write_through attaches to a CacheAside over Redis (RedisStore, or a TieredStore over it)");
+  static_assert(Writer<std::decay_t<W>, typename Cache::value_type>,
+                "cachet::write_through: the writer is called as writer(std::string_view id, const V& value) and "
+                "returns void or an integer version");
+  return WriteThrough<Cache, std::decay_t<W>>(cache, std::forward<W>(writer), std::move(options));
+}
 
 }  // namespace cachet

@@ -1,37 +1,46 @@
 #pragma once
-// What WriteThrough and WriteBehind share: the CacheAside they are built on (over
-// Redis, or a TieredStore over it: their writes are scripts) and the writer they own.
+// What WriteThrough and WriteBehind share: the cache they attach to (a
+// CacheAside over Redis, or over a TieredStore in front of it: their writes are
+// scripts), held by reference, and the writer they own.
 
 #include <cachet/policy/cache_aside.hpp>
 
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 namespace cachet::detail {
 
-template <class V, class W, Codec C, Guard G, Clock Clk, RedisBacked S>
+// A cache a write policy can attach to: a CacheAside whose store reaches Redis.
+template <class C>
+concept AttachableCache = requires(C& c) {
+  typename C::value_type;
+  c.watch_writes();
+} && RedisBacked<std::remove_reference_t<decltype(std::declval<C&>().store())>>;
+
+template <AttachableCache Cache, class W>
 class WritePolicy {
  public:
-  using value_type = V;
-  using Cache = CacheAside<V, C, G, S, Clk>;
+  using value_type = typename Cache::value_type;
+  using cache_type = Cache;
 
   WritePolicy(const WritePolicy&) = delete;
   WritePolicy& operator=(const WritePolicy&) = delete;
 
-  Cache& cache() noexcept { return cache_; }
+  // The cache this policy is attached to: its reads, invalidations and metrics.
+  Cache& cache() const noexcept { return cache_; }
   std::string key(std::string_view id) const { return cache_.key(id); }
 
  protected:
-  // The store's pool must outlive the policy.
-  WritePolicy(S store, CacheOptions options, W writer, C codec, G guard, Clk clock)
-      : cache_(std::move(store), std::move(options), std::move(codec), std::move(guard), std::move(clock)),
-        writer_(std::move(writer)) {}
+  // Attaching switches on write-version watching: a load that read the old row
+  // cannot overwrite what a write put in the cache. The cache must outlive the policy.
+  WritePolicy(Cache& cache, W writer) : cache_(cache), writer_(std::move(writer)) { cache_.watch_writes(); }
   ~WritePolicy() = default;
 
   Pool& pool() noexcept { return cache_.store().pool(); }
 
-  Cache cache_;
+  Cache& cache_;
   W writer_;
 };
 

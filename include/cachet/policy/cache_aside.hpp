@@ -306,8 +306,8 @@ class CacheAside {
       throw;
     }
   }
-  // Around writes made past the store (scripts: tagged and fenced writes, the
-  // write policies'): over a TieredStore, the keys leave the in-process tier
+  // Around writes still made past the store (Tags::set_tagged, write-behind's
+  // enqueue; the store's own writes evict for themselves): over a TieredStore, the keys leave the in-process tier
   // when the returned object goes, whether the write returned or threw.
   auto forgetting([[maybe_unused]] std::span<const std::string_view> keys) {
     if constexpr (tiered) return store_.evicting(keys);

@@ -357,7 +357,7 @@ TEST_CASE("detail::SpinMutex: two threads, no lost update") {
   CHECK(counter == 400'000);
 }
 
-TEST_CASE("MemoryStore::write: plain writes; a condition, tag or invalidation is refused, typed") {
+TEST_CASE("MemoryStore::write: plain writes, and a condition, tag or invalidation refused (typed)") {
   cachet::MemoryStore store;
   using cachet::StoreWrite;
   CHECK(store.write({.key = "k", .bytes = "v", .ttl = std::chrono::minutes(1)}) == cachet::WriteResult::written);

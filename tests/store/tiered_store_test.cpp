@@ -490,7 +490,7 @@ TEST_CASE("TieredStore::write runs on L2 and drops the key from L1, also when th
   CHECK_FALSE(store.cached("t:k"));
 }
 
-TEST_CASE("TieredStore: an invalidation's keys leave L1; tag sets or counters reconcile it") {
+TEST_CASE("TieredStore: an invalidation's keys leave L1, and tag sets or counters reconcile it") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
   auto store = string_tier(pool, nullptr);  // without tracking, reconciling empties L1

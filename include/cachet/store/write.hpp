@@ -42,7 +42,7 @@ struct LockCheck {
   std::string_view key;
   std::string_view token;
   bool release = false;
-  std::string_view channel;  // PUBLISHed the lock key on release; empty: none
+  std::string_view channel = {};  // PUBLISHed the lock key on release; empty: none
 };
 
 // The version a write carries (write-through): refused when the version recorded
@@ -71,7 +71,7 @@ std::string version_text(I v) {
 // One write of a cache value (or, with VersionCheck::delete_value, its deletion).
 struct StoreWrite {
   std::string_view key;
-  std::string_view bytes;
+  std::string_view bytes = {};  // none for a versioned delete
   std::chrono::milliseconds ttl;         // > 0
   std::span<const std::string> tag_sets = {};  // full tag-set keys
   std::size_t prune_sample = 0;          // members of each set checked (and removed if gone)

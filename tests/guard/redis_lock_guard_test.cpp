@@ -180,7 +180,8 @@ TEST_CASE("at its deadline a waiter loads itself, or throws LockTimeoutError if 
     return std::string("own");
   };
   const auto lock_key = cachet::KeyBuilder("t").lock(cachet::KeyBuilder("t").value("item", "k"));
-  cachet::RedisLock other(pool, lock_key, {.lease = 60s});
+  cachet::RedisStore store(pool);
+  cachet::RedisLock other(store, lock_key, {.lease = 60s});
   REQUIRE(other.try_acquire());  // a holder that never finishes
 
   StringCache<cachet::RedisLockGuard> raising(cachet::RedisStore(pool), guard_options(), {},

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -354,4 +355,24 @@ TEST_CASE("detail::SpinMutex: two threads, no lost update") {
   add();
   other.join();
   CHECK(counter == 400'000);
+}
+
+TEST_CASE("MemoryStore::write: plain writes, and a condition, tag or invalidation refused (typed)") {
+  cachet::MemoryStore store;
+  using cachet::StoreWrite;
+  CHECK(store.write({.key = "k", .bytes = "v", .ttl = std::chrono::minutes(1)}) == cachet::WriteResult::written);
+  CHECK(store.get("k") == "v");
+  const cachet::LockCheck lock{"lock", "token"};
+  CHECK_THROWS_AS(store.write({.key = "k", .bytes = "w", .ttl = std::chrono::minutes(1), .lock_check = &lock}),
+                  cachet::UnsupportedWriteError);
+  CHECK(store.get("k") == "v");
+  const std::vector<std::string> sets{"tag"};
+  const std::vector<StoreWrite> batch{{.key = "a", .bytes = "1", .ttl = std::chrono::minutes(1)},
+                                      {.key = "b", .bytes = "2", .ttl = std::chrono::minutes(1), .tag_sets = sets}};
+  CHECK_THROWS_AS(store.write_many(batch), cachet::UnsupportedWriteError);
+  CHECK_FALSE(store.get("a"));  // nothing of a refused batch is written
+  CHECK(store.write_many(std::span(batch).first(1)).failed == 0);
+  CHECK(store.get("a") == "1");
+  STATIC_REQUIRE(cachet::WritingStore<cachet::MemoryStore>);
+  STATIC_REQUIRE_FALSE(cachet::ConditionalStore<cachet::MemoryStore>);
 }

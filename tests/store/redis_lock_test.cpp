@@ -19,7 +19,8 @@ void expire(cachet::Connection& conn, const std::string& lock_key) { conn.comman
 TEST_CASE("one holder at a time") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
-  cachet::RedisLock a(pool, "ns:lock:k"), b(pool, "ns:lock:k");
+  cachet::RedisStore store(pool);
+  cachet::RedisLock a(store, "ns:lock:k"), b(store, "ns:lock:k");
   CHECK(a.try_acquire());
   CHECK_FALSE(b.try_acquire());
   CHECK(a.release());
@@ -31,8 +32,9 @@ TEST_CASE("one holder at a time") {
 TEST_CASE("a holder whose lease ran out cannot release or extend its successor's lock") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
+  cachet::RedisStore store(pool);
   auto conn = server.connect();
-  cachet::RedisLock a(pool, "ns:lock:k", {.lease = 60s}), b(pool, "ns:lock:k", {.lease = 60s});
+  cachet::RedisLock a(store, "ns:lock:k", {.lease = 60s}), b(store, "ns:lock:k", {.lease = 60s});
   REQUIRE(a.try_acquire());
   expire(conn, "ns:lock:k");
   std::this_thread::sleep_for(5ms);
@@ -47,8 +49,9 @@ TEST_CASE("a holder whose lease ran out cannot release or extend its successor's
 TEST_CASE("fencing: a write is made only while the token holds the lock") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
+  cachet::RedisStore store(pool);
   auto conn = server.connect();
-  cachet::RedisLock slow(pool, "ns:lock:v"), next(pool, "ns:lock:v");
+  cachet::RedisLock slow(store, "ns:lock:v"), next(store, "ns:lock:v");
   REQUIRE(slow.try_acquire());
   expire(conn, "ns:lock:v");  // the slow load outlives its lease
   std::this_thread::sleep_for(5ms);
@@ -62,7 +65,8 @@ TEST_CASE("fencing: a write is made only while the token holds the lock") {
 TEST_CASE("a new acquisition gets a new token, so an old lease stays fenced off") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
-  cachet::RedisLock a(pool, "ns:lock:t");
+  cachet::RedisStore store(pool);
+  cachet::RedisLock a(store, "ns:lock:t");
   REQUIRE(a.try_acquire());
   const std::string first = a.token();
   REQUIRE(a.release());
@@ -73,8 +77,9 @@ TEST_CASE("a new acquisition gets a new token, so an old lease stays fenced off"
 TEST_CASE("a dropped lock object releases what it holds") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
+  cachet::RedisStore store(pool);
   {
-    cachet::RedisLock a(pool, "ns:lock:d");
+    cachet::RedisLock a(store, "ns:lock:d");
     REQUIRE(a.try_acquire());
   }
   CHECK(server.connect().command({"EXISTS", "ns:lock:d"}).as_integer() == 0);
@@ -86,7 +91,8 @@ TEST_CASE("mutual exclusion across processes") {
   // A worker: read-modify-write a counter, only under the lock.
   const auto codes = cachet::test::in_processes(processes, [&](int) {
     cachet::Pool pool(server.connection_options(), {.size = 1});
-    cachet::RedisLock lock(pool, "ns:lock:counter", {.lease = 10s});
+    cachet::RedisStore store(pool);
+    cachet::RedisLock lock(store, "ns:lock:counter", {.lease = 10s});
     int code = 0;
     for (int r = 0; r < rounds; ++r) {
       while (!lock.try_acquire()) std::this_thread::sleep_for(std::chrono::microseconds(200));

@@ -20,6 +20,7 @@
 #include <chrono>
 #include <stdexcept>
 #include <string>
+#include <cstdint>
 
 using namespace std::chrono_literals;
 using cachet::Event;
@@ -492,4 +493,64 @@ TEST_CASE("TieredStore's invalidation operations run in L2 and leave L1 without 
   CHECK(store.unlink_matching("t:p:*") == 1);
   CHECK_FALSE(store.cached("t:p:1"));
   CHECK(store.prune_tag_set("t:tag:y").removed == 0);
+}
+
+namespace {
+// Puts `value` in L1 as a read of L2 would.
+void fill_l1(cachet::test::StringTier& store, std::string_view key) {
+  auto read = store.fetch(key);
+  REQUIRE(read.bytes);
+  REQUIRE(store.fill(key, read, {std::make_shared<const std::string>(*read.bytes), {}}));
+}
+}  // namespace
+
+TEST_CASE("TieredStore::write runs on L2 and drops the key from L1, also when the write throws") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  auto store = string_tier(pool, nullptr);  // no tracking: only the store's own eviction drops L1 entries
+  auto conn = server.connect();
+  conn.command({"SET", "t:k", "old"});
+  conn.command({"SET", "t:not-a-set", "x"});
+  fill_l1(store, "t:k");
+
+  const std::vector<std::string> sets{"t:tag:a"};
+  CHECK(store.write({.key = "t:k", .bytes = "new", .ttl = 60s, .tag_sets = sets}) == cachet::WriteResult::written);
+  CHECK_FALSE(store.cached("t:k"));
+  CHECK(conn.command({"GET", "t:k"}).as_string() == "new");
+
+  fill_l1(store, "t:k");
+  const std::vector<std::string> wrong{"t:not-a-set"};  // the script fails: WRONGTYPE
+  CHECK_THROWS_AS(store.write({.key = "t:k", .bytes = "newer", .ttl = 60s, .tag_sets = wrong}), cachet::ReplyError);
+  CHECK_FALSE(store.cached("t:k"));
+
+  fill_l1(store, "t:k");
+  const std::vector<cachet::StoreWrite> writes{{.key = "t:k", .bytes = "batch", .ttl = 60s, .tag_sets = sets}};
+  CHECK(store.write_many(writes).failed == 0);
+  CHECK_FALSE(store.cached("t:k"));
+}
+
+TEST_CASE("TieredStore: an invalidation's keys leave L1, and tag sets or counters reconcile it") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  auto store = string_tier(pool, nullptr);  // without tracking, reconciling empties L1
+  auto conn = server.connect();
+  for (const char* k : {"t:k", "t:named", "t:bystander"}) conn.command({"SET", k, "v"});
+  for (const char* k : {"t:k", "t:named", "t:bystander"}) fill_l1(store, k);
+
+  const cachet::InvalidationTargets named{{}, {"t:named"}, {}};
+  CHECK(store.write({.key = "t:k", .bytes = "w", .ttl = 60s, .invalidation = &named}) == cachet::WriteResult::written);
+  CHECK_FALSE(store.cached("t:k"));
+  CHECK_FALSE(store.cached("t:named"));
+  CHECK(store.cached("t:bystander"));  // nothing L1 cannot name was dropped
+
+  fill_l1(store, "t:k");
+  const cachet::InvalidationTargets tagged{{"t:tag:x"}, {}, {}};
+  cachet::InvalidationResult invalidated;
+  store.write({.key = "t:k", .bytes = "w2", .ttl = 60s, .invalidation = &tagged}, &invalidated);
+  CHECK_FALSE(store.cached("t:bystander"));  // a tag's members are not named: L1 reconciled
+
+  fill_l1(store, "t:bystander");
+  CHECK(store.invalidate({{}, {}, {"t:version"}}).versions == std::vector<std::uint64_t>{1});
+  CHECK_FALSE(store.cached("t:bystander"));
+  CHECK(store.incr("t:seq") == 1);
 }

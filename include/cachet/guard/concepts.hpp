@@ -25,14 +25,19 @@
 //   t.reread()         std::optional<R>: a fresh value written since (no counting)
 //   t.serve_current()  R from the value in hand, counted as a stale hit if stale
 //   t.skip()           R from the value in hand, uncounted (a refresh that is not needed)
-//   t.fence(f)         route the final cache write through `Fence* f`
+//   t.hold(check)      attach `const LockCheck* check` (store/write.hpp) to the load's
+//                      cache write: written only while that lock is held (and
+//                      released with it when check->release); the store executes it;
+//                      t.hold(nullptr) detaches it
+//   t.hold_sent()      whether a cache write carrying the check was sent (the lock
+//                      is then released or lost: not the guard's to release)
 //   t.detach(refresh)  an owning copy for a background job (copies the loader)
 //   t.executor()       the cache's Executor
 //   t.now()            the cache's clock
 //   t.count(event)     the cache's metrics
 
 #include <cachet/codec/envelope.hpp>
-#include <cachet/store/detail/value_write.hpp>
+#include <cachet/store/write.hpp>
 #include <cachet/executor.hpp>
 #include <cachet/metrics.hpp>
 
@@ -45,15 +50,6 @@
 namespace cachet {
 
 enum class Why { miss, stale, early };
-
-// A conditional cache write: the lock guard's fencing. false: refused (the
-// writer's lock was lost), nothing written.
-struct Fence {
-  virtual WriteResult write(const StoreWrite& w) = 0;
-
- protected:
-  ~Fence() = default;
-};
 
 namespace detail {
 
@@ -70,7 +66,8 @@ struct TaskArchetype {
   std::optional<int> reread();
   int serve_current();
   int skip();
-  void fence(Fence*);
+  void hold(const LockCheck*);
+  bool hold_sent() const;
   TaskArchetype detach(bool refresh_only) const;
   Executor& executor();
   EntryMeta::time_point now() const;

@@ -3,7 +3,8 @@
 // (SET NX PX) before it loads, so one caller in all processes loads it.
 //
 // - The holder's lease is renewed while its load runs, and its cache write is
-//   fenced: written and released in one script only while its token still holds
+//   fenced: the guard attaches the lock's check to it (Task::hold), and the
+//   store writes and releases in one script only while its token still holds
 //   the lock, so a load that outlived its lease cannot overwrite its successor.
 // - Waiters never sleep a fixed time and never recurse: the release PUBLISHes
 //   the lock key, which wakes them to re-read the cache at once; a short
@@ -26,7 +27,7 @@
 #include <cachet/guard/concepts.hpp>
 #include <cachet/guard/errors.hpp>
 #include <cachet/store/redis_lock.hpp>
-#include <cachet/redis/pool.hpp>
+#include <cachet/store/redis_store.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -49,15 +50,19 @@ struct RedisLockGuardOptions {
 
 class RedisLockGuard {
  public:
+  // Locks on the store's Redis (RedisStore::redis(), TieredStore::redis());
+  // its pool must outlive the guard.
+  explicit RedisLockGuard(const RedisStore& store, RedisLockGuardOptions options = {})
+      : state_(std::make_unique<State>(store, std::move(options))) {}
   // The pool must outlive the guard.
   explicit RedisLockGuard(Pool& pool, RedisLockGuardOptions options = {})
-      : state_(std::make_unique<State>(pool, std::move(options))) {}
+      : RedisLockGuard(RedisStore(pool), std::move(options)) {}
 
   template <class Task, class Next>
   auto run(Task& task, Next& next) -> decltype(next(task)) {
     if (!task.reachable()) return next(task);
     State& s = *state_;
-    RedisLock lock(*s.pool, task.lock_key(), {.lease = s.options.lease, .notify_channel = s.options.channel});
+    RedisLock lock(s.store, task.lock_key(), {.lease = s.options.lease, .notify_channel = s.options.channel});
     Watch watch(s.notifier, lock.key());
     const auto deadline = std::chrono::steady_clock::now() + s.options.wait;
     auto pause = s.options.poll_min;
@@ -91,12 +96,12 @@ class RedisLockGuard {
 
  private:
   struct State {
-    State(Pool& p, RedisLockGuardOptions o)
-        : pool(&p),
+    State(const RedisStore& st, RedisLockGuardOptions o)
+        : store(st),
           options(std::move(o)),
-          notifier(p.connection_options(), options.channel),
+          notifier(store, options.channel),
           renewer(std::max(options.lease / 3, std::chrono::milliseconds(1))) {}
-    Pool* pool;
+    RedisStore store;
     RedisLockGuardOptions options;
     LockNotifier notifier;
     detail::LeaseRenewer renewer;
@@ -117,14 +122,8 @@ class RedisLockGuard {
     std::uint64_t seen_;
   };
 
-  // The holder's write: value stored (and tagged) and lock released in one script.
-  struct LockFence final : Fence {
-    explicit LockFence(RedisLock& l) : lock(l) {}
-    WriteResult write(const StoreWrite& w) override { return lock.write_and_release(w); }
-    RedisLock& lock;
-  };
-
-  // Loads under the lock, renewing it meanwhile; releases it if the load did not.
+  // Loads under the lock, renewing it meanwhile; the load's cache write carries
+  // the lock's check and releases it in the same script, else it is released here.
   template <class Task, class Next>
   auto hold(RedisLock& lock, Task& task, Next& next) -> decltype(next(task)) {
     // Our lookup may predate the last holder's write: then there is nothing to load.
@@ -132,17 +131,20 @@ class RedisLockGuard {
       release(lock);
       return std::move(*fresh);
     }
-    LockFence fence(lock);
-    task.fence(&fence);
+    const LockCheck check = lock.check(true);
+    task.hold(&check);
     state_->renewer.add(lock);
     struct Unhold {
       RedisLockGuard::State& s;
       RedisLock& lock;
+      Task& task;
       ~Unhold() {
         s.renewer.remove(lock);
-        if (lock.held()) release(lock);
+        task.hold(nullptr);  // `check` goes with this frame
+        if (task.hold_sent()) lock.released_by_write();
+        else if (lock.held()) release(lock);
       }
-    } unhold{*state_, lock};
+    } unhold{*state_, lock, task};
     return next(task);
   }
 

@@ -68,5 +68,9 @@ using StampedeGuard = GuardStack<SingleFlight, RedisLockGuard>;
 inline StampedeGuard stampede_guard(Pool& pool, RedisLockGuardOptions options = {}) {
   return StampedeGuard(SingleFlight{}, RedisLockGuard(pool, std::move(options)));
 }
+// The same over a store's Redis: cachet::stampede_guard(tiered.redis()).
+inline StampedeGuard stampede_guard(const RedisStore& store, RedisLockGuardOptions options = {}) {
+  return StampedeGuard(SingleFlight{}, RedisLockGuard(store, std::move(options)));
+}
 
 }  // namespace cachet

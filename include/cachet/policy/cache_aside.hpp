@@ -307,8 +307,8 @@ class CacheAside {
       throw;
     }
   }
-  // Around writes made past the store (scripts: tagged and fenced writes, the
-  // write policies'): over a TieredStore, the keys leave the in-process tier
+  // Around writes still made past the store (Tags::set_tagged, write-behind's
+  // enqueue; the store's own writes evict for themselves): over a TieredStore, the keys leave the in-process tier
   // when the returned object goes, whether the write returned or threw.
   auto forgetting([[maybe_unused]] std::span<const std::string_view> keys) {
     if constexpr (tiered) return store_.evicting(keys);
@@ -320,6 +320,16 @@ class CacheAside {
   // dropped them (TieredStore::reconcile).
   void settle() {
     if constexpr (tiered) store_.reconcile();
+  }
+
+  // For the write policies: tags `w` as this cache tags `value` (tag_loaded_values,
+  // into the {ns}:tag:{tag} sets, which `sets` keeps for `w` to view); nothing
+  // when it tags nothing.
+  void tag_write(StoreWrite& w, const V& value, std::vector<std::string>& sets) const {
+    if (!tags_for_) return;
+    for (const std::string& tag : tags_for_(value)) sets.push_back(keys_.tag(tag));
+    w.tag_sets = sets;
+    w.prune_sample = TagOptions{}.prune_sample;  // as the cache's Tags (tag_sets())
   }
 
   // The tags this cache gives `value` (tag_loaded_values); empty when it tags nothing.
@@ -379,6 +389,13 @@ class CacheAside {
     std::optional<std::string> version;              // nullopt: no put yet
   };
 
+  // The lock a guard holds for a load (Task::hold): the load's write carries its
+  // check; `sent` once such a write was sent.
+  struct Held {
+    const LockCheck* check = nullptr;
+    bool sent = false;
+  };
+
   // One guarded load: what a guard is given (the protocol is in guard/concepts.hpp).
   // L is the caller's loader by reference, or a copy for a background job.
   template <class L>
@@ -390,7 +407,7 @@ class CacheAside {
         : cache_(&cache), key_(std::move(key)), id_(std::move(id)), loader_(std::forward<L>(loader)),
           found_(std::move(found)), why_(why), refresh_only_(refresh_only) {}
 
-    result_type load() { return cache_->load(key_, id_, loader_, reachable(), fence_, mark_); }
+    result_type load() { return cache_->load(key_, id_, loader_, reachable(), held_, mark_); }
     const std::string& key() const noexcept { return key_; }
     // In a write-through cache, the key's write version as this task first read
     // it: a caller that comes after a put reads another, so a load begun before
@@ -417,7 +434,11 @@ class CacheAside {
       if (!current()) throw std::logic_error("cachet: a guard served the value in hand of a task that has none");
       return result_type(*current());
     }
-    void fence(Fence* f) noexcept { fence_ = f; }
+    void hold(const LockCheck* check) noexcept {
+      if (check) held_.sent = false;
+      held_.check = check;
+    }
+    bool hold_sent() const noexcept { return held_.sent; }
     Task<std::remove_cvref_t<L>> detach(bool refresh_only) const {
       static_assert(std::is_copy_constructible_v<std::remove_cvref_t<L>>,
                     "cachet: a background load runs a copy of the loader, which must be copyable");
@@ -434,7 +455,7 @@ class CacheAside {
     Lookup found_;
     Why why_;
     bool refresh_only_;
-    Fence* fence_ = nullptr;  // the lock guard's conditional write, while it holds the lock
+    Held held_;               // the lock guard's check, while it holds the lock
     WriteMark mark_;          // read once, by flight_key() or load(), whichever comes first
   };
 
@@ -664,15 +685,15 @@ class CacheAside {
   }
 
   template <class L>
-  auto load(const std::string& k, std::string_view id, L& loader, bool write, Fence* fence, WriteMark& mark)
+  auto load(const std::string& k, std::string_view id, L& loader, bool write, Held& held, WriteMark& mark)
       -> std::invoke_result_t<L&, std::string_view> {
     if (write && watch_writes_ && !marked(k, mark)) write = false;  // nothing may be stored unwatched
     const Watch w{mark.key, mark.state == WriteMark::known ? &mark.version : nullptr};  // key empty: unwatched
     const auto started = std::chrono::steady_clock::now();
     auto result = call_loader([&] { return loader(id); });
     if (write) {
-      if constexpr (detail::is_optional<decltype(result)>::value) store_entry(k, result ? &*result : nullptr, started, fence, w);
-      else store_entry(k, &result, started, fence, w);
+      if constexpr (detail::is_optional<decltype(result)>::value) store_entry(k, result ? &*result : nullptr, started, held, w);
+      else store_entry(k, &result, started, held, w);
     }
     return result;
   }
@@ -720,9 +741,9 @@ class CacheAside {
   }
 
   // Writes a loaded value (or, for nullptr, a negative entry when enabled),
-  // through the lock's fence when there is one. Failures are counted, never
-  // thrown at the reader.
-  void store_entry(const std::string& k, const V* value, std::chrono::steady_clock::time_point started, Fence* fence,
+  // under the guard's lock check when there is one. Failures are counted,
+  // never thrown at the reader.
+  void store_entry(const std::string& k, const V* value, std::chrono::steady_clock::time_point started, Held& held,
                    const Watch& watch) {
     const auto now = clock_.now();
     const auto compute = std::chrono::steady_clock::now() - started;
@@ -743,7 +764,7 @@ class CacheAside {
       return;
     }
     WriteResult result = WriteResult::written;
-    const bool reached = guarded([&] { result = store_value(k, bytes, ttl, value, fence, watch); }, false);
+    const bool reached = guarded([&] { result = store_value(k, bytes, ttl, value, held, watch); }, false);
     if (!reached) metrics_->count(Event::cache_write_error);
     if (result == WriteResult::lock_lost) metrics_->count(Event::fenced_out);
     if (result == WriteResult::superseded) metrics_->count(Event::stale_write_refused);
@@ -863,55 +884,39 @@ class CacheAside {
     if (sliding_) throw std::invalid_argument("cachet: '" + options_.name + "' has sliding expiry, which tags do not support");
   }
 
-  // A loaded value's write (value nullptr: a negative entry): through the lock's
-  // fence when there is one, tagged when `tags_for_` is set, conditional on the
-  // watch in a write-through cache; one script whenever any of them applies.
+  // A loaded value's write (value nullptr: a negative entry): under the guard's
+  // lock check when there is one, tagged when `tags_for_` is set, conditional on
+  // the watch in a write-through cache; the store executes it in one step.
   WriteResult store_value(const std::string& k, std::string_view bytes, std::chrono::milliseconds ttl,
-                                  const V* value, Fence* fence, const Watch& watch) {
-    std::vector<std::string> sets;
-    StoreWrite w{k, bytes, ttl};
-    const std::string_view written = k;
-    [[maybe_unused]] const auto forget = forgetting({&written, 1});  // the scripts write past the store
-    if constexpr (RedisBacked<S>) {
-      if (tags_for_ && value) {
-        const Tags tags = tag_sets();
-        sets = tags.tag_set_keys(tags_for_(*value));
-        w.tag_sets = sets;
-        w.prune_sample = tags.options().prune_sample;
-      }
-    }
-    watched(w, watch);
-    if (fence) return fence->write(w);
-    if (sets.empty() && w.watch.empty()) {
-      store_.set(k, bytes, ttl);
+                          const V* value, Held& held, const Watch& watch) {
+    if constexpr (ConditionalStore<S>) {
+      std::vector<std::string> sets;
+      StoreWrite w{k, bytes, ttl};
+      if (value) tag_write(w, *value, sets);
+      watched(w, watch);
+      w.lock_check = held.check;
+      held.sent = held.sent || held.check != nullptr;  // before it is sent: a timed-out write may have released it
+      return store_.write(w);
+    } else {
+      store_.set(k, bytes, ttl);  // a store without locks: the guard releases its own
       return WriteResult::written;
     }
-    if constexpr (RedisBacked<S>) {
-      auto lease = store_.pool().acquire();
-      return detail::ValueWriteCall(w).run(*lease);
-    }
-    return WriteResult::written;  // unreachable: tags and watches need a RedisStore
   }
 
-  // A batch's writes: one pipelined script each when tagged or watched, else one SET pipeline.
+  // A batch's writes: one pipeline, each write tagged and watched as store_value's.
   void store_values(std::span<const StoreEntry> entries, const std::vector<const V*>& values,
                     const std::vector<Watch>& watches) {
-    if constexpr (RedisBacked<S>) {
+    if constexpr (ConditionalStore<S>) {
       if (tags_for_ || watch_writes_) {
-        const Tags tags = tag_sets();
         std::vector<std::vector<std::string>> sets(entries.size());  // the writes view them
         std::vector<StoreWrite> writes;
-        std::vector<std::string_view> written;
         writes.reserve(entries.size());
         for (std::size_t i = 0; i < entries.size(); ++i) {
-          if (tags_for_ && values[i]) sets[i] = tags.tag_set_keys(tags_for_(*values[i]));
-          writes.push_back({entries[i].key, entries[i].value, entries[i].ttl, sets[i], tags.options().prune_sample});
+          writes.push_back({entries[i].key, entries[i].value, entries[i].ttl});
+          if (values[i]) tag_write(writes.back(), *values[i], sets[i]);
           watched(writes.back(), watches[i]);
-          written.push_back(entries[i].key);
         }
-        [[maybe_unused]] const auto forget = forgetting(written);  // the scripts write past the store
-        auto lease = store_.pool().acquire();
-        const BatchWriteResult r = detail::run_value_writes(*lease, writes);
+        const BatchWriteResult r = store_.write_many(writes);
         metrics_->count(Event::stale_write_refused, r.superseded);
         if (r.failed != 0) throw BatchWriteError(r.first_error, r.failed, entries.size());
         return;

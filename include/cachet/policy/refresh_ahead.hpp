@@ -36,21 +36,21 @@ class RefreshAhead : public ReadThrough<V, L, C, RefreshAheadStack, S, Clk> {
   RefreshAhead(Pool& pool, CacheOptions options, L loader, RefreshAheadOptions ahead = {},
                RedisLockGuardOptions lock = {}, C codec = {}, Clk clock = {})
     requires std::same_as<S, RedisStore>
-      : RefreshAhead{pool, RedisStore(pool), std::move(options), std::move(loader), ahead, std::move(lock),
-                     std::move(codec), std::move(clock)} {}
+      : RefreshAhead(RedisStore(pool), std::move(options), std::move(loader), ahead, std::move(lock),
+                     std::move(codec), std::move(clock)) {}
 
-  // Over a TieredStore; the lock is taken on the store's pool, which must outlive the cache.
+  // Over a TieredStore; the lock is taken on the store's Redis (redis()), whose
+  // pool must outlive the cache.
   RefreshAhead(S store, CacheOptions options, L loader, RefreshAheadOptions ahead = {},
                RedisLockGuardOptions lock = {}, C codec = {}, Clk clock = {})
-      : RefreshAhead{store.pool(), std::move(store), std::move(options), std::move(loader), ahead, std::move(lock),
-                     std::move(codec), std::move(clock)} {}  // braces: the pool is read before the store moves
+      : RefreshAhead{RedisLockGuard(store.redis(), std::move(lock)), std::move(store), std::move(options),
+                     std::move(loader), ahead, std::move(codec), std::move(clock)} {}  // braces: the guard is made before the store moves
 
  private:
-  RefreshAhead(Pool& pool, S store, CacheOptions options, L loader, RefreshAheadOptions ahead,
-               RedisLockGuardOptions lock, C codec, Clk clock)
+  RefreshAhead(RedisLockGuard lock, S store, CacheOptions options, L loader, RefreshAheadOptions ahead, C codec,
+               Clk clock)
       : Base(std::move(store), std::move(options), std::move(loader), std::move(codec),
-             RefreshAheadStack(RefreshAheadGuard(ahead), SingleFlight{}, RedisLockGuard(pool, std::move(lock))),
-             std::move(clock)) {}
+             RefreshAheadStack(RefreshAheadGuard(ahead), SingleFlight{}, std::move(lock)), std::move(clock)) {}
 };
 
 }  // namespace cachet

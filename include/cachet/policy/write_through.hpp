@@ -40,12 +40,10 @@
 // and the invalidation's keys, which must share a slot: use HashTag::ns.
 
 #include <cachet/invalidation/dependencies.hpp>
-#include <cachet/store/detail/invalidation_script.hpp>
-#include <cachet/store/detail/value_write.hpp>
 #include <cachet/policy/detail/write_policy.hpp>
 #include <cachet/policy/cache_aside.hpp>
-#include <cachet/redis/pipeline.hpp>
-#include <cachet/invalidation/tags.hpp>
+#include <cachet/store/concepts.hpp>
+#include <cachet/store/write.hpp>
 
 #include <chrono>
 #include <concepts>
@@ -135,11 +133,7 @@ class WriteThrough : public detail::WritePolicy<Cache, W> {
   // A version drawn from Redis (INCR on {ns}:wseq:{name}), for writers whose rows
   // have none. Draw it inside the database transaction, after the row is locked,
   // so that versions follow the order in which writes commit.
-  std::uint64_t next_version() {
-    auto lease = this->pool().acquire();
-    const std::string sequence = cache_.keys().write_sequence(cache_.options().name);
-    return static_cast<std::uint64_t>(lease->command({"INCR", sequence}).as_integer());
-  }
+  std::uint64_t next_version() { return cache_.store().incr(cache_.keys().write_sequence(cache_.options().name)); }
 
   // The cache's reads, for convenience.
   std::optional<V> get(std::string_view id) { return cache_.get(id); }
@@ -163,23 +157,11 @@ class WriteThrough : public detail::WritePolicy<Cache, W> {
     return std::nullopt;
   }
 
-  // The cache's scripts write past its store: the key leaves an in-process
-  // tier, and so does what the targets' invalidation deleted.
+  // The store's writes take the key out of an in-process tier (TieredStore),
+  // and what the targets' invalidation deleted.
   WriteOutcome update_cache(std::string_view id, const V& value, const std::optional<std::string>& row_version,
                             const ResolvedTargets* targets) {
     const std::string k = cache_.key(id);
-    WriteOutcome done;
-    {
-      const std::string_view written = k;
-      [[maybe_unused]] const auto forget = cache_.forgetting({&written, 1});
-      done = write_cache(id, k, value, row_version, targets);
-    }
-    if (targets) cache_.settle();
-    return done;
-  }
-
-  WriteOutcome write_cache(std::string_view id, const std::string& k, const V& value,
-                           const std::optional<std::string>& row_version, const ResolvedTargets* targets) {
     const bool set = write_.on_write == CacheUpdate::set;
     std::exception_ptr error;
     std::optional<typename Cache::Encoded> e;
@@ -202,49 +184,23 @@ class WriteThrough : public detail::WritePolicy<Cache, W> {
 
   // The cache write: `e` set (tagged as the cache tags values), or (null) the key
   // deleted, conditional on `version`, with the targets' invalidation in the same
-  // step. false when a newer version is cached.
+  // atomic step (the store's). false when a newer version is cached.
   bool write(const std::string& k, const typename Cache::Encoded* e, const V& value,
              const std::optional<std::string>& row_version, const ResolvedTargets* targets) {
-    const Tags tags(this->pool(), cache_.keys());
-    const std::vector<std::string> sets = e ? tags.tag_set_keys(cache_.tags_of(value)) : std::vector<std::string>{};
     const auto ttl = e ? e->ttl : cache_.options().ttl.expiry(cache_.options().name, std::chrono::system_clock::now()).ttl;
     const std::string version_key = cache_.keys().write_version(k);
     // Unversioned puts bump the write version too: loads running meanwhile watch it.
     const VersionCheck check{version_key, row_version ? std::string_view(*row_version) : bump_version,
-                                     ttl + write_.version_margin, !e};
-    const detail::ValueWriteCall call({k, e ? std::string_view(e->bytes) : std::string_view{}, ttl, sets,
-                                       tags.options().prune_sample},
-                                      nullptr, &check);
-    auto lease = this->pool().acquire();
-    if (!targets) return call.run(*lease) == WriteResult::written;
-    return write_and_invalidate(*lease, call, *targets);
-  }
-
-  // The invalidation script, then the write script, in one MULTI/EXEC: atomic,
-  // one round trip. Invalidating first lets targets name the written key or a
-  // tag its value carries (a DependencyMap's) without deleting the new value.
-  static bool write_and_invalidate(Connection& conn, const detail::ValueWriteCall& call, const ResolvedTargets& targets) {
-    const detail::InvalidationCall invalidation(targets.script);
-    for (bool reloaded = false;; reloaded = true) {
-      const std::string& write_sha = detail::value_write_script().sha(conn);
-      const std::string& invalidation_sha = detail::invalidation_script().sha(conn);
-      Pipeline p(conn);
-      p.add({"MULTI"}).add(invalidation.evalsha(invalidation_sha)).add(call.evalsha(write_sha)).add({"EXEC"});
-      const std::vector<Reply> replies = p.execute();
-      replies.back().throw_if_error();  // EXECABORT: a command was refused when queued
-      const ReplyView results = replies.back();
-      auto noscript = [](ReplyView r) { return r.is_error() && r.error_message().starts_with("NOSCRIPT"); };
-      if ((noscript(results[0]) || noscript(results[1])) && !reloaded) {  // a server restarted, or SCRIPT FLUSH
-        // Running the write again is harmless: the same version is not refused.
-        for (const Script* s : {&detail::value_write_script(), &detail::invalidation_script()})
-          conn.command({"SCRIPT", "LOAD", s->source()});
-        continue;
-      }
-      results[0].throw_if_error();
-      results[1].throw_if_error();
-      targets.bumped(detail::InvalidationCall::result(results[0]));
-      return results[1].as_integer() == 1;
-    }
+                             ttl + write_.version_margin, !e};
+    std::vector<std::string> sets;
+    StoreWrite w{k, e ? std::string_view(e->bytes) : std::string_view{}, ttl};
+    if (e) cache_.tag_write(w, value, sets);
+    w.version_check = &check;
+    w.invalidation = targets ? &targets->script : nullptr;
+    InvalidationResult invalidated;
+    const WriteResult r = cache_.store().write(w, &invalidated);
+    if (targets) targets->bumped(invalidated);
+    return r == WriteResult::written;
   }
 
   // The fallback: the key deleted (a plain UNLINK: Redis refusing writes, OOM,
@@ -256,8 +212,7 @@ class WriteThrough : public detail::WritePolicy<Cache, W> {
     }
     InvalidationTargets all = targets->script;
     all.keys.push_back(k);
-    auto lease = this->pool().acquire();
-    targets->bumped(detail::run_invalidation(*lease, all));
+    targets->bumped(cache_.store().invalidate(all));
   }
 
   WriteOutcome outcome(bool newer, WriteOutcome done) {

@@ -7,6 +7,7 @@
 // the policies decide what a failure means for the caller.
 
 #include <cachet/redis/errors.hpp>
+#include <cachet/store/write.hpp>
 
 #include <chrono>
 #include <concepts>
@@ -70,6 +71,23 @@ template <class S>
 concept ExpiringStore = Store<S> && requires(S& s, std::string_view key, std::span<const std::string_view> keys) {
   { s.get_with_ttl(key) } -> std::same_as<std::optional<StoredValue>>;
   { s.get_many_with_ttl(keys) } -> std::same_as<std::vector<std::optional<StoredValue>>>;
+};
+
+// Optional: writes described by a StoreWrite (store/write.hpp), one at a time
+// or as one batch. A plain write (no condition, tag or invalidation) is a set.
+template <class S>
+concept WritingStore = Store<S> && requires(S& s, const StoreWrite& w, std::span<const StoreWrite> writes) {
+  { s.write(w) } -> std::same_as<WriteResult>;
+  { s.write_many(writes) } -> std::same_as<BatchWriteResult>;
+};
+
+// A store that executes every part of a StoreWrite: lock and version checks,
+// watches, tag sets and invalidations (RedisStore, a TieredStore over one). A
+// policy attaches them only to such a store's writes; another refuses them
+// (UnsupportedWriteError).
+template <class S>
+concept ConditionalStore = WritingStore<S> && requires {
+  requires S::conditional_writes;
 };
 
 }  // namespace cachet

@@ -7,6 +7,7 @@
 
 #include <cachet/redis/subscriber.hpp>
 #include <cachet/redis/connection.hpp>
+#include <cachet/store/redis_store.hpp>
 
 #include <chrono>
 #include <condition_variable>
@@ -31,6 +32,9 @@ class LockNotifier {
                      .down = [this] { release_all(); }}) {
     subscriber_.start();  // now, so the first contended miss does not wait for the SUBSCRIBE
   }
+  // On the server `store` writes to (its locks' releases are published there).
+  LockNotifier(const RedisStore& store, std::string channel)
+      : LockNotifier(store.pool().connection_options(), std::move(channel)) {}
   LockNotifier(const LockNotifier&) = delete;
   LockNotifier& operator=(const LockNotifier&) = delete;
 

@@ -81,6 +81,21 @@ class BasicMemoryStore {
     return existed;
   }
 
+  // Plain writes (WritingStore); one with a lock or version check, a watch, tag
+  // sets or an invalidation throws UnsupportedWriteError, and a batch holding
+  // one writes nothing: this store keeps none of them (it is no ConditionalStore).
+  WriteResult write(const StoreWrite& w) {
+    refuse_conditions(w);
+    set(w.key, w.bytes, w.ttl);
+    return WriteResult::written;
+  }
+  BatchWriteResult write_many(std::span<const StoreWrite> writes) {
+    for (const StoreWrite& w : writes) refuse_conditions(w);
+    const time_point now = clock_.now();
+    for (const StoreWrite& w : writes) set(w.key, w.bytes, w.ttl, now);
+    return {};
+  }
+
   void clear() { shards_.clear(); }
 
   // Sums the shards, locking one at a time: under writes the total is not one instant's.
@@ -103,6 +118,11 @@ class BasicMemoryStore {
     shards_.of(h).put(key, h.slot(), now, expires, value.size(), [&] { return Node::make(key, value, value.size(), expires); });
   }
 
+  static void refuse_conditions(const StoreWrite& w) {
+    if (!w.plain())
+      throw UnsupportedWriteError("cachet: MemoryStore writes values only: no lock, version, watch, tag or invalidation");
+  }
+
   bool del(std::string_view key, time_point now) {
     const detail::KeyHash h(key);
     return shards_.of(h).del(key, h.slot(), now);
@@ -113,6 +133,6 @@ class BasicMemoryStore {
 };
 
 using MemoryStore = BasicMemoryStore<SystemClock>;
-static_assert(Store<MemoryStore>);
+static_assert(WritingStore<MemoryStore> && !ConditionalStore<MemoryStore>);
 
 }  // namespace cachet

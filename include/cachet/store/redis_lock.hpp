@@ -5,16 +5,18 @@
 //   any process; a holder that dies is replaced once its lease runs out;
 // - release and extend are compare-and-delete / compare-and-PEXPIRE in Lua, so a
 //   holder whose lease ran out can never delete or prolong its successor's lock;
-// - write_if_held (fencing): the final cache write is conditional, in the same
-//   script, on the lock still being held by this token, so a load that outlived
-//   its lease cannot overwrite what its successor wrote.
+// - fencing: the final cache write carries the lock's check (check(): a
+//   LockCheck on a RedisStore::write), so the write is made, in the same script,
+//   only while this token holds the lock, and a load that outlived its lease
+//   cannot overwrite what its successor wrote. write_if_held and
+//   write_and_release are that write.
 //
 // Keep the lock key in the value key's Redis Cluster slot (KeyBuilder::lock with
 // HashTag::entity) so the fenced write is one script on one shard.
 
-#include <cachet/store/detail/value_write.hpp>
-#include <cachet/redis/pool.hpp>
 #include <cachet/redis/script.hpp>
+#include <cachet/store/redis_store.hpp>
+#include <cachet/store/write.hpp>
 
 #include <openssl/rand.h>
 
@@ -34,9 +36,9 @@ struct RedisLockOptions {
 
 class RedisLock {
  public:
-  // The pool must outlive the lock.
-  RedisLock(Pool& pool, std::string lock_key, RedisLockOptions options = {})
-      : pool_(&pool), key_(std::move(lock_key)), options_(std::move(options)), token_(new_token()) {}
+  // The store must outlive the lock.
+  RedisLock(RedisStore& store, std::string lock_key, RedisLockOptions options = {})
+      : store_(&store), key_(std::move(lock_key)), options_(std::move(options)), token_(new_token()) {}
   RedisLock(const RedisLock&) = delete;
   RedisLock& operator=(const RedisLock&) = delete;
 
@@ -54,7 +56,7 @@ class RedisLock {
   // again is still fenced off from writes made under its old lease.
   bool try_acquire() {
     token_ = new_token();
-    auto lease = pool_->acquire();
+    auto lease = store_->pool().acquire();
     held_ = !lease->command({"SET", key_, token_, "NX", "PX", options_.lease.count()}).is_nil();
     return held_;
   }
@@ -62,32 +64,39 @@ class RedisLock {
   // Gives the lock up; false if it was no longer ours (the lease ran out).
   bool release() {
     held_ = false;
-    auto lease = pool_->acquire();
+    auto lease = store_->pool().acquire();
     return scripts().release.run(*lease, {key_}, {token_, options_.notify_channel}).as_integer() == 1;
   }
 
   // Renews the lease; false (and no longer held) if the lock was lost meanwhile.
   bool extend() {
-    auto lease = pool_->acquire();
+    auto lease = store_->pool().acquire();
     held_ = scripts().extend.run(*lease, {key_}, {token_, options_.lease.count()}).as_integer() == 1;
     return held_;
   }
 
+  // What a write attaches (StoreWrite::lock_check) to be made only while this
+  // token holds the lock; with `release`, the write also releases it (and
+  // PUBLISHes the release): then call released_by_write() once it was sent.
+  // Views this lock's key, token and channel: valid until the next try_acquire.
+  LockCheck check(bool release) const noexcept { return {key_, token_, release, options_.notify_channel}; }
+
+  // A write carrying check(true) was sent: it released the lock, or found it
+  // lost (or, if it failed, the lease bounds it); nothing is left to release.
+  void released_by_write() noexcept { held_ = false; }
+
   // SET key value PX ttl, only while this token holds the lock; false if it did not.
   bool write_if_held(std::string_view key, std::string_view value, std::chrono::milliseconds ttl) {
-    return fenced({key, value, ttl}, false) == WriteResult::written;
+    const LockCheck held = check(false);
+    return store_->write({.key = key, .bytes = value, .ttl = ttl, .lock_check = &held}) == WriteResult::written;
   }
 
   // write_if_held and release in one round trip: the waiters woken by the
-  // release find the value already there. The write may tag the value (see
-  // Tags) or be conditional on a watched key (a load in a write-through cache).
-  // lock_lost: not held, nothing written; superseded: released, nothing written.
-  WriteResult write_and_release(const StoreWrite& w) {
-    held_ = false;
-    return fenced(w, true);
-  }
+  // release find the value already there.
   bool write_and_release(std::string_view key, std::string_view value, std::chrono::milliseconds ttl) {
-    return write_and_release({key, value, ttl}) == WriteResult::written;
+    const LockCheck held = check(true);
+    released_by_write();
+    return store_->write({.key = key, .bytes = value, .ttl = ttl, .lock_check = &held}) == WriteResult::written;
   }
 
   bool held() const noexcept { return held_; }  // as far as this object knows
@@ -103,12 +112,6 @@ class RedisLock {
     Script extend{
         "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"};
   };
-  WriteResult fenced(const StoreWrite& w, bool release) {
-    const LockCheck check{key_, token_, release, options_.notify_channel};
-    auto lease = pool_->acquire();
-    return detail::ValueWriteCall(w, &check).run(*lease);
-  }
-
   static Scripts& scripts() {
     static Scripts s;  // shared: each script's SHA is learned once per process
     return s;
@@ -124,7 +127,7 @@ class RedisLock {
     return out;
   }
 
-  Pool* pool_;
+  RedisStore* store_;
   std::string key_;
   RedisLockOptions options_;
   std::string token_;

@@ -1,12 +1,14 @@
 #pragma once
 // The Redis tier: GET, SET ... PX, UNLINK, MGET, and set_many as one pipeline;
-// and what invalidation needs (the invalidation script, INCR of version
-// counters, tagged writes, tag-set pruning, SCAN + UNLINK by pattern).
-// Every batch is one round trip. Errors are thrown as the Redis layer's types;
-// the policies turn them into degradation.
+// the conditional, tagged, versioned and invalidating writes (StoreWrite) by
+// script, and what invalidation needs (the invalidation script, INCR of
+// counters, tag-set pruning, SCAN + UNLINK by pattern). Every batch is one
+// round trip. Errors are thrown as the Redis layer's types; the policies turn
+// them into degradation.
 
 #include <cachet/redis/pipeline.hpp>
 #include <cachet/redis/pool.hpp>
+#include <cachet/redis/script_batch.hpp>
 #include <cachet/store/concepts.hpp>
 #include <cachet/store/detail/invalidation_script.hpp>
 #include <cachet/store/detail/value_write.hpp>
@@ -30,6 +32,8 @@ namespace cachet {
 
 class RedisStore {
  public:
+  static constexpr bool conditional_writes = true;  // ConditionalStore
+
   // The pool must outlive the store.
   explicit RedisStore(Pool& pool) noexcept : pool_(&pool) {}
 
@@ -122,23 +126,60 @@ class RedisStore {
     return static_cast<std::size_t>(lease->command(prefixed("UNLINK", keys)).as_integer());
   }
 
-  Pool& pool() const noexcept { return *pool_; }
+  // One write, in one atomic step: a plain one is a SET, the others the value
+  // write script; with an invalidation, the invalidation script then the write
+  // script in one MULTI/EXEC (invalidating first lets the targets name the
+  // written key, or a tag its value gets, without deleting the new value); its
+  // result goes to `invalidated` when given. Throws the Redis layer's errors,
+  // and std::invalid_argument for a scripted write without a positive TTL.
+  WriteResult write(const StoreWrite& w, InvalidationResult* invalidated = nullptr) {
+    if (w.plain()) {
+      set(w.key, w.bytes, w.ttl);
+      return WriteResult::written;
+    }
+    const detail::ValueWriteCall call(w);
+    auto lease = pool_->acquire();
+    if (!w.invalidation || w.invalidation->empty()) return call.run(*lease);
+    const detail::InvalidationCall invalidation(*w.invalidation);
+    ScriptBatch batch(*lease);
+    batch.add(detail::invalidation_script(), invalidation.evalsha({})).add(detail::value_write_script(), call.evalsha({}));
+    // Running it again after NOSCRIPT is harmless: the same version is not refused.
+    const Reply results = batch.atomically();
+    results[0].throw_if_error();
+    results[1].throw_if_error();
+    if (invalidated) *invalidated = detail::InvalidationCall::result(results[0]);
+    return detail::ValueWriteCall::result(results[1]);
+  }
 
-  // Invalidation and tag-set upkeep: what Tags, NamespaceVersions, DependencyMap
-  // and invalidate_matching need, so that only the store sends Redis commands.
+  // The writes in one pipeline, each its own atomic step; none may carry an
+  // invalidation (std::invalid_argument). Refusals (OOM) are counted, not thrown.
+  BatchWriteResult write_many(std::span<const StoreWrite> writes) {
+    if (writes.empty()) return {};
+    auto lease = pool_->acquire();
+    return detail::run_value_writes(*lease, writes);
+  }
 
-  // Deletes the targets' tag sets with their members and their keys, and INCRs
-  // their counters, in one atomic script. Throws the Redis layer's errors.
+  // Tag sets and their members, keys, and version counters, in one atomic script.
   InvalidationResult invalidate(const InvalidationTargets& targets) {
+    if (targets.empty()) return {};
     auto lease = pool_->acquire();
     return detail::run_invalidation(*lease, targets);
   }
 
-  // INCR: the counter's new value.
-  long long incr(std::string_view key) {
+  // INCR: the counter's next value, shared by every process (a write sequence).
+  std::uint64_t incr(std::string_view key) {
     auto lease = pool_->acquire();
-    return lease->command({"INCR", key}).as_integer();
+    return static_cast<std::uint64_t>(lease->command({"INCR", key}).as_integer());
   }
+
+  // The Redis store itself: what the lock guard and the lock run on (a
+  // TieredStore gives its second tier).
+  RedisStore& redis() noexcept { return *this; }
+
+  Pool& pool() const noexcept { return *pool_; }
+
+  // Invalidation and tag-set upkeep: what Tags, NamespaceVersions, DependencyMap
+  // and invalidate_matching need, so that only the store sends Redis commands.
 
   // SET key bytes PX ttl and add `key` to each tag set (first removing up to
   // `prune_sample` members that are gone, and raising the set's TTL to the
@@ -222,6 +263,7 @@ class RedisStore {
 };
 
 static_assert(ExpiringStore<RedisStore>);
+static_assert(ConditionalStore<RedisStore>);
 
 // A store whose values live in Redis (RedisStore, or a TieredStore over one):
 // tag sets and locks can be kept beside them.

@@ -7,8 +7,9 @@
 //   cachet::TieredStore<cachet::ValueStore<Product>> store(
 //       cachet::ValueStore<Product>({.max_entries = 10'000}), cachet::RedisStore(pool), &tracking);
 //
-// As a Store it is L2's bytes, and every write (set, del, batches) drops the
-// key's L1 entry once L2 has the write, so this process reads its own writes.
+// As a Store it is L2's bytes, and every write (set, del, batches, the
+// conditional writes and invalidations L2 executes) drops the key's L1 entry
+// once L2 has the write, so this process reads its own writes.
 // The value tier is what CacheAside uses: cached(key) answers from L1 (no
 // parse, no allocation); fetch(key) reads L2 with a ticket taken before the
 // read is sent, and fill() keeps the decoded value in L1 only if neither an
@@ -102,6 +103,44 @@ class TieredStore {
   std::size_t del_many(std::span<const std::string_view> keys) {
     const Eviction e = evicting(keys);
     return l2_.del_many(keys);
+  }
+
+  // L2's conditional writes (ConditionalStore): the written keys, and the keys
+  // the write invalidates, leave L1 whether the write returned or threw; an
+  // invalidation of tag sets or counters, which drops keys L1 cannot name,
+  // reconciles L1 (see reconcile).
+  static constexpr bool conditional_writes = ConditionalStore<L2>;
+
+  WriteResult write(const StoreWrite& w, InvalidationResult* invalidated = nullptr)
+    requires ConditionalStore<L2>
+  {
+    std::vector<std::string_view> keys{w.key};
+    if (w.invalidation) keys.insert(keys.end(), w.invalidation->keys.begin(), w.invalidation->keys.end());
+    const Eviction e = evicting(keys);
+    const Reconciling r(*this, w.invalidation && unnamed(*w.invalidation));
+    return l2_.write(w, invalidated);
+  }
+  BatchWriteResult write_many(std::span<const StoreWrite> writes)
+    requires ConditionalStore<L2>
+  {
+    std::vector<std::string_view> keys;
+    keys.reserve(writes.size());
+    for (const StoreWrite& w : writes) keys.push_back(w.key);  // L2 refuses invalidations in a batch
+    const Eviction e = evicting(keys);
+    return l2_.write_many(writes);
+  }
+  InvalidationResult invalidate(const InvalidationTargets& targets)
+    requires ConditionalStore<L2>
+  {
+    const std::vector<std::string_view> keys(targets.keys.begin(), targets.keys.end());
+    const Eviction e = evicting(keys);
+    const Reconciling r(*this, unnamed(targets));
+    return l2_.invalidate(targets);
+  }
+  std::uint64_t incr(std::string_view key)
+    requires ConditionalStore<L2>
+  {
+    return l2_.incr(key);
   }
 
   // The first tier.
@@ -207,12 +246,36 @@ class TieredStore {
   {
     return l2_.pool();
   }
+  // The Redis store under the tiers: what the lock guard runs on.
+  auto& redis() noexcept
+    requires requires(L2& s) { s.redis(); }
+  {
+    return l2_.redis();
+  }
 
  private:
   Ticket ticket(std::string_view key) {
     const std::uint64_t epoch = tracking_ ? tracking_->epoch() : 0;
     return {l1_->ticket(key), epoch};
   }
+
+  // Reconciles L1 when it goes (if `needed`), whether the write returned or threw.
+  class Reconciling {
+   public:
+    Reconciling(TieredStore& store, bool needed) noexcept : store_(store), needed_(needed) {}
+    Reconciling(const Reconciling&) = delete;
+    Reconciling& operator=(const Reconciling&) = delete;
+    ~Reconciling() {
+      if (needed_) store_.reconcile();
+    }
+
+   private:
+    TieredStore& store_;
+    bool needed_;
+  };
+
+  // Whether the targets drop keys L1 cannot name: tag members, or a namespace's (counters).
+  static bool unnamed(const InvalidationTargets& t) noexcept { return !t.tag_sets.empty() || !t.counters.empty(); }
 
   void take(Fetched& f, StoredValue&& v) {
     f.bytes = std::move(v.bytes);
@@ -242,6 +305,7 @@ concept ValueTiered = Store<S> && requires(S& s, std::string_view key, std::span
 };
 
 static_assert(RedisBacked<TieredStore<ValueStore<std::string>>>);
+static_assert(ConditionalStore<TieredStore<ValueStore<std::string>>>);
 static_assert(ValueTiered<TieredStore<ValueStore<std::string>>, std::string>);
 
 }  // namespace cachet

@@ -3,7 +3,8 @@
 // effects a policy or guard attaches to it (tag sets, a lock that must still be
 // held, a version that must not be older, a write version that must not have
 // moved, targets invalidated in the same atomic step). RedisStore executes it
-// in one script; TieredStore also drops the key from its first tier.
+// in one script; TieredStore also drops the key from its first tier; MemoryStore
+// executes plain writes only (ConditionalStore, store/concepts.hpp).
 
 #include <charconv>
 #include <chrono>
@@ -12,6 +13,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -40,7 +42,7 @@ struct LockCheck {
   std::string_view key;
   std::string_view token;
   bool release = false;
-  std::string_view channel;  // PUBLISHed the lock key on release; empty: none
+  std::string_view channel = {};  // PUBLISHed the lock key on release; empty: none
 };
 
 // The version a write carries (write-through): refused when the version recorded
@@ -69,7 +71,7 @@ std::string version_text(I v) {
 // One write of a cache value (or, with VersionCheck::delete_value, its deletion).
 struct StoreWrite {
   std::string_view key;
-  std::string_view bytes;
+  std::string_view bytes = {};  // none for a versioned delete
   std::chrono::milliseconds ttl;         // > 0
   std::span<const std::string> tag_sets = {};  // full tag-set keys
   std::size_t prune_sample = 0;          // members of each set checked (and removed if gone)
@@ -82,12 +84,25 @@ struct StoreWrite {
   const LockCheck* lock_check = nullptr;              // written only while this token holds the lock
   const VersionCheck* version_check = nullptr;        // refused when a newer version was written
   const InvalidationTargets* invalidation = nullptr;  // invalidated first, in the same atomic step
+
+  // No condition, tag or invalidation: a SET.
+  bool plain() const noexcept {
+    return !lock_check && !version_check && watch.empty() && tag_sets.empty() && (!invalidation || invalidation->empty());
+  }
 };
 
 struct BatchWriteResult {
   std::size_t superseded = 0;
+  std::size_t lock_lost = 0;
   std::size_t failed = 0;  // refused by the server (OOM, say)
   std::string first_error;
+};
+
+// A store that keeps no locks, versions or tag sets (MemoryStore) asked for a
+// write with any of them: the write is refused, nothing is written.
+class UnsupportedWriteError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
 };
 
 }  // namespace cachet

@@ -1,7 +1,7 @@
 #pragma once
 // The one script every cache value write with side conditions goes through: a
 // tagged write (Tags::set_tagged), a lock holder's fenced write
-// (RedisLock::write_if_held / write_and_release), a write-through's versioned
+// (RedisStore::write with a LockCheck), a write-through's versioned
 // write, or several at once (a guarded cache that tags what it loads, a
 // write-through of a tagged value). In one atomic step it checks that the
 // lock's token still holds and that no newer version was written, records the
@@ -20,12 +20,15 @@
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/pipeline.hpp>
 #include <cachet/redis/script.hpp>
+#include <cachet/redis/script_batch.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -116,15 +119,18 @@ return 1
   return script;
 }
 
-// The script's KEYS and ARGV for one write; views `w` and `lock`, which must outlive it.
+// The script's KEYS and ARGV for one write (its invalidation aside); views `w`
+// and what it points to, which must outlive it.
 class ValueWriteCall {
  public:
-  explicit ValueWriteCall(const StoreWrite& w, const LockCheck* lock = nullptr, const VersionCheck* version = nullptr)
+  explicit ValueWriteCall(const StoreWrite& w)
       : ttl_(std::to_string(checked(w.ttl))),
         sample_(std::to_string(w.prune_sample)),
         ntags_(std::to_string(w.tag_sets.size())),
-        version_ttl_(version ? std::to_string(checked(version->ttl)) : std::string()),
-        numkeys_(std::to_string(w.tag_sets.size() + 1 + (lock ? 1 : 0) + (version ? 1 : 0) + (w.watch.empty() ? 0 : 1))) {
+        version_ttl_(w.version_check ? std::to_string(checked(w.version_check->ttl)) : std::string()) {
+    const LockCheck* lock = w.lock_check;
+    const VersionCheck* version = w.version_check;
+    numkeys_ = std::to_string(w.tag_sets.size() + 1 + (lock ? 1 : 0) + (version ? 1 : 0) + (w.watch.empty() ? 0 : 1));
     keys_.reserve(w.tag_sets.size() + 4);
     keys_.push_back(w.key);
     keys_.insert(keys_.end(), w.tag_sets.begin(), w.tag_sets.end());
@@ -173,25 +179,37 @@ class ValueWriteCall {
   std::vector<std::string_view> keys_, args_;
 };
 
-// The writes pipelined: one round trip, each its own atomic script. A SCRIPT
-// FLUSH meanwhile (NOSCRIPT) is answered by running those again with EVAL.
+// The writes pipelined (plain ones as SET ... PX, the others by script): one
+// round trip, each its own atomic step. Writes with an invalidation are refused
+// (std::invalid_argument): each is a transaction of its own.
 inline BatchWriteResult run_value_writes(Connection& conn, std::span<const StoreWrite> writes) {
   BatchWriteResult out;
   if (writes.empty()) return out;
-  const std::string& sha = value_write_script().sha(conn);  // loaded before the pipeline
-  Pipeline p(conn);
-  for (const StoreWrite& w : writes) p.add(ValueWriteCall(w).evalsha(sha));  // copied into the buffer here
-  std::vector<std::size_t> noscript;
-  std::size_t at = 0;
-  auto count = [&](WriteResult r) { out.superseded += r == WriteResult::superseded ? 1 : 0; };
-  p.execute([&](Reply&& r) {
-    const std::size_t i = at++;
-    if (!r.is_error()) return count(ValueWriteCall::result(r));
-    std::string message = std::move(r).error_message();
-    if (message.rfind("NOSCRIPT", 0) == 0) noscript.push_back(i);
-    else if (out.failed++ == 0) out.first_error = std::move(message);
-  });
-  for (std::size_t i : noscript) count(ValueWriteCall(writes[i]).run(conn));
+  std::vector<std::unique_ptr<ValueWriteCall>> calls;  // the batch views their strings
+  std::vector<std::string> ttls;
+  ttls.reserve(writes.size());  // views into it stay valid
+  ScriptBatch batch(conn);
+  for (const StoreWrite& w : writes) {
+    if (w.invalidation && !w.invalidation->empty())
+      throw std::invalid_argument("cachet: a batch of writes cannot carry invalidations");
+    if (w.plain()) {
+      ttls.push_back(std::to_string(std::max<long long>(w.ttl.count(), 1)));
+      batch.add({"SET", w.key, w.bytes, "PX", ttls.back()});
+    } else {
+      calls.push_back(std::make_unique<ValueWriteCall>(w));
+      batch.add(value_write_script(), calls.back()->evalsha({}));
+    }
+  }
+  std::vector<Reply> replies = batch.pipelined();
+  for (std::size_t i = 0; i < replies.size(); ++i) {
+    if (replies[i].is_error()) {
+      if (out.failed++ == 0) out.first_error = std::move(replies[i]).error_message();
+    } else if (!writes[i].plain()) {
+      const WriteResult r = ValueWriteCall::result(replies[i]);
+      out.superseded += r == WriteResult::superseded ? 1 : 0;
+      out.lock_lost += r == WriteResult::lock_lost ? 1 : 0;
+    }
+  }
   return out;
 }
 

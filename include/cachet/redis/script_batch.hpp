@@ -1,0 +1,107 @@
+#pragma once
+// Several commands, some of them Lua scripts by EVALSHA, in one round trip: a
+// pipeline (each command on its own) or a MULTI/EXEC (all or none). The one
+// place a batch answers NOSCRIPT (a server restarted, or SCRIPT FLUSH):
+//
+// - pipelined, the script calls that answered NOSCRIPT did nothing and are run
+//   again with EVAL (one more round trip for all of them);
+// - in a transaction, the scripts are loaded and the whole transaction is run
+//   again, once: only for transactions that may run twice (a write that is not
+//   refused by its own version, say).
+//
+// The scripts' SHAs are learned before anything is queued, so no SCRIPT LOAD's
+// reply can be read as a queued command's.
+
+#include <cachet/redis/connection.hpp>
+#include <cachet/redis/pipeline.hpp>
+#include <cachet/redis/script.hpp>
+
+#include <cstddef>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace cachet {
+
+class ScriptBatch {
+ public:
+  explicit ScriptBatch(Connection& conn) noexcept : conn_(&conn) {}
+  ScriptBatch(const ScriptBatch&) = delete;
+  ScriptBatch& operator=(const ScriptBatch&) = delete;
+
+  // A plain command. Views its arguments, which must outlive the run.
+  ScriptBatch& add(std::vector<std::string_view> argv) {
+    calls_.push_back({nullptr, std::move(argv)});
+    return *this;
+  }
+
+  // A script call, as argv for EVALSHA: {"EVALSHA", any, numkeys, KEYS..., ARGV...};
+  // the batch puts the SHA (or, run again, EVAL and the source) in the first two.
+  ScriptBatch& add(const Script& script, std::vector<std::string_view> evalsha_argv) {
+    calls_.push_back({&script, std::move(evalsha_argv)});
+    return *this;
+  }
+
+  std::size_t size() const noexcept { return calls_.size(); }
+
+  // One pipeline; the replies in order, errors in place (not thrown).
+  std::vector<Reply> pipelined() {
+    std::vector<Reply> replies = send(false);
+    std::vector<std::size_t> again;
+    for (std::size_t i = 0; i < replies.size(); ++i)
+      if (calls_[i].script && noscript(replies[i])) again.push_back(i);
+    if (again.empty()) return replies;
+    Pipeline p(*conn_);
+    for (std::size_t i : again) p.add(eval_argv(calls_[i]));
+    std::size_t at = 0;
+    p.execute([&](Reply&& r) { replies[again[at++]] = std::move(r); });
+    return replies;
+  }
+
+  // One MULTI/EXEC; EXEC's reply (an array of the replies, errors in place).
+  // Throws ReplyError when the transaction was refused (EXECABORT).
+  Reply atomically() {
+    for (bool reloaded = false;; reloaded = true) {
+      std::vector<Reply> replies = send(true);
+      replies.back().throw_if_error();
+      Reply exec = std::move(replies.back());
+      bool missing = false;
+      for (std::size_t i = 0; i < calls_.size(); ++i) missing = missing || (calls_[i].script && noscript(exec[i]));
+      if (!missing || reloaded) return exec;
+      for (const Call& c : calls_)
+        if (c.script) conn_->command({"SCRIPT", "LOAD", c.script->source()});
+    }
+  }
+
+ private:
+  struct Call {
+    const Script* script;  // nullptr: a plain command
+    std::vector<std::string_view> argv;
+  };
+
+  static bool noscript(ReplyView r) { return r.is_error() && r.error_message().starts_with("NOSCRIPT"); }
+
+  std::vector<Reply> send(bool transaction) {
+    for (Call& c : calls_)
+      if (c.script) c.argv[0] = "EVALSHA", c.argv[1] = c.script->sha(*conn_);  // before anything is queued
+    Pipeline p(*conn_);
+    if (transaction) p.add({"MULTI"});
+    for (const Call& c : calls_) p.add(c.argv);
+    if (transaction) p.add({"EXEC"});
+    std::vector<Reply> replies = p.execute();
+    if (transaction) replies.erase(replies.begin(), replies.end() - 1);  // +OK and +QUEUED
+    return replies;
+  }
+
+  static std::vector<std::string_view> eval_argv(const Call& c) {
+    std::vector<std::string_view> argv = c.argv;
+    argv[0] = "EVAL";
+    argv[1] = c.script->source();
+    return argv;
+  }
+
+  Connection* conn_;
+  std::vector<Call> calls_;
+};
+
+}  // namespace cachet

@@ -817,11 +817,8 @@ class CacheAside {
     metrics_->count(Event::cache_write_error, reached ? refused : entries.size());
   }
 
-  // Tags over the store's Redis tier (a TieredStore's l2()).
-  Tags tag_sets() {
-    if constexpr (requires { store_.l2(); }) return Tags(store_.l2(), keys_);
-    else return Tags(store_, keys_);
-  }
+  // Tags over the store's Redis tier (a TieredStore's second tier).
+  Tags tag_sets() { return Tags(store_.redis(), keys_); }
 
   // key(id) into `out`, appended (a std::string or a detail::KeyBuffer).
   template <class Out>

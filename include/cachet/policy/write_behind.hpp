@@ -87,11 +87,11 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
   WriteBehind(Cache& cache, W writer, WriteBehindOptions write = {})
       : Base(cache, std::move(writer)),
         write_(named(std::move(write))),
-        queue_(RedisStore(this->pool()), cache_.keys().write_behind(write_.queue)) {
+        queue_(cache_.store().redis(), cache_.keys().write_behind(write_.queue)) {
     if (!write_.flusher) return;
     flusher_ = std::make_unique<detail::Flusher<V, W, Cache>>(
         cache_, writer_, write_, queue_.reader(write_.group, write_.consumer, write_.poll),
-        this->pool().connection_options().reconnect);
+        queue_.reconnect());
     background_.try_submit([this] { flusher_->run(stop_); });
   }
 
@@ -117,7 +117,7 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
     const std::string k = cache_.key(id);
     const std::string_view written = k;
     [[maybe_unused]] const auto forget = cache_.forgetting({&written, 1});  // the enqueue script sets the entry
-    const Tags tags(this->pool(), cache_.keys());
+    const Tags tags(cache_.store().redis(), cache_.keys());
     const std::vector<std::string> sets = tags.tag_set_keys(cache_.tags_of(value));
     const std::string write_version = cache_.keys().write_version(k);
     const QueuedWrite w{id, k, e.bytes, e.ttl, write_version, e.ttl + write_.version_margin, sets,

@@ -266,10 +266,10 @@ static_assert(ExpiringStore<RedisStore>);
 static_assert(ConditionalStore<RedisStore>);
 
 // A store whose values live in Redis (RedisStore, or a TieredStore over one):
-// tag sets and locks can be kept beside them.
+// tag sets, locks and queues are kept beside them, on the RedisStore it gives.
 template <class S>
-concept RedisBacked = Store<S> && requires(const S& s) {
-  { s.pool() } -> std::same_as<Pool&>;
+concept RedisBacked = Store<S> && requires(S& s) {
+  { s.redis() } -> std::same_as<RedisStore&>;
 };
 
 }  // namespace cachet

@@ -241,11 +241,6 @@ class TieredStore {
   L2& l2() noexcept { return l2_; }
   Tracking* tracking() const noexcept { return tracking_; }
   const TieredOptions& options() const noexcept { return options_; }
-  Pool& pool() const noexcept
-    requires RedisBacked<L2>
-  {
-    return l2_.pool();
-  }
   // The Redis store under the tiers: what the lock guard runs on.
   auto& redis() noexcept
     requires requires(L2& s) { s.redis(); }

@@ -103,6 +103,8 @@ class RedisWriteQueue {
 
   const std::string& stream() const noexcept { return stream_; }
   const std::string& dead_letters() const noexcept { return dead_; }
+  // The back-off between retries after a Redis error: the connection's reconnect pacing.
+  const BackoffOptions& reconnect() const noexcept { return store_.pool().connection_options().reconnect; }
 
   // Queues `w` and sets its cache entry, tags and write version, atomically;
   // nullopt when the queue is at `max_length` (0: unbounded) and not to `grow`:

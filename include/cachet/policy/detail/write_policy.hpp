@@ -38,8 +38,6 @@ class WritePolicy {
   WritePolicy(Cache& cache, W writer) : cache_(cache), writer_(std::move(writer)) { cache_.watch_writes(); }
   ~WritePolicy() = default;
 
-  Pool& pool() noexcept { return cache_.store().pool(); }
-
   Cache& cache_;
   W writer_;
 };

@@ -740,18 +740,21 @@ TEST_CASE("a queue at its bound blocks, rejects, or grows with a warning") {
   WriteBehindCache block(pool, cachet::test::write_behind_options("wb-block"), cachet::test::DbWriter(path),
                          bounded(cachet::QueueFull::block, "block"));
   fill(block);
-  const auto started = std::chrono::steady_clock::now();
-  cachet::test::Thread drain([&] {  // a flusher comes up after 200 ms and makes room
-    std::this_thread::sleep_for(200ms);
+  std::atomic<bool> found_full{false};
+  std::chrono::steady_clock::time_point room_from;
+  cachet::test::Thread drain([&] {  // once the write has found the queue full, a flusher comes up and makes room
+    found_full = cachet::test::eventually([&] { return block.cache().metrics().value(Event::queue_full) == 1; }, 30s);
+    room_from = std::chrono::steady_clock::now();
     WriteBehindCache flusher(pool, cachet::test::write_behind_options("wb-block-flusher"),
                              cachet::test::DbWriter(path), on_queue(cachet::test::flusher_options(), "block"));
     flusher.flush(10s);
   });
   block.write("5", "v");
-  const auto waited = std::chrono::steady_clock::now() - started;
+  const auto returned = std::chrono::steady_clock::now();
   drain.join();
-  CHECK(waited >= 200ms);
-  CHECK(waited < 2s);
+  REQUIRE(found_full);
+  CHECK(returned >= room_from);  // it waited for the room
+  CHECK(returned - room_from < 2s);
   CHECK(block.cache().metrics().value(Event::queue_full) == 1);
 }
 

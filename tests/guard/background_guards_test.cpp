@@ -215,32 +215,37 @@ TEMPLATE_TEST_CASE("fail-safe: a database down for 10 s, every read served stale
     attempts.push_back(clock.now());
     throw std::runtime_error("database down");
   };
+  constexpr int readers_n = 4;
   std::atomic<bool> done{false};
+  std::atomic<long> reads{0};
   std::atomic<int> served{0}, failed{0};
   cachet::test::Thread readers([&] {
-    in_threads(4, [&](int) {
+    in_threads(readers_n, [&](int) {
       while (!done) {
         try {
           served += cache.get_or_load("k", failing) == "v1";
         } catch (...) {
           ++failed;
         }
+        ++reads;
       }
     });
   });
   const cachet::test::RaiseOnExit stop_readers(done);
-  const bool readers_up = cachet::test::eventually([&] { return served + failed > 0; }, 5s);  // before time moves
-  for (int step = 0; step < 1000; ++step) {  // 10 s in 10 ms steps, each 1 s hold-back lasting 100 ms or more
+  // A read that starts after `from`: each reader has at most one read running
+  // at `from`, so the (readers_n + 1)-th to end after it started after it.
+  auto read_after = [&](long from) { return cachet::test::eventually([&] { return reads > from + readers_n; }, 30s); };
+  bool every_step_read = read_after(reads);  // the first attempt, at the stale value's time
+  for (int step = 0; step < 1000 && every_step_read; ++step) {  // 10 s in 10 ms steps
     clock.advance(10ms);
-    std::this_thread::sleep_for(1ms);
+    every_step_read = read_after(reads);  // a read at every step: each hold-back's end is seen
   }
   done = true;
   readers.join();
-  REQUIRE(readers_up);
+  REQUIRE(every_step_read);
   CHECK(failed == 0);
-  CHECK(served > 0);
-  REQUIRE(attempts.size() >= 5);
-  CHECK(attempts.size() <= 11);
+  CHECK(served == reads);  // every read served the stale value
+  CHECK(attempts.size() == 11);  // now, then once a second over 10 s: one per hold-back, never more
   for (std::size_t i = 1; i < attempts.size(); ++i) CHECK(attempts[i] - attempts[i - 1] >= 1s);
 }
 

@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <future>
 #include <latch>
 #include <string>
@@ -29,13 +30,16 @@ TEMPLATE_TEST_CASE("64 threads miss one key at once: the loader runs once", "", 
   cachet::Pool pool(server.connection_options(), roomy());
   std::atomic<int> loads{0};
   std::latch start(64);
-  auto run = [&](auto& cache) {
+  std::atomic<bool> all_waited{false};
+  // `waiters`: the load holds the lock until that many callers wait for it (0: a 50 ms load).
+  auto run = [&](auto& cache, std::uint64_t waiters) {
     std::vector<std::string> got(64);
     in_threads(64, [&](int i) {
       start.arrive_and_wait();
       got[static_cast<std::size_t>(i)] = cache.get_or_load("hot", [&](std::string_view) {
         ++loads;
-        std::this_thread::sleep_for(50ms);
+        if (waiters == 0) std::this_thread::sleep_for(50ms);
+        else all_waited = eventually([&] { return cache.metrics().value(cachet::Event::lock_wait) == waiters; }, 60s);
         return std::string("value");
       });
     });
@@ -43,13 +47,14 @@ TEMPLATE_TEST_CASE("64 threads miss one key at once: the loader runs once", "", 
   };
   SECTION("SingleFlight in front of the lock") {
     StringCache<cachet::StampedeGuard, TestType> cache(test_store<TestType>(pool), guard_options(), {}, stampede_guard(pool));
-    run(cache);
+    run(cache, 0);
     CHECK(cache.metrics().value(cachet::Event::load) == 1);
   }
   SECTION("the lock alone: 63 waiters, woken by the release") {
     StringCache<cachet::RedisLockGuard, TestType> cache(test_store<TestType>(pool), guard_options(), {}, cachet::RedisLockGuard(pool));
-    run(cache);
-    CHECK(cache.metrics().value(cachet::Event::lock_wait) >= 1);
+    run(cache, 63);
+    CHECK(all_waited);  // every other caller missed while the lock was held, and waited
+    CHECK(cache.metrics().value(cachet::Event::lock_wait) == 63);
   }
   CHECK(loads == 1);
 }

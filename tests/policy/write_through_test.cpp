@@ -16,7 +16,9 @@
 #include <future>
 #include <memory>
 #include <optional>
+#include <mutex>
 #include <random>
+#include <semaphore>
 #include <span>
 #include <string>
 #include <thread>
@@ -130,77 +132,107 @@ TEST_CASE("Redis refusing the write (OOM): the old value and what the write inva
 namespace {
 
 // Two threads write one key per round; after each round the cache must hold
-// what the database holds. Returns how many cache writes were refused as older.
+// what the database holds. Each round is forced to the race: the writer that
+// commits first (the older row) waits after its commit until the other's put
+// has returned, so the older cache write always reaches Redis last.
+class OlderLast {
+ public:
+  // Runs `commit` (the database write, returning its version) under a lock,
+  // so the first to commit is the first here; the first then waits.
+  template <class Commit>
+  auto commit(Commit commit) {
+    bool first = false;
+    auto version = [&] {
+      std::lock_guard lock(mutex_);
+      first = !claimed_;
+      claimed_ = true;
+      if (first) older_ = std::this_thread::get_id();
+      return commit();
+    }();
+    if (first && !newer_cached_.try_acquire_for(60s)) ++stuck_;  // generous: a stuck peer fails the test, not hangs it
+    return version;
+  }
+  // The thread's put has returned: the newer writer lets the older one go on.
+  void put_returned() {
+    std::lock_guard lock(mutex_);
+    if (claimed_ && older_ != std::this_thread::get_id()) newer_cached_.release();
+  }
+  // Between rounds, when neither writer is inside put().
+  void next_round() noexcept { claimed_ = false; }
+  int stuck() const { return stuck_; }
+
+ private:
+  std::mutex mutex_;
+  bool claimed_ = false;
+  std::thread::id older_;
+  std::binary_semaphore newer_cached_{0};
+  std::atomic<int> stuck_{0};
+};
+
+// Returns how many cache writes were refused as older; `make_writer(path, next, order)`.
 template <class MakeWriter>
 long race(int rounds, MakeWriter make_writer) {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
   const std::string path = db_path(server);
-  using W = decltype(make_writer(path, std::declval<std::function<std::uint64_t()>>()));
+  OlderLast order;
+  using W = decltype(make_writer(path, std::declval<std::function<std::uint64_t()>>(), order));
   std::unique_ptr<StringCache> entries[2];
   std::unique_ptr<Cache<W>> caches[2];
   for (int t = 0; t < 2; ++t) {
     auto next = [&caches, t] { return caches[t]->next_version(); };
     entries[t] = std::make_unique<StringCache>(cachet::RedisStore(pool), options("wt-race-" + std::to_string(t)));
-    caches[t] = std::make_unique<Cache<W>>(*entries[t], make_writer(path, next));
+    caches[t] = std::make_unique<Cache<W>>(*entries[t], make_writer(path, next, order));
   }
   TestDb check(path);
   std::atomic<long> refused{0}, wrong{0};
-  std::barrier sync(2);
+  auto between_rounds = [&order]() noexcept { order.next_round(); };
+  std::barrier sync(2, between_rounds);
   std::vector<cachet::test::Thread> threads;
   for (int t = 0; t < 2; ++t) {
     threads.emplace_back([&, t] {
-      std::mt19937 rng(static_cast<unsigned>(t));
       for (int round = 0; round < rounds; ++round) {
         const std::string id = std::to_string(round % 16);
         sync.arrive_and_wait();
-        if (rng() % 2) std::this_thread::sleep_for(std::chrono::microseconds(rng() % 50));
         refused += caches[t]->put(id, "t" + std::to_string(t) + "-r" + std::to_string(round)) ==
                    WriteOutcome::newer_cached;
+        order.put_returned();
         sync.arrive_and_wait();
         if (t == 0 && caches[0]->get(id) != check.value(id)) ++wrong;
       }
     });
   }
   for (auto& th : threads) th.join();
+  CHECK(order.stuck() == 0);
   CHECK(wrong == 0);
   return refused;
-}
-
-// After the commit, a random pause before the cache write: the older writer often reaches Redis last.
-void jitter() {
-  thread_local std::mt19937 rng(std::random_device{}());
-  if (rng() % 2) std::this_thread::sleep_for(std::chrono::microseconds(rng() % 200));
 }
 
 }  // namespace
 
 TEST_CASE("two racing writers with row versions: the cache ends with the newer version every round") {
-  const long refused = race(race_rounds, [](const std::string& path, std::function<std::uint64_t()>) {
-    return [db = std::make_shared<TestDb>(path)](std::string_view id, const std::string& v) {
-      const std::int64_t version = db->update(id, v);
-      jitter();
-      return version;
+  const long refused = race(race_rounds, [](const std::string& path, std::function<std::uint64_t()>, OlderLast& order) {
+    return [db = std::make_shared<TestDb>(path), &order](std::string_view id, const std::string& v) {
+      return order.commit([&] { return db->update(id, v); });
     };
   });
-  INFO("older cache writes refused: " << refused);
-  CHECK(refused > 0);  // the race did happen, and the script settled it
+  CHECK(refused == race_rounds);  // every round raced, and the script refused the older write each time
 }
 
 TEST_CASE("two racing writers with versions from next_version() drawn inside the transaction") {
-  const long refused = race(race_rounds, [](const std::string& path, std::function<std::uint64_t()> next) {
-    return [db = std::make_shared<TestDb>(path), next](std::string_view id, const std::string& v) {
-      std::uint64_t version = 0;
-      db->transaction([&] {
-        version = next();  // under the database's write lock: versions follow commit order
-        db->set(id, v, static_cast<std::int64_t>(version));
+  const long refused = race(race_rounds, [](const std::string& path, std::function<std::uint64_t()> next, OlderLast& order) {
+    return [db = std::make_shared<TestDb>(path), next, &order](std::string_view id, const std::string& v) {
+      return order.commit([&] {
+        std::uint64_t version = 0;
+        db->transaction([&] {
+          version = next();  // under the database's write lock: versions follow commit order
+          db->set(id, v, static_cast<std::int64_t>(version));
+        });
+        return version;
       });
-      jitter();
-      return version;
     };
   });
-  INFO("older cache writes refused: " << refused);
-  CHECK(refused > 0);
+  CHECK(refused == race_rounds);
 }
 
 TEST_CASE("CacheUpdate::del deletes the key, and an older write after it is refused") {

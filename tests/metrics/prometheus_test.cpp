@@ -1,23 +1,18 @@
-#include <cachet/metrics.hpp>
+#include <cachet/metrics/prometheus.hpp>
 
 #include <catch2/catch.hpp>
-#include <support/concurrency.hpp>
 
-#include <atomic>
 #include <chrono>
 #include <cstddef>
-#include <cstdint>
 #include <memory>
 #include <set>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 using namespace std::chrono_literals;
 using cachet::CacheMetrics;
 using cachet::Event;
-using cachet::LatencyHistogram;
 
 namespace {
 
@@ -31,63 +26,6 @@ std::vector<std::string> lines(const std::string& text) {
 bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
 
 }  // namespace
-
-TEST_CASE("events are counted per cache and the hit ratio follows them") {
-  CacheMetrics m("products", "shop:product");
-  CHECK(m.cache() == "products");
-  CHECK(m.prefix() == "shop:product");
-  CHECK(m.hit_ratio() == 0.0);  // no lookups yet
-  for (std::size_t i = 0; i < cachet::event_count; ++i) CHECK(m.value(static_cast<Event>(i)) == 0);
-
-  m.count(Event::miss, 4);
-  CHECK(m.hit_ratio() == 0.0);
-  m.count(Event::hit);
-  m.count(Event::hit, 2);
-  m.count(Event::negative_hit);
-  m.count(Event::stale_hit);
-  m.count(Event::load, 7);  // not a lookup
-  CHECK(m.value(Event::hit) == 3);
-  CHECK(m.value(Event::miss) == 4);
-  CHECK(m.value(Event::load) == 7);
-  CHECK(m.value(Event::lock_wait) == 0);
-  CHECK(m.hit_ratio() == Approx(5.0 / 8.0));  // the stale hit's lookup is one of the misses
-}
-
-TEST_CASE("histogram buckets are le-inclusive, cumulative, with sum and count") {
-  const auto& bounds = LatencyHistogram::bounds;
-  REQUIRE(bounds.size() == 22);
-  CHECK(bounds.front() == 1us);
-  CHECK(bounds[1] == 2500ns);
-  CHECK(bounds[2] == 5us);
-  CHECK(bounds[9] == 1ms);
-  CHECK(bounds.back() == 10s);
-
-  CHECK(LatencyHistogram::bucket_of(0ns) == 0);
-  CHECK(LatencyHistogram::bucket_of(1us) == 0);  // a bound belongs to its own bucket (le)
-  CHECK(LatencyHistogram::bucket_of(1001ns) == 1);
-  CHECK(LatencyHistogram::bucket_of(3ms) == 11);  // le 5 ms
-  CHECK(LatencyHistogram::bucket_of(10s) == 21);
-  CHECK(LatencyHistogram::bucket_of(10s + 1ns) == LatencyHistogram::bucket_count);
-
-  LatencyHistogram h;
-  h.observe(-5ms);  // counts as zero
-  h.observe(1us);
-  h.observe(1001ns);
-  h.observe(3ms);
-  h.observe(10s);
-  h.observe(1h);
-  const auto s = h.snapshot();
-  CHECK(s.count == 6);
-  CHECK(h.count() == 6);
-  CHECK(s.sum == 1us + 1001ns + 3ms + 10s + 1h);
-  CHECK(s.cumulative[0] == 2);
-  CHECK(s.cumulative[1] == 3);
-  CHECK(s.cumulative[10] == 3);
-  CHECK(s.cumulative[11] == 4);
-  CHECK(s.cumulative[20] == 4);
-  CHECK(s.cumulative[21] == 5);  // 1 h is only in +Inf, that is the count
-  for (std::size_t i = 1; i < s.cumulative.size(); ++i) CHECK(s.cumulative[i] >= s.cumulative[i - 1]);
-}
 
 TEST_CASE("the exact Prometheus text of one cache, with escaped labels") {
   auto m = std::make_shared<CacheMetrics>("say \"hi\"\\", "shop:pro\nduct");
@@ -275,100 +213,4 @@ TEST_CASE("several caches share one HELP and TYPE per family") {
   CHECK(text.find("cachet_load_duration_seconds_sum{cache=\"c\",prefix=\"y:one\"} 0.04\n") != std::string::npos);
   CHECK(text.find("cachet_hit_ratio{cache=\"b\",prefix=\"x:two\"} 1\n") != std::string::npos);
   CHECK(cachet::to_prometheus({}).empty());
-}
-
-TEST_CASE("8 threads counting at once lose nothing, while the registry renders") {
-  cachet::MetricsRegistry registry;
-  const auto m = registry.add("hot", "ns:hot");
-  constexpr int threads = 8;
-  constexpr std::uint64_t per_thread = 50'000;
-  std::atomic<int> ready{0};
-  std::atomic<bool> done{false};
-
-  cachet::test::Thread reader([&] {  // scrapes race with the counting
-    std::size_t scrapes = 0;
-    while (!done.load() || scrapes == 0) {
-      if (registry.prometheus().find("cachet_hits_total") != std::string::npos) ++scrapes;
-    }
-  });
-  const cachet::test::RaiseOnExit stop_reader(done);
-  std::vector<cachet::test::Thread> workers;
-  for (int t = 0; t < threads; ++t)
-    workers.emplace_back([&, t] {
-      ready.fetch_add(1);
-      while (ready.load() < threads) std::this_thread::yield();
-      for (std::uint64_t i = 0; i < per_thread; ++i) {
-        m->count(Event::hit);
-        if (i % 4 == 0) m->count(Event::miss, 2);
-        m->get_latency().observe(std::chrono::microseconds(t * 100 + static_cast<int>(i % 7)));
-      }
-    });
-  for (auto& w : workers) w.join();
-  done = true;
-  reader.join();
-
-  CHECK(m->value(Event::hit) == threads * per_thread);
-  CHECK(m->value(Event::miss) == threads * per_thread / 2);
-  const auto s = m->get_latency().snapshot();
-  CHECK(s.count == threads * per_thread);
-  std::chrono::nanoseconds expected_sum{0};
-  for (int t = 0; t < threads; ++t)
-    for (std::uint64_t i = 0; i < per_thread; ++i)
-      expected_sum += std::chrono::microseconds(t * 100 + static_cast<int>(i % 7));
-  CHECK(s.sum == expected_sum);
-  CHECK(m->hit_ratio() == Approx(2.0 / 3.0));
-}
-
-TEST_CASE("the registry adds, shares and removes caches") {
-  cachet::MetricsRegistry registry;
-  CHECK(registry.prometheus().empty());
-  CHECK(&cachet::MetricsRegistry::global() == &cachet::MetricsRegistry::global());
-
-  const auto products = registry.add("products", "shop:product");
-  const auto users = registry.add("users", "shop:user");
-  CHECK(products != users);
-  products->count(Event::hit);
-  REQUIRE(registry.metrics().size() == 2);
-  CHECK(registry.metrics()[0] == products);  // ordered by cache, prefix
-  CHECK(registry.prometheus().find("cachet_hits_total{cache=\"products\",prefix=\"shop:product\"} 1\n") !=
-        std::string::npos);
-
-  // The same labels again: the same metrics, released by the last remove().
-  const auto again = registry.add("products", "shop:product");
-  CHECK(again == products);
-  registry.remove(again);
-  CHECK(registry.metrics().size() == 2);
-  registry.remove(products);
-  CHECK(registry.metrics().size() == 1);
-  CHECK(registry.prometheus().find("cache=\"products\"") == std::string::npos);
-  CHECK(products->value(Event::hit) == 1);  // the cache keeps its own reference
-
-  // Pointers the registry does not hold are ignored.
-  registry.remove(nullptr);
-  registry.remove(std::make_shared<CacheMetrics>("users", "shop:user"));
-  registry.remove(products);
-  REQUIRE(registry.metrics().size() == 1);
-  CHECK(registry.metrics()[0] == users);
-  registry.remove(users);
-  CHECK(registry.metrics().empty());
-  CHECK(registry.prometheus().empty());
-}
-
-TEST_CASE("a label that is not valid UTF-8 is refused when the metrics are made, naming it, and valid ones are kept whole") {
-  for (const std::string& bad : {std::string("caf\xE9"), std::string("\xC0\xAF"), std::string("\xED\xA0\x80"),
-                                std::string("\xF4\x90\x80\x80"), std::string("ok\xE2\x82")}) {
-    INFO(bad);
-    CHECK_THROWS_AS(CacheMetrics(bad, "p"), cachet::MetricsLabelError);
-    CHECK_THROWS_WITH(CacheMetrics("c", bad), Catch::Contains("label prefix=") && Catch::Contains("not valid UTF-8"));
-  }
-  CHECK_THROWS_WITH(CacheMetrics("caf\xE9", "p"), Catch::Contains("cache=\"caf\\xe9\""));
-  cachet::MetricsRegistry registry;
-  CHECK_THROWS_AS(registry.add("bad\xFF", "p"), cachet::MetricsLabelError);
-  CHECK(registry.metrics().empty());  // nothing left behind
-
-  // Valid UTF-8 goes out as is; backslash, quote and newline are escaped.
-  const auto m = registry.add("caf\xC3\xA9 \xF0\x9F\x98\x80", "a\\b\"c\nd");
-  CHECK(registry.prometheus().find("cachet_hits_total{cache=\"caf\xC3\xA9 \xF0\x9F\x98\x80\",prefix=\"a\\\\b\\\"c\\nd\"} 0\n") !=
-        std::string::npos);
-  registry.remove(m);
 }

@@ -22,14 +22,11 @@ using cachet::test::in_threads;
 TEST_CASE("concurrent misses for one key run the load once and all get its value") {
   cachet::SingleFlight guard;
   std::atomic<int> loads{0};
-  std::atomic<int> waiting{0};
   std::vector<std::string> got(32);
   in_threads(32, [&](int i) {
-    ++waiting;
     got[static_cast<std::size_t>(i)] = guard.share("k", [&] {
       ++loads;
-      while (waiting < 32) std::this_thread::yield();  // everyone has arrived
-      std::this_thread::sleep_for(200ms);              // and joined the flight, however slow the machine
+      while (guard.followers("k") < 31) std::this_thread::yield();  // the 31 others have joined this flight
       return std::string("value");
     });
   });
@@ -40,14 +37,12 @@ TEST_CASE("concurrent misses for one key run the load once and all get its value
 
 TEST_CASE("the load's exception reaches every waiter, and the next miss loads again") {
   cachet::SingleFlight guard;
-  std::atomic<int> loads{0}, errors{0}, waiting{0};
+  std::atomic<int> loads{0}, errors{0};
   in_threads(16, [&](int) {
-    ++waiting;
     try {
       guard.share("k", [&]() -> int {
         ++loads;
-        while (waiting < 16) std::this_thread::yield();
-        std::this_thread::sleep_for(200ms);
+        while (guard.followers("k") < 15) std::this_thread::yield();  // everyone shares this failure
         throw std::runtime_error("db down");
       });
     } catch (const std::runtime_error& e) {
@@ -102,14 +97,13 @@ TEST_CASE("CacheAside with SingleFlight: a stampede on a cold key is one databas
   o.ns = "test";
   o.name = "product";
   cachet::CacheAside<Product, cachet::JsonCodec<Product>, cachet::SingleFlight> cache(cachet::RedisStore(pool), o);
-  std::atomic<int> queries{0}, waiting{0};
+  std::atomic<int> queries{0};
   std::atomic<int> wrong{0};
+  const std::string key = cache.key("42");  // what a load is filed under (no write-through here)
   in_threads(24, [&](int) {
-    ++waiting;
     const Product p = cache.get_or_load("42", [&](std::string_view) {
       ++queries;
-      while (waiting < 24) std::this_thread::yield();
-      std::this_thread::sleep_for(200ms);  // a slow query: everyone misses and joins meanwhile, even under TSan
+      while (cache.guard().followers(key) < 23) std::this_thread::yield();  // everyone missed and joined
       return cachet::test::sample_product(42);
     });
     if (!(p == cachet::test::sample_product(42))) ++wrong;

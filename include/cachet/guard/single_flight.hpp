@@ -67,6 +67,16 @@ class SingleFlight {
     return n;
   }
 
+  // Callers waiting on the load of `key` that is in flight (0: none in flight).
+  // A caller counted here gets that load's outcome: tests wait on it to know
+  // that everyone has joined before they let the load finish.
+  std::size_t followers(std::string_view key) const {
+    const Shard& shard = shard_of(key);
+    std::lock_guard lock(shard.mutex);
+    const auto it = shard.flights.find(std::string(key));
+    return it == shard.flights.end() ? 0 : it->second.followers;
+  }
+
  private:
   using FlightBase = detail::OutcomeBase;
   template <class R>
@@ -75,6 +85,7 @@ class SingleFlight {
     Entry(std::type_index t, std::nullptr_t) : type(t) {}
     std::type_index type;
     std::shared_ptr<FlightBase> flight;
+    std::size_t followers = 0;
   };
   struct Shard {
     mutable std::mutex mutex;
@@ -85,7 +96,7 @@ class SingleFlight {
   template <class Load, class Follow>
   auto share(std::string_view key, Load& load, Follow&& follow) -> std::invoke_result_t<Load&> {
     using R = std::invoke_result_t<Load&>;
-    Shard& shard = shards_[std::hash<std::string_view>{}(key) % shards_.size()];
+    Shard& shard = shard_of(key);
     std::shared_ptr<Flight<R>> flight;
     bool leader = false;
     {
@@ -96,6 +107,7 @@ class SingleFlight {
         leader = true;
       } else if (it->second.type == typeid(R)) {
         flight = std::static_pointer_cast<Flight<R>>(it->second.flight);
+        ++it->second.followers;
       }
     }
     if (!flight) return load();  // another result type is in flight for this key
@@ -114,6 +126,11 @@ class SingleFlight {
       shard.flights.erase(std::string(key));
     }
     flight.publish(std::move(value), std::move(error));
+  }
+
+  Shard& shard_of(std::string_view key) { return shards_[std::hash<std::string_view>{}(key) % shards_.size()]; }
+  const Shard& shard_of(std::string_view key) const {
+    return shards_[std::hash<std::string_view>{}(key) % shards_.size()];
   }
 
   std::vector<Shard> shards_;

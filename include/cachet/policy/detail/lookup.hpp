@@ -57,7 +57,8 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
     Lookup found;
     if (!in_process(k, found)) {
       Fetched f;
-      landed(k, found, f, fetch_timed(true, [&] { f = fetch(k); }));
+      const Reach r = fetch_timed(true, [&] { f = fetch(k); });
+      landed(k, found, r == Reach::reached ? &f : nullptr);
     }
     count(found);
     return found;
@@ -80,7 +81,8 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
       fetched = fetch_many(remote);
       if (fetched.size() != remote.size()) throw ProtocolError("cachet: store returned a batch of the wrong size");
     });
-    for (std::size_t j = 0; j < remote.size(); ++j) landed(remote[j], found[at[j]], fetched[j], r);
+    for (std::size_t j = 0; j < remote.size(); ++j)
+      landed(remote[j], found[at[j]], r == Reach::reached ? &fetched[j] : nullptr);
     for (std::size_t i = 0; i < keys.size(); ++i) {
       count(found[i]);
       if (found[i].state == Lookup::value) out[i] = value_of(found[i].entry);
@@ -138,9 +140,9 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
     return r;
   }
 
-  // What Redis gave for `k` into `found`; unreachable (`found` kept) when it was not reached.
-  void landed(std::string_view k, Lookup& found, Fetched& f, Reach r) {
-    if (r == Reach::reached) found = judge(take(k, f));
+  // What Redis gave for `k` into `found`; nullptr: not reached (`found` kept, unreachable).
+  void landed(std::string_view k, Lookup& found, Fetched* f) {
+    if (f) found = judge(take(k, *f));
     else found.reachable = false;
   }
 

@@ -77,6 +77,7 @@ template <detail::AttachableCache Cache, class W>
 class WriteBehind : public detail::WritePolicy<Cache, W> {
   using Base = detail::WritePolicy<Cache, W>;
   using Base::cache_;
+  using Base::access_;
   using Base::writer_;
   using V = typename Cache::value_type;
 
@@ -113,19 +114,19 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
   // QueueFullError when the queue stays at its bound.
   StreamId write(std::string_view id, const V& value) {
     cache_.metrics().count(Event::write);
-    const typename Cache::Encoded e = cache_.encode(value);
+    const detail::Encoded e = access_.encode(value);
     const std::string k = cache_.key(id);
     const std::string_view written = k;
-    [[maybe_unused]] const auto forget = cache_.forgetting({&written, 1});  // the enqueue script sets the entry
+    [[maybe_unused]] const auto forget = access_.forgetting({&written, 1});  // the enqueue script sets the entry
     const Tags tags(cache_.store().redis(), cache_.keys());
-    const std::vector<std::string> sets = tags.tag_set_keys(cache_.tags_of(value));
+    const std::vector<std::string> sets = tags.tag_set_keys(access_.tags_of(value));
     const std::string write_version = cache_.keys().write_version(k);
     const QueuedWrite w{id, k, e.bytes, e.ttl, write_version, e.ttl + write_.version_margin, sets,
                         tags.options().prune_sample};
     std::optional<Enqueued> queued;
     bool counted = false;
     const auto has_room = [&] {
-      cache_.guarded([&] { queued = queue_.enqueue(w, write_.max_length, write_.on_full == QueueFull::grow); }, true);
+      access_.guarded([&] { queued = queue_.enqueue(w, write_.max_length, write_.on_full == QueueFull::grow); }, true);
       if (queued) return true;
       if (!std::exchange(counted, true)) cache_.metrics().count(Event::queue_full);
       return write_.on_full == QueueFull::reject;  // no waiting for room
@@ -210,10 +211,10 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
   // The value of `id`'s queued write; nullopt when none (or Redis is down).
   std::optional<V> pending(std::string_view id) {
     std::optional<std::string> bytes;
-    const bool reached = cache_.guarded([&] { bytes = queue_.pending(id); }, cache_.options().throw_redis_errors);
+    const bool reached = access_.guarded([&] { bytes = queue_.pending(id); }, cache_.options().throw_redis_errors);
     if (!reached || !bytes) return std::nullopt;
     try {
-      return cache_.decode_value(*bytes);
+      return access_.decode_value(*bytes);
     } catch (const DecodeError&) {
       cache_.metrics().count(Event::decode_error);
       return std::nullopt;

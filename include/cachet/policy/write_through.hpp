@@ -99,6 +99,7 @@ template <detail::AttachableCache Cache, class W>
 class WriteThrough : public detail::WritePolicy<Cache, W> {
   using Base = detail::WritePolicy<Cache, W>;
   using Base::cache_;
+  using Base::access_;
   using Base::writer_;
   using V = typename Cache::value_type;
 
@@ -164,10 +165,10 @@ class WriteThrough : public detail::WritePolicy<Cache, W> {
     const std::string k = cache_.key(id);
     const bool set = write_.on_write == CacheUpdate::set;
     std::exception_ptr error;
-    std::optional<typename Cache::Encoded> e;
+    std::optional<detail::Encoded> e;
     if (set) {
       try {
-        e = cache_.encode(value);
+        e = access_.encode(value);
       } catch (const EncodeError&) {
         error = std::current_exception();
       }
@@ -185,7 +186,7 @@ class WriteThrough : public detail::WritePolicy<Cache, W> {
   // The cache write: `e` set (tagged as the cache tags values), or (null) the key
   // deleted, conditional on `version`, with the targets' invalidation in the same
   // atomic step (the store's). false when a newer version is cached.
-  bool write(const std::string& k, const typename Cache::Encoded* e, const V& value,
+  bool write(const std::string& k, const detail::Encoded* e, const V& value,
              const std::optional<std::string>& row_version, const ResolvedTargets* targets) {
     const auto ttl = e ? e->ttl : cache_.options().ttl.expiry(cache_.options().name, std::chrono::system_clock::now()).ttl;
     const std::string version_key = cache_.keys().write_version(k);
@@ -194,7 +195,7 @@ class WriteThrough : public detail::WritePolicy<Cache, W> {
                              ttl + write_.version_margin, !e};
     std::vector<std::string> sets;
     StoreWrite w{k, e ? std::string_view(e->bytes) : std::string_view{}, ttl};
-    if (e) cache_.tag_write(w, value, sets);
+    if (e) access_.tag_write(w, value, sets);
     w.version_check = &check;
     w.invalidation = targets ? &targets->script : nullptr;
     InvalidationResult invalidated;
@@ -224,7 +225,7 @@ class WriteThrough : public detail::WritePolicy<Cache, W> {
   // Runs `op` under the cache's breaker, keeping its error for the report.
   template <class Op>
   bool reach(std::exception_ptr& error, Op&& op) {
-    return cache_.guarded(
+    return access_.guarded(
         [&] {
           try {
             op();

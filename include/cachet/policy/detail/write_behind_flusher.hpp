@@ -25,6 +25,7 @@
 #include <cachet/codec/errors.hpp>
 #include <cachet/detail/backoff.hpp>
 #include <cachet/metrics.hpp>
+#include <cachet/policy/detail/write_access.hpp>
 #include <cachet/policy/write_queue.hpp>
 #include <cachet/redis/errors.hpp>
 #include <cachet/store/write_queue.hpp>
@@ -234,7 +235,7 @@ class Flusher {
     std::vector<Held*> owners;
     for (Held* h : ready) {
       try {
-        std::optional<V> v = cache_.decode_value(h->head.bytes);
+        std::optional<V> v = WriteAccess<Cache>(cache_).decode_value(h->head.bytes);
         if (!v) throw DecodeError("a negative cache entry");
         writes.push_back({h->head.id, std::move(*v), h->head.entry, h->superseded.size()});
         owners.push_back(h);

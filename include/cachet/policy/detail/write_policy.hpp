@@ -4,6 +4,7 @@
 // scripts), held by reference, and the writer they own.
 
 #include <cachet/policy/cache_aside.hpp>
+#include <cachet/policy/detail/write_access.hpp>
 
 #include <string>
 #include <string_view>
@@ -16,7 +17,7 @@ namespace cachet::detail {
 template <class C>
 concept AttachableCache = requires(C& c) {
   typename C::value_type;
-  c.watch_writes();
+  c.key(std::string_view{});
 } && RedisBacked<std::remove_reference_t<decltype(std::declval<C&>().store())>>;
 
 template <AttachableCache Cache, class W>
@@ -35,10 +36,13 @@ class WritePolicy {
  protected:
   // Attaching switches on write-version watching: a load that read the old row
   // cannot overwrite what a write put in the cache. The cache must outlive the policy.
-  WritePolicy(Cache& cache, W writer) : cache_(cache), writer_(std::move(writer)) { cache_.watch_writes(); }
+  WritePolicy(Cache& cache, W writer) : cache_(cache), access_(cache), writer_(std::move(writer)) {
+    access_.watch_writes();
+  }
   ~WritePolicy() = default;
 
   Cache& cache_;
+  WriteAccess<Cache> access_;  // what the policy reaches past the cache's user API
   W writer_;
 };
 

@@ -1,0 +1,283 @@
+#pragma once
+// The state of a CacheAside and what every path through it uses: the circuit
+// breaker (attempt), keys and namespace versions, entry encoding, and the
+// decoding and judging of what a read found. The base of lookup.hpp,
+// write_back.hpp and load_task.hpp, which CacheAside derives from (protected).
+
+#include <cachet/breaker.hpp>
+#include <cachet/clock.hpp>
+#include <cachet/codec/entry.hpp>
+#include <cachet/executor.hpp>
+#include <cachet/guard/concepts.hpp>
+#include <cachet/invalidation/namespace_version.hpp>
+#include <cachet/invalidation/tags.hpp>
+#include <cachet/keys.hpp>
+#include <cachet/metrics.hpp>
+#include <cachet/policy/cache_options.hpp>
+#include <cachet/policy/loader.hpp>
+#include <cachet/redis/errors.hpp>
+#include <cachet/store/concepts.hpp>
+#include <cachet/store/tiered_store.hpp>
+#include <cachet/ttl.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace cachet::detail {
+
+// A fresh entry's bytes and its Redis TTL.
+struct Encoded {
+  std::string bytes;
+  std::chrono::milliseconds ttl;
+};
+
+template <class V, Codec C, Guard G, Store S, Clock Clk>
+class CacheCore {
+ public:
+  static constexpr bool tiered = ValueTiered<S, V>;
+  // An entry in hand: over a TieredStore, shared with the in-process tier.
+  using Entry = std::conditional_t<tiered, Cached<V>, typename EntryCodec<C>::Decoded>;
+
+  struct Lookup {
+    // stale: past its soft expiry, kept only for stale serving; without a guard
+    // that serves it, it is reloaded like a miss.
+    enum State { value, negative, stale, miss } state = miss;
+    bool reachable = true;  // Redis answered (or was not needed)
+    Entry entry{};
+  };
+
+  // How attempt() went: reached, failed, or skipped by the open breaker.
+  enum class Reach { reached, failed, skipped };
+
+  CacheCore(S store, CacheOptions options, C codec, G guard, Clk clock)
+      : options_(validated(std::move(options), store)),
+        store_(std::move(store)),
+        entries_(options_.format, std::move(codec)),
+        guard_(std::move(guard)),
+        clock_(std::move(clock)),
+        keys_(options_.ns, options_.keys),
+        key_prefix_(keys_.name_prefix(options_.name)),
+        metrics_(MetricsRegistry::global().add(label(options_), options_.ns + ":" + options_.name)),
+        breaker_(options_.breaker, [m = metrics_](BreakerState to) { m->count(transition_event(to)); }),
+        sliding_(options_.ttl.sliding(options_.name)),
+        version_(options_.versions ? &options_.versions->of(options_.name) : nullptr),
+        executor_(options_.background) {
+    follow_version();
+  }
+  CacheCore(const CacheCore&) = delete;
+  CacheCore& operator=(const CacheCore&) = delete;
+  ~CacheCore() { MetricsRegistry::global().remove(metrics_); }  // after CacheAside stopped the executor
+
+  // The value of an entry that holds one: moved out, or the tier's shared copy.
+  static decltype(auto) value_of(Entry& e) {
+    if constexpr (tiered) return std::as_const(*e.value);
+    else return std::move(*e.value);
+  }
+  static std::shared_ptr<const V> shared(Entry&& e) {
+    if constexpr (tiered) return std::move(e.value);
+    else return std::make_shared<const V>(std::move(*e.value));
+  }
+  template <class R>
+  static std::shared_ptr<const V> share(R&& r) {
+    if constexpr (is_optional<std::remove_cvref_t<R>>::value) return r ? share(std::move(*r)) : nullptr;
+    else return std::make_shared<const V>(std::move(r));
+  }
+
+  // Runs a Redis operation under the circuit breaker. Errors and skips are
+  // counted, and thrown only when `rethrow` is set.
+  template <class Op>
+  Reach attempt(Op&& op, bool rethrow) {
+    if (!breaker_.allow()) {
+      metrics_->count(Event::redis_skipped);
+      if (rethrow) throw ConnectionError("cachet: circuit breaker open, redis skipped");
+      return Reach::skipped;
+    }
+    try {
+      op();
+      breaker_.success();
+      return Reach::reached;
+    } catch (const ReplyError&) {  // the server answered: a per-key refusal, not an outage
+      breaker_.success();
+      metrics_->count(Event::redis_error);
+      if (rethrow) throw;
+      return Reach::failed;
+    } catch (const Error&) {  // connection, timeout, pool exhausted
+      breaker_.failure();
+      metrics_->count(Event::redis_error);
+      if (rethrow) throw;
+      return Reach::failed;
+    } catch (...) {
+      breaker_.failure();
+      throw;
+    }
+  }
+  // attempt(), true when Redis was reached.
+  template <class Op>
+  bool guarded(Op&& op, bool rethrow) {
+    return attempt(std::forward<Op>(op), rethrow) == Reach::reached;
+  }
+
+  // Around writes made past the store (Tags::set_tagged, write-behind's enqueue):
+  // over a TieredStore, the keys leave L1 when the returned object goes.
+  auto forgetting([[maybe_unused]] std::span<const std::string_view> keys) {
+    if constexpr (tiered) return store_.evicting(keys);
+    else return 0;
+  }
+
+  // Tags `w` as this cache tags `value` (tag_loaded_values, into the
+  // {ns}:tag:{tag} sets, which `sets` keeps for `w` to view); nothing when it tags nothing.
+  void tag_write(StoreWrite& w, const V& value, std::vector<std::string>& sets) const {
+    if (!tags_for_) return;
+    for (const std::string& tag : tags_for_(value)) sets.push_back(keys_.tag(tag));
+    w.tag_sets = sets;
+    w.prune_sample = TagOptions{}.prune_sample;  // as the cache's Tags (tag_sets())
+  }
+  std::vector<std::string> tags_of(const V& value) const {
+    return tags_for_ ? tags_for_(value) : std::vector<std::string>{};
+  }
+  // Tags over the store's Redis tier (a TieredStore's second tier).
+  Tags tag_sets() { return Tags(store_.redis(), keys_); }
+
+  // A hit renews a sliding value's TTL but not its tag sets', which could then
+  // expire first and let the value outlive an invalidation of its tags.
+  void refuse_tags_if_sliding() const {
+    if (sliding_) throw std::invalid_argument("cachet: '" + options_.name + "' has sliding expiry, which tags do not support");
+  }
+
+  // key(id) into `out`, appended (a std::string or a KeyBuffer).
+  template <class Out>
+  void append_key(Out& out, std::string_view id) const {
+    if (!version_) return keys_.append_value(out, key_prefix_, id);
+    keys_.append_value(out, keys_.name_prefix(options_.name, version_->current()), id);
+  }
+  // key(id) for a read; false while a versioned name's version cannot be read
+  // (Redis down since this process started): the read then bypasses Redis.
+  template <class Out>
+  bool read_key(std::string_view id, Out& out) {
+    if (!version_ || version_->known()) {
+      append_key(out, id);
+      return true;
+    }
+    return guarded([&] { append_key(out, id); }, options_.throw_redis_errors);
+  }
+
+  // An entry made at `now`, as a load stores it: of `*value`, or negative for
+  // nullptr (nullopt when this name does not cache "does not exist"). Throws EncodeError.
+  std::optional<Encoded> encode_entry(const V* value, EntryMeta::time_point now,
+                                      std::chrono::nanoseconds compute) const {
+    if (value) {
+      const Expiry e = options_.ttl.expiry(options_.name, now);
+      return Encoded{entries_.encode(*value, meta(now, e, compute)), e.ttl};
+    }
+    const std::chrono::milliseconds ttl = options_.ttl.negative_ttl(options_.name);
+    if (ttl.count() <= 0) return std::nullopt;
+    return Encoded{entries_.encode_negative(meta(now, {now + ttl, ttl}, compute)), ttl};
+  }
+  Encoded encode(const V& value) const { return *encode_entry(&value, clock_.now(), {}); }
+  std::optional<V> decode_value(std::string_view bytes) const { return entries_.decode(bytes).value; }
+
+  // Nullopt for nothing, or for corrupt or foreign bytes (a miss, counted if `counted`).
+  std::optional<Entry> decode(const std::optional<std::string>& bytes, bool counted = true) {
+    if (!bytes) return std::nullopt;
+    try {
+      auto d = entries_.decode(*bytes);
+      if constexpr (tiered) return Entry{d.value ? std::make_shared<const V>(std::move(*d.value)) : nullptr, d.meta};
+      else return d;
+    } catch (const DecodeError&) {
+      if (counted) metrics_->count(Event::decode_error);
+      return std::nullopt;
+    }
+  }
+
+  // Fresh, stale (past the soft expiry) or negative, by the cache's clock.
+  Lookup judge(std::optional<Entry> e) const {
+    Lookup found;
+    if (!e) return found;
+    found.entry = std::move(*e);
+    const EntryMeta& m = found.entry.meta;
+    const bool fresh = m.fresh_until == EntryMeta::time_point::max() || clock_.now() < m.fresh_until;  // max: plain
+    found.state = !fresh ? Lookup::stale : m.negative ? Lookup::negative : Lookup::value;
+    return found;
+  }
+
+  static std::vector<std::string_view> views(std::span<const std::string> keys) {
+    return std::vector<std::string_view>(keys.begin(), keys.end());
+  }
+
+  CacheOptions options_;
+  S store_;
+  EntryCodec<C> entries_;
+  G guard_;
+  Clk clock_;
+  KeyBuilder keys_;
+  std::string key_prefix_;  // "{ns}:{name}:", built once
+  std::shared_ptr<CacheMetrics> metrics_;
+  CircuitBreaker breaker_;
+  bool sliding_;
+  NamespaceVersion* version_;  // options_.versions' entry for `name`, or nullptr
+  Tracking::Subscription version_subscription_;  // follow_version()
+  std::function<std::vector<std::string>(const V&)> tags_for_;
+  bool watch_writes_ = false;  // see WriteAccess::watch_writes
+  Executor executor_;  // last: stopped first, while what its jobs use still exists
+
+ private:
+  // Over a TieredStore whose tracking covers the version counter, a bump by
+  // anyone drops the cached version as soon as its invalidation arrives (and a
+  // flush, or a lost subscriber, drops it too).
+  void follow_version() {
+    if constexpr (tiered) {
+      Tracking* t = store_.tracking();
+      if (!version_ || !t) return;
+      version_subscription_ = t->listen([v = version_](std::optional<std::string_view> k) {
+        if (!k || *k == v->counter_key()) v->expire();
+      });
+    }
+  }
+
+  // Checked before anything is registered, so a refused configuration leaves nothing behind.
+  static CacheOptions validated(CacheOptions o, [[maybe_unused]] S& store) {
+    if (o.name.empty()) throw std::invalid_argument("cachet: CacheOptions::name is empty");
+    if constexpr (tiered) {
+      const std::string prefix = KeyBuilder(o.ns, o.keys).name_prefix(o.name);
+      if (store.tracking() && !store.tracking()->covers(prefix))
+        throw std::invalid_argument("cachet: the store's tracking prefixes do not cover '" + prefix + "'");
+    }
+    if (o.ttl.sliding(o.name)) {
+      if (!TouchingStore<S>)
+        throw std::invalid_argument("cachet: sliding expiry for '" + o.name + "' needs a store that renews TTLs on read");
+      // Renewing on read would keep a "does not exist" answer alive for as long as it is asked.
+      if (o.ttl.negative_ttl(o.name).count() > 0)
+        throw std::invalid_argument("cachet: '" + o.name + "' cannot have both sliding expiry and a negative TTL");
+    }
+    return o;
+  }
+  static std::string label(const CacheOptions& o) { return o.metrics_label.empty() ? o.ns + ":" + o.name : o.metrics_label; }
+
+  static Event transition_event(BreakerState to) {
+    switch (to) {
+      case BreakerState::open: return Event::breaker_open;
+      case BreakerState::half_open: return Event::breaker_half_open;
+      case BreakerState::closed: break;
+    }
+    return Event::breaker_close;
+  }
+
+  EntryMeta meta(EntryMeta::time_point now, const Expiry& e, std::chrono::nanoseconds compute) const {
+    EntryMeta m;
+    m.created_at = now;
+    m.fresh_until = e.fresh_until;
+    m.compute_time = std::chrono::duration_cast<std::chrono::microseconds>(compute);
+    return m;
+  }
+};
+
+}  // namespace cachet::detail

@@ -1,0 +1,58 @@
+#pragma once
+// The one door from a write policy (WriteThrough, WriteBehind and its flusher)
+// into the CacheAside it attaches to, for what is not the cache's user API:
+//
+//   watch_writes()      switches on write-version watching (done by attaching)
+//   encode(value)       a fresh entry of `value` as a load would store it: bytes and Redis TTL
+//   decode_value(bytes) the value in an entry's bytes (nullopt: negative), for the pending queue
+//   guarded(op, rethrow) a Redis operation under the cache's circuit breaker
+//   forgetting(keys)    over a TieredStore, evicts `keys` from L1 when the result goes
+//   tag_write(w, v, s)  tags a store write as the cache tags its loaded values
+//   tags_of(value)      the tags the cache gives `value`
+
+#include <cachet/policy/cache_aside.hpp>
+
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace cachet::detail {
+
+template <class Cache>
+class WriteAccess {
+ public:
+  using value_type = typename Cache::value_type;
+
+  explicit WriteAccess(Cache& cache) noexcept : cache_(cache) {}
+
+  // A load that read the old row may then not overwrite a write's newer value:
+  // it notes the key's write version ({ns}:wv:{key}) first and its write is
+  // refused if a write changed it. Costs a GET per load. Before sharing the cache.
+  void watch_writes() const noexcept { cache_.watch_writes_ = true; }
+  // Throws EncodeError.
+  Encoded encode(const value_type& value) const { return cache_.encode(value); }
+  // Throws DecodeError.
+  std::optional<value_type> decode_value(std::string_view bytes) const { return cache_.decode_value(bytes); }
+  // False when Redis was not reached (breaker open, or the call failed); errors
+  // and skips are counted, and thrown only when `rethrow` is set.
+  template <class Op>
+  bool guarded(Op&& op, bool rethrow) const {
+    return cache_.guarded(std::forward<Op>(op), rethrow);
+  }
+  // Around writes made past the store (Tags::set_tagged, write-behind's enqueue).
+  auto forgetting(std::span<const std::string_view> keys) const { return cache_.forgetting(keys); }
+  // Into `sets`, which `w` views; nothing when the cache tags nothing.
+  void tag_write(StoreWrite& w, const value_type& value, std::vector<std::string>& sets) const {
+    cache_.tag_write(w, value, sets);
+  }
+  // Empty when the cache tags nothing.
+  std::vector<std::string> tags_of(const value_type& value) const { return cache_.tags_of(value); }
+
+ private:
+  Cache& cache_;
+};
+
+}  // namespace cachet::detail

@@ -1,0 +1,158 @@
+#pragma once
+// A CacheAside's writes of what it loaded: one entry (store_entry) or a batch
+// in one pipeline (write_back), each under the guard's lock check when there is
+// one, tagged when the cache tags its values, and conditional on the key's
+// write version in a write-through cache (watch_writes). Failures are counted,
+// never thrown at the reader.
+
+#include <cachet/policy/detail/lookup.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cachet::detail {
+
+template <class V, Codec C, Guard G, Store S, Clock Clk>
+class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
+  using Base = CacheLookup<V, C, G, S, Clk>;
+
+ public:
+  using Base::Base;
+  using Base::options_, Base::store_, Base::clock_, Base::metrics_, Base::tags_for_, Base::watch_writes_;
+  using Base::guarded, Base::encode_entry, Base::tag_write, Base::views;
+
+  // A load's condition in a write-through cache (see watch_writes): the write
+  // version key and what it held before the load; key empty: none.
+  using Seen = std::vector<std::optional<std::string>>;
+  struct Watch {
+    std::string_view key;
+    const std::optional<std::string>* seen = nullptr;
+  };
+
+  // The lock a guard holds for a load (Task::hold): the load's write carries its
+  // check; `sent` once such a write was sent.
+  struct Held {
+    const LockCheck* check = nullptr;
+    bool sent = false;
+  };
+
+  // The write versions of `keys`, or nullopt (nothing may be stored) when Redis is not reached.
+  std::optional<Seen> read_seen(std::span<const std::string> keys) {
+    Seen seen;
+    if (!guarded([&] { seen = store_.get_many(views(keys)); }, false)) return std::nullopt;
+    return seen;
+  }
+
+  // Writes a loaded value (or, for nullptr, a negative entry when enabled).
+  void store_entry(const std::string& k, const V* value, std::chrono::steady_clock::time_point started, Held& held,
+                   const Watch& watch) {
+    const auto compute = std::chrono::steady_clock::now() - started;
+    std::optional<Encoded> e;
+    try {
+      if (!(e = encode_entry(value, clock_.now(), compute))) return;  // "does not exist" is not cached for this name
+    } catch (const EncodeError&) {
+      metrics_->count(Event::cache_write_error);  // the reader still gets the value
+      return;
+    }
+    WriteResult result = WriteResult::written;
+    const bool reached = guarded([&] { result = store_value({k, e->bytes, e->ttl}, value, held, watch); }, false);
+    if (!reached) metrics_->count(Event::cache_write_error);
+    if (result == WriteResult::lock_lost) metrics_->count(Event::fenced_out);
+    if (result == WriteResult::superseded) metrics_->count(Event::stale_write_refused);
+  }
+
+  // One pipelined write of everything a batch load found (and negative entries).
+  void write_back(const std::vector<std::string>& keys, const std::vector<std::size_t>& missing,
+                  const std::vector<std::optional<V>>& loaded, std::chrono::steady_clock::time_point started,
+                  const std::vector<std::string>& watch_keys, const Seen* seen) {
+    const auto now = clock_.now();
+    const auto compute = (std::chrono::steady_clock::now() - started) / std::max<std::size_t>(loaded.size(), 1);
+    std::vector<std::string> bytes;
+    std::vector<StoreEntry> entries;
+    std::vector<const V*> values;  // per entry; nullptr for a negative one
+    std::vector<Watch> watches;    // per entry
+    bytes.reserve(missing.size());
+    entries.reserve(missing.size());
+    for (std::size_t j = 0; j < missing.size(); ++j) {
+      try {
+        const V* value = loaded[j] ? &*loaded[j] : nullptr;
+        std::optional<Encoded> e = encode_entry(value, now, compute);
+        if (!e) continue;
+        bytes.push_back(std::move(e->bytes));
+        entries.push_back({keys[missing[j]], bytes.back(), e->ttl});
+        values.push_back(value);
+        watches.push_back(seen ? Watch{watch_keys[j], &(*seen)[j]} : Watch{});
+      } catch (const EncodeError&) {
+        metrics_->count(Event::cache_write_error);
+      }
+    }
+    if (entries.empty()) return;
+    std::size_t refused = 0;
+    const bool reached = guarded(
+        [&] {
+          try {
+            store_values(entries, values, watches);
+          } catch (const BatchWriteError& e) {  // the server answered; some writes were refused
+            refused = e.failed();
+            metrics_->count(Event::redis_error);
+          }
+        },
+        false);
+    metrics_->count(Event::cache_write_error, reached ? refused : entries.size());
+  }
+
+ private:
+  // A loaded value's write (value nullptr: a negative entry): under the guard's
+  // lock check when there is one, tagged when `tags_for_` is set, conditional on
+  // the watch in a write-through cache; the store executes it in one step.
+  WriteResult store_value(const StoreEntry& entry, const V* value, Held& held, const Watch& watch) {
+    if constexpr (ConditionalStore<S>) {
+      std::vector<std::string> sets;
+      StoreWrite w = write_of(entry, value, watch, sets);
+      w.lock_check = held.check;
+      held.sent = held.sent || held.check != nullptr;  // before it is sent: a timed-out write may have released it
+      return store_.write(w);
+    } else {
+      store_.set(entry.key, entry.value, entry.ttl);  // a store without locks: the guard releases its own
+      return WriteResult::written;
+    }
+  }
+
+  // A batch's writes: one pipeline, each write tagged and watched as store_value's.
+  void store_values(std::span<const StoreEntry> entries, const std::vector<const V*>& values,
+                    const std::vector<Watch>& watches) {
+    if constexpr (ConditionalStore<S>) {
+      if (tags_for_ || watch_writes_) {
+        std::vector<std::vector<std::string>> sets(entries.size());  // the writes view them
+        std::vector<StoreWrite> writes;
+        writes.reserve(entries.size());
+        for (std::size_t i = 0; i < entries.size(); ++i) writes.push_back(write_of(entries[i], values[i], watches[i], sets[i]));
+        const BatchWriteResult r = store_.write_many(writes);
+        metrics_->count(Event::stale_write_refused, r.superseded);
+        if (r.failed != 0) throw BatchWriteError(r.first_error, r.failed, entries.size());
+        return;
+      }
+    }
+    store_.set_many(entries);
+  }
+
+  // The store write of a loaded entry: tagged as the cache tags `value` (into
+  // `sets`, which the write views) and conditional on `watch` when it has a key.
+  StoreWrite write_of(const StoreEntry& entry, const V* value, const Watch& watch, std::vector<std::string>& sets) const {
+    StoreWrite w{entry.key, entry.value, entry.ttl};
+    if (value) tag_write(w, *value, sets);
+    if (!watch.key.empty()) {
+      w.watch = watch.key;
+      if (*watch.seen) w.seen = **watch.seen;
+    }
+    return w;
+  }
+};
+
+}  // namespace cachet::detail

@@ -76,9 +76,7 @@ template <detail::AttachableCache Cache, class W>
   requires BatchWriter<W, typename Cache::value_type>
 class WriteBehind : public detail::WritePolicy<Cache, W> {
   using Base = detail::WritePolicy<Cache, W>;
-  using Base::cache_;
-  using Base::access_;
-  using Base::writer_;
+  using Base::cache_, Base::access_, Base::writer_;
   using V = typename Cache::value_type;
 
  public:

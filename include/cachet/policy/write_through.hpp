@@ -98,9 +98,7 @@ template <detail::AttachableCache Cache, class W>
   requires Writer<W, typename Cache::value_type>
 class WriteThrough : public detail::WritePolicy<Cache, W> {
   using Base = detail::WritePolicy<Cache, W>;
-  using Base::cache_;
-  using Base::access_;
-  using Base::writer_;
+  using Base::cache_, Base::access_, Base::writer_;
   using V = typename Cache::value_type;
 
  public:

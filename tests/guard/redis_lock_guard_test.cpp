@@ -288,3 +288,18 @@ TEST_CASE("the release channel is subscribed when the guard is made, before any 
   server.restart();
   CHECK(eventually([&] { return numsub("test:later") == 1; }, 30s));
 }
+
+TEST_CASE("a loader that throws one of cachet's errors under the lock: the caller gets it, nothing loads again unguarded") {
+  auto& server = clean_server();
+  cachet::Pool pool(server.connection_options());
+  StringCache<cachet::RedisLockGuard> cache(cachet::RedisStore(pool), guard_options(), {}, cachet::RedisLockGuard(pool));
+  int loads = 0;
+  CHECK_THROWS_AS(cache.get_or_load("k", [&](std::string_view) -> std::string {
+    ++loads;
+    throw cachet::TimeoutError("the database timed out");  // a cachet::Error, as a loader built on cachet may throw
+  }), cachet::TimeoutError);
+  CHECK(loads == 1);
+  CHECK(cache.metrics().value(cachet::Event::redis_error) == 0);
+  auto conn = server.connect();
+  CHECK(conn.command({"EXISTS", cache.keys().lock(cache.key("k"))}).as_integer() == 0);  // released
+}

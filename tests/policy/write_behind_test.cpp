@@ -1,6 +1,7 @@
 // Write-behind against a real redis-server and an SQLite file as the database;
 // the crash test SIGKILLs flusher processes (policy_worker).
 #include <cachet/codec/string.hpp>
+#include <cachet/guard/stale_while_revalidate.hpp>
 #include <cachet/policy/write_behind.hpp>
 
 #include <catch2/catch.hpp>
@@ -783,4 +784,28 @@ TEST_CASE("the destructor drains what is queued before it stops") {
   }
   CHECK(TestDb(path).values().size() == 100);
   CHECK(server.connect().command({"XLEN", "{t}:wb:writes"}).as_integer() == 0);
+}
+
+TEST_CASE("a background refresh begun through write_behind may run after the policy is gone (its cache is not)") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  cachet::ManualClock clock;
+  cachet::CacheOptions o = cachet::test::stale_options();
+  o.background = {.threads = 1, .queue = 8};  // one worker: the refresh queues behind `blocker`
+  cachet::test::ManualCache<cachet::StaleWhileRevalidate, cachet::RedisStore> cache(
+      cachet::RedisStore(pool), o, {}, {}, cachet::ClockRef(clock));
+  std::promise<void> go;
+  std::atomic<int> loads{0};
+  const auto load = [&loads](std::string_view) { return "v" + std::to_string(++loads); };
+  {
+    auto wb = cachet::write_behind(cache, cachet::test::DbWriter(db_path(server)), cachet::test::queue_only());
+    REQUIRE(wb.get_or_load("k", load) == "v1");
+    clock.advance(2s);  // stale: the next read is served at once and refreshed in the background
+    REQUIRE(cache.executor().try_submit([gate = go.get_future().share()] { gate.wait(); }));
+    CHECK(wb.get_or_load("k", load) == "v1");
+  }  // the policy goes while its refresh waits for the worker
+  go.set_value();
+  cache.executor().wait_idle();  // the refresh looked for a pending write through the cache, not the policy
+  CHECK(loads == 2);
+  CHECK(cache.get_or_load("k", load) == "v2");
 }

@@ -29,7 +29,7 @@
 //                      cache write: written only while that lock is held (and
 //                      released with it when check->release); the store executes it;
 //                      t.hold(nullptr) detaches it
-//   t.hold_sent()      whether a cache write carrying the check was sent (the lock
+//   t.hold_sent()      whether a cache write carrying a releasing check was sent (the lock
 //                      is then released or lost: not the guard's to release)
 //   t.detach(refresh)  an owning copy for a background job (copies the loader)
 //   t.executor()       the cache's Executor

@@ -71,13 +71,15 @@ class RedisLockGuard {
       // and taking the freed lock only to find it would be a lock round per waiter.
       if (waited)
         if (auto fresh = task.reread()) return std::move(*fresh);
+      bool acquired = false;
       try {
-        if (lock.try_acquire()) return hold(lock, task, next);
+        acquired = lock.try_acquire();
       } catch (const PoolTimeoutError&) {  // our own pool is busy: wait and try again
       } catch (const Error&) {
         task.count(Event::redis_error);
         return next(task);  // Redis failing now: load unguarded rather than fail
       }
+      if (acquired) return hold(lock, task, next);  // outside the try: the load's own errors are the caller's
       if (task.refresh_only()) return task.skip();
       if (!waited) {
         task.count(Event::lock_wait);
@@ -132,7 +134,6 @@ class RedisLockGuard {
       return std::move(*fresh);
     }
     const LockCheck check = lock.check(true);
-    task.hold(&check);
     state_->renewer.add(lock);
     struct Unhold {
       RedisLockGuard::State& s;
@@ -145,6 +146,7 @@ class RedisLockGuard {
         else if (lock.held()) release(lock);
       }
     } unhold{*state_, lock, task};
+    task.hold(&check);  // after anything that may throw: Unhold detaches it before `check` goes
     return next(task);
   }
 

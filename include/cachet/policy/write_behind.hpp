@@ -148,7 +148,7 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
   template <Loader<V> L>
   auto get_or_load(std::string_view id, L&& loader) -> std::invoke_result_t<L&, std::string_view> {
     using Held = std::conditional_t<std::is_copy_constructible_v<std::decay_t<L>>, std::decay_t<L>, L&>;
-    return cache_.get_or_load(id, PendingFirst<Held>{this, std::forward<L>(loader)});
+    return cache_.get_or_load(id, PendingFirst<Held>{&cache_, queue_, std::forward<L>(loader)});
   }
 
   // Waits until every write queued before the call (by any process) is in the
@@ -194,27 +194,33 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
 
  private:
   // A loader that looks for a pending write first (copied along with the user's
-  // loader when a guard refreshes in the background).
+  // loader when a guard refreshes in the background). It holds the cache and a
+  // copy of the queue, not this policy: a background refresh may run after the
+  // policy is gone, never after the cache (whose destructor stops its jobs).
   template <class L>
   struct PendingFirst {
-    WriteBehind* self;
+    Cache* cache;
+    RedisWriteQueue queue;
     L loader;
     auto operator()(std::string_view id) -> std::invoke_result_t<std::remove_reference_t<L>&, std::string_view> {
       using R = std::invoke_result_t<std::remove_reference_t<L>&, std::string_view>;
-      if (std::optional<V> v = self->pending(id)) return R(std::move(*v));
+      if (std::optional<V> v = pending_in(*cache, queue, id)) return R(std::move(*v));
       return loader(id);
     }
   };
 
+  std::optional<V> pending(std::string_view id) { return pending_in(cache_, queue_, id); }
+
   // The value of `id`'s queued write; nullopt when none (or Redis is down).
-  std::optional<V> pending(std::string_view id) {
+  static std::optional<V> pending_in(Cache& cache, RedisWriteQueue& queue, std::string_view id) {
+    const detail::WriteAccess<Cache> access(cache);
     std::optional<std::string> bytes;
-    const bool reached = access_.guarded([&] { bytes = queue_.pending(id); }, cache_.options().throw_redis_errors);
+    const bool reached = access.guarded([&] { bytes = queue.pending(id); }, cache.options().throw_redis_errors);
     if (!reached || !bytes) return std::nullopt;
     try {
-      return access_.decode_value(*bytes);
+      return access.decode_value(*bytes);
     } catch (const DecodeError&) {
-      cache_.metrics().count(Event::decode_error);
+      cache.metrics().count(Event::decode_error);
       return std::nullopt;
     }
   }

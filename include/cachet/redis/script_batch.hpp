@@ -5,9 +5,10 @@
 //
 // - pipelined, the script calls that answered NOSCRIPT did nothing and are run
 //   again with EVAL (one more round trip for all of them);
-// - in a transaction, the scripts are loaded and the whole transaction is run
-//   again, once: only for transactions that may run twice (a write that is not
-//   refused by its own version, say).
+// - in a transaction, when every call answered NOSCRIPT (so nothing ran), the
+//   scripts are loaded and the transaction is run again, once; when only some
+//   did, the others' effects stand and running them twice could double them
+//   (an INCR), so the replies are returned as they are, NOSCRIPT in place.
 //
 // The scripts' SHAs are learned before anything is queued, so no SCRIPT LOAD's
 // reply can be read as a queued command's.
@@ -65,9 +66,9 @@ class ScriptBatch {
       std::vector<Reply> replies = send(true);
       replies.back().throw_if_error();
       Reply exec = std::move(replies.back());
-      bool missing = false;
-      for (std::size_t i = 0; i < calls_.size(); ++i) missing = missing || (calls_[i].script && noscript(exec[i]));
-      if (!missing || reloaded) return exec;
+      bool none_ran = true;
+      for (std::size_t i = 0; i < calls_.size(); ++i) none_ran = none_ran && calls_[i].script && noscript(exec[i]);
+      if (!none_ran || reloaded) return exec;
       for (const Call& c : calls_)
         if (c.script) conn_->command({"SCRIPT", "LOAD", c.script->source()});
     }

@@ -201,20 +201,6 @@ class TieredStore {
   // Invalidation and tag-set upkeep: L2's (RedisStore's), after which L1
   // forgets what they touched: the keys it can name at once (also when L2
   // threw: the command may have run), the rest by reconcile() on success.
-  InvalidationResult invalidate(const InvalidationTargets& targets) {
-    InvalidationResult r;
-    {
-      const std::vector<std::string_view> keys(targets.keys.begin(), targets.keys.end());
-      const Eviction e = evicting(keys);
-      r = l2_.invalidate(targets);
-    }
-    if (!targets.tag_sets.empty()) reconcile();  // the tag sets' members are known only to Redis
-    return r;
-  }
-  long long incr(std::string_view key) {
-    const Eviction e = evicting({&key, 1});
-    return l2_.incr(key);
-  }
   void set_tagged(std::string_view key, std::string_view bytes, std::chrono::milliseconds ttl,
                   std::span<const std::string> tag_sets, std::size_t prune_sample) {
     const Eviction e = evicting({&key, 1});

@@ -20,6 +20,7 @@
 #include <cachet/store/tiered_store.hpp>
 #include <cachet/ttl.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -226,7 +227,7 @@ class CacheCore {
   NamespaceVersion* version_;  // options_.versions' entry for `name`, or nullptr
   Tracking::Subscription version_subscription_;  // follow_version()
   std::function<std::vector<std::string>(const V&)> tags_for_;
-  bool watch_writes_ = false;  // see WriteAccess::watch_writes
+  std::atomic<bool> watch_writes_{false};  // see WriteAccess::watch_writes; set by attaching, read by loads
   Executor executor_;  // last: stopped first, while what its jobs use still exists
 
  private:

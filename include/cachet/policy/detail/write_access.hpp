@@ -31,7 +31,7 @@ class WriteAccess {
   // A load that read the old row may then not overwrite a write's newer value:
   // it notes the key's write version ({ns}:wv:{key}) first and its write is
   // refused if a write changed it. Costs a GET per load. Before sharing the cache.
-  void watch_writes() const noexcept { cache_.watch_writes_ = true; }
+  void watch_writes() const noexcept { cache_.watch_writes_.store(true, std::memory_order_relaxed); }
   // Throws EncodeError.
   Encoded encode(const value_type& value) const { return cache_.encode(value); }
   // Throws DecodeError.

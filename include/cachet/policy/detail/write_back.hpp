@@ -116,7 +116,8 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
       std::vector<std::string> sets;
       StoreWrite w = write_of(entry, value, watch, sets);
       w.lock_check = held.check;
-      held.sent = held.sent || held.check != nullptr;  // before it is sent: a timed-out write may have released it
+      // Before it is sent: a timed-out write may have released the lock.
+      held.sent = held.sent || (held.check && held.check->release);
       return store_.write(w);
     } else {
       store_.set(entry.key, entry.value, entry.ttl);  // a store without locks: the guard releases its own

@@ -13,12 +13,14 @@
 
 namespace cachet::detail {
 
-// A cache a write policy can attach to: a CacheAside whose store reaches Redis.
+// A cache a write policy can attach to: a CacheAside whose store reaches Redis
+// and runs conditional writes (a load's watched write must not become a plain SET).
 template <class C>
 concept AttachableCache = requires(C& c) {
   typename C::value_type;
   c.key(std::string_view{});
-} && RedisBacked<std::remove_reference_t<decltype(std::declval<C&>().store())>>;
+} && RedisBacked<std::remove_reference_t<decltype(std::declval<C&>().store())>> &&
+                          ConditionalStore<std::remove_reference_t<decltype(std::declval<C&>().store())>>;
 
 template <AttachableCache Cache, class W>
 class WritePolicy {

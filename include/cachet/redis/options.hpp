@@ -4,9 +4,30 @@
 #include <cachet/backoff.hpp>
 
 #include <chrono>
+#include <cstddef>
 #include <string>
 
 namespace cachet {
+
+enum class TlsVersion { v1_2, v1_3 };
+
+// TLS through OpenSSL (see docs/tls.md). Off by default.
+struct TlsOptions {
+  bool enabled = false;
+  // Trusted CAs: a PEM bundle and/or a hashed directory; both empty: the system store.
+  std::string ca_file{};
+  std::string ca_dir{};
+  // SNI and the name the certificate must carry; empty: ConnectionOptions::host.
+  std::string server_name{};
+  bool verify_hostname = true;
+  // Mutual TLS: the client's certificate chain and private key (PEM).
+  std::string cert_file{};
+  std::string key_file{};
+  TlsVersion min_version = TlsVersion::v1_2;
+  // DEVELOPMENT ONLY: accepts any certificate from anyone, so anyone on the path
+  // can read and change the traffic. Never set it in production.
+  bool dangerously_skip_verification = false;
+};
 
 struct ConnectionOptions {
   // TCP address; ignored when `path` is set.
@@ -25,6 +46,13 @@ struct ConnectionOptions {
   // Zero means "no timeout" (block for as long as the OS lets the call block).
   std::chrono::milliseconds connect_timeout{1000};
   std::chrono::milliseconds command_timeout{1000};
+  // TLS over the TCP connection (not for unix sockets).
+  TlsOptions tls{};
+  // A reply (or the unread input) larger than this is a ProtocolError and the
+  // connection is dropped: a hostile or broken peer cannot make cachet allocate
+  // without bound. Redis' own proto-max-bulk-len defaults to 512 MiB.
+  std::size_t max_reply_bytes = std::size_t{512} << 20;
+
   // TCP keepalive probes (hiredis 0.14 fixes the interval at 15 s).
   bool keepalive = true;
 

@@ -86,22 +86,30 @@ class Stopped {
   pid_t pid_;
 };
 
-// Runs `op`, which must throw ReplicationError (1 acked of 1 wanted: none),
-// after about `r.timeout` (WAIT waits all of it) and well within a generous bound.
+// Runs `op`, which must return after about one_replica's timeout (WAIT waits
+// all of it) and well within a generous bound.
 template <class Op>
-void throws_after_timeout(Op op, const Replication& r = one_replica) {
+void after_timeout(Op op) {
   const auto start = std::chrono::steady_clock::now();
-  try {
-    op();
-    FAIL("no ReplicationError");
-  } catch (const ReplicationError& e) {
-    CHECK(e.acked() == 0);
-    CHECK(e.wanted() == 1);
-    CHECK(std::string(e.what()).find("only 0 of 1 replicas") != std::string::npos);
-  }
+  op();
   const auto took = std::chrono::steady_clock::now() - start;
-  CHECK(took >= r.timeout - 20ms);
-  CHECK(took < r.timeout + 5s);
+  CHECK(took >= one_replica.timeout - 20ms);
+  CHECK(took < one_replica.timeout + 5s);
+}
+
+// Runs `op`, which must throw ReplicationError (0 acked of 1 wanted) after about its timeout.
+template <class Op>
+void throws_after_timeout(Op op) {
+  after_timeout([&] {
+    try {
+      op();
+      FAIL("no ReplicationError");
+    } catch (const ReplicationError& e) {
+      CHECK(e.acked() == 0);
+      CHECK(e.wanted() == 1);
+      CHECK(std::string(e.what()).find("only 0 of 1 replicas") != std::string::npos);
+    }
+  });
 }
 
 cachet::CacheOptions options(std::string label) {
@@ -175,4 +183,158 @@ TEST_CASE("a replication timeout that cannot work is refused when the policy is 
   CHECK_THROWS_AS(cachet::write_behind(entries, NoDatabase{}, queue_only({.replicas = 1, .timeout = 1s})),
                   std::invalid_argument);
   CHECK_THROWS_AS(cachet::write_behind(entries, NoDatabase{}, queue_only({.replicas = -1})), std::invalid_argument);
+}
+
+TEST_CASE("RedisStore::write and write_many with replicas = 1: on the replica when they return, one WAIT each") {
+  ReplicatedPair pair;
+  cachet::Pool pool(pair.master.connection_options());
+  cachet::RedisStore store(pool);
+  const std::vector<std::string> tags{"t:tag:a"};
+  CHECK(store.write({.key = "plain", .bytes = "p", .ttl = 1min, .replication = one_replica}) ==
+        cachet::WriteResult::written);
+  CHECK(pair.on_replica("plain") == "p");
+  CHECK(store.write({.key = "tagged", .bytes = "t", .ttl = 1min, .tag_sets = tags, .replication = one_replica}) ==
+        cachet::WriteResult::written);
+  CHECK(pair.on_replica("tagged") == "t");
+  CHECK(pair.replica_admin.command({"SISMEMBER", "t:tag:a", "tagged"}).as_integer() == 1);
+  cachet::InvalidationTargets gone;
+  gone.keys = {"plain"};
+  CHECK(store.write({.key = "k", .bytes = "k", .ttl = 1min, .invalidation = &gone, .replication = one_replica}) ==
+        cachet::WriteResult::written);
+  CHECK(pair.on_replica("k") == "k");
+  CHECK(pair.on_replica("plain") == std::nullopt);
+  const std::vector<cachet::StoreWrite> batch{{.key = "b1", .bytes = "1", .ttl = 1min, .replication = one_replica},
+                                              {.key = "b2", .bytes = "2", .ttl = 1min, .tag_sets = tags}};
+  CHECK(store.write_many(batch).failed == 0);
+  CHECK(pair.on_replica("b1") == "1");
+  CHECK(pair.on_replica("b2") == "2");
+  CHECK(pair.wait_calls() == 4);
+}
+
+TEST_CASE("RedisStore::write with the replica stopped: ReplicationError after its timeout, the write on the master") {
+  ReplicatedPair pair;
+  cachet::Pool pool(pair.master.connection_options());
+  cachet::RedisStore store(pool);
+  const std::vector<std::string> tags{"t:tag:a"};
+  cachet::InvalidationTargets gone;
+  gone.keys = {"x"};
+  const Stopped stopped(pair.replica.pid());
+  throws_after_timeout([&] { store.write({.key = "plain", .bytes = "p", .ttl = 1min, .replication = one_replica}); });
+  throws_after_timeout(
+      [&] { store.write({.key = "tagged", .bytes = "t", .ttl = 1min, .tag_sets = tags, .replication = one_replica}); });
+  throws_after_timeout(
+      [&] { store.write({.key = "k", .bytes = "k", .ttl = 1min, .invalidation = &gone, .replication = one_replica}); });
+  const std::vector<cachet::StoreWrite> batch{{.key = "b1", .bytes = "1", .ttl = 1min, .replication = one_replica}};
+  throws_after_timeout([&] { store.write_many(batch); });
+  for (const char* key : {"plain", "tagged", "k", "b1"}) CHECK(pair.on_master(key).has_value());
+  // The connection stays usable: every reply was read.
+  CHECK(store.get("plain") == "p");
+}
+
+TEST_CASE("replicas = 0 sends no WAIT from the store, the lock or write-through") {
+  ReplicatedPair pair;
+  cachet::Pool pool(pair.master.connection_options());
+  cachet::RedisStore store(pool);
+  const std::vector<std::string> tags{"t:tag:a"};
+  store.write({.key = "plain", .bytes = "p", .ttl = 1min});
+  store.write({.key = "tagged", .bytes = "t", .ttl = 1min, .tag_sets = tags});
+  cachet::RedisLock lock(store, "lock");
+  CHECK(lock.try_acquire());
+  StringCache entries(store, options("dur-off-wt"));
+  auto cache = cachet::write_through(entries, [](std::string_view, const std::string&) {});
+  CHECK(cache.put("1", "v1") == cachet::WriteOutcome::cached);
+  CHECK(pair.wait_calls() == 0);
+}
+
+TEST_CASE("MemoryStore refuses a replicated write") {
+  cachet::MemoryStore store;
+  CHECK_THROWS_AS(store.write({.key = "k", .bytes = "v", .ttl = 1min, .replication = one_replica}),
+                  cachet::UnsupportedWriteError);
+  CHECK(store.get("k") == std::nullopt);
+}
+
+TEST_CASE("write-through with replicas = 1: the cached value is on the replica when put returns") {
+  ReplicatedPair pair;
+  cachet::Pool pool(pair.master.connection_options());
+  StringCache entries(cachet::RedisStore(pool), options("dur-wt"));
+  auto cache = cachet::write_through(entries, [](std::string_view, const std::string&) { return 7; },
+                                     {.replication = one_replica});
+  CHECK(cache.put("1", "v1") == cachet::WriteOutcome::cached);
+  CHECK(pair.on_replica(cache.key("1")) == pair.on_master(cache.key("1")));
+  CHECK(pair.on_replica(cache.key("1")).has_value());
+  CHECK(pair.wait_calls() == 1);
+}
+
+TEST_CASE("write-through with the replica stopped: the database write stands, the cache write reported unreplicated") {
+  ReplicatedPair pair;
+  cachet::Pool pool(pair.master.connection_options());
+  cachet::CacheOptions o = options("dur-wt-stopped");
+  o.breaker.failure_threshold = 1;  // one outage-like failure would open it
+  StringCache entries(cachet::RedisStore(pool), o);
+  std::vector<std::string> database, reported;
+  cachet::WriteThroughOptions wo{.replication = one_replica};
+  wo.on_unrepaired = [&](const cachet::UnrepairedWrite& u) {
+    try {
+      std::rethrow_exception(u.error);
+    } catch (const ReplicationError& e) {
+      reported.push_back(std::string(u.key) + ": " + std::to_string(e.acked()) + "/" + std::to_string(e.wanted()));
+    } catch (...) {
+      reported.push_back("another error");
+    }
+  };
+  auto cache = cachet::write_through(
+      entries, [&](std::string_view, const std::string& v) { database.push_back(v); }, wo);
+  {
+    const Stopped stopped(pair.replica.pid());
+    cachet::WriteOutcome outcome{};
+    after_timeout([&] { outcome = cache.put("1", "v1"); });  // no throw: the database has it
+    CHECK(outcome == cachet::WriteOutcome::unreplicated);
+  }
+  CHECK(database == std::vector<std::string>{"v1"});
+  CHECK(reported == std::vector<std::string>{cache.key("1") + ": 0/1"});
+  CHECK(cache.get("1") == "v1");  // left as written on the master
+  CHECK(entries.metrics().value(Event::cache_write_error) == 1);
+  CHECK(entries.metrics().value(Event::write_unrepaired) == 1);
+  CHECK(cache.put("1", "v2") == cachet::WriteOutcome::cached);  // the breaker stayed closed: not an outage
+  CHECK(entries.metrics().value(Event::redis_skipped) == 0);
+}
+
+TEST_CASE("a replicated lock: held once the replica has it, released and ReplicationError when it does not") {
+  ReplicatedPair pair;
+  cachet::Pool pool(pair.master.connection_options(), {.size = 1});
+  cachet::RedisStore store(pool);
+  cachet::RedisLock lock(store, "lock", {.replication = one_replica});
+  REQUIRE(lock.try_acquire());
+  CHECK(pair.on_replica("lock") == lock.token());
+  CHECK(lock.release());
+  CHECK(pair.wait_calls() == 1);
+
+  cachet::RedisLock other(store, "lock", {.replication = one_replica});
+  {
+    const Stopped stopped(pair.replica.pid());
+    throws_after_timeout([&] { lock.try_acquire(); });
+    CHECK_FALSE(lock.held());
+    CHECK(pair.on_master("lock") == std::nullopt);  // released, on the one pooled connection
+  }
+  CHECK(other.try_acquire());  // nobody holds it
+}
+
+TEST_CASE("the lock guard over a stopped replica: the lock is released and the caller loads, counted as a Redis error") {
+  ReplicatedPair pair;
+  cachet::Pool pool(pair.master.connection_options());
+  using GuardedCache = cachet::CacheAside<std::string, cachet::StringCodec, cachet::RedisLockGuard>;
+  cachet::RedisLockGuardOptions go;
+  go.replication = one_replica;
+  GuardedCache cache(cachet::RedisStore(pool), options("dur-guard"), {}, cachet::RedisLockGuard(pool, go));
+  CHECK(cache.get_or_load("1", [](std::string_view) { return std::string("a"); }) == "a");
+  CHECK(cache.metrics().value(Event::redis_error) == 0);
+  const Stopped stopped(pair.replica.pid());
+  int loads = 0;
+  const auto start = std::chrono::steady_clock::now();
+  CHECK(cache.get_or_load("2", [&](std::string_view) { return ++loads, std::string("b"); }) == "b");
+  CHECK(std::chrono::steady_clock::now() - start < 10s);
+  CHECK(loads == 1);
+  CHECK(cache.metrics().value(Event::redis_error) == 1);
+  CHECK(pair.on_master(cache.key("2")).has_value());
+  CHECK(pair.master_admin.command({"KEYS", "*lock*"}).size() == 0);
 }

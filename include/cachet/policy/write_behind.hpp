@@ -87,7 +87,7 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
       : Base(cache, std::move(writer)),
         write_(named(std::move(write))),
         queue_(cache_.store().redis(), cache_.keys().write_behind(write_.queue)) {
-    detail::check_replication(write_.replication, cache_.store().redis().pool().connection_options());
+    check_replication(write_.replication, cache_.store().redis().pool().connection_options());
     if (!write_.flusher) return;
     flusher_ = std::make_unique<detail::Flusher<V, W, Cache>>(
         cache_, writer_, write_, queue_.reader(write_.group, write_.consumer, write_.poll),

@@ -38,11 +38,10 @@ class ReplicationError : public Error {
   int acked_, wanted_;
 };
 
-namespace detail {
-
 // std::invalid_argument unless `r` can work over connections with `conn`'s
 // timeout: WAIT 0 would block forever, and a WAIT outlasting the command
 // timeout would be reported as a lost connection instead of ReplicationError.
+// The policies and the lock guard check their options with it when made.
 inline void check_replication(const Replication& r, const ConnectionOptions& conn) {
   if (r.replicas < 0) throw std::invalid_argument("cachet: Replication::replicas must be >= 0");
   if (!r.on()) return;
@@ -52,6 +51,8 @@ inline void check_replication(const Replication& r, const ConnectionOptions& con
                                 " ms) must be below the connection's command_timeout (" +
                                 std::to_string(conn.command_timeout.count()) + " ms)");
 }
+
+namespace detail {
 
 // Throws ReplicationError when WAIT's answer falls short of `r`.
 inline void require_replicas(const Replication& r, long long acked) {

@@ -116,7 +116,7 @@ class RedisWriteQueue {
   // (it is queued on the master all the same; enqueueing it again is harmless).
   std::optional<Enqueued> enqueue(const QueuedWrite& w, std::size_t max_length, bool grow,
                                   const Replication& replication = {}) {
-    detail::check_replication(replication, store_.pool().connection_options());
+    check_replication(replication, store_.pool().connection_options());
     std::vector<std::string_view> argv{"EVALSHA", "", "", stream_, pending_, w.cache_key, w.write_version};
     argv.insert(argv.end(), w.tag_sets.begin(), w.tag_sets.end());
     const std::string numkeys = std::to_string(argv.size() - 3);

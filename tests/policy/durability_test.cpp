@@ -10,6 +10,8 @@
 #include <cachet/store/memory_store.hpp>
 #include <cachet/store/redis_lock.hpp>
 #include <cachet/store/replication.hpp>
+#include <cachet/store/tiered_store.hpp>
+#include <cachet/store/value_store.hpp>
 
 #include <catch2/catch.hpp>
 #include <support/concurrency.hpp>
@@ -36,13 +38,17 @@ constexpr Replication one_replica{.replicas = 1, .timeout = 300ms};
 // A master and its replica, on loopback TCP, the replica in sync before use.
 struct ReplicatedPair {
   cachet::testing::RedisServer master{{.tcp = true, .config = {"repl-diskless-sync-delay 0"}}};
-  cachet::testing::RedisServer replica{{.tcp = true, .config = {"replicaof 127.0.0.1 " + std::to_string(master.port())}}};
+  cachet::testing::RedisServer replica{
+      {.tcp = true, .config = {"replicaof 127.0.0.1 " + std::to_string(master.port())}}};
   cachet::Connection master_admin = master.connect();
   cachet::Connection replica_admin = replica.connect();
 
   ReplicatedPair() {
     REQUIRE(cachet::test::eventually(
-        [&] { return master_admin.command({"INFO", "replication"}).as_string().find("state=online") != std::string::npos; },
+        [&] {
+          const std::string info = master_admin.command({"INFO", "replication"}).as_string();
+          return info.find("state=online") != std::string::npos;
+        },
         60s));
     // Online is not yet acking: a first write's WAIT can still time out. Wait until one is confirmed.
     REQUIRE(cachet::test::eventually(
@@ -229,6 +235,19 @@ TEST_CASE("RedisStore::write with the replica stopped: ReplicationError after it
   for (const char* key : {"plain", "tagged", "k", "b1"}) CHECK(pair.on_master(key).has_value());
   // The connection stays usable: every reply was read.
   CHECK(store.get("plain") == "p");
+}
+
+TEST_CASE("TieredStore passes a replicated write to its Redis tier") {
+  ReplicatedPair pair;
+  cachet::Pool pool(pair.master.connection_options());
+  cachet::TieredStore<cachet::ValueStore<std::string>> store(cachet::ValueStore<std::string>{}, cachet::RedisStore(pool));
+  CHECK(store.write({.key = "k", .bytes = "v", .ttl = 1min, .replication = one_replica}) ==
+        cachet::WriteResult::written);
+  CHECK(pair.on_replica("k") == "v");
+  CHECK(pair.wait_calls() == 1);
+  const Stopped stopped(pair.replica.pid());
+  throws_after_timeout([&] { store.write({.key = "k", .bytes = "w", .ttl = 1min, .replication = one_replica}); });
+  CHECK(store.get("k") == "w");  // on the master, and out of the first tier
 }
 
 TEST_CASE("replicas = 0 sends no WAIT from the store, the lock or write-through") {

@@ -69,7 +69,8 @@ class RedisLockGuard {
     if (!task.reachable()) return next(task);
     State& s = *state_;
     RedisLock lock(s.store, task.lock_key(),
-                   {.lease = s.options.lease, .notify_channel = s.options.channel, .replication = s.options.replication});
+                   {.lease = s.options.lease, .notify_channel = s.options.channel,
+                    .replication = s.options.replication});
     Watch watch(s.notifier, lock.key());
     const auto deadline = std::chrono::steady_clock::now() + s.options.wait;
     auto pause = s.options.poll_min;

@@ -127,8 +127,8 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
     std::optional<Enqueued> queued;
     bool counted = false;
     const auto has_room = [&] {
-      access_.guarded([&] { queued = queue_.enqueue(w, write_.max_length, write_.on_full == QueueFull::grow, write_.replication); },
-                      true);
+      const bool grow = write_.on_full == QueueFull::grow;
+      access_.guarded([&] { queued = queue_.enqueue(w, write_.max_length, grow, write_.replication); }, true);
       if (queued) return true;
       if (!std::exchange(counted, true)) cache_.metrics().count(Event::queue_full);
       return write_.on_full == QueueFull::reject;  // no waiting for room

@@ -267,7 +267,8 @@ class RedisStore {
   // write()'s result from a batch of that one write.
   static WriteResult only_result(BatchWriteResult r) {
     if (r.failed != 0) throw ReplyError(std::move(r.first_error));
-    return r.superseded != 0 ? WriteResult::superseded : r.lock_lost != 0 ? WriteResult::lock_lost : WriteResult::written;
+    if (r.superseded != 0) return WriteResult::superseded;
+    return r.lock_lost != 0 ? WriteResult::lock_lost : WriteResult::written;
   }
 
   static long long ttl_ms(std::chrono::milliseconds ttl) { return ttl.count() > 0 ? ttl.count() : 1; }

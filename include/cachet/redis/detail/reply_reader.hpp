@@ -49,12 +49,17 @@ class ReplyReader {
     out.reset(static_cast<redisReply*>(raw));
     const std::size_t unread = reader_->len - reader_->pos;
     if (raw != nullptr) {
+      const std::size_t size = fed_ - unread - reply_start_;
       reply_start_ = fed_ - unread;  // what is left belongs to the next replies
+      if (size > max_bytes_) {
+        out.reset();
+        return refuse(fmt::format("a reply of {} bytes exceeds max_reply_bytes ({})", size, max_bytes_));
+      }
       return true;
     }
     // Everything unread now belongs to the one incomplete reply.
     if (fed_ - reply_start_ > max_bytes_)
-      return refuse(fmt::format("a reply of more than {} bytes exceeds max_reply_bytes", fed_ - reply_start_));
+      return refuse(fmt::format("a reply of more than {} bytes exceeds max_reply_bytes ({})", fed_ - reply_start_, max_bytes_));
     if (const long long len = pending_bulk_length(); len >= 0 && static_cast<unsigned long long>(len) > max_bytes_)
       return refuse(fmt::format("a bulk string of {} bytes exceeds max_reply_bytes ({})", len, max_bytes_));
     return true;

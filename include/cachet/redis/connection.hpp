@@ -30,8 +30,10 @@
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
+#include <cstring>
 #include <initializer_list>
 #include <memory>
+#include <new>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -288,7 +290,9 @@ class Connection {
   // The server sent what is not RESP, or a reply over max_reply_bytes: never reused.
   [[noreturn]] void fail_protocol(std::string_view what) {
     const std::string why = reader_->error();
+    const bool out_of_memory = reader_->out_of_memory();
     close();
+    if (out_of_memory) throw std::bad_alloc();
     throw ProtocolError(fmt::format("redis: {} on {}: protocol error: {}", what, endpoint(), why));
   }
 

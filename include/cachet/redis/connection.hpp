@@ -113,7 +113,13 @@ class Connection {
     if (argv.size() == 0) throw std::invalid_argument("cachet::Connection: empty command");
     ensure_connected();
     if (pending_ == 0) name_first_pending(argv);
-    detail::format_command(out_, argv);
+    const std::size_t before = out_.size();
+    try {
+      detail::format_command(out_, argv);
+    } catch (...) {  // bad_alloc: never send half a command
+      out_.resize(before);
+      throw;
+    }
     ++pending_;
   }
   // Writes what was appended first; command_timeout bounds the write, then the read.
@@ -304,8 +310,8 @@ class Connection {
   }
 
   // Kept for error messages; a command name is short, so this does not allocate.
-  void name_first_pending(detail::Argv& argv) {
-    first_pending_.assign(argv.argv()[0], std::min<std::size_t>(argv.lens()[0], 15));
+  void name_first_pending(const detail::Argv& argv) {
+    first_pending_.assign(argv[0].substr(0, 15));
   }
 
   std::string endpoint() const { return options_.endpoint(); }

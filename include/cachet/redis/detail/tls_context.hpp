@@ -66,6 +66,7 @@ class TlsContextCache {
                   tls.dangerously_skip_verification};
     std::lock_guard lock(mutex_);
     if (auto found = contexts_[key].lock()) return found;
+    std::erase_if(contexts_, [](const auto& entry) { return entry.second.expired(); });  // options no longer used
     Ptr built = build(tls);
     ++builds_counter();
     contexts_[key] = built;

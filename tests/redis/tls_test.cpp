@@ -4,6 +4,7 @@
 
 #include <cachet/cachet.hpp>
 #include <cachet/codec/string.hpp>
+#include <cachet/redis/detail/socket_stream.hpp>
 #include <cachet/redis/detail/tls_stream.hpp>
 #include <cachet/testing/redis_server.hpp>
 
@@ -42,25 +43,6 @@ RedisServer& tls_server() {
   return s;
 }
 
-// A bare TCP socket to 127.0.0.1:port, standing in for the socket stream TLS wraps.
-class TcpSocket final : public cachet::detail::Stream {
- public:
-  explicit TcpSocket(int port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<std::uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  }
-  ~TcpSocket() override { ::close(fd_); }
-  cachet::detail::IoResult write_all(const char*, std::size_t, Deadline) override { return {}; }
-  cachet::detail::IoResult read_some(char*, std::size_t, Deadline) override { return {}; }
-  int fd() const noexcept override { return fd_; }
-
- private:
-  int fd_;
-};
-
 // A port on 127.0.0.1 where the kernel accepts connections and nobody ever answers.
 class SilentListener {
  public:
@@ -85,7 +67,8 @@ class SilentListener {
 Deadline in(std::chrono::milliseconds d) { return std::chrono::steady_clock::now() + d; }
 
 std::unique_ptr<cachet::detail::TlsStream> open_tls(const ConnectionOptions& o, std::chrono::milliseconds limit = 5s) {
-  return std::make_unique<cachet::detail::TlsStream>(std::make_unique<TcpSocket>(o.port), o, in(limit));
+  const Deadline deadline = in(limit);
+  return std::make_unique<cachet::detail::TlsStream>(cachet::detail::SocketStream::connect(o, deadline), o, deadline);
 }
 
 // Sends `command` (inline RESP) and returns the first reply bytes.

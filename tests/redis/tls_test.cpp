@@ -289,13 +289,15 @@ TEST_CASE("pipelines and scripts over TLS, with values larger than a TLS record"
 TEST_CASE("client tracking over TLS: another client's write evicts the L1 copy") {
   auto& server = clean_tls_server();
   cachet::Pool pool(server.tls_connection_options());
-  cachet::Tracking tracking(server.tls_connection_options(), cachet::test::quick_tracking());
-  REQUIRE(tracking.wait_live(5s));
+  // A PING unanswered for 2 s (not quick_tracking's 200 ms) loses tracking: a loaded CI under ASan is slow.
+  cachet::Tracking tracking(server.tls_connection_options(),
+                            {.prefixes = {"t:"}, .ping_interval = 100ms, .ping_timeout = 2s});
+  REQUIRE(tracking.wait_live(10s));
   cachet::test::TieredStringCache<> cache(cachet::test::string_tier(pool, &tracking),
                                           cachet::test::tier_options("tls-tracking", cachet::Format::plain));
   auto other = server.connect();
   other.command({"SET", "t:item:k", "1"});
-  REQUIRE(tracking.sync());
+  REQUIRE(tracking.sync(10s));
   REQUIRE(cache.get("k") == "1");
   REQUIRE(cache.store().l1().get("t:item:k"));  // held in process
   other.command({"SET", "t:item:k", "2"});

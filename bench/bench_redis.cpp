@@ -117,10 +117,10 @@ void cachet_pool_pipeline100(benchmark::State& state) {
 
 // The streaming form: each reply is handled and freed as it is read, like the raw loop.
 void pipeline100_streamed(benchmark::State& state, bool tls) {
-  cachet_pipeline(
-      state,
-      [](benchmark::State&, cachet::Pipeline& p) { p.execute([&](cachet::Reply&& r) { benchmark::DoNotOptimize(r); }); },
-      tls);
+  auto streamed = [](benchmark::State&, cachet::Pipeline& p) {
+    p.execute([&](cachet::Reply&& r) { benchmark::DoNotOptimize(r); });
+  };
+  cachet_pipeline(state, streamed, tls);
 }
 void cachet_pool_pipeline100_streamed(benchmark::State& state) { pipeline100_streamed(state, false); }
 void cachet_pool_pipeline100_streamed_tls(benchmark::State& state) { pipeline100_streamed(state, true); }

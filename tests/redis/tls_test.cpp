@@ -135,23 +135,27 @@ TEST_CASE("a certificate not for the name or IP connected to is a TlsHostnameErr
 }
 
 TEST_CASE("a server that requires a client certificate: refused without one, served with one") {
-  RedisServer server({.tls = true, .tls_auth_clients = TlsClientAuth::yes});
-  auto o = server.tls_connection_options();
-  REQUIRE_FALSE(o.tls.cert_file.empty());
-  CHECK(ask(*open_tls(o), "PING") == "+PONG\r\n");
-
-  o.tls.cert_file.clear();
-  o.tls.key_file.clear();
-  for (auto version : {cachet::TlsVersion::v1_2, cachet::TlsVersion::v1_3}) {
-    o.tls.min_version = version;
-    CHECK_THROWS_AS(ask(*open_tls(o), "PING"), cachet::TlsClientCertificateError);  // TLS 1.3: on the read
+  const std::vector<std::string> tls_1_2_only{"tls-protocols \"TLSv1.2\""};
+  for (const bool tls_1_3 : {true, false}) {  // 1.3: the refusal comes on the first read; 1.2: in the handshake
+    INFO("TLS 1.3: " << tls_1_3);
+    RedisServer server({.tls = true,
+                        .tls_auth_clients = TlsClientAuth::yes,
+                        .config = tls_1_3 ? std::vector<std::string>{} : tls_1_2_only});
+    auto o = server.tls_connection_options();
+    REQUIRE_FALSE(o.tls.cert_file.empty());
+    CHECK(ask(*open_tls(o), "PING") == "+PONG\r\n");
+    o.tls.cert_file.clear();
+    o.tls.key_file.clear();
+    CHECK_THROWS_AS(ask(*open_tls(o), "PING"), cachet::TlsClientCertificateError);
   }
 }
 
-TEST_CASE("TLS 1.2 only when asked: the minimum version is honoured") {
-  auto o = tls_server().tls_connection_options();
-  o.tls.min_version = cachet::TlsVersion::v1_3;
+TEST_CASE("min_version: 1.3 against a server that speaks 1.2 only is a TlsError, 1.2 connects") {
+  RedisServer server({.tls = true, .config = {"tls-protocols \"TLSv1.2\""}});
+  auto o = server.tls_connection_options();
   CHECK(ask(*open_tls(o), "PING") == "+PONG\r\n");
+  o.tls.min_version = cachet::TlsVersion::v1_3;
+  CHECK_THROWS_AS(open_tls(o), cachet::TlsError);
 }
 
 TEST_CASE("a listener that never speaks TLS is a TlsHandshakeTimeoutError within the deadline") {

@@ -208,11 +208,12 @@ class TlsStream final : public Stream {
       return {.status = s, .reason = s == IoStatus::failed ? std::string(std::strerror(errno)) : std::string()};
     }
     broken_ = true;
-    if (err == SSL_ERROR_ZERO_RETURN) return {.status = IoStatus::closed, .reason = "the server closed the TLS session"};
+    if (err == SSL_ERROR_ZERO_RETURN) return {.status = IoStatus::closed, .reason = "the server ended the TLS session"};
     if (err == SSL_ERROR_SYSCALL) {
+      const int os_error = errno;
       ERR_clear_error();
-      return {.status = errno == 0 ? IoStatus::closed : IoStatus::failed,
-              .reason = errno == 0 ? "connection closed" : std::strerror(errno)};
+      return {.status = os_error == 0 ? IoStatus::closed : IoStatus::failed,
+              .reason = os_error == 0 ? "connection closed" : std::strerror(os_error)};
     }
     throw_if_client_certificate_refused();
     return {.status = IoStatus::failed, .reason = "TLS: " + take_openssl_error()};

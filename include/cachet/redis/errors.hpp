@@ -89,7 +89,9 @@ class TlsHandshakeTimeoutError : public TimeoutError {
 
 // The configuration cannot work: the server refused AUTH/SELECT/CLIENT SETNAME
 // (WRONGPASS, NOAUTH, NOPERM, ERR DB index out of range), the peer does not
-// speak RESP (a wrong port), or the unix socket path has no socket. Thrown by the Pool's constructor, which opens one
+// speak RESP (a wrong port), the unix socket path has no socket, or a TLS file
+// (TlsOptions::ca_file, cert_file, key_file, ...) cannot be used (that one from
+// any connection's set-up). Thrown by the Pool's constructor, which opens one
 // connection to check, so a misconfiguration reaches the application at start-up
 // instead of looking like an outage (an unreachable server is tolerated there).
 class ConfigError : public Error {

@@ -30,8 +30,10 @@
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
+#include <cstring>
 #include <initializer_list>
 #include <memory>
+#include <new>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -111,7 +113,13 @@ class Connection {
     if (argv.size() == 0) throw std::invalid_argument("cachet::Connection: empty command");
     ensure_connected();
     if (pending_ == 0) name_first_pending(argv);
-    detail::format_command(out_, argv);
+    const std::size_t before = out_.size();
+    try {
+      detail::format_command(out_, argv);
+    } catch (...) {  // bad_alloc: never send half a command
+      out_.resize(before);
+      throw;
+    }
     ++pending_;
   }
   // Writes what was appended first; command_timeout bounds the write, then the read.
@@ -288,7 +296,9 @@ class Connection {
   // The server sent what is not RESP, or a reply over max_reply_bytes: never reused.
   [[noreturn]] void fail_protocol(std::string_view what) {
     const std::string why = reader_->error();
+    const bool out_of_memory = reader_->out_of_memory();
     close();
+    if (out_of_memory) throw std::bad_alloc();
     throw ProtocolError(fmt::format("redis: {} on {}: protocol error: {}", what, endpoint(), why));
   }
 
@@ -300,8 +310,8 @@ class Connection {
   }
 
   // Kept for error messages; a command name is short, so this does not allocate.
-  void name_first_pending(detail::Argv& argv) {
-    first_pending_.assign(argv.argv()[0], std::min<std::size_t>(argv.lens()[0], 15));
+  void name_first_pending(const detail::Argv& argv) {
+    first_pending_.assign(argv[0].substr(0, 15));
   }
 
   std::string endpoint() const { return options_.endpoint(); }

@@ -66,6 +66,8 @@ class ReplyReader {
   }
 
   const std::string& error() const noexcept { return error_; }
+  // The error was hiredis running out of memory (a std::bad_alloc, not bad input).
+  bool out_of_memory() const noexcept { return reader_->err == REDIS_ERR_OOM && refused_.empty(); }
 
  private:
   template <class N>  // int in hiredis 0.14, size_t in 1.x
@@ -101,8 +103,7 @@ class ReplyReader {
     return false;
   }
   bool set_error() {
-    if (!refused_.empty()) return refuse(std::move(refused_));
-    if (reader_->err == REDIS_ERR_OOM) throw std::bad_alloc();
+    if (!refused_.empty()) return refuse(refused_);
     return refuse(reader_->errstr[0] != '\0' ? reader_->errstr : "unknown reply parser error");
   }
 
@@ -112,7 +113,7 @@ class ReplyReader {
   decltype(redisReplyObjectFunctions::createArray) create_array_ = nullptr;
   std::size_t fed_ = 0;          // bytes fed so far
   std::size_t reply_start_ = 0;  // fed_ where the reply being read began
-  std::string refused_;          // set by bounded_array
+  std::string refused_;          // set by bounded_array (hiredis then says out of memory)
   std::string error_;
 };
 

@@ -1,6 +1,6 @@
 // GET of a 100-byte value, and a pipeline of 100 GETs: through cachet's Pool
 // next to raw hiredis on one connection, against the same private redis-server,
-// in the same run. For stable ratios pin everything to one CPU (the server
+// in the same run; and the same through the Pool over TLS (its cost, recorded). For stable ratios pin everything to one CPU (the server
 // inherits the affinity):
 //   taskset -c 0 build/bench/bench/bench_redis --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 
@@ -22,7 +22,7 @@ namespace {
 constexpr int kKeys = 100;
 
 struct Fixture {
-  cachet::testing::RedisServer server{{.tcp = true}};
+  cachet::testing::RedisServer server{{.tcp = true, .tls = true}};
   std::vector<std::string> keys;
   Fixture() {
     auto conn = server.connect();
@@ -61,8 +61,8 @@ void raw_hiredis_get(benchmark::State& state) {
   }
 }
 
-void cachet_pool_get(benchmark::State& state) {
-  cachet::Pool pool(fixture().server.tcp_connection_options(), {.size = 1});
+void pool_get(benchmark::State& state, const cachet::ConnectionOptions& options) {
+  cachet::Pool pool(options, {.size = 1});
   const std::string& key = fixture().keys[0];
   for (auto _ : state) {
     auto lease = pool.acquire();
@@ -71,6 +71,9 @@ void cachet_pool_get(benchmark::State& state) {
     benchmark::DoNotOptimize(r);
   }
 }
+
+void cachet_pool_get(benchmark::State& state) { pool_get(state, fixture().server.tcp_connection_options()); }
+void cachet_pool_get_tls(benchmark::State& state) { pool_get(state, fixture().server.tls_connection_options()); }
 
 void raw_hiredis_pipeline100(benchmark::State& state) {
   RawContext raw;
@@ -92,8 +95,9 @@ void raw_hiredis_pipeline100(benchmark::State& state) {
 
 // 100 GETs through the pool; `execute` decides how the replies are taken.
 template <class Execute>
-void cachet_pipeline(benchmark::State& state, Execute execute) {
-  cachet::Pool pool(fixture().server.tcp_connection_options(), {.size = 1});
+void cachet_pipeline(benchmark::State& state, Execute execute, bool tls = false) {
+  const auto& server = fixture().server;
+  cachet::Pool pool(tls ? server.tls_connection_options() : server.tcp_connection_options(), {.size = 1});
   const auto& keys = fixture().keys;
   for (auto _ : state) {
     auto lease = pool.acquire();
@@ -112,11 +116,14 @@ void cachet_pool_pipeline100(benchmark::State& state) {
 }
 
 // The streaming form: each reply is handled and freed as it is read, like the raw loop.
-void cachet_pool_pipeline100_streamed(benchmark::State& state) {
-  cachet_pipeline(state, [](benchmark::State&, cachet::Pipeline& p) {
+void pipeline100_streamed(benchmark::State& state, bool tls) {
+  auto streamed = [](benchmark::State&, cachet::Pipeline& p) {
     p.execute([&](cachet::Reply&& r) { benchmark::DoNotOptimize(r); });
-  });
+  };
+  cachet_pipeline(state, streamed, tls);
 }
+void cachet_pool_pipeline100_streamed(benchmark::State& state) { pipeline100_streamed(state, false); }
+void cachet_pool_pipeline100_streamed_tls(benchmark::State& state) { pipeline100_streamed(state, true); }
 
 }  // namespace
 
@@ -125,6 +132,8 @@ BENCHMARK(cachet_pool_get);
 BENCHMARK(raw_hiredis_pipeline100);
 BENCHMARK(cachet_pool_pipeline100);
 BENCHMARK(cachet_pool_pipeline100_streamed);
+BENCHMARK(cachet_pool_get_tls);
+BENCHMARK(cachet_pool_pipeline100_streamed_tls);
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
@@ -132,6 +141,8 @@ int main(int argc, char** argv) {
   cachet::bench::RatioReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   reporter.print_ratios({{"cachet_pool_get", "raw_hiredis_get"}, {"cachet_pool_pipeline100", "raw_hiredis_pipeline100"},
-                         {"cachet_pool_pipeline100_streamed", "raw_hiredis_pipeline100"}});
+                         {"cachet_pool_pipeline100_streamed", "raw_hiredis_pipeline100"},
+                         {"cachet_pool_get_tls", "cachet_pool_get"},
+                         {"cachet_pool_pipeline100_streamed_tls", "cachet_pool_pipeline100_streamed"}});
   benchmark::Shutdown();
 }

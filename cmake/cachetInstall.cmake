@@ -27,7 +27,7 @@ install(FILES "${PROJECT_SOURCE_DIR}/LICENSE" DESTINATION "${CMAKE_INSTALL_DATAD
 
 # pkg-config, for builds without CMake: `pkg-config --cflags --libs cachet`
 # (relocatable: the prefix is found from where the .pc file is).
-set(CACHET_PC_REQUIRES "hiredis, libcrypto, nlohmann_json >= 3.10, fmt")
+set(CACHET_PC_REQUIRES "hiredis, libssl, libcrypto, nlohmann_json >= 3.10, fmt")
 if(CACHET_WITH_ZSTD)
   string(APPEND CACHET_PC_REQUIRES ", libzstd")
   set(CACHET_PC_CFLAGS " -DCACHET_HAS_ZSTD=1")

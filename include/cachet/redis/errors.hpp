@@ -5,7 +5,12 @@
 //   Error
 //   ├── ConnectionError        cannot connect, connection lost, server closed it
 //   │   ├── TimeoutError       connect or command timeout
-//   │   └── HandshakeError     a pooled connection's AUTH/SELECT was refused
+//   │   │   └── TlsHandshakeTimeoutError  the TLS handshake did not finish within connect_timeout
+//   │   ├── HandshakeError     a pooled connection's AUTH/SELECT was refused
+//   │   └── TlsError           the TLS layer failed (see docs/tls.md)
+//   │       ├── TlsCertificateError        the server's certificate is not trusted
+//   │       ├── TlsHostnameError           ... or is not for the name/IP connected to
+//   │       └── TlsClientCertificateError  the server requires a client certificate
 //   ├── ConfigError            the Pool's constructor found the configuration cannot work
 //   ├── ReplyError             the server answered with an error (WRONGTYPE, NOSCRIPT, OOM, ...)
 //   ├── ProtocolError          the peer does not speak RESP
@@ -42,9 +47,51 @@ class HandshakeError : public ConnectionError {
   std::string message_;
 };
 
+// TLS failed: the handshake, or a record later (a corrupt record, an alert).
+// Every message names the server; none carries a key or a password.
+class TlsError : public ConnectionError {
+ public:
+  using ConnectionError::ConnectionError;
+};
+
+// The server's certificate chain does not verify against the trusted CAs
+// (TlsOptions::ca_file/ca_dir, or the system store); the message carries
+// OpenSSL's reason ("unable to get local issuer certificate", "certificate has expired").
+class TlsCertificateError : public TlsError {
+ public:
+  using TlsError::TlsError;
+};
+
+// The certificate is trusted but names neither TlsOptions::server_name (default:
+// ConnectionOptions::host) nor, for an IP address, that IP.
+class TlsHostnameError : public TlsError {
+ public:
+  using TlsError::TlsError;
+};
+
+// The server requires a client certificate (mutual TLS, redis' tls-auth-clients)
+// and none was sent, or the one sent was refused. Over TLS 1.3 the server's alert
+// arrives after the handshake, on the first read: it is mapped there too.
+class TlsClientCertificateError : public TlsError {
+ public:
+  using TlsError::TlsError;
+};
+
+// The TLS handshake did not finish within ConnectionOptions::connect_timeout
+// (which covers the TCP connect and the handshake): a listener that is not a TLS
+// server, or one too loaded to answer. A TimeoutError, like any other expired
+// deadline (so it is *not* a TlsError: C++ cannot derive from both without two
+// ConnectionError bases).
+class TlsHandshakeTimeoutError : public TimeoutError {
+ public:
+  using TimeoutError::TimeoutError;
+};
+
 // The configuration cannot work: the server refused AUTH/SELECT/CLIENT SETNAME
 // (WRONGPASS, NOAUTH, NOPERM, ERR DB index out of range), the peer does not
-// speak RESP (a wrong port), or the unix socket path has no socket. Thrown by the Pool's constructor, which opens one
+// speak RESP (a wrong port), the unix socket path has no socket, or a TLS file
+// (TlsOptions::ca_file, cert_file, key_file, ...) cannot be used (that one from
+// any connection's set-up). Thrown by the Pool's constructor, which opens one
 // connection to check, so a misconfiguration reaches the application at start-up
 // instead of looking like an outage (an unreachable server is tolerated there).
 class ConfigError : public Error {

@@ -188,13 +188,20 @@ class Pool {
   // Opens the first connection, kept idle for the first user, and PINGs it: a
   // refused set-up or PING that names the options (see misconfigured()), a peer
   // that does not speak RESP (a wrong port) or a unix socket path with no socket
-  // is a ConfigError; an unreachable server (refused, timed out), one not ready
+  // is a ConfigError; a TLS certificate, hostname or client certificate refusal
+  // leaves as its own TlsError; an unreachable server (refused, timed out), one not ready
   // (LOADING) or full (maxclients) is an outage the pool rides out, as it would later.
   void verify() {
     verifying_ = true;  // on_handshake_error is for refusals after construction
     try {
       Lease first = acquire();
       first->command({"PING"});
+    } catch (const TlsCertificateError&) {  // TLS verification failed: a configuration, not an outage
+      throw;
+    } catch (const TlsHostnameError&) {
+      throw;
+    } catch (const TlsClientCertificateError&) {
+      throw;
     } catch (const HandshakeError& e) {
       throw_if_misconfigured(e.server_message());
       if (options_.eager) throw;

@@ -6,10 +6,17 @@
 //   cachet::testing::RedisServer server;            // started and answering PING
 //   cachet::Pool pool(server.connection_options());
 //
+// With `tls`, it also serves TLS on a free port, with a throwaway CA and
+// certificates made in its directory (see tls_certificates.hpp, docs/testing.md):
+//
+//   cachet::testing::RedisServer server({.tls = true});
+//   cachet::Pool pool(server.tls_connection_options());  // trusts the test CA
+//
 // The executable is `redis-server` from PATH, or $CACHET_REDIS_SERVER.
 // POSIX (Linux) only.
 
 #include <cachet/testing/detail/spawner.hpp>
+#include <cachet/testing/tls_certificates.hpp>
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/errors.hpp>
 #include <cachet/redis/options.hpp>
@@ -35,8 +42,13 @@
 
 namespace cachet::testing {
 
+// redis' tls-auth-clients: must a TLS client present a certificate the CA signed?
+enum class TlsClientAuth { no, yes, optional };
+
 struct RedisServerOptions {
   bool tcp = false;                   // also listen on a free port on 127.0.0.1
+  bool tls = false;                   // also serve TLS on a free port on 127.0.0.1
+  TlsClientAuth tls_auth_clients = TlsClientAuth::no;
   std::vector<std::string> config{};  // extra redis.conf lines, e.g. "maxmemory 1mb"
   std::string executable{};           // default: $CACHET_REDIS_SERVER, else "redis-server"
   std::chrono::milliseconds start_timeout{10'000};
@@ -51,14 +63,17 @@ class RedisServer {
     }
     make_dir();
     try {
+      if (options_.tls) tls_files_ = make_tls_certificates(dir_);
       for (int attempt = 1;; ++attempt) {
         if (options_.tcp) port_ = free_port();
+        if (options_.tls) tls_port_ = free_port();
         write_config();
         try {
           start();
           break;
         } catch (const Error&) {  // another process took the free port first: pick again
-          if (!options_.tcp || attempt == 3 || log().find("Address already in use") == std::string::npos) throw;
+          const bool port_taken = log().find("Address already in use") != std::string::npos;
+          if (!(options_.tcp || options_.tls) || attempt == 3 || !port_taken) throw;
         }
       }
     } catch (...) {
@@ -76,6 +91,8 @@ class RedisServer {
 
   const std::string& socket_path() const noexcept { return socket_; }
   int port() const noexcept { return port_; }  // 0 without `tcp`
+  int tls_port() const noexcept { return tls_port_; }  // 0 without `tls`
+  const TlsCertificateFiles& tls_files() const noexcept { return tls_files_; }  // empty without `tls`
   const std::string& directory() const noexcept { return dir_; }
   pid_t pid() const noexcept { return pid_; }
   bool running() const noexcept { return pid_ > 0; }
@@ -91,6 +108,19 @@ class RedisServer {
     ConnectionOptions o;
     o.host = "127.0.0.1";
     o.port = port_;
+    return o;
+  }
+  // Options that reach it over TLS (requires `tls`): 127.0.0.1, trusting the
+  // test CA, with the client certificate when tls_auth_clients is `yes`.
+  ConnectionOptions tls_connection_options() const {
+    ConnectionOptions o = tcp_connection_options();
+    o.port = tls_port_;
+    o.tls.enabled = true;
+    o.tls.ca_file = tls_files_.ca_cert;
+    if (options_.tls_auth_clients == TlsClientAuth::yes) {
+      o.tls.cert_file = tls_files_.client_cert;
+      o.tls.key_file = tls_files_.client_key;
+    }
     return o;
   }
   // A fresh admin connection: no command timeout (so DEBUG commands can block),
@@ -201,6 +231,14 @@ class RedisServer {
          << "save \"\"\n"
          << "appendonly no\n"
          << "enable-debug-command local\n";
+    if (options_.tls) {
+      constexpr const char* auth[] = {"no", "yes", "optional"};
+      conf << "tls-port " << tls_port_ << "\n"
+           << "tls-cert-file " << tls_files_.server_cert << "\n"
+           << "tls-key-file " << tls_files_.server_key << "\n"
+           << "tls-ca-cert-file " << tls_files_.ca_cert << "\n"
+           << "tls-auth-clients " << auth[static_cast<int>(options_.tls_auth_clients)] << "\n";
+    }
     for (const auto& line : options_.config) conf << line << "\n";
     if (!conf) throw Error("RedisServer: cannot write " + dir_ + "/redis.conf");
   }
@@ -249,6 +287,8 @@ class RedisServer {
   std::string dir_;
   std::string socket_;
   int port_ = 0;
+  int tls_port_ = 0;
+  TlsCertificateFiles tls_files_{};
   pid_t pid_ = -1;
   std::vector<std::unique_ptr<Connection>> sleepers_;  // connections with a DEBUG SLEEP in flight
 };

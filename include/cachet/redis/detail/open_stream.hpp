@@ -1,8 +1,9 @@
 #pragma once
-// The transport a ConnectionOptions asks for: a socket, or (later) TLS over one.
+// The transport a ConnectionOptions asks for: a socket, or TLS over one.
 
 #include <cachet/redis/detail/socket_stream.hpp>
 #include <cachet/redis/detail/stream.hpp>
+#include <cachet/redis/detail/tls_stream.hpp>
 #include <cachet/redis/errors.hpp>
 #include <cachet/redis/options.hpp>
 
@@ -10,11 +11,15 @@
 
 namespace cachet::detail {
 
-// Connects by `deadline`; throws ConnectionError or TimeoutError naming the server.
+// Connects by `deadline` (with TLS: the TCP connect and the handshake both);
+// throws ConnectionError, TimeoutError or a TLS error naming the server.
 inline std::unique_ptr<Stream> open_stream(const ConnectionOptions& o, Deadline deadline) {
-  // Never plaintext when TLS was asked for.
-  if (o.tls.enabled) throw ConfigError("redis: ConnectionOptions::tls.enabled is set, but this build has no TLS transport yet");
-  return SocketStream::connect(o, deadline);
+  if (!o.tls.enabled) return SocketStream::connect(o, deadline);
+  // Never plaintext when TLS was asked for; redis serves TLS over TCP only.
+  if (o.uses_unix_socket())
+    throw ConfigError("redis: ConnectionOptions::tls.enabled is set with a unix socket path (" + o.path +
+                      "): TLS is for TCP connections (set host and port)");
+  return std::make_unique<TlsStream>(SocketStream::connect(o, deadline), o, deadline);
 }
 
 }  // namespace cachet::detail

@@ -10,10 +10,12 @@
 #include <cachet/redis/detail/argv.hpp>
 #include <cachet/detail/backoff.hpp>
 #include <cachet/redis/detail/hiredis.hpp>
+#include <cachet/redis/detail/sentinel_resolver.hpp>
 #include <cachet/redis/arg.hpp>
 #include <cachet/redis/errors.hpp>
 #include <cachet/redis/options.hpp>
 #include <cachet/redis/reply.hpp>
+#include <cachet/redis/sentinel_errors.hpp>
 
 #include <fmt/format.h>
 
@@ -41,6 +43,7 @@ class Connection {
   // Connects at once; throws ConnectionError, TimeoutError or ReplyError (AUTH, SELECT).
   explicit Connection(ConnectionOptions options)
       : options_(std::move(options)), backoff_(options_.reconnect) {
+    if (options_.sentinel.enabled()) sentinel_ = detail::SentinelResolver::get(options_.sentinel);
     connect();
   }
 
@@ -51,7 +54,10 @@ class Connection {
         backoff_(std::move(o.backoff_)),
         pending_(std::exchange(o.pending_, 0)),
         last_error_(std::move(o.last_error_)),
-        first_pending_(std::move(o.first_pending_)) {}
+        first_pending_(std::move(o.first_pending_)),
+        sentinel_(o.sentinel_),
+        generation_(o.generation_),
+        demoted_(std::exchange(o.demoted_, false)) {}
   Connection& operator=(Connection&& o) noexcept {
     if (this != &o) {
       options_ = o.options_;
@@ -60,6 +66,9 @@ class Connection {
       pending_ = std::exchange(o.pending_, 0);
       last_error_ = std::move(o.last_error_);
       first_pending_ = std::move(o.first_pending_);
+      sentinel_ = o.sentinel_;
+      generation_ = o.generation_;
+      demoted_ = std::exchange(o.demoted_, false);
     }
     return *this;
   }
@@ -79,6 +88,7 @@ class Connection {
     if (pending_ != 0) throw std::logic_error("cachet::Connection: command() with pipelined replies unread");
     append_argv(argv);
     Reply r = read_reply();
+    if (r.is_error() && is_readonly(r)) throw ReadOnlyError(std::string(r.error_message()));
     r.throw_if_error();
     return r;
   }
@@ -108,7 +118,10 @@ class Connection {
     void* raw = nullptr;
     if (redisGetReply(ctx_.get(), &raw) != REDIS_OK || raw == nullptr) fail_command();
     --pending_;
-    return Reply(detail::ReplyPtr(static_cast<redisReply*>(raw)));
+    Reply r(detail::ReplyPtr(static_cast<redisReply*>(raw)));
+    if (r.is_error() && is_readonly(r)) leave_demoted_master();
+    if (demoted_ && pending_ == 0) close();
+    return r;
   }
   std::size_t pending() const noexcept { return pending_; }
 
@@ -146,6 +159,7 @@ class Connection {
   void close() noexcept {
     ctx_.reset();
     pending_ = 0;
+    demoted_ = false;
   }
 
   // True when no usable context is held (never connected, failed, or closed).
@@ -182,6 +196,10 @@ class Connection {
   }
 
   const ConnectionOptions& options() const noexcept { return options_; }
+
+  // Through Sentinel: the master moved since this connection was opened (a
+  // failover); it still talks to the old server, so pools and subscribers drop it.
+  bool moved() const noexcept { return sentinel_ && !broken() && sentinel_->generation() != generation_; }
   redisContext* native_handle() noexcept { return ctx_.get(); }
 
  private:
@@ -192,15 +210,46 @@ class Connection {
   void connect() {
     close();
     try {
+      resolve_address();
       open_context();
       handshake();
       backoff_.reset();
     } catch (const std::exception& e) {
       close();
+      if (sentinel_ && dynamic_cast<const ConnectionError*>(&e)) sentinel_->invalidate(generation_);
       last_error_ = e.what();
       backoff_.record_failure();
       throw;
     }
+  }
+
+  // Through Sentinel: the address to open is the current master's (or a replica's).
+  void resolve_address() {
+    if (!sentinel_) return;
+    detail::SentinelTarget t = sentinel_->resolve(options_.sentinel.role, options_.connect_timeout);
+    options_.host = std::move(t.host);
+    options_.port = t.port;
+    generation_ = t.generation;
+  }
+
+  // Through Sentinel: ROLE, read last in the handshake's round trip, must name
+  // the role asked for (a stale answer can point at a demoted master).
+  void check_role(const Reply& role) {
+    const bool master = options_.sentinel.role == SentinelRole::master;
+    const std::string_view want = master ? "master" : "slave";
+    if (role.is_array() && role.size() > 0 && role[0].is_string() && role[0].as_string() == want) return;
+    sentinel_->invalidate(generation_);
+    throw ConnectionError(fmt::format("sentinel: {} is not a {} (ROLE); rediscovering", endpoint(), want));
+  }
+
+  static bool is_readonly(const Reply& r) noexcept { return r.error_message().starts_with("READONLY"); }
+
+  // A READONLY reply: the server was demoted. Through Sentinel the connection
+  // closes once its pipeline is read, and the next one asks the sentinels.
+  void leave_demoted_master() noexcept {
+    if (!sentinel_) return;
+    sentinel_->invalidate(generation_);
+    demoted_ = true;
   }
 
   void open_context() {
@@ -238,17 +287,20 @@ class Connection {
       append({"CLIENT", "SETNAME", options_.client_name});
       ++sent;
     }
+    if (sentinel_) append({"ROLE"});
     std::string first_error;
     for (std::size_t i = 0; i < sent; ++i) {
       Reply r = read_reply();
       if (r.is_error() && first_error.empty()) first_error = r.error_message();
     }
+    if (sentinel_) check_role(read_reply());
     if (!first_error.empty()) throw ReplyError(first_error);
   }
 
   // Drops the failed context, then throws its typed error, naming `what` failed on which server.
   [[noreturn]] void fail(std::string_view what) {
     const int saved_errno = errno;
+    if (sentinel_) sentinel_->invalidate(generation_);  // a lost server may be a failed master
     detail::ContextPtr failed = std::move(ctx_);
     close();
     const std::string op = fmt::format("{} on {}", what, endpoint());
@@ -266,7 +318,10 @@ class Connection {
     first_pending_.assign(argv.argv()[0], std::min<std::size_t>(argv.lens()[0], 15));
   }
 
-  std::string endpoint() const { return options_.endpoint(); }
+  std::string endpoint() const {
+    if (!sentinel_) return options_.endpoint();
+    return fmt::format("{}:{} ({})", options_.host, options_.port, options_.endpoint());
+  }
 
   ConnectionOptions options_;
   detail::ContextPtr ctx_;
@@ -274,6 +329,9 @@ class Connection {
   std::size_t pending_ = 0;
   std::string last_error_;
   std::string first_pending_;  // the name of the first command sent since the last reply read
+  std::shared_ptr<detail::SentinelResolver> sentinel_;  // null unless through Sentinel
+  std::uint64_t generation_ = 0;  // the master's generation when this connection was opened
+  bool demoted_ = false;          // a READONLY came back: close once the pipeline is read
 };
 
 }  // namespace cachet

@@ -164,17 +164,17 @@ class SentinelResolver {
     replicas_ = std::move(found);
   }
 
-  // One entry of SENTINEL REPLICAS (a flat field/value array), if it can serve reads.
+  // One entry of SENTINEL REPLICAS (a flat field/value array), unless the sentinels see it down.
   static std::optional<Address> healthy_replica(const redisReply& entry) {
-    std::string ip, port, flags, link;
+    // Not master-link-status: a sentinel refreshes it every 10 s, so a new replica reads "err" for that long.
+    std::string ip, port, flags;
     for (std::size_t i = 0; i + 1 < entry.elements; i += 2) {
       const std::string field = entry.element[i]->str, value = entry.element[i + 1]->str;
       if (field == "ip") ip = value;
       else if (field == "port") port = value;
       else if (field == "flags") flags = value;
-      else if (field == "master-link-status") link = value;
     }
-    if (ip.empty() || port.empty() || link != "ok" || flags.find("down") != std::string::npos ||
+    if (ip.empty() || port.empty() || flags.find("down") != std::string::npos ||
         flags.find("disconnected") != std::string::npos)
       return std::nullopt;
     return Address{ip, std::atoi(port.c_str())};

@@ -120,8 +120,11 @@ TEST_CASE("READONLY from a demoted master: a typed error, the connection closes,
   group.server_at(old_master).connect().command({"REPLICAOF", "127.0.0.1", replica});
   CHECK_THROWS_AS(conn.command({"SET", "k", "v"}), cachet::ReadOnlyError);
   CHECK(conn.broken());
-  // The sentinels see the master report itself a replica, and fail over.
-  REQUIRE(eventually([&] { conn.command({"SET", "k", "v"}); }, 60s));
+  // Until the sentinels fail over (asked, rather than waiting for them to notice),
+  // the ROLE check refuses the demoted master they still name.
+  CHECK_THROWS_AS(conn.command({"SET", "k", "v"}), cachet::ConnectionError);
+  group.failover();
+  REQUIRE(eventually([&] { conn.command({"SET", "k", "v"}); }));
   CHECK(conn.options().port != old_master);
   CHECK(role_of(conn) == "master");
 }
@@ -244,4 +247,37 @@ TEST_CASE("the in-process tier is flushed when the master moves, and tracking re
     if (seen == "old") throw cachet::Error("L1 still serves the old master's value");
   }));
   CHECK(seen != "old");
+}
+
+TEST_CASE("a move of the master drops pooled connections on acquire and release, and a subscriber's at once") {
+  SentinelGroup group;
+  const cachet::ConnectionOptions options = group.connection_options();
+  cachet::Pool pool(options, {.verify = false});
+  std::atomic<int> ups{0}, downs{0};
+  cachet::Subscriber sub(options, {}, {.setup = [](cachet::Connection& c) { c.command({"SUBSCRIBE", "nothing"}); },
+                                       .message = [](const cachet::Reply&) {},
+                                       .up = [&] { ++ups; },
+                                       .down = [&] { ++downs; }});
+  sub.start();
+  REQUIRE(eventually([&] {
+    if (ups == 0) throw cachet::Error("subscriber not up");
+  }));
+  pool.with([](cachet::Connection& c) { c.command({"PING"}); });  // one idle connection
+  {
+    auto leased = pool.acquire();
+    auto other = pool.acquire();  // the idle one is `leased`; this one is new
+    // A move (as +switch-master announces it; here to a replica, which the ROLE check then refuses).
+    cachet::detail::SentinelResolver::get(options.sentinel)->switched("127.0.0.1", group.servers()[1]->port());
+    CHECK(leased->moved());
+  }  // both go back: discarded, not kept
+  CHECK(pool.stats().discarded == 2);
+  CHECK(pool.stats().idle == 0);
+  REQUIRE(eventually([&] {
+    if (downs == 0) throw cachet::Error("subscriber still on the old master");
+  }, 5s));
+  // The ROLE check sends both back to the real master.
+  REQUIRE(eventually([&] { pool.with([](cachet::Connection& c) { c.command({"SET", "k", "v"}); }); }));
+  REQUIRE(eventually([&] {
+    if (ups < 2) throw cachet::Error("subscriber not back");
+  }));
 }

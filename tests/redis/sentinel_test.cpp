@@ -249,7 +249,7 @@ TEST_CASE("the in-process tier is flushed when the master moves, and tracking re
   CHECK(seen != "old");
 }
 
-TEST_CASE("a move of the master drops pooled connections on acquire and release, and a subscriber's at once") {
+TEST_CASE("a move of the master drops pooled connections, a plain one before its next command, and a subscriber's at once") {
   SentinelGroup group;
   const cachet::ConnectionOptions options = group.connection_options();
   cachet::Pool pool(options, {.verify = false});
@@ -263,6 +263,7 @@ TEST_CASE("a move of the master drops pooled connections on acquire and release,
     if (ups == 0) throw cachet::Error("subscriber not up");
   }));
   pool.with([](cachet::Connection& c) { c.command({"PING"}); });  // one idle connection
+  cachet::Connection plain(options);                                // a connection of its own (a flusher's, say)
   {
     auto leased = pool.acquire();
     auto other = pool.acquire();  // the idle one is `leased`; this one is new
@@ -270,6 +271,8 @@ TEST_CASE("a move of the master drops pooled connections on acquire and release,
     cachet::detail::SentinelResolver::get(options.sentinel)->switched("127.0.0.1", group.servers()[1]->port());
     CHECK(leased->moved());
   }  // both go back: discarded, not kept
+  // Its next command reconnects (and the ROLE check refuses the replica) instead of using the old master.
+  CHECK_THROWS_AS(plain.command({"PING"}), cachet::ConnectionError);
   CHECK(pool.stats().discarded == 2);
   CHECK(pool.stats().idle == 0);
   REQUIRE(eventually([&] {

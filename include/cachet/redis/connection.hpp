@@ -108,6 +108,7 @@ class Connection {
   void append_argv(detail::Argv& argv) {
     // Redis never answers an empty command: the read would wait for the timeout.
     if (argv.size() == 0) throw std::invalid_argument("cachet::Connection: empty command");
+    if (pending_ == 0) leave_if_moved();
     ensure_connected();
     if (pending_ == 0) name_first_pending(argv);
     if (redisAppendCommandArgv(ctx_.get(), argv.argc(), argv.argv(), argv.lens()) != REDIS_OK) fail_command();
@@ -240,6 +241,12 @@ class Connection {
     if (role.is_array() && role.size() > 0 && role[0].is_string() && role[0].as_string() == want) return;
     sentinel_->invalidate(generation_);
     throw ConnectionError(fmt::format("sentinel: {} is not a {} (ROLE); rediscovering", endpoint(), want));
+  }
+
+  // Through Sentinel, between commands: a connection left on the old master (a
+  // failover keeps it writable for seconds) reconnects to the new one.
+  void leave_if_moved() noexcept {
+    if (moved()) close();
   }
 
   static bool is_readonly(const Reply& r) noexcept { return r.error_message().starts_with("READONLY"); }

@@ -7,6 +7,7 @@
 #include <cachet/redis/detail/sentinel_resolver.hpp>
 #include <cachet/redis/sentinel.hpp>
 #include <cachet/redis/tracking.hpp>
+#include <cachet/store/lock_notifier.hpp>
 #include <cachet/testing/sentinel_group.hpp>
 
 #include <catch2/catch.hpp>
@@ -220,12 +221,13 @@ TEST_CASE("a SIGKILLed master under load: no read error, reads and writes resume
   check_resumed(r, moved);
 }
 
-TEST_CASE("the in-process tier is flushed when the master moves, and tracking re-registers on the new master") {
+TEST_CASE("the in-process tier is flushed when the master moves, and tracking and the lock notifier re-subscribe on the new master") {
   SentinelGroup group;
   const cachet::ConnectionOptions options = group.connection_options();
   cachet::Pool pool(options);
   cachet::Tracking tracking(options);
   REQUIRE(tracking.wait_live(generous));
+  cachet::LockNotifier notifier(options, "releases");
   auto cache = cachet::make_tiered_cache<std::string, cachet::StringCodec>(pool, tracking, {.ns = "t", .name = "l1"});
   CHECK(cache.get_or_load("a", [](std::string_view) { return std::string("old"); }) == "old");
   const auto before = tracking.stats();
@@ -247,6 +249,16 @@ TEST_CASE("the in-process tier is flushed when the master moves, and tracking re
     if (seen == "old") throw cachet::Error("L1 still serves the old master's value");
   }));
   CHECK(seen != "old");
+  // The lock notifier listens on the new master: a release published there wakes a waiter.
+  const std::uint64_t seen_gen = notifier.watch("lock-a");
+  bool woken = false;
+  REQUIRE(eventually([&] {
+    other.command({"PUBLISH", "releases", "lock-a"});
+    woken = notifier.wait("lock-a", seen_gen, clock_type::now() + 100ms) != seen_gen;
+    if (!woken) throw cachet::Error("no release seen");
+  }));
+  CHECK(woken);
+  notifier.unwatch("lock-a");
 }
 
 TEST_CASE("a move of the master drops pooled connections, a plain one before its next command, and a subscriber's at once") {

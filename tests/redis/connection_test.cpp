@@ -357,10 +357,10 @@ TEST_CASE("TCP keepalive is on when asked for") {
   cachet::Connection on(o);
   int value = 0;
   socklen_t len = sizeof value;
-  REQUIRE(::getsockopt(on.native_handle()->fd, SOL_SOCKET, SO_KEEPALIVE, &value, &len) == 0);
+  REQUIRE(::getsockopt(on.fd(), SOL_SOCKET, SO_KEEPALIVE, &value, &len) == 0);
   CHECK(value == 1);
   o.keepalive = false;
   cachet::Connection off(o);
-  REQUIRE(::getsockopt(off.native_handle()->fd, SOL_SOCKET, SO_KEEPALIVE, &value, &len) == 0);
+  REQUIRE(::getsockopt(off.fd(), SOL_SOCKET, SO_KEEPALIVE, &value, &len) == 0);
   CHECK(value == 0);
 }

@@ -1,5 +1,5 @@
 #pragma once
-// Command arguments. Every command goes to hiredis through the argv API, so keys
+// Command arguments. Every command is sent as RESP bulk strings, so keys
 // and values are binary safe: spaces, "\r\n", "%s" and NUL bytes are just bytes.
 
 #include <charconv>

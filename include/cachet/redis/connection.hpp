@@ -1,16 +1,23 @@
 #pragma once
-// One blocking connection to Redis: RAII over redisContext, commands through the
-// argv API, pipelining, typed errors, and reconnection paced by back-off.
+// One blocking connection to Redis over a transport cachet owns (detail::Stream:
+// a socket, or TLS over one), with hiredis parsing the replies: commands as
+// argument lists, pipelining, typed errors, a deadline on every connect, write
+// and read, and reconnection paced by back-off.
 //
-// A context that reported an error (I/O, timeout, protocol) is dropped at once and
+// A transport that reported an error (I/O, timeout, protocol) is dropped at once and
 // never reused: after a timeout a late reply could otherwise be read as the answer
 // to the next command. The next command reconnects, unless the back-off since the
 // last failed connect has not elapsed, in which case it fails fast.
 
 #include <cachet/redis/detail/argv.hpp>
 #include <cachet/detail/backoff.hpp>
+#include <cachet/redis/detail/format.hpp>
 #include <cachet/redis/detail/hiredis.hpp>
 #include <cachet/redis/detail/sentinel_resolver.hpp>
+#include <cachet/redis/detail/io_error.hpp>
+#include <cachet/redis/detail/open_stream.hpp>
+#include <cachet/redis/detail/reply_reader.hpp>
+#include <cachet/redis/detail/stream.hpp>
 #include <cachet/redis/arg.hpp>
 #include <cachet/redis/errors.hpp>
 #include <cachet/redis/options.hpp>
@@ -20,13 +27,15 @@
 #include <fmt/format.h>
 
 #include <poll.h>
-#include <sys/time.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
+#include <cstring>
 #include <initializer_list>
+#include <memory>
+#include <new>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -50,7 +59,9 @@ class Connection {
   // A moved-from connection is closed (broken) and reconnects on next use.
   Connection(Connection&& o) noexcept
       : options_(o.options_),  // copied: the moved-from connection can still reconnect
-        ctx_(std::move(o.ctx_)),
+        stream_(std::move(o.stream_)),
+        reader_(std::move(o.reader_)),
+        out_(std::move(o.out_)),
         backoff_(std::move(o.backoff_)),
         pending_(std::exchange(o.pending_, 0)),
         last_error_(std::move(o.last_error_)),
@@ -61,7 +72,9 @@ class Connection {
   Connection& operator=(Connection&& o) noexcept {
     if (this != &o) {
       options_ = o.options_;
-      ctx_ = std::move(o.ctx_);
+      stream_ = std::move(o.stream_);
+      reader_ = std::move(o.reader_);
+      out_ = std::move(o.out_);
       backoff_ = std::move(o.backoff_);
       pending_ = std::exchange(o.pending_, 0);
       last_error_ = std::move(o.last_error_);
@@ -111,64 +124,83 @@ class Connection {
     if (pending_ == 0) leave_if_moved();
     ensure_connected();
     if (pending_ == 0) name_first_pending(argv);
-    if (redisAppendCommandArgv(ctx_.get(), argv.argc(), argv.argv(), argv.lens()) != REDIS_OK) fail_command();
+    const std::size_t before = out_.size();
+    try {
+      detail::format_command(out_, argv);
+    } catch (...) {  // bad_alloc: never send half a command
+      out_.resize(before);
+      throw;
+    }
     ++pending_;
   }
+  // Writes what was appended first; command_timeout bounds the write, then the read.
   Reply read_reply() {
     if (pending_ == 0) throw std::logic_error("cachet::Connection: read_reply() with no command pending");
-    void* raw = nullptr;
-    if (redisGetReply(ctx_.get(), &raw) != REDIS_OK || raw == nullptr) fail_command();
+    if (!out_.empty()) flush_or_fail_command();  // pending commands imply a stream
+    detail::ReplyPtr reply;
+    const detail::Deadline deadline = detail::deadline_after(options_.command_timeout);
+    while (!next_reply(reply)) {
+      const std::size_t n = receive(deadline, [this](const detail::IoResult& r) { fail_command(r); });
+      if (!reader_->feed(buffer_, n)) fail_protocol(command_name());
+    }
     --pending_;
-    Reply r(detail::ReplyPtr(static_cast<redisReply*>(raw)));
+    Reply r(std::move(reply));
     if (r.is_error() && is_readonly(r)) leave_demoted_master();
     if (demoted_ && pending_ == 0) close();
     return r;
   }
   std::size_t pending() const noexcept { return pending_; }
 
+  // Writes the appended commands now, without reading their replies (they stay pending).
+  void flush() {
+    if (!out_.empty()) flush_or_fail_command();
+  }
+
   // For a connection in pub/sub mode (after SUBSCRIBE's reply was read): the
   // next pushed message, or nullopt if none arrived within `wait`, or if
   // `wake_fd` (when >= 0) became readable first (the caller drains it).
   std::optional<Reply> read_push(std::chrono::milliseconds wait, int wake_fd = -1) {
-    if (!ctx_) throw ConnectionError("redis: read_push on a connection that is not connected");
-    void* raw = nullptr;
-    if (redisGetReplyFromReader(ctx_.get(), &raw) != REDIS_OK) fail("pub/sub read");  // one already buffered?
-    if (raw == nullptr) {
-      pollfd p[2] = {{ctx_->fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
+    if (!stream_) throw ConnectionError("redis: read_push on a connection that is not connected");
+    detail::ReplyPtr reply;
+    if (next_reply(reply)) return Reply(std::move(reply));  // one already buffered
+    if (!stream_->has_buffered_input()) {  // TLS may hold decrypted input a poll cannot see
+      pollfd p[2] = {{stream_->fd(), POLLIN, 0}, {wake_fd, POLLIN, 0}};
       const int ready = ::poll(p, wake_fd >= 0 ? 2 : 1, static_cast<int>(wait.count()));
-      if (ready < 0 && errno != EINTR) fail("pub/sub poll");
+      if (ready < 0 && errno != EINTR) fail("pub/sub poll", {detail::IoStatus::failed, 0, std::strerror(errno)});
       if (ready <= 0 || (p[0].revents & (POLLIN | POLLHUP | POLLERR)) == 0) return std::nullopt;
-      if (redisBufferRead(ctx_.get()) != REDIS_OK) fail("pub/sub read");
-      if (redisGetReplyFromReader(ctx_.get(), &raw) != REDIS_OK) fail("pub/sub read");
-      if (raw == nullptr) return std::nullopt;  // part of a message so far
     }
-    return Reply(detail::ReplyPtr(static_cast<redisReply*>(raw)));
+    const auto deadline = detail::deadline_after(options_.command_timeout);
+    const std::size_t n = receive(deadline, [this](const detail::IoResult& r) { fail("pub/sub read", r); });
+    if (!reader_->feed(buffer_, n)) fail_protocol("pub/sub read");
+    if (!next_reply(reply)) return std::nullopt;  // part of a message so far
+    return Reply(std::move(reply));
   }
 
   // For a connection in pub/sub mode: sends a command whose answer comes back as
   // a push (PING, a further SUBSCRIBE), to be read by read_push. Nothing is
   // counted as pending.
   void send(std::initializer_list<Arg> args) {
-    if (!ctx_) throw ConnectionError("redis: send on a connection that is not connected");
+    if (!stream_) throw ConnectionError("redis: send on a connection that is not connected");
     detail::Argv argv(args);
-    if (redisAppendCommandArgv(ctx_.get(), argv.argc(), argv.argv(), argv.lens()) != REDIS_OK) fail("pub/sub send");
-    for (int done = 0; !done;)
-      if (redisBufferWrite(ctx_.get(), &done) != REDIS_OK) fail("pub/sub send");
+    detail::format_command(out_, argv);
+    if (auto r = write_out(); r.status != detail::IoStatus::done) fail("pub/sub send", r);
   }
 
-  // Drops the context: pending replies are forgotten and the next command reconnects.
+  // Drops the transport: pending replies are forgotten and the next command reconnects.
   void close() noexcept {
-    ctx_.reset();
+    stream_.reset();
+    reader_.reset();
+    out_.clear();
     pending_ = 0;
     demoted_ = false;
   }
 
-  // True when no usable context is held (never connected, failed, or closed).
-  bool broken() const noexcept { return ctx_ == nullptr; }
+  // True when no usable transport is held (never connected, failed, or closed).
+  bool broken() const noexcept { return stream_ == nullptr; }
 
   // Reconnects now if the back-off allows it; throws the connect error otherwise.
   void ensure_connected() {
-    if (ctx_) return;
+    if (stream_) return;
     const auto now = clock::now();
     if (!backoff_.ready(now)) {
       const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(backoff_.next_attempt() - now);
@@ -197,16 +229,14 @@ class Connection {
   }
 
   const ConnectionOptions& options() const noexcept { return options_; }
+  // The socket (for socket options, or to poll beside other descriptors); -1 when not connected.
+  int fd() const noexcept { return stream_ ? stream_->fd() : -1; }
 
   // Through Sentinel: the master moved since this connection was opened (a
   // failover); it still talks to the old server, so pools and subscribers drop it.
   bool moved() const noexcept { return sentinel_ && !broken() && sentinel_->generation() != generation_; }
-  redisContext* native_handle() noexcept { return ctx_.get(); }
 
  private:
-  static timeval to_timeval(std::chrono::milliseconds ms) {
-    return timeval{static_cast<time_t>(ms.count() / 1000), static_cast<suseconds_t>((ms.count() % 1000) * 1000)};
-  }
 
   void connect() {
     close();
@@ -261,21 +291,8 @@ class Connection {
 
   void open_context() {
     if (options_.handle_sigpipe) detail::handle_default_sigpipe();
-    const timeval tv = to_timeval(options_.connect_timeout);
-    const bool timed = options_.connect_timeout.count() > 0;
-    redisContext* c = options_.uses_unix_socket()
-        ? (timed ? redisConnectUnixWithTimeout(options_.path.c_str(), tv) : redisConnectUnix(options_.path.c_str()))
-        : (timed ? redisConnectWithTimeout(options_.host.c_str(), options_.port, tv)
-                 : redisConnect(options_.host.c_str(), options_.port));
-    const int saved_errno = errno;
-    if (c == nullptr) throw std::bad_alloc();
-    ctx_.reset(c);
-    if (c->err)
-      detail::throw_context_error(*c, saved_errno, {"connect to " + endpoint(), options_.connect_timeout,
-                                                    "ConnectionOptions::connect_timeout"});
-    // Zero restores blocking without a limit (hiredis 0.14 keeps the connect timeout otherwise).
-    if (redisSetTimeout(c, to_timeval(options_.command_timeout)) != REDIS_OK) fail("setting the command timeout");
-    if (options_.keepalive && !options_.uses_unix_socket() && redisEnableKeepAlive(c) != REDIS_OK) fail("TCP keepalive");
+    stream_ = detail::open_stream(options_, detail::deadline_after(options_.connect_timeout));
+    reader_ = std::make_unique<detail::ReplyReader>(options_.max_reply_bytes);
   }
 
   // AUTH, SELECT and CLIENT SETNAME in one round trip.
@@ -304,25 +321,56 @@ class Connection {
     if (!first_error.empty()) throw ReplyError(first_error);
   }
 
-  // Drops the failed context, then throws its typed error, naming `what` failed on which server.
-  [[noreturn]] void fail(std::string_view what) {
-    const int saved_errno = errno;
+  // The next reply parsed from what was received (false: more input is needed).
+  bool next_reply(detail::ReplyPtr& reply) {
+    if (!reader_->next(reply)) fail_protocol(pending_ > 0 ? command_name() : std::string("pub/sub read"));
+    return reply != nullptr;
+  }
+
+  // Reads what the stream has into buffer_ by `deadline`; `on_error` throws.
+  template <class OnError>
+  std::size_t receive(detail::Deadline deadline, OnError&& on_error) {
+    const detail::IoResult r = stream_->read_some(buffer_, sizeof buffer_, deadline);
+    if (r.status != detail::IoStatus::done) on_error(r);
+    return r.bytes;
+  }
+
+  detail::IoResult write_out() {
+    const detail::IoResult r = stream_->write_all(out_.data(), out_.size(), detail::deadline_after(options_.command_timeout));
+    out_.clear();
+    return r;
+  }
+  void flush_or_fail_command() {
+    if (auto r = write_out(); r.status != detail::IoStatus::done) fail_command(r);
+  }
+
+  // Drops the failed transport, then throws its typed error, naming `what` failed on which server.
+  [[noreturn]] void fail(std::string_view what, const detail::IoResult& r) {
     if (sentinel_) sentinel_->invalidate(generation_);  // a lost server may be a failed master
-    detail::ContextPtr failed = std::move(ctx_);
     close();
     const std::string op = fmt::format("{} on {}", what, endpoint());
-    detail::throw_context_error(*failed, saved_errno, {op, options_.command_timeout, "ConnectionOptions::command_timeout"});
+    detail::throw_io_error(r, {op, options_.command_timeout, "ConnectionOptions::command_timeout"});
+  }
+
+  // The server sent what is not RESP, or a reply over max_reply_bytes: never reused.
+  [[noreturn]] void fail_protocol(std::string_view what) {
+    const std::string why = reader_->error();
+    const bool out_of_memory = reader_->out_of_memory();
+    close();
+    if (out_of_memory) throw std::bad_alloc();
+    throw ProtocolError(fmt::format("redis: {} on {}: protocol error: {}", what, endpoint(), why));
   }
 
   // A failed command or pipeline, named by the first command whose reply is awaited.
-  [[noreturn]] void fail_command() {
-    if (pending_ <= 1) fail(first_pending_);
-    fail(fmt::format("{} (in a pipeline, {} replies unread)", first_pending_, pending_));
+  [[noreturn]] void fail_command(const detail::IoResult& r) { fail(command_name(), r); }
+  std::string command_name() const {
+    if (pending_ <= 1) return first_pending_;
+    return fmt::format("{} (in a pipeline, {} replies unread)", first_pending_, pending_);
   }
 
   // Kept for error messages; a command name is short, so this does not allocate.
-  void name_first_pending(detail::Argv& argv) {
-    first_pending_.assign(argv.argv()[0], std::min<std::size_t>(argv.lens()[0], 15));
+  void name_first_pending(const detail::Argv& argv) {
+    first_pending_.assign(argv[0].substr(0, 15));
   }
 
   std::string endpoint() const {
@@ -331,11 +379,14 @@ class Connection {
   }
 
   ConnectionOptions options_;
-  detail::ContextPtr ctx_;
+  std::unique_ptr<detail::Stream> stream_;
+  std::unique_ptr<detail::ReplyReader> reader_;
+  std::string out_;  // commands appended and not yet written; its capacity is kept
   detail::Backoff backoff_;
   std::size_t pending_ = 0;
   std::string last_error_;
   std::string first_pending_;  // the name of the first command sent since the last reply read
+  char buffer_[16 * 1024];     // what one read takes off the stream, as hiredis' own
   std::shared_ptr<detail::SentinelResolver> sentinel_;  // null unless through Sentinel
   std::uint64_t generation_ = 0;  // the master's generation when this connection was opened
   bool demoted_ = false;          // a READONLY came back: close once the pipeline is read

@@ -56,7 +56,7 @@ struct ConnectionOptions {
   // without bound. Redis' own proto-max-bulk-len defaults to 512 MiB.
   std::size_t max_reply_bytes = std::size_t{512} << 20;
 
-  // TCP keepalive probes (hiredis 0.14 fixes the interval at 15 s).
+  // TCP keepalive: probes after 15 s idle, then every 5 s, 3 of them (hiredis' values).
   bool keepalive = true;
 
   // SIGPIPE's default action kills the process when a server closes a socket we

@@ -1,6 +1,6 @@
 #pragma once
-// The pointer + length arrays hiredis' argv API takes, inline for short commands
-// so the common command allocates nothing.
+// A command's arguments as pointer + length arrays (views, not copies), inline
+// for short commands so the common command allocates nothing.
 
 #include <cachet/redis/arg.hpp>
 
@@ -53,9 +53,6 @@ class Argv {
   }
 
   std::string_view operator[](std::size_t i) const noexcept { return {ptrs_[i], lens_[i]}; }
-  int argc() const noexcept { return static_cast<int>(size_); }
-  const char** argv() noexcept { return ptrs_; }
-  const std::size_t* lens() const noexcept { return lens_; }
   std::size_t size() const noexcept { return size_; }
 
  private:

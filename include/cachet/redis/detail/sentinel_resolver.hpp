@@ -5,16 +5,20 @@
 // and at most once per `rediscover_interval`. The generation counts moves of the
 // master: a connection opened at an older one is stale (Connection::moved()).
 //
-// Sentinel queries use a bare hiredis context: a Connection itself resolves
-// through this class. Thread-safe.
+// Sentinel queries go over a stream of their own (a Connection itself resolves
+// through this class). Thread-safe.
 
+#include <cachet/redis/detail/argv.hpp>
+#include <cachet/redis/detail/format.hpp>
 #include <cachet/redis/detail/hiredis.hpp>
+#include <cachet/redis/detail/io_error.hpp>
+#include <cachet/redis/detail/open_stream.hpp>
+#include <cachet/redis/detail/reply_reader.hpp>
 #include <cachet/redis/errors.hpp>
+#include <cachet/redis/options.hpp>
 #include <cachet/redis/sentinel_options.hpp>
 
 #include <fmt/format.h>
-
-#include <sys/time.h>
 
 #include <algorithm>
 #include <atomic>
@@ -30,6 +34,42 @@
 #include <vector>
 
 namespace cachet::detail {
+
+// One sentinel, asked one question at a time on a fresh connection.
+class SentinelClient {
+ public:
+  SentinelClient(const SentinelAddress& s, std::chrono::milliseconds timeout) : timeout_(timeout) {
+    ConnectionOptions o;
+    o.host = s.host;
+    o.port = s.port;
+    name_ = o.endpoint();
+    stream_ = open_stream(o, deadline_after(timeout));
+    reader_ = std::make_unique<ReplyReader>(o.max_reply_bytes);
+  }
+
+  ReplyPtr query(std::initializer_list<Arg> args) {
+    std::string out;
+    format_command(out, Argv(args));
+    const Deadline deadline = deadline_after(timeout_);
+    const FailedOp op{"a question to sentinel " + name_, timeout_, "ConnectionOptions::connect_timeout"};
+    if (IoResult r = stream_->write_all(out.data(), out.size(), deadline); r.status != IoStatus::done) throw_io_error(r, op);
+    for (ReplyPtr reply;;) {
+      if (!reader_->next(reply)) throw ProtocolError("sentinel " + name_ + ": " + reader_->error());
+      if (reply) return reply;
+      char buffer[4096];
+      const IoResult r = stream_->read_some(buffer, sizeof buffer, deadline);
+      if (r.status != IoStatus::done) throw_io_error(r, op);
+      if (!reader_->feed(buffer, r.bytes)) throw ProtocolError("sentinel " + name_ + ": " + reader_->error());
+    }
+  }
+  const std::string& name() const noexcept { return name_; }
+
+ private:
+  std::chrono::milliseconds timeout_;
+  std::string name_;
+  std::unique_ptr<Stream> stream_;
+  std::unique_ptr<ReplyReader> reader_;
+};
 
 struct SentinelTarget {
   std::string host;
@@ -130,8 +170,8 @@ class SentinelResolver {
   // With mutex_ held: asks the sentinels for the master's address.
   void discover_master(std::chrono::milliseconds timeout) {
     std::optional<Address> found;
-    ask_sentinels(timeout, [&](redisContext& c) {
-      ReplyPtr r = query(c, {"SENTINEL", "GET-MASTER-ADDR-BY-NAME", options_.master_name});
+    ask_sentinels(timeout, [&](SentinelClient& c) {
+      ReplyPtr r = c.query({"SENTINEL", "GET-MASTER-ADDR-BY-NAME", options_.master_name});
       if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
         found = Address{r->element[0]->str, std::atoi(r->element[1]->str)};
         return true;
@@ -152,8 +192,8 @@ class SentinelResolver {
   // With mutex_ held: asks for the replicas that are up and linked to the master.
   void discover_replicas(std::chrono::milliseconds timeout) {
     std::vector<Address> found;
-    ask_sentinels(timeout, [&](redisContext& c) {
-      ReplyPtr r = query(c, {"SENTINEL", "REPLICAS", options_.master_name});
+    ask_sentinels(timeout, [&](SentinelClient& c) {
+      ReplyPtr r = c.query({"SENTINEL", "REPLICAS", options_.master_name});
       if (r->type != REDIS_REPLY_ARRAY) return false;
       for (std::size_t i = 0; i < r->elements; ++i)
         if (auto a = healthy_replica(*r->element[i])) found.push_back(std::move(*a));
@@ -191,8 +231,8 @@ class SentinelResolver {
     for (std::size_t i : order) {
       const SentinelAddress& s = options_.sentinels[i];
       try {
-        ContextPtr c = open(s, timeout);
-        if (ask(*c)) {
+        SentinelClient c = open(s, timeout);
+        if (ask(c)) {
           failed_at_[i] = {};
           return;
         }
@@ -203,31 +243,15 @@ class SentinelResolver {
     }
   }
 
-  ContextPtr open(const SentinelAddress& s, std::chrono::milliseconds timeout) const {
-    const timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
-    ContextPtr c(redisConnectWithTimeout(s.host.c_str(), s.port, tv));
-    if (!c) throw std::bad_alloc();
-    if (c->err) throw ConnectionError(fmt::format("sentinel {}:{}: {}", s.host, s.port, c->errstr));
-    redisSetTimeout(c.get(), tv);
+  SentinelClient open(const SentinelAddress& s, std::chrono::milliseconds timeout) const {
+    SentinelClient c(s, timeout);
     if (!options_.password.empty()) {
-      ReplyPtr r = options_.user.empty() ? query(*c, {"AUTH", options_.password})
-                                         : query(*c, {"AUTH", options_.user, options_.password});
+      ReplyPtr r = options_.user.empty() ? c.query({"AUTH", options_.password})
+                                         : c.query({"AUTH", options_.user, options_.password});
       if (r->type == REDIS_REPLY_ERROR)  // the server's words, never the password
-        throw ConnectionError(fmt::format("sentinel {}:{} refused AUTH: {}", s.host, s.port, r->str));
+        throw ConnectionError(fmt::format("sentinel {} refused AUTH: {}", c.name(), r->str));
     }
     return c;
-  }
-
-  static ReplyPtr query(redisContext& c, std::initializer_list<std::string> args) {
-    std::vector<const char*> argv;
-    std::vector<std::size_t> lens;
-    for (const auto& a : args) {
-      argv.push_back(a.data());
-      lens.push_back(a.size());
-    }
-    void* raw = redisCommandArgv(&c, static_cast<int>(argv.size()), argv.data(), lens.data());
-    if (raw == nullptr) throw ConnectionError(fmt::format("sentinel: {}", c.errstr));
-    return ReplyPtr(static_cast<redisReply*>(raw));
   }
 
   const SentinelOptions options_;

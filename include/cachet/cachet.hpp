@@ -55,6 +55,7 @@
 #include <cachet/store/concepts.hpp>
 #include <cachet/store/memory_store.hpp>
 #include <cachet/store/redis_store.hpp>
+#include <cachet/store/replication.hpp>
 #include <cachet/store/tiered_store.hpp>
 #include <cachet/store/value_store.hpp>
 

@@ -18,7 +18,7 @@ void cachet_options_defaults() {
                cachet::PatternInvalidationOptions, cachet::MemoryStoreOptions, cachet::TieredOptions,
                cachet::RedisLockOptions, cachet::RedisLockGuardOptions, cachet::FailSafeOptions,
                cachet::RefreshAheadOptions, cachet::EarlyExpirationOptions, cachet::LoadTimeoutOptions,
-               cachet::WriteThroughOptions, cachet::WriteBehindOptions, cachet::CountersOptions,
+               cachet::WriteThroughOptions, cachet::WriteBehindOptions, cachet::CountersOptions, cachet::Replication,
                cachet::testing::RedisServerOptions>();
 #ifdef CACHET_HAS_ZSTD
   omit_members<cachet::CompressionOptions>();

@@ -109,3 +109,20 @@ TEST_CASE("ScriptBatch::atomically runs a transaction again only when nothing in
     CHECK(conn.command({"GET", "n"}).as_string() == "1");
   }
 }
+
+TEST_CASE("ScriptBatch::then's command follows every call that ran, a NOSCRIPT re-run included") {
+  auto& server = cachet::test::clean_server();
+  cachet::Connection conn = cachet::test::connect(server);
+  const cachet::Script incr("return redis.call('INCR', KEYS[1])");
+  std::vector<std::string_view> incr_argv{"", "", "1", "n"};
+  const bool transaction = GENERATE(false, true);
+  const bool flushed = GENERATE(false, true);
+  (void)incr.sha(conn);  // known to the process; flushed from the server, it is re-run after NOSCRIPT
+  if (flushed) conn.command({"SCRIPT", "FLUSH"});
+  cachet::ScriptBatch batch(conn);
+  batch.add(incr, incr_argv).then({"GET", "n"});  // answers what the script did only when sent after it
+  if (transaction) CHECK(batch.atomically()[0].as_integer() == 1);
+  else CHECK(batch.pipelined()[0].as_integer() == 1);
+  CHECK(batch.then_reply().as_string() == "1");
+  CHECK(conn.command({"PING"}).as_status() == "PONG");  // nothing left unread
+}

@@ -17,6 +17,7 @@
 //   default) or throws LockTimeoutError (LockTimeout::raise).
 // - A holder that dies is replaced once its lease runs out.
 // - Redis unreachable: the lock is skipped and the caller loads (degraded, not down).
+//   So is a replicated lock (`replication`) too few replicas confirmed in time.
 // - A background refresh that finds the lock taken leaves the refresh to its holder.
 //
 // Put SingleFlight in front (StampedeGuard) so a process sends one caller, not
@@ -28,6 +29,7 @@
 #include <cachet/guard/errors.hpp>
 #include <cachet/store/redis_lock.hpp>
 #include <cachet/store/redis_store.hpp>
+#include <cachet/store/replication.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -46,6 +48,10 @@ struct RedisLockGuardOptions {
   std::chrono::milliseconds poll_min{1};      // the back-off between re-reads when no notification comes
   std::chrono::milliseconds poll_max{50};
   std::string channel = "cachet:lock-released";  // where releases are published
+  // A lock counts as taken only once this many replicas have it (WAIT); when
+  // fewer confirm it, it is released and the caller loads unguarded, as when
+  // Redis fails (counted as redis_error). 0: no wait. See docs/durability.md.
+  Replication replication{};
 };
 
 class RedisLockGuard {
@@ -62,7 +68,9 @@ class RedisLockGuard {
   auto run(Task& task, Next& next) -> decltype(next(task)) {
     if (!task.reachable()) return next(task);
     State& s = *state_;
-    RedisLock lock(s.store, task.lock_key(), {.lease = s.options.lease, .notify_channel = s.options.channel});
+    RedisLock lock(s.store, task.lock_key(),
+                   {.lease = s.options.lease, .notify_channel = s.options.channel,
+                    .replication = s.options.replication});
     Watch watch(s.notifier, lock.key());
     const auto deadline = std::chrono::steady_clock::now() + s.options.wait;
     auto pause = s.options.poll_min;
@@ -100,13 +108,18 @@ class RedisLockGuard {
   struct State {
     State(const RedisStore& st, RedisLockGuardOptions o)
         : store(st),
-          options(std::move(o)),
+          options(checked(std::move(o), st)),
           notifier(store, options.channel),
           renewer(std::max(options.lease / 3, std::chrono::milliseconds(1))) {}
     RedisStore store;
     RedisLockGuardOptions options;
     LockNotifier notifier;
     detail::LeaseRenewer renewer;
+
+    static RedisLockGuardOptions checked(RedisLockGuardOptions o, const RedisStore& st) {
+      check_replication(o.replication, st.pool().connection_options());
+      return o;
+    }
   };
 
   // A waiter's interest in one lock's release.

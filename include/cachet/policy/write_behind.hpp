@@ -87,6 +87,7 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
       : Base(cache, std::move(writer)),
         write_(named(std::move(write))),
         queue_(cache_.store().redis(), cache_.keys().write_behind(write_.queue)) {
+    check_replication(write_.replication, cache_.store().redis().pool().connection_options());
     if (!write_.flusher) return;
     flusher_ = std::make_unique<detail::Flusher<V, W, Cache>>(
         cache_, writer_, write_, queue_.reader(write_.group, write_.consumer, write_.poll),
@@ -108,8 +109,10 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
 
   // Queues `value` for `id` and sets the cache, in one step; returns its stream
   // entry. Throws the Redis layer's errors (nothing was queued, or, after a
-  // timeout, perhaps it was: writing again is harmless), EncodeError, and
-  // QueueFullError when the queue stays at its bound.
+  // timeout, perhaps it was: writing again is harmless), EncodeError,
+  // QueueFullError when the queue stays at its bound, and, with `replication`
+  // on, ReplicationError when fewer replicas confirmed the queued write in time
+  // (it is queued on the master and will be flushed unless a failover loses it).
   StreamId write(std::string_view id, const V& value) {
     cache_.metrics().count(Event::write);
     const detail::Encoded e = access_.encode(value);
@@ -124,7 +127,8 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
     std::optional<Enqueued> queued;
     bool counted = false;
     const auto has_room = [&] {
-      access_.guarded([&] { queued = queue_.enqueue(w, write_.max_length, write_.on_full == QueueFull::grow); }, true);
+      const bool grow = write_.on_full == QueueFull::grow;
+      access_.guarded([&] { queued = queue_.enqueue(w, write_.max_length, grow, write_.replication); }, true);
       if (queued) return true;
       if (!std::exchange(counted, true)) cache_.metrics().count(Event::queue_full);
       return write_.on_full == QueueFull::reject;  // no waiting for room

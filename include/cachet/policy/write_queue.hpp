@@ -5,6 +5,7 @@
 
 #include <cachet/error.hpp>
 #include <cachet/redis/options.hpp>
+#include <cachet/store/replication.hpp>
 #include <cachet/store/write_queue.hpp>
 
 #include <chrono>
@@ -95,6 +96,9 @@ struct WriteBehindOptions {
   std::chrono::milliseconds drain_timeout{30000};  // how long the destructor waits for the queue to drain
   // A write's version ({ns}:wv:{key}, which loads watch) is kept for the value's TTL plus this.
   std::chrono::milliseconds version_margin{std::chrono::minutes(1)};
+  // write() returns only once this many replicas have the queued write (WAIT),
+  // else throws ReplicationError; 0: no wait. See docs/durability.md.
+  Replication replication{};
 };
 
 }  // namespace cachet

@@ -16,6 +16,9 @@
 //   If that fails, the key is deleted; if the delete fails too (Redis down), the
 //   failure is counted (write_unrepaired) and reported to `on_unrepaired`, and
 //   the key's TTL bounds how long the old value can be served.
+// - Replication (WriteThroughOptions::replication): the cache write waits for
+//   replicas; too few in time: counted and reported as above, returned as
+//   WriteOutcome::unreplicated, the key left as written (docs/durability.md).
 // - Versions: a writer that returns an integer (a row version, an updated-at,
 //   or next_version() drawn inside its transaction) makes the cache write
 //   conditional. One script refuses to replace a newer version with an older
@@ -43,6 +46,7 @@
 #include <cachet/policy/detail/write_policy.hpp>
 #include <cachet/policy/cache_aside.hpp>
 #include <cachet/store/concepts.hpp>
+#include <cachet/store/replication.hpp>
 #include <cachet/store/write.hpp>
 
 #include <chrono>
@@ -76,6 +80,7 @@ enum class WriteOutcome {
   deleted,       // the key was deleted (CacheUpdate::del, or the set failed and the delete worked)
   newer_cached,  // a newer version was already cached and stays
   unrepaired,    // neither set nor deleted: the old value may be served until its TTL
+  unreplicated,  // cached on the master, but fewer replicas than asked confirmed it (Replication)
 };
 
 // Reported when a written key could be neither updated nor deleted (nor, with
@@ -83,7 +88,9 @@ enum class WriteOutcome {
 struct UnrepairedWrite {
   std::string_view id;
   std::string_view key;
-  std::exception_ptr error;  // the delete's error (null when the circuit breaker skipped Redis)
+  // The delete's error (null when the circuit breaker skipped Redis), or the
+  // ReplicationError of a write only the master confirmed (WriteOutcome::unreplicated).
+  std::exception_ptr error;
 };
 
 struct WriteThroughOptions {
@@ -92,6 +99,10 @@ struct WriteThroughOptions {
   // a write delayed past the value's expiry by less than this is still refused.
   std::chrono::milliseconds version_margin{std::chrono::minutes(1)};
   std::function<void(const UnrepairedWrite&)> on_unrepaired{};
+  // The cache write waits for this many replicas (WAIT, in its round trip); when
+  // fewer confirm it, put() returns unreplicated and reports it to on_unrepaired
+  // (the database has the value all the same). 0: no wait. See docs/durability.md.
+  Replication replication{};
 };
 
 template <detail::AttachableCache Cache, class W>
@@ -109,7 +120,9 @@ class WriteThrough : public detail::WritePolicy<Cache, W> {
   // drops the key from this process's in-process tier (and, with tracking,
   // from every process's).
   WriteThrough(Cache& cache, W writer, WriteThroughOptions write = {})
-      : Base(cache, std::move(writer)), write_(std::move(write)) {}
+      : Base(cache, std::move(writer)), write_(std::move(write)) {
+    check_replication(write_.replication, cache_.store().redis().pool().connection_options());
+  }
 
   // Writes `value` to the database, then updates the cache. The writer's
   // exception reaches the caller with the cache untouched; cache failures do not
@@ -175,10 +188,26 @@ class WriteThrough : public detail::WritePolicy<Cache, W> {
     if ((e || !set) && reach(error, [&] { newer = !write(k, e ? &*e : nullptr, value, row_version, targets); }))
       return outcome(newer, set ? WriteOutcome::cached : WriteOutcome::deleted);
     cache_.metrics().count(Event::cache_write_error);
+    // The master has the new value: deleting it would help no replica that lags.
+    if (unreplicated(error)) return report(id, k, error, WriteOutcome::unreplicated);
     if (reach(error, [&] { remove(k, targets); })) return WriteOutcome::deleted;
+    return report(id, k, error, WriteOutcome::unrepaired);
+  }
+
+  WriteOutcome report(std::string_view id, const std::string& k, std::exception_ptr error, WriteOutcome outcome) {
     cache_.metrics().count(Event::write_unrepaired);
     if (write_.on_unrepaired) write_.on_unrepaired(UnrepairedWrite{id, k, error});
-    return WriteOutcome::unrepaired;
+    return outcome;
+  }
+
+  static bool unreplicated(const std::exception_ptr& error) {
+    try {
+      if (error) std::rethrow_exception(error);
+    } catch (const ReplicationError&) {
+      return true;
+    } catch (...) {
+    }
+    return false;
   }
 
   // The cache write: `e` set (tagged as the cache tags values), or (null) the key
@@ -196,6 +225,7 @@ class WriteThrough : public detail::WritePolicy<Cache, W> {
     if (e) access_.tag_write(w, value, sets);
     w.version_check = &check;
     w.invalidation = targets ? &targets->script : nullptr;
+    w.replication = write_.replication;
     InvalidationResult invalidated;
     const WriteResult r = cache_.store().write(w, &invalidated);
     if (targets) targets->bumped(invalidated);

@@ -12,12 +12,16 @@
 //
 // The scripts' SHAs are learned before anything is queued, so no SCRIPT LOAD's
 // reply can be read as a queued command's.
+//
+// then() adds a command sent after the batch in the same round trip, and again
+// after any re-run, so that it always follows every call that ran (WAIT).
 
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/pipeline.hpp>
 #include <cachet/redis/script.hpp>
 
 #include <cstddef>
+#include <optional>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -43,6 +47,15 @@ class ScriptBatch {
     return *this;
   }
 
+  // The command sent last (after EXEC in a transaction), and again after a
+  // re-run; its reply is then_reply(). Views its arguments, as add() does.
+  ScriptBatch& then(std::vector<std::string_view> argv) {
+    then_ = std::move(argv);
+    return *this;
+  }
+  // The reply to then()'s command, once the batch has run.
+  ReplyView then_reply() const { return *then_reply_; }
+
   std::size_t size() const noexcept { return calls_.size(); }
 
   // One pipeline; the replies in order, errors in place (not thrown).
@@ -54,8 +67,12 @@ class ScriptBatch {
     if (again.empty()) return replies;
     Pipeline p(*conn_);
     for (std::size_t i : again) p.add(eval_argv(calls_[i]));
+    if (!then_.empty()) p.add(then_);
     std::size_t at = 0;
-    p.execute([&](Reply&& r) { replies[again[at++]] = std::move(r); });
+    p.execute([&](Reply&& r) {
+      if (at < again.size()) replies[again[at++]] = std::move(r);
+      else then_reply_ = std::move(r);
+    });
     return replies;
   }
 
@@ -89,7 +106,12 @@ class ScriptBatch {
     if (transaction) p.add({"MULTI"});
     for (const Call& c : calls_) p.add(c.argv);
     if (transaction) p.add({"EXEC"});
+    if (!then_.empty()) p.add(then_);
     std::vector<Reply> replies = p.execute();
+    if (!then_.empty()) {
+      then_reply_ = std::move(replies.back());
+      replies.pop_back();
+    }
     if (transaction) replies.erase(replies.begin(), replies.end() - 1);  // +OK and +QUEUED
     return replies;
   }
@@ -103,6 +125,8 @@ class ScriptBatch {
 
   Connection* conn_;
   std::vector<Call> calls_;
+  std::vector<std::string_view> then_;
+  std::optional<Reply> then_reply_;
 };
 
 }  // namespace cachet

@@ -82,7 +82,7 @@ class BasicMemoryStore {
   }
 
   // Plain writes (WritingStore); one with a lock or version check, a watch, tag
-  // sets or an invalidation throws UnsupportedWriteError, and a batch holding
+  // sets, an invalidation or a Replication throws UnsupportedWriteError, and a batch holding
   // one writes nothing: this store keeps none of them (it is no ConditionalStore).
   WriteResult write(const StoreWrite& w) {
     refuse_conditions(w);
@@ -121,6 +121,7 @@ class BasicMemoryStore {
   static void refuse_conditions(const StoreWrite& w) {
     if (!w.plain())
       throw UnsupportedWriteError("cachet: MemoryStore writes values only: no lock, version, watch, tag or invalidation");
+    if (w.replication.on()) throw UnsupportedWriteError("cachet: MemoryStore has no replicas to wait for");
   }
 
   bool del(std::string_view key, time_point now) {

@@ -11,11 +11,17 @@
 //   cannot overwrite what its successor wrote. write_if_held and
 //   write_and_release are that write.
 //
+// Replicated (RedisLockOptions::replication): acquired only once enough replicas
+// have the lock; else released and ReplicationError thrown (docs/durability.md).
+//
 // Keep the lock key in the value key's Redis Cluster slot (KeyBuilder::lock with
 // HashTag::entity) so the fenced write is one script on one shard.
 
 #include <cachet/redis/script.hpp>
+#include <cachet/redis/script_batch.hpp>
+#include <cachet/store/detail/wait_call.hpp>
 #include <cachet/store/redis_store.hpp>
+#include <cachet/store/replication.hpp>
 #include <cachet/store/write.hpp>
 
 #include <openssl/rand.h>
@@ -32,6 +38,9 @@ namespace cachet {
 struct RedisLockOptions {
   std::chrono::milliseconds lease{5000};  // how long a holder that stops renewing keeps the lock
   std::string notify_channel{};           // if set, each release PUBLISHes the lock key here
+  // Acquired only once this many replicas have the lock (WAIT in the SET's round
+  // trip), so that a failover to one of them keeps it; 0: no wait.
+  Replication replication{};
 };
 
 class RedisLock {
@@ -54,18 +63,44 @@ class RedisLock {
   // Takes the lock if nobody holds it. Throws the Redis layer's errors.
   // A fresh token per acquisition, so a holder that lost the lock and took it
   // again is still fenced off from writes made under its old lease.
+  // With `replication` on, a lock taken on the master but confirmed by too few
+  // replicas is released (a failover could hand it to a second holder) and
+  // ReplicationError thrown: not held, and not lost to another holder either.
   bool try_acquire() {
     token_ = new_token();
+    if (!options_.replication.on()) {
+      auto lease = store_->pool().acquire();
+      held_ = !lease->command({"SET", key_, token_, "NX", "PX", options_.lease.count()}).is_nil();
+      return held_;
+    }
+    check_replication(options_.replication, store_->pool().connection_options());
+    const std::string lease_ms = std::to_string(options_.lease.count());
+    const detail::WaitCall wait(options_.replication);
     auto lease = store_->pool().acquire();
-    held_ = !lease->command({"SET", key_, token_, "NX", "PX", options_.lease.count()}).is_nil();
-    return held_;
+    ScriptBatch batch(*lease);
+    batch.add({"SET", key_, token_, "NX", "PX", lease_ms}).then(wait.argv());
+    const Reply set = std::move(batch.pipelined()[0]);
+    set.throw_if_error();
+    held_ = !set.is_nil();
+    if (!held_) return false;
+    try {
+      wait.check(batch.then_reply());
+    } catch (const ReplicationError&) {
+      held_ = false;
+      try {
+        release_on(*lease);
+      } catch (const Error&) {  // the lease bounds it
+      }
+      throw;
+    }
+    return true;
   }
 
   // Gives the lock up; false if it was no longer ours (the lease ran out).
   bool release() {
     held_ = false;
     auto lease = store_->pool().acquire();
-    return scripts().release.run(*lease, {key_}, {token_, options_.notify_channel}).as_integer() == 1;
+    return release_on(*lease);
   }
 
   // Renews the lease; false (and no longer held) if the lock was lost meanwhile.
@@ -115,6 +150,10 @@ class RedisLock {
   static Scripts& scripts() {
     static Scripts s;  // shared: each script's SHA is learned once per process
     return s;
+  }
+
+  bool release_on(Connection& conn) {
+    return scripts().release.run(conn, {key_}, {token_, options_.notify_channel}).as_integer() == 1;
   }
 
   // 128 random bits from OpenSSL's CSPRNG, in hex: unguessable, so unique across processes.

@@ -3,8 +3,9 @@
 // the conditional, tagged, versioned and invalidating writes (StoreWrite) by
 // script, and what invalidation needs (the invalidation script, INCR of
 // counters, tag-set pruning, SCAN + UNLINK by pattern). Every batch is one
-// round trip. Errors are thrown as the Redis layer's types; the policies turn
-// them into degradation.
+// round trip. A StoreWrite asking for replicas pipelines WAIT after itself
+// (store/replication.hpp). Errors are thrown as the Redis layer's types; the
+// policies turn them into degradation.
 
 #include <cachet/redis/pipeline.hpp>
 #include <cachet/redis/pool.hpp>
@@ -12,7 +13,9 @@
 #include <cachet/store/concepts.hpp>
 #include <cachet/store/detail/invalidation_script.hpp>
 #include <cachet/store/detail/value_write.hpp>
+#include <cachet/store/detail/wait_call.hpp>
 #include <cachet/store/invalidation.hpp>
+#include <cachet/store/replication.hpp>
 #include <cachet/store/write.hpp>
 
 #include <algorithm>
@@ -130,31 +133,43 @@ class RedisStore {
   // write script; with an invalidation, the invalidation script then the write
   // script in one MULTI/EXEC (invalidating first lets the targets name the
   // written key, or a tag its value gets, without deleting the new value); its
-  // result goes to `invalidated` when given. Throws the Redis layer's errors,
-  // and std::invalid_argument for a scripted write without a positive TTL.
+  // result goes to `invalidated` when given. With `w.replication` on, WAIT
+  // follows in the same round trip. Throws the Redis layer's errors,
+  // ReplicationError (something was written, on the master only: too few
+  // replicas confirmed it in time), and std::invalid_argument for a scripted
+  // write without a positive TTL or a Replication that cannot work.
   WriteResult write(const StoreWrite& w, InvalidationResult* invalidated = nullptr) {
+    const bool invalidates = w.invalidation && !w.invalidation->empty();
+    check_replication(w.replication, pool_->connection_options());
+    if (w.replication.on() && !invalidates) return only_result(write_many({&w, 1}));
     if (w.plain()) {
       set(w.key, w.bytes, w.ttl);
       return WriteResult::written;
     }
     const detail::ValueWriteCall call(w);
     auto lease = pool_->acquire();
-    if (!w.invalidation || w.invalidation->empty()) return call.run(*lease);
+    if (!invalidates) return call.run(*lease);
     const detail::InvalidationCall invalidation(*w.invalidation);
+    const detail::WaitCall wait(w.replication);
     ScriptBatch batch(*lease);
     batch.add(detail::invalidation_script(), invalidation.evalsha({})).add(detail::value_write_script(), call.evalsha({}));
+    if (w.replication.on()) batch.then(wait.argv());  // after EXEC: the invalidation always writes
     // Running it again after NOSCRIPT is harmless: the same version is not refused.
     const Reply results = batch.atomically();
     results[0].throw_if_error();
     results[1].throw_if_error();
     if (invalidated) *invalidated = detail::InvalidationCall::result(results[0]);
+    if (w.replication.on()) wait.check(batch.then_reply());
     return detail::ValueWriteCall::result(results[1]);
   }
 
   // The writes in one pipeline, each its own atomic step; none may carry an
-  // invalidation (std::invalid_argument). Refusals (OOM) are counted, not thrown.
+  // invalidation (std::invalid_argument). Refusals (OOM) are counted, not
+  // thrown. When writes ask for replicas, one WAIT for the most any asks follows
+  // in the same round trip; ReplicationError once every reply is read.
   BatchWriteResult write_many(std::span<const StoreWrite> writes) {
     if (writes.empty()) return {};
+    for (const StoreWrite& w : writes) check_replication(w.replication, pool_->connection_options());
     auto lease = pool_->acquire();
     return detail::run_value_writes(*lease, writes);
   }
@@ -249,6 +264,13 @@ class RedisStore {
   }
 
  private:
+  // write()'s result from a batch of that one write.
+  static WriteResult only_result(BatchWriteResult r) {
+    if (r.failed != 0) throw ReplyError(std::move(r.first_error));
+    if (r.superseded != 0) return WriteResult::superseded;
+    return r.lock_lost != 0 ? WriteResult::lock_lost : WriteResult::written;
+  }
+
   static long long ttl_ms(std::chrono::milliseconds ttl) { return ttl.count() > 0 ? ttl.count() : 1; }
 
   static std::vector<std::string_view> prefixed(std::string_view verb, std::span<const std::string_view> keys) {

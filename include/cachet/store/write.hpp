@@ -4,7 +4,10 @@
 // held, a version that must not be older, a write version that must not have
 // moved, targets invalidated in the same atomic step). RedisStore executes it
 // in one script; TieredStore also drops the key from its first tier; MemoryStore
-// executes plain writes only (ConditionalStore, store/concepts.hpp).
+// executes plain writes only (ConditionalStore, store/concepts.hpp). A write can
+// also wait for replication (Replication, store/replication.hpp).
+
+#include <cachet/store/replication.hpp>
 
 #include <charconv>
 #include <chrono>
@@ -84,6 +87,9 @@ struct StoreWrite {
   const LockCheck* lock_check = nullptr;              // written only while this token holds the lock
   const VersionCheck* version_check = nullptr;        // refused when a newer version was written
   const InvalidationTargets* invalidation = nullptr;  // invalidated first, in the same atomic step
+  // Wait for this many replicas (WAIT, in the write's round trip); 0: none.
+  // Only a RedisStore (or a TieredStore over one) waits; MemoryStore refuses it.
+  Replication replication = {};
 
   // No condition, tag or invalidation: a SET.
   bool plain() const noexcept {
@@ -99,7 +105,7 @@ struct BatchWriteResult {
 };
 
 // A store that keeps no locks, versions or tag sets (MemoryStore) asked for a
-// write with any of them: the write is refused, nothing is written.
+// write with any of them, or to wait for replicas: the write is refused, nothing is written.
 class UnsupportedWriteError : public std::invalid_argument {
  public:
   using std::invalid_argument::invalid_argument;

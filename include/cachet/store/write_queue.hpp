@@ -12,8 +12,11 @@
 
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/errors.hpp>
+#include <cachet/redis/script_batch.hpp>
+#include <cachet/store/detail/wait_call.hpp>
 #include <cachet/store/detail/write_queue_scripts.hpp>
 #include <cachet/store/redis_store.hpp>
+#include <cachet/store/replication.hpp>
 
 #include <algorithm>
 #include <charconv>
@@ -108,16 +111,28 @@ class RedisWriteQueue {
 
   // Queues `w` and sets its cache entry, tags and write version, atomically;
   // nullopt when the queue is at `max_length` (0: unbounded) and not to `grow`:
-  // nothing was written.
-  std::optional<Enqueued> enqueue(const QueuedWrite& w, std::size_t max_length, bool grow) {
-    std::vector<std::string_view> k{stream_, pending_, w.cache_key, w.write_version};
-    k.insert(k.end(), w.tag_sets.begin(), w.tag_sets.end());
+  // nothing was written. With `replication` on, WAIT follows in the same round
+  // trip: ReplicationError when the queued write reached fewer replicas in time
+  // (it is queued on the master all the same; enqueueing it again is harmless).
+  std::optional<Enqueued> enqueue(const QueuedWrite& w, std::size_t max_length, bool grow,
+                                  const Replication& replication = {}) {
+    check_replication(replication, store_.pool().connection_options());
+    std::vector<std::string_view> argv{"EVALSHA", "", "", stream_, pending_, w.cache_key, w.write_version};
+    argv.insert(argv.end(), w.tag_sets.begin(), w.tag_sets.end());
+    const std::string numkeys = std::to_string(argv.size() - 3);
+    argv[2] = numkeys;
     const std::string ttl = std::to_string(std::max<long long>(w.ttl.count(), 1)), bound = std::to_string(max_length),
                       sample = std::to_string(w.prune_sample), version_ttl = std::to_string(w.version_ttl.count());
-    const std::vector<std::string_view> a{w.id, w.bytes, ttl, bound, grow ? "1" : "0", sample, version_ttl};
+    argv.insert(argv.end(), {w.id, w.bytes, ttl, bound, grow ? "1" : "0", sample, version_ttl});
+    const detail::WaitCall wait(replication);
     auto lease = store_.pool().acquire();
-    const Reply r = detail::enqueue_script().run(*lease, k, a);
+    ScriptBatch batch(*lease);
+    batch.add(detail::enqueue_script(), std::move(argv));
+    if (replication.on()) batch.then(wait.argv());
+    const Reply r = std::move(batch.pipelined()[0]);
+    r.throw_if_error();
     if (r.is_nil()) return std::nullopt;
+    if (replication.on()) wait.check(batch.then_reply());
     return Enqueued{StreamId::parse(r[0].as_string()), r[1].as_integer() == 1};
   }
 

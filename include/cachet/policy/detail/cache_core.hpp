@@ -17,6 +17,7 @@
 #include <cachet/policy/loader.hpp>
 #include <cachet/redis/errors.hpp>
 #include <cachet/store/concepts.hpp>
+#include <cachet/store/replication.hpp>
 #include <cachet/store/tiered_store.hpp>
 #include <cachet/ttl.hpp>
 
@@ -106,6 +107,11 @@ class CacheCore {
       op();
       breaker_.success();
       return Reach::reached;
+    } catch (const ReplicationError&) {  // the master has the write; replicas lag: not an outage
+      breaker_.success();
+      metrics_->count(Event::redis_error);
+      if (rethrow) throw;
+      return Reach::failed;
     } catch (const ReplyError&) {  // the server answered: a per-key refusal, not an outage
       breaker_.success();
       metrics_->count(Event::redis_error);

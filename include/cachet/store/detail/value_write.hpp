@@ -16,6 +16,8 @@
 // is past that. Signed versions are shifted by 2^63 so that order is kept.
 
 #include <cachet/store/detail/lua_clock.hpp>
+#include <cachet/store/detail/wait_call.hpp>
+#include <cachet/store/replication.hpp>
 #include <cachet/store/write.hpp>
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/pipeline.hpp>
@@ -179,16 +181,31 @@ class ValueWriteCall {
   std::vector<std::string_view> keys_, args_;
 };
 
+// The most any of `writes` asks to wait for: a batch waits once, after all of them.
+inline Replication strongest(std::span<const StoreWrite> writes) {
+  Replication r{.replicas = 0, .timeout = std::chrono::milliseconds(0)};
+  for (const StoreWrite& w : writes)
+    if (w.replication.on())
+      r = {std::max(r.replicas, w.replication.replicas), std::max(r.timeout, w.replication.timeout)};
+  return r;
+}
+
 // The writes pipelined (plain ones as SET ... PX, the others by script): one
 // round trip, each its own atomic step. Writes with an invalidation are refused
-// (std::invalid_argument): each is a transaction of its own.
+// (std::invalid_argument): each is a transaction of its own. With a write asking
+// for replicas, one WAIT (strongest()) follows in the same round trip, and
+// ReplicationError is thrown, once every reply is read, if something was written
+// and fewer replicas confirmed it.
 inline BatchWriteResult run_value_writes(Connection& conn, std::span<const StoreWrite> writes) {
   BatchWriteResult out;
   if (writes.empty()) return out;
   std::vector<std::unique_ptr<ValueWriteCall>> calls;  // the batch views their strings
   std::vector<std::string> ttls;
   ttls.reserve(writes.size());  // views into it stay valid
+  const Replication replication = strongest(writes);
+  const WaitCall wait(replication);
   ScriptBatch batch(conn);
+  if (replication.on()) batch.then(wait.argv());
   for (const StoreWrite& w : writes) {
     if (w.invalidation && !w.invalidation->empty())
       throw std::invalid_argument("cachet: a batch of writes cannot carry invalidations");
@@ -210,6 +227,7 @@ inline BatchWriteResult run_value_writes(Connection& conn, std::span<const Store
       out.lock_lost += r == WriteResult::lock_lost ? 1 : 0;
     }
   }
+  if (replication.on() && out.failed + out.superseded + out.lock_lost < writes.size()) wait.check(batch.then_reply());
   return out;
 }
 

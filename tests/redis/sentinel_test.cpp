@@ -14,6 +14,7 @@
 #include <support/policy_fixtures.hpp>
 #include <support/sqlite_db.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -134,6 +135,9 @@ namespace {
 
 struct LoadResult {
   std::atomic<long> reads{0}, read_errors{0}, writes{0}, write_errors{0};
+  long lost = -1;        // acknowledged write-behind entries missing from the database at the end
+  bool drained = false;  // the queue emptied into the database
+  std::string last_write_error;  // the writer thread's, read after it is joined
   std::atomic<clock_type::rep> last_failure{0};  // of a write or a Redis probe
 };
 
@@ -146,7 +150,11 @@ std::chrono::milliseconds run_failover_under_load(SentinelGroup& group, const st
   cachet::Pool pool(options, {.size = 16, .wait_timeout = 2s});
   auto cache = cachet::make_cache<std::string>(pool, {.ns = "t", .name = "item"});
   const std::string db = cachet::test::TestDb::fresh(group.servers()[0]->directory() + "/sentinel.sqlite");
-  auto behind = cachet::write_behind(cache, cachet::test::DbWriter(db), cachet::test::flusher_options());
+  // Replicated durability: write() returns once a replica has the entry too (WAIT 1).
+  cachet::WriteBehindOptions flushing = cachet::test::flusher_options();
+  flushing.replication = {.replicas = 1, .timeout = 200ms};
+  auto behind = cachet::write_behind(cache, cachet::test::DbWriter(db), flushing);
+  std::vector<std::string> acknowledged;  // the writer thread's, read after it is joined
   std::atomic<bool> stop{false};
   auto note_failure = [&] { r.last_failure = clock_type::now().time_since_epoch().count(); };
   std::vector<std::thread> threads;
@@ -165,11 +173,14 @@ std::chrono::milliseconds run_failover_under_load(SentinelGroup& group, const st
   threads.emplace_back([&] {
     for (int i = 0; !stop; ++i) {
       try {
-        behind.write("w" + std::to_string(i % 20), "x" + std::to_string(i));
+        const std::string id = "w" + std::to_string(i);
+        behind.write(id, "x");
+        acknowledged.push_back(id);
         pool.with([](cachet::Connection& c) { c.command({"GET", "probe"}); });
         ++r.writes;
-      } catch (const std::exception&) {
+      } catch (const std::exception& e) {
         ++r.write_errors;
+        r.last_write_error = e.what();
         note_failure();
       }
       std::this_thread::sleep_for(5ms);
@@ -188,6 +199,9 @@ std::chrono::milliseconds run_failover_under_load(SentinelGroup& group, const st
   }
   stop = true;
   for (auto& t : threads) t.join();
+  r.drained = behind.flush(generous).drained;
+  const auto stored = cachet::test::TestDb(db).values();
+  r.lost = std::count_if(acknowledged.begin(), acknowledged.end(), [&](const std::string& id) { return !stored.contains(id); });
   r.last_failure = r.last_failure - start.time_since_epoch().count();  // relative to the trigger (if any failure)
   return moved;
 }
@@ -196,7 +210,10 @@ void check_resumed(const LoadResult& r, std::chrono::milliseconds moved) {
   CHECK(r.reads > 0);
   CHECK(r.read_errors == 0);  // no read error reaches a caller: the cache degrades to the loader
   CHECK(r.writes > 0);
+  CHECK(r.drained);
+  CHECK(r.lost == 0);  // with replicated durability, no acknowledged write-behind entry is lost
   const auto last_failure = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::duration(r.last_failure));
+  INFO("last write error: " << r.last_write_error);
   INFO("master moved after " << moved.count() << " ms; last failed write " << last_failure.count() << " ms after the trigger");
   CHECK(last_failure <= moved + 1s);
 }

@@ -250,7 +250,10 @@ class SentinelGroup {
     return port;
   }
 
+  // A replica re-syncing after a failover starts at once (Redis waits 5 s by
+  // default for more replicas to share a full sync).
   RedisServerOptions server_options(std::vector<std::string> config) const {
+    config.push_back("repl-diskless-sync-delay 0");
     return {.tcp = true, .config = std::move(config), .executable = options_.executable};
   }
 

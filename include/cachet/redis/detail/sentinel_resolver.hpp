@@ -51,7 +51,8 @@ class SentinelClient {
     std::string out;
     format_command(out, Argv(args));
     const Deadline deadline = deadline_after(timeout_);
-    const FailedOp op{"a question to sentinel " + name_, timeout_, "ConnectionOptions::connect_timeout"};
+    const std::string what = "a question to sentinel " + name_;  // FailedOp keeps a view of it
+    const FailedOp op{what, timeout_, "ConnectionOptions::connect_timeout"};
     if (IoResult r = stream_->write_all(out.data(), out.size(), deadline); r.status != IoStatus::done) throw_io_error(r, op);
     for (ReplyPtr reply;;) {
       if (!reader_->next(reply)) throw ProtocolError("sentinel " + name_ + ": " + reader_->error());

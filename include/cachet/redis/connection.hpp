@@ -13,6 +13,7 @@
 #include <cachet/detail/backoff.hpp>
 #include <cachet/redis/detail/format.hpp>
 #include <cachet/redis/detail/hiredis.hpp>
+#include <cachet/redis/detail/sentinel_resolver.hpp>
 #include <cachet/redis/detail/io_error.hpp>
 #include <cachet/redis/detail/open_stream.hpp>
 #include <cachet/redis/detail/reply_reader.hpp>
@@ -21,6 +22,7 @@
 #include <cachet/redis/errors.hpp>
 #include <cachet/redis/options.hpp>
 #include <cachet/redis/reply.hpp>
+#include <cachet/redis/sentinel_errors.hpp>
 
 #include <fmt/format.h>
 
@@ -50,6 +52,7 @@ class Connection {
   // Connects at once; throws ConnectionError, TimeoutError or ReplyError (AUTH, SELECT).
   explicit Connection(ConnectionOptions options)
       : options_(std::move(options)), backoff_(options_.reconnect) {
+    if (options_.sentinel.enabled()) sentinel_ = detail::SentinelResolver::get(options_.sentinel);
     connect();
   }
 
@@ -62,7 +65,10 @@ class Connection {
         backoff_(std::move(o.backoff_)),
         pending_(std::exchange(o.pending_, 0)),
         last_error_(std::move(o.last_error_)),
-        first_pending_(std::move(o.first_pending_)) {}
+        first_pending_(std::move(o.first_pending_)),
+        sentinel_(o.sentinel_),
+        generation_(o.generation_),
+        demoted_(std::exchange(o.demoted_, false)) {}
   Connection& operator=(Connection&& o) noexcept {
     if (this != &o) {
       options_ = o.options_;
@@ -73,6 +79,9 @@ class Connection {
       pending_ = std::exchange(o.pending_, 0);
       last_error_ = std::move(o.last_error_);
       first_pending_ = std::move(o.first_pending_);
+      sentinel_ = o.sentinel_;
+      generation_ = o.generation_;
+      demoted_ = std::exchange(o.demoted_, false);
     }
     return *this;
   }
@@ -92,6 +101,7 @@ class Connection {
     if (pending_ != 0) throw std::logic_error("cachet::Connection: command() with pipelined replies unread");
     append_argv(argv);
     Reply r = read_reply();
+    if (r.is_error() && is_readonly(r)) throw ReadOnlyError(std::string(r.error_message()));
     r.throw_if_error();
     return r;
   }
@@ -111,6 +121,7 @@ class Connection {
   void append_argv(detail::Argv& argv) {
     // Redis never answers an empty command: the read would wait for the timeout.
     if (argv.size() == 0) throw std::invalid_argument("cachet::Connection: empty command");
+    if (pending_ == 0) leave_if_moved();
     ensure_connected();
     if (pending_ == 0) name_first_pending(argv);
     const std::size_t before = out_.size();
@@ -133,7 +144,10 @@ class Connection {
       if (!reader_->feed(buffer_, n)) fail_protocol(command_name());
     }
     --pending_;
-    return Reply(std::move(reply));
+    Reply r(std::move(reply));
+    if (r.is_error() && is_readonly(r)) leave_demoted_master();
+    if (demoted_ && pending_ == 0) close();
+    return r;
   }
   std::size_t pending() const noexcept { return pending_; }
 
@@ -178,6 +192,7 @@ class Connection {
     reader_.reset();
     out_.clear();
     pending_ = 0;
+    demoted_ = false;
   }
 
   // True when no usable transport is held (never connected, failed, or closed).
@@ -217,20 +232,61 @@ class Connection {
   // The socket (for socket options, or to poll beside other descriptors); -1 when not connected.
   int fd() const noexcept { return stream_ ? stream_->fd() : -1; }
 
+  // Through Sentinel: the master moved since this connection was opened (a
+  // failover); it still talks to the old server, so pools and subscribers drop it.
+  bool moved() const noexcept { return sentinel_ && !broken() && sentinel_->generation() != generation_; }
+
  private:
 
   void connect() {
     close();
     try {
+      resolve_address();
       open_context();
       handshake();
       backoff_.reset();
     } catch (const std::exception& e) {
       close();
+      if (sentinel_ && dynamic_cast<const ConnectionError*>(&e)) sentinel_->invalidate(generation_);
       last_error_ = e.what();
       backoff_.record_failure();
       throw;
     }
+  }
+
+  // Through Sentinel: the address to open is the current master's (or a replica's).
+  void resolve_address() {
+    if (!sentinel_) return;
+    detail::SentinelTarget t = sentinel_->resolve(options_.sentinel.role, options_.connect_timeout);
+    options_.host = std::move(t.host);
+    options_.port = t.port;
+    generation_ = t.generation;
+  }
+
+  // Through Sentinel: ROLE, read last in the handshake's round trip, must name
+  // the role asked for (a stale answer can point at a demoted master).
+  void check_role(const Reply& role) {
+    const bool master = options_.sentinel.role == SentinelRole::master;
+    const std::string_view want = master ? "master" : "slave";
+    if (role.is_array() && role.size() > 0 && role[0].is_string() && role[0].as_string() == want) return;
+    sentinel_->invalidate(generation_);
+    throw ConnectionError(fmt::format("sentinel: {} is not a {} (ROLE); rediscovering", endpoint(), want));
+  }
+
+  // Through Sentinel, between commands: a connection left on the old master (a
+  // failover keeps it writable for seconds) reconnects to the new one.
+  void leave_if_moved() noexcept {
+    if (moved()) close();
+  }
+
+  static bool is_readonly(const Reply& r) noexcept { return r.error_message().starts_with("READONLY"); }
+
+  // A READONLY reply: the server was demoted. Through Sentinel the connection
+  // closes once its pipeline is read, and the next one asks the sentinels.
+  void leave_demoted_master() noexcept {
+    if (!sentinel_) return;
+    sentinel_->invalidate(generation_);
+    demoted_ = true;
   }
 
   void open_context() {
@@ -255,11 +311,13 @@ class Connection {
       append({"CLIENT", "SETNAME", options_.client_name});
       ++sent;
     }
+    if (sentinel_) append({"ROLE"});
     std::string first_error;
     for (std::size_t i = 0; i < sent; ++i) {
       Reply r = read_reply();
       if (r.is_error() && first_error.empty()) first_error = r.error_message();
     }
+    if (sentinel_) check_role(read_reply());
     if (!first_error.empty()) throw ReplyError(first_error);
   }
 
@@ -288,6 +346,7 @@ class Connection {
 
   // Drops the failed transport, then throws its typed error, naming `what` failed on which server.
   [[noreturn]] void fail(std::string_view what, const detail::IoResult& r) {
+    if (sentinel_) sentinel_->invalidate(generation_);  // a lost server may be a failed master
     close();
     const std::string op = fmt::format("{} on {}", what, endpoint());
     detail::throw_io_error(r, {op, options_.command_timeout, "ConnectionOptions::command_timeout"});
@@ -314,7 +373,10 @@ class Connection {
     first_pending_.assign(argv[0].substr(0, 15));
   }
 
-  std::string endpoint() const { return options_.endpoint(); }
+  std::string endpoint() const {
+    if (!sentinel_) return options_.endpoint();
+    return fmt::format("{}:{} ({})", options_.host, options_.port, options_.endpoint());
+  }
 
   ConnectionOptions options_;
   std::unique_ptr<detail::Stream> stream_;
@@ -325,6 +387,9 @@ class Connection {
   std::string last_error_;
   std::string first_pending_;  // the name of the first command sent since the last reply read
   char buffer_[16 * 1024];     // what one read takes off the stream, as hiredis' own
+  std::shared_ptr<detail::SentinelResolver> sentinel_;  // null unless through Sentinel
+  std::uint64_t generation_ = 0;  // the master's generation when this connection was opened
+  bool demoted_ = false;          // a READONLY came back: close once the pipeline is read
 };
 
 }  // namespace cachet

@@ -2,6 +2,7 @@
 // How to reach a Redis server: address, credentials, database, timeouts.
 
 #include <cachet/backoff.hpp>
+#include <cachet/redis/sentinel_options.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -35,6 +36,8 @@ struct ConnectionOptions {
   int port = 6379;
   // Unix domain socket path; when non-empty the connection uses it instead of TCP.
   std::string path{};
+  // With a master name set, the address comes from these sentinels instead (docs/sentinel.md).
+  SentinelOptions sentinel{};
 
   // AUTH: with `user` set, ACL style `AUTH user password`; otherwise `AUTH password`
   // when `password` is non-empty.
@@ -65,9 +68,13 @@ struct ConnectionOptions {
   // that a client is back within about that of the server answering again.
   BackoffOptions reconnect{.max = std::chrono::milliseconds(100)};
 
-  bool uses_unix_socket() const noexcept { return !path.empty(); }
+  bool uses_unix_socket() const noexcept { return !path.empty() && !sentinel.enabled(); }
   // The server as messages and metrics name it: the socket's path, or host:port.
-  std::string endpoint() const { return uses_unix_socket() ? path : host + ":" + std::to_string(port); }
+  // Through Sentinel: "sentinel:<master name>".
+  std::string endpoint() const {
+    if (sentinel.enabled()) return "sentinel:" + sentinel.master_name;
+    return uses_unix_socket() ? path : host + ":" + std::to_string(port);
+  }
 };
 
 }  // namespace cachet

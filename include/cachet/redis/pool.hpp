@@ -9,6 +9,7 @@
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/errors.hpp>
 #include <cachet/redis/options.hpp>
+#include <cachet/redis/sentinel.hpp>
 
 #include <fmt/format.h>
 #include <sys/stat.h>
@@ -86,7 +87,10 @@ class Pool {
   // first connection cannot be opened. Throws
   // MetricsLabelError if the metrics label is not valid UTF-8.
   explicit Pool(ConnectionOptions connection, PoolOptions options = {})
-      : connection_(std::move(connection)), options_(std::move(options)), backoff_(connection_.reconnect) {
+      : connection_(std::move(connection)),
+        options_(std::move(options)),
+        backoff_(connection_.reconnect),
+        sentinel_watch_(watch_sentinels(connection_)) {
     if (options_.size == 0) options_.size = 1;
     if (options_.metrics_label.empty())
       options_.metrics_label = connection_.endpoint();
@@ -310,7 +314,7 @@ class Pool {
 
   // A connection idle past `idle_check_after` must answer a PING first.
   Health check(Connection& conn, detail::CoarseClock::time_point idle_since) const noexcept {
-    if (conn.broken()) return Health::dead;
+    if (conn.broken() || conn.moved()) return Health::dead;  // moved: a failover left it on the old master
     if (!stale(idle_since)) return Health::ok;
     try {
       return conn.command({"PING"}).is_status() ? Health::ok : Health::dead;
@@ -339,7 +343,7 @@ class Pool {
 
   void release(std::unique_ptr<Connection> conn) noexcept {
     bool wake = false;
-    if (conn->broken() || conn->pending() != 0) {
+    if (conn->broken() || conn->pending() != 0 || conn->moved()) {
       conn.reset();  // closes outside the lock
       std::lock_guard lock(mutex_);
       --open_;
@@ -380,6 +384,7 @@ class Pool {
   std::uint64_t metrics_id_ = 0;  // its entry in MetricsRegistry::global()
   bool refused_ = false;  // the last connection set-up was refused (reported once)
   bool verifying_ = false;  // the constructor's verify() runs: refusals are not reported
+  std::shared_ptr<void> sentinel_watch_;  // through Sentinel: follows +switch-master (null otherwise)
 };
 
 }  // namespace cachet

@@ -57,11 +57,13 @@ class Subscriber {
   Subscriber(ConnectionOptions options, SubscriberOptions sub, Hooks hooks)
       : options_(std::move(options)), sub_(sub), hooks_(std::move(hooks)) {
     if (::pipe2(wake_, O_NONBLOCK | O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe2");
+    follow_master();
   }
   Subscriber(const Subscriber&) = delete;
   Subscriber& operator=(const Subscriber&) = delete;
   ~Subscriber() {
     stop();
+    if (resolver_) resolver_->unlisten(listener_);
     ::close(wake_[0]);
     ::close(wake_[1]);
   }
@@ -95,6 +97,14 @@ class Subscriber {
  private:
   using Unanswered = std::deque<std::pair<std::uint64_t, clock::time_point>>;  // our PINGs in flight: number, sent at
 
+  // Through Sentinel: the resolver wakes this thread when the master moves, and
+  // serve() drops the connection, so `down` runs and `setup` runs on the new master.
+  void follow_master() {
+    if (!options_.sentinel.enabled()) return;
+    resolver_ = detail::SentinelResolver::get(options_.sentinel);
+    listener_ = resolver_->listen([this] { wake(); });
+  }
+
   void run() {
     detail::Backoff backoff(options_.reconnect);
     while (!stop_) {
@@ -124,6 +134,7 @@ class Subscriber {
     const bool pinging = sub_.ping_interval.count() > 0;
     auto next_ping = clock::now() + sub_.ping_interval;
     while (!stop_) {
+      if (conn.moved()) throw ConnectionError("cachet: subscriber's server is no longer the master (Sentinel failover)");
       const auto now = clock::now();
       if (!unanswered.empty() && now - unanswered.front().second >= sub_.ping_timeout) {
         // Not a silent server if something is waiting to be read: a backlog, or this thread was descheduled.
@@ -232,6 +243,8 @@ class Subscriber {
   bool sync_wanted_ = false;
   std::atomic<bool> up_{false}, stop_{false};
   std::once_flag started_;
+  std::shared_ptr<detail::SentinelResolver> resolver_;  // through Sentinel only
+  std::uint64_t listener_ = 0;
   std::thread thread_;
 };
 

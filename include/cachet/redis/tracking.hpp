@@ -35,6 +35,7 @@
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/errors.hpp>
 #include <cachet/redis/options.hpp>
+#include <cachet/redis/sentinel.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -123,8 +124,11 @@ class Tracking {
   };
 
   // Starts the subscriber at once; it registers in the background (wait_live()).
+  // Throws ConfigError for Sentinel's replica role: a replica's values lag, and
+  // the in-process tier never fills from one.
   explicit Tracking(ConnectionOptions redis, TrackingOptions options = {})
       : options_(std::move(options)),
+        sentinel_watch_(watch_master(redis)),
         subscriber_(std::move(redis), {.ping_interval = options_.ping_interval, .ping_timeout = options_.ping_timeout},
                     {.setup = [this](Connection& c) { register_on(c); },
                      .message = [this](const Reply& msg) { on_message(msg); },
@@ -241,7 +245,14 @@ class Tracking {
     for (auto& [id, listener] : hub_->listeners) listener(std::nullopt);
   }
 
+  static std::shared_ptr<void> watch_master(const ConnectionOptions& redis) {
+    if (redis.sentinel.enabled() && redis.sentinel.role != SentinelRole::master)
+      throw ConfigError("cachet::Tracking: SentinelOptions::role is replica; the in-process tier fills from the master only");
+    return watch_sentinels(redis);  // a failover moves the subscriber at once: `lost` flushes, setup re-registers
+  }
+
   TrackingOptions options_;
+  std::shared_ptr<void> sentinel_watch_;  // through Sentinel: follows +switch-master
   std::shared_ptr<Hub> hub_ = std::make_shared<Hub>();
   std::atomic<std::uint64_t> epoch_{static_cast<std::uint64_t>(TrackingState::connecting)};
   std::atomic<long long> client_id_{0};

@@ -1,0 +1,37 @@
+#pragma once
+// Reaching a Redis master (or, opted in, a replica) through Redis Sentinel: the
+// master's name and the sentinels to ask. See docs/sentinel.md.
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace cachet {
+
+struct SentinelAddress {
+  std::string host = "127.0.0.1";
+  int port = 26379;
+};
+
+// Which server of the group a connection goes to.
+enum class SentinelRole {
+  master,   // the default: reads and writes
+  replica,  // explicit opt-in, for plain reads only (a replica lags, and has no tracking state)
+};
+
+struct SentinelOptions {
+  std::string master_name{};  // empty: Sentinel is off and ConnectionOptions::host/port/path are used
+  std::vector<SentinelAddress> sentinels{};  // asked in this order; one that does not answer is asked last
+  // The sentinels' own AUTH (`requirepass` in sentinel.conf); the data servers'
+  // credentials stay ConnectionOptions::user/password.
+  std::string user{};
+  std::string password{};
+  SentinelRole role = SentinelRole::master;
+  // At most one rediscovery (a round of questions to the sentinels) this often;
+  // a +switch-master announcement is applied at once.
+  std::chrono::milliseconds rediscover_interval{100};
+
+  bool enabled() const noexcept { return !master_name.empty(); }
+};
+
+}  // namespace cachet

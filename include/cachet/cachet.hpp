@@ -13,6 +13,7 @@
 #include <cachet/redis/pool.hpp>
 #include <cachet/redis/reply.hpp>
 #include <cachet/redis/script.hpp>
+#include <cachet/redis/sentinel.hpp>
 #include <cachet/redis/tracking.hpp>
 
 #include <cachet/clock.hpp>

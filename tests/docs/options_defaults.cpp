@@ -3,6 +3,7 @@
 // default initializer. `T{{}}` names the first member and omits the rest.
 #include <cachet/cachet.hpp>
 #include <cachet/testing/redis_server.hpp>
+#include <cachet/testing/sentinel_group.hpp>
 
 namespace {
 template <class... T>
@@ -19,7 +20,8 @@ void cachet_options_defaults() {
                cachet::RedisLockOptions, cachet::RedisLockGuardOptions, cachet::FailSafeOptions,
                cachet::RefreshAheadOptions, cachet::EarlyExpirationOptions, cachet::LoadTimeoutOptions,
                cachet::WriteThroughOptions, cachet::WriteBehindOptions, cachet::CountersOptions, cachet::Replication,
-               cachet::testing::RedisServerOptions>();
+               cachet::TlsOptions, cachet::SentinelOptions, cachet::SentinelAddress,
+               cachet::testing::RedisServerOptions, cachet::testing::SentinelGroupOptions>();
 #ifdef CACHET_HAS_ZSTD
   omit_members<cachet::CompressionOptions>();
 #endif

@@ -251,6 +251,17 @@ TEST_CASE("the Pool's constructor lets TLS verification errors out: misconfigura
     no_cert.tls.cert_file.clear();
     no_cert.tls.key_file.clear();
     CHECK_THROWS_AS(cachet::Pool(no_cert), cachet::TlsClientCertificateError);
+    // A connection held directly: the alert drops its transport, so the next
+    // command reconnects (and is refused again) instead of finding replies unread.
+    no_cert.reconnect.initial = std::chrono::milliseconds{0};
+    try {
+      cachet::Connection conn(no_cert);  // TLS 1.3: the handshake completes, the alert comes on a read
+      CHECK_THROWS_AS(conn.command({"PING"}), cachet::TlsClientCertificateError);
+      CHECK(conn.broken());
+      CHECK(conn.pending() == 0);
+      CHECK_THROWS_AS(conn.command({"PING"}), cachet::ConnectionError);
+    } catch (const cachet::TlsClientCertificateError&) {  // refused within the handshake: nothing held
+    }
     cachet::Pool pool(strict.tls_connection_options());  // with it: served
     CHECK(pool.acquire()->command({"PING"}).is_status());
   }

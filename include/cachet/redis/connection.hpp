@@ -330,15 +330,27 @@ class Connection {
   // Reads what the stream has into buffer_ by `deadline`; `on_error` throws.
   template <class OnError>
   std::size_t receive(detail::Deadline deadline, OnError&& on_error) {
-    const detail::IoResult r = stream_->read_some(buffer_, sizeof buffer_, deadline);
+    const detail::IoResult r = closing_on_throw([&] { return stream_->read_some(buffer_, sizeof buffer_, deadline); });
     if (r.status != detail::IoStatus::done) on_error(r);
     return r.bytes;
   }
 
   detail::IoResult write_out() {
-    const detail::IoResult r = stream_->write_all(out_.data(), out_.size(), detail::deadline_after(options_.command_timeout));
+    const auto deadline = detail::deadline_after(options_.command_timeout);
+    const detail::IoResult r = closing_on_throw([&] { return stream_->write_all(out_.data(), out_.size(), deadline); });
     out_.clear();
     return r;
+  }
+
+  // A stream may throw its own typed error (a TLS alert): the transport is then dropped, as on any failure.
+  template <class Io>
+  detail::IoResult closing_on_throw(Io&& io) {
+    try {
+      return io();
+    } catch (...) {
+      close();
+      throw;
+    }
   }
   void flush_or_fail_command() {
     if (auto r = write_out(); r.status != detail::IoStatus::done) fail_command(r);

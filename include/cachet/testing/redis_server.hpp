@@ -15,6 +15,7 @@
 // The executable is `redis-server` from PATH, or $CACHET_REDIS_SERVER.
 // POSIX (Linux) only.
 
+#include <cachet/testing/detail/free_port.hpp>
 #include <cachet/testing/detail/spawner.hpp>
 #include <cachet/testing/tls_certificates.hpp>
 #include <cachet/redis/connection.hpp>
@@ -65,8 +66,8 @@ class RedisServer {
     try {
       if (options_.tls) tls_files_ = make_tls_certificates(dir_);
       for (int attempt = 1;; ++attempt) {
-        if (options_.tcp) port_ = free_port();
-        if (options_.tls) tls_port_ = free_port();
+        if (options_.tcp) port_ = detail::free_port();
+        if (options_.tls) tls_port_ = detail::free_port();
         write_config();
         try {
           start();
@@ -203,21 +204,6 @@ class RedisServer {
     socket_ = dir_ + "/redis.sock";
   }
 
-  static int free_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) throw Error("RedisServer: socket() failed");
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    int port = 0;
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
-      port = ntohs(addr.sin_port);
-    ::close(fd);
-    if (port == 0 || port == 6379) throw Error("RedisServer: could not pick a free TCP port");
-    return port;
-  }
 
   void write_config() const {
     std::ofstream conf(dir_ + "/redis.conf");

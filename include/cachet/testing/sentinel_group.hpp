@@ -15,6 +15,7 @@
 #include <cachet/redis/errors.hpp>
 #include <cachet/redis/options.hpp>
 #include <cachet/redis/sentinel_options.hpp>
+#include <cachet/testing/detail/free_port.hpp>
 #include <cachet/testing/detail/spawner.hpp>
 #include <cachet/testing/redis_server.hpp>
 
@@ -141,7 +142,7 @@ class SentinelGroup {
       make_dir();
       try {
         for (int attempt = 1;; ++attempt) {
-          port = free_port();
+          port = detail::free_port();
           write_config(o, master_port);
           pid = detail::Spawner::spawn({o.executable, dir + "/sentinel.conf", "--sentinel"}, dir + "/sentinel.out");
           if (wait_for_ping(o.start_timeout)) break;
@@ -233,22 +234,6 @@ class SentinelGroup {
     }
   };
 
-  // A free port on 127.0.0.1 (never 6379), as RedisServer picks one.
-  static int free_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) throw Error("SentinelGroup: socket() failed");
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    int port = 0;
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
-      port = ntohs(addr.sin_port);
-    ::close(fd);
-    if (port == 0 || port == 6379) throw Error("SentinelGroup: could not pick a free TCP port");
-    return port;
-  }
 
   // A replica re-syncing after a failover starts at once (Redis waits 5 s by
   // default for more replicas to share a full sync).

@@ -164,17 +164,10 @@ class SocketStream final : public Stream {
 
   // Polls until the socket is ready for `events` or `deadline` passes.
   IoResult wait(short events, Deadline deadline) const {
-    for (;;) {
-      int ms = -1;
-      if (deadline != Deadline::max()) {
-        const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now());
-        if (left.count() <= 0) return {IoStatus::timeout, 0, "deadline passed"};
-        ms = static_cast<int>(std::min<std::chrono::milliseconds::rep>(left.count(), 1 << 30));
-      }
-      pollfd p{fd_, events, 0};
-      const int ready = ::poll(&p, 1, ms);
-      if (ready > 0) return {};  // readable, writable, or an error the next call reports
-      if (ready < 0 && errno != EINTR) return {IoStatus::failed, 0, std::strerror(errno)};
+    switch (poll_until(fd_, events, deadline)) {
+      case IoStatus::timeout: return {IoStatus::timeout, 0, "deadline passed"};
+      case IoStatus::failed: return {IoStatus::failed, 0, std::strerror(errno)};
+      default: return {};  // readable, writable, or an error the next call reports
     }
   }
 

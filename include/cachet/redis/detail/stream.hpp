@@ -4,7 +4,12 @@
 // TLS cannot go under it): hiredis only parses replies. Every call takes a
 // deadline, so connect, handshake, write and read are each bounded.
 
+#include <poll.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <climits>
 #include <cstddef>
 #include <string>
 
@@ -41,5 +46,22 @@ class Stream {
   // records): a poll() on fd() cannot see it, so check this first.
   virtual bool has_buffered_input() const noexcept { return false; }
 };
+
+// Waits until `fd` is ready for `events` or `deadline` passes (retrying EINTR);
+// failed leaves poll's errno.
+inline IoStatus poll_until(int fd, short events, Deadline deadline) {
+  for (;;) {
+    int wait_ms = -1;
+    if (deadline != Deadline::max()) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return IoStatus::timeout;
+      wait_ms = static_cast<int>(std::min<long long>(left.count(), INT_MAX));
+    }
+    pollfd p{fd, events, 0};
+    const int ready = ::poll(&p, 1, wait_ms);
+    if (ready > 0) return IoStatus::done;  // ready, or POLLHUP/POLLERR: the next call tells which
+    if (ready < 0 && errno != EINTR) return IoStatus::failed;
+  }
+}
 
 }  // namespace cachet::detail

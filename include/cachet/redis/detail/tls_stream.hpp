@@ -29,22 +29,6 @@
 
 namespace cachet::detail {
 
-// Waits until `fd` is ready for `events` or `deadline` passes (retrying EINTR).
-inline IoStatus poll_until(int fd, short events, Deadline deadline) {
-  for (;;) {
-    int wait_ms = -1;
-    if (deadline != Deadline::max()) {
-      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return IoStatus::timeout;
-      wait_ms = static_cast<int>(std::min<long long>(left.count(), INT_MAX));
-    }
-    pollfd p{fd, events, 0};
-    const int ready = ::poll(&p, 1, wait_ms);
-    if (ready > 0) return IoStatus::done;  // ready, or POLLHUP/POLLERR: the next call tells which
-    if (ready < 0 && errno != EINTR) return IoStatus::failed;
-  }
-}
-
 inline bool is_ip_literal(const std::string& host) {
   unsigned char addr[16];
   return ::inet_pton(AF_INET, host.c_str(), addr) == 1 || ::inet_pton(AF_INET6, host.c_str(), addr) == 1;

@@ -58,6 +58,7 @@ class SilentListener {
   }
   ~SilentListener() { ::close(fd_); }
   int port() const noexcept { return port_; }
+  int fd() const noexcept { return fd_; }
 
  private:
   int fd_;
@@ -167,6 +168,28 @@ TEST_CASE("a listener that never speaks TLS is a TlsHandshakeTimeoutError within
   const auto took = std::chrono::steady_clock::now() - start;
   CHECK(took >= 290ms);
   CHECK(took < 5s);
+}
+
+TEST_CASE("a failed handshake leaves this thread's OpenSSL error queue clean") {
+  SilentListener closing;  // accepts, reads the ClientHello, closes: the SYSCALL / ZERO_RETURN path
+  std::thread peer([&] {
+    const int c = ::accept(closing.fd(), nullptr, nullptr);
+    char buf[512];
+    if (c >= 0) (void)!::read(c, buf, sizeof buf);
+    ::close(c);
+  });
+  auto o = tls_server().tls_connection_options();
+  o.port = closing.port();
+  ERR_clear_error();
+  std::string what;
+  try {
+    open_tls(o);
+  } catch (const cachet::TlsError& e) {
+    what = e.what();
+  }
+  peer.join();
+  CHECK(what.find("the server closed the connection") != std::string::npos);
+  CHECK(ERR_peek_error() == 0);
 }
 
 TEST_CASE("TLS files that cannot be used are ConfigErrors naming the option, never a key's content") {

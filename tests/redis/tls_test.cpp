@@ -21,6 +21,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -223,6 +224,25 @@ TEST_CASE("connections with the same TLS options share one OpenSSL context") {
   const int builds = cachet::detail::TlsContextCache::builds();
   for (int i = 0; i < 8; ++i) ask(*open_tls(o), "PING");
   CHECK(cachet::detail::TlsContextCache::builds() == builds);
+}
+
+TEST_CASE("a CA file rotated on disk is read again for new connections, while one is still open") {
+  auto o = tls_server().tls_connection_options();
+  const auto copy = std::filesystem::temp_directory_path() / ("cachet-rotated-ca-" + std::to_string(::getpid()) + ".pem");
+  std::filesystem::copy_file(o.tls.ca_file, copy, std::filesystem::copy_options::overwrite_existing);
+  o.tls.ca_file = copy.string();
+  auto open = open_tls(o);  // holds the context
+  const int builds = cachet::detail::TlsContextCache::builds();
+  ask(*open_tls(o), "PING");
+  CHECK(cachet::detail::TlsContextCache::builds() == builds);  // unchanged: shared
+  // "Rotated": same content, a later modification time (set, not waited for).
+  std::filesystem::last_write_time(copy, std::filesystem::last_write_time(copy) + 10s);
+  auto rotated = open_tls(o);  // holds the new context
+  CHECK(cachet::detail::TlsContextCache::builds() == builds + 1);
+  ask(*open_tls(o), "PING");
+  CHECK(cachet::detail::TlsContextCache::builds() == builds + 1);  // shared again
+  ask(*open, "PING");  // the old connection keeps working on its context
+  std::filesystem::remove(copy);
 }
 
 // ---- everything that runs over a connection, over TLS ----

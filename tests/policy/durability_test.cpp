@@ -367,7 +367,7 @@ TEST_CASE("the lock guard over a stopped replica: the lock is released and the c
 
 // WAIT refused by the server (here an ACL user without it): the write before it
 // stands, and the refusal is a ReplicationError naming the server's error.
-TEST_CASE("a WAIT the server refuses: the lock is released and the error surfaces; write-through keeps its value") {
+TEST_CASE("a WAIT the server refuses: the lock is released and the error surfaces, write-through keeps its value") {
   cachet::testing::RedisServer server{{.tcp = true}};
   server.connect().command({"ACL", "SETUSER", "app", "on", ">pw", "~*", "&*", "+@all", "-wait"});
   auto co = server.connection_options();

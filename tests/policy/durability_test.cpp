@@ -50,7 +50,12 @@ struct ReplicatedPair {
           return info.find("state=online") != std::string::npos;
         },
         60s));
-    // Online is not yet acking: a first write's WAIT can still time out. Wait until one is confirmed.
+    wait_until_acking();
+    master_admin.command({"CONFIG", "RESETSTAT"});
+  }
+  // Online (or resumed) is not yet acking: a first write's WAIT can still time
+  // out. Wait until one is confirmed (leaves WAIT calls in the stats).
+  void wait_until_acking() {
     REQUIRE(cachet::test::eventually(
         [&] {
           master_admin.command({"SET", "probe", "1"});
@@ -59,7 +64,6 @@ struct ReplicatedPair {
         60s));
     master_admin.command({"DEL", "probe"});
     REQUIRE(master_admin.command({"WAIT", 1, 10'000}).as_integer() == 1);
-    master_admin.command({"CONFIG", "RESETSTAT"});
   }
   std::optional<std::string> on_master(const std::string& key) {
     return master_admin.command({"GET", key}).as_optional_string();
@@ -166,6 +170,7 @@ TEST_CASE("write-behind with the replica stopped: write throws ReplicationError 
   }
   CHECK(pair.master_admin.command({"XLEN", writes.stream()}).as_integer() == 2);
   CHECK(entries.metrics().value(Event::redis_error) == 1);
+  pair.wait_until_acking();               // resumed is not yet acking
   CHECK_NOTHROW(writes.write("3", "v3"));  // the replica back: waited for again
 }
 
@@ -314,6 +319,7 @@ TEST_CASE("write-through with the replica stopped: the database write stands, th
   CHECK(cache.get("1") == "v1");  // left as written on the master
   CHECK(entries.metrics().value(Event::cache_write_error) == 1);
   CHECK(entries.metrics().value(Event::write_unrepaired) == 1);
+  pair.wait_until_acking();                                     // resumed is not yet acking
   CHECK(cache.put("1", "v2") == cachet::WriteOutcome::cached);  // the breaker stayed closed: not an outage
   CHECK(entries.metrics().value(Event::redis_skipped) == 0);
 }
@@ -335,6 +341,7 @@ TEST_CASE("a replicated lock: held once the replica has it, released and Replica
     CHECK_FALSE(lock.held());
     CHECK(pair.on_master("lock") == std::nullopt);  // released, on the one pooled connection
   }
+  pair.wait_until_acking();    // resumed is not yet acking
   CHECK(other.try_acquire());  // nobody holds it
 }
 
@@ -356,4 +363,47 @@ TEST_CASE("the lock guard over a stopped replica: the lock is released and the c
   CHECK(cache.metrics().value(Event::redis_error) == 1);
   CHECK(pair.on_master(cache.key("2")).has_value());
   CHECK(pair.master_admin.command({"KEYS", "*lock*"}).size() == 0);
+}
+
+// WAIT refused by the server (here an ACL user without it): the write before it
+// stands, and the refusal is a ReplicationError naming the server's error.
+TEST_CASE("a WAIT the server refuses: the lock is released and the error surfaces, write-through keeps its value") {
+  cachet::testing::RedisServer server{{.tcp = true}};
+  server.connect().command({"ACL", "SETUSER", "app", "on", ">pw", "~*", "&*", "+@all", "-wait"});
+  auto co = server.connection_options();
+  co.user = "app";
+  co.password = "pw";
+  cachet::Pool pool(co, {.size = 1});
+  cachet::RedisStore store(pool);
+  const auto refused = [](const ReplicationError& e) {
+    return std::string(e.what()).find("WAIT was refused (NOPERM") != std::string::npos && e.acked() == 0;
+  };
+
+  cachet::RedisLock lock(store, "lock", {.replication = one_replica});
+  bool surfaced = false;
+  try {
+    lock.try_acquire();
+  } catch (const ReplicationError& e) {
+    surfaced = refused(e);
+  }
+  CHECK(surfaced);
+  CHECK_FALSE(lock.held());
+  cachet::RedisLock other(store, "lock", {.lease = 30s});
+  CHECK(other.try_acquire());  // released at once, not left to the lease
+
+  StringCache entries(store, options("dur-wt-refused"));
+  bool reported = false;
+  cachet::WriteThroughOptions wo{.replication = one_replica};
+  wo.on_unrepaired = [&](const cachet::UnrepairedWrite& u) {
+    try {
+      std::rethrow_exception(u.error);
+    } catch (const ReplicationError& e) {
+      reported = refused(e);
+    } catch (...) {
+    }
+  };
+  auto cache = cachet::write_through(entries, [](std::string_view, const std::string&) {}, wo);
+  CHECK(cache.put("1", "v1") == cachet::WriteOutcome::unreplicated);
+  CHECK(reported);
+  CHECK(cache.get("1") == "v1");  // the value written stays: the fallback delete did not run
 }

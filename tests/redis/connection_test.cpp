@@ -12,11 +12,13 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <random>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -364,3 +366,22 @@ TEST_CASE("TCP keepalive is on when asked for") {
   REQUIRE(::getsockopt(off.fd(), SOL_SOCKET, SO_KEEPALIVE, &value, &len) == 0);
   CHECK(value == 0);
 }
+
+TEST_CASE("read_push with a wait beyond poll's int milliseconds waits, instead of wrapping to no wait") {
+  auto& server = cachet::test::clean_server();
+  cachet::Connection sub = cachet::test::connect(server);
+  sub.command({"SUBSCRIBE", "ch"});
+  std::thread publisher([&] {
+    std::this_thread::sleep_for(100ms);  // lets read_push start waiting first (it passes either way once fixed)
+    cachet::Connection pub = cachet::test::connect(server);
+    pub.command({"PUBLISH", "ch", "hello"});
+  });
+  const auto message = sub.read_push(std::chrono::milliseconds(std::int64_t{1} << 32));  // 2^32 ms: (int) 0
+  publisher.join();
+  REQUIRE(message.has_value());
+  CHECK((*message)[2].as_string() == "hello");
+}
+
+// The move copies the options (the moved-from connection can reconnect): a
+// bad_alloc there must be an exception, not std::terminate.
+static_assert(!std::is_nothrow_move_constructible_v<cachet::Connection>);

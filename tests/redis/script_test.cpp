@@ -126,3 +126,15 @@ TEST_CASE("ScriptBatch::then's command follows every call that ran, a NOSCRIPT r
   CHECK(batch.then_reply().as_string() == "1");
   CHECK(conn.command({"PING"}).as_status() == "PONG");  // nothing left unread
 }
+
+TEST_CASE("ScriptBatch::then_reply without a then() command is a logic_error, not a crash") {
+  auto& server = cachet::test::clean_server();
+  cachet::Connection conn = cachet::test::connect(server);
+  const cachet::Script incr("return redis.call('INCR', KEYS[1])");
+  std::vector<std::string_view> incr_argv{"", "", "1", "n"};
+  cachet::ScriptBatch batch(conn);
+  batch.add(incr, incr_argv);
+  CHECK_THROWS_AS(batch.then_reply(), std::logic_error);  // not run yet
+  CHECK(batch.pipelined()[0].as_integer() == 1);
+  CHECK_THROWS_AS(batch.then_reply(), std::logic_error);  // ran, but no then()
+}

@@ -21,6 +21,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -58,6 +59,7 @@ class SilentListener {
   }
   ~SilentListener() { ::close(fd_); }
   int port() const noexcept { return port_; }
+  int fd() const noexcept { return fd_; }
 
  private:
   int fd_;
@@ -169,6 +171,28 @@ TEST_CASE("a listener that never speaks TLS is a TlsHandshakeTimeoutError within
   CHECK(took < 5s);
 }
 
+TEST_CASE("a failed handshake leaves this thread's OpenSSL error queue clean") {
+  SilentListener closing;  // accepts, reads the ClientHello, closes: the SYSCALL / ZERO_RETURN path
+  std::thread peer([&] {
+    const int c = ::accept(closing.fd(), nullptr, nullptr);
+    char buf[512];
+    if (c >= 0) (void)!::read(c, buf, sizeof buf);
+    ::close(c);
+  });
+  auto o = tls_server().tls_connection_options();
+  o.port = closing.port();
+  ERR_clear_error();
+  std::string what;
+  try {
+    open_tls(o);
+  } catch (const cachet::TlsError& e) {
+    what = e.what();
+  }
+  peer.join();
+  CHECK(what.find("the server closed the connection") != std::string::npos);
+  CHECK(ERR_peek_error() == 0);
+}
+
 TEST_CASE("TLS files that cannot be used are ConfigErrors naming the option, never a key's content") {
   auto o = tls_server().tls_connection_options();
   const auto& files = tls_server().tls_files();
@@ -200,6 +224,25 @@ TEST_CASE("connections with the same TLS options share one OpenSSL context") {
   const int builds = cachet::detail::TlsContextCache::builds();
   for (int i = 0; i < 8; ++i) ask(*open_tls(o), "PING");
   CHECK(cachet::detail::TlsContextCache::builds() == builds);
+}
+
+TEST_CASE("a CA file rotated on disk is read again for new connections, while one is still open") {
+  auto o = tls_server().tls_connection_options();
+  const auto copy = std::filesystem::temp_directory_path() / ("cachet-rotated-ca-" + std::to_string(::getpid()) + ".pem");
+  std::filesystem::copy_file(o.tls.ca_file, copy, std::filesystem::copy_options::overwrite_existing);
+  o.tls.ca_file = copy.string();
+  auto open = open_tls(o);  // holds the context
+  const int builds = cachet::detail::TlsContextCache::builds();
+  ask(*open_tls(o), "PING");
+  CHECK(cachet::detail::TlsContextCache::builds() == builds);  // unchanged: shared
+  // "Rotated": same content, a later modification time (set, not waited for).
+  std::filesystem::last_write_time(copy, std::filesystem::last_write_time(copy) + 10s);
+  auto rotated = open_tls(o);  // holds the new context
+  CHECK(cachet::detail::TlsContextCache::builds() == builds + 1);
+  ask(*open_tls(o), "PING");
+  CHECK(cachet::detail::TlsContextCache::builds() == builds + 1);  // shared again
+  ask(*open, "PING");  // the old connection keeps working on its context
+  std::filesystem::remove(copy);
 }
 
 // ---- everything that runs over a connection, over TLS ----

@@ -178,6 +178,36 @@ TEST_CASE("a reply over a small max_reply_bytes is a ProtocolError, however it i
   for (int i = 0; i < 10; ++i) CHECK(conn.read_reply().as_string() == std::string(500, 'y'));
 }
 
+// One budget per reply: nested array headers add up (hiredis allocates a
+// pointer slot and a redisReply per element at each header), so a few bytes
+// cannot make it allocate gigabytes.
+TEST_CASE("nested array headers share one budget per reply") {
+  SECTION("three nested 2^26-element headers at the default bound: a ProtocolError, nothing allocated") {
+    Peer peer(repeat("*67108863\r\n", 3), Peer::hold);
+    cachet::Connection conn(peer.options());
+    const std::string what = protocol_error([&] { conn.command({"GET", "k"}); });
+    CHECK(contains(what, "array of 67108863 elements exceeds max_reply_bytes"));
+    CHECK(conn.broken());
+  }
+  SECTION("a 10k-element array fits 1 MiB alone, twice in a pipeline, but not nested twice") {
+    const std::string array = "*10000\r\n" + repeat(":1\r\n", 10000);
+    cachet::detail::ReplyReader reader(std::size_t{1} << 20);
+    const std::string two = array + array;
+    REQUIRE(reader.feed(two.data(), two.size()));
+    for (int i = 0; i < 2; ++i) {
+      cachet::detail::ReplyPtr r;
+      REQUIRE(reader.next(r));
+      REQUIRE(r);
+      CHECK(r->elements == 10000);
+    }
+    const std::string nested = "*1\r\n*10000\r\n*10000\r\n";
+    REQUIRE(reader.feed(nested.data(), nested.size()));
+    cachet::detail::ReplyPtr r;
+    CHECK_FALSE(reader.next(r));
+    CHECK(contains(reader.error(), "array of 10000 elements exceeds max_reply_bytes (1048576)"));
+  }
+}
+
 TEST_CASE("a truncated reply, then a close, is a ConnectionError and the connection is dropped") {
   Peer peer("$10\r\nabc", Peer::close_after);
   cachet::Connection conn(peer.options());

@@ -30,6 +30,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <chrono>
 #include <cstddef>
 #include <cstring>
@@ -56,8 +57,9 @@ class Connection {
     connect();
   }
 
-  // A moved-from connection is closed (broken) and reconnects on next use.
-  Connection(Connection&& o) noexcept
+  // A moved-from connection is closed (broken) and reconnects on next use. Not
+  // noexcept: the options are copied (a bad_alloc must not terminate).
+  Connection(Connection&& o)
       : options_(o.options_),  // copied: the moved-from connection can still reconnect
         stream_(std::move(o.stream_)),
         reader_(std::move(o.reader_)),
@@ -69,7 +71,7 @@ class Connection {
         sentinel_(o.sentinel_),
         generation_(o.generation_),
         demoted_(std::exchange(o.demoted_, false)) {}
-  Connection& operator=(Connection&& o) noexcept {
+  Connection& operator=(Connection&& o) {
     if (this != &o) {
       options_ = o.options_;
       stream_ = std::move(o.stream_);
@@ -124,13 +126,7 @@ class Connection {
     if (pending_ == 0) leave_if_moved();
     ensure_connected();
     if (pending_ == 0) name_first_pending(argv);
-    const std::size_t before = out_.size();
-    try {
-      detail::format_command(out_, argv);
-    } catch (...) {  // bad_alloc: never send half a command
-      out_.resize(before);
-      throw;
-    }
+    format_whole(argv);
     ++pending_;
   }
   // Writes what was appended first; command_timeout bounds the write, then the read.
@@ -165,7 +161,8 @@ class Connection {
     if (next_reply(reply)) return Reply(std::move(reply));  // one already buffered
     if (!stream_->has_buffered_input()) {  // TLS may hold decrypted input a poll cannot see
       pollfd p[2] = {{stream_->fd(), POLLIN, 0}, {wake_fd, POLLIN, 0}};
-      const int ready = ::poll(p, wake_fd >= 0 ? 2 : 1, static_cast<int>(wait.count()));
+      const auto ms = std::clamp<std::chrono::milliseconds::rep>(wait.count(), 0, INT_MAX);  // poll takes an int
+      const int ready = ::poll(p, wake_fd >= 0 ? 2 : 1, static_cast<int>(ms));
       if (ready < 0 && errno != EINTR) fail("pub/sub poll", {detail::IoStatus::failed, 0, std::strerror(errno)});
       if (ready <= 0 || (p[0].revents & (POLLIN | POLLHUP | POLLERR)) == 0) return std::nullopt;
     }
@@ -182,7 +179,7 @@ class Connection {
   void send(std::initializer_list<Arg> args) {
     if (!stream_) throw ConnectionError("redis: send on a connection that is not connected");
     detail::Argv argv(args);
-    detail::format_command(out_, argv);
+    format_whole(argv);
     if (auto r = write_out(); r.status != detail::IoStatus::done) fail("pub/sub send", r);
   }
 
@@ -275,6 +272,17 @@ class Connection {
 
   // Through Sentinel, between commands: a connection left on the old master (a
   // failover keeps it writable for seconds) reconnects to the new one.
+  // Appends `argv` to the output whole or not at all (bad_alloc): never half a command.
+  void format_whole(detail::Argv& argv) {
+    const std::size_t before = out_.size();
+    try {
+      detail::format_command(out_, argv);
+    } catch (...) {
+      out_.resize(before);
+      throw;
+    }
+  }
+
   void leave_if_moved() noexcept {
     if (moved()) close();
   }

@@ -51,7 +51,8 @@ struct ConnectionOptions {
   std::chrono::milliseconds command_timeout{1000};
   // TLS over the TCP connection (not for unix sockets).
   TlsOptions tls{};
-  // A reply (or the unread input) larger than this is a ProtocolError and the
+  // A reply (its bytes plus what the parser allocates for its arrays, ~56 bytes
+  // per element, nested ones added up; or the unread input) larger than this is a ProtocolError and the
   // connection is dropped: a hostile or broken peer cannot make cachet allocate
   // without bound. Redis' own proto-max-bulk-len defaults to 512 MiB.
   std::size_t max_reply_bytes = std::size_t{512} << 20;

@@ -22,6 +22,7 @@
 
 #include <cstddef>
 #include <optional>
+#include <stdexcept>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -53,8 +54,12 @@ class ScriptBatch {
     then_ = std::move(argv);
     return *this;
   }
-  // The reply to then()'s command, once the batch has run.
-  ReplyView then_reply() const { return *then_reply_; }
+  // The reply to then()'s command, once the batch has run; std::logic_error
+  // when there is none (no then(), or the batch has not run).
+  ReplyView then_reply() const {
+    if (!then_reply_) throw std::logic_error("cachet::ScriptBatch: then_reply() without a then() command that ran");
+    return *then_reply_;
+  }
 
   std::size_t size() const noexcept { return calls_.size(); }
 

@@ -57,7 +57,13 @@ class Subscriber {
   Subscriber(ConnectionOptions options, SubscriberOptions sub, Hooks hooks)
       : options_(std::move(options)), sub_(sub), hooks_(std::move(hooks)) {
     if (::pipe2(wake_, O_NONBLOCK | O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe2");
-    follow_master();
+    try {
+      follow_master();
+    } catch (...) {  // the destructor will not run: do not leak the pipe
+      ::close(wake_[0]);
+      ::close(wake_[1]);
+      throw;
+    }
   }
   Subscriber(const Subscriber&) = delete;
   Subscriber& operator=(const Subscriber&) = delete;

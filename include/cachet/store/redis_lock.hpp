@@ -85,7 +85,7 @@ class RedisLock {
     if (!held_) return false;
     try {
       wait.check(batch.then_reply());
-    } catch (const ReplicationError&) {
+    } catch (const Error&) {  // ReplicationError or any other: not held, released
       held_ = false;
       try {
         release_on(*lease);

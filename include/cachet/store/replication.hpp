@@ -31,6 +31,12 @@ class ReplicationError : public Error {
               std::to_string(wanted) + " replicas confirmed it within " + std::to_string(timeout.count()) +
               " ms (WAIT): a failover now could lose it"),
         acked_(acked), wanted_(wanted) {}
+  // The server refused the WAIT itself (an ACL without it, a replica): the write
+  // stands on the master, no replica confirmed it.
+  ReplicationError(int wanted, const std::string& refusal)
+      : Error("cachet: the write is on the master, but WAIT was refused (" + refusal +
+              "): no replica confirmed it"),
+        acked_(0), wanted_(wanted) {}
   int acked() const noexcept { return acked_; }
   int wanted() const noexcept { return wanted_; }
 

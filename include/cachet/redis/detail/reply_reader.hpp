@@ -1,10 +1,10 @@
 #pragma once
 // hiredis' reply parser (redisReader), fed with what the Stream returns and
-// bounded: a reply, or input waiting to complete one, larger than
-// max_reply_bytes is refused, and so is an array header or a bulk string length
-// that would exceed it, before hiredis allocates anything for it. hiredis still
-// allocates about 50 bytes per element received, so memory stays within a small
-// multiple of the bound.
+// bounded: one budget of max_reply_bytes per reply counts its bytes received
+// plus what hiredis allocates for its arrays (a pointer slot and a redisReply
+// per element), charged when an array header arrives, before hiredis allocates
+// it; nested arrays add up. A bulk string length over the bound is refused at
+// its header. Memory for one reply thus stays within a small multiple of the bound.
 
 #include <cachet/redis/detail/hiredis.hpp>
 
@@ -49,8 +49,9 @@ class ReplyReader {
     out.reset(static_cast<redisReply*>(raw));
     const std::size_t unread = reader_->len - reader_->pos;
     if (raw != nullptr) {
-      const std::size_t size = fed_ - unread - reply_start_;
+      const std::size_t size = fed_ - unread - reply_start_ + allocated_;
       reply_start_ = fed_ - unread;  // what is left belongs to the next replies
+      allocated_ = 0;                // and a fresh budget
       if (size > max_bytes_) {
         out.reset();
         return refuse(fmt::format("a reply of {} bytes exceeds max_reply_bytes ({})", size, max_bytes_));
@@ -58,8 +59,8 @@ class ReplyReader {
       return true;
     }
     // Everything unread now belongs to the one incomplete reply.
-    if (fed_ - reply_start_ > max_bytes_)
-      return refuse(fmt::format("a reply of more than {} bytes exceeds max_reply_bytes ({})", fed_ - reply_start_, max_bytes_));
+    if (const std::size_t size = fed_ - reply_start_ + allocated_; size > max_bytes_)
+      return refuse(fmt::format("a reply of more than {} bytes exceeds max_reply_bytes ({})", size, max_bytes_));
     if (const long long len = pending_bulk_length(); len >= 0 && static_cast<unsigned long long>(len) > max_bytes_)
       return refuse(fmt::format("a bulk string of {} bytes exceeds max_reply_bytes ({})", len, max_bytes_));
     return true;
@@ -75,10 +76,14 @@ class ReplyReader {
     auto* self = static_cast<ReplyReader*>(task->privdata);
     bool negative = false;
     if constexpr (std::is_signed_v<N>) negative = elements < 0;
-    if (negative || static_cast<unsigned long long>(elements) > self->max_bytes_ / sizeof(redisReply*)) {
-      self->refused_ = fmt::format("an array of {} elements exceeds max_reply_bytes ({})", elements, self->max_bytes_);
+    constexpr std::size_t per_element = sizeof(redisReply*) + sizeof(redisReply);
+    const std::size_t left = self->max_bytes_ - self->allocated_;  // allocated_ <= max_bytes_ always
+    if (negative || static_cast<unsigned long long>(elements) > left / per_element) {
+      self->refused_ = fmt::format("an array of {} elements exceeds max_reply_bytes ({}), {} bytes of the reply already used",
+                                   elements, self->max_bytes_, self->allocated_);
       return nullptr;  // hiredis reports out of memory, which set_error() replaces
     }
+    self->allocated_ += static_cast<std::size_t>(elements) * per_element;
     return self->create_array_(task, elements);
   }
 
@@ -113,6 +118,7 @@ class ReplyReader {
   decltype(redisReplyObjectFunctions::createArray) create_array_ = nullptr;
   std::size_t fed_ = 0;          // bytes fed so far
   std::size_t reply_start_ = 0;  // fed_ where the reply being read began
+  std::size_t allocated_ = 0;    // what the reply being read had hiredis allocate for arrays
   std::string refused_;          // set by bounded_array (hiredis then says out of memory)
   std::string error_;
 };

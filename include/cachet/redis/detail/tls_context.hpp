@@ -13,6 +13,8 @@
 
 #include <fmt/format.h>
 
+#include <sys/stat.h>
+
 #include <atomic>
 #include <map>
 #include <memory>
@@ -54,7 +56,21 @@ class TlsContextCache {
   static int builds() noexcept { return builds_counter().load(); }
 
  private:
-  using Key = std::tuple<std::string, std::string, std::string, std::string, int, bool>;
+  // The options, and the files' stamps: a file rotated on disk gives new
+  // connections a new context (connections still open keep theirs).
+  using Key = std::tuple<std::string, std::string, std::string, std::string, int, bool, std::string>;
+
+  // Modification time, size and inode of each file named (one stat() each, per connection opened).
+  static std::string file_stamps(const TlsOptions& tls) {
+    std::string stamps;
+    for (const std::string* file : {&tls.ca_file, &tls.ca_dir, &tls.cert_file, &tls.key_file}) {
+      struct stat st {};
+      if (!file->empty() && ::stat(file->c_str(), &st) == 0)
+        stamps += fmt::format("{}.{}/{}/{}", st.st_mtim.tv_sec, st.st_mtim.tv_nsec, st.st_size, st.st_ino);
+      stamps += ';';
+    }
+    return stamps;
+  }
 
   static std::atomic<int>& builds_counter() noexcept {
     static std::atomic<int> n{0};
@@ -63,7 +79,7 @@ class TlsContextCache {
 
   Ptr find_or_build(const TlsOptions& tls) {
     const Key key{tls.ca_file, tls.ca_dir, tls.cert_file, tls.key_file, static_cast<int>(tls.min_version),
-                  tls.dangerously_skip_verification};
+                  tls.dangerously_skip_verification, file_stamps(tls)};
     std::lock_guard lock(mutex_);
     if (auto found = contexts_[key].lock()) return found;
     std::erase_if(contexts_, [](const auto& entry) { return entry.second.expired(); });  // options no longer used

@@ -38,7 +38,7 @@ class TlsStream final : public Stream {
  public:
   // Takes over `socket` (connected) and completes the handshake by `deadline`;
   // throws a TlsError (or TlsHandshakeTimeoutError, ConfigError) naming the server.
-  TlsStream(std::unique_ptr<Stream> socket, const ConnectionOptions& options, Deadline deadline)
+  TlsStream(std::unique_ptr<Stream> socket, const ConnectionOptions& options, Deadline deadline) try
       : socket_(std::move(socket)), endpoint_(options.endpoint()), ctx_(TlsContextCache::get(options.tls)) {
     ssl_.reset(SSL_new(ctx_.get()));
     if (!ssl_) throw TlsError(message("cannot start TLS", take_openssl_error()));
@@ -47,7 +47,9 @@ class TlsStream final : public Stream {
     SSL_set_fd(ssl_.get(), fd);
     name_server(options);
     handshake(deadline);
-  }
+  } catch (...) {
+    ERR_clear_error();  // the destructor does not run: leave this thread's error queue clean for its next SSL call
+  }  // (rethrown)
   TlsStream(const TlsStream&) = delete;
   TlsStream& operator=(const TlsStream&) = delete;
 

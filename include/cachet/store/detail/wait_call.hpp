@@ -20,9 +20,10 @@ class WaitCall {
 
   std::vector<std::string_view> argv() const { return {"WAIT", replicas_, timeout_}; }
 
-  // Throws ReplicationError when fewer replicas than asked confirmed the write.
+  // Throws ReplicationError when fewer replicas than asked confirmed the write,
+  // WAIT's own error reply included: the write before it stands either way.
   void check(ReplyView reply) const {
-    reply.throw_if_error();
+    if (reply.is_error()) throw ReplicationError(r_.replicas, std::string(reply.error_message()));
     require_replicas(r_, reply.as_integer());
   }
 

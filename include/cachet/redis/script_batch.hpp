@@ -5,10 +5,11 @@
 //
 // - pipelined, the script calls that answered NOSCRIPT did nothing and are run
 //   again with EVAL (one more round trip for all of them);
-// - in a transaction, when every call answered NOSCRIPT (so nothing ran), the
-//   scripts are loaded and the transaction is run again, once; when only some
-//   did, the others' effects stand and running them twice could double them
-//   (an INCR), so the replies are returned as they are, NOSCRIPT in place.
+// - in a transaction, scripts go by EVAL with their source: a server that knows
+//   some of them but not others (a restarted or promoted one) would otherwise
+//   run part of the transaction and refuse the rest, which no re-run can undo.
+//   Transactions are the rare path (a write with an invalidation); the cost is
+//   the source's bytes.
 //
 // The scripts' SHAs are learned before anything is queued, so no SCRIPT LOAD's
 // reply can be read as a queued command's.
@@ -84,16 +85,9 @@ class ScriptBatch {
   // One MULTI/EXEC; EXEC's reply (an array of the replies, errors in place).
   // Throws ReplyError when the transaction was refused (EXECABORT).
   Reply atomically() {
-    for (bool reloaded = false;; reloaded = true) {
-      std::vector<Reply> replies = send(true);
-      replies.back().throw_if_error();
-      Reply exec = std::move(replies.back());
-      bool none_ran = true;
-      for (std::size_t i = 0; i < calls_.size(); ++i) none_ran = none_ran && calls_[i].script && noscript(exec[i]);
-      if (!none_ran || reloaded) return exec;
-      for (const Call& c : calls_)
-        if (c.script) conn_->command({"SCRIPT", "LOAD", c.script->source()});
-    }
+    std::vector<Reply> replies = send(true);
+    replies.back().throw_if_error();
+    return std::move(replies.back());
   }
 
  private:
@@ -106,7 +100,10 @@ class ScriptBatch {
 
   std::vector<Reply> send(bool transaction) {
     for (Call& c : calls_)
-      if (c.script) c.argv[0] = "EVALSHA", c.argv[1] = c.script->sha(*conn_);  // before anything is queued
+      if (c.script) {
+        if (transaction) c.argv[0] = "EVAL", c.argv[1] = c.script->source();
+        else c.argv[0] = "EVALSHA", c.argv[1] = c.script->sha(*conn_);  // before anything is queued
+      }
     Pipeline p(*conn_);
     if (transaction) p.add({"MULTI"});
     for (const Call& c : calls_) p.add(c.argv);

@@ -14,6 +14,12 @@
 #include <support/policy_fixtures.hpp>
 #include <support/sqlite_db.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -54,7 +60,157 @@ bool eventually(F&& f, std::chrono::milliseconds within = generous) {
   }
 }
 
+// A fake "sentinel" on a free loopback port: answers every command of every
+// client with `answer` (any RESP), until destroyed.
+class FakeSentinel {
+ public:
+  explicit FakeSentinel(std::string answer) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    REQUIRE(fd_ >= 0);
+    REQUIRE(::pipe(stop_) == 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), len) == 0);
+    REQUIRE(::listen(fd_, 8) == 0);
+    REQUIRE(::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this, answer = std::move(answer)] { serve(answer); });
+  }
+  ~FakeSentinel() {
+    (void)!::write(stop_[1], "x", 1);
+    thread_.join();
+    ::close(fd_);
+    ::close(stop_[0]);
+    ::close(stop_[1]);
+  }
+  int port() const noexcept { return port_; }
+
+ private:
+  bool readable(int fd) const {
+    pollfd p[2] = {{fd, POLLIN, 0}, {stop_[0], POLLIN, 0}};
+    return ::poll(p, 2, 30'000) > 0 && (p[1].revents & POLLIN) == 0;
+  }
+  void serve(const std::string& answer) const {  // one client at a time: the resolver asks one at a time
+    while (readable(fd_)) {
+      const int client = ::accept(fd_, nullptr, nullptr);
+      if (client < 0) return;
+      char buf[4096];
+      while (readable(client) && ::read(client, buf, sizeof buf) > 0)
+        [[maybe_unused]] const auto sent = ::write(client, answer.data(), answer.size());
+      ::close(client);
+    }
+  }
+  int fd_;
+  int stop_[2] = {-1, -1};
+  int port_ = 0;
+  std::thread thread_;
+};
+
+// The group's options with `port` asked first.
+cachet::ConnectionOptions with_first_sentinel(const SentinelGroup& group, int port) {
+  cachet::ConnectionOptions o = group.connection_options();
+  o.sentinel.sentinels.insert(o.sentinel.sentinels.begin(), cachet::SentinelAddress{"127.0.0.1", port});
+  return o;
+}
+
+// On every data server: an ACL user `app` that may not run @dangerous commands.
+void add_app_user(const SentinelGroup& group) {
+  for (const auto& s : group.servers())
+    s->connect().command({"ACL", "SETUSER", "app", "on", ">app-pass", "~*", "&*", "+@all", "-@dangerous"});
+}
+
 }  // namespace
+
+TEST_CASE("the handshake's first error wins over the role: a wrong data password is a ConfigError, not 'not a master'") {
+  SentinelGroup group;
+  add_app_user(group);
+  // ROLE is refused to the default user too (as to an app user): a role check
+  // through ROLE would fail first; HELLO is allowed.
+  for (const auto& s : group.servers()) s->connect().command({"ACL", "SETUSER", "default", "-role"});
+  cachet::ConnectionOptions wrong = group.connection_options();
+  wrong.user = "app";
+  wrong.password = "not-the-password";
+  try {
+    cachet::Pool pool(wrong);
+    FAIL("a pool with a wrong password");
+  } catch (const cachet::ConfigError& e) {
+    const std::string what = e.what();
+    CHECK(what.find("not a master") == std::string::npos);
+    CHECK(what.find("not-the-password") == std::string::npos);
+  }
+}
+
+TEST_CASE("an ACL user without @dangerous (ROLE is @dangerous) connects through Sentinel") {
+  SentinelGroup group;
+  add_app_user(group);
+  cachet::ConnectionOptions app = group.connection_options();
+  app.user = "app";
+  app.password = "app-pass";
+  cachet::Pool pool(app);
+  pool.with([](cachet::Connection& c) { c.command({"SET", "acl-k", "v"}); });
+  CHECK(group.server_at(group.master_port()).connect().command({"GET", "acl-k"}).as_string() == "v");
+}
+
+TEST_CASE("every sentinel dead: a new connection still reaches the master known before, within a bound") {
+  SentinelGroup group;
+  cachet::ConnectionOptions options = group.connection_options();
+  options.connect_timeout = 2s;
+  cachet::Connection first(options);  // resolved once
+  for (std::size_t i = 0; i < 3; ++i) group.kill_sentinel(i);
+  cachet::detail::SentinelResolver::get(options.sentinel)->invalidate(0);  // as a failed command does
+  const auto start = clock_type::now();
+  cachet::Connection again(options);  // one round that finds nobody, then the known master
+  cachet::Pool pool(options);
+  const auto took = clock_type::now() - start;
+  CHECK(server_port(again) == server_port(first));
+  CHECK(pool.with([](cachet::Connection& c) { return server_port(c); }) == server_port(first));
+  CHECK(took < 3 * options.connect_timeout);  // refused connects: one short round, no throw
+}
+
+TEST_CASE("a sentinel answering garbage (integers, nil) is skipped, never a crash") {
+  SentinelGroup group;
+  for (const std::string garbage : {"*2\r\n:1\r\n:2\r\n", "*2\r\n$-1\r\n$-1\r\n", "*2\r\n$9\r\n127.0.0.1\r\n$6\r\n999999\r\n",
+                                    "*2\r\n*0\r\n$4\r\n6380\r\n"}) {
+    FakeSentinel fake(garbage);
+    cachet::ConnectionOptions options = with_first_sentinel(group, fake.port());
+    cachet::Connection conn(options);
+    CHECK(server_port(conn) == group.master_port());
+    cachet::ConnectionOptions replicas = with_first_sentinel(group, fake.port());
+    replicas.sentinel.role = cachet::SentinelRole::replica;
+    cachet::Connection replica(replicas);
+    CHECK(role_of(replica) == "slave");
+  }
+}
+
+TEST_CASE("a sentinel that names a replica as master is asked last once the role check refuses it") {
+  SentinelGroup group;
+  const int replica = group.servers()[1]->port() == group.master_port() ? group.servers()[2]->port()
+                                                                         : group.servers()[1]->port();
+  const std::string port = std::to_string(replica);
+  FakeSentinel stale(fmt::format("*2\r\n$9\r\n127.0.0.1\r\n${}\r\n{}\r\n", port.size(), port));
+  cachet::ConnectionOptions options = with_first_sentinel(group, stale.port());
+  options.sentinel.rediscover_interval = 0ms;
+  auto resolver = cachet::detail::SentinelResolver::get(options.sentinel);  // kept between the connections
+  CHECK_THROWS_WITH(cachet::Connection(options), Catch::Contains("is not a master"));
+  // The next round asks the real sentinels first; the stale one would name the replica again.
+  cachet::Connection conn(options);
+  CHECK(server_port(conn) == group.master_port());
+}
+
+TEST_CASE("one resolver per distinct options: another sentinel password or interval is its own resolver") {
+  SentinelGroup group;
+  cachet::SentinelOptions a = group.connection_options().sentinel;
+  cachet::SentinelOptions b = a;
+  b.password = "other";
+  cachet::SentinelOptions c = a;
+  c.rediscover_interval = 5s;
+  auto ra = cachet::detail::SentinelResolver::get(a);
+  CHECK(cachet::detail::SentinelResolver::get(a) == ra);
+  CHECK(cachet::detail::SentinelResolver::get(b) != ra);
+  CHECK(cachet::detail::SentinelResolver::get(c) != ra);
+  CHECK(cachet::detail::SentinelResolver::get(b)->options().password == "other");
+}
 
 TEST_CASE("discovery: a pool reaches the master the sentinels name, replica reads are opt-in and never fill L1") {
   SentinelGroup group;

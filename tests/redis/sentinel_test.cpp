@@ -156,6 +156,7 @@ TEST_CASE("every sentinel dead: a new connection still reaches the master known 
   SentinelGroup group;
   cachet::ConnectionOptions options = group.connection_options();
   options.connect_timeout = 2s;
+  options.sentinel.rediscover_interval = 0ms;  // every resolve after invalidate() asks
   cachet::Connection first(options);  // resolved once
   for (std::size_t i = 0; i < 3; ++i) group.kill_sentinel(i);
   cachet::detail::SentinelResolver::get(options.sentinel)->invalidate(0);  // as a failed command does

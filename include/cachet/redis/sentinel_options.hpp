@@ -2,6 +2,7 @@
 // Reaching a Redis master (or, opted in, a replica) through Redis Sentinel: the
 // master's name and the sentinels to ask. See docs/sentinel.md.
 
+#include <cachet/redis/errors.hpp>
 #include <cachet/redis/tls_options.hpp>
 
 #include <chrono>
@@ -38,5 +39,11 @@ struct SentinelOptions {
 
   bool enabled() const noexcept { return !master_name.empty(); }
 };
+
+// For the in-process tier (Tracking, TieredStore): it fills from the master only, as a replica lags.
+inline void require_master_role(const SentinelOptions& s, const std::string& who) {
+  if (s.enabled() && s.role != SentinelRole::master)
+    throw ConfigError(who + ": SentinelOptions::role is replica; the in-process tier fills from the master only");
+}
 
 }  // namespace cachet

@@ -1,6 +1,7 @@
 // Redis Sentinel against a real group (cachet::testing::SentinelGroup): discovery,
-// dead sentinels, the ROLE check, READONLY from a demoted master, and failovers
-// (SENTINEL FAILOVER and a SIGKILLed master) under read and write-behind load.
+// dead, malformed and stale sentinels, the role check (HELLO), ACL users,
+// READONLY from a demoted master, and failovers (SENTINEL FAILOVER and a
+// SIGKILLed master) under read and write-behind load.
 #include <cachet/codec/string.hpp>
 #include <cachet/policy/make.hpp>
 #include <cachet/policy/write_behind.hpp>
@@ -253,7 +254,7 @@ TEST_CASE("a dead first sentinel is skipped, and a sentinel password never shows
   }
 }
 
-TEST_CASE("ROLE check: a stale answer naming a replica fails that attempt and rediscovers the master") {
+TEST_CASE("Role check: a stale answer naming a replica fails that attempt and rediscovers the master") {
   SentinelGroup group;
   const cachet::ConnectionOptions options = group.connection_options();
   auto resolver = cachet::detail::SentinelResolver::get(options.sentinel);
@@ -281,7 +282,7 @@ TEST_CASE("READONLY from a demoted master: a typed error, the connection closes,
   CHECK_THROWS_AS(conn.command({"SET", "k", "v"}), cachet::ReadOnlyError);
   CHECK(conn.broken());
   // Until the sentinels fail over (asked, rather than waiting for them to notice),
-  // the ROLE check refuses the demoted master they still name.
+  // the role check refuses the demoted master they still name.
   CHECK_THROWS_AS(conn.command({"SET", "k", "v"}), cachet::ConnectionError);
   group.failover();
   REQUIRE(eventually([&] { conn.command({"SET", "k", "v"}); }));
@@ -462,18 +463,18 @@ TEST_CASE("a move of the master drops pooled connections, a plain one before its
   {
     auto leased = pool.acquire();
     auto other = pool.acquire();  // the idle one is `leased`; this one is new
-    // A move (as +switch-master announces it; here to a replica, which the ROLE check then refuses).
+    // A move (as +switch-master announces it; here to a replica, which the role check then refuses).
     cachet::detail::SentinelResolver::get(options.sentinel)->switched("127.0.0.1", group.servers()[1]->port());
     CHECK(leased->moved());
   }  // both go back: discarded, not kept
-  // Its next command reconnects (and the ROLE check refuses the replica) instead of using the old master.
+  // Its next command reconnects (and the role check refuses the replica) instead of using the old master.
   CHECK_THROWS_AS(plain.command({"PING"}), cachet::ConnectionError);
   CHECK(pool.stats().discarded == 2);
   CHECK(pool.stats().idle == 0);
   REQUIRE(eventually([&] {
     if (downs == 0) throw cachet::Error("subscriber still on the old master");
   }, 5s));
-  // The ROLE check sends both back to the real master.
+  // The role check sends both back to the real master.
   REQUIRE(eventually([&] { pool.with([](cachet::Connection& c) { c.command({"SET", "k", "v"}); }); }));
   REQUIRE(eventually([&] {
     if (ups < 2) throw cachet::Error("subscriber not back");

@@ -272,7 +272,8 @@ class Connection {
       if (hello[i].is_string() && hello[i].as_string() == "role" && hello[i + 1].is_string() &&
           hello[i + 1].as_string() == want)
         return;
-    sentinel_->wrong_role(generation_);
+    if (master) sentinel_->wrong_role(generation_);  // its sentinel is asked last
+    else sentinel_->invalidate(generation_);           // replicas are asked again each interval anyway
     throw ConnectionError(fmt::format("sentinel: {} is not a {} (HELLO); rediscovering", endpoint(), want));
   }
 

@@ -12,6 +12,7 @@
 #include <cachet/testing/sentinel_group.hpp>
 
 #include <catch2/catch.hpp>
+#include <support/concurrency.hpp>
 #include <support/policy_fixtures.hpp>
 #include <support/sqlite_db.hpp>
 
@@ -47,19 +48,17 @@ int server_port(cachet::Connection& conn) {
 
 std::string role_of(cachet::Connection& conn) { return std::string(conn.command({"ROLE"})[0].as_string()); }
 
-// Retries `f` until it returns without a cachet::Error, or the deadline passes (false).
+// cachet::test::eventually for an action: retried until it returns without a cachet::Error.
 template <class F>
 bool eventually(F&& f, std::chrono::milliseconds within = generous) {
-  const auto deadline = clock_type::now() + within;
-  for (;;) {
+  return cachet::test::eventually([&] {
     try {
       f();
       return true;
     } catch (const cachet::Error&) {
-      if (clock_type::now() > deadline) return false;
-      std::this_thread::sleep_for(20ms);
+      return false;
     }
-  }
+  }, within);
 }
 
 // A fake "sentinel" on a free loopback port: answers every command of every

@@ -170,6 +170,39 @@ TEST_CASE("every sentinel dead: a new connection still reaches the master known 
   CHECK(took < 3 * options.connect_timeout);  // refused connects: one short round, no throw
 }
 
+TEST_CASE("while one thread asks a slow sentinel, the others connect to the known master at once") {
+  SentinelGroup group;
+  FakeSentinel silent("");  // accepts, reads, never answers: each question to it lasts connect_timeout
+  cachet::ConnectionOptions options = group.connection_options();
+  options.sentinel.sentinels.push_back({"127.0.0.1", silent.port()});  // asked last
+  options.connect_timeout = 3s;
+  options.sentinel.rediscover_interval = 0ms;
+  cachet::Connection first(options);  // resolved once
+  const int master = server_port(first);
+  for (std::size_t i = 0; i < 3; ++i) group.kill_sentinel(i);
+  cachet::detail::SentinelResolver::get(options.sentinel)->invalidate(0);
+  // A round now lasts connect_timeout (the silent one). Held under a lock, the
+  // four connects would queue: 4 rounds, 12 s for the last.
+  std::atomic<int> reached{0};
+  std::atomic<long> slowest_ms{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&] {
+      const auto start = clock_type::now();
+      try {
+        cachet::Connection c(options);
+        if (server_port(c) == master) ++reached;
+      } catch (const std::exception&) {
+      }
+      const long ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - start).count();
+      for (long seen = slowest_ms; ms > seen && !slowest_ms.compare_exchange_weak(seen, ms);) {
+      }
+    });
+  for (auto& t : threads) t.join();
+  CHECK(reached == 4);
+  CHECK(slowest_ms < 2 * 3000);  // one round (3 s), not one per thread
+}
+
 TEST_CASE("a sentinel answering garbage (integers, nil) is skipped, never a crash") {
   SentinelGroup group;
   for (const std::string garbage : {"*2\r\n:1\r\n:2\r\n", "*2\r\n$-1\r\n$-1\r\n", "*2\r\n$9\r\n127.0.0.1\r\n$6\r\n999999\r\n",

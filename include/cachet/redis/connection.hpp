@@ -260,14 +260,18 @@ class Connection {
     generation_ = t.generation;
   }
 
-  // Through Sentinel: ROLE, read last in the handshake's round trip, must name
-  // the role asked for (a stale answer can point at a demoted master).
-  void check_role(const Reply& role) {
+  // Through Sentinel: HELLO's "role" (HELLO is allowed to any ACL user, unlike
+  // ROLE) must be the role asked for (a stale answer can point at a demoted master).
+  void check_role(const Reply& hello) {
     const bool master = options_.sentinel.role == SentinelRole::master;
-    const std::string_view want = master ? "master" : "slave";
-    if (role.is_array() && role.size() > 0 && role[0].is_string() && role[0].as_string() == want) return;
-    sentinel_->invalidate(generation_);
-    throw ConnectionError(fmt::format("sentinel: {} is not a {} (ROLE); rediscovering", endpoint(), want));
+    const std::string_view want = master ? "master" : "replica";
+    for (std::size_t i = 0; hello.is_array() && i + 1 < hello.size(); i += 2)
+      if (hello[i].is_string() && hello[i].as_string() == "role" && hello[i + 1].is_string() &&
+          hello[i + 1].as_string() == want)
+        return;
+    if (master) sentinel_->wrong_role(generation_);  // its sentinel is asked last
+    else sentinel_->invalidate(generation_);           // replicas are asked again each interval anyway
+    throw ConnectionError(fmt::format("sentinel: {} is not a {} (HELLO); rediscovering", endpoint(), want));
   }
 
   // Through Sentinel, between commands: a connection left on the old master (a
@@ -303,7 +307,8 @@ class Connection {
     reader_ = std::make_unique<detail::ReplyReader>(options_.max_reply_bytes);
   }
 
-  // AUTH, SELECT and CLIENT SETNAME in one round trip.
+  // AUTH, SELECT, CLIENT SETNAME and (through Sentinel) HELLO in one round trip;
+  // the first error reply is thrown before the role is looked at.
   void handshake() {
     std::size_t sent = 0;
     if (!options_.password.empty()) {
@@ -319,14 +324,18 @@ class Connection {
       append({"CLIENT", "SETNAME", options_.client_name});
       ++sent;
     }
-    if (sentinel_) append({"ROLE"});
-    std::string first_error;
-    for (std::size_t i = 0; i < sent; ++i) {
-      Reply r = read_reply();
-      if (r.is_error() && first_error.empty()) first_error = r.error_message();
+    if (sentinel_) {
+      append({"HELLO"});  // RESP2 stays: no protocol version given (Redis 6+)
+      ++sent;
     }
-    if (sentinel_) check_role(read_reply());
+    std::string first_error;
+    std::optional<Reply> last;
+    for (std::size_t i = 0; i < sent; ++i) {
+      last = read_reply();
+      if (last->is_error() && first_error.empty()) first_error = last->error_message();
+    }
     if (!first_error.empty()) throw ReplyError(first_error);
+    if (sentinel_) check_role(*last);
   }
 
   // The next reply parsed from what was received (false: more input is needed).

@@ -24,11 +24,7 @@ class SentinelWatch {
   explicit SentinelWatch(std::shared_ptr<detail::SentinelResolver> resolver) : resolver_(std::move(resolver)) {
     const SentinelOptions& s = resolver_->options();
     for (const SentinelAddress& address : s.sentinels) {
-      ConnectionOptions o;
-      o.host = address.host;
-      o.port = address.port;
-      o.user = s.user;
-      o.password = s.password;
+      const ConnectionOptions o = detail::sentinel_connection_options(s, address);
       subscribers_.push_back(std::make_unique<Subscriber>(
           o, SubscriberOptions{.ping_interval = std::chrono::seconds(1)},
           Subscriber::Hooks{.setup = [](Connection& c) { c.command({"SUBSCRIBE", "+switch-master"}); },

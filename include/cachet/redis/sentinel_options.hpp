@@ -2,6 +2,9 @@
 // Reaching a Redis master (or, opted in, a replica) through Redis Sentinel: the
 // master's name and the sentinels to ask. See docs/sentinel.md.
 
+#include <cachet/redis/errors.hpp>
+#include <cachet/redis/tls_options.hpp>
+
 #include <chrono>
 #include <string>
 #include <vector>
@@ -26,12 +29,21 @@ struct SentinelOptions {
   // credentials stay ConnectionOptions::user/password.
   std::string user{};
   std::string password{};
+  // TLS to the sentinels (off by default); the data servers' is ConnectionOptions::tls.
+  TlsOptions tls{};
   SentinelRole role = SentinelRole::master;
-  // At most one rediscovery (a round of questions to the sentinels) this often;
-  // a +switch-master announcement is applied at once.
+  // At most one rediscovery (a round of questions to the sentinels, asked by one
+  // thread while the others use the last known address) per interval, counted
+  // from the end of the last round; a +switch-master announcement is applied at once.
   std::chrono::milliseconds rediscover_interval{100};
 
   bool enabled() const noexcept { return !master_name.empty(); }
 };
+
+// For the in-process tier (Tracking, TieredStore): it fills from the master only, as a replica lags.
+inline void require_master_role(const SentinelOptions& s, const std::string& who) {
+  if (s.enabled() && s.role != SentinelRole::master)
+    throw ConfigError(who + ": SentinelOptions::role is replica; the in-process tier fills from the master only");
+}
 
 }  // namespace cachet

@@ -246,8 +246,7 @@ class Tracking {
   }
 
   static std::shared_ptr<void> watch_master(const ConnectionOptions& redis) {
-    if (redis.sentinel.enabled() && redis.sentinel.role != SentinelRole::master)
-      throw ConfigError("cachet::Tracking: SentinelOptions::role is replica; the in-process tier fills from the master only");
+    require_master_role(redis.sentinel, "cachet::Tracking");
     return watch_sentinels(redis);  // a failover moves the subscriber at once: `lost` flushes, setup re-registers
   }
 

@@ -75,8 +75,7 @@ class TieredStore {
   TieredStore(L1 l1, L2 l2, Tracking* tracking = nullptr, TieredOptions options = {})
       : l1_(std::make_unique<L1>(std::move(l1))), l2_(std::move(l2)), tracking_(tracking), options_(options) {
     if constexpr (requires { l2_.pool(); })  // L1 never fills from a lagging replica
-      if (l2_.pool().connection_options().sentinel.role != SentinelRole::master)
-        throw ConfigError("cachet::TieredStore: its pool reads from a Sentinel replica (SentinelOptions::role)");
+      require_master_role(l2_.pool().connection_options().sentinel, "cachet::TieredStore");
     if (tracking_)
       subscription_ = tracking_->listen([l1 = l1_.get()](std::optional<std::string_view> key) {
         if (key) l1->invalidate(*key);

@@ -1,9 +1,13 @@
 #pragma once
 // The address of a Sentinel-managed master (or replica), shared process-wide by
-// every connection with the same master name and sentinel list. It asks the
-// sentinels in order, skipping (and asking last, later) ones that do not answer,
-// and at most once per `rediscover_interval`. The generation counts moves of the
-// master: a connection opened at an older one is stale (Connection::moved()).
+// every connection with the same SentinelOptions. One thread at a time asks the
+// sentinels (a round), without holding the lock, while the others use the last
+// known address; rounds are at most one per `rediscover_interval`, counted from
+// the end of the last. Sentinels that did not answer, or named a server that
+// failed the role check, are asked last. When no sentinel answers, the last
+// known master is kept (the connection's role check still guards it). The
+// generation counts moves of the master: a connection opened at an older one is
+// stale (Connection::moved()).
 //
 // Sentinel queries go over a stream of their own (a Connection itself resolves
 // through this class). Thread-safe.
@@ -22,7 +26,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -30,35 +36,64 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 namespace cachet::detail {
 
-// One sentinel, asked one question at a time on a fresh connection.
+// How to reach one sentinel: its address, the sentinels' AUTH and TLS.
+inline ConnectionOptions sentinel_connection_options(const SentinelOptions& s, const SentinelAddress& address) {
+  ConnectionOptions o;
+  o.host = address.host;
+  o.port = address.port;
+  o.user = s.user;
+  o.password = s.password;
+  o.tls = s.tls;
+  return o;
+}
+
+// A port as a server wrote it: 1..65535, digits only.
+inline std::optional<int> parse_port(std::string_view text) noexcept {
+  int port = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), port);
+  if (ec != std::errc{} || end != text.data() + text.size() || port < 1 || port > 65535) return std::nullopt;
+  return port;
+}
+
+// A reply element that is a string (bulk or status); anything else is malformed here.
+inline std::optional<std::string_view> string_of(const redisReply* e) noexcept {
+  if (e == nullptr || (e->type != REDIS_REPLY_STRING && e->type != REDIS_REPLY_STATUS)) return std::nullopt;
+  return std::string_view(e->str, e->len);
+}
+
+// One sentinel, asked a few questions on a fresh connection; `timeout` bounds
+// the connect and every question together.
 class SentinelClient {
  public:
-  SentinelClient(const SentinelAddress& s, std::chrono::milliseconds timeout) : timeout_(timeout) {
-    ConnectionOptions o;
-    o.host = s.host;
-    o.port = s.port;
+  SentinelClient(const SentinelOptions& s, const SentinelAddress& address, std::chrono::milliseconds timeout)
+      : timeout_(timeout), deadline_(deadline_after(timeout)) {
+    const ConnectionOptions o = sentinel_connection_options(s, address);
     name_ = o.endpoint();
-    stream_ = open_stream(o, deadline_after(timeout));
+    stream_ = open_stream(o, deadline_);
     reader_ = std::make_unique<ReplyReader>(o.max_reply_bytes);
+    if (o.password.empty()) return;
+    ReplyPtr r = o.user.empty() ? query({"AUTH", o.password}) : query({"AUTH", o.user, o.password});
+    if (r->type == REDIS_REPLY_ERROR)  // the server's words, never the password
+      throw ConnectionError(fmt::format("sentinel {} refused AUTH: {}", name_, std::string_view(r->str, r->len)));
   }
 
   ReplyPtr query(std::initializer_list<Arg> args) {
     std::string out;
     format_command(out, Argv(args));
-    const Deadline deadline = deadline_after(timeout_);
     const std::string what = "a question to sentinel " + name_;  // FailedOp keeps a view of it
     const FailedOp op{what, timeout_, "ConnectionOptions::connect_timeout"};
-    if (IoResult r = stream_->write_all(out.data(), out.size(), deadline); r.status != IoStatus::done) throw_io_error(r, op);
+    if (IoResult r = stream_->write_all(out.data(), out.size(), deadline_); r.status != IoStatus::done) throw_io_error(r, op);
     for (ReplyPtr reply;;) {
       if (!reader_->next(reply)) throw ProtocolError("sentinel " + name_ + ": " + reader_->error());
       if (reply) return reply;
       char buffer[4096];
-      const IoResult r = stream_->read_some(buffer, sizeof buffer, deadline);
+      const IoResult r = stream_->read_some(buffer, sizeof buffer, deadline_);
       if (r.status != IoStatus::done) throw_io_error(r, op);
       if (!reader_->feed(buffer, r.bytes)) throw ProtocolError("sentinel " + name_ + ": " + reader_->error());
     }
@@ -67,6 +102,7 @@ class SentinelClient {
 
  private:
   std::chrono::milliseconds timeout_;
+  Deadline deadline_;
   std::string name_;
   std::unique_ptr<Stream> stream_;
   std::unique_ptr<ReplyReader> reader_;
@@ -82,13 +118,13 @@ class SentinelResolver {
  public:
   using clock = std::chrono::steady_clock;
 
-  // The resolver for this master name and sentinel list (one per process).
+  // The resolver for these options (one per process and distinct options).
   static std::shared_ptr<SentinelResolver> get(const SentinelOptions& options) {
     static std::mutex mutex;
     static std::map<std::string, std::weak_ptr<SentinelResolver>> all;
-    std::string key = options.master_name;
-    for (const auto& s : options.sentinels) key += fmt::format("|{}:{}", s.host, s.port);
+    const std::string key = key_of(options);  // holds the password: kept in memory, never printed
     std::lock_guard lock(mutex);
+    std::erase_if(all, [](const auto& entry) { return entry.second.expired(); });
     std::shared_ptr<SentinelResolver> found = all[key].lock();
     if (!found) all[key] = found = std::make_shared<SentinelResolver>(options);
     return found;
@@ -100,27 +136,39 @@ class SentinelResolver {
     failed_at_.resize(options_.sentinels.size());
   }
 
-  // Where to connect for `role`; throws ConnectionError when no sentinel knows.
+  // Where to connect for `role`; throws ConnectionError when no address is known.
   SentinelTarget resolve(SentinelRole role, std::chrono::milliseconds timeout) {
-    std::lock_guard lock(mutex_);
-    const bool may_ask = clock::now() - asked_at_ >= options_.rediscover_interval;
-    if (role == SentinelRole::master) {
-      if (master_ && (!stale_ || !may_ask)) return {master_->first, master_->second, generation_};
-      if (!may_ask) throw ConnectionError(fmt::format("sentinel: no address known yet for master '{}' (last error: {})",
-                                                      options_.master_name, last_error_));
-      discover_master(timeout);
-      return {master_->first, master_->second, generation_};
+    const bool master = role == SentinelRole::master;
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      const bool known = master ? master_.has_value() : !replicas_.empty();
+      const bool wanted = !known || !master || stale_.load();
+      const bool may_ask = !asking_ && clock::now() - ended_at_[master] >= options_.rediscover_interval;
+      if (known && (!wanted || !may_ask)) return target(role);  // another thread asks, or not yet again
+      if (may_ask) {
+        round(lock, role, timeout);
+        if (master ? master_.has_value() : !replicas_.empty()) return target(role);
+      }
+      if (!asking_)
+        throw ConnectionError(fmt::format("sentinel: no {} address known for master '{}' (last error: {})",
+                                          master ? "master" : "replica", options_.master_name, last_error_));
+      done_.wait(lock, [&] { return !asking_; });  // the round in flight answers for this thread too
     }
-    if (replicas_.empty() || may_ask) discover_replicas(timeout);
-    const auto& r = replicas_[next_replica_++ % replicas_.size()];
-    return {r.first, r.second, generation_};
   }
 
-  // A connection opened at `generation` failed, found a non-master, or got
-  // READONLY: the next resolve() asks the sentinels (rate-limited).
+  // A connection opened at `generation` failed or got READONLY: the next
+  // resolve() asks the sentinels (rate-limited). No lock: every failing command calls it.
   void invalidate(std::uint64_t generation) noexcept {
+    if (generation == generation_.load(std::memory_order_acquire)) stale_.store(true);
+  }
+
+  // The server given at `generation` is not in the role asked for: as invalidate(),
+  // and the sentinel that named it is asked last from now on.
+  void wrong_role(std::uint64_t generation) {
     std::lock_guard lock(mutex_);
-    if (generation == generation_) stale_ = true;
+    if (generation != generation_) return;
+    stale_ = true;
+    if (named_by_ < failed_at_.size()) failed_at_[named_by_] = clock::now();
   }
 
   // A sentinel announced the master at a new address (+switch-master).
@@ -128,10 +176,7 @@ class SentinelResolver {
     {
       std::lock_guard lock(mutex_);
       if (master_ && master_->first == host && master_->second == port) return;
-      master_ = {std::move(host), port};
-      stale_ = false;
-      replicas_.clear();
-      ++generation_;
+      set_master({std::move(host), port}, no_sentinel);
     }
     notify();
   }
@@ -162,105 +207,172 @@ class SentinelResolver {
 
  private:
   using Address = std::pair<std::string, int>;
+  static constexpr std::size_t no_sentinel = static_cast<std::size_t>(-1);
 
   void notify() {
     std::lock_guard lock(listeners_mutex_);
     for (auto& l : listeners_) l.second();
   }
 
-  // With mutex_ held: asks the sentinels for the master's address.
-  void discover_master(std::chrono::milliseconds timeout) {
-    std::optional<Address> found;
-    ask_sentinels(timeout, [&](SentinelClient& c) {
-      ReplyPtr r = c.query({"SENTINEL", "GET-MASTER-ADDR-BY-NAME", options_.master_name});
-      if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
-        found = Address{r->element[0]->str, std::atoi(r->element[1]->str)};
-        return true;
-      }
-      last_error_ = fmt::format("sentinel does not know master '{}'", options_.master_name);
-      return false;
-    });
-    if (!found) throw ConnectionError(fmt::format("sentinel: no sentinel gave the address of master '{}' (last error: {})",
-                                                  options_.master_name, last_error_));
+  // What one round learnt, gathered without the lock.
+  struct Answer {
+    std::optional<Address> master;
+    std::vector<Address> replicas;
+    std::size_t by = no_sentinel;     // the sentinel that answered
+    std::vector<std::size_t> failed;  // the sentinels that did not
+    std::string error;
+  };
+
+  // Every field, each prefixed by its length so no two option sets share a key.
+  static std::string key_of(const SentinelOptions& o) {
+    std::string key;
+    auto add = [&](std::string_view field) { key += fmt::format("{}:{}|", field.size(), field); };
+    add(o.master_name);
+    for (const auto& s : o.sentinels) add(fmt::format("{}:{}", s.host, s.port));
+    add(o.user);
+    add(o.password);
+    add(fmt::format("{}", o.rediscover_interval.count()));
+    const TlsOptions& t = o.tls;
+    add(fmt::format("{}{}{}{}", t.enabled, t.verify_hostname, static_cast<int>(t.min_version), t.dangerously_skip_verification));
+    for (const std::string* f : {&t.ca_file, &t.ca_dir, &t.server_name, &t.cert_file, &t.key_file}) add(*f);
+    return key;
+  }
+
+  SentinelTarget target(SentinelRole role) {
+    if (role == SentinelRole::master) return {master_->first, master_->second, generation_};
+    const auto& r = replicas_[next_replica_++ % replicas_.size()];
+    return {r.first, r.second, generation_};
+  }
+
+  // With mutex_ held on entry and exit: asks the sentinels with it released.
+  void round(std::unique_lock<std::mutex>& lock, SentinelRole role, std::chrono::milliseconds timeout) {
+    asking_ = true;
+    const std::vector<std::size_t> order = ask_order();
+    const std::uint64_t generation = generation_;
+    lock.unlock();
+    Answer a;
+    try {
+      a = role == SentinelRole::master ? ask_master(order, timeout) : ask_replicas(order, timeout);
+    } catch (...) {  // bad_alloc: let the next thread ask
+      lock.lock();
+      end_round(role);
+      throw;
+    }
+    lock.lock();
+    end_round(role);
+    for (std::size_t i : a.failed) failed_at_[i] = clock::now();
+    if (a.by != no_sentinel) failed_at_[a.by] = {};
+    if (!a.error.empty()) last_error_ = a.error;
+    if (role == SentinelRole::replica) {
+      if (!a.replicas.empty()) replicas_ = std::move(a.replicas);
+    } else if (a.master && generation == generation_) {  // a +switch-master during the round is newer
+      set_master(std::move(*a.master), a.by);
+    }  // no answer: the last known master stays (stale, so the next round asks again)
+  }
+
+  void end_round(SentinelRole role) {
+    asking_ = false;
+    ended_at_[role == SentinelRole::master] = clock::now();
+    done_.notify_all();
+  }
+
+  // With mutex_ held.
+  void set_master(Address found, std::size_t by) {
     stale_ = false;
-    if (master_ != found) {
-      if (master_) ++generation_;
-      master_ = std::move(found);
-      replicas_.clear();
-    }
+    named_by_ = by;
+    if (master_ == found) return;
+    if (master_) generation_.fetch_add(1, std::memory_order_acq_rel);
+    master_ = std::move(found);
+    replicas_.clear();
   }
 
-  // With mutex_ held: asks for the replicas that are up and linked to the master.
-  void discover_replicas(std::chrono::milliseconds timeout) {
-    std::vector<Address> found;
-    ask_sentinels(timeout, [&](SentinelClient& c) {
-      ReplyPtr r = c.query({"SENTINEL", "REPLICAS", options_.master_name});
-      if (r->type != REDIS_REPLY_ARRAY) return false;
-      for (std::size_t i = 0; i < r->elements; ++i)
-        if (auto a = healthy_replica(*r->element[i])) found.push_back(std::move(*a));
-      return true;
-    });
-    if (found.empty()) throw ConnectionError(fmt::format("sentinel: no replica of master '{}' is up (last error: {})",
-                                                         options_.master_name, last_error_));
-    replicas_ = std::move(found);
-  }
-
-  // One entry of SENTINEL REPLICAS (a flat field/value array), unless the sentinels see it down.
-  static std::optional<Address> healthy_replica(const redisReply& entry) {
-    // Not master-link-status: a sentinel refreshes it every 10 s, so a new replica reads "err" for that long.
-    std::string ip, port, flags;
-    for (std::size_t i = 0; i + 1 < entry.elements; i += 2) {
-      const std::string field = entry.element[i]->str, value = entry.element[i + 1]->str;
-      if (field == "ip") ip = value;
-      else if (field == "port") port = value;
-      else if (field == "flags") flags = value;
-    }
-    if (ip.empty() || port.empty() || flags.find("down") != std::string::npos ||
-        flags.find("disconnected") != std::string::npos)
-      return std::nullopt;
-    return Address{ip, std::atoi(port.c_str())};
-  }
-
-  // With mutex_ held: runs `ask` on each sentinel until one returns true; sentinels
-  // that failed lately are asked after the others.
-  template <class F>
-  void ask_sentinels(std::chrono::milliseconds timeout, F&& ask) {
-    asked_at_ = clock::now();
+  // With mutex_ held: sentinels that failed lately last.
+  std::vector<std::size_t> ask_order() const {
     std::vector<std::size_t> order(options_.sentinels.size());
     for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
     std::stable_sort(order.begin(), order.end(), [&](auto a, auto b) { return failed_at_[a] < failed_at_[b]; });
-    for (std::size_t i : order) {
-      const SentinelAddress& s = options_.sentinels[i];
-      try {
-        SentinelClient c = open(s, timeout);
-        if (ask(c)) {
-          failed_at_[i] = {};
-          return;
-        }
-      } catch (const Error& e) {
-        last_error_ = e.what();
-      }
-      failed_at_[i] = clock::now();
-    }
+    return order;
   }
 
-  SentinelClient open(const SentinelAddress& s, std::chrono::milliseconds timeout) const {
-    SentinelClient c(s, timeout);
-    if (!options_.password.empty()) {
-      ReplyPtr r = options_.user.empty() ? c.query({"AUTH", options_.password})
-                                         : c.query({"AUTH", options_.user, options_.password});
-      if (r->type == REDIS_REPLY_ERROR)  // the server's words, never the password
-        throw ConnectionError(fmt::format("sentinel {} refused AUTH: {}", c.name(), r->str));
+  Answer ask_master(const std::vector<std::size_t>& order, std::chrono::milliseconds timeout) const {
+    return ask_sentinels(order, timeout, [&](SentinelClient& c, Answer& a) {
+      ReplyPtr r = c.query({"SENTINEL", "GET-MASTER-ADDR-BY-NAME", options_.master_name});
+      if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+        a.error = fmt::format("sentinel {} does not know master '{}'", c.name(), options_.master_name);
+        return false;
+      }
+      const auto host = string_of(r->element[0]), port_text = string_of(r->element[1]);
+      const auto port = port_text ? parse_port(*port_text) : std::nullopt;
+      if (!host || host->empty() || !port) {
+        a.error = fmt::format("sentinel {} gave a malformed address for master '{}'", c.name(), options_.master_name);
+        return false;
+      }
+      a.master = Address{std::string(*host), *port};
+      return true;
+    });
+  }
+
+  Answer ask_replicas(const std::vector<std::size_t>& order, std::chrono::milliseconds timeout) const {
+    return ask_sentinels(order, timeout, [&](SentinelClient& c, Answer& a) {
+      ReplyPtr r = c.query({"SENTINEL", "REPLICAS", options_.master_name});
+      if (r->type != REDIS_REPLY_ARRAY) {
+        a.error = fmt::format("sentinel {} does not know the replicas of master '{}'", c.name(), options_.master_name);
+        return false;
+      }
+      for (std::size_t i = 0; i < r->elements; ++i)
+        if (auto address = healthy_replica(r->element[i])) a.replicas.push_back(std::move(*address));
+      if (a.replicas.empty()) a.error = fmt::format("sentinel {}: no replica of master '{}' is up", c.name(), options_.master_name);
+      return !a.replicas.empty();
+    });
+  }
+
+  // One entry of SENTINEL REPLICAS (a flat field/value array), unless the sentinels see it down.
+  static std::optional<Address> healthy_replica(const redisReply* entry) {
+    // Not master-link-status: a sentinel refreshes it every 10 s, so a new replica reads "err" for that long.
+    if (entry == nullptr || entry->type != REDIS_REPLY_ARRAY) return std::nullopt;
+    std::string_view ip, port, flags;
+    for (std::size_t i = 0; i + 1 < entry->elements; i += 2) {
+      const auto field = string_of(entry->element[i]), value = string_of(entry->element[i + 1]);
+      if (!field || !value) return std::nullopt;
+      if (*field == "ip") ip = *value;
+      else if (*field == "port") port = *value;
+      else if (*field == "flags") flags = *value;
     }
-    return c;
+    const auto p = parse_port(port);
+    if (ip.empty() || !p || flags.find("down") != std::string_view::npos ||
+        flags.find("disconnected") != std::string_view::npos)
+      return std::nullopt;
+    return Address{std::string(ip), *p};
+  }
+
+  // No lock held: runs `ask` on each sentinel in `order` until one returns true.
+  template <class F>
+  Answer ask_sentinels(const std::vector<std::size_t>& order, std::chrono::milliseconds timeout, F&& ask) const {
+    Answer a;
+    for (std::size_t i : order) {
+      try {
+        SentinelClient c(options_, options_.sentinels[i], timeout);
+        if (ask(c, a)) {
+          a.by = i;
+          return a;
+        }
+      } catch (const Error& e) {
+        a.error = e.what();
+      }
+      a.failed.push_back(i);
+    }
+    return a;
   }
 
   const SentinelOptions options_;
   mutable std::mutex mutex_;
+  std::condition_variable done_;  // a round ended
   std::optional<Address> master_;
-  bool stale_ = true;
+  std::size_t named_by_ = no_sentinel;  // the sentinel that gave master_ (none: +switch-master)
+  std::atomic<bool> stale_{true};
   std::atomic<std::uint64_t> generation_{0};  // written with mutex_ held
-  clock::time_point asked_at_{};
+  bool asking_ = false;                       // a round is in flight
+  clock::time_point ended_at_[2]{};           // when the last round ended: [1] for the master, [0] replicas
   std::vector<clock::time_point> failed_at_;  // per sentinel: when it last failed to answer ({}: never / answered)
   std::vector<Address> replicas_;
   std::size_t next_replica_ = 0;

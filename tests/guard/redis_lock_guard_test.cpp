@@ -152,28 +152,11 @@ TEMPLATE_TEST_CASE("fencing: a holder whose lease ran out neither overwrites, ta
 TEST_CASE("a waiter is woken by the release, not by its back-off") {
   auto& server = clean_server();
   cachet::Pool pool(server.connection_options());
-  const cachet::RedisLockGuardOptions slow_poll{.poll_min = 3s, .poll_max = 3s};
-  StringCache<cachet::RedisLockGuard> holder(cachet::RedisStore(pool), guard_options(), {}, cachet::RedisLockGuard(pool, slow_poll));
-  StringCache<cachet::RedisLockGuard> waiter(cachet::RedisStore(pool), guard_options("waiter"), {},
-                                       cachet::RedisLockGuard(pool, slow_poll));
-  std::promise<void> started, go;
-  auto load = std::async(std::launch::async, [&, go_f = go.get_future()] {
-    return holder.get_or_load("k", [&](std::string_view) {
-      started.set_value();
-      go_f.wait();
-      return std::string("value");
-    });
-  });
-  started.get_future().wait();
-  auto wait = std::async(std::launch::async, [&] { return waiter.get_or_load("k", [](std::string_view) { return std::string("second load"); }); });
-  REQUIRE(eventually([&] { return waiter.metrics().value(cachet::Event::lock_wait) == 1; }));
-  std::this_thread::sleep_for(50ms);  // the waiter is asleep in its 3 s back-off
-  const auto released = std::chrono::steady_clock::now();
-  go.set_value();
-  CHECK(wait.get() == "value");
-  CHECK(std::chrono::steady_clock::now() - released < 1500ms);  // half the back-off: the notification woke it
-  CHECK(load.get() == "value");
-  CHECK(waiter.metrics().value(cachet::Event::load) == 0);
+  const auto r = cachet::test::wake_on_release(pool, 3s, "wake");
+  CHECK(r.waited == "value");
+  CHECK(r.after_release < 1500ms);  // half the back-off: the notification woke it
+  CHECK(r.held == "value");
+  CHECK(r.waiter_loads == 0);
 }
 
 TEST_CASE("at its deadline a waiter loads itself, or throws LockTimeoutError if asked to") {

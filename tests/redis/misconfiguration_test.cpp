@@ -7,6 +7,7 @@
 
 #include <catch2/catch.hpp>
 #include <support/errors.hpp>
+#include <support/fake_peer.hpp>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -53,55 +54,9 @@ class Stopped {
   pid_t pid_;
 };
 
-// A TCP port on 127.0.0.1 where something that is not Redis (an HTTP server)
-// answers one client's first bytes with `answer`, then closes.
-class NotRedis {
- public:
-  explicit NotRedis(std::string answer) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    REQUIRE(fd_ >= 0);
-    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) == 0);
-    REQUIRE(::listen(fd_, 4) == 0);
-    REQUIRE(::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-    port_ = ntohs(addr.sin_port);
-    thread_ = std::thread([this, answer = std::move(answer)] { serve(answer); });
-  }
-  ~NotRedis() {
-    thread_.join();
-    ::close(fd_);
-  }
-  NotRedis(const NotRedis&) = delete;
-  NotRedis& operator=(const NotRedis&) = delete;
-  int port() const noexcept { return port_; }
-
- private:
-  // Waits (bounded, so a test that never connects cannot hang) for `fd` to be readable.
-  static bool readable(int fd) {
-    pollfd p{fd, POLLIN, 0};
-    return ::poll(&p, 1, 10'000) == 1;
-  }
-  // Reads the request before answering, and lets the client close first, so the
-  // client reads the whole answer (no reset from unread bytes).
-  void serve(const std::string& answer) const {
-    if (!readable(fd_)) return;
-    const int client = ::accept(fd_, nullptr, nullptr);
-    if (client < 0) return;
-    char buf[512];
-    if (readable(client) && ::read(client, buf, sizeof buf) > 0) {
-      [[maybe_unused]] const auto sent = ::write(client, answer.data(), answer.size());
-      ::shutdown(client, SHUT_WR);
-      while (readable(client) && ::read(client, buf, sizeof buf) > 0) {
-      }
-    }
-    ::close(client);
-  }
-
-  int fd_;
-  int port_ = 0;
-  std::thread thread_;
+// Something that is not Redis (an HTTP server) on a TCP port of 127.0.0.1.
+struct NotRedis : cachet::test::FakePeer {
+  explicit NotRedis(std::string answer) : FakePeer(std::move(answer), FakePeer::close_after) {}
 };
 
 }  // namespace

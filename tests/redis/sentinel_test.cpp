@@ -13,6 +13,7 @@
 
 #include <catch2/catch.hpp>
 #include <support/concurrency.hpp>
+#include <support/fake_peer.hpp>
 #include <support/policy_fixtures.hpp>
 #include <support/sqlite_db.hpp>
 
@@ -37,6 +38,9 @@ using clock_type = std::chrono::steady_clock;
 
 namespace {
 
+using cachet::test::FakePeer;
+
+
 constexpr auto generous = 30s;  // a loaded 2-core CI machine: deadlines, not sleeps
 
 // The TCP port of the server this connection reached.
@@ -60,53 +64,6 @@ bool eventually(F&& f, std::chrono::milliseconds within = generous) {
     }
   }, within);
 }
-
-// A fake "sentinel" on a free loopback port: answers every command of every
-// client with `answer` (any RESP), until destroyed.
-class FakeSentinel {
- public:
-  explicit FakeSentinel(std::string answer) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
-    REQUIRE(fd_ >= 0);
-    REQUIRE(::pipe(stop_) == 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), len) == 0);
-    REQUIRE(::listen(fd_, 8) == 0);
-    REQUIRE(::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-    port_ = ntohs(a.sin_port);
-    thread_ = std::thread([this, answer = std::move(answer)] { serve(answer); });
-  }
-  ~FakeSentinel() {
-    (void)!::write(stop_[1], "x", 1);
-    thread_.join();
-    ::close(fd_);
-    ::close(stop_[0]);
-    ::close(stop_[1]);
-  }
-  int port() const noexcept { return port_; }
-
- private:
-  bool readable(int fd) const {
-    pollfd p[2] = {{fd, POLLIN, 0}, {stop_[0], POLLIN, 0}};
-    return ::poll(p, 2, 30'000) > 0 && (p[1].revents & POLLIN) == 0;
-  }
-  void serve(const std::string& answer) const {  // one client at a time: the resolver asks one at a time
-    while (readable(fd_)) {
-      const int client = ::accept(fd_, nullptr, nullptr);
-      if (client < 0) return;
-      char buf[4096];
-      while (readable(client) && ::read(client, buf, sizeof buf) > 0)
-        [[maybe_unused]] const auto sent = ::write(client, answer.data(), answer.size());
-      ::close(client);
-    }
-  }
-  int fd_;
-  int stop_[2] = {-1, -1};
-  int port_ = 0;
-  std::thread thread_;
-};
 
 // The group's options with `port` asked first.
 cachet::ConnectionOptions with_first_sentinel(const SentinelGroup& group, int port) {
@@ -172,7 +129,8 @@ TEST_CASE("every sentinel dead: a new connection still reaches the master known 
 
 TEST_CASE("while one thread asks a slow sentinel, the others connect to the known master at once") {
   SentinelGroup group;
-  FakeSentinel silent("");  // accepts, reads, never answers: each question to it lasts connect_timeout
+  // Accepts, reads, never answers: each question to it lasts connect_timeout.
+  FakePeer silent("", FakePeer::every_read);
   cachet::ConnectionOptions options = group.connection_options();
   options.sentinel.sentinels.push_back({"127.0.0.1", silent.port()});  // asked last
   options.connect_timeout = 3s;
@@ -207,7 +165,7 @@ TEST_CASE("a sentinel answering garbage (integers, nil) is skipped, never a cras
   SentinelGroup group;
   for (const std::string garbage : {"*2\r\n:1\r\n:2\r\n", "*2\r\n$-1\r\n$-1\r\n", "*2\r\n$9\r\n127.0.0.1\r\n$6\r\n999999\r\n",
                                     "*2\r\n*0\r\n$4\r\n6380\r\n"}) {
-    FakeSentinel fake(garbage);
+    FakePeer fake(garbage, FakePeer::every_read);
     cachet::ConnectionOptions options = with_first_sentinel(group, fake.port());
     cachet::Connection conn(options);
     CHECK(server_port(conn) == group.master_port());
@@ -223,7 +181,8 @@ TEST_CASE("a sentinel that names a replica as master is asked last once the role
   const int replica = group.servers()[1]->port() == group.master_port() ? group.servers()[2]->port()
                                                                          : group.servers()[1]->port();
   const std::string port = std::to_string(replica);
-  FakeSentinel stale(fmt::format("*2\r\n$9\r\n127.0.0.1\r\n${}\r\n{}\r\n", port.size(), port));
+  FakePeer stale(fmt::format("*2\r\n$9\r\n127.0.0.1\r\n${}\r\n{}\r\n", port.size(), port),
+                 FakePeer::every_read);
   cachet::ConnectionOptions options = with_first_sentinel(group, stale.port());
   options.sentinel.rediscover_interval = 0ms;
   auto resolver = cachet::detail::SentinelResolver::get(options.sentinel);  // kept between the connections

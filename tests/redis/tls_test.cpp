@@ -10,6 +10,7 @@
 
 #include <catch2/catch.hpp>
 #include <support/concurrency.hpp>
+#include <support/fake_peer.hpp>
 #include <support/guard_fixtures.hpp>
 #include <support/server.hpp>
 #include <support/tier_fixtures.hpp>
@@ -45,25 +46,8 @@ RedisServer& tls_server() {
 }
 
 // A port on 127.0.0.1 where the kernel accepts connections and nobody ever answers.
-class SilentListener {
- public:
-  SilentListener() : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    REQUIRE(::listen(fd_, 4) == 0);
-    REQUIRE(::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-    port_ = ntohs(addr.sin_port);
-  }
-  ~SilentListener() { ::close(fd_); }
-  int port() const noexcept { return port_; }
-  int fd() const noexcept { return fd_; }
-
- private:
-  int fd_;
-  int port_ = 0;
+struct SilentListener : cachet::test::FakePeer {
+  SilentListener() : FakePeer("", FakePeer::silent) {}
 };
 
 Deadline in(std::chrono::milliseconds d) { return std::chrono::steady_clock::now() + d; }
@@ -365,29 +349,11 @@ TEST_CASE("client tracking over TLS: another client's write evicts the L1 copy")
 
 TEST_CASE("the lock notifier over TLS: a waiter is woken by the release, not by its back-off") {
   cachet::Pool pool(clean_tls_server().tls_connection_options());
-  const cachet::RedisLockGuardOptions slow_poll{.poll_min = 5s, .poll_max = 5s};
-  using LockedCache = cachet::test::StringCache<cachet::RedisLockGuard>;
-  LockedCache holder(cachet::RedisStore(pool), tls_cache("tls-holder"), {}, cachet::RedisLockGuard(pool, slow_poll));
-  LockedCache waiter(cachet::RedisStore(pool), tls_cache("tls-waiter"), {}, cachet::RedisLockGuard(pool, slow_poll));
-  std::promise<void> started, go;
-  auto load = std::async(std::launch::async, [&, go_f = go.get_future()] {
-    return holder.get_or_load("k", [&](std::string_view) {
-      started.set_value();
-      go_f.wait();
-      return std::string("value");
-    });
-  });
-  started.get_future().wait();
-  auto wait = std::async(std::launch::async, [&] {
-    return waiter.get_or_load("k", [](std::string_view) { return std::string("second load"); });
-  });
-  REQUIRE(cachet::test::eventually([&] { return waiter.metrics().value(cachet::Event::lock_wait) == 1; }));
-  const auto released = std::chrono::steady_clock::now();
-  go.set_value();
-  CHECK(wait.get() == "value");
-  CHECK(std::chrono::steady_clock::now() - released < 2500ms);  // half the back-off: the notification woke it
-  CHECK(load.get() == "value");
-  CHECK(waiter.metrics().value(cachet::Event::load) == 0);
+  const auto r = cachet::test::wake_on_release(pool, 5s, "tls");
+  CHECK(r.waited == "value");
+  CHECK(r.after_release < 2500ms);  // half the back-off: the notification woke it
+  CHECK(r.held == "value");
+  CHECK(r.waiter_loads == 0);
 }
 
 namespace {

@@ -6,8 +6,14 @@
 #include <cachet/testing/detail/spawner.hpp>
 #include <cachet/guard/stack.hpp>
 #include <cachet/policy/cache_aside.hpp>
+#include <cachet/guard/redis_lock_guard.hpp>
+#include <cachet/redis/pool.hpp>
+#include <support/concurrency.hpp>
 
 #include <chrono>
+#include <cstdint>
+#include <future>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -53,5 +59,44 @@ inline pid_t start_worker(const std::string& mode, const std::string& socket, co
   return detail::Spawner::spawn({CACHET_GUARD_WORKER, mode, socket}, log);
 }
 #endif
+
+// One cache holds the lock on "k" while another waits for it, both polling
+// only every `poll`; the holder's release should wake the waiter at once. What
+// each got, how long the waiter took after the release, and how often it loaded.
+struct WakeOnRelease {
+  std::string held, waited;
+  std::chrono::steady_clock::duration after_release;
+  std::int64_t waiter_loads;
+};
+inline WakeOnRelease wake_on_release(Pool& pool, std::chrono::milliseconds poll, std::string label) {
+  const RedisLockGuardOptions slow_poll{.poll_min = poll, .poll_max = poll};
+  StringCache<RedisLockGuard> holder(RedisStore(pool), guard_options(label + "-holder"), {},
+                                     RedisLockGuard(pool, slow_poll));
+  StringCache<RedisLockGuard> waiter(RedisStore(pool), guard_options(label + "-waiter"), {},
+                                     RedisLockGuard(pool, slow_poll));
+  std::promise<void> started, go;
+  auto load = std::async(std::launch::async, [&, go_f = go.get_future()] {
+    return holder.get_or_load("k", [&](std::string_view) {
+      started.set_value();
+      go_f.wait();
+      return std::string("value");
+    });
+  });
+  started.get_future().wait();
+  auto wait = std::async(std::launch::async, [&] {
+    return waiter.get_or_load("k", [](std::string_view) { return std::string("second load"); });
+  });
+  if (!eventually([&] { return waiter.metrics().value(Event::lock_wait) == 1; })) {
+    go.set_value();
+    throw std::runtime_error("wake_on_release: the waiter never waited for the lock");
+  }
+  const auto released = std::chrono::steady_clock::now();
+  go.set_value();
+  WakeOnRelease r{.held = {}, .waited = wait.get(), .after_release = {}, .waiter_loads = 0};
+  r.after_release = std::chrono::steady_clock::now() - released;
+  r.held = load.get();
+  r.waiter_loads = waiter.metrics().value(Event::load);
+  return r;
+}
 
 }  // namespace cachet::test

@@ -266,7 +266,12 @@ class SentinelResolver {
     if (role == SentinelRole::replica) {
       if (!a.replicas.empty()) replicas_ = std::move(a.replicas);
     } else if (a.master && generation == generation_) {  // a +switch-master during the round is newer
-      set_master(std::move(*a.master), a.by);
+      if (set_master(std::move(*a.master), a.by)) {
+        // Found by asking, not announced: subscribers must still leave the old master now.
+        lock.unlock();
+        notify();
+        lock.lock();
+      }
     }  // no answer: the last known master stays (stale, so the next round asks again)
   }
 
@@ -276,14 +281,16 @@ class SentinelResolver {
     done_.notify_all();
   }
 
-  // With mutex_ held.
-  void set_master(Address found, std::size_t by) {
+  // With mutex_ held; true when the master moved (a new generation).
+  bool set_master(Address found, std::size_t by) {
     stale_ = false;
     named_by_ = by;
-    if (master_ == found) return;
-    if (master_) generation_.fetch_add(1, std::memory_order_acq_rel);
+    if (master_ == found) return false;
+    const bool moved = master_.has_value();
+    if (moved) generation_.fetch_add(1, std::memory_order_acq_rel);
     master_ = std::move(found);
     replicas_.clear();
+    return moved;
   }
 
   // With mutex_ held: sentinels that failed lately last.

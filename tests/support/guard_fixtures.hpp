@@ -82,7 +82,10 @@ inline WakeOnRelease wake_on_release(Pool& pool, std::chrono::milliseconds poll,
       return std::string("value");
     });
   });
-  started.get_future().wait();
+  if (started.get_future().wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
+    go.set_value();
+    throw std::runtime_error("wake_on_release: the holder never started its load");
+  }
   auto wait = std::async(std::launch::async, [&] {
     return waiter.get_or_load("k", [](std::string_view) { return std::string("second load"); });
   });

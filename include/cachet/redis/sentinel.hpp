@@ -40,10 +40,9 @@ class SentinelWatch {
   void on_message(const Reply& msg) {
     if (!msg.is_array() || msg.size() != 3 || !msg[2].is_string()) return;
     std::istringstream words{std::string(msg[2].as_string())};
-    std::string name, old_host, old_port, host;
-    int port = 0;
-    if (words >> name >> old_host >> old_port >> host >> port && name == resolver_->options().master_name)
-      resolver_->switched(host, port);
+    std::string name, old_host, old_port, host, port;
+    if (!(words >> name >> old_host >> old_port >> host >> port) || name != resolver_->options().master_name) return;
+    if (const auto p = detail::parse_port(port)) resolver_->switched(host, *p);
   }
 
   std::shared_ptr<detail::SentinelResolver> resolver_;

@@ -154,7 +154,6 @@ class RedisStore {
     ScriptBatch batch(*lease);
     batch.add(detail::invalidation_script(), invalidation.evalsha({})).add(detail::value_write_script(), call.evalsha({}));
     if (w.replication.on()) batch.then(wait.argv());  // after EXEC: the invalidation always writes
-    // Running it again after NOSCRIPT is harmless: the same version is not refused.
     const Reply results = batch.atomically();
     results[0].throw_if_error();
     results[1].throw_if_error();

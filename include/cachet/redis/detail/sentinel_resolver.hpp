@@ -139,6 +139,8 @@ class SentinelResolver {
   // Where to connect for `role`; throws ConnectionError when no address is known.
   SentinelTarget resolve(SentinelRole role, std::chrono::milliseconds timeout) {
     const bool master = role == SentinelRole::master;
+    // Another caller's round may use a longer timeout: wait for it no longer than this caller's own.
+    const auto deadline = clock::now() + timeout * static_cast<int>(options_.sentinels.size());
     std::unique_lock lock(mutex_);
     for (;;) {
       const bool known = master ? master_.has_value() : !replicas_.empty();
@@ -149,10 +151,9 @@ class SentinelResolver {
         round(lock, role, timeout);
         if (master ? master_.has_value() : !replicas_.empty()) return target(role);
       }
-      if (!asking_)
+      if (!asking_ || !wait_for_round(lock, timeout.count() > 0 ? &deadline : nullptr))
         throw ConnectionError(fmt::format("sentinel: no {} address known for master '{}' (last error: {})",
                                           master ? "master" : "replica", options_.master_name, last_error_));
-      done_.wait(lock, [&] { return !asking_; });  // the round in flight answers for this thread too
     }
   }
 
@@ -209,9 +210,15 @@ class SentinelResolver {
   using Address = std::pair<std::string, int>;
   static constexpr std::size_t no_sentinel = static_cast<std::size_t>(-1);
 
-  void notify() {
+  // A listener that throws must not fail the connect that saw the move.
+  void notify() noexcept {
     std::lock_guard lock(listeners_mutex_);
-    for (auto& l : listeners_) l.second();
+    for (auto& l : listeners_) {
+      try {
+        l.second();
+      } catch (...) {
+      }
+    }
   }
 
   // What one round learnt, gathered without the lock.
@@ -244,10 +251,19 @@ class SentinelResolver {
     return {r.first, r.second, generation_};
   }
 
+  // The round in flight answers for this thread too; false when `deadline` (if any) passed first.
+  bool wait_for_round(std::unique_lock<std::mutex>& lock, const clock::time_point* deadline) {
+    if (!deadline) {
+      done_.wait(lock, [&] { return !asking_; });
+      return true;
+    }
+    return done_.wait_until(lock, *deadline, [&] { return !asking_; });
+  }
+
   // With mutex_ held on entry and exit: asks the sentinels with it released.
   void round(std::unique_lock<std::mutex>& lock, SentinelRole role, std::chrono::milliseconds timeout) {
+    const std::vector<std::size_t> order = ask_order();  // may throw: before the round is marked as running
     asking_ = true;
-    const std::vector<std::size_t> order = ask_order();
     const std::uint64_t generation = generation_;
     lock.unlock();
     Answer a;
@@ -264,7 +280,7 @@ class SentinelResolver {
     if (a.by != no_sentinel) failed_at_[a.by] = {};
     if (!a.error.empty()) last_error_ = a.error;
     if (role == SentinelRole::replica) {
-      if (!a.replicas.empty()) replicas_ = std::move(a.replicas);
+      if (!a.replicas.empty() && generation == generation_) replicas_ = std::move(a.replicas);  // not pre-failover's
     } else if (a.master && generation == generation_) {  // a +switch-master during the round is newer
       if (set_master(std::move(*a.master), a.by)) {
         // Found by asking, not announced: subscribers must still leave the old master now.

@@ -274,8 +274,6 @@ class Connection {
     throw ConnectionError(fmt::format("sentinel: {} is not a {} (HELLO); rediscovering", endpoint(), want));
   }
 
-  // Through Sentinel, between commands: a connection left on the old master (a
-  // failover keeps it writable for seconds) reconnects to the new one.
   // Appends `argv` to the output whole or not at all (bad_alloc): never half a command.
   void format_whole(detail::Argv& argv) {
     const std::size_t before = out_.size();
@@ -287,6 +285,8 @@ class Connection {
     }
   }
 
+  // Through Sentinel, between commands: a connection left on the old master (a
+  // failover keeps it writable for seconds) reconnects to the new one.
   void leave_if_moved() noexcept {
     if (moved()) close();
   }

@@ -1,0 +1,1 @@
+// The object whose compile builds the tests' precompiled header (tests/CMakeLists.txt).

@@ -50,6 +50,7 @@ struct RedisServerOptions {
   bool tcp = false;                   // also listen on a free port on 127.0.0.1
   bool tls = false;                   // also serve TLS on a free port on 127.0.0.1
   TlsClientAuth tls_auth_clients = TlsClientAuth::no;
+  bool cluster = false;               // a Redis Cluster node (implies `tcp`); see RedisCluster
   std::vector<std::string> config{};  // extra redis.conf lines, e.g. "maxmemory 1mb"
   std::string executable{};           // default: $CACHET_REDIS_SERVER, else "redis-server"
   std::chrono::milliseconds start_timeout{10'000};
@@ -66,7 +67,8 @@ class RedisServer {
     try {
       if (options_.tls) tls_files_ = make_tls_certificates(dir_);
       for (int attempt = 1;; ++attempt) {
-        if (options_.tcp) port_ = detail::free_port();
+        if (options_.tcp || options_.cluster) port_ = detail::free_port();
+        if (options_.cluster) cluster_port_ = detail::free_port();  // the bus: not port + 10000, which may be taken
         if (options_.tls) tls_port_ = detail::free_port();
         write_config();
         try {
@@ -74,7 +76,7 @@ class RedisServer {
           break;
         } catch (const Error&) {  // another process took the free port first: pick again
           const bool port_taken = log().find("Address already in use") != std::string::npos;
-          if (!(options_.tcp || options_.tls) || attempt == 3 || !port_taken) throw;
+          if (!(options_.tcp || options_.tls || options_.cluster) || attempt == 3 || !port_taken) throw;
         }
       }
     } catch (...) {
@@ -93,6 +95,7 @@ class RedisServer {
   const std::string& socket_path() const noexcept { return socket_; }
   int port() const noexcept { return port_; }  // 0 without `tcp`
   int tls_port() const noexcept { return tls_port_; }  // 0 without `tls`
+  int cluster_port() const noexcept { return cluster_port_; }  // the cluster bus; 0 without `cluster`
   const TlsCertificateFiles& tls_files() const noexcept { return tls_files_; }  // empty without `tls`
   const std::string& directory() const noexcept { return dir_; }
   pid_t pid() const noexcept { return pid_; }
@@ -225,6 +228,10 @@ class RedisServer {
            << "tls-ca-cert-file " << tls_files_.ca_cert << "\n"
            << "tls-auth-clients " << auth[static_cast<int>(options_.tls_auth_clients)] << "\n";
     }
+    if (options_.cluster)
+      conf << "cluster-enabled yes\n"
+           << "cluster-port " << cluster_port_ << "\n"
+           << "cluster-config-file " << dir_ << "/nodes.conf\n";
     for (const auto& line : options_.config) conf << line << "\n";
     if (!conf) throw Error("RedisServer: cannot write " + dir_ + "/redis.conf");
   }
@@ -274,6 +281,7 @@ class RedisServer {
   std::string socket_;
   int port_ = 0;
   int tls_port_ = 0;
+  int cluster_port_ = 0;
   TlsCertificateFiles tls_files_{};
   pid_t pid_ = -1;
   std::vector<std::unique_ptr<Connection>> sleepers_;  // connections with a DEBUG SLEEP in flight

@@ -13,6 +13,7 @@
 // through this class). Thread-safe.
 
 #include <cachet/redis/detail/argv.hpp>
+#include <cachet/redis/detail/endpoint.hpp>
 #include <cachet/redis/detail/format.hpp>
 #include <cachet/redis/detail/hiredis.hpp>
 #include <cachet/redis/detail/io_error.hpp>
@@ -51,14 +52,6 @@ inline ConnectionOptions sentinel_connection_options(const SentinelOptions& s, c
   o.password = s.password;
   o.tls = s.tls;
   return o;
-}
-
-// A port as a server wrote it: 1..65535, digits only.
-inline std::optional<int> parse_port(std::string_view text) noexcept {
-  int port = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), port);
-  if (ec != std::errc{} || end != text.data() + text.size() || port < 1 || port > 65535) return std::nullopt;
-  return port;
 }
 
 // A reply element that is a string (bulk or status); anything else is malformed here.

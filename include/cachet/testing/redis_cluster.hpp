@@ -1,0 +1,344 @@
+#pragma once
+// A throwaway Redis Cluster for tests and users: 3 masters with a replica each
+// (by default), every node on free loopback ports (never 6379, the bus port
+// picked free too), created with `redis-cli --cluster create` and removed with
+// the object. Ready when every node reports cluster_state:ok, agrees on who
+// serves each slot, and every replica's link to its master is up. See
+// docs/testing.md.
+//
+//   cachet::testing::RedisCluster cluster;
+//   auto seeds = cluster.seeds();                         // ConnectionOptions of every node
+//   int port = cluster.kill_master_of(cluster.slot_of("user:{42}"));
+//   cluster.wait_for_new_master(slot, port, 30s);
+//   cluster.move_slot(slot, other_master_port);           // or begin/migrate/end for ASK
+//
+// redis-cli comes from $CACHET_REDIS_CLI, else "redis-cli" (Debian: redis-tools).
+
+#include <cachet/error.hpp>
+#include <cachet/redis/connection.hpp>
+#include <cachet/redis/errors.hpp>
+#include <cachet/redis/options.hpp>
+#include <cachet/testing/detail/spawner.hpp>
+#include <cachet/testing/redis_server.hpp>
+
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace cachet::testing {
+
+struct RedisClusterOptions {
+  int masters = 3;
+  int replicas_per_master = 1;
+  std::chrono::milliseconds node_timeout{2000};     // cluster-node-timeout: how soon a dead master is failed over
+  std::chrono::milliseconds start_timeout{60'000};  // until the cluster is ready
+  std::vector<std::string> config{};                // extra redis.conf lines for every node
+  std::string executable{};  // redis-server; default: $CACHET_REDIS_SERVER, else "redis-server"
+  std::string cli{};         // redis-cli; default: $CACHET_REDIS_CLI, else "redis-cli"
+};
+
+class RedisCluster {
+ public:
+  using clock = std::chrono::steady_clock;
+
+  explicit RedisCluster(RedisClusterOptions options = {}) : options_(std::move(options)) {
+    if (options_.cli.empty()) {
+      const char* env = std::getenv("CACHET_REDIS_CLI");
+      options_.cli = env && *env ? env : "redis-cli";
+    }
+    if (options_.masters < 3) throw Error("RedisCluster: redis-cli --cluster create needs at least 3 masters");
+    const int count = options_.masters * (1 + options_.replicas_per_master);
+    for (int i = 0; i < count; ++i) nodes_.push_back(std::make_unique<RedisServer>(node_options()));
+    create();
+    wait_until_stable(options_.start_timeout);
+  }
+  RedisCluster(const RedisCluster&) = delete;
+  RedisCluster& operator=(const RedisCluster&) = delete;
+
+  // Options that reach each node over TCP: the seeds of a cluster client.
+  std::vector<ConnectionOptions> seeds() const {
+    std::vector<ConnectionOptions> seeds;
+    for (const auto& n : nodes_) seeds.push_back(n->tcp_connection_options());
+    return seeds;
+  }
+
+  // Every node, masters and replicas; kill, pause, slow or restart them.
+  const std::vector<std::unique_ptr<RedisServer>>& nodes() const noexcept { return nodes_; }
+  RedisServer& node_at(int port) const {
+    for (const auto& n : nodes_)
+      if (n->port() == port) return *n;
+    throw Error("RedisCluster: no node on port " + std::to_string(port));
+  }
+
+  // The slot of `key` (CLUSTER KEYSLOT, asked of a live node).
+  int slot_of(std::string_view key) const {
+    return static_cast<int>(ask_any({"CLUSTER", "KEYSLOT", key}).as_integer());
+  }
+
+  // The port of the master serving `slot`, as a live node's CLUSTER SLOTS says.
+  int master_of(int slot) const {
+    for (const auto& range : slot_ranges())
+      if (range.first <= slot && slot <= range.last) return range.master;
+    throw Error("RedisCluster: no node serves slot " + std::to_string(slot));
+  }
+  // The ports of the masters serving slots, in slot order.
+  std::vector<int> master_ports() const {
+    std::vector<int> ports;
+    for (const auto& range : slot_ranges())
+      if (std::find(ports.begin(), ports.end(), range.master) == ports.end()) ports.push_back(range.master);
+    return ports;
+  }
+  // The ports of the replicas of the master on `master_port`.
+  std::vector<int> replicas_of(int master_port) const {
+    for (const auto& range : slot_ranges())
+      if (range.master == master_port) return range.replicas;
+    throw Error("RedisCluster: no master on port " + std::to_string(master_port));
+  }
+
+  // SIGKILLs the master serving `slot`, as on a crash; returns its port. Its
+  // replica is promoted after `node_timeout`.
+  int kill_master_of(int slot) {
+    const int port = master_of(slot);
+    node_at(port).kill();
+    return port;
+  }
+
+  // CLUSTER FAILOVER on the replica on `replica_port`: it takes over from its
+  // master with the master's agreement (the master then answers MOVED). Retried
+  // while refused (e.g. the replica is still syncing).
+  void failover(int replica_port) {
+    const auto deadline = clock::now() + options_.start_timeout;
+    for (;; std::this_thread::sleep_for(std::chrono::milliseconds(50))) {
+      try {
+        node_at(replica_port).connect().command({"CLUSTER", "FAILOVER"});
+        return;
+      } catch (const ReplyError& e) {
+        if (clock::now() > deadline) throw Error(std::string("RedisCluster: CLUSTER FAILOVER refused: ") + e.what());
+      }
+    }
+  }
+
+  // Waits until `slot` is served by a master other than `old_port` and the
+  // cluster is stable again; returns the new master's port.
+  int wait_for_new_master(int slot, int old_port, std::chrono::milliseconds timeout) {
+    const auto deadline = clock::now() + timeout;
+    for (;; std::this_thread::sleep_for(std::chrono::milliseconds(20))) {
+      try {
+        if (const int port = master_of(slot); port != old_port && is_master(port)) {
+          wait_until_stable(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()));
+          return master_of(slot);
+        }
+      } catch (const Error&) {  // no live node answered, or the slot is unserved for now
+      }
+      if (clock::now() > deadline)
+        throw Error("RedisCluster: slot " + std::to_string(slot) + " did not leave port " + std::to_string(old_port) +
+                    " in time");
+    }
+  }
+
+  // Slot migration in its three steps, so that a test can run traffic between
+  // them: begin (IMPORTING on the target, MIGRATING on the source: clients get
+  // ASK for keys already moved, TRYAGAIN for multi-key commands over both),
+  // migrate up to `count` keys, end (the slot belongs to the target everywhere).
+  void begin_migration(int slot, int to_port) {
+    const int from = master_of(slot);
+    if (from == to_port) throw Error("RedisCluster: slot " + std::to_string(slot) + " is already on that node");
+    node_at(to_port).connect().command({"CLUSTER", "SETSLOT", std::to_string(slot), "IMPORTING", node_id(from)});
+    node_at(from).connect().command({"CLUSTER", "SETSLOT", std::to_string(slot), "MIGRATING", node_id(to_port)});
+    migrations_[slot] = {from, to_port};
+  }
+  // Moves up to `count` keys of a migrating slot; returns how many moved.
+  std::size_t migrate_keys(int slot, std::size_t count) {
+    const auto& [from, to] = migration(slot);
+    Connection source = node_at(from).connect();
+    const Reply keys = source.command({"CLUSTER", "GETKEYSINSLOT", std::to_string(slot), std::to_string(count)});
+    if (keys.size() == 0) return 0;
+    std::vector<std::string> args{"MIGRATE", "127.0.0.1", std::to_string(to), "", "0", "10000", "KEYS"};
+    for (std::size_t i = 0; i < keys.size(); ++i) args.emplace_back(keys[i].as_string());
+    source.command(args);
+    return keys.size();
+  }
+  void end_migration(int slot) {
+    const auto [from, to] = migration(slot);
+    const std::string target = node_id(to);
+    // The target first, then the source, then the other masters (as redis-cli does).
+    std::vector<int> order{to, from};
+    for (int m : master_ports())
+      if (m != to && m != from) order.push_back(m);
+    for (int port : order)
+      node_at(port).connect().command({"CLUSTER", "SETSLOT", std::to_string(slot), "NODE", target});
+    migrations_.erase(slot);
+    wait_until_stable(options_.start_timeout);
+  }
+  // All three steps, every key.
+  void move_slot(int slot, int to_port) {
+    begin_migration(slot, to_port);
+    while (migrate_keys(slot, 1000) > 0) {
+    }
+    end_migration(slot);
+  }
+
+  // Waits until every live node reports cluster_state:ok, all agree on the slot
+  // map, and every replica's link to its master is up.
+  void wait_until_stable(std::chrono::milliseconds timeout) {
+    const auto deadline = clock::now() + timeout;
+    std::string why = "not asked yet";
+    for (;; std::this_thread::sleep_for(std::chrono::milliseconds(20))) {
+      why = unstable_reason();
+      if (why.empty()) return;
+      if (clock::now() > deadline) throw Error("RedisCluster: not stable in time: " + why);
+    }
+  }
+
+ private:
+  struct SlotRange {
+    int first = 0;
+    int last = 0;
+    int master = 0;
+    std::vector<int> replicas;
+    bool operator==(const SlotRange&) const = default;
+  };
+
+  RedisServerOptions node_options() const {
+    RedisServerOptions o;
+    o.cluster = true;
+    o.executable = options_.executable;
+    // A replica re-syncs at once (Redis 7 waits 5 s for more replicas by default).
+    o.config = {"cluster-node-timeout " + std::to_string(options_.node_timeout.count()), "repl-diskless-sync-delay 0"};
+    o.config.insert(o.config.end(), options_.config.begin(), options_.config.end());
+    return o;
+  }
+
+  void create() {
+    std::vector<std::string> argv{options_.cli, "--cluster", "create"};
+    for (const auto& n : nodes_) argv.push_back("127.0.0.1:" + std::to_string(n->port()));
+    argv.insert(argv.end(), {"--cluster-replicas", std::to_string(options_.replicas_per_master), "--cluster-yes"});
+    const std::string out = nodes_.front()->directory() + "/cluster-create.out";
+    const pid_t pid = detail::Spawner::spawn(argv, out);
+    if (pid < 0) throw Error("RedisCluster: fork failed");
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return;
+    std::ifstream in(out);
+    const std::string log(std::istreambuf_iterator<char>(in), {});
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
+      throw Error("RedisCluster: cannot run '" + options_.cli + "' (install Debian's redis-tools, or set CACHET_REDIS_CLI)");
+    throw Error("RedisCluster: redis-cli --cluster create failed:\n" + log);
+  }
+
+  // The first live node's answer to `args`.
+  Reply ask_any(std::initializer_list<Arg> args) const {
+    std::string last = "no node is running";
+    for (const auto& n : nodes_) {
+      if (!n->running()) continue;
+      try {
+        return n->connect().command(args);
+      } catch (const Error& e) {
+        last = e.what();
+      }
+    }
+    throw Error("RedisCluster: no node answered: " + last);
+  }
+
+  static std::vector<SlotRange> parse_slots(const Reply& reply) {
+    std::vector<SlotRange> ranges;
+    for (std::size_t i = 0; i < reply.size(); ++i) {
+      const auto r = reply[i];
+      SlotRange range{static_cast<int>(r[0].as_integer()), static_cast<int>(r[1].as_integer()),
+                      static_cast<int>(r[2][1].as_integer()), {}};
+      for (std::size_t j = 3; j < r.size(); ++j) range.replicas.push_back(static_cast<int>(r[j][1].as_integer()));
+      std::sort(range.replicas.begin(), range.replicas.end());
+      ranges.push_back(std::move(range));
+    }
+    std::sort(ranges.begin(), ranges.end(), [](const SlotRange& a, const SlotRange& b) { return a.first < b.first; });
+    return ranges;
+  }
+  std::vector<SlotRange> slot_ranges() const { return parse_slots(ask_any({"CLUSTER", "SLOTS"})); }
+
+  bool is_master(int port) const {
+    try {
+      const Reply role = node_at(port).connect().command({"ROLE"});
+      return role[0].as_string() == "master";
+    } catch (const Error&) {
+      return false;
+    }
+  }
+
+  std::string node_id(int port) const {
+    return std::string(node_at(port).connect().command({"CLUSTER", "MYID"}).as_string());
+  }
+
+  const std::pair<int, int>& migration(int slot) const {
+    const auto it = migrations_.find(slot);
+    if (it == migrations_.end()) throw Error("RedisCluster: slot " + std::to_string(slot) + " is not migrating");
+    return it->second;
+  }
+
+  // Why the cluster is not stable yet, or empty when it is.
+  std::string unstable_reason() const {
+    std::optional<std::vector<SlotRange>> agreed;
+    for (const auto& n : nodes_) {
+      if (!n->running()) continue;
+      const std::string where = "node " + std::to_string(n->port()) + ": ";
+      try {
+        Connection c = n->connect();
+        if (std::string(c.command({"CLUSTER", "INFO"}).as_string()).find("cluster_state:ok") == std::string::npos)
+          return where + "cluster_state is not ok";
+        const std::string replication(c.command({"INFO", "replication"}).as_string());
+        if (replication.find("role:slave") != std::string::npos &&
+            replication.find("master_link_status:up") == std::string::npos)
+          return where + "replica's link to its master is down";
+        auto ranges = parse_slots(c.command({"CLUSTER", "SLOTS"}));
+        if (!covers_all_slots(ranges)) return where + "not every slot is served";
+        if (const int missing = first_unlisted_live_node(ranges))
+          return where + "does not list node " + std::to_string(missing) + " yet";
+        if (!agreed) agreed = std::move(ranges);
+        else if (ranges != *agreed) return where + "disagrees on the slot map";
+      } catch (const Error& e) {
+        return where + e.what();
+      }
+    }
+    return agreed ? std::string{} : "no node is running";
+  }
+
+  // A running node that the slot map names neither as a master nor as a replica
+  // (e.g. a replica whose CLUSTER REPLICATE has not reached every node), or 0.
+  int first_unlisted_live_node(const std::vector<SlotRange>& ranges) const {
+    std::set<int> listed;
+    for (const auto& r : ranges) {
+      listed.insert(r.master);
+      listed.insert(r.replicas.begin(), r.replicas.end());
+    }
+    for (const auto& n : nodes_)
+      if (n->running() && !listed.count(n->port())) return n->port();
+    return 0;
+  }
+
+  static bool covers_all_slots(const std::vector<SlotRange>& ranges) {
+    int next = 0;
+    for (const auto& r : ranges) {
+      if (r.first != next) return false;
+      next = r.last + 1;
+    }
+    return next == 16384;
+  }
+
+  RedisClusterOptions options_;
+  std::vector<std::unique_ptr<RedisServer>> nodes_;
+  std::map<int, std::pair<int, int>> migrations_;  // slot -> (source port, target port)
+};
+
+}  // namespace cachet::testing

@@ -50,7 +50,7 @@ struct ConcurrencyOptions {
 class ConcurrencyLimiter;
 
 // A place in flight, or a refusal (false). Releasing is best effort: if Redis
-// cannot be told, the lease runs out by itself.
+// cannot be told, the lease runs out by itself. It must not outlive its limiter.
 class ConcurrencyPermit {
  public:
   ConcurrencyPermit(ConcurrencyPermit&& o) noexcept

@@ -52,7 +52,9 @@ struct LimitOf {
   std::string_view tag{};
 };
 
-RateLimitResult allow_all(std::span<const LimitOf> limits, std::uint64_t cost = 1);
+// Decides every limit in one script: allowed only if all allow, and then each counts
+// `cost`; the numbers are those of the limit that denied (longest wait) or else the tightest.
+inline RateLimitResult allow_all(std::span<const LimitOf> limits, std::uint64_t cost = 1);
 inline RateLimitResult allow_all(std::initializer_list<LimitOf> limits, std::uint64_t cost = 1) {
   return allow_all(std::span<const LimitOf>(limits.begin(), limits.size()), cost);
 }

@@ -7,6 +7,7 @@
 //                                  and its category's summary (by tag) dropped in one step
 //   GET  /uncached/...             the same two GETs, always from the database
 //   GET  /metrics                  every cache's metrics, in the Prometheus text format
+//   writes (PUT, POST, DELETE) are rate-limited per client: 429 with Retry-After and RateLimit-* headers
 //
 //   http_api serve [--listen P]    serve on 127.0.0.1:P (8080) until interrupted
 //   http_api load  [--seconds S] [--threads N]   cached vs uncached from a built-in client
@@ -66,6 +67,29 @@ class Sessions {
   std::map<std::thread::id, std::unique_ptr<catalog::Session>> by_thread_;
 };
 
+// Rate limiting: writes (PUT, POST, DELETE) are limited per client (the
+// X-Client-Id header, else the address) by a GCRA in Redis, 10 a second and 20
+// at once; over it, a 429 with Retry-After. Every limited reply carries the
+// RateLimit-* headers. While Redis is down, each server limits on its own.
+cachet::RateLimiter write_limiter(cachet::Pool& pool) {
+  return cachet::make_rate_limiter(pool, cachet::Gcra{.rate = 10, .period = std::chrono::seconds(1), .burst = 20},
+                                   {.name = "api-writes", .deny_cache = 10'000, .on_redis_down = cachet::OnRedisDown::local});
+}
+
+void limit_writes(httplib::Server& server, cachet::RateLimiter& limiter) {
+  server.set_pre_routing_handler([&limiter](const httplib::Request& req, httplib::Response& res) {
+    if (req.method == "GET" || req.method == "HEAD") return httplib::Server::HandlerResponse::Unhandled;
+    const std::string client = req.has_header("X-Client-Id") ? req.get_header_value("X-Client-Id") : req.remote_addr;
+    const cachet::RateLimitResult r = limiter.allow(client);
+    for (const auto& [name, value] : cachet::rate_limit_headers(r)) res.set_header(name, value);
+    if (r.allowed) return httplib::Server::HandlerResponse::Unhandled;
+    res.status = 429;
+    res.set_content(nlohmann::json{{"error", "too many writes, retry after " + cachet::retry_after_header(r) + " s"}}.dump(),
+                    "application/json");
+    return httplib::Server::HandlerResponse::Handled;
+  });
+}
+
 // The API: route responses cached as JSON text in plain format, so
 // `redis-cli GET api:products:/products/42` shows what a client would get.
 // Category summaries are tagged with their category, for updates to drop.
@@ -77,7 +101,8 @@ class Api {
       : sessions_(db),
         products_(route_cache(pool, "products")),
         categories_(route_cache(pool, "categories")),
-        writes_(cachet::write_through(products_, PriceWriter{this}, {.on_write = cachet::CacheUpdate::del})) {
+        writes_(cachet::write_through(products_, PriceWriter{this}, {.on_write = cachet::CacheUpdate::del})),
+        write_limit_(write_limiter(pool)) {
     writes_.invalidate_after_write([](std::string_view, const std::string& body) {
       return cachet::Targets{.tags = {tag_of(nlohmann::json::parse(body).at("category_id").get<std::int64_t>())}};
     });
@@ -89,6 +114,7 @@ class Api {
 
   void install(httplib::Server& server) {
     server.set_tcp_nodelay(true);  // else small keep-alive replies wait out the client's delayed ACK (40 ms)
+    limit_writes(server, write_limit_);
     server.Get("/metrics", guarded([](const httplib::Request&, httplib::Response& res) {  // for Prometheus to scrape
       res.set_content(cachet::MetricsRegistry::global().prometheus(), "text/plain; version=0.0.4; charset=utf-8");
     }));
@@ -181,6 +207,7 @@ class Api {
   Sessions sessions_;
   RouteCache products_, categories_;
   cachet::WriteThrough<RouteCache, PriceWriter> writes_;  // attached to products_: a PUT drops its route
+  cachet::RateLimiter write_limit_;
 };
 
 // The server on a thread, on a free loopback port, stopped when this goes.
@@ -229,6 +256,14 @@ int check(Api& api) {
   const auto huge = client.Get("/products/99999999999999999999");  // std::stoll throws in the handler
   if (!huge || huge->status != 500 || huge->body.find("\"error\"") == std::string::npos)
     throw std::runtime_error("a handler's exception was not answered with a JSON 500");
+  // Writes are rate-limited per client: a burst of PUTs meets a 429 with Retry-After.
+  auto burst_put = [&] { return client.Put("/products/7", {{"X-Client-Id", "check-burst"}}, "{\"cost\": 1}", "application/json"); };
+  auto limited = burst_put();
+  for (int i = 1; i < 40 && limited && limited->status != 429; ++i) limited = burst_put();
+  if (!limited || limited->status != 429 || !limited->has_header("Retry-After") ||
+      limited->get_header_value("RateLimit-Limit") != "20")
+    throw std::runtime_error("a burst of PUTs was not answered with 429, Retry-After and RateLimit-Limit: 20");
+  std::printf("a burst of PUTs: 429, Retry-After %s s\n", limited->get_header_value("Retry-After").c_str());
   const bool fresh = seen.at("price").get<double>() == price && new_average > average;  // the summary's tag was dropped
   if (!fresh) std::fprintf(stderr, "http_api: FAILED: a GET after the PUT returned what was cached before it\n");
   const auto metrics = client.Get("/metrics");

@@ -39,6 +39,13 @@
 #include <cachet/breaker.hpp>
 #include <cachet/metrics.hpp>
 
+#include <cachet/limit/algorithms.hpp>
+#include <cachet/limit/concurrency_limiter.hpp>
+#include <cachet/limit/errors.hpp>
+#include <cachet/limit/options.hpp>
+#include <cachet/limit/rate_limiter.hpp>
+#include <cachet/limit/result.hpp>
+
 #include <cachet/executor.hpp>
 #include <cachet/guard/concepts.hpp>
 #include <cachet/guard/early_expiration.hpp>

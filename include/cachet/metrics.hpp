@@ -22,6 +22,7 @@
 #include <cachet/metrics/event.hpp>          // Event, what a cache counts
 #include <cachet/metrics/histogram.hpp>      // LatencyHistogram
 #include <cachet/metrics/label.hpp>          // MetricsLabelError
+#include <cachet/metrics/limiter.hpp>        // LimiterFigures, a rate limiter's figures
 #include <cachet/metrics/pool.hpp>           // PoolFigures, a connection pool's figures
 #include <cachet/metrics/prometheus.hpp>     // to_prometheus, the caches' exposition
 #include <cachet/metrics/registry.hpp>       // MetricsRegistry, a process's caches and pools

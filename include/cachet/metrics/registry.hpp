@@ -3,6 +3,7 @@
 
 #include <cachet/metrics/cache_metrics.hpp>
 #include <cachet/metrics/label.hpp>
+#include <cachet/metrics/limiter.hpp>
 #include <cachet/metrics/pool.hpp>
 #include <cachet/metrics/prometheus.hpp>
 #include <cachet/metrics/detail/prometheus_text.hpp>
@@ -65,7 +66,7 @@ class MetricsRegistry {
 
   // The Prometheus text of every registered cache; the registry's lock is held
   // only to copy the list, never while reading counters.
-  std::string prometheus() const { return to_prometheus(metrics()) + pools_prometheus(); }
+  std::string prometheus() const { return to_prometheus(metrics()) + pools_prometheus() + limiters_prometheus(); }
 
   // A pool's figures under the label `pool` (checked: MetricsLabelError), read by
   // `figures` at each scrape until remove_pool(the returned id). `figures` is
@@ -80,6 +81,30 @@ class MetricsRegistry {
   void remove_pool(std::uint64_t id) {
     std::lock_guard lock(pools_mutex_);
     pools_.erase(id);
+  }
+
+  // A rate limiter's figures under the label `limiter`, like add_pool; limiters
+  // with one label are summed into one series.
+  std::uint64_t add_limiter(std::string label, std::function<LimiterFigures()> figures) {
+    label = detail::checked_label("limiter", std::move(label));
+    std::lock_guard lock(pools_mutex_);
+    limiters_.emplace(++last_pool_, LimiterSource{std::move(label), std::move(figures)});
+    return last_pool_;
+  }
+  void remove_limiter(std::uint64_t id) {
+    std::lock_guard lock(pools_mutex_);
+    limiters_.erase(id);
+  }
+  std::string limiters_prometheus() const {
+    std::map<std::string, LimiterFigures> sums;
+    {
+      std::lock_guard lock(pools_mutex_);
+      for (const auto& [id, l] : limiters_) sums[l.label] += l.figures();
+    }
+    if (sums.empty()) return {};
+    detail::PrometheusWriter w;
+    detail::write_limiters(w, sums);
+    return std::move(w).take();
   }
 
   // The pools' Prometheus text alone (prometheus() has it after the caches').
@@ -111,7 +136,13 @@ class MetricsRegistry {
   };
   mutable std::mutex pools_mutex_;
   std::map<std::uint64_t, PoolSource> pools_;
-  std::uint64_t last_pool_ = 0;
+  std::uint64_t last_pool_ = 0;  // ids of pools and limiters
+
+  struct LimiterSource {
+    std::string label;
+    std::function<LimiterFigures()> figures;
+  };
+  std::map<std::uint64_t, LimiterSource> limiters_;
 };
 
 }  // namespace cachet

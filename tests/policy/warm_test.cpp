@@ -1,6 +1,7 @@
 #include <cachet/codec/string.hpp>
 #include <cachet/policy/cache_aside.hpp>
 #include <cachet/policy/warm.hpp>
+#include <cachet/policy/write_through.hpp>
 #include <cachet/store/redis_store.hpp>
 
 #include <catch2/catch.hpp>
@@ -10,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -249,4 +251,44 @@ TEST_CASE("warming a cache whose Redis is down reports every batch failed, and t
   CHECK(r.progress.failed == 30);
   CHECK(r.checkpoint.done_before == 0);
   CHECK_FALSE(r.first_error.empty());
+}
+
+TEST_CASE("in a write-through cache, a put that deleted the entry between the warm's load and write refuses the warm write") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  StringCache cache(cachet::RedisStore(pool), options("watched"));
+  std::int64_t version = 0;
+  auto writes = cachet::write_through(cache, [&](std::string_view, const std::string&) { return ++version; },
+                                      {.on_write = cachet::CacheUpdate::del});
+  const Ids ids(10);
+  auto loader = [&](std::span<const std::string_view> batch) {
+    std::vector<std::optional<std::string>> out;
+    for (auto id : batch) out.emplace_back(row(id));
+    writes.put("5", "newer row");  // the database updated and the entry deleted: absent, yet the warm's row is old
+    return out;
+  };
+  const cachet::WarmResult r = cachet::warm(cache, ids.views, loader, {.batch_size = 10});
+  CHECK(r.progress.kept == 1);
+  CHECK_FALSE(cache.get("5").has_value());  // not the old row: the next read loads the new one
+  CHECK(cache.get("4") == row("4"));
+}
+
+TEST_CASE("a store write only if absent is superseded by any value, and written over none") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  cachet::RedisStore store(pool);
+  cachet::StoreWrite w{"k", "warm", 60s};
+  w.only_if_absent = true;
+  CHECK_FALSE(w.plain());
+  CHECK(store.write(w) == cachet::WriteResult::written);
+  CHECK(store.get("k") == "warm");
+  store.set("k", "newer", 60s);
+  CHECK(store.write(w) == cachet::WriteResult::superseded);
+  CHECK(store.get("k") == "newer");
+  cachet::StoreWrite other{"other", "warm", 60s};
+  other.only_if_absent = true;
+  const cachet::StoreWrite batch[] = {w, other};
+  const cachet::BatchWriteResult b = store.write_many(batch);
+  CHECK(b.superseded == 1);
+  CHECK(store.get("other") == "warm");
 }

@@ -44,7 +44,7 @@ struct WarmProgress {
   std::size_t done = 0;    // ids handled (warmed, kept, not found, or failed), counting a checkpoint's
   std::size_t total = 0;   // ids given
   std::size_t failed = 0;  // ids whose batch failed to load or write
-  std::size_t kept = 0;    // ids whose cached value was newer than the warm's: left alone
+  std::size_t kept = 0;    // ids not written: a value was cached, or a write came, after the warm began
 };
 
 // Where a warm got to: ids [0, done_before) and the [begin, end) ranges of

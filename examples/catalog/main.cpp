@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
@@ -134,6 +135,20 @@ cachet::CacheOptions cache_options(const std::string& ns, const std::string& nam
   return {.ns = ns, .name = name, .ttl = cachet::TtlPolicy({.fresh = std::chrono::minutes(10)}), .metrics_label = ns + ":" + name};
 }
 
+// Warms a mode's caches with the most viewed products, its progress on one line.
+void warm_mode(Mode& mode, Database& db, const std::vector<std::int64_t>& ids, std::int64_t categories, ProgressLine& line) {
+  const auto started = std::chrono::steady_clock::now();
+  const cachet::WarmResult r = mode.warm(db, ids, categories, [&](const cachet::WarmProgress& p) {
+    line.show(mode.name() + ": warming " + std::to_string(p.done) + " / " + std::to_string(p.total) +
+              " most viewed products" + (p.failed ? ", " + std::to_string(p.failed) + " failed" : ""));
+  });
+  line.done();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  std::printf("%s: warmed %zu products in %.2f s (%zu kept: cached already, %zu failed%s%s)\n", mode.name().c_str(),
+              r.progress.done, seconds, r.progress.kept, r.progress.failed, r.first_error.empty() ? "" : ": ",
+              r.first_error.c_str());
+}
+
 int run(const Args& a, example::Cli& cli) {
   ProgressLine line;
   std::unique_ptr<ThrowawayPostgres> pg_server;  // started before any thread: it forks
@@ -179,11 +194,7 @@ int run(const Args& a, example::Cli& cli) {
   Committed committed(a.shape.products);
   std::vector<RunResult> runs;
   for (auto& mode : modes) {
-    if (mode->counts()) {
-      line.show(mode->name() + ": warming the " + std::to_string(warm_ids.size()) + " most viewed products");
-      auto session = db->session();
-      mode->warm(*session, warm_ids, a.shape.categories);
-    }
+    if (mode->counts()) warm_mode(*mode, *db, warm_ids, a.shape.categories, line);
     runs.push_back(run_mode(*mode, *db, popularity, committed, a.run, [&](double seconds, long long requests) {
       char text[128];
       std::snprintf(text, sizeof text, "%s: %.1f / %.1f s, %lld requests", mode->name().c_str(), seconds,

@@ -10,6 +10,7 @@
 #include <cachet/cachet.hpp>
 
 #include <charconv>
+#include <functional>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -46,8 +47,13 @@ class Mode {
   virtual std::string name() const = 0;
   virtual Page read(Session& db, std::int64_t id) = 0;
   virtual Product update(Session& db, std::int64_t id, double price) = 0;
-  // Loads the given products (and every category) before the measured run.
-  virtual void warm(Session&, const std::vector<std::int64_t>&, std::int64_t /*categories*/) {}
+  // Loads the given products (and every category) before the measured run,
+  // reporting the products' progress (cachet::warm).
+  using WarmReport = std::function<void(const cachet::WarmProgress&)>;
+  virtual cachet::WarmResult warm(Database&, const std::vector<std::int64_t>&, std::int64_t /*categories*/,
+                                  const WarmReport&) {
+    return {};
+  }
   virtual std::optional<CacheCounts> counts() const { return std::nullopt; }
 };
 
@@ -130,19 +136,25 @@ class Cached final : public Mode {
     return p;
   }
 
-  void warm(Session& db, const std::vector<std::int64_t>& ids, std::int64_t categories) override {
-    for (std::size_t from = 0; from < ids.size(); from += 500) {
-      std::vector<std::string> keys;
-      for (std::size_t i = from; i < std::min(ids.size(), from + 500); ++i) keys.push_back(std::to_string(ids[i]));
-      const std::vector<std::string_view> views(keys.begin(), keys.end());
-      products_.get_many(views, [&db](std::span<const std::string_view> missing) {
-        std::vector<std::optional<Product>> out;
-        for (auto k : missing) out.push_back(db.product(parse_id(k)));
-        return out;
-      });
-    }
+  // Four batches of 500 at once, each on a database session of its own; a
+  // warm write never replaces a value a writer stored meanwhile.
+  cachet::WarmResult warm(Database& db, const std::vector<std::int64_t>& ids, std::int64_t categories,
+                          const WarmReport& report) override {
+    std::vector<std::string> keys;
+    keys.reserve(ids.size());
+    for (std::int64_t id : ids) keys.push_back(std::to_string(id));
+    const std::vector<std::string_view> views(keys.begin(), keys.end());
+    auto load = [&db](std::span<const std::string_view> batch) {
+      const std::unique_ptr<Session> session = db.session();
+      std::vector<std::optional<Product>> out;
+      for (auto k : batch) out.push_back(session->product(parse_id(k)));
+      return out;
+    };
+    cachet::WarmResult r = cachet::warm(products_, views, load, {.batch_size = 500, .concurrency = 4, .on_progress = report});
+    const std::unique_ptr<Session> session = db.session();
     for (std::int64_t c = 1; c <= categories; ++c)
-      categories_.get_or_load(std::to_string(c), [&db](std::string_view k) { return db.category(parse_id(k)); });
+      categories_.get_or_load(std::to_string(c), [&](std::string_view k) { return session->category(parse_id(k)); });
+    return r;
   }
 
   std::optional<CacheCounts> counts() const override {

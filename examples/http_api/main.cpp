@@ -22,14 +22,17 @@
 #include <cachet/cachet.hpp>
 
 #include <httplib.h>
+#include <openssl/rand.h>
 #include <nlohmann/json.hpp>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -110,6 +113,19 @@ class Api {
       if (body.empty()) return std::vector<std::string>{};  // not found: nothing to tag
       return std::vector<std::string>{tag_of(nlohmann::json::parse(body).at("id").get<std::int64_t>())};
     });
+  }
+
+  // Fills the product routes of products 1..n before traffic (cachet::warm):
+  // batches of 200, four at once, each on its own database session.
+  cachet::WarmResult warm_products(std::int64_t n, const std::function<void(const cachet::WarmProgress&)>& report) {
+    std::vector<std::string> routes;
+    for (std::int64_t id = 1; id <= n; ++id) routes.push_back("/products/" + std::to_string(id));
+    const std::vector<std::string_view> ids(routes.begin(), routes.end());
+    return cachet::warm(products_, ids, [this](std::span<const std::string_view> batch) {
+      std::vector<std::optional<std::string>> out;
+      for (auto route : batch) out.emplace_back(json_of(sessions_.mine().product(std::stoll(std::string(route.substr(10))))));
+      return out;
+    }, {.batch_size = 200, .concurrency = 4, .on_progress = report});
   }
 
   void install(httplib::Server& server) {
@@ -326,6 +342,38 @@ int load(Api& api, const Args& a) {
 
 std::atomic<bool> interrupted{false};
 
+// Start-up: the most viewed products warmed before the first request, the progress printed.
+void warm_at_start(Api& api, std::int64_t products) {
+  const cachet::WarmResult r = api.warm_products(std::min<std::int64_t>(products, 1000), [](const cachet::WarmProgress& p) {
+    std::printf("\rwarming the product routes: %zu / %zu (%zu failed)", p.done, p.total, p.failed);
+    std::fflush(stdout);
+  });
+  std::printf("\n%s", r.first_error.empty() ? "" : ("warming: " + r.first_error + "\n").c_str());
+}
+
+// A sensitive value (a customer's payment token) cached through Encrypted:
+// Redis holds only AES-256-GCM ciphertext, bound to its key, so a value copied
+// under another customer's key is a miss. A real deployment reads its 32-byte
+// keys from a secret store (docs/encryption.md); this one makes a key per run.
+bool show_encryption(cachet::Pool& pool) {
+  std::string key(cachet::KeyRing::key_size, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(key.data()), static_cast<int>(key.size())) != 1)
+    throw std::runtime_error("no random key");
+  using Tokens = cachet::Encrypted<cachet::StringCodec>;
+  cachet::CacheAside<std::string, Tokens> tokens(cachet::RedisStore(pool),
+                                                 {.ns = "api", .name = "payment_tokens", .ttl = cachet::TtlPolicy({.fresh = std::chrono::minutes(5)})},
+                                                 Tokens(std::make_shared<cachet::KeyRing>(1, key)));
+  tokens.set("customer-1", "tok_visa_4242");
+  const std::string stored =
+      pool.with([&](cachet::Connection& c) { return c.command({"GET", tokens.key("customer-1")}).as_string(); });
+  pool.with([&](cachet::Connection& c) { c.command({"SET", tokens.key("customer-2"), stored}); });  // copied by an attacker
+  const bool ok = tokens.get("customer-1") == "tok_visa_4242" && stored.find("tok_visa") == std::string::npos &&
+                  !tokens.get("customer-2");
+  std::printf("an encrypted token: %zu bytes in Redis, none of them the token; copied to another customer's key, it %s\n",
+              stored.size(), tokens.get("customer-2") ? "READ (FAILED)" : "is a miss");
+  return ok;
+}
+
 int serve(Api& api, const Args& a) {
   httplib::Server server;
   api.install(server);
@@ -366,6 +414,8 @@ int main(int argc, char** argv) {
     for (const char* name : {"products", "categories", "wv"})  // a server given may hold an earlier run's answers and versions
       cachet::invalidate_matching(pool, cachet::KeyBuilder("api").pattern(name));
     Api api(db, pool);
+    warm_at_start(api, a.shape.products);
+    if (!show_encryption(pool)) return 1;
     if (a.command == "check") return check(api);
     if (a.command == "load") return load(api, a);
     return serve(api, a);

@@ -26,6 +26,7 @@
 #include <cachet/invalidation/tags.hpp>
 
 #include <cachet/codec/concepts.hpp>
+#include <cachet/codec/encrypted.hpp>
 #include <cachet/codec/entry.hpp>
 #include <cachet/codec/envelope.hpp>
 #include <cachet/codec/errors.hpp>
@@ -71,6 +72,7 @@
 #include <cachet/policy/make.hpp>
 #include <cachet/policy/read_through.hpp>
 #include <cachet/policy/refresh_ahead.hpp>
+#include <cachet/policy/warm.hpp>
 #include <cachet/policy/write_behind.hpp>
 #include <cachet/policy/write_behind_counters.hpp>
 #include <cachet/policy/write_queue.hpp>

@@ -375,7 +375,7 @@ TEST_CASE("an entry stranded behind the group's read position, in no pending lis
   conn.command({"EVAL",
                 "local e = redis.call('XADD', KEYS[1], '*', 'k', ARGV[1], 'c', ARGV[2], 'v', ARGV[3]) "
                 "redis.call('XGROUP', 'SETID', KEYS[1], 'cachet', '$') return e",
-                1, cache.stream(), "2", cache.cache().key("2"), cachet::detail::WriteAccess(cache.cache()).encode("b").bytes});
+                1, cache.stream(), "2", cache.cache().key("2"), cachet::detail::WriteAccess(cache.cache()).encode(cache.cache().key("2"), "b").bytes});
   REQUIRE(group_pending(conn, cache.stream()) == 0);
   const cachet::FlushResult flushed = cache.flush(10s);
   REQUIRE(flushed.drained);

@@ -23,6 +23,16 @@ concept Codec = requires(const C& codec, const typename C::value_type& value, st
 template <class C, class V>
 concept CodecFor = Codec<C> && std::same_as<typename C::value_type, V>;
 
+// A codec whose bytes are bound to where they are stored (Encrypted: associated
+// data). The cache passes it the entry's binding (EntryCodec: the Redis key,
+// and the envelope's metadata), and calls the other form for any other codec.
+template <class C>
+concept KeyedCodec = Codec<C> && requires(const C& codec, const typename C::value_type& value, std::string_view bytes,
+                                          std::string_view key) {
+  { codec.encode(value, key) } -> std::same_as<std::string>;
+  { codec.decode(bytes, key) } -> std::same_as<typename C::value_type>;
+};
+
 namespace codec_id {
 inline constexpr std::uint8_t string = 1;
 inline constexpr std::uint8_t json = 2;

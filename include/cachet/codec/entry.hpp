@@ -10,6 +10,12 @@
 //
 // decode() throws DecodeError for bytes that are neither; the read path treats
 // that as a miss.
+//
+// A KeyedCodec (Encrypted) is given the entry's binding: the Redis key, then
+// in the envelope format the header's bytes 0-3 and 8-27 (magic, version,
+// codec id, times) and 0x01, in the plain format 0x00. So neither the value,
+// its key nor its metadata can be changed unnoticed, and no binding of one
+// format equals one of the other.
 
 #include <cachet/codec/concepts.hpp>
 #include <cachet/codec/envelope.hpp>
@@ -40,9 +46,15 @@ class EntryCodec {
 
   explicit EntryCodec(Format format = Format::envelope, C codec = {}) : format_(format), codec_(std::move(codec)) {}
 
-  std::string encode(const value_type& value, const EntryMeta& meta) const {
-    if (format_ == Format::plain) return codec_.encode(value);
-    if constexpr (requires(std::string& out) { codec_.encode_to(value, out); }) {
+  // `key`: the Redis key the entry is stored under (used by a KeyedCodec only).
+  std::string encode(const value_type& value, const EntryMeta& meta, std::string_view key = {}) const {
+    if (format_ == Format::plain) return encode_payload(value, key, nullptr);
+    if constexpr (KeyedCodec<C>) {
+      char h[envelope::header_size];  // the metadata the payload is bound to; the length comes after
+      envelope::write_header(h, C::id, meta, 0, false);
+      const std::string payload = encode_payload(value, key, h);
+      return envelope::encode(C::id, meta, payload, compressed(payload));
+    } else if constexpr (requires(std::string& out) { codec_.encode_to(value, out); }) {
       std::string out(envelope::header_size, '\0');  // the payload is appended, not copied
       codec_.encode_to(value, out);
       const std::string_view payload = std::string_view(out).substr(envelope::header_size);
@@ -61,12 +73,12 @@ class EntryCodec {
     return envelope::encode(C::id, m, {});
   }
 
-  Decoded decode(std::string_view bytes) const {
+  Decoded decode(std::string_view bytes, std::string_view key = {}) const {
     if (format_ == Format::plain) {
       Decoded d;
       d.meta.fresh_until = EntryMeta::time_point::max();
       if (bytes == plain_negative_marker) d.meta.negative = true;
-      else d.value.emplace(codec_.decode(bytes));
+      else d.value.emplace(decode_payload(bytes, key, nullptr));
       return d;
     }
     const envelope::View v = envelope::decode(bytes);
@@ -75,7 +87,7 @@ class EntryCodec {
                         std::to_string(C::id));
     if (v.compressed != compressed(v.payload)) throw DecodeError("entry: compressed flag does not match the payload");
     Decoded d{std::nullopt, v.meta};
-    if (!v.meta.negative) d.value.emplace(codec_.decode(v.payload));
+    if (!v.meta.negative) d.value.emplace(decode_payload(v.payload, key, bytes.data()));
     return d;
   }
 
@@ -83,6 +95,24 @@ class EntryCodec {
   const C& codec() const noexcept { return codec_; }
 
  private:
+  // The codec's bytes of `value`: bound to `key` and `header` (nullptr: plain) for a KeyedCodec.
+  std::string encode_payload(const value_type& value, [[maybe_unused]] std::string_view key,
+                             [[maybe_unused]] const char* header) const {
+    if constexpr (KeyedCodec<C>) return codec_.encode(value, binding(key, header));
+    else return codec_.encode(value);
+  }
+  value_type decode_payload(std::string_view payload, [[maybe_unused]] std::string_view key,
+                            [[maybe_unused]] const char* header) const {
+    if constexpr (KeyedCodec<C>) return codec_.decode(payload, binding(key, header));
+    else return codec_.decode(payload);
+  }
+  static std::string binding(std::string_view key, const char* header) {
+    std::string b(key);
+    if (header) b.append(header, 4).append(header + 8, 20);
+    b.push_back(header ? '\1' : '\0');
+    return b;
+  }
+
   static bool compressed(std::string_view payload) noexcept {
     if constexpr (requires { C::is_compressed(payload); }) return C::is_compressed(payload);
     else return false;

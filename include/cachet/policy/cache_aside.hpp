@@ -154,8 +154,9 @@ class CacheAside : protected detail::CacheLoad<V, C, G, S, Clk> {
     if constexpr (RedisBacked<S>) {
       if (tags_for_) return set(id, value, tags_for_(value));
     }
-    const detail::Encoded e = encode(value);
-    store_.set(key(id), e.bytes, e.ttl);
+    const std::string k = key(id);
+    const detail::Encoded e = encode(k, value);
+    store_.set(k, e.bytes, e.ttl);
   }
 
   // Removes `id`'s entry. Throws on Redis errors: a failed invalidation leaves stale data.
@@ -174,8 +175,8 @@ class CacheAside : protected detail::CacheLoad<V, C, G, S, Clk> {
     requires RedisBacked<S>
   void set(std::string_view id, const V& value, const R& tags) {
     refuse_tags_if_sliding();
-    const detail::Encoded e = encode(value);
     const std::string k = key(id);
+    const detail::Encoded e = encode(k, value);
     const std::string_view written = k;
     [[maybe_unused]] const auto forget = forgetting({&written, 1});
     tag_sets().set_tagged(k, e.bytes, e.ttl, tags);

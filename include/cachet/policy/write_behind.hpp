@@ -115,8 +115,8 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
   // (it is queued on the master and will be flushed unless a failover loses it).
   StreamId write(std::string_view id, const V& value) {
     cache_.metrics().count(Event::write);
-    const detail::Encoded e = access_.encode(value);
     const std::string k = cache_.key(id);
+    const detail::Encoded e = access_.encode(k, value);
     const std::string_view written = k;
     [[maybe_unused]] const auto forget = access_.forgetting({&written, 1});  // the enqueue script sets the entry
     const Tags tags(cache_.store().redis(), cache_.keys());
@@ -222,7 +222,7 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
     const bool reached = access.guarded([&] { bytes = queue.pending(id); }, cache.options().throw_redis_errors);
     if (!reached || !bytes) return std::nullopt;
     try {
-      return access.decode_value(*bytes);
+      return access.decode_value(cache.key(id), *bytes);  // the key it was queued for, unless a version bump came between
     } catch (const DecodeError&) {
       cache.metrics().count(Event::decode_error);
       return std::nullopt;

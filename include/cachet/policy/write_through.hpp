@@ -179,7 +179,7 @@ class WriteThrough : public detail::WritePolicy<Cache, W> {
     std::optional<detail::Encoded> e;
     if (set) {
       try {
-        e = access_.encode(value);
+        e = access_.encode(k, value);
       } catch (const EncodeError&) {
         error = std::current_exception();
       }

@@ -83,6 +83,9 @@ struct StoreWrite {
   // reached the cache since the load began. Empty `watch`: no condition.
   std::string_view watch = {};
   std::optional<std::string_view> seen = {};
+  // Written only while the key holds no value (a cache warm: whatever a reader
+  // or writer stored meanwhile is at least as new); superseded otherwise.
+  bool only_if_absent = false;
   // Attached by a guard or a write policy; nullptr: none. Each views what the caller owns.
   const LockCheck* lock_check = nullptr;              // written only while this token holds the lock
   const VersionCheck* version_check = nullptr;        // refused when a newer version was written
@@ -93,7 +96,8 @@ struct StoreWrite {
 
   // No condition, tag or invalidation: a SET.
   bool plain() const noexcept {
-    return !lock_check && !version_check && watch.empty() && tag_sets.empty() && (!invalidation || invalidation->empty());
+    return !lock_check && !version_check && watch.empty() && !only_if_absent && tag_sets.empty() &&
+           (!invalidation || invalidation->empty());
   }
 };
 

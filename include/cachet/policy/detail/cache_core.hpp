@@ -177,26 +177,28 @@ class CacheCore {
     return guarded([&] { append_key(out, id); }, options_.throw_redis_errors);
   }
 
-  // An entry made at `now`, as a load stores it: of `*value`, or negative for
+  // An entry made at `now` for key `k`, as a load stores it: of `*value`, or negative for
   // nullptr (nullopt when this name does not cache "does not exist"). Throws EncodeError.
-  std::optional<Encoded> encode_entry(const V* value, EntryMeta::time_point now,
+  std::optional<Encoded> encode_entry(std::string_view k, const V* value, EntryMeta::time_point now,
                                       std::chrono::nanoseconds compute) const {
     if (value) {
       const Expiry e = options_.ttl.expiry(options_.name, now);
-      return Encoded{entries_.encode(*value, meta(now, e, compute)), e.ttl};
+      return Encoded{entries_.encode(*value, meta(now, e, compute), k), e.ttl};
     }
     const std::chrono::milliseconds ttl = options_.ttl.negative_ttl(options_.name);
     if (ttl.count() <= 0) return std::nullopt;
     return Encoded{entries_.encode_negative(meta(now, {now + ttl, ttl}, compute)), ttl};
   }
-  Encoded encode(const V& value) const { return *encode_entry(&value, clock_.now(), {}); }
-  std::optional<V> decode_value(std::string_view bytes) const { return entries_.decode(bytes).value; }
+  Encoded encode(std::string_view k, const V& value) const { return *encode_entry(k, &value, clock_.now(), {}); }
+  std::optional<V> decode_value(std::string_view k, std::string_view bytes) const {
+    return entries_.decode(bytes, k).value;
+  }
 
-  // Nullopt for nothing, or for corrupt or foreign bytes (a miss, counted if `counted`).
-  std::optional<Entry> decode(const std::optional<std::string>& bytes, bool counted = true) {
+  // Key `k`'s bytes; nullopt for nothing, or for corrupt or foreign bytes (a miss, counted if `counted`).
+  std::optional<Entry> decode(std::string_view k, const std::optional<std::string>& bytes, bool counted = true) {
     if (!bytes) return std::nullopt;
     try {
-      auto d = entries_.decode(*bytes);
+      auto d = entries_.decode(*bytes, k);
       if constexpr (tiered) return Entry{d.value ? std::make_shared<const V>(std::move(*d.value)) : nullptr, d.meta};
       else return d;
     } catch (const DecodeError&) {

@@ -96,7 +96,7 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
   template <class R>
   std::optional<R> reread(const std::string& k, EntryMeta::time_point after) {
     try {
-      Lookup found = judge(decode(store_.get(k), false));  // the lookup counted these bytes
+      Lookup found = judge(decode(k, store_.get(k), false));  // the lookup counted these bytes
       if (found.entry.meta.created_at <= after) return std::nullopt;
       if (found.state == Lookup::value) return R(value_of(found.entry));
       if constexpr (is_optional<R>::value) {
@@ -164,11 +164,11 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
   // Decodes what fetch() read; a tiered store keeps it in process.
   std::optional<Entry> take(std::string_view k, Fetched& f) {
     if constexpr (tiered) {
-      std::optional<Entry> e = decode(f.bytes);
+      std::optional<Entry> e = decode(k, f.bytes);
       if (e) store_.fill(k, f, *e);
       return e;
     } else {
-      return decode(f);
+      return decode(k, f);
     }
   }
 

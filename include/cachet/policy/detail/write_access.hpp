@@ -2,9 +2,9 @@
 // The one door from a write policy (WriteThrough, WriteBehind and its flusher)
 // into the CacheAside it attaches to, for what is not the cache's user API:
 //
-//   watch_writes()      switches on write-version watching (done by attaching)
-//   encode(value)       a fresh entry of `value` as a load would store it: bytes and Redis TTL
-//   decode_value(bytes) the value in an entry's bytes (nullopt: negative), for the pending queue
+//   watch_writes()      switches on write-version watching (done by attaching); watching_writes() tells
+//   encode(k, value)    a fresh entry of `value` for key `k` as a load would store it: bytes and Redis TTL
+//   decode_value(k, bytes) the value in key `k`'s entry bytes (nullopt: negative), for the pending queue
 //   guarded(op, rethrow) a Redis operation under the cache's circuit breaker
 //   forgetting(keys)    over a TieredStore, evicts `keys` from L1 when the result goes
 //   tag_write(w, v, s)  tags a store write as the cache tags its loaded values
@@ -32,10 +32,13 @@ class WriteAccess {
   // it notes the key's write version ({ns}:wv:{key}) first and its write is
   // refused if a write changed it. Costs a GET per load. Before sharing the cache.
   void watch_writes() const noexcept { cache_.watch_writes_.store(true, std::memory_order_relaxed); }
+  bool watching_writes() const noexcept { return cache_.watch_writes_.load(std::memory_order_relaxed); }
   // Throws EncodeError.
-  Encoded encode(const value_type& value) const { return cache_.encode(value); }
+  Encoded encode(std::string_view k, const value_type& value) const { return cache_.encode(k, value); }
   // Throws DecodeError.
-  std::optional<value_type> decode_value(std::string_view bytes) const { return cache_.decode_value(bytes); }
+  std::optional<value_type> decode_value(std::string_view k, std::string_view bytes) const {
+    return cache_.decode_value(k, bytes);
+  }
   // False when Redis was not reached (breaker open, or the call failed); errors
   // and skips are counted, and thrown only when `rethrow` is set.
   template <class Op>

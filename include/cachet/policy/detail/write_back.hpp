@@ -55,7 +55,7 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
     const auto compute = std::chrono::steady_clock::now() - started;
     std::optional<Encoded> e;
     try {
-      if (!(e = encode_entry(value, clock_.now(), compute))) return;  // "does not exist" is not cached for this name
+      if (!(e = encode_entry(k, value, clock_.now(), compute))) return;  // "does not exist" is not cached for this name
     } catch (const EncodeError&) {
       metrics_->count(Event::cache_write_error);  // the reader still gets the value
       return;
@@ -82,7 +82,7 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
     for (std::size_t j = 0; j < missing.size(); ++j) {
       try {
         const V* value = loaded[j] ? &*loaded[j] : nullptr;
-        std::optional<Encoded> e = encode_entry(value, now, compute);
+        std::optional<Encoded> e = encode_entry(keys[missing[j]], value, now, compute);
         if (!e) continue;
         bytes.push_back(std::move(e->bytes));
         entries.push_back({keys[missing[j]], bytes.back(), e->ttl});

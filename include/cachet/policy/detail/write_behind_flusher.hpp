@@ -235,7 +235,7 @@ class Flusher {
     std::vector<Held*> owners;
     for (Held* h : ready) {
       try {
-        std::optional<V> v = WriteAccess<Cache>(cache_).decode_value(h->head.bytes);
+        std::optional<V> v = WriteAccess<Cache>(cache_).decode_value(h->head.cache_key, h->head.bytes);
         if (!v) throw DecodeError("a negative cache entry");
         writes.push_back({h->head.id, std::move(*v), h->head.entry, h->superseded.size()});
         owners.push_back(h);

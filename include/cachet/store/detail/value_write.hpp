@@ -79,7 +79,8 @@ end
 inline const Script& value_write_script() {
   // KEYS: value, tag sets..., [lock], [version], [watch]. ARGV: bytes, TTL ms, prune sample,
   // #tag sets, token ('' without a lock), release, channel, version ('' without), version
-  // TTL ms, delete, watch ('' without, '0' expect absent, '1' expect ARGV[12]), seen.
+  // TTL ms, delete, watch ('' without, '0' expect absent, '1' expect ARGV[12]), seen,
+  // only if absent ('1').
   // Returns 1 written, 0 the lock was lost, -1 superseded (and the lock released).
   static const Script script(std::string(tag_value_lua) + bump_lua() + R"lua(
 local ttl, sample, ntags = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -94,6 +95,7 @@ local function release()
   end
 end
 if lock and redis.call('GET', lock) ~= ARGV[5] then return 0 end
+if ARGV[13] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then release() return -1 end
 if watch then
   local now = redis.call('GET', watch)
   if (ARGV[11] == '0' and now) or (ARGV[11] == '1' and now ~= ARGV[12]) then release() return -1 end
@@ -150,7 +152,8 @@ class ValueWriteCall {
              version_ttl_,
              version && version->delete_value ? "1" : "0",
              w.watch.empty() ? "" : (w.seen ? "1" : "0"),
-             w.seen ? *w.seen : std::string_view{}};
+             w.seen ? *w.seen : std::string_view{},
+             w.only_if_absent ? "1" : "0"};
   }
   ValueWriteCall(const ValueWriteCall&) = delete;  // views its own strings
   ValueWriteCall& operator=(const ValueWriteCall&) = delete;

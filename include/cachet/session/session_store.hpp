@@ -296,16 +296,16 @@ inline Session SessionStore::to_session(std::string id, const Reply& reply) cons
   const ReplyView fields = reply[1];
   SessionAttributes attributes;
   std::string user;
-  std::uint64_t version = 0, created = 0, deadline = 0;
+  std::uint64_t ver = 0, created = 0, deadline = 0;
   for (std::size_t i = 0; i + 1 < fields.size(); i += 2) {
     const std::string_view name = fields[i].as_string(), value = fields[i + 1].as_string();
     if (name == ":user") user = value;
-    else if (name == ":ver") version = detail::to_u64(value);
+    else if (name == ":ver") ver = detail::to_u64(value);
     else if (name == ":created") created = detail::to_u64(value);
     else if (name == ":abs") deadline = detail::to_u64(value);
     else if (!name.starts_with(':')) attributes.emplace(name, value);
   }
-  return Session(std::move(id), std::move(attributes), std::move(user), version, detail::from_ms(created),
+  return Session(std::move(id), std::move(attributes), std::move(user), ver, detail::from_ms(created),
                  detail::from_ms(deadline), std::chrono::milliseconds(reply[0].as_integer()));
 }
 

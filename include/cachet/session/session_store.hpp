@@ -52,8 +52,8 @@ class SessionStore {
     append(args, attributes);
     Lease lease = pool_->acquire();
     if (!user.empty()) index_add(*lease, user, ref.handle);  // first: a session is never missing from its user's index
-    if (scripts().create.run(*lease, keys(ref.handle), args).as_integer() == 0)
-      throw SessionError("session id already taken (the random generator repeats itself)");
+    const long long created = scripts().create.run(*lease, keys(ref.handle), args).as_integer();
+    if (created < 0) throw_for(created, "create");
     if (!user.empty()) enforce_max(*lease, user);
     return token;
   }
@@ -206,7 +206,7 @@ class SessionStore {
   [[noreturn]] static void throw_for(long long code, std::string_view what) {
     if (code == -1) throw SessionEnded(fmt::format("session {}: the session was ended (logout or a new id)", what));
     if (code == -2) throw SessionNotFound(fmt::format("session {}: no such session (expired?)", what));
-    throw SessionError(fmt::format("session {}: the new id is taken", what));
+    throw SessionError(fmt::format("session {}: the new id is taken (the random generator repeats itself)", what));
   }
 
   // Runs the write script; the new version, or `conflict`; throws when the session is gone.

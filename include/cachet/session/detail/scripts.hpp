@@ -27,9 +27,11 @@ end
 )lua";
 
 // KEYS: hash, tombstone. ARGV: idle ms, absolute ms, user, then name/value pairs.
-// -> creation time (ms), or 0 when the id is taken or tombstoned.
+// -> creation time (ms); -1 tombstoned (ended by destroy_all between a login's
+// index entry and this), -4 the id is taken.
 inline constexpr const char* session_create_lua = R"lua(
-if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return -4 end
 local t = now()
 redis.call('HSET', KEYS[1], ':created', t, ':abs', t + tonumber(ARGV[2]), ':ver', 1, ':user', ARGV[3])
 for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
@@ -93,12 +95,13 @@ return user
 
 // KEYS: old hash, old tombstone, new hash, new tombstone (one hash tag).
 // ARGV: tombstone ms, '1' to set the user, the user.
-// -> {previous user, absolute deadline ms}; -1 tombstoned, -2 missing, -4 new id taken.
+// -> {previous user, absolute deadline ms}; -1 either id tombstoned (the new one:
+// by destroy_all, from its index entry), -2 missing, -4 new id taken.
 // RENAME keeps the data and the TTL; the old id is tombstoned like a logout.
 inline constexpr const char* session_regenerate_lua = R"lua(
-if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+if redis.call('EXISTS', KEYS[2], KEYS[4]) > 0 then return -1 end
 if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
-if redis.call('EXISTS', KEYS[3], KEYS[4]) > 0 then return -4 end
+if redis.call('EXISTS', KEYS[3]) == 1 then return -4 end
 local previous = redis.call('HMGET', KEYS[1], ':user', ':abs')
 redis.call('RENAME', KEYS[1], KEYS[3])
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])

@@ -8,6 +8,9 @@
 //   GET  /uncached/...             the same two GETs, always from the database
 //   GET  /metrics                  every cache's metrics, in the Prometheus text format
 //   writes (PUT, POST, DELETE) are rate-limited per client: 429 with Retry-After and RateLimit-* headers
+//   POST /login {"user":"u"}       a session cookie (a new id, even for a visitor's session: fixation)
+//   GET  /me                       the session's user and visit count (401 without a live session)
+//   POST /logout                   the session ended, the cookie cleared
 //
 //   http_api serve [--listen P]    serve on 127.0.0.1:P (8080) until interrupted
 //   http_api load  [--seconds S] [--threads N]   cached vs uncached from a built-in client
@@ -93,6 +96,99 @@ void limit_writes(httplib::Server& server, cachet::RateLimiter& limiter) {
   });
 }
 
+// Login and logout with a session cookie (docs/sessions.md). The cookie holds
+// only the signed id; the session lives in Redis. Login regenerates the id, so a
+// visitor's id planted before the login is worth nothing after it.
+class LoginRoutes {
+ public:
+  explicit LoginRoutes(cachet::Pool& pool)
+      : sessions_(cachet::make_session_store(pool, {.idle = std::chrono::minutes(30), .absolute = std::chrono::hours(12),
+                                                    .max_per_user = 5, .secrets = {"demo-secret-rotate-me"}})) {}
+
+  void install(httplib::Server& server) {
+    server.Post("/login", [this](const httplib::Request& req, httplib::Response& res) { login(req, res); });
+    server.Post("/logout", [this](const httplib::Request& req, httplib::Response& res) {
+      if (const auto id = cookie(req)) try {
+          sessions_.destroy(*id);
+        } catch (const cachet::InvalidSessionId&) {  // nothing to end
+        }
+      res.set_header("Set-Cookie", "sid=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0");
+      res.set_content(R"({"ok":true})", "application/json");
+    });
+    server.Get("/me", [this](const httplib::Request& req, httplib::Response& res) { me(req, res); });
+  }
+
+ private:
+  void login(const httplib::Request& req, httplib::Response& res) {
+    std::string user;
+    try {
+      user = nlohmann::json::parse(req.body).at("user").get<std::string>();
+    } catch (const nlohmann::json::exception&) {
+    }
+    if (user.empty()) return error(res, 400, "body must be {\"user\": \"name\"}");
+    std::string id;  // (a real login checks a password here)
+    try {
+      if (const auto old = cookie(req)) id = sessions_.regenerate(*old, user);
+    } catch (const cachet::SessionError&) {  // forged, expired or ended: start afresh
+    }
+    if (id.empty()) id = sessions_.create(user);
+    res.set_header("Set-Cookie", "sid=" + id + "; Path=/; HttpOnly; SameSite=Lax");
+    res.set_content(nlohmann::json{{"user", user}}.dump(), "application/json");
+  }
+
+  void me(const httplib::Request& req, httplib::Response& res) {
+    try {
+      const auto id = cookie(req);
+      const auto session = id ? sessions_.load(*id) : std::nullopt;
+      if (!session) return error(res, 401, "no session");
+      const int visits = std::stoi(std::string(session->get("visits").value_or("0"))) + 1;
+      sessions_.set(*id, "visits", std::to_string(visits));  // one attribute: a concurrent request's stay
+      res.set_content(nlohmann::json{{"user", session->user()}, {"visits", visits}}.dump(), "application/json");
+    } catch (const cachet::SessionNotFound&) {  // ended while this request ran
+      error(res, 401, "no session");
+    } catch (const cachet::InvalidSessionId&) {
+      error(res, 401, "no session");
+    }
+  }
+
+  static std::optional<std::string> cookie(const httplib::Request& req) {
+    const std::string header = req.get_header_value("Cookie");
+    for (std::size_t at = 0; at < header.size();) {
+      const std::size_t end = std::min(header.find(';', at), header.size());
+      std::string_view pair(header.data() + at, end - at);
+      while (!pair.empty() && pair.front() == ' ') pair.remove_prefix(1);
+      if (pair.starts_with("sid=")) return std::string(pair.substr(4));
+      at = end + 1;
+    }
+    return std::nullopt;
+  }
+  static void error(httplib::Response& res, int status, const char* message) {
+    res.status = status;
+    res.set_content(nlohmann::json{{"error", message}}.dump(), "application/json");
+  }
+
+  cachet::SessionStore sessions_;
+};
+
+// Login, a visit, a second login (a new id: the old cookie is dead), logout.
+bool check_login(httplib::Client& client) {
+  auto sid = [](const httplib::Result& r) {
+    const std::string c = r ? r->get_header_value("Set-Cookie") : "";
+    return c.substr(0, c.find(';'));
+  };
+  auto me = [&](const std::string& cookie) {
+    const auto r = client.Get("/me", {{"Cookie", cookie}});
+    return r ? r->status : 0;
+  };
+  const std::string first = sid(client.Post("/login", R"({"user":"ada"})", "application/json"));
+  const auto second_login = client.Post("/login", {{"Cookie", first}}, R"({"user":"ada"})", "application/json");
+  const std::string second = sid(second_login);
+  const bool ok = me(second) == 200 && me(first) == 401 && first != second &&
+                  client.Post("/logout", {{"Cookie", second}}, "", "application/json") && me(second) == 401;
+  std::printf("login, login again (id regenerated), logout: %s\n", ok ? "ok" : "FAILED");
+  return ok;
+}
+
 // The API: route responses cached as JSON text in plain format, so
 // `redis-cli GET api:products:/products/42` shows what a client would get.
 // Category summaries are tagged with their category, for updates to drop.
@@ -105,7 +201,8 @@ class Api {
         products_(route_cache(pool, "products")),
         categories_(route_cache(pool, "categories")),
         writes_(cachet::write_through(products_, PriceWriter{this}, {.on_write = cachet::CacheUpdate::del})),
-        write_limit_(write_limiter(pool)) {
+        write_limit_(write_limiter(pool)),
+        login_(pool) {
     writes_.invalidate_after_write([](std::string_view, const std::string& body) {
       return cachet::Targets{.tags = {tag_of(nlohmann::json::parse(body).at("category_id").get<std::int64_t>())}};
     });
@@ -131,6 +228,7 @@ class Api {
   void install(httplib::Server& server) {
     server.set_tcp_nodelay(true);  // else small keep-alive replies wait out the client's delayed ACK (40 ms)
     limit_writes(server, write_limit_);
+    login_.install(server);
     server.Get("/metrics", guarded([](const httplib::Request&, httplib::Response& res) {  // for Prometheus to scrape
       res.set_content(cachet::MetricsRegistry::global().prometheus(), "text/plain; version=0.0.4; charset=utf-8");
     }));
@@ -224,6 +322,7 @@ class Api {
   RouteCache products_, categories_;
   cachet::WriteThrough<RouteCache, PriceWriter> writes_;  // attached to products_: a PUT drops its route
   cachet::RateLimiter write_limit_;
+  LoginRoutes login_;
 };
 
 // The server on a thread, on a free loopback port, stopped when this goes.
@@ -287,7 +386,8 @@ int check(Api& api) {
                        metrics->body.find("cachet_hits_total{cache=\"api:products\"") != std::string::npos;
   if (!scraped) std::fprintf(stderr, "http_api: FAILED: GET /metrics has no cachet_hits_total of the products cache\n");
   else std::printf("GET /metrics: %zu bytes of Prometheus text\n", metrics->body.size());
-  return fresh && scraped ? 0 : 1;
+  const bool logged = check_login(client);
+  return fresh && scraped && logged ? 0 : 1;
 }
 
 int load(Api& api, const Args& a) {

@@ -68,6 +68,11 @@
 #include <cachet/store/tiered_store.hpp>
 #include <cachet/store/value_store.hpp>
 
+#include <cachet/session/errors.hpp>
+#include <cachet/session/options.hpp>
+#include <cachet/session/session.hpp>
+#include <cachet/session/session_store.hpp>
+
 #include <cachet/policy/cache_aside.hpp>
 #include <cachet/policy/make.hpp>
 #include <cachet/policy/read_through.hpp>

@@ -80,6 +80,8 @@ class CacheAside : protected detail::CacheLoad<V, C, G, S, Clk> {
 
   // get() without a copy: over a TieredStore an in-process hit is the value the
   // tier holds (no parse, no allocation); nullptr on a miss or a negative entry.
+  // Such a hit reads the tier's coarse clock once, for its TTL and its soft
+  // expiry: it may be served for less than CoarseSystemClock::resolution() past either.
   std::shared_ptr<const V> get_shared(std::string_view id) {
     Lookup found = lookup_id(id);
     return found.state == Lookup::value ? shared(std::move(found.entry)) : nullptr;

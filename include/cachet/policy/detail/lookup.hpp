@@ -24,7 +24,7 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
   using typename Core::Entry;
   using typename Core::Lookup;
   using typename Core::Reach;
-  using Core::tiered, Core::options_, Core::store_, Core::guard_, Core::clock_, Core::metrics_, Core::sliding_;
+  using Core::tiered, Core::coarse_hits, Core::options_, Core::store_, Core::guard_, Core::clock_, Core::metrics_, Core::sliding_;
   using Core::attempt, Core::judge, Core::decode, Core::value_of, Core::read_key;
 
   // What a read of the store gives back before it is decoded.
@@ -125,7 +125,12 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
  private:
   // Judges `k`'s in-process entry into `found`; true (an l1_hit) when it is the answer.
   bool in_process(std::string_view k, Lookup& found) {
-    found = judge(cached(k));
+    if constexpr (coarse_hits) {
+      const auto now = CoarseSystemClock::now();  // the one clock read of an in-process hit
+      found = judge(store_.cached(k, now), now);
+    } else {
+      found = judge(cached(k));
+    }
     if (found.state == Lookup::miss || found.state == Lookup::stale) return false;
     metrics_->count(Event::l1_hit);
     return true;

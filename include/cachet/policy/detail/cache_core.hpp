@@ -200,7 +200,7 @@ class CacheCore {
   std::optional<V> decode_value(std::string_view bytes) const { return entries_.decode(bytes).value; }
 
   // Nullopt for nothing, or for corrupt or foreign bytes (a miss, counted if `counted`).
-  std::optional<Entry> decode(const std::optional<std::string>& bytes, bool counted = true) {
+  std::optional<Entry> decode(std::optional<std::string_view> bytes, bool counted = true) {
     if (!bytes) return std::nullopt;
     try {
       auto d = entries_.decode(*bytes);

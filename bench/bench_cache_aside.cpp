@@ -1,7 +1,9 @@
 // The read path's cost over the work it cannot avoid, in the same run:
 // - a CacheAside hit through RedisStore next to raw hiredis GET + nlohmann::json
 //   parse + from_json of the same ~100-byte JSON value (target <= 1.05x);
-// - get_many of 100 keys next to 100 single gets.
+// - the same hit through make_cache's default stampede guard;
+// - get_many of 100 hits, plain and envelope, next to raw hiredis MGET of the
+//   same 100 plain values + the same parse (target <= 1.03x), and to 100 single gets.
 // Pinned, as bench/README.md explains:
 //   taskset -c 0 build/bench/bench/bench_cache_aside --benchmark_repetitions=10
 //   --benchmark_report_aggregates_only=true --benchmark_enable_random_interleaving=true
@@ -10,11 +12,14 @@
 #include "ratio_reporter.hpp"
 
 #include <cachet/policy/cache_aside.hpp>
+#include <cachet/policy/make.hpp>
 #include <cachet/testing/redis_server.hpp>
 
 #include <benchmark/benchmark.h>
 #include <hiredis/hiredis.h>
 
+#include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -67,6 +72,18 @@ void cache_aside_hit(benchmark::State& state, cachet::Format format) {
   }
   if (cache.metrics().value(cachet::Event::load) != loads) state.SkipWithError("a hit loaded");
 }
+// make_cache's default: the same hit behind SingleFlight + RedisLockGuard (a hit never reaches them).
+void cache_aside_hit_guarded(benchmark::State& state) {
+  auto cache = cachet::make_cache<Item>(fixture().pool, options(cachet::Format::envelope));
+  auto load = [](std::string_view) { return item(1); };
+  cache.get_or_load("1", load);
+  const auto loads = cache.metrics().value(cachet::Event::load);
+  for (auto _ : state) {
+    Item v = cache.get_or_load("1", load);
+    benchmark::DoNotOptimize(v);
+  }
+  if (cache.metrics().value(cachet::Event::load) != loads) state.SkipWithError("a hit loaded");
+}
 void cache_aside_hit_plain(benchmark::State& s) { cache_aside_hit(s, cachet::Format::plain); }
 void cache_aside_hit_envelope(benchmark::State& s) { cache_aside_hit(s, cachet::Format::envelope); }
 
@@ -85,17 +102,51 @@ void cache_aside_100_single_gets(benchmark::State& state) {
     for (const auto& id : keys) benchmark::DoNotOptimize(cache.get_or_load(id, load));
 }
 
-void cache_aside_get_many_100(benchmark::State& state) {
-  cachet::CacheAside<Item> cache(cachet::RedisStore(fixture().pool), options(cachet::Format::envelope));
+std::vector<std::optional<Item>> load_batch(std::span<const std::string_view> missing) {
+  std::vector<std::optional<Item>> out;
+  for (auto id : missing) out.emplace_back(item(std::stoll(std::string(id))));
+  return out;
+}
+
+void cache_aside_get_many_100(benchmark::State& state, cachet::Format format) {
+  cachet::CacheAside<Item> cache(cachet::RedisStore(fixture().pool), options(format));
   const auto keys = ids(100);
   const std::vector<std::string_view> views(keys.begin(), keys.end());
-  auto batch = [](std::span<const std::string_view> missing) {
-    std::vector<std::optional<Item>> out;
-    for (auto id : missing) out.emplace_back(item(std::stoll(std::string(id))));
-    return out;
-  };
-  cache.get_many(views, batch);
-  for (auto _ : state) benchmark::DoNotOptimize(cache.get_many(views, batch));
+  cache.get_many(views, load_batch);
+  const auto loads = cache.metrics().value(cachet::Event::load);
+  for (auto _ : state) benchmark::DoNotOptimize(cache.get_many(views, load_batch));
+  if (cache.metrics().value(cachet::Event::load) != loads) state.SkipWithError("a get_many loaded");
+}
+void cache_aside_get_many_100(benchmark::State& s) { cache_aside_get_many_100(s, cachet::Format::envelope); }
+void cache_aside_get_many_100_plain(benchmark::State& s) { cache_aside_get_many_100(s, cachet::Format::plain); }
+
+// What get_many of 100 hits cannot avoid: one MGET of the 100 plain JSON values
+// (the keys the plain cache wrote) and the same parse of each into its slot.
+void raw_hiredis_mget_parse_100(benchmark::State& state) {
+  {
+    cachet::CacheAside<Item> cache(cachet::RedisStore(fixture().pool), options(cachet::Format::plain));
+    const auto keys = ids(100);
+    const std::vector<std::string_view> views(keys.begin(), keys.end());
+    cache.get_many(views, load_batch);
+  }
+  std::vector<std::string> keys;
+  std::vector<const char*> argv{"MGET"};
+  std::vector<size_t> lens{4};
+  for (const auto& id : ids(100)) keys.push_back("bench:plain:" + id);
+  for (const auto& k : keys) {
+    argv.push_back(k.data());
+    lens.push_back(k.size());
+  }
+  redisContext* c = redisConnect("127.0.0.1", fixture().server.port());
+  for (auto _ : state) {
+    auto* r = static_cast<redisReply*>(redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data()));
+    std::vector<std::optional<Item>> out(r->elements);
+    for (std::size_t i = 0; i < r->elements; ++i)
+      out[i] = nlohmann::json::parse(std::string_view(r->element[i]->str, r->element[i]->len)).get<Item>();
+    benchmark::DoNotOptimize(out);
+    freeReplyObject(r);
+  }
+  redisFree(c);
 }
 
 }  // namespace
@@ -103,7 +154,10 @@ void cache_aside_get_many_100(benchmark::State& state) {
 BENCHMARK(raw_hiredis_get_parse);
 BENCHMARK(cache_aside_hit_plain);
 BENCHMARK(cache_aside_hit_envelope);
+BENCHMARK(cache_aside_hit_guarded);
 BENCHMARK(cache_aside_100_single_gets);
+BENCHMARK(raw_hiredis_mget_parse_100);
+BENCHMARK(cache_aside_get_many_100_plain);
 BENCHMARK(cache_aside_get_many_100);
 
 int main(int argc, char** argv) {
@@ -113,6 +167,9 @@ int main(int argc, char** argv) {
   benchmark::RunSpecifiedBenchmarks(&reporter);
   reporter.print_ratios({{"cache_aside_hit_plain", "raw_hiredis_get_parse"},
                          {"cache_aside_hit_envelope", "raw_hiredis_get_parse"},
+                         {"cache_aside_hit_guarded", "raw_hiredis_get_parse"},
+                         {"cache_aside_get_many_100_plain", "raw_hiredis_mget_parse_100"},
+                         {"cache_aside_get_many_100", "raw_hiredis_mget_parse_100"},
                          {"cache_aside_get_many_100", "cache_aside_100_single_gets"}});
   benchmark::Shutdown();
 }

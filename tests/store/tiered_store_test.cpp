@@ -20,6 +20,7 @@
 #include <chrono>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <cstdint>
 
 using namespace std::chrono_literals;
@@ -211,6 +212,23 @@ TEST_CASE("L1 keeps an entry no longer than Redis does, nor than l1_ttl") {
   clock.advance(8s);  // l1_ttl
   CHECK_FALSE(store.cached("t:long"));
   CHECK_FALSE(store.cached("t:forever"));
+}
+
+TEST_CASE("an L1 hit, judged by the tier's coarse clock, is not served past its soft expiry plus the clock's resolution") {
+  cachet::test::Tracked tracked;
+  auto o = tier_options("coarse-expiry");
+  o.ttl = cachet::TtlPolicy({.fresh = 2s, .stale = 1h, .jitter = 0});  // Redis and L1 keep it, stale, past its soft expiry
+  TieredStringCache<> cache(string_tier(tracked.pool, &tracked.tracking), o);
+  cache.set("a", "v");
+  const auto written = std::chrono::system_clock::now();  // the entry is fresh until 2 s after the write began
+  REQUIRE(tracked.tracking.sync());
+  REQUIRE(cache.get_shared("a"));  // from Redis, into L1
+  REQUIRE(cache.get_shared("a"));
+  CHECK(cache.metrics().value(Event::l1_hit) == 1);
+  const auto deadline = written + 2s + cachet::CoarseSystemClock::resolution();
+  while (std::chrono::system_clock::now() < deadline) std::this_thread::sleep_for(1ms);
+  CHECK_FALSE(cache.get_shared("a"));  // stale in L1 and in Redis: a miss without a guard that serves it
+  CHECK(cache.metrics().value(Event::l1_hit) == 1);
 }
 
 TEST_CASE("without tracking, another process's write is served from L1 until l1_ttl") {

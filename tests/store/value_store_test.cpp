@@ -103,6 +103,18 @@ TEST_CASE("the TTL counts from the ticket, when the read was not sent yet") {
   CHECK_FALSE(store.fill("k", store.ticket("k"), cached("v"), 1, 0ms));  // nothing to keep
 }
 
+TEST_CASE("on the coarse wall clock, an entry is not served once its TTL and the clock's resolution have passed") {
+  cachet::ValueStore<std::string> store;  // CoarseSystemClock: behind the system clock by less than its resolution
+  const auto t = store.ticket("k");
+  REQUIRE(store.fill("k", t, cached("v"), 1, 50ms));
+  const auto filled = std::chrono::system_clock::now();  // the TTL counts from the ticket, taken before
+  CHECK(store.get("k", t.taken));
+  const auto deadline = filled + 50ms + cachet::CoarseSystemClock::resolution();
+  while (std::chrono::system_clock::now() < deadline) std::this_thread::sleep_for(1ms);
+  CHECK_FALSE(store.get("k"));
+  CHECK_FALSE(store.get("k", cachet::CoarseSystemClock::now()));
+}
+
 TEST_CASE("a cached \"does not exist\" is kept like a value") {
   cachet::ValueStore<int> store;
   cachet::Cached<int> none;

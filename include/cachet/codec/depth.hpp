@@ -7,7 +7,8 @@
 // parser, which reports it better.
 //
 // Depth counts arrays and objects (maps), and CBOR tags: a scalar is 0, `[]` is
-// 1, `[{}]` is 2.
+// 1, `[{}]` is 2. Every level takes at least one byte, so values of at most
+// `max_depth` bytes (most cache values) are not walked at all.
 
 #include <cachet/codec/errors.hpp>
 
@@ -46,6 +47,7 @@ inline const char* skip_json_string(const char* p, const char* end) noexcept {
 
 // JSON: brackets outside strings (strings skipped with memchr, the bulk of a value).
 inline void check_json_depth(std::string_view bytes, std::size_t max_depth) {
+  if (bytes.size() <= max_depth) return;  // each level takes a byte: too short to nest too deep
   std::size_t depth = 0;
   const char* p = bytes.data();
   const char* const end = p + bytes.size();
@@ -180,6 +182,7 @@ inline Item cbor_item(std::string_view bytes, std::size_t pos) noexcept {
 // or at the first malformed header, which the parser then reports.
 template <class ReadItem>
 void check_binary_depth(std::string_view bytes, std::size_t max_depth, const char* format, ReadItem read_item) {
+  if (bytes.size() <= max_depth) return;  // each level takes a byte: too short to nest too deep
   constexpr std::uint64_t indefinite = UINT64_MAX;
   std::vector<std::uint64_t> pending{1};  // the top level holds one item
   std::size_t pos = 0;

@@ -80,6 +80,8 @@ class CacheAside : protected detail::CacheLoad<V, C, G, S, Clk> {
 
   // get() without a copy: over a TieredStore an in-process hit is the value the
   // tier holds (no parse, no allocation); nullptr on a miss or a negative entry.
+  // Such a hit reads the tier's coarse clock once, for its TTL and its soft
+  // expiry: it may be served for less than CoarseSystemClock::resolution() past either.
   std::shared_ptr<const V> get_shared(std::string_view id) {
     Lookup found = lookup_id(id);
     return found.state == Lookup::value ? shared(std::move(found.entry)) : nullptr;
@@ -111,20 +113,21 @@ class CacheAside : protected detail::CacheLoad<V, C, G, S, Clk> {
   std::vector<std::optional<V>> get_many(std::span<const std::string_view> ids, BatchLoader&& batch_loader) {
     std::vector<std::optional<V>> out(ids.size());
     if (ids.empty()) return out;  // no call to Redis, so nothing a half-open breaker could mistake for a probe
-    std::vector<std::string> keys;
-    keys.reserve(ids.size());
+    std::string key_bytes;  // the keys back to back: one buffer, not a string per key
+    std::vector<std::size_t> ends;  // where each key ends in it
     std::vector<std::size_t> missing;
     bool reachable = true;
+    key_bytes.reserve(ids.size() * (key_prefix_.size() + 8));
     for (auto id : ids) {
-      std::string k;
-      if (!read_key(id, k)) {  // no version to address the cache by: every id is loaded, nothing stored
+      if (!read_key(id, key_bytes)) {  // no version to address the cache by: every id is loaded, nothing stored
         metrics_->count(Event::miss, ids.size());
         reachable = false;
         for (std::size_t i = 0; i < ids.size(); ++i) missing.push_back(i);
         break;
       }
-      keys.push_back(std::move(k));
+      ends.push_back(key_bytes.size());
     }
+    const std::vector<std::string_view> keys = slices(key_bytes, ends);
     if (reachable) reachable = lookup_many(keys, out, missing);
     if (missing.empty()) return out;
 
@@ -244,10 +247,22 @@ class CacheAside : protected detail::CacheLoad<V, C, G, S, Clk> {
   template <class L>
   using Task = typename Base::template Task<L>;
   using Base::tiered, Base::options_, Base::store_, Base::guard_, Base::keys_, Base::metrics_, Base::breaker_,
-      Base::executor_, Base::tags_for_, Base::watch_writes_;
+      Base::executor_, Base::tags_for_, Base::watch_writes_, Base::key_prefix_;
   using Base::lookup_id, Base::lookup, Base::lookup_many, Base::read_key, Base::append_key, Base::call_loader,
       Base::read_seen, Base::write_back, Base::picked_early, Base::value_of, Base::shared, Base::share, Base::encode,
       Base::forgetting, Base::tag_sets, Base::refuse_tags_if_sliding, Base::views;
+
+  // The pieces of `bytes` that end at `ends`.
+  static std::vector<std::string_view> slices(std::string_view bytes, const std::vector<std::size_t>& ends) {
+    std::vector<std::string_view> out;
+    out.reserve(ends.size());
+    std::size_t start = 0;
+    for (std::size_t end : ends) {
+      out.push_back(bytes.substr(start, end - start));
+      start = end;
+    }
+    return out;
+  }
 
   // The read path of get_or_load and get_or_load_shared: a hit goes out through
   // `hit(entry)`, a load's result through `loaded(result)`.

@@ -14,6 +14,7 @@
 #include <cachet/store/detail/invalidation_script.hpp>
 #include <cachet/store/detail/value_write.hpp>
 #include <cachet/store/detail/wait_call.hpp>
+#include <cachet/store/lent_bytes.hpp>
 #include <cachet/store/invalidation.hpp>
 #include <cachet/store/replication.hpp>
 #include <cachet/store/write.hpp>
@@ -49,6 +50,23 @@ class RedisStore {
   std::optional<std::string> get_and_touch(std::string_view key, std::chrono::milliseconds ttl) {
     auto lease = pool_->acquire();
     return lease->command({"GETEX", key, "PX", ttl_ms(ttl)}).as_optional_string();
+  }
+
+  // get, get_and_touch and get_many lending the reply's bytes (LendingStore).
+  LentBytes get_lent(std::string_view key) {
+    auto lease = pool_->acquire();
+    return LentBytes(lease->command({"GET", key}));
+  }
+  LentBytes get_and_touch_lent(std::string_view key, std::chrono::milliseconds ttl) {
+    auto lease = pool_->acquire();
+    return LentBytes(lease->command({"GETEX", key, "PX", ttl_ms(ttl)}));
+  }
+  LentBytes get_many_lent(std::span<const std::string_view> keys) {
+    if (keys.empty()) return {};
+    auto lease = pool_->acquire();
+    LentBytes values(lease->command(prefixed("MGET", keys)));
+    if (values.size() != keys.size()) throw ProtocolError("cachet: MGET returned a batch of the wrong size");
+    return values;
   }
 
   // GETEX for each key, as one pipeline.
@@ -98,12 +116,10 @@ class RedisStore {
   }
 
   std::vector<std::optional<std::string>> get_many(std::span<const std::string_view> keys) {
+    const LentBytes values = get_many_lent(keys);
     std::vector<std::optional<std::string>> out;
-    if (keys.empty()) return out;
-    auto lease = pool_->acquire();
-    const Reply r = lease->command(prefixed("MGET", keys));
-    out.reserve(keys.size());
-    for (ReplyView v : r) out.emplace_back(v.is_nil() ? std::nullopt : std::optional<std::string>(v.as_string()));
+    out.reserve(values.size());
+    for (std::size_t i = 0; i < values.size(); ++i) out.emplace_back(values[i]);
     return out;
   }
 
@@ -284,6 +300,7 @@ class RedisStore {
 };
 
 static_assert(ExpiringStore<RedisStore>);
+static_assert(LendingStore<RedisStore>);
 static_assert(ConditionalStore<RedisStore>);
 
 // A store whose values live in Redis (RedisStore, or a TieredStore over one):

@@ -56,6 +56,7 @@ template <class L1, ExpiringStore L2 = RedisStore>
 class TieredStore {
  public:
   using value_type = typename L1::value_type;
+  using clock_type = typename L1::clock_type;  // L1's, which judges its TTLs
 
   // Taken before L2 is read: the L1 ticket and the tracking epoch.
   struct Ticket {
@@ -147,6 +148,10 @@ class TieredStore {
 
   // The first tier.
   std::optional<Cached<value_type>> cached(std::string_view key) { return l1_->get(key); }
+  // The same as of `now`, read by the caller from clock_type (one read for L1's TTL and the caller's judgement).
+  std::optional<Cached<value_type>> cached(std::string_view key, std::chrono::system_clock::time_point now) {
+    return l1_->get(key, now);
+  }
 
   // Reads L2 (value and TTL, one round trip) under a ticket taken before the read is sent.
   Fetched fetch(std::string_view key) {

@@ -50,10 +50,13 @@ struct Cached {
 
 // Thread-safe: every operation locks the one shard its key belongs to, except
 // a hit answered by the calling thread's handle, which locks nothing.
-template <class V, Clock C = SystemClock>
+// ValueStore tells time by CoarseSystemClock, cheap enough for every hit: an
+// entry may be served for less than its resolution() past its TTL.
+template <class V, Clock C = CoarseSystemClock>
 class BasicValueStore {
  public:
   using value_type = V;
+  using clock_type = C;
   using time_point = std::chrono::system_clock::time_point;
 
   // Taken before a value is read from elsewhere; fill() honours it.
@@ -67,10 +70,12 @@ class BasicValueStore {
 
   // The entry, or nullopt if absent or expired. Allocates nothing once this
   // thread has read the key before (it then holds a handle on the value).
-  std::optional<Cached<V>> get(std::string_view key) {
+  std::optional<Cached<V>> get(std::string_view key) { return get(key, clock_.now()); }
+  // get() as of `now`, read from this store's clock by the caller, who can
+  // judge the entry's own soft expiry by the same read.
+  std::optional<Cached<V>> get(std::string_view key, time_point now) {
     const detail::KeyHash h(key);
     auto& shard = shards_.of(h);
-    const time_point now = clock_.now();
     const std::uint64_t stamp = shard.stamp(h.slot());  // before the lookup: see MemoryShard::stamp
     auto& front = detail::ValueFront<V>::mine();
     if (typename detail::ValueFront<V>::Handle mine; front.find(id_, h.full, key, stamp, now, mine))
@@ -144,6 +149,6 @@ class BasicValueStore {
 };
 
 template <class V>
-using ValueStore = BasicValueStore<V, SystemClock>;
+using ValueStore = BasicValueStore<V, CoarseSystemClock>;
 
 }  // namespace cachet

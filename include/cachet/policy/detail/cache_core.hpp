@@ -23,6 +23,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <concepts>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -46,6 +47,12 @@ template <class V, Codec C, Guard G, Store S, Clock Clk>
 class CacheCore {
  public:
   static constexpr bool tiered = ValueTiered<S, V>;
+  // An in-process hit judged, TTL and soft expiry alike, by one read of the
+  // tier's coarse wall clock, when this cache runs on the system clock.
+  static constexpr bool coarse_hits = [] {
+    if constexpr (tiered) return std::same_as<Clk, SystemClock> && std::same_as<typename S::clock_type, CoarseSystemClock>;
+    else return false;
+  }();
   // An entry in hand: over a TieredStore, shared with the in-process tier.
   using Entry = std::conditional_t<tiered, Cached<V>, typename EntryCodec<C>::Decoded>;
 
@@ -195,7 +202,7 @@ class CacheCore {
   }
 
   // Key `k`'s bytes; nullopt for nothing, or for corrupt or foreign bytes (a miss, counted if `counted`).
-  std::optional<Entry> decode(std::string_view k, const std::optional<std::string>& bytes, bool counted = true) {
+  std::optional<Entry> decode(std::string_view k, std::optional<std::string_view> bytes, bool counted = true) {
     if (!bytes) return std::nullopt;
     try {
       auto d = entries_.decode(*bytes, k);
@@ -207,13 +214,14 @@ class CacheCore {
     }
   }
 
-  // Fresh, stale (past the soft expiry) or negative, by the cache's clock.
-  Lookup judge(std::optional<Entry> e) const {
+  // Fresh, stale (past the soft expiry) or negative, by the cache's clock (or `now`, read from it).
+  Lookup judge(std::optional<Entry> e, std::optional<EntryMeta::time_point> now = std::nullopt) const {
     Lookup found;
     if (!e) return found;
     found.entry = std::move(*e);
     const EntryMeta& m = found.entry.meta;
-    const bool fresh = m.fresh_until == EntryMeta::time_point::max() || clock_.now() < m.fresh_until;  // max: plain
+    const bool fresh =  // max: plain
+        m.fresh_until == EntryMeta::time_point::max() || (now ? *now : clock_.now()) < m.fresh_until;
     found.state = !fresh ? Lookup::stale : m.negative ? Lookup::negative : Lookup::value;
     return found;
   }

@@ -5,12 +5,17 @@
 
 #include <cachet/policy/detail/cache_core.hpp>
 #include <cachet/policy/detail/key_buffer.hpp>
+#include <cachet/store/lent_bytes.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 namespace cachet::detail {
@@ -24,13 +29,14 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
   using typename Core::Entry;
   using typename Core::Lookup;
   using typename Core::Reach;
-  using Core::tiered, Core::options_, Core::store_, Core::guard_, Core::clock_, Core::metrics_, Core::sliding_;
+  using Core::tiered, Core::coarse_hits, Core::options_, Core::store_, Core::guard_, Core::clock_, Core::metrics_, Core::sliding_;
   using Core::attempt, Core::judge, Core::decode, Core::value_of, Core::read_key;
 
-  // What a read of the store gives back before it is decoded.
+  // What a read of the store gives back before it is decoded: bytes lent by
+  // the reply where the store lends them, else a copy; a tiered store's ticket.
   template <class St, bool = tiered>
   struct FetchedOf {
-    using type = std::optional<std::string>;
+    using type = std::conditional_t<LendingStore<St>, LentBytes, std::optional<std::string>>;
   };
   template <class St>
   struct FetchedOf<St, true> {
@@ -65,29 +71,32 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
   }
 
   // Fills `out` with the hits (in process first, then one MGET for the rest)
-  // and lists the indices still missing. Returns whether Redis was reached.
-  bool lookup_many(const std::vector<std::string>& keys, std::vector<std::optional<V>>& out,
+  // and lists the indices still missing, in order. Returns whether Redis was reached.
+  bool lookup_many(std::span<const std::string_view> keys, std::vector<std::optional<V>>& out,
                    std::vector<std::size_t>& missing) {
-    std::vector<Lookup> found(keys.size());
+    Tally tally;
     std::vector<std::string_view> remote;  // the keys the in-process tier did not answer
     std::vector<std::size_t> at;
-    for (std::size_t i = 0; i < keys.size(); ++i) {
-      if (in_process(keys[i], found[i])) continue;
-      remote.push_back(keys[i]);
-      at.push_back(i);
+    if constexpr (tiered) {
+      for (std::size_t i = 0; i < keys.size(); ++i) {
+        if (Lookup found; in_process(keys[i], found)) {
+          settle(i, found, out, missing, tally);
+        } else {
+          remote.push_back(keys[i]);
+          at.push_back(i);
+        }
+      }
     }
-    std::vector<Fetched> fetched;
-    const Reach r = fetch_timed(!remote.empty(), [&] {
-      fetched = fetch_many(remote);
-      if (fetched.size() != remote.size()) throw ProtocolError("cachet: store returned a batch of the wrong size");
-    });
-    for (std::size_t j = 0; j < remote.size(); ++j)
-      landed(remote[j], found[at[j]], r == Reach::reached ? &fetched[j] : nullptr);
-    for (std::size_t i = 0; i < keys.size(); ++i) {
-      count(found[i]);
-      if (found[i].state == Lookup::value) out[i] = value_of(found[i].entry);
-      else if (found[i].state != Lookup::negative) missing.push_back(i);
+    const std::span<const std::string_view> asked = tiered ? std::span<const std::string_view>(remote) : keys;
+    Batch fetched;
+    const Reach r = fetch_timed(!asked.empty(), [&] { fetched = fetch_many(asked); });
+    for (std::size_t j = 0; j < asked.size(); ++j) {
+      Lookup found;
+      if (r == Reach::reached) found = judge(take_at(asked[j], fetched, j));
+      settle(tiered ? at[j] : j, found, out, missing, tally);
     }
+    tally.count(*metrics_);
+    if constexpr (tiered) std::sort(missing.begin(), missing.end());
     return r == Reach::reached;
   }
 
@@ -123,9 +132,52 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
   }
 
  private:
+  // A batch's hits, negative hits and misses, counted once each.
+  struct Tally {
+    std::uint64_t hits = 0, negatives = 0, misses = 0;
+    void count(CacheMetrics& m) const {
+      if (hits) m.count(Event::hit, hits);
+      if (negatives) m.count(Event::negative_hit, negatives);
+      if (misses) m.count(Event::miss, misses);
+    }
+  };
+  // Key i's lookup into `out`, or `missing`, and the tally.
+  static void settle(std::size_t i, Lookup& found, std::vector<std::optional<V>>& out, std::vector<std::size_t>& missing,
+                     Tally& tally) {
+    if (found.state == Lookup::value) {
+      out[i] = value_of(found.entry);
+      ++tally.hits;
+    } else if (found.state == Lookup::negative) {
+      ++tally.negatives;
+    } else {
+      missing.push_back(i);
+      ++tally.misses;
+    }
+  }
+
+  // What fetch_many read: a tiered store's tickets; else the bytes an MGET
+  // lends, or copies (a sliding read's GETEX pipeline).
+  template <class St, bool = tiered>
+  struct BatchOf {
+    struct type {
+      LentBytes lent;
+      std::vector<std::optional<std::string>> copied;
+    };
+  };
+  template <class St>
+  struct BatchOf<St, true> {
+    using type = std::vector<typename St::Fetched>;
+  };
+  using Batch = typename BatchOf<S>::type;
+
   // Judges `k`'s in-process entry into `found`; true (an l1_hit) when it is the answer.
   bool in_process(std::string_view k, Lookup& found) {
-    found = judge(cached(k));
+    if constexpr (coarse_hits) {
+      const auto now = CoarseSystemClock::now();  // the one clock read of an in-process hit
+      found = judge(store_.cached(k, now), now);
+    } else {
+      found = judge(cached(k));
+    }
     if (found.state == Lookup::miss || found.state == Lookup::stale) return false;
     metrics_->count(Event::l1_hit);
     return true;
@@ -156,9 +208,20 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
     if constexpr (tiered) return store_.fetch(k);
     else return read(k);
   }
-  std::vector<Fetched> fetch_many(const std::vector<std::string_view>& keys) {
-    if constexpr (tiered) return store_.fetch_many(keys);
-    else return read_many(keys);
+  // The batch's bytes, of the size asked for (else ProtocolError).
+  Batch fetch_many(std::span<const std::string_view> keys) {
+    Batch b;
+    if constexpr (tiered) {
+      b = store_.fetch_many(keys);
+      if (b.size() != keys.size()) throw ProtocolError("cachet: store returned a batch of the wrong size");
+    } else {
+      if constexpr (LendingStore<S>) {
+        if (!sliding_) return {store_.get_many_lent(keys), {}};
+      }
+      b.copied = read_many(keys);
+      if (b.copied.size() != keys.size()) throw ProtocolError("cachet: store returned a batch of the wrong size");
+    }
+    return b;
   }
 
   // Decodes what fetch() read; a tiered store keeps it in process.
@@ -167,20 +230,32 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
       std::optional<Entry> e = decode(k, f.bytes);
       if (e) store_.fill(k, f, *e);
       return e;
+    } else if constexpr (LendingStore<S>) {
+      return decode(k, f.value());
     } else {
       return decode(k, f);
     }
   }
+  // take() of the j-th key of a batch.
+  std::optional<Entry> take_at(std::string_view k, Batch& b, std::size_t j) {
+    if constexpr (tiered) return take(k, b[j]);
+    else return decode(k, b.copied.empty() ? b.lent[j] : std::optional<std::string_view>(b.copied[j]));
+  }
 
   // A sliding entry's TTL is renewed by the read itself (the envelope's soft
   // expiry is not moved: sliding entries are meant to have no stale window).
-  std::optional<std::string> read(std::string_view k) {
-    if constexpr (TouchingStore<S>) {
-      if (sliding_) return store_.get_and_touch(k, sliding_ttl());
+  Fetched read(std::string_view k) {
+    if constexpr (LendingStore<S>) {
+      if (sliding_) return store_.get_and_touch_lent(k, sliding_ttl());
+      return store_.get_lent(k);
+    } else {
+      if constexpr (TouchingStore<S>) {
+        if (sliding_) return store_.get_and_touch(k, sliding_ttl());
+      }
+      return store_.get(k);
     }
-    return store_.get(k);
   }
-  std::vector<std::optional<std::string>> read_many(const std::vector<std::string_view>& keys) {
+  std::vector<std::optional<std::string>> read_many(std::span<const std::string_view> keys) {
     if constexpr (TouchingStore<S>) {
       if (sliding_) return store_.get_many_and_touch(keys, sliding_ttl());
     }

@@ -68,7 +68,7 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
   }
 
   // One pipelined write of everything a batch load found (and negative entries).
-  void write_back(const std::vector<std::string>& keys, const std::vector<std::size_t>& missing,
+  void write_back(std::span<const std::string_view> keys, const std::vector<std::size_t>& missing,
                   const std::vector<std::optional<V>>& loaded, std::chrono::steady_clock::time_point started,
                   const std::vector<std::string>& watch_keys, const Seen* seen) {
     const auto now = clock_.now();

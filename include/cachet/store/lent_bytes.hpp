@@ -1,0 +1,44 @@
+#pragma once
+// Bytes a store read, lent from the reply that holds them instead of copied
+// out: a hit then costs no allocation and no copy of its value's bytes before
+// it is decoded. The views are valid while the LentBytes lives.
+
+#include <cachet/redis/reply.hpp>
+
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <utility>
+
+namespace cachet {
+
+// One value (a GET's reply) or many (an MGET's).
+class LentBytes {
+ public:
+  LentBytes() = default;
+  explicit LentBytes(Reply reply) noexcept : reply_(std::move(reply)) {}
+
+  // The one value; nullopt when the key does not exist.
+  std::optional<std::string_view> value() const { return reply_ ? reply_->as_optional_string() : std::nullopt; }
+  // The values of a batch, in key order.
+  std::size_t size() const { return reply_ ? reply_->size() : 0; }
+  std::optional<std::string_view> operator[](std::size_t i) const { return (*reply_)[i].as_optional_string(); }
+
+ private:
+  std::optional<Reply> reply_;  // nullopt: nothing read
+};
+
+// A store that lends what it reads (RedisStore): get, get_and_touch and
+// get_many without copying the values out.
+template <class S>
+concept LendingStore = requires(S& s, std::string_view key, std::span<const std::string_view> keys,
+                                std::chrono::milliseconds ttl) {
+  { s.get_lent(key) } -> std::same_as<LentBytes>;
+  { s.get_and_touch_lent(key, ttl) } -> std::same_as<LentBytes>;
+  { s.get_many_lent(keys) } -> std::same_as<LentBytes>;
+};
+
+}  // namespace cachet

@@ -55,6 +55,11 @@ TEST_CASE("CLUSTER SLOTS answers: an empty host is the node asked, an unknown on
   CHECK(map.shard_of(99)->replicas == std::vector<Endpoint>{{"10.0.0.9", 7003}});
   CHECK(map.shard_of(100) == nullptr);
   CHECK_FALSE(map.covers_all());
+
+  // Redis 7's unknown-endpoint: a nil host, the port of the node.
+  const auto nil_host = map_of("*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$-1\r\n:7005\r\n");
+  CHECK(nil_host.covers_all());
+  CHECK(nil_host.shard_of(5)->master == Endpoint{"10.0.0.9", 7005});
 }
 
 TEST_CASE("a malformed CLUSTER SLOTS answer is a ProtocolError, the server's own error a ReplyError") {

@@ -109,13 +109,21 @@ struct FreeCipher {
 };
 using CipherContext = std::unique_ptr<EVP_CIPHER_CTX, FreeCipher>;
 
-// Zeroes a plaintext buffer when it goes, thrown past or not.
+// Zeroes a plaintext buffer when it goes, thrown past or not. A moved-from
+// short string keeps its characters in its inline buffer: those are wiped too.
 struct Wiped {
   std::string bytes;
-  explicit Wiped(std::string b) noexcept : bytes(std::move(b)) {}
-  Wiped(Wiped&& other) noexcept : bytes(std::move(other.bytes)) {}
+  explicit Wiped(std::string&& b) noexcept : bytes(std::move(b)) { wipe(b); }
+  Wiped(Wiped&& other) noexcept : bytes(std::move(other.bytes)) { wipe(other.bytes); }
   Wiped& operator=(Wiped&&) = delete;
-  ~Wiped() { OPENSSL_cleanse(bytes.data(), bytes.size()); }
+  ~Wiped() { wipe(bytes); }
+
+  // Over the whole capacity: resizing within it cannot reallocate.
+  static void wipe(std::string& s) noexcept {
+    s.resize(s.capacity());
+    OPENSSL_cleanse(s.data(), s.size());
+    s.clear();
+  }
 };
 
 template <class E>

@@ -80,10 +80,11 @@ class ClusterSlotMap {
     }
   }
 
-  // [host, port, id?, metadata?]; nullopt for an unknown endpoint ("?").
+  // [host, port, id?, metadata?]; nullopt for an unknown endpoint ("?"). A nil
+  // or empty host (cluster-preferred-endpoint-type unknown-endpoint) is the host asked.
   static std::optional<Endpoint> node(ReplyView n, std::string_view answering_host) {
     if (n.size() < 2) throw ProtocolError("CLUSTER SLOTS: a node without host and port");
-    const std::string_view host = n[0].as_string();
+    const std::string_view host = n[0].as_optional_string().value_or(std::string_view{});
     const long long port = n[1].as_integer();
     if (port < 1 || port > 65535) throw ProtocolError("CLUSTER SLOTS: port " + std::to_string(port));
     if (host == "?") return std::nullopt;

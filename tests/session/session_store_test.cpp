@@ -304,3 +304,59 @@ TEST_CASE("a dead Redis is a typed error, and a forged id is refused without it"
   CHECK_THROWS_AS(sessions.destroy_all("dave"), cachet::ConnectionError);
   CHECK_THROWS_AS(sessions.load(id.substr(0, 90) + "x"), cachet::InvalidSessionId);
 }
+
+namespace {
+// A login between its two steps: its handle is in `user`'s index, its hash not written yet.
+std::string login_in_flight(cachet::Connection& conn, std::string_view user) {
+  const std::string handle = "{0123456789abcdef}:" + cachet::detail::sha256_hex("in flight");
+  cachet::detail::SessionScripts::shared().index_add.run(conn, {"session:user:{" + std::string(user) + "}"},
+                                                         {handle, 43'200'000LL});  // the default absolute
+  return handle;
+}
+// That login's second step: the create script for its handle (-1: tombstoned, refused).
+long long finish_login(cachet::Connection& conn, const std::string& handle, std::string_view user) {
+  return cachet::detail::SessionScripts::shared()
+      .create.run(conn, std::vector<std::string>{"session:" + handle, "session:" + handle + ":ended"},
+                  std::vector<std::string>{"60000", "3600000", std::string(user)})
+      .as_integer();
+}
+}  // namespace
+
+TEST_CASE("a login between its index entry and its session does not survive log out everywhere") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  auto conn = server.connect();
+  auto sessions = cachet::make_session_store(pool);
+  const std::string live = sessions.create("alice");
+  const std::string handle = login_in_flight(conn, "alice");
+  CHECK(sessions.destroy_all("alice") == 1);  // the in-flight login is not counted live
+  CHECK(finish_login(conn, handle, "alice") == -1);
+  CHECK(conn.command({"EXISTS", "session:" + handle}).as_integer() == 0);
+  CHECK_FALSE(sessions.load(live));
+  CHECK(sessions.list("alice").empty());
+}
+
+TEST_CASE("max_per_user evicting a login between its two steps ends that login") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  auto conn = server.connect();
+  auto sessions = cachet::make_session_store(pool, {.max_per_user = 1});
+  const std::string handle = login_in_flight(conn, "alice");
+  conn.command({"ZINCRBY", "session:user:{alice}", -10'000, handle});  // the older of the two
+  const std::string kept = sessions.create("alice");  // over the maximum: the in-flight one is evicted
+  CHECK(finish_login(conn, handle, "alice") == -1);
+  CHECK(sessions.load(kept));
+  const auto listed = sessions.list("alice");
+  REQUIRE(listed.size() == 1);
+  CHECK(listed[0].handle == key_of(kept).substr(8));
+}
+
+TEST_CASE("destroy_listed does not end a present session of another user") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  auto sessions = cachet::make_session_store(pool);
+  const std::string bobs = sessions.create("bob");
+  CHECK_FALSE(sessions.destroy_listed("alice", key_of(bobs).substr(8)));
+  CHECK(sessions.load(bobs));
+  CHECK_NOTHROW(sessions.set(bobs, "a", "1"));
+}

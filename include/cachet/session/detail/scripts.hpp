@@ -83,12 +83,14 @@ return version
 )lua";
 
 // KEYS: hash, tombstone. ARGV: tombstone ms, '1' to require the user, the user.
-// -> the session's user ('' when none), or nil when it was already gone (or,
-// required, another user's: then nothing changes). The tombstone is set otherwise.
+// -> the session's user ('' when none), or nil when it was not live. Only a
+// present session of another user (required) is left alone; a missing hash is
+// tombstoned too: it may be a login between its index entry and its create.
 inline constexpr const char* session_destroy_lua = R"lua(
 local user = redis.call('HGET', KEYS[1], ':user')
-if ARGV[2] == '1' and user ~= ARGV[3] then return false end
+if ARGV[2] == '1' and user and user ~= ARGV[3] then return false end
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
+if not user then return false end
 redis.call('DEL', KEYS[1])
 return user
 )lua";

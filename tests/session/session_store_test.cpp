@@ -1,5 +1,6 @@
 #include <cachet/session/session_store.hpp>
 
+#include <cachet/codec/encrypted.hpp>
 #include <cachet/codec/json.hpp>
 #include <catch2/catch.hpp>
 #include <support/concurrency.hpp>
@@ -8,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -359,4 +361,22 @@ TEST_CASE("destroy_listed does not end a present session of another user") {
   CHECK_FALSE(sessions.destroy_listed("alice", key_of(bobs).substr(8)));
   CHECK(sessions.load(bobs));
   CHECK_NOTHROW(sessions.set(bobs, "a", "1"));
+}
+
+TEST_CASE("an encrypted attribute is bound to its session and name, and survives regeneration") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  auto sessions = cachet::make_session_store(pool);
+  const cachet::Encrypted<cachet::JsonCodec<nlohmann::json>> sealed(
+      std::make_shared<cachet::KeyRing>(1, std::string(32, 'k')));
+  const std::string id = sessions.create("", {}), other = sessions.create("", {});
+  sessions.set_as(id, "card", nlohmann::json{{"last4", "4242"}}, sealed);
+  const std::string bytes(*sessions.load(id)->get("card"));
+  sessions.set(id, "name", bytes);      // copied to another attribute
+  sessions.set(other, "card", bytes);   // copied to another session, same name
+  CHECK_THROWS_AS(sessions.load(id)->get_as("name", sealed), cachet::DecodeError);
+  CHECK_THROWS_AS(sessions.load(other)->get_as("card", sealed), cachet::DecodeError);
+  CHECK(sessions.load(id)->get_as("card", sealed)->at("last4") == "4242");
+  const std::string renewed = sessions.regenerate(id, "alice");
+  CHECK(sessions.load(renewed)->get_as("card", sealed)->at("last4") == "4242");
 }

@@ -79,10 +79,15 @@ class SessionStore {
   std::uint64_t set(std::string_view id, std::string_view name, std::string_view value) {
     return set(id, Attributes{{std::string(name), std::string(value)}});
   }
-  // An attribute through a codec; Session::get_as reads it back.
+  // An attribute through a codec; Session::get_as reads it back. A keyed codec
+  // (Encrypted) binds it to this session (its anchor, kept by regenerate) and name.
   template <Codec C>
   std::uint64_t set_as(std::string_view id, std::string_view name, const typename C::value_type& value,
                        const C& codec = C{}) {
+    if constexpr (KeyedCodec<C>) {
+      const std::string binding = detail::attribute_binding(tokens_.parse(id).anchor, name);
+      return set(id, name, codec.encode(value, binding));
+    }
     return set(id, name, codec.encode(value));
   }
 

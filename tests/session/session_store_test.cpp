@@ -380,3 +380,24 @@ TEST_CASE("an encrypted attribute is bound to its session and name, and survives
   const std::string renewed = sessions.regenerate(id, "alice");
   CHECK(sessions.load(renewed)->get_as("card", sealed)->at("last4") == "4242");
 }
+
+TEST_CASE("regeneration without a user refuses when the session's user is not the one indexed under") {
+  // White box: regenerate() reads the user, indexes the new handle under it, then
+  // runs this script; a user changed in between must not leave a stale entry.
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  auto conn = server.connect();
+  auto sessions = cachet::make_session_store(pool);
+  const std::string id = sessions.create("alice");
+  const std::string to = "{" + id.substr(0, 16) + "}:" + cachet::detail::sha256_hex("new secret");
+  const std::vector<std::string> keys{key_of(id), key_of(id) + ":ended", "session:" + to, "session:" + to + ":ended"};
+  const cachet::Reply r = cachet::detail::SessionScripts::shared().regenerate.run(
+      conn, keys, std::vector<std::string>{"300000", "0", "bob"});  // read "bob": stale
+  CHECK((r.is_integer() && r.as_integer() == -5));
+  CHECK(conn.command({"EXISTS", "session:" + to}).as_integer() == 0);
+  const std::string renewed = sessions.regenerate(id);  // the real owner: indexed under alice
+  CHECK(sessions.load(renewed)->user() == "alice");
+  const auto listed = sessions.list("alice");
+  REQUIRE(listed.size() == 1);
+  CHECK(listed[0].handle == key_of(renewed).substr(8));
+}

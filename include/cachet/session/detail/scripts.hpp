@@ -96,15 +96,18 @@ return user
 )lua";
 
 // KEYS: old hash, old tombstone, new hash, new tombstone (one hash tag).
-// ARGV: tombstone ms, '1' to set the user, the user.
+// ARGV: tombstone ms, '1' to set the user (else '0': the user the caller read
+// and indexed the new id under), the user.
 // -> {previous user, absolute deadline ms}; -1 either id tombstoned (the new one:
-// by destroy_all, from its index entry), -2 missing, -4 new id taken.
+// by destroy_all, from its index entry), -2 missing, -4 new id taken, -5 the
+// user is not the one read (nothing changes: read it again).
 // RENAME keeps the data and the TTL; the old id is tombstoned like a logout.
 inline constexpr const char* session_regenerate_lua = R"lua(
 if redis.call('EXISTS', KEYS[2], KEYS[4]) > 0 then return -1 end
 if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
 if redis.call('EXISTS', KEYS[3]) == 1 then return -4 end
 local previous = redis.call('HMGET', KEYS[1], ':user', ':abs')
+if ARGV[2] ~= '1' and (previous[1] or '') ~= ARGV[3] then return -5 end
 redis.call('RENAME', KEYS[1], KEYS[3])
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
 if ARGV[2] == '1' then redis.call('HSET', KEYS[3], ':user', ARGV[3]) end

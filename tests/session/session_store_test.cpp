@@ -1,5 +1,6 @@
 #include <cachet/session/session_store.hpp>
 
+#include <cachet/codec/encrypted.hpp>
 #include <cachet/codec/json.hpp>
 #include <catch2/catch.hpp>
 #include <support/concurrency.hpp>
@@ -8,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -303,4 +305,99 @@ TEST_CASE("a dead Redis is a typed error, and a forged id is refused without it"
   CHECK_THROWS_AS(sessions.create("dave"), cachet::ConnectionError);
   CHECK_THROWS_AS(sessions.destroy_all("dave"), cachet::ConnectionError);
   CHECK_THROWS_AS(sessions.load(id.substr(0, 90) + "x"), cachet::InvalidSessionId);
+}
+
+namespace {
+// A login between its two steps: its handle is in `user`'s index, its hash not written yet.
+std::string login_in_flight(cachet::Connection& conn, std::string_view user) {
+  const std::string handle = "{0123456789abcdef}:" + cachet::detail::sha256_hex("in flight");
+  cachet::detail::SessionScripts::shared().index_add.run(conn, {"session:user:{" + std::string(user) + "}"},
+                                                         {handle, 43'200'000LL});  // the default absolute
+  return handle;
+}
+// That login's second step: the create script for its handle (-1: tombstoned, refused).
+long long finish_login(cachet::Connection& conn, const std::string& handle, std::string_view user) {
+  return cachet::detail::SessionScripts::shared()
+      .create.run(conn, std::vector<std::string>{"session:" + handle, "session:" + handle + ":ended"},
+                  std::vector<std::string>{"60000", "3600000", std::string(user)})
+      .as_integer();
+}
+}  // namespace
+
+TEST_CASE("a login between its index entry and its session does not survive log out everywhere") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  auto conn = server.connect();
+  auto sessions = cachet::make_session_store(pool);
+  const std::string live = sessions.create("alice");
+  const std::string handle = login_in_flight(conn, "alice");
+  CHECK(sessions.destroy_all("alice") == 1);  // the in-flight login is not counted live
+  CHECK(finish_login(conn, handle, "alice") == -1);
+  CHECK(conn.command({"EXISTS", "session:" + handle}).as_integer() == 0);
+  CHECK_FALSE(sessions.load(live));
+  CHECK(sessions.list("alice").empty());
+}
+
+TEST_CASE("max_per_user evicting a login between its two steps ends that login") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  auto conn = server.connect();
+  auto sessions = cachet::make_session_store(pool, {.max_per_user = 1});
+  const std::string handle = login_in_flight(conn, "alice");
+  conn.command({"ZINCRBY", "session:user:{alice}", -10'000, handle});  // the older of the two
+  const std::string kept = sessions.create("alice");  // over the maximum: the in-flight one is evicted
+  CHECK(finish_login(conn, handle, "alice") == -1);
+  CHECK(sessions.load(kept));
+  const auto listed = sessions.list("alice");
+  REQUIRE(listed.size() == 1);
+  CHECK(listed[0].handle == key_of(kept).substr(8));
+}
+
+TEST_CASE("destroy_listed does not end a present session of another user") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  auto sessions = cachet::make_session_store(pool);
+  const std::string bobs = sessions.create("bob");
+  CHECK_FALSE(sessions.destroy_listed("alice", key_of(bobs).substr(8)));
+  CHECK(sessions.load(bobs));
+  CHECK_NOTHROW(sessions.set(bobs, "a", "1"));
+}
+
+TEST_CASE("an encrypted attribute is bound to its session and name, and survives regeneration") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  auto sessions = cachet::make_session_store(pool);
+  const cachet::Encrypted<cachet::JsonCodec<nlohmann::json>> sealed(
+      std::make_shared<cachet::KeyRing>(1, std::string(32, 'k')));
+  const std::string id = sessions.create("", {}), other = sessions.create("", {});
+  sessions.set_as(id, "card", nlohmann::json{{"last4", "4242"}}, sealed);
+  const std::string bytes(*sessions.load(id)->get("card"));
+  sessions.set(id, "name", bytes);      // copied to another attribute
+  sessions.set(other, "card", bytes);   // copied to another session, same name
+  CHECK_THROWS_AS(sessions.load(id)->get_as("name", sealed), cachet::DecodeError);
+  CHECK_THROWS_AS(sessions.load(other)->get_as("card", sealed), cachet::DecodeError);
+  CHECK(sessions.load(id)->get_as("card", sealed)->at("last4") == "4242");
+  const std::string renewed = sessions.regenerate(id, "alice");
+  CHECK(sessions.load(renewed)->get_as("card", sealed)->at("last4") == "4242");
+}
+
+TEST_CASE("regeneration without a user refuses when the session's user is not the one indexed under") {
+  // White box: regenerate() reads the user, indexes the new handle under it, then
+  // runs this script; a user changed in between must not leave a stale entry.
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  auto conn = server.connect();
+  auto sessions = cachet::make_session_store(pool);
+  const std::string id = sessions.create("alice");
+  const std::string to = "{" + id.substr(0, 16) + "}:" + cachet::detail::sha256_hex("new secret");
+  const std::vector<std::string> keys{key_of(id), key_of(id) + ":ended", "session:" + to, "session:" + to + ":ended"};
+  const cachet::Reply r = cachet::detail::SessionScripts::shared().regenerate.run(
+      conn, keys, std::vector<std::string>{"300000", "0", "bob"});  // read "bob": stale
+  CHECK((r.is_integer() && r.as_integer() == -5));
+  CHECK(conn.command({"EXISTS", "session:" + to}).as_integer() == 0);
+  const std::string renewed = sessions.regenerate(id);  // the real owner: indexed under alice
+  CHECK(sessions.load(renewed)->user() == "alice");
+  const auto listed = sessions.list("alice");
+  REQUIRE(listed.size() == 1);
+  CHECK(listed[0].handle == key_of(renewed).substr(8));
 }

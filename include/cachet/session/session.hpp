@@ -4,6 +4,7 @@
 // one attribute at a time, so concurrent requests do not undo each other's.
 
 #include <cachet/codec/concepts.hpp>
+#include <cachet/session/detail/binding.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -40,12 +41,14 @@ class Session {
     if (it == attributes_.end()) return std::nullopt;
     return std::string_view(it->second);
   }
-  // An attribute written by SessionStore::set_as with the same codec; throws DecodeError on foreign bytes.
+  // An attribute written by SessionStore::set_as with the same codec; throws DecodeError on foreign bytes
+  // (for a keyed codec such as Encrypted, also bytes copied from another session or attribute).
   template <Codec C>
   std::optional<typename C::value_type> get_as(std::string_view name, const C& codec = C{}) const {
     const auto bytes = get(name);
     if (!bytes) return std::nullopt;
-    return codec.decode(*bytes);
+    if constexpr (KeyedCodec<C>) return codec.decode(*bytes, detail::attribute_binding(id_, name));
+    else return codec.decode(*bytes);
   }
 
  private:

@@ -79,10 +79,15 @@ class SessionStore {
   std::uint64_t set(std::string_view id, std::string_view name, std::string_view value) {
     return set(id, Attributes{{std::string(name), std::string(value)}});
   }
-  // An attribute through a codec; Session::get_as reads it back.
+  // An attribute through a codec; Session::get_as reads it back. A keyed codec
+  // (Encrypted) binds it to this session (its anchor, kept by regenerate) and name.
   template <Codec C>
   std::uint64_t set_as(std::string_view id, std::string_view name, const typename C::value_type& value,
                        const C& codec = C{}) {
+    if constexpr (KeyedCodec<C>) {
+      const std::string binding = detail::attribute_binding(tokens_.parse(id).anchor, name);
+      return set(id, name, codec.encode(value, binding));
+    }
     return set(id, name, codec.encode(value));
   }
 
@@ -109,21 +114,25 @@ class SessionStore {
     const std::string token = tokens_.draw(from.anchor);
     const detail::SessionRef to = tokens_.parse(token);
     Lease lease = pool_->acquire();
-    // The new handle joins the user's index before it exists (see create()).
-    const std::string owner = user ? std::string(*user) : stored_user(*lease, from.handle);
-    if (!owner.empty()) index_add(*lease, owner, to.handle);
     std::vector<std::string> k = keys(from.handle), nk = keys(to.handle);
     k.insert(k.end(), nk.begin(), nk.end());
-    const Reply r = scripts().regenerate.run(*lease, k, std::vector<std::string>{ms(options_.tombstone),
-                                                                                 user ? "1" : "0", owner});
-    if (r.is_integer()) {
-      if (!owner.empty()) index_remove(*lease, owner, {to.handle});
-      throw_for(r.as_integer(), "regenerate");
+    for (int attempt = 1;; ++attempt) {
+      // The new handle joins the user's index before it exists (see create()); the
+      // script checks the user read here is still the session's (-5 otherwise).
+      const std::string owner = user ? std::string(*user) : stored_user(*lease, from.handle);
+      if (!owner.empty()) index_add(*lease, owner, to.handle);
+      const Reply r = scripts().regenerate.run(*lease, k, std::vector<std::string>{ms(options_.tombstone),
+                                                                                   user ? "1" : "0", owner});
+      if (r.is_integer()) {
+        if (!owner.empty()) index_remove(*lease, owner, {to.handle});
+        if (r.as_integer() == owner_changed && attempt < 3) continue;
+        throw_for(r.as_integer(), "regenerate");
+      }
+      const std::string previous(r[0].as_optional_string().value_or(""));
+      if (!previous.empty()) index_remove(*lease, previous, {from.handle});
+      if (!owner.empty() && owner != previous) enforce_max(*lease, owner);
+      return token;
     }
-    const std::string previous(r[0].as_optional_string().value_or(""));
-    if (!previous.empty()) index_remove(*lease, previous, {from.handle});
-    if (!owner.empty() && owner != previous) enforce_max(*lease, owner);
-    return token;
   }
 
   // Logout: ends the session now; a request still running cannot bring it back.
@@ -178,6 +187,7 @@ class SessionStore {
  private:
   using Lease = Pool::Lease;
   static constexpr long long conflict = -3;
+  static constexpr long long owner_changed = -5;  // regenerate: the user changed between its read and the script
 
   static detail::SessionScripts& scripts() { return detail::SessionScripts::shared(); }
 
@@ -206,6 +216,7 @@ class SessionStore {
   [[noreturn]] static void throw_for(long long code, std::string_view what) {
     if (code == -1) throw SessionEnded(fmt::format("session {}: the session was ended (logout or a new id)", what));
     if (code == -2) throw SessionNotFound(fmt::format("session {}: no such session (expired?)", what));
+    if (code == owner_changed) throw SessionError(fmt::format("session {}: its user kept changing meanwhile", what));
     throw SessionError(fmt::format("session {}: the new id is taken (the random generator repeats itself)", what));
   }
 

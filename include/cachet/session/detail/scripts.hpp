@@ -83,26 +83,31 @@ return version
 )lua";
 
 // KEYS: hash, tombstone. ARGV: tombstone ms, '1' to require the user, the user.
-// -> the session's user ('' when none), or nil when it was already gone (or,
-// required, another user's: then nothing changes). The tombstone is set otherwise.
+// -> the session's user ('' when none), or nil when it was not live. Only a
+// present session of another user (required) is left alone; a missing hash is
+// tombstoned too: it may be a login between its index entry and its create.
 inline constexpr const char* session_destroy_lua = R"lua(
 local user = redis.call('HGET', KEYS[1], ':user')
-if ARGV[2] == '1' and user ~= ARGV[3] then return false end
+if ARGV[2] == '1' and user and user ~= ARGV[3] then return false end
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
+if not user then return false end
 redis.call('DEL', KEYS[1])
 return user
 )lua";
 
 // KEYS: old hash, old tombstone, new hash, new tombstone (one hash tag).
-// ARGV: tombstone ms, '1' to set the user, the user.
+// ARGV: tombstone ms, '1' to set the user (else '0': the user the caller read
+// and indexed the new id under), the user.
 // -> {previous user, absolute deadline ms}; -1 either id tombstoned (the new one:
-// by destroy_all, from its index entry), -2 missing, -4 new id taken.
+// by destroy_all, from its index entry), -2 missing, -4 new id taken, -5 the
+// user is not the one read (nothing changes: read it again).
 // RENAME keeps the data and the TTL; the old id is tombstoned like a logout.
 inline constexpr const char* session_regenerate_lua = R"lua(
 if redis.call('EXISTS', KEYS[2], KEYS[4]) > 0 then return -1 end
 if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
 if redis.call('EXISTS', KEYS[3]) == 1 then return -4 end
 local previous = redis.call('HMGET', KEYS[1], ':user', ':abs')
+if ARGV[2] ~= '1' and (previous[1] or '') ~= ARGV[3] then return -5 end
 redis.call('RENAME', KEYS[1], KEYS[3])
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
 if ARGV[2] == '1' then redis.call('HSET', KEYS[3], ':user', ARGV[3]) end

@@ -252,6 +252,8 @@ TEST_CASE("Redis down: fail open, fail closed or a local limiter, each counted, 
   auto fail_open = cachet::make_rate_limiter(pool, cachet::Gcra{.rate = 3, .period = 1h}, open);
   auto fail_closed = cachet::make_rate_limiter(pool, cachet::Gcra{.rate = 3, .period = 1h}, closed);
   auto fallback = cachet::make_rate_limiter(pool, cachet::FixedWindow{.limit = 3, .window = 1h}, local);
+  const cachet::RateLimiterOptions local_bucket{.name = "local-bucket", .on_redis_down = cachet::OnRedisDown::local};
+  auto bucket = cachet::make_rate_limiter(pool, cachet::TokenBucket{.capacity = 5, .refill = 10, .period = 1h}, local_bucket);
   CHECK(fail_open.allow("u").from_redis);
   own.kill();
 
@@ -260,6 +262,9 @@ TEST_CASE("Redis down: fail open, fail closed or a local limiter, each counted, 
   r = fail_closed.allow("u");
   CHECK((!r.allowed && !r.from_redis && r.retry_after == 1s));
   CHECK(allowed_of(fallback, "u", 5) == 3);  // the local GCRA: 3 per hour, 3 at once
+  CHECK(allowed_of(bucket, "u", 8) == 5);  // the bucket's capacity at once, then one per 6 min (its refill)
+  r = bucket.allow("u");
+  CHECK((!r.allowed && r.limit == 5 && r.retry_after > 5min && r.retry_after <= 6min));
   CHECK(fail_open.figures().failed_open == 1);
   CHECK(fail_closed.figures().failed_closed == 1);
   CHECK((fallback.figures().fallback_allowed == 3 && fallback.figures().fallback_denied == 2));
@@ -303,3 +308,4 @@ TEST_CASE("concurrency limiter: a SIGKILLed holder's place is free once its leas
   CHECK(conn.command({"PTTL", limiter.key("user")}).as_integer() > 0);
   CHECK(eventually([&] { return bool(limiter.acquire("user")); }, 30s));  // after the 2 s lease
 }
+

@@ -104,10 +104,19 @@ class RateLimiter {
       const detail::LimitSpec s = detail::spec(*options_.local_limit);
       return std::make_unique<detail::LocalGcra>(std::chrono::microseconds(s.a), s.limit, options_.local_max_entries);
     }
-    // Every algorithm as a GCRA of the same average rate and burst.
-    const std::int64_t interval = spec_.algorithm == 1 || spec_.algorithm == 4 ? spec_.a : spec_.b / spec_.a;
-    return std::make_unique<detail::LocalGcra>(std::chrono::microseconds(std::max<std::int64_t>(interval, 1)),
+    // Every algorithm as a GCRA of the same average rate and burst (spec_.limit).
+    return std::make_unique<detail::LocalGcra>(std::chrono::microseconds(std::max<std::int64_t>(local_interval_us(), 1)),
                                                spec_.limit, options_.local_max_entries);
+  }
+
+  // Microseconds per request on average: GCRA's a and a bucket's b are that interval
+  // (a bucket's a is its capacity); a window's b / a is its length over its limit.
+  std::int64_t local_interval_us() const noexcept {
+    switch (spec_.algorithm) {
+      case 1: return spec_.a;
+      case 4: return spec_.b;
+      default: return spec_.b / spec_.a;
+    }
   }
 
   void count(std::uint64_t LimiterFigures::*field) noexcept { counters_->count(field); }

@@ -333,3 +333,23 @@ TEST_CASE("concurrency limiter: lease tokens differ between a forked child and i
   CHECK(conn.command({"ZCARD", limiter.key("u")}).as_integer() == 2);
   CHECK(!limiter.acquire("u"));  // so the limit of 2 holds
 }
+
+TEST_CASE("allow_all refuses one key twice (it would be decided and counted once)") {
+  auto& server = clean_server();
+  cachet::Pool pool(server.connection_options());
+  auto per_second = cachet::make_rate_limiter(pool, cachet::Gcra{.rate = 10, .period = 1s});
+  auto burst_of_two = cachet::make_rate_limiter(pool, cachet::Gcra{.rate = 10, .period = 1s, .burst = 2});
+  REQUIRE(per_second.key("u") == burst_of_two.key("u"));
+  try {
+    cachet::allow_all({{per_second, "u"}, {burst_of_two, "u"}});
+    FAIL("no exception");
+  } catch (const std::invalid_argument& e) {
+    const std::string what = e.what();
+    CHECK(what.find(per_second.key("u")) != std::string::npos);
+    CHECK(what.find("distinct names") != std::string::npos);
+  }
+  CHECK_THROWS_AS(cachet::allow_all({{per_second, "u"}, {per_second, "u"}}), std::invalid_argument);
+  CHECK(per_second.peek("u").remaining == 10);  // nothing was sent
+  auto named = cachet::make_rate_limiter(pool, cachet::Gcra{.rate = 10, .period = 1s, .burst = 2}, {.name = "burst"});
+  CHECK(cachet::allow_all({{per_second, "u"}, {named, "u"}}).allowed);
+}

@@ -222,6 +222,10 @@ inline RateLimitResult allow_all(std::span<const LimitOf> limits, std::uint64_t 
     RateLimiter& l = limits[i].limiter;
     if (&l.pool_ != &first.pool_) throw std::invalid_argument("cachet::allow_all: limiters of different pools");
     keys.push_back(l.key(limits[i].id, limits[i].tag));
+    // The script would decide both against the state before either write, and count once.
+    if (std::find(keys.begin(), keys.end() - 1, keys.back()) != keys.end() - 1)
+      throw std::invalid_argument("cachet::allow_all: the key " + keys.back() +
+                                  " is given twice; give the limiters distinct names (RateLimiterOptions::name)");
     if (l.deny_ && cost > 0)
       if (const auto left = l.deny_->blocked(keys.back(), cost, now)) {
         l.count(&LimiterFigures::deny_cache);

@@ -353,3 +353,25 @@ TEST_CASE("allow_all refuses one key twice (it would be decided and counted once
   auto named = cachet::make_rate_limiter(pool, cachet::Gcra{.rate = 10, .period = 1s, .burst = 2}, {.name = "burst"});
   CHECK(cachet::allow_all({{per_second, "u"}, {named, "u"}}).allowed);
 }
+
+TEST_CASE("a replica's READONLY is Redis down (the policy applies), a script's own error still throws") {
+  cachet::testing::RedisServer master({.tcp = true});
+  cachet::testing::RedisServer replica({.config = {"replicaof 127.0.0.1 " + std::to_string(master.port()),
+                                                   "replica-read-only yes"}});
+  cachet::Pool pool(replica.connection_options());
+  auto limiter = cachet::make_rate_limiter(pool, cachet::Gcra{.rate = 3, .period = 1h},
+                                           {.on_redis_down = cachet::OnRedisDown::fail_closed});
+  const RateLimitResult r = limiter.allow("u");
+  CHECK((!r.allowed && !r.from_redis && r.retry_after == 1s));
+  CHECK((limiter.figures().redis_errors == 1 && limiter.figures().failed_closed == 1));
+  cachet::ConcurrencyLimiter inflight(pool, {.limit = 2}, {.fail_open = false});
+  const auto permit = inflight.acquire("u");
+  CHECK((!permit && !permit.result().from_redis && inflight.figures().failed_closed == 1));
+
+  auto& server = clean_server();  // a wrong key type is a bug, not an outage
+  auto conn = server.connect();
+  cachet::Pool writable(server.connection_options());
+  auto gcra = cachet::make_rate_limiter(writable, cachet::Gcra{.rate = 3, .period = 1h});
+  conn.command({"RPUSH", gcra.key("u"), "x"});
+  CHECK_THROWS_AS(gcra.allow("u"), cachet::ReplyError);
+}

@@ -17,6 +17,7 @@
 #include <cachet/keys.hpp>
 #include <cachet/limit/detail/counters.hpp>
 #include <cachet/limit/detail/scripts.hpp>
+#include <cachet/limit/detail/unavailable.hpp>
 #include <cachet/limit/result.hpp>
 #include <cachet/redis/errors.hpp>
 #include <cachet/redis/pool.hpp>
@@ -91,9 +92,12 @@ class ConcurrencyLimiter {
         });
         if (breaker_) breaker_->success();
         return from_reply(std::move(key), std::move(token), r);
-      } catch (const ConnectionError&) {
+      } catch (const ConnectionError&) {  // TimeoutError too
         if (breaker_) breaker_->failure();
       } catch (const PoolTimeoutError&) {
+      } catch (const ReplyError& e) {
+        if (!detail::means_unavailable(e)) throw;
+        if (breaker_) breaker_->failure();
       }
     return when_down();
   }

@@ -19,6 +19,7 @@
 #include <cachet/limit/detail/counters.hpp>
 #include <cachet/limit/detail/local_state.hpp>
 #include <cachet/limit/detail/scripts.hpp>
+#include <cachet/limit/detail/unavailable.hpp>
 #include <cachet/limit/errors.hpp>
 #include <cachet/limit/options.hpp>
 #include <cachet/limit/result.hpp>
@@ -248,9 +249,12 @@ inline RateLimitResult allow_all(std::span<const LimitOf> limits, std::uint64_t 
     const Reply reply = first.pool_.with([&](Connection& c) { return detail::rate_limit().run(c, keys, args); });
     if (breaker) breaker->success();
     return RateLimiter::from_reply(limits, keys, cost, reply, now);
-  } catch (const ConnectionError&) {
+  } catch (const ConnectionError&) {  // TimeoutError too
     if (breaker) breaker->failure();
   } catch (const PoolTimeoutError&) {
+  } catch (const ReplyError& e) {
+    if (!detail::means_unavailable(e)) throw;
+    if (breaker) breaker->failure();
   }
   return RateLimiter::down_all(limits, keys, cost, now);
 }

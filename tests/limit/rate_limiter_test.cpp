@@ -375,3 +375,13 @@ TEST_CASE("a replica's READONLY is Redis down (the policy applies), a script's o
   conn.command({"RPUSH", gcra.key("u"), "x"});
   CHECK_THROWS_AS(gcra.allow("u"), cachet::ReplyError);
 }
+
+TEST_CASE("local fallback GCRA: a cost beyond the burst is never allowed, however large") {
+  cachet::detail::LocalGcra local(std::chrono::microseconds(1000), 5, 100);
+  const auto now = cachet::detail::steady::now();
+  for (const std::uint64_t cost : {std::uint64_t{6}, std::uint64_t{1} << 40, std::uint64_t{1} << 63, UINT64_MAX}) {
+    const auto d = local.decide("u", cost, now);
+    CHECK((!d.allowed && d.never && d.remaining == 5));
+  }
+  CHECK(local.decide("u", 5, now).allowed);
+}

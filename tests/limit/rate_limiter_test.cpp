@@ -385,3 +385,32 @@ TEST_CASE("local fallback GCRA: a cost beyond the burst is never allowed, howeve
   }
   CHECK(local.decide("u", 5, now).allowed);
 }
+
+TEMPLATE_TEST_CASE("a peek reports reset_after of the state as it is: 0 when full", "", cachet::Gcra,
+                   cachet::TokenBucket, cachet::SlidingWindow) {
+  auto& server = clean_server();
+  cachet::Pool pool(server.connection_options());
+  TestType algorithm;
+  if constexpr (std::is_same_v<TestType, cachet::Gcra>) algorithm = {.rate = 5, .period = 1h};
+  if constexpr (std::is_same_v<TestType, cachet::TokenBucket>) algorithm = {.capacity = 5, .refill = 5, .period = 1h};
+  if constexpr (std::is_same_v<TestType, cachet::SlidingWindow>) algorithm = {.limit = 5, .window = week};
+  auto limiter = cachet::make_rate_limiter(pool, algorithm);
+  CHECK(limiter.peek("u").reset_after == 0ms);
+  const RateLimitResult taken = limiter.allow("u", 2);
+  const RateLimitResult peeked = limiter.peek("u");
+  CHECK((peeked.reset_after > 0ms && peeked.reset_after <= taken.reset_after));
+}
+
+TEST_CASE("sliding window: with counts only in the previous window, full again at this window's end") {
+  auto& server = clean_server();
+  auto conn = server.connect();
+  cachet::Pool pool(server.connection_options());
+  auto limiter = cachet::make_rate_limiter(pool, cachet::SlidingWindow{.limit = 5, .window = week});
+  const long long week_ms = std::chrono::duration_cast<std::chrono::milliseconds>(week).count();
+  const long long previous = server_ms(conn) / week_ms - 1;
+  conn.command({"HSET", limiter.key("u"), "w", previous, "cur", 5, "prev", 0});
+  const RateLimitResult peeked = limiter.peek("u");
+  CHECK((peeked.reset_after > 0ms && peeked.reset_after <= week));
+  const RateLimitResult denied = limiter.allow("u", 5);  // the previous window still weighs
+  CHECK((!denied.allowed && denied.reset_after > 0ms && denied.reset_after <= week));
+}

@@ -252,6 +252,8 @@ TEST_CASE("Redis down: fail open, fail closed or a local limiter, each counted, 
   auto fail_open = cachet::make_rate_limiter(pool, cachet::Gcra{.rate = 3, .period = 1h}, open);
   auto fail_closed = cachet::make_rate_limiter(pool, cachet::Gcra{.rate = 3, .period = 1h}, closed);
   auto fallback = cachet::make_rate_limiter(pool, cachet::FixedWindow{.limit = 3, .window = 1h}, local);
+  const cachet::RateLimiterOptions local_bucket{.name = "local-bucket", .on_redis_down = cachet::OnRedisDown::local};
+  auto bucket = cachet::make_rate_limiter(pool, cachet::TokenBucket{.capacity = 5, .refill = 10, .period = 1h}, local_bucket);
   CHECK(fail_open.allow("u").from_redis);
   own.kill();
 
@@ -260,6 +262,9 @@ TEST_CASE("Redis down: fail open, fail closed or a local limiter, each counted, 
   r = fail_closed.allow("u");
   CHECK((!r.allowed && !r.from_redis && r.retry_after == 1s));
   CHECK(allowed_of(fallback, "u", 5) == 3);  // the local GCRA: 3 per hour, 3 at once
+  CHECK(allowed_of(bucket, "u", 8) == 5);  // the bucket's capacity at once, then one per 6 min (its refill)
+  r = bucket.allow("u");
+  CHECK((!r.allowed && r.limit == 5 && r.retry_after > 5min && r.retry_after <= 6min));
   CHECK(fail_open.figures().failed_open == 1);
   CHECK(fail_closed.figures().failed_closed == 1);
   CHECK((fallback.figures().fallback_allowed == 3 && fallback.figures().fallback_denied == 2));
@@ -302,4 +307,110 @@ TEST_CASE("concurrency limiter: a SIGKILLed holder's place is free once its leas
   CHECK((!denied && denied.result().retry_after <= one_in_flight.lease));
   CHECK(conn.command({"PTTL", limiter.key("user")}).as_integer() > 0);
   CHECK(eventually([&] { return bool(limiter.acquire("user")); }, 30s));  // after the 2 s lease
+}
+
+TEST_CASE("concurrency limiter: lease tokens differ between a forked child and its parent") {
+  auto& server = clean_server();
+  auto conn = server.connect();
+  cachet::Pool pool(server.connection_options());
+  cachet::ConcurrencyLimiter limiter(pool, {.limit = 2, .lease = 60s});
+  limiter.acquire("warm");  // the parent has drawn a token before it forks
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {  // takes a place and exits without releasing it (no destructors, no Catch2)
+    try {
+      cachet::Pool own(server.connection_options());
+      cachet::ConcurrencyLimiter same(own, {.limit = 2, .lease = 60s});
+      const auto held = same.acquire("u");
+      ::_exit(held ? 0 : 2);  // before `held` releases its place
+    } catch (...) {
+    }
+    ::_exit(1);
+  }
+  CHECK(wait_exit(child) == 0);
+  const auto mine = limiter.acquire("u");  // the parent's next token: the child's, if both were seeded alike
+  CHECK(mine);
+  CHECK(conn.command({"ZCARD", limiter.key("u")}).as_integer() == 2);
+  CHECK(!limiter.acquire("u"));  // so the limit of 2 holds
+}
+
+TEST_CASE("allow_all refuses one key twice (it would be decided and counted once)") {
+  auto& server = clean_server();
+  cachet::Pool pool(server.connection_options());
+  auto per_second = cachet::make_rate_limiter(pool, cachet::Gcra{.rate = 10, .period = 1s});
+  auto burst_of_two = cachet::make_rate_limiter(pool, cachet::Gcra{.rate = 10, .period = 1s, .burst = 2});
+  REQUIRE(per_second.key("u") == burst_of_two.key("u"));
+  try {
+    cachet::allow_all({{per_second, "u"}, {burst_of_two, "u"}});
+    FAIL("no exception");
+  } catch (const std::invalid_argument& e) {
+    const std::string what = e.what();
+    CHECK(what.find(per_second.key("u")) != std::string::npos);
+    CHECK(what.find("distinct names") != std::string::npos);
+  }
+  CHECK_THROWS_AS(cachet::allow_all({{per_second, "u"}, {per_second, "u"}}), std::invalid_argument);
+  CHECK(per_second.peek("u").remaining == 10);  // nothing was sent
+  auto named = cachet::make_rate_limiter(pool, cachet::Gcra{.rate = 10, .period = 1s, .burst = 2}, {.name = "burst"});
+  CHECK(cachet::allow_all({{per_second, "u"}, {named, "u"}}).allowed);
+}
+
+TEST_CASE("a replica's READONLY is Redis down (the policy applies), a script's own error still throws") {
+  cachet::testing::RedisServer master({.tcp = true});
+  cachet::testing::RedisServer replica({.config = {"replicaof 127.0.0.1 " + std::to_string(master.port()),
+                                                   "replica-read-only yes"}});
+  cachet::Pool pool(replica.connection_options());
+  auto limiter = cachet::make_rate_limiter(pool, cachet::Gcra{.rate = 3, .period = 1h},
+                                           {.on_redis_down = cachet::OnRedisDown::fail_closed});
+  const RateLimitResult r = limiter.allow("u");
+  CHECK((!r.allowed && !r.from_redis && r.retry_after == 1s));
+  CHECK((limiter.figures().redis_errors == 1 && limiter.figures().failed_closed == 1));
+  cachet::ConcurrencyLimiter inflight(pool, {.limit = 2}, {.fail_open = false});
+  const auto permit = inflight.acquire("u");
+  CHECK((!permit && !permit.result().from_redis && inflight.figures().failed_closed == 1));
+
+  auto& server = clean_server();  // a wrong key type is a bug, not an outage
+  auto conn = server.connect();
+  cachet::Pool writable(server.connection_options());
+  auto gcra = cachet::make_rate_limiter(writable, cachet::Gcra{.rate = 3, .period = 1h});
+  conn.command({"RPUSH", gcra.key("u"), "x"});
+  CHECK_THROWS_AS(gcra.allow("u"), cachet::ReplyError);
+}
+
+TEST_CASE("local fallback GCRA: a cost beyond the burst is never allowed, however large") {
+  cachet::detail::LocalGcra local(std::chrono::microseconds(1000), 5, 100);
+  const auto now = cachet::detail::steady::now();
+  for (const std::uint64_t cost : {std::uint64_t{6}, std::uint64_t{1} << 40, std::uint64_t{1} << 63, UINT64_MAX}) {
+    const auto d = local.decide("u", cost, now);
+    CHECK((!d.allowed && d.never && d.remaining == 5));
+  }
+  CHECK(local.decide("u", 5, now).allowed);
+}
+
+TEMPLATE_TEST_CASE("a peek reports reset_after of the state as it is: 0 when full", "", cachet::Gcra,
+                   cachet::TokenBucket, cachet::SlidingWindow) {
+  auto& server = clean_server();
+  cachet::Pool pool(server.connection_options());
+  TestType algorithm;
+  if constexpr (std::is_same_v<TestType, cachet::Gcra>) algorithm = {.rate = 5, .period = 1h};
+  if constexpr (std::is_same_v<TestType, cachet::TokenBucket>) algorithm = {.capacity = 5, .refill = 5, .period = 1h};
+  if constexpr (std::is_same_v<TestType, cachet::SlidingWindow>) algorithm = {.limit = 5, .window = week};
+  auto limiter = cachet::make_rate_limiter(pool, algorithm);
+  CHECK(limiter.peek("u").reset_after == 0ms);
+  const RateLimitResult taken = limiter.allow("u", 2);
+  const RateLimitResult peeked = limiter.peek("u");
+  CHECK((peeked.reset_after > 0ms && peeked.reset_after <= taken.reset_after));
+}
+
+TEST_CASE("sliding window: with counts only in the previous window, full again at this window's end") {
+  auto& server = clean_server();
+  auto conn = server.connect();
+  cachet::Pool pool(server.connection_options());
+  auto limiter = cachet::make_rate_limiter(pool, cachet::SlidingWindow{.limit = 5, .window = week});
+  const long long week_ms = std::chrono::duration_cast<std::chrono::milliseconds>(week).count();
+  const long long previous = server_ms(conn) / week_ms - 1;
+  conn.command({"HSET", limiter.key("u"), "w", previous, "cur", 5, "prev", 0});
+  const RateLimitResult peeked = limiter.peek("u");
+  CHECK((peeked.reset_after > 0ms && peeked.reset_after <= week));
+  const RateLimitResult denied = limiter.allow("u", 5);  // the previous window still weighs
+  CHECK((!denied.allowed && denied.reset_after > 0ms && denied.reset_after <= week));
 }

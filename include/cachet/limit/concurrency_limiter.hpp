@@ -13,9 +13,11 @@
 // by one more than `limit`.
 
 #include <cachet/breaker.hpp>
+#include <cachet/detail/random_hex.hpp>
 #include <cachet/keys.hpp>
 #include <cachet/limit/detail/counters.hpp>
 #include <cachet/limit/detail/scripts.hpp>
+#include <cachet/limit/detail/unavailable.hpp>
 #include <cachet/limit/result.hpp>
 #include <cachet/redis/errors.hpp>
 #include <cachet/redis/pool.hpp>
@@ -25,7 +27,6 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <random>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -91,9 +92,12 @@ class ConcurrencyLimiter {
         });
         if (breaker_) breaker_->success();
         return from_reply(std::move(key), std::move(token), r);
-      } catch (const ConnectionError&) {
+      } catch (const ConnectionError&) {  // TimeoutError too
         if (breaker_) breaker_->failure();
       } catch (const PoolTimeoutError&) {
+      } catch (const ReplyError& e) {
+        if (!detail::means_unavailable(e)) throw;
+        if (breaker_) breaker_->failure();
       }
     return when_down();
   }
@@ -114,10 +118,9 @@ class ConcurrencyLimiter {
     return s;
   }
 
-  static std::string new_token() {
-    thread_local std::mt19937_64 gen{std::random_device{}()};
-    return std::to_string(gen()) + "-" + std::to_string(gen());
-  }
+  // 128 bits from the CSPRNG: a PRNG seeded once repeats in a forked child (and has
+  // only 2^32 seeds), and two holders with one token would share one place.
+  static std::string new_token() { return detail::random_bytes_hex(16); }
 
   ConcurrencyPermit from_reply(std::string key, std::string token, const Reply& r) {
     const auto ms = [](long long us) { return std::chrono::ceil<std::chrono::milliseconds>(std::chrono::microseconds(us)); };

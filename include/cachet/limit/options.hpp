@@ -12,7 +12,8 @@
 namespace cachet {
 
 // What a limiter answers while Redis is unreachable (ConnectionError,
-// TimeoutError, PoolTimeoutError, or its circuit breaker open).
+// TimeoutError, PoolTimeoutError, an error reply such as READONLY or LOADING
+// that says the server cannot decide now, or its circuit breaker open).
 enum class OnRedisDown {
   fail_open,    // allow every request (availability over protection)
   fail_closed,  // deny every request, retry_after = closed_retry_after

@@ -19,6 +19,7 @@
 #include <cachet/limit/detail/counters.hpp>
 #include <cachet/limit/detail/local_state.hpp>
 #include <cachet/limit/detail/scripts.hpp>
+#include <cachet/limit/detail/unavailable.hpp>
 #include <cachet/limit/errors.hpp>
 #include <cachet/limit/options.hpp>
 #include <cachet/limit/result.hpp>
@@ -104,10 +105,19 @@ class RateLimiter {
       const detail::LimitSpec s = detail::spec(*options_.local_limit);
       return std::make_unique<detail::LocalGcra>(std::chrono::microseconds(s.a), s.limit, options_.local_max_entries);
     }
-    // Every algorithm as a GCRA of the same average rate and burst.
-    const std::int64_t interval = spec_.algorithm == 1 || spec_.algorithm == 4 ? spec_.a : spec_.b / spec_.a;
-    return std::make_unique<detail::LocalGcra>(std::chrono::microseconds(std::max<std::int64_t>(interval, 1)),
+    // Every algorithm as a GCRA of the same average rate and burst (spec_.limit).
+    return std::make_unique<detail::LocalGcra>(std::chrono::microseconds(std::max<std::int64_t>(local_interval_us(), 1)),
                                                spec_.limit, options_.local_max_entries);
+  }
+
+  // Microseconds per request on average: GCRA's a and a bucket's b are that interval
+  // (a bucket's a is its capacity); a window's b / a is its length over its limit.
+  std::int64_t local_interval_us() const noexcept {
+    switch (spec_.algorithm) {
+      case 1: return spec_.a;
+      case 4: return spec_.b;
+      default: return spec_.b / spec_.a;
+    }
   }
 
   void count(std::uint64_t LimiterFigures::*field) noexcept { counters_->count(field); }
@@ -213,6 +223,10 @@ inline RateLimitResult allow_all(std::span<const LimitOf> limits, std::uint64_t 
     RateLimiter& l = limits[i].limiter;
     if (&l.pool_ != &first.pool_) throw std::invalid_argument("cachet::allow_all: limiters of different pools");
     keys.push_back(l.key(limits[i].id, limits[i].tag));
+    // The script would decide both against the state before either write, and count once.
+    if (std::find(keys.begin(), keys.end() - 1, keys.back()) != keys.end() - 1)
+      throw std::invalid_argument("cachet::allow_all: the key " + keys.back() +
+                                  " is given twice; give the limiters distinct names (RateLimiterOptions::name)");
     if (l.deny_ && cost > 0)
       if (const auto left = l.deny_->blocked(keys.back(), cost, now)) {
         l.count(&LimiterFigures::deny_cache);
@@ -235,9 +249,12 @@ inline RateLimitResult allow_all(std::span<const LimitOf> limits, std::uint64_t 
     const Reply reply = first.pool_.with([&](Connection& c) { return detail::rate_limit().run(c, keys, args); });
     if (breaker) breaker->success();
     return RateLimiter::from_reply(limits, keys, cost, reply, now);
-  } catch (const ConnectionError&) {
+  } catch (const ConnectionError&) {  // TimeoutError too
     if (breaker) breaker->failure();
   } catch (const PoolTimeoutError&) {
+  } catch (const ReplyError& e) {
+    if (!detail::means_unavailable(e)) throw;
+    if (breaker) breaker->failure();
   }
   return RateLimiter::down_all(limits, keys, cost, now);
 }

@@ -84,8 +84,9 @@ class LocalGcra {
     steady::time_point tat = it == map_.end() ? now : std::max(now, it->second.until);
     const std::uint64_t c = cost ? cost : 1;
     const auto left = [&](steady::time_point at) { return static_cast<std::uint64_t>((now - (at - tau_)) / t_); };
+    // Over the burst can never pass; checked before t_ * c, which would overflow for a huge cost.
+    if (c > burst()) return {false, left(tat), {}, tat - now, true};
     const steady::duration need = t_ * static_cast<std::int64_t>(c);
-    if (need > tau_) return {false, left(tat), {}, tat - now, true};
     const steady::time_point new_tat = tat + need;
     if (new_tat - tau_ > now) return {false, left(tat), new_tat - tau_ - now, tat - now, false};
     if (cost == 0) return {true, left(tat), {}, tat - now, false};

@@ -8,7 +8,8 @@ namespace cachet::detail {
 // KEYS: one per limit. ARGV: cost, then per limit: algorithm, a, b (see LimitSpec).
 // All limits are decided first; only if every one allows (and cost > 0) are
 // they written, so a denied request consumes nothing. Cost 0 peeks: each limit
-// is asked about a cost of 1 and nothing is written.
+// is asked about a cost of 1 and nothing is written; reset_after is that of the
+// state as it is (nothing taken).
 // Returns {allowed, limit, remaining, retry_after_us (-1: never), reset_after_us, index (0-based)}
 // of the limit that denied with the longest wait, or else of the one with the least remaining.
 inline constexpr const char* rate_limit_script = R"lua(
@@ -19,6 +20,7 @@ local floor, ceil = math.floor, math.ceil
 local function int(x) return string.format('%d', x) end
 local function ms(us) local m = ceil(us / 1000) if m < 1 then m = 1 end return int(m) end
 local NEVER = -1
+local peek = tonumber(ARGV[1]) == 0
 
 local function gcra(key, T, tau, c)
   local limit = floor(tau / T)
@@ -30,7 +32,7 @@ local function gcra(key, T, tau, c)
   local new_tat = tat + c * T
   local allow_at = new_tat - tau
   if allow_at > now then return {false, limit, left, allow_at - now, tat - now} end
-  return {true, limit, floor((now - allow_at) / T), 0, new_tat - now,
+  return {true, limit, floor((now - allow_at) / T), 0, peek and tat - now or new_tat - now,
           function() redis.call('SET', key, int(new_tat), 'PX', ms(new_tat - now)) end}
 end
 
@@ -59,7 +61,7 @@ local function sliding(key, limit, W, c)
   local left = floor(limit - est)
   if left < 0 then left = 0 end
   local reset = 0
-  if cur + c > 0 then reset = to_end + W elseif prev > 0 then reset = to_end end
+  if cur > 0 then reset = to_end + W elseif prev > 0 then reset = to_end end  -- as each count slides out
   if c > limit then return {false, limit, left, NEVER, reset} end
   if est + c > limit then
     local need = est + c - limit
@@ -73,7 +75,7 @@ local function sliding(key, limit, W, c)
     end
     return {false, limit, left, retry, reset}
   end
-  return {true, limit, floor(limit - est - c), 0, to_end + W, function()
+  return {true, limit, floor(limit - est - c), 0, peek and reset or to_end + W, function()
     redis.call('HSET', key, 'w', int(idx), 'cur', int(cur + c), 'prev', int(prev))
     redis.call('PEXPIRE', key, ms(to_end + W))
   end}
@@ -87,7 +89,7 @@ local function bucket(key, cap, T, c)
   if c > cap then return {false, cap, floor(tokens), NEVER, full_in} end
   if tokens < c then return {false, cap, floor(tokens), ceil((c - tokens) * T), full_in} end
   local after = tokens - c
-  return {true, cap, floor(after), 0, ceil((cap - after) * T), function()
+  return {true, cap, floor(after), 0, peek and full_in or ceil((cap - after) * T), function()
     redis.call('HSET', key, 'tokens', string.format('%.17g', after), 'ts', int(now))
     redis.call('PEXPIRE', key, ms((cap - after) * T))
   end}

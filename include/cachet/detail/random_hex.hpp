@@ -12,14 +12,21 @@
 
 namespace cachet::detail {
 
+inline std::string to_hex(const unsigned char* bytes, std::size_t n) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out(2 * n, '\0');
+  for (std::size_t i = 0; i < n; ++i) {
+    out[2 * i] = digits[bytes[i] >> 4];
+    out[2 * i + 1] = digits[bytes[i] & 0xf];
+  }
+  return out;
+}
+
 // `n` (at most 32) random bytes in hex; a failing generator throws, never a weak token.
 inline std::string random_bytes_hex(std::size_t n) {
   std::array<unsigned char, 32> bytes{};
   if (n > bytes.size() || RAND_bytes(bytes.data(), static_cast<int>(n)) != 1) throw Error("RAND_bytes failed");
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out(2 * n, '\0');
-  for (std::size_t i = 0; i < n; ++i) out[2 * i] = hex[bytes[i] >> 4], out[2 * i + 1] = hex[bytes[i] & 0xf];
-  return out;
+  return to_hex(bytes.data(), n);
 }
 
 }  // namespace cachet::detail

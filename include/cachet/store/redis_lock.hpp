@@ -17,6 +17,7 @@
 // Keep the lock key in the value key's Redis Cluster slot (KeyBuilder::lock with
 // HashTag::entity) so the fenced write is one script on one shard.
 
+#include <cachet/detail/random_hex.hpp>
 #include <cachet/redis/script.hpp>
 #include <cachet/redis/script_batch.hpp>
 #include <cachet/store/detail/wait_call.hpp>
@@ -24,9 +25,6 @@
 #include <cachet/store/replication.hpp>
 #include <cachet/store/write.hpp>
 
-#include <openssl/rand.h>
-
-#include <array>
 #include <atomic>
 #include <chrono>
 #include <string>
@@ -157,14 +155,7 @@ class RedisLock {
   }
 
   // 128 random bits from OpenSSL's CSPRNG, in hex: unguessable, so unique across processes.
-  static std::string new_token() {
-    std::array<unsigned char, 16> bytes{};
-    if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) throw Error("RAND_bytes failed");
-    static constexpr char hex[] = "0123456789abcdef";
-    std::string out;
-    for (unsigned char b : bytes) out += hex[b >> 4], out += hex[b & 0xf];
-    return out;
-  }
+  static std::string new_token() { return detail::random_bytes_hex(16); }
 
   RedisStore* store_;
   std::string key_;

@@ -5,13 +5,13 @@
 // (256 random bits) is what makes the id unguessable; the HMAC-SHA256 lets a
 // forged id be refused before Redis is asked.
 
+#include <cachet/detail/random_hex.hpp>
 #include <cachet/detail/sha256.hpp>
 #include <cachet/session/errors.hpp>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <openssl/rand.h>
 
 #include <algorithm>
 #include <array>
@@ -26,22 +26,13 @@ inline constexpr std::size_t anchor_hex = 16;  // 8 bytes
 inline constexpr std::size_t secret_hex = 64;  // 32 bytes
 inline constexpr std::size_t mac_hex = 64;     // HMAC-SHA256
 
-inline std::string to_hex(const unsigned char* bytes, std::size_t n) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out(2 * n, '\0');
-  for (std::size_t i = 0; i < n; ++i) {
-    out[2 * i] = digits[bytes[i] >> 4];
-    out[2 * i + 1] = digits[bytes[i] & 0xf];
-  }
-  return out;
-}
-
 // `n` bytes from OpenSSL's CSPRNG, in hex; a failing generator is an error, never a weak id.
 inline std::string random_hex(std::size_t n) {
-  std::array<unsigned char, 32> bytes{};
-  if (n > bytes.size() || RAND_bytes(bytes.data(), static_cast<int>(n)) != 1)
+  try {
+    return random_bytes_hex(n);
+  } catch (const Error&) {
     throw SessionError("RAND_bytes failed: no session id can be drawn");
-  return to_hex(bytes.data(), n);
+  }
 }
 
 inline bool is_hex(std::string_view s, std::size_t length) {

@@ -61,11 +61,10 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
   // be a quarter of an in-process hit.
   Lookup lookup(std::string_view k) {
     Lookup found;
-    if (!in_process(k, found)) {
-      Fetched f;
-      const Reach r = fetch_timed(true, [&] { f = fetch(k); });
-      landed(k, found, r == Reach::reached ? &f : nullptr);
-    }
+    if (in_process(k, found)) return found;  // counted there
+    Fetched f;
+    const Reach r = fetch_timed(true, [&] { f = fetch(k); });
+    landed(k, found, r == Reach::reached ? &f : nullptr);
     count(found);
     return found;
   }
@@ -79,8 +78,8 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
     std::vector<std::size_t> at;
     if constexpr (tiered) {
       for (std::size_t i = 0; i < keys.size(); ++i) {
-        if (Lookup found; in_process(keys[i], found)) {
-          settle(i, found, out, missing, tally);
+        if (Lookup found; in_process(keys[i], found)) {  // counted there
+          if (found.state == Lookup::value) out[i] = value_of(found.entry);
         } else {
           remote.push_back(keys[i]);
           at.push_back(i);
@@ -180,7 +179,8 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
   };
   using Batch = typename BatchOf<S>::type;
 
-  // Judges `k`'s in-process entry into `found`; true (an l1_hit) when it is the answer.
+  // Judges `k`'s in-process entry into `found`; true when it is the answer,
+  // counted then as a hit or negative hit and an l1_hit.
   bool in_process(std::string_view k, Lookup& found) {
     if constexpr (coarse_hits) {
       const auto now = CoarseSystemClock::now();  // the one clock read of an in-process hit
@@ -189,7 +189,7 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
       found = judge(cached(k));
     }
     if (found.state == Lookup::miss || found.state == Lookup::stale) return false;
-    metrics_->count(Event::l1_hit);
+    metrics_->count_l1(found.state == Lookup::value ? Event::hit : Event::negative_hit);
     return true;
   }
 

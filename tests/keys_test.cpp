@@ -110,3 +110,14 @@ TEST_CASE("keys from hostile ids work in a real Redis, and SCAN with pattern() f
     CHECK(conn.command({"GET", keys.value("item", id)}).as_string() == id);
   }
 }
+
+TEST_CASE("exactly ':', '%', '{', '}', controls, space and DEL are escaped, each as %XX") {
+  for (unsigned b = 0; b < 256; ++b) {
+    const auto c = static_cast<unsigned char>(b);
+    const bool escaped = c == ':' || c == '%' || c == '{' || c == '}' || c <= 0x20 || c == 0x7f;
+    const std::string id(1, static_cast<char>(c));
+    CHECK(cachet::KeyBuilder::needs_escape(c) == escaped);
+    const std::string hex = "0123456789ABCDEF";
+    CHECK(cachet::KeyBuilder::escape(id) == (escaped ? std::string{'%', hex[b >> 4], hex[b & 0xf]} : id));
+  }
+}

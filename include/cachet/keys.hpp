@@ -28,6 +28,7 @@
 
 #include <cachet/detail/sha256.hpp>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -142,8 +143,17 @@ class KeyBuilder {
   const std::string& ns() const noexcept { return ns_; }
   const KeyOptions& options() const noexcept { return options_; }
 
-  static bool needs_escape(unsigned char c) noexcept {
+  static constexpr bool escaped_byte(unsigned char c) noexcept {
     return c == ':' || c == '%' || c == '{' || c == '}' || c <= 0x20 || c == 0x7f;
+  }
+  // escaped_byte as one table load: every read builds its key through it.
+  static bool needs_escape(unsigned char c) noexcept {
+    static constexpr auto table = [] {
+      std::array<bool, 256> t{};
+      for (unsigned b = 0; b < 256; ++b) t[b] = escaped_byte(static_cast<unsigned char>(b));
+      return t;
+    }();
+    return table[c];
   }
 
   static std::string escape(std::string_view id) {

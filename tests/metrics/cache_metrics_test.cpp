@@ -27,3 +27,22 @@ TEST_CASE("events are counted per cache and the hit ratio follows them") {
   CHECK(m.value(Event::lock_wait) == 0);
   CHECK(m.hit_ratio() == Approx(5.0 / 8.0));  // the stale hit's lookup is one of the misses
 }
+
+TEST_CASE("an in-process answer counts once and reads back as a hit (or negative hit) and an l1_hit") {
+  CacheMetrics m("products", "shop:product");
+  m.count(Event::hit, 2);  // from Redis
+  m.count_l1(Event::hit);
+  m.count_l1(Event::hit);
+  m.count_l1(Event::negative_hit);
+  m.count(Event::negative_hit);
+  m.count(Event::miss);
+  CHECK(m.value(Event::hit) == 4);
+  CHECK(m.value(Event::negative_hit) == 2);
+  CHECK(m.value(Event::l1_hit) == 3);
+  CHECK(m.value(Event::miss) == 1);
+  CHECK(m.value(Event::stale_hit) == 0);
+  CHECK(m.hit_ratio() == Approx(6.0 / 7.0));
+  m.count(Event::l1_hit);  // counting the event itself still counts it alone
+  CHECK(m.value(Event::l1_hit) == 4);
+  CHECK(m.value(Event::hit) == 4);
+}

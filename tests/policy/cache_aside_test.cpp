@@ -403,6 +403,32 @@ TEST_CASE("cache-aside over MemoryStore: a single process needs no Redis") {
   CHECK(db.queries == 4);
 }
 
+TEST_CASE("get_many reloads stale and stale-negative entries and keeps fresh ones, judged by the cache's clock") {
+  cachet::ManualClock clock;
+  using Store = cachet::BasicMemoryStore<cachet::ClockRef<cachet::ManualClock>>;
+  cachet::CacheAside<Product, cachet::JsonCodec<Product>, cachet::NoGuard, Store, cachet::ClockRef<cachet::ManualClock>>
+      cache(Store({.max_entries = 1000}, cachet::ClockRef(clock)), options("memory-stale"), {}, {},
+            cachet::ClockRef(clock));
+  Db db;
+  auto load = [&](std::string_view id) { return db.find(id); };
+  cache.get_or_load("5", load);
+  cache.get_or_load("missing-s", load);
+  clock.advance(70s);  // past fresh (1 min + 10 % at most), before fresh + stale: both stale, still stored
+  cache.get_or_load("7", load);  // fresh
+  std::vector<std::string> asked;
+  std::vector<std::string_view> ids{"5", "missing-s", "7"};
+  const auto many = cache.get_many(ids, [&](std::span<const std::string_view> missing) {
+    std::vector<std::optional<Product>> out;
+    for (auto id : missing) asked.emplace_back(id), out.push_back(db.find(id));
+    return out;
+  });
+  CHECK(asked == std::vector<std::string>{"5", "missing-s"});
+  REQUIRE(many.size() == 3);
+  CHECK(many[0] == sample_product(5));
+  CHECK_FALSE(many[1].has_value());
+  CHECK(many[2] == sample_product(7));
+}
+
 TEST_CASE("a batch loader that throws caches nothing") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());

@@ -72,6 +72,7 @@ TEST_CASE("an L1 hit is the shared value: no Redis command, no parse, no allocat
   CHECK(cachet::test::command_calls(admin, "get") == 0);
   CHECK(calls == 1);
   CHECK(cache.metrics().value(Event::l1_hit) == 3);
+  CHECK(cache.metrics().value(Event::hit) == 4);  // the L1 hits are hits too
   CHECK(cache.store().l1().stats().size == 1);
 }
 

@@ -74,21 +74,28 @@ class EntryCodec {
   }
 
   Decoded decode(std::string_view bytes, std::string_view key = {}) const {
+    Decoded d;
+    d.meta = decode_into(bytes, d.value, key);
+    return d;
+  }
+
+  // decode() with the value built straight into `value` (left empty for a
+  // negative entry): a batch decodes into its results without moving each value.
+  EntryMeta decode_into(std::string_view bytes, std::optional<value_type>& value, std::string_view key = {}) const {
     if (format_ == Format::plain) {
-      Decoded d;
-      d.meta.fresh_until = EntryMeta::time_point::max();
-      if (bytes == plain_negative_marker) d.meta.negative = true;
-      else d.value.emplace(decode_payload(bytes, key, nullptr));
-      return d;
+      EntryMeta meta;
+      meta.fresh_until = EntryMeta::time_point::max();
+      if (bytes == plain_negative_marker) meta.negative = true;
+      else value.emplace(decode_payload(bytes, key, nullptr));
+      return meta;
     }
     const envelope::View v = envelope::decode(bytes);
     if (v.codec_id != C::id)
       throw DecodeError("entry written by codec " + std::to_string(v.codec_id) + ", read with codec " +
                         std::to_string(C::id));
     if (v.compressed != compressed(v.payload)) throw DecodeError("entry: compressed flag does not match the payload");
-    Decoded d{std::nullopt, v.meta};
-    if (!v.meta.negative) d.value.emplace(decode_payload(v.payload, key, bytes.data()));
-    return d;
+    if (!v.meta.negative) value.emplace(decode_payload(v.payload, key, bytes.data()));
+    return v.meta;
   }
 
   Format format() const noexcept { return format_; }

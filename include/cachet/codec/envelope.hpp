@@ -22,6 +22,7 @@
 #include <cachet/codec/errors.hpp>
 
 #include <algorithm>
+#include <bit>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -63,8 +64,27 @@ inline void put_le(char* out, std::uint64_t v, std::size_t bytes) noexcept {
 }
 inline std::uint64_t get_le(const char* in, std::size_t bytes) noexcept {
   std::uint64_t v = 0;
-  for (std::size_t i = 0; i < bytes; ++i) v |= std::uint64_t{static_cast<unsigned char>(in[i])} << (8 * i);
+  if constexpr (std::endian::native == std::endian::little) {
+    std::memcpy(&v, in, bytes);  // one load where the byte order is already the envelope's
+  } else {
+    for (std::size_t i = 0; i < bytes; ++i) v |= std::uint64_t{static_cast<unsigned char>(in[i])} << (8 * i);
+  }
   return v;
+}
+// Bytes 0-7 of a well-formed header, bar the codec id and the known flags:
+// magic, version, no unknown flag, reserved bytes zero.
+inline constexpr std::uint64_t head_mask =
+    ~((std::uint64_t{0xFF} << 24) | (std::uint64_t{flag_compressed | flag_negative} << 32));
+inline constexpr std::uint64_t head_expected = magic[0] | (magic[1] << 8) | (std::uint64_t{version} << 16);
+// Throws the DecodeError that says what is wrong with header bytes 0-7.
+inline void check_head(const char* h) {
+  if (static_cast<unsigned char>(h[0]) != magic[0] || static_cast<unsigned char>(h[1]) != magic[1])
+    throw DecodeError("envelope: no magic number (not written by cachet, or in plain format)");
+  if (static_cast<std::uint8_t>(h[2]) != version)
+    throw DecodeError("envelope: format version " + std::to_string(static_cast<unsigned char>(h[2])) +
+                      ", this build reads version " + std::to_string(version));
+  if (static_cast<std::uint8_t>(h[4]) & ~(flag_compressed | flag_negative)) throw DecodeError("envelope: unknown flags");
+  if (h[5] || h[6] || h[7]) throw DecodeError("envelope: reserved bytes are not zero");
 }
 inline std::int64_t to_ms(EntryMeta::time_point t) noexcept {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
@@ -113,14 +133,8 @@ inline View decode(std::string_view bytes) {
   if (bytes.size() < header_size)
     throw DecodeError("envelope: " + std::to_string(bytes.size()) + " bytes, shorter than the header");
   const char* h = bytes.data();
-  if (static_cast<unsigned char>(h[0]) != magic[0] || static_cast<unsigned char>(h[1]) != magic[1])
-    throw DecodeError("envelope: no magic number (not written by cachet, or in plain format)");
-  if (static_cast<std::uint8_t>(h[2]) != version)
-    throw DecodeError("envelope: format version " + std::to_string(static_cast<unsigned char>(h[2])) +
-                      ", this build reads version " + std::to_string(version));
+  if ((detail::get_le(h, 8) & detail::head_mask) != detail::head_expected) detail::check_head(h);  // one compare
   const auto flags = static_cast<std::uint8_t>(h[4]);
-  if (flags & ~(flag_compressed | flag_negative)) throw DecodeError("envelope: unknown flags");
-  if (h[5] || h[6] || h[7]) throw DecodeError("envelope: reserved bytes are not zero");
   const std::uint64_t length = detail::get_le(h + 28, 4);
   if (length != bytes.size() - header_size)
     throw DecodeError("envelope: payload length " + std::to_string(length) + " but " +

@@ -28,8 +28,14 @@ class CacheMetrics {
   void count(Event e, std::uint64_t n = 1) noexcept {
     counters_.add(static_cast<std::size_t>(e), n);
   }
+  // An in-process tier's answer, `e` being hit or negative_hit: counted as `e`
+  // and as l1_hit by one increment (value() adds it to both), as it is on every L1 hit.
+  void count_l1(Event e) noexcept { counters_.add(e == Event::hit ? l1_values : l1_negatives, 1); }
   std::uint64_t value(Event e) const noexcept {
-    return counters_.load(static_cast<std::size_t>(e));
+    std::uint64_t v = counters_.load(static_cast<std::size_t>(e));
+    if (e == Event::hit || e == Event::l1_hit) v += counters_.load(l1_values);
+    if (e == Event::negative_hit || e == Event::l1_hit) v += counters_.load(l1_negatives);
+    return v;
   }
 
   LatencyHistogram& get_latency() noexcept { return get_; }
@@ -55,9 +61,12 @@ class CacheMetrics {
   // counting hits does not steal the line of one recording load times.
   static constexpr std::size_t cache_line = 64;
 
+  // count_l1's counters, after the events'.
+  static constexpr std::size_t l1_values = event_count, l1_negatives = event_count + 1;
+
   std::string cache_;
   std::string prefix_;
-  detail::StripedCounters<event_count> counters_;
+  detail::StripedCounters<event_count + 2> counters_;
   alignas(cache_line) LatencyHistogram get_;
   alignas(cache_line) LatencyHistogram load_;
 };

@@ -219,11 +219,14 @@ class CacheCore {
     Lookup found;
     if (!e) return found;
     found.entry = std::move(*e);
-    const EntryMeta& m = found.entry.meta;
+    found.state = state_of(found.entry.meta, now);
+    return found;
+  }
+  // An entry's state by its metadata: value, negative, or stale past its soft expiry.
+  typename Lookup::State state_of(const EntryMeta& m, std::optional<EntryMeta::time_point> now = std::nullopt) const {
     const bool fresh =  // max: plain
         m.fresh_until == EntryMeta::time_point::max() || (now ? *now : clock_.now()) < m.fresh_until;
-    found.state = !fresh ? Lookup::stale : m.negative ? Lookup::negative : Lookup::value;
-    return found;
+    return !fresh ? Lookup::stale : m.negative ? Lookup::negative : Lookup::value;
   }
 
   static std::vector<std::string_view> views(std::span<const std::string> keys) {

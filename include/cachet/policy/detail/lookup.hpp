@@ -61,11 +61,10 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
   // be a quarter of an in-process hit.
   Lookup lookup(std::string_view k) {
     Lookup found;
-    if (!in_process(k, found)) {
-      Fetched f;
-      const Reach r = fetch_timed(true, [&] { f = fetch(k); });
-      landed(k, found, r == Reach::reached ? &f : nullptr);
-    }
+    if (in_process(k, found)) return found;  // counted there
+    Fetched f;
+    const Reach r = fetch_timed(true, [&] { f = fetch(k); });
+    landed(k, found, r == Reach::reached ? &f : nullptr);
     count(found);
     return found;
   }
@@ -79,8 +78,8 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
     std::vector<std::size_t> at;
     if constexpr (tiered) {
       for (std::size_t i = 0; i < keys.size(); ++i) {
-        if (Lookup found; in_process(keys[i], found)) {
-          settle(i, found, out, missing, tally);
+        if (Lookup found; in_process(keys[i], found)) {  // counted there
+          if (found.state == Lookup::value) out[i] = value_of(found.entry);
         } else {
           remote.push_back(keys[i]);
           at.push_back(i);
@@ -90,10 +89,16 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
     const std::span<const std::string_view> asked = tiered ? std::span<const std::string_view>(remote) : keys;
     Batch fetched;
     const Reach r = fetch_timed(!asked.empty(), [&] { fetched = fetch_many(asked); });
-    for (std::size_t j = 0; j < asked.size(); ++j) {
-      Lookup found;
-      if (r == Reach::reached) found = judge(take_at(asked[j], fetched, j));
-      settle(tiered ? at[j] : j, found, out, missing, tally);
+    if constexpr (tiered) {
+      for (std::size_t j = 0; j < asked.size(); ++j) {
+        Lookup found;
+        if (r == Reach::reached) found = judge(take_at(asked[j], fetched, j));
+        settle(at[j], found, out, missing, tally);
+      }
+    } else {
+      const auto now = clock_.now();  // one read judges the whole batch
+      for (std::size_t j = 0; j < asked.size(); ++j)
+        tally.add(j, r == Reach::reached ? decode_into(asked[j], bytes_at(fetched, j), out[j], now) : Lookup::miss, missing);
     }
     tally.count(*metrics_);
     if constexpr (tiered) std::sort(missing.begin(), missing.end());
@@ -135,6 +140,17 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
   // A batch's hits, negative hits and misses, counted once each.
   struct Tally {
     std::uint64_t hits = 0, negatives = 0, misses = 0;
+    // Key i judged `s`: a miss or a stale entry goes to `missing`.
+    void add(std::size_t i, typename Lookup::State s, std::vector<std::size_t>& missing) {
+      if (s == Lookup::value) {
+        ++hits;
+      } else if (s == Lookup::negative) {
+        ++negatives;
+      } else {
+        missing.push_back(i);
+        ++misses;
+      }
+    }
     void count(CacheMetrics& m) const {
       if (hits) m.count(Event::hit, hits);
       if (negatives) m.count(Event::negative_hit, negatives);
@@ -144,15 +160,8 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
   // Key i's lookup into `out`, or `missing`, and the tally.
   static void settle(std::size_t i, Lookup& found, std::vector<std::optional<V>>& out, std::vector<std::size_t>& missing,
                      Tally& tally) {
-    if (found.state == Lookup::value) {
-      out[i] = value_of(found.entry);
-      ++tally.hits;
-    } else if (found.state == Lookup::negative) {
-      ++tally.negatives;
-    } else {
-      missing.push_back(i);
-      ++tally.misses;
-    }
+    if (found.state == Lookup::value) out[i] = value_of(found.entry);
+    tally.add(i, found.state, missing);
   }
 
   // What fetch_many read: a tiered store's tickets; else the bytes an MGET
@@ -170,7 +179,8 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
   };
   using Batch = typename BatchOf<S>::type;
 
-  // Judges `k`'s in-process entry into `found`; true (an l1_hit) when it is the answer.
+  // Judges `k`'s in-process entry into `found`; true when it is the answer,
+  // counted then as a hit or negative hit and an l1_hit.
   bool in_process(std::string_view k, Lookup& found) {
     if constexpr (coarse_hits) {
       const auto now = CoarseSystemClock::now();  // the one clock read of an in-process hit
@@ -179,7 +189,7 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
       found = judge(cached(k));
     }
     if (found.state == Lookup::miss || found.state == Lookup::stale) return false;
-    metrics_->count(Event::l1_hit);
+    metrics_->count_l1(found.state == Lookup::value ? Event::hit : Event::negative_hit);
     return true;
   }
 
@@ -236,10 +246,26 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
       return decode(k, f);
     }
   }
-  // take() of the j-th key of a batch.
-  std::optional<Entry> take_at(std::string_view k, Batch& b, std::size_t j) {
-    if constexpr (tiered) return take(k, b[j]);
-    else return decode(k, b.copied.empty() ? b.lent[j] : std::optional<std::string_view>(b.copied[j]));
+  // take() of the j-th key of a tiered batch.
+  std::optional<Entry> take_at(std::string_view k, Batch& b, std::size_t j) { return take(k, b[j]); }
+  // The j-th key's bytes of a batch read from Redis alone.
+  static std::optional<std::string_view> bytes_at(const Batch& b, std::size_t j) {
+    return b.copied.empty() ? b.lent[j] : std::optional<std::string_view>(b.copied[j]);
+  }
+
+  // decode() of key `k`'s bytes straight into its result `value` (no entry in
+  // between), judged at `now`; `value` is left empty unless the state is value.
+  typename Lookup::State decode_into(std::string_view k, std::optional<std::string_view> bytes, std::optional<V>& value,
+                                     EntryMeta::time_point now) {
+    if (!bytes) return Lookup::miss;
+    try {
+      const auto s = Core::state_of(Core::entries_.decode_into(*bytes, value, k), now);
+      if (s != Lookup::value) value.reset();
+      return s;
+    } catch (const DecodeError&) {
+      metrics_->count(Event::decode_error);
+      return Lookup::miss;
+    }
   }
 
   // A sliding entry's TTL is renewed by the read itself (the envelope's soft

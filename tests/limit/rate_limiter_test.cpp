@@ -352,6 +352,23 @@ TEST_CASE("allow_all refuses one key twice (it would be decided and counted once
   CHECK(per_second.peek("u").remaining == 10);  // nothing was sent
   auto named = cachet::make_rate_limiter(pool, cachet::Gcra{.rate = 10, .period = 1s, .burst = 2}, {.name = "burst"});
   CHECK(cachet::allow_all({{per_second, "u"}, {named, "u"}}).allowed);
+
+  // Also when the first limit's deny cache would answer before the second is seen.
+  auto cached = cachet::make_rate_limiter(pool, cachet::Gcra{.rate = 1, .period = 1h}, {.name = "c", .deny_cache = 10});
+  auto cached_twin = cachet::make_rate_limiter(pool, cachet::Gcra{.rate = 1, .period = 1h}, {.name = "c"});
+  CHECK(cached.allow("v").allowed);
+  CHECK_FALSE(cached.allow("v").allowed);  // now in the deny cache
+  CHECK_THROWS_AS(cachet::allow_all({{cached, "v"}, {cached_twin, "v"}}), std::invalid_argument);
+}
+
+TEST_CASE("a server refusing writes (OOM at maxmemory, noeviction) is Redis down: the policy applies") {
+  cachet::testing::RedisServer full({.config = {"maxmemory 1", "maxmemory-policy noeviction"}});
+  cachet::Pool pool(full.connection_options());
+  auto limiter = cachet::make_rate_limiter(pool, cachet::Gcra{.rate = 3, .period = 1h},
+                                           {.on_redis_down = cachet::OnRedisDown::fail_open});
+  const RateLimitResult r = limiter.allow("u");
+  CHECK((r.allowed && !r.from_redis));
+  CHECK((limiter.figures().redis_errors == 1 && limiter.figures().failed_open == 1));
 }
 
 TEST_CASE("a replica's READONLY is Redis down (the policy applies), a script's own error still throws") {

@@ -82,6 +82,7 @@ class EntryCodec {
   // decode() with the value built straight into `value` (left empty for a
   // negative entry): a batch decodes into its results without moving each value.
   EntryMeta decode_into(std::string_view bytes, std::optional<value_type>& value, std::string_view key = {}) const {
+    value.reset();
     if (format_ == Format::plain) {
       EntryMeta meta;
       meta.fresh_until = EntryMeta::time_point::max();

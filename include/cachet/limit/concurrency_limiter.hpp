@@ -86,19 +86,12 @@ class ConcurrencyLimiter {
 
   ConcurrencyPermit acquire(std::string_view id) {
     std::string key = this->key(id), token = new_token();
-    if (!breaker_ || breaker_->allow()) try {
-        const Reply r = pool_.with([&](Connection& c) {
-          return script().run(c, {key}, {limit_.limit, std::chrono::microseconds(limit_.lease).count(), token});
-        });
-        if (breaker_) breaker_->success();
-        return from_reply(std::move(key), std::move(token), r);
-      } catch (const ConnectionError&) {  // TimeoutError too
-        if (breaker_) breaker_->failure();
-      } catch (const PoolTimeoutError&) {
-      } catch (const ReplyError& e) {
-        if (!detail::means_unavailable(e)) throw;
-        if (breaker_) breaker_->failure();
-      }
+    const auto r = detail::call_unless_down(breaker_.get(), [&] {
+      return pool_.with([&](Connection& c) {
+        return script().run(c, {key}, {limit_.limit, std::chrono::microseconds(limit_.lease).count(), token});
+      });
+    });
+    if (r) return from_reply(std::move(key), std::move(token), *r);
     return when_down();
   }
 

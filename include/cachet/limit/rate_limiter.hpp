@@ -219,16 +219,18 @@ inline RateLimitResult allow_all(std::span<const LimitOf> limits, std::uint64_t 
   std::vector<std::string> keys, args{std::to_string(cost)};
   keys.reserve(limits.size());
   args.reserve(1 + 3 * limits.size());
-  for (std::size_t i = 0; i < limits.size(); ++i) {
-    RateLimiter& l = limits[i].limiter;
-    if (&l.pool_ != &first.pool_) throw std::invalid_argument("cachet::allow_all: limiters of different pools");
-    keys.push_back(l.key(limits[i].id, limits[i].tag));
+  for (const LimitOf& limit : limits) {  // all refusals before any answer, so misuse always throws
+    if (&limit.limiter.pool_ != &first.pool_) throw std::invalid_argument("cachet::allow_all: limiters of different pools");
+    keys.push_back(limit.limiter.key(limit.id, limit.tag));
     // The script would decide both against the state before either write, and count once.
     if (std::find(keys.begin(), keys.end() - 1, keys.back()) != keys.end() - 1)
       throw std::invalid_argument("cachet::allow_all: the key " + keys.back() +
                                   " is given twice; give the limiters distinct names (RateLimiterOptions::name)");
+  }
+  for (std::size_t i = 0; i < limits.size(); ++i) {
+    RateLimiter& l = limits[i].limiter;
     if (l.deny_ && cost > 0)
-      if (const auto left = l.deny_->blocked(keys.back(), cost, now)) {
+      if (const auto left = l.deny_->blocked(keys[i], cost, now)) {
         l.count(&LimiterFigures::deny_cache);
         const auto wait = detail::ceil_ms(*left);
         return {.allowed = false, .limit = l.spec_.limit, .remaining = 0, .retry_after = wait, .reset_after = wait,
@@ -243,19 +245,10 @@ inline RateLimitResult allow_all(std::span<const LimitOf> limits, std::uint64_t 
       if (detail::hash_slot(k) != detail::hash_slot(keys[0]))
         throw CrossSlotError("cachet::allow_all: keys " + keys[0] + " and " + k +
                              " are in different cluster slots; give them one LimitOf::tag, or make two calls");
-  CircuitBreaker* breaker = first.breaker_.get();
-  if (breaker && !breaker->allow()) return RateLimiter::down_all(limits, keys, cost, now);
-  try {
-    const Reply reply = first.pool_.with([&](Connection& c) { return detail::rate_limit().run(c, keys, args); });
-    if (breaker) breaker->success();
-    return RateLimiter::from_reply(limits, keys, cost, reply, now);
-  } catch (const ConnectionError&) {  // TimeoutError too
-    if (breaker) breaker->failure();
-  } catch (const PoolTimeoutError&) {
-  } catch (const ReplyError& e) {
-    if (!detail::means_unavailable(e)) throw;
-    if (breaker) breaker->failure();
-  }
+  const auto reply = detail::call_unless_down(first.breaker_.get(), [&] {
+    return first.pool_.with([&](Connection& c) { return detail::rate_limit().run(c, keys, args); });
+  });
+  if (reply) return RateLimiter::from_reply(limits, keys, cost, *reply, now);
   return RateLimiter::down_all(limits, keys, cost, now);
 }
 

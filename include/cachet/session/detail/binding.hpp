@@ -16,6 +16,7 @@ inline std::string attribute_binding(std::string_view id_or_anchor, std::string_
   binding += id_or_anchor.substr(0, anchor_hex);
   binding += "}:";
   binding += name;
+  binding += '\x02';  // a cache entry's binding ends in 0x00 or 0x01 (EntryCodec): the two never meet
   return binding;
 }
 

@@ -12,7 +12,7 @@
 namespace cachet {
 
 // What a limiter answers while Redis is unreachable (ConnectionError,
-// TimeoutError, PoolTimeoutError, an error reply such as READONLY or LOADING
+// TimeoutError, PoolTimeoutError, an error reply such as READONLY, LOADING or OOM
 // that says the server cannot decide now, or its circuit breaker open).
 enum class OnRedisDown {
   fail_open,    // allow every request (availability over protection)

@@ -5,6 +5,7 @@
 //   taskset -c 0 build/bench/bench/bench_redis --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 
 #include "ratio_reporter.hpp"
+#include "raw_context.hpp"
 
 #include <cachet/redis/pipeline.hpp>
 #include <cachet/redis/pool.hpp>
@@ -38,14 +39,8 @@ Fixture& fixture() {
   return f;
 }
 
-struct RawContext {
-  redisContext* c;
-  RawContext() {
-    const auto& f = fixture();
-    c = redisConnect("127.0.0.1", f.server.port());
-    if (!c || c->err) throw std::runtime_error("raw hiredis connect failed");
-  }
-  ~RawContext() { redisFree(c); }
+struct RawContext : cachet::bench::RawContext {
+  RawContext() : cachet::bench::RawContext(fixture().server.port()) {}
 };
 
 void raw_hiredis_get(benchmark::State& state) {

@@ -9,6 +9,7 @@
 //   valgrind --tool=callgrind --toggle-collect='*measured_loop*' bench_session --callgrind raw 12000
 
 #include "ratio_reporter.hpp"
+#include "raw_context.hpp"
 
 #include <cachet/redis/pool.hpp>
 #include <cachet/session/session_store.hpp>
@@ -55,13 +56,8 @@ Fixture& fixture() {
   return f;
 }
 
-struct RawContext {
-  redisContext* c;
-  RawContext() {
-    c = redisConnect("127.0.0.1", fixture().server.port());
-    if (!c || c->err) throw std::runtime_error("raw hiredis connect failed");
-  }
-  ~RawContext() { redisFree(c); }
+struct RawContext : cachet::bench::RawContext {
+  RawContext() : cachet::bench::RawContext(fixture().server.port()) {}
 };
 
 // The read script by EVALSHA, as SessionStore::load sends it; true if the reply is a session.

@@ -7,13 +7,7 @@
 
 namespace cachet {
 
-// allow_all was given limits whose keys hash to different Redis Cluster slots:
-// one script cannot touch them (CROSSSLOT). Thrown before anything is sent, on
-// a single server too, so code that passes in development runs on a cluster.
-// Co-locate the keys with a shared tag (LimitOf::tag), or make two calls.
-class CrossSlotError : public Error {
- public:
-  using Error::Error;
-};
+// CrossSlotError (cachet/error.hpp): allow_all was given limits in different
+// slots; co-locate them with a shared tag (LimitOf::tag), or make two calls.
 
 }  // namespace cachet

@@ -2,6 +2,7 @@
 // How to reach a Redis server: address, credentials, database, timeouts.
 
 #include <cachet/backoff.hpp>
+#include <cachet/redis/cluster_options.hpp>
 #include <cachet/redis/sentinel_options.hpp>
 #include <cachet/redis/tls_options.hpp>
 
@@ -19,6 +20,8 @@ struct ConnectionOptions {
   std::string path{};
   // With a master name set, the address comes from these sentinels instead (docs/sentinel.md).
   SentinelOptions sentinel{};
+  // With seeds set, a Pool spreads keys over this Redis Cluster (docs/cluster.md).
+  ClusterOptions cluster{};
 
   // AUTH: with `user` set, ACL style `AUTH user password`; otherwise `AUTH password`
   // when `password` is non-empty.

@@ -25,12 +25,18 @@
 #include <iterator>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 namespace cachet {
+
+// Whether a command may run twice: after an I/O error or a timeout it may have
+// run once already, so only an idempotent one (a read, a SET of the same bytes)
+// is sent again.
+enum class Idempotent : bool { no, yes };
 
 struct PoolOptions {
   std::size_t size = 8;                           // at most this many connections exist
@@ -168,6 +174,44 @@ class Pool {
     Lease lease = acquire();
     return std::forward<F>(f)(*lease);
   }
+
+  // Where a command goes: every Redis command cachet sends passes through one of
+  // these. On one server each runs f on a leased connection. Through Redis
+  // Cluster (ConnectionOptions::cluster) it runs on the node serving the key's
+  // slot, following MOVED and ASK, and retrying TRYAGAIN, CLUSTERDOWN and LOADING
+  // within ClusterOptions; a redirection means nothing ran, so f runs again, but
+  // after an I/O error or a timeout only if `again` is Idempotent::yes.
+
+  // f(Connection&) for a command (or script) on `key` and keys in its slot.
+  template <class F>
+  decltype(auto) run(std::string_view key, F&& f, Idempotent again = Idempotent::no) {
+    (void)key, (void)again;
+    return with(std::forward<F>(f));
+  }
+
+  // A batch over many keys: send(Connection&, indices) queues the commands for
+  // the keys at `indices` (positions in `keys`, ascending) and flushes them; once
+  // every node's batch is sent, receive(Connection&, indices) reads their
+  // replies, so nodes work in parallel. On one server each is called once with
+  // every index. A redirected reply is the caller's to retry with run().
+  template <class Send, class Receive>
+  void run_grouped(std::span<const std::string_view> keys, Send&& send, Receive&& receive) {
+    if (keys.empty()) return;
+    std::vector<std::size_t> all(keys.size());
+    for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
+    Lease lease = acquire();
+    send(*lease, std::span<const std::size_t>(all));
+    receive(*lease, std::span<const std::size_t>(all));
+  }
+
+  // f(Connection&) once on every master (SCAN, FLUSHALL); once on one server.
+  template <class F>
+  void for_each_master(F&& f) {
+    with(std::forward<F>(f));
+  }
+
+  // Whether this pool spreads keys over a Redis Cluster.
+  bool cluster() const noexcept { return false; }
 
   PoolStats stats() const {
     std::lock_guard lock(mutex_);

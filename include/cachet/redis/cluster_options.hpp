@@ -1,0 +1,31 @@
+#pragma once
+// Reaching a Redis Cluster: the seed nodes to learn the slot map from, and how
+// redirections and refreshes are paced. See docs/cluster.md.
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace cachet {
+
+struct ClusterOptions {
+  // "host:port" of some nodes, asked in order for the slot map (CLUSTER SLOTS);
+  // empty: not a cluster, ConnectionOptions::host/port/path are used. Every node
+  // is reached with the rest of ConnectionOptions (TLS, user, password, timeouts).
+  std::vector<std::string> seeds{};
+  // MOVED/ASK followed per command before it fails with ClusterRedirectError.
+  int max_redirects = 5;
+  // TRYAGAIN, CLUSTERDOWN and LOADING are retried, with jittered back-off, for this long.
+  std::chrono::milliseconds retry_within{2'000};
+  // At most one slot-map refresh per interval (a MOVED updates its slot at once).
+  std::chrono::milliseconds refresh_min_interval{100};
+  // A refresh this often even when nothing redirected: a backstop.
+  std::chrono::milliseconds refresh_period{60'000};
+  // Plain reads (GET, MGET) may go to a replica of the slot's master; off by
+  // default, as a replica lags. Never for the in-process tier's fills.
+  bool read_from_replicas = false;
+
+  bool enabled() const noexcept { return !seeds.empty(); }
+};
+
+}  // namespace cachet

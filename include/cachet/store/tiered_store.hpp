@@ -152,6 +152,11 @@ class TieredStore {
   std::optional<Cached<value_type>> cached(std::string_view key, std::chrono::system_clock::time_point now) {
     return l1_->get(key, now);
   }
+  // The same into `out`, written in place; see BasicValueStore::get_into.
+  const EntryMeta* cached_into(std::string_view key, std::chrono::system_clock::time_point now,
+                               Cached<value_type>& out) {
+    return l1_->get_into(key, now, out);
+  }
 
   // Reads L2 (value and TTL, one round trip) under a ticket taken before the read is sent.
   Fetched fetch(std::string_view key) {

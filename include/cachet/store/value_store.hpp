@@ -74,18 +74,26 @@ class BasicValueStore {
   // get() as of `now`, read from this store's clock by the caller, who can
   // judge the entry's own soft expiry by the same read.
   std::optional<Cached<V>> get(std::string_view key, time_point now) {
+    std::optional<Cached<V>> out(std::in_place);
+    if (get_into(key, now, *out) == nullptr) out.reset();
+    return out;
+  }
+  // get() as of `now` into `out`, written in place (a hit's hot path copies no
+  // temporary entry). Returns the entry's metadata as this store holds it, equal
+  // to out.meta and valid until this thread's next call; nullptr, `out`
+  // untouched, when absent or expired.
+  const EntryMeta* get_into(std::string_view key, time_point now, Cached<V>& out) {
     const detail::KeyHash h(key);
     auto& shard = shards_.of(h);
     const std::uint64_t stamp = shard.stamp(h.slot());  // before the lookup: see MemoryShard::stamp
-    auto& front = detail::ValueFront<V>::mine();
-    if (typename detail::ValueFront<V>::Handle mine; front.find(id_, h.full, key, stamp, now, mine))
-      return Cached<V>{std::move(mine.value), mine.meta};
+    if (const EntryMeta* mine = detail::ValueFront<V>::mine().find(id_, h.full, key, stamp, now, out)) return mine;
     auto found = shard.template get<Found>(key, h.slot(), now, [](const Node& n) {
       return Found{n.payload, n.expires, n.weight};
     });
-    if (!found) return std::nullopt;
+    if (!found) return nullptr;
     take_handle(h, key, stamp, found->expires, found->entry, found->weight);
-    return std::move(found->entry);
+    out = std::move(found->entry);
+    return &out.meta;
   }
 
   Ticket ticket(std::string_view key) {

@@ -184,7 +184,10 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
   bool in_process(std::string_view k, Lookup& found) {
     if constexpr (coarse_hits) {
       const auto now = CoarseSystemClock::now();  // the one clock read of an in-process hit
-      found = judge(store_.cached(k, now), now);
+      // In place, judged by the tier's own copy of the metadata: copying the entry
+      // through temporaries, or reading the copy back, stalled on store forwarding.
+      const EntryMeta* meta = store_.cached_into(k, now, found.entry);
+      found.state = meta ? Core::state_of(*meta, now) : Lookup::miss;
     } else {
       found = judge(cached(k));
     }

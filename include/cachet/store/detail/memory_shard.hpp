@@ -11,6 +11,7 @@
 // copy of a value, detail/value_front.hpp) can be checked cheaply.
 
 #include <cachet/clock.hpp>
+#include <cachet/detail/key_hash.hpp>
 #include <cachet/store/memory_options.hpp>
 #include <cachet/store/detail/flat_index.hpp>
 #include <cachet/store/detail/sieve_queue.hpp>
@@ -105,7 +106,7 @@ static_assert(sizeof(MemoryNode<NoPayload>) == 32);
 // The key's hash: its low half addresses the shard's index (and its stripe),
 // its high half picks the shard.
 struct KeyHash {
-  explicit KeyHash(std::string_view key) noexcept : full(std::hash<std::string_view>{}(key)) {}
+  explicit KeyHash(std::string_view key) noexcept : full(key_hash(key)) {}
   std::uint32_t slot() const noexcept {
     const auto h = static_cast<std::uint32_t>(full);
     return h != 0 ? h : 1;  // 0 marks an empty slot

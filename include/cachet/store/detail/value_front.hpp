@@ -17,6 +17,7 @@
 // beyond what the stores count.
 
 #include <cachet/codec/envelope.hpp>
+#include <cachet/detail/key_hash.hpp>
 
 #include <array>
 #include <atomic>
@@ -37,26 +38,27 @@ class ValueFront {
   static constexpr std::size_t max_weight = 4096;
   static constexpr std::uint32_t uses_per_visit = 64;
 
-  struct Handle {
-    std::shared_ptr<const V> value;  // counted on this thread's holder
-    EntryMeta meta;
-  };
-
   static ValueFront& mine() {
     thread_local ValueFront front;
     return front;
   }
 
   // The handle on `key` of `store`, if this thread has one taken under `stamp`
-  // that has not expired and is not due back at the store.
-  bool find(std::uint64_t store, std::uint64_t hash, std::string_view key, std::uint64_t stamp, time_point now,
-            Handle& out) {
+  // that has not expired and is not due back at the store: into `out`'s `value`
+  // (counted on this thread's holder) and `meta`, written in place. Returns the
+  // handle's own metadata (nullptr: none), to judge the entry by without reading
+  // back what was just copied (a vector store read back in halves stalls: that
+  // was a seventh of an in-process hit).
+  template <class Out>
+  const EntryMeta* find(std::uint64_t store, std::uint64_t hash, std::string_view key, std::uint64_t stamp,
+                        time_point now, Out& out) {
     Slot& s = slot(store, hash);
-    if (s.store != store || s.hash != hash || s.stamp != stamp || now >= s.expires || s.key != key) return false;
-    if (++s.uses >= uses_per_visit) return false;
+    if (s.store != store || s.hash != hash || s.stamp != stamp || now >= s.expires || !same_key(s.key, key))
+      return nullptr;
+    if (++s.uses >= uses_per_visit) return nullptr;
     out.value = std::shared_ptr<const V>(s.holder, s.holder->get());
     out.meta = s.meta;
-    return true;
+    return &s.meta;
   }
 
   // Takes a handle on `value`, read from `store` under `stamp` (taken before the read).

@@ -54,6 +54,8 @@ class ClusterTopology {
       : base_(options), pool_options_(pool_options), cluster_(options.cluster) {
     base_.cluster = {}, base_.path.clear();
     pool_options_.metrics_label.clear(), pool_options_.eager = false;
+    if (cluster_.read_from_replicas)
+      throw ConfigError("redis cluster: ClusterOptions::read_from_replicas is not supported yet (reads go to masters)");
     for (const std::string& seed : cluster_.seeds) {
       auto at = parse_endpoint(seed, "");
       if (!at || at->host.empty())
@@ -170,8 +172,9 @@ class ClusterTopology {
                           "cluster node? ClusterOptions::seeds): " + e.server_message());
     } catch (const ConfigError&) {
       throw;
-    } catch (const Error&) {
+    } catch (const ConnectionError&) {
       ++node.errors;
+    } catch (const Error&) {  // a malformed answer: ask the next node
     }
     return false;
   }

@@ -10,6 +10,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <optional>
 #include <set>
@@ -239,6 +240,34 @@ TEST_CASE("a cluster pool follows MOVED, ASK and TRYAGAIN while slots migrate, a
   CHECK(retries == 1);
   CHECK(retrying.cluster_stats().tryagain == 1);
   CHECK(retrying.cluster_stats().moved == 1);
+
+  // Traffic from 4 threads while a slot moves under it: redirections, no error.
+  const int busy_slot = cluster.slot_of("{busy}");
+  const int busy_from = cluster.master_of(busy_slot);
+  Pool shared(options_for(cluster));
+  std::atomic<bool> stop{false};
+  std::atomic<int> failures{0}, done{0};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < 4; ++t)
+    workers.emplace_back([&, t] {
+      for (int i = 0; !stop || i < 50; ++i) {
+        const std::string k = "{busy}" + std::to_string(t) + ":" + std::to_string(i % 20);
+        try {
+          set(shared, k, std::to_string(i));
+          if (get(shared, k) != std::to_string(i)) ++failures;
+        } catch (const cachet::Error&) {
+          ++failures;
+        }
+      }
+      ++done;
+    });
+  cluster.move_slot(busy_slot, other_master(cluster, busy_from));
+  stop = true;
+  for (auto& w : workers) w.join();
+  CHECK(done == 4);
+  CHECK(failures == 0);
+  CHECK(get(shared, "{busy}0:0").has_value());  // a MOVED here if no thread met one after the move
+  CHECK(shared.cluster_stats().moved + shared.cluster_stats().ask >= 1);
 }
 
 TEST_CASE("a cluster pool rides out a manual failover and a killed master") {

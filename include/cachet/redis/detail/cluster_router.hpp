@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <random>
 #include <span>
@@ -183,14 +184,25 @@ class ClusterRouter {
     }
   }
 
-  // The keys' indices by the node of their slot, ascending; nodes in one global
-  // order (their address) so that two batches never wait on each other's leases.
+  // The keys' indices by the node of their slot, ascending (waiting within
+  // retry_within for a map that serves them all); nodes in one global order
+  // (their address) so that two batches never wait on each other's leases.
   std::vector<std::pair<Node*, std::vector<std::size_t>>> group(std::span<const std::string_view> keys) {
+    const auto deadline = clock::now() + options_.retry_within;
+    for (std::uint32_t retries = 0;; ++retries) {
+      auto groups = group_in(*topology_.snapshot(), keys);
+      if (std::none_of(groups.begin(), groups.end(), [](const auto& g) { return g.first == nullptr; })) return groups;
+      if (clock::now() >= deadline)
+        throw ConnectionError("redis cluster: no reachable node serves some of the batch's slots (ClusterOptions::seeds)");
+      topology_.await_refresh(std::min(deadline, clock::now() + pause(retries)));
+    }
+  }
+
+  static std::vector<std::pair<Node*, std::vector<std::size_t>>> group_in(const typename Topology::Snapshot& snap,
+                                                                          std::span<const std::string_view> keys) {
     std::vector<std::pair<Node*, std::vector<std::size_t>>> groups;
-    if (keys.empty()) return groups;
-    const auto snap = serving();
     for (std::size_t i = 0; i < keys.size(); ++i) {
-      Node* node = snap->master_of(hash_slot(keys[i]));
+      Node* node = snap.master_of(hash_slot(keys[i]));
       auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == node; });
       if (it == groups.end()) it = groups.insert(groups.end(), {node, {}});
       it->second.push_back(i);

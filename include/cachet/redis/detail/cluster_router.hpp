@@ -42,10 +42,11 @@ class ClusterRouter {
     a.slot = hash_slot(key), a.deadline = clock::now() + options_.retry_within;
     for (;;) {
       Node& node = target(a);
+      std::optional<typename NodePool::Lease> lease = lease_on(node, a);
+      if (!lease) continue;
       try {
-        auto lease = node.pool->acquire();
-        if (a.ask) lease->command({"ASKING"});
-        return f(*lease);
+        if (a.ask) (*lease)->command({"ASKING"});
+        return f(**lease);
       } catch (const ClusterRedirectError&) {
         throw;
       } catch (const ReplyError& e) {
@@ -129,6 +130,21 @@ class ClusterRouter {
         throw ConnectionError("redis cluster: no reachable node serves slot " + std::to_string(a.slot) +
                               " (ClusterOptions::seeds; retried for retry_within)");
       topology_.await_refresh(std::min(a.deadline, clock::now() + pause(a.retries++)));
+    }
+  }
+
+  // A connection to `node`, or nullopt to try again after a refresh: a node
+  // that cannot be reached ran nothing, so any command may wait for its
+  // replacement within retry_within.
+  std::optional<typename NodePool::Lease> lease_on(Node& node, Attempt& a) {
+    try {
+      return node.pool->acquire();
+    } catch (const ConnectionError&) {
+      topology_.node_error(node);
+      if (clock::now() >= a.deadline) throw;
+      a.ask.reset();
+      topology_.await_refresh(std::min(a.deadline, clock::now() + pause(a.retries++) + options_.refresh_min_interval));
+      return std::nullopt;
     }
   }
 

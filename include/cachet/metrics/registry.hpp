@@ -4,6 +4,7 @@
 #include <cachet/metrics/cache_metrics.hpp>
 #include <cachet/metrics/label.hpp>
 #include <cachet/metrics/limiter.hpp>
+#include <cachet/metrics/cluster.hpp>
 #include <cachet/metrics/pool.hpp>
 #include <cachet/metrics/prometheus.hpp>
 #include <cachet/metrics/detail/prometheus_text.hpp>
@@ -66,7 +67,8 @@ class MetricsRegistry {
 
   // The Prometheus text of every registered cache; the registry's lock is held
   // only to copy the list, never while reading counters.
-  std::string prometheus() const { return to_prometheus(metrics()) + pools_prometheus() + limiters_prometheus(); }
+  std::string prometheus() const { return to_prometheus(metrics()) + pools_prometheus() + limiters_prometheus() + clusters_prometheus();
+  }
 
   // A pool's figures under the label `pool` (checked: MetricsLabelError), read by
   // `figures` at each scrape until remove_pool(the returned id). `figures` is
@@ -107,6 +109,30 @@ class MetricsRegistry {
     return std::move(w).take();
   }
 
+  // A Redis Cluster client's figures under the label `cluster`, like add_pool
+  // (its node pools are pools of their own).
+  std::uint64_t add_cluster(std::string label, std::function<ClusterFigures()> figures) {
+    label = detail::checked_label("cluster", std::move(label));
+    std::lock_guard lock(pools_mutex_);
+    clusters_.emplace(++last_pool_, ClusterSource{std::move(label), std::move(figures)});
+    return last_pool_;
+  }
+  void remove_cluster(std::uint64_t id) {
+    std::lock_guard lock(pools_mutex_);
+    clusters_.erase(id);
+  }
+  std::string clusters_prometheus() const {
+    std::map<std::string, ClusterFigures> sums;
+    {
+      std::lock_guard lock(pools_mutex_);
+      for (const auto& [id, c] : clusters_) sums[c.label] += c.figures();
+    }
+    if (sums.empty()) return {};
+    detail::PrometheusWriter w;
+    detail::write_clusters(w, sums);
+    return std::move(w).take();
+  }
+
   // The pools' Prometheus text alone (prometheus() has it after the caches').
   std::string pools_prometheus() const {
     std::map<std::string, PoolFigures> sums;
@@ -143,6 +169,12 @@ class MetricsRegistry {
     std::function<LimiterFigures()> figures;
   };
   std::map<std::uint64_t, LimiterSource> limiters_;
+
+  struct ClusterSource {
+    std::string label;
+    std::function<ClusterFigures()> figures;
+  };
+  std::map<std::uint64_t, ClusterSource> clusters_;
 };
 
 }  // namespace cachet

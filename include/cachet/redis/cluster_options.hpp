@@ -2,7 +2,10 @@
 // Reaching a Redis Cluster: the seed nodes to learn the slot map from, and how
 // redirections and refreshes are paced. See docs/cluster.md.
 
+#include <cachet/redis/errors.hpp>
+
 #include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -24,6 +27,9 @@ struct ClusterOptions {
   // Plain reads (GET, MGET) may go to a replica of the slot's master; off by
   // default, as a replica lags. Never for the in-process tier's fills.
   bool read_from_replicas = false;
+  // Called on the command's thread before each back-off of a TRYAGAIN,
+  // CLUSTERDOWN, LOADING or READONLY retry, with that reply (logging, tests).
+  std::function<void(const ReplyError&)> on_retry{};
 
   bool enabled() const noexcept { return !seeds.empty(); }
 };

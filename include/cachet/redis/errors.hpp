@@ -13,6 +13,7 @@
 //   │       └── TlsClientCertificateError  the server requires a client certificate
 //   ├── ConfigError            the Pool's constructor found the configuration cannot work
 //   ├── ReplyError             the server answered with an error (WRONGTYPE, NOSCRIPT, OOM, ...)
+//   │   └── ClusterRedirectError  a cluster redirected a command more than ClusterOptions::max_redirects times
 //   ├── ProtocolError          the peer does not speak RESP
 //   ├── ReplyTypeError         a reply accessed as a type it is not
 //   └── PoolTimeoutError       no pooled connection became free in time
@@ -21,6 +22,7 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace cachet {
 
@@ -115,8 +117,23 @@ class ReplyError : public Error {
 
   bool is(std::string_view code_word) const noexcept { return code() == code_word; }
 
+ protected:
+  ReplyError(const std::string& what, std::string server_message)
+      : Error(what), message_(std::move(server_message)) {}
+
  private:
   std::string message_;
+};
+
+// A Redis Cluster kept redirecting a command (MOVED, ASK) past
+// ClusterOptions::max_redirects; server_message() is the last redirection.
+class ClusterRedirectError : public ReplyError {
+ public:
+  ClusterRedirectError(int slot, int max_redirects, std::string last_redirect)
+      : ReplyError("redis cluster: slot " + std::to_string(slot) + " still redirected after " +
+                       std::to_string(max_redirects) + " redirection(s) (ClusterOptions::max_redirects); last: " +
+                       last_redirect,
+                   std::move(last_redirect)) {}
 };
 
 class ProtocolError : public Error {

@@ -2,13 +2,17 @@
 // A bounded, thread-safe pool of connections. Borrowing waits up to a timeout;
 // the RAII Lease gives the connection back; a broken connection is discarded
 // (and replaced on demand); a connection idle for long is PINGed before reuse.
+// With ConnectionOptions::cluster set it is a Redis Cluster client: a pool per
+// node behind run() and its kin (redis/detail/cluster_router.hpp, docs/cluster.md).
 
 #include <cachet/detail/backoff.hpp>
 #include <cachet/detail/coarse_clock.hpp>
 #include <cachet/metrics.hpp>
 #include <cachet/redis/connection.hpp>
+#include <cachet/redis/detail/cluster_router.hpp>
 #include <cachet/redis/errors.hpp>
 #include <cachet/redis/options.hpp>
+#include <cachet/redis/pool_options.hpp>
 #include <cachet/redis/sentinel.hpp>
 
 #include <fmt/format.h>
@@ -32,38 +36,6 @@
 #include <vector>
 
 namespace cachet {
-
-// Whether a command may run twice: after an I/O error or a timeout it may have
-// run once already, so only an idempotent one (a read, a SET of the same bytes)
-// is sent again.
-enum class Idempotent : bool { no, yes };
-
-struct PoolOptions {
-  std::size_t size = 8;                           // at most this many connections exist
-  std::chrono::milliseconds wait_timeout{100};    // how long acquire() waits for a free one
-  bool eager = false;                             // open every connection in the constructor
-  std::chrono::milliseconds idle_check_after{30'000};  // PING before reusing one idle this long
-  // The `pool` label of its cachet_pool_* metrics; defaults to the unix socket's
-  // path or host:port. Pools with one label are summed into one series.
-  std::string metrics_label{};
-  bool verify = true;  // the constructor opens and PINGs one connection; a misconfiguration throws ConfigError
-  // Called when the server refuses a new connection's set-up (a password rotated
-  // under a running pool), once until a connection opens again; from the acquiring
-  // thread; never from the constructor's check (`verify`).
-  std::function<void(const HandshakeError&)> on_handshake_error{};
-};
-
-struct PoolStats {
-  std::size_t in_use = 0;       // leased out right now
-  std::size_t idle = 0;         // open and free
-  std::uint64_t created = 0;    // connections opened over the pool's life
-  std::uint64_t discarded = 0;  // broken or failed a health check, and closed
-  std::size_t waiting = 0;      // threads blocked in acquire() right now
-  std::uint64_t waits = 0;      // acquires that had to wait for a free connection
-  std::uint64_t timeouts = 0;   // acquires that gave up (PoolTimeoutError)
-  std::chrono::nanoseconds wait_time{0};      // total time spent waiting
-  std::chrono::nanoseconds max_wait_time{0};
-};
 
 class Pool {
  public:
@@ -98,6 +70,10 @@ class Pool {
         backoff_(connection_.reconnect),
         sentinel_watch_(watch_sentinels(connection_)) {
     if (options_.size == 0) options_.size = 1;
+    if (connection_.cluster.enabled()) {
+      start_cluster();
+      return;
+    }
     if (options_.metrics_label.empty())
       options_.metrics_label = connection_.endpoint();
     options_.metrics_label = detail::checked_label("pool", std::move(options_.metrics_label));
@@ -112,11 +88,18 @@ class Pool {
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
   // Every Lease must be gone before the pool is destroyed.
-  ~Pool() { MetricsRegistry::global().remove_pool(metrics_id_); }
+  ~Pool() {
+    if (router_) MetricsRegistry::global().remove_cluster(metrics_id_);
+    else MetricsRegistry::global().remove_pool(metrics_id_);
+  }
 
+  // On a cluster: a connection to one of the masters, taken in turn, for
+  // keyless commands (PING, PUBLISH: a cluster broadcasts it); keyed commands go
+  // through run().
   Lease acquire() { return acquire(options_.wait_timeout); }
 
   Lease acquire(std::chrono::milliseconds timeout) {
+    if (router_) return router_->any_master().acquire(timeout);
     std::unique_lock lock(mutex_);
     clock::time_point wait_start{};  // set only once this call has to wait
     for (;;) {
@@ -185,7 +168,7 @@ class Pool {
   // f(Connection&) for a command (or script) on `key` and keys in its slot.
   template <class F>
   decltype(auto) run(std::string_view key, F&& f, Idempotent again = Idempotent::no) {
-    (void)key, (void)again;
+    if (router_) return router_->run(key, std::forward<F>(f), again);
     return with(std::forward<F>(f));
   }
 
@@ -197,6 +180,7 @@ class Pool {
   template <class Send, class Receive>
   void run_grouped(std::span<const std::string_view> keys, Send&& send, Receive&& receive) {
     if (keys.empty()) return;
+    if (router_) return router_->run_grouped(keys, std::forward<Send>(send), std::forward<Receive>(receive));
     std::vector<std::size_t> all(keys.size());
     for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
     Lease lease = acquire();
@@ -207,13 +191,17 @@ class Pool {
   // f(Connection&) once on every master (SCAN, FLUSHALL); once on one server.
   template <class F>
   void for_each_master(F&& f) {
+    if (router_) return router_->for_each_master(std::forward<F>(f));
     with(std::forward<F>(f));
   }
 
   // Whether this pool spreads keys over a Redis Cluster.
-  bool cluster() const noexcept { return false; }
+  bool cluster() const noexcept { return router_ != nullptr; }
 
+  // On a cluster: the sum of the node pools' (each also in the metrics as
+  // cachet_pool_* {pool="host:port"}).
   PoolStats stats() const {
+    if (router_) return router_->stats();
     std::lock_guard lock(mutex_);
     PoolStats s = stats_;
     s.idle = idle_.size();
@@ -229,10 +217,28 @@ class Pool {
             .created = s.created, .discarded = s.discarded, .wait_time = s.wait_time};
   }
 
+  // "host:port" of the master that this pool's slot map names for `key`'s
+  // slot (empty on one server, or when no node serves it).
+  std::string cluster_master_of(std::string_view key) const { return router_ ? router_->master_of(key) : ""; }
+
+  // Redirections, retries, refreshes and node errors so far; all zero on one server.
+  ClusterFigures cluster_stats() const { return router_ ? router_->figures() : ClusterFigures{}; }
+
   const ConnectionOptions& connection_options() const noexcept { return connection_; }
   const PoolOptions& options() const noexcept { return options_; }
 
  private:
+  // A pool per node; the cluster's figures go to the metrics as cachet_cluster_*
+  // {cluster=metrics_label, else the first seed}.
+  void start_cluster() {
+    if (connection_.sentinel.enabled())
+      throw ConfigError("cachet::Pool: ConnectionOptions::cluster and ::sentinel are exclusive");
+    std::string label = options_.metrics_label.empty() ? connection_.cluster.seeds.front() : options_.metrics_label;
+    options_.metrics_label = detail::checked_label("cluster", std::move(label));
+    router_ = std::make_unique<detail::ClusterRouter<Pool>>(connection_, options_);
+    metrics_id_ = MetricsRegistry::global().add_cluster(options_.metrics_label, [this] { return cluster_stats(); });
+  }
+
   // Opens the first connection, kept idle for the first user, and PINGs it: a
   // refused set-up or PING that names the options (see misconfigured()), a peer
   // that does not speak RESP (a wrong port) or a unix socket path with no socket
@@ -428,7 +434,8 @@ class Pool {
   std::uint64_t metrics_id_ = 0;  // its entry in MetricsRegistry::global()
   bool refused_ = false;  // the last connection set-up was refused (reported once)
   bool verifying_ = false;  // the constructor's verify() runs: refusals are not reported
-  std::shared_ptr<void> sentinel_watch_;  // through Sentinel: follows +switch-master (null otherwise)
+  std::shared_ptr<void> sentinel_watch_;
+  std::unique_ptr<detail::ClusterRouter<Pool>> router_;  // through Redis Cluster (null otherwise)  // through Sentinel: follows +switch-master (null otherwise)
 };
 
 }  // namespace cachet

@@ -83,7 +83,9 @@ class ScriptBatch {
   }
 
   // One MULTI/EXEC; EXEC's reply (an array of the replies, errors in place).
-  // Throws ReplyError when the transaction was refused (EXECABORT).
+  // Throws ReplyError when the transaction was refused: with the queued
+  // command's error that made EXEC abort (a cluster's MOVED, ASK or TRYAGAIN,
+  // which Pool::run() follows), else EXEC's own (EXECABORT, MOVED).
   Reply atomically() {
     std::vector<Reply> replies = send(true);
     replies.back().throw_if_error();
@@ -114,7 +116,11 @@ class ScriptBatch {
       then_reply_ = std::move(replies.back());
       replies.pop_back();
     }
-    if (transaction) replies.erase(replies.begin(), replies.end() - 1);  // +OK and +QUEUED
+    if (transaction) {
+      if (replies.back().is_error())
+        for (std::size_t i = 1; i + 1 < replies.size(); ++i) replies[i].throw_if_error();  // the abort's cause
+      replies.erase(replies.begin(), replies.end() - 1);  // +OK and +QUEUED
+    }
     return replies;
   }
 

@@ -1,0 +1,235 @@
+#pragma once
+// Pool's Redis Cluster branch: a command goes to the master of its key's slot
+// and follows the cluster's answers (see detail/cluster_reply.hpp): MOVED
+// updates that slot and asks for a refresh; ASK sends ASKING and the command to
+// the importing node once; TRYAGAIN, CLUSTERDOWN and LOADING back off with
+// jitter within retry_within; READONLY waits for a refresh. A redirection means
+// nothing ran, so f runs again; after an I/O error or a timeout only an
+// Idempotent::yes f runs again, once, after a refresh.
+
+#include <cachet/detail/hash_slot.hpp>
+#include <cachet/redis/detail/cluster_reply.hpp>
+#include <cachet/redis/detail/cluster_topology.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <random>
+#include <span>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace cachet::detail {
+
+template <class NodePool>
+class ClusterRouter {
+  using Topology = ClusterTopology<NodePool>;
+  using Node = typename Topology::Node;
+  using clock = std::chrono::steady_clock;
+
+ public:
+  ClusterRouter(const ConnectionOptions& options, const PoolOptions& pool_options)
+      : options_(options.cluster), topology_(options, pool_options) {}
+
+  template <class F>
+  decltype(auto) run(std::string_view key, F&& f, Idempotent again) {
+    Attempt a;
+    a.slot = hash_slot(key), a.deadline = clock::now() + options_.retry_within;
+    for (;;) {
+      Node& node = target(a);
+      std::optional<typename NodePool::Lease> lease = lease_on(node, a);
+      if (!lease) continue;
+      try {
+        if (a.ask) (*lease)->command({"ASKING"});
+        return f(**lease);
+      } catch (const ClusterRedirectError&) {
+        throw;
+      } catch (const ReplyError& e) {
+        follow(a, node, e);  // returns to try again, or rethrows
+      } catch (const ConnectionError&) {
+        topology_.node_error(node);
+        if (again == Idempotent::no || std::exchange(a.io_retried, true)) throw;
+        a.ask.reset();
+        topology_.await_refresh(a.deadline);
+      }
+    }
+  }
+
+  template <class Send, class Receive>
+  void run_grouped(std::span<const std::string_view> keys, Send&& send, Receive&& receive) {
+    std::vector<std::pair<Node*, std::vector<std::size_t>>> groups = group(keys);
+    std::vector<typename NodePool::Lease> leases;
+    leases.reserve(groups.size());
+    Node* at = nullptr;
+    try {
+      for (auto& [node, indices] : groups) {
+        at = node;
+        leases.push_back(node->pool->acquire());
+        send(*leases.back(), std::span<const std::size_t>(indices));
+      }
+      for (std::size_t g = 0; g < groups.size(); ++g) {
+        at = groups[g].first;
+        receive(*leases[g], std::span<const std::size_t>(groups[g].second));
+      }
+    } catch (const ConnectionError&) {
+      topology_.node_error(*at);
+      throw;
+    }
+  }
+
+  template <class F>
+  void for_each_master(F&& f) {
+    const auto snap = serving();
+    for (Node* node : snap->masters) {
+      try {
+        auto lease = node->pool->acquire();
+        f(*lease);
+      } catch (const ConnectionError&) {
+        topology_.node_error(*node);
+        throw;
+      }
+    }
+  }
+
+  // A master for keyless commands (PING), taken in turn.
+  NodePool& any_master() {
+    const auto snap = serving();
+    return *snap->masters[next_++ % snap->masters.size()]->pool;
+  }
+
+  std::string master_of(std::string_view key) const {
+    const Node* node = topology_.snapshot()->master_of(hash_slot(key));
+    return node ? node->name : "";
+  }
+
+  PoolStats stats() const { return topology_.pool_stats(); }
+  ClusterFigures figures() const { return topology_.figures(); }
+
+ private:
+  struct Attempt {
+    std::uint16_t slot = 0;
+    clock::time_point deadline{};
+    int redirects = 0;
+    std::uint32_t retries = 0;
+    bool io_retried = false;
+    std::optional<Endpoint> ask;  // the next try goes there, after ASKING
+  };
+
+  // The node for this try: the ASK target, else the slot's master (waiting
+  // within the deadline for a map that has one).
+  Node& target(Attempt& a) {
+    if (a.ask) return topology_.node(*a.ask);
+    for (;;) {
+      if (Node* node = topology_.snapshot()->master_of(a.slot)) return *node;
+      if (clock::now() >= a.deadline)
+        throw ConnectionError("redis cluster: no reachable node serves slot " + std::to_string(a.slot) +
+                              " (ClusterOptions::seeds; retried for retry_within)");
+      topology_.await_refresh(std::min(a.deadline, clock::now() + pause(a.retries++)));
+    }
+  }
+
+  // A connection to `node`, or nullopt to try again after a refresh: a node
+  // that cannot be reached ran nothing, so any command may wait for its
+  // replacement within retry_within.
+  std::optional<typename NodePool::Lease> lease_on(Node& node, Attempt& a) {
+    try {
+      return node.pool->acquire();
+    } catch (const ConnectionError&) {
+      topology_.node_error(node);
+      if (clock::now() >= a.deadline) throw;
+      a.ask.reset();
+      topology_.await_refresh(std::min(a.deadline, clock::now() + pause(a.retries++) + options_.refresh_min_interval));
+      return std::nullopt;
+    }
+  }
+
+  // Called from run()'s handler: prepares the next try, or rethrows the reply error.
+  void follow(Attempt& a, Node& node, const ReplyError& e) {
+    const ClusterAnswer answer = classify_cluster_error(e.server_message());
+    auto& c = topology_.counters();
+    if (answer == ClusterAnswer::moved || answer == ClusterAnswer::ask) {
+      const auto redirect = parse_cluster_redirect(e.server_message(), node.at.host);
+      if (!redirect) throw;  // malformed: an ordinary ReplyError
+      if (++a.redirects > options_.max_redirects)
+        throw ClusterRedirectError(a.slot, options_.max_redirects, e.server_message());
+      a.ask.reset();
+      if (answer == ClusterAnswer::moved) topology_.moved(redirect->slot, redirect->to);
+      else ++c.ask, a.ask = redirect->to;
+      return;
+    }
+    if (answer == ClusterAnswer::other) throw;
+    ++(answer == ClusterAnswer::tryagain      ? c.tryagain
+       : answer == ClusterAnswer::clusterdown ? c.clusterdown
+       : answer == ClusterAnswer::loading     ? c.loading
+                                              : c.readonly);
+    back_off(a, answer, e);
+  }
+
+  // TRYAGAIN, CLUSTERDOWN, LOADING, READONLY: again after a pause (READONLY and
+  // CLUSTERDOWN: after a refresh too), unless the deadline would pass first.
+  void back_off(Attempt& a, ClusterAnswer answer, const ReplyError& e) {
+    const auto until = clock::now() + pause(a.retries++);
+    if (until >= a.deadline) throw;
+    if (options_.on_retry) options_.on_retry(e);
+    a.ask.reset();
+    if (answer == ClusterAnswer::readonly || answer == ClusterAnswer::clusterdown) topology_.await_refresh(until);
+    std::this_thread::sleep_until(until);
+  }
+
+  // 5 ms doubling to 200 ms, less up to half at random.
+  std::chrono::milliseconds pause(std::uint32_t retries) {
+    const long full = std::min<long>(200, 5L << std::min<std::uint32_t>(retries, 6));
+    thread_local std::minstd_rand rng{std::random_device{}()};
+    return std::chrono::milliseconds{full - std::uniform_int_distribution<long>(0, full / 2)(rng)};
+  }
+
+  // A map with a master for every slot, waiting up to retry_within for one.
+  std::shared_ptr<const typename Topology::Snapshot> serving() {
+    const auto deadline = clock::now() + options_.retry_within;
+    for (std::uint32_t retries = 0;; ++retries) {
+      auto snap = topology_.snapshot();
+      if (snap->map.covers_all() && !snap->masters.empty()) return snap;
+      if (clock::now() >= deadline)
+        throw ConnectionError("redis cluster: no reachable node serves every slot (ClusterOptions::seeds)");
+      topology_.await_refresh(std::min(deadline, clock::now() + pause(retries)));
+    }
+  }
+
+  // The keys' indices by the node of their slot, ascending (waiting within
+  // retry_within for a map that serves them all); nodes in one global order
+  // (their address) so that two batches never wait on each other's leases.
+  std::vector<std::pair<Node*, std::vector<std::size_t>>> group(std::span<const std::string_view> keys) {
+    const auto deadline = clock::now() + options_.retry_within;
+    for (std::uint32_t retries = 0;; ++retries) {
+      auto groups = group_in(*topology_.snapshot(), keys);
+      if (std::none_of(groups.begin(), groups.end(), [](const auto& g) { return g.first == nullptr; })) return groups;
+      if (clock::now() >= deadline)
+        throw ConnectionError("redis cluster: no reachable node serves some of the batch's slots (ClusterOptions::seeds)");
+      topology_.await_refresh(std::min(deadline, clock::now() + pause(retries)));
+    }
+  }
+
+  static std::vector<std::pair<Node*, std::vector<std::size_t>>> group_in(const typename Topology::Snapshot& snap,
+                                                                          std::span<const std::string_view> keys) {
+    std::vector<std::pair<Node*, std::vector<std::size_t>>> groups;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      Node* node = snap.master_of(hash_slot(keys[i]));
+      auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == node; });
+      if (it == groups.end()) it = groups.insert(groups.end(), {node, {}});
+      it->second.push_back(i);
+    }
+    std::sort(groups.begin(), groups.end(), [](const auto& x, const auto& y) { return std::less<>{}(x.first, y.first); });
+    return groups;
+  }
+
+  const ClusterOptions options_;
+  Topology topology_;
+  std::atomic<std::size_t> next_{0};
+};
+
+}  // namespace cachet::detail

@@ -1,0 +1,246 @@
+#pragma once
+// What a cluster client knows of the cluster: a Pool per node (created on first
+// use, kept for the client's life), and the slot map, swapped whole behind a
+// mutex (readers copy the pointer). One refresher thread reloads the map from
+// CLUSTER SLOTS when asked (a MOVED, a dead node, READONLY), at most once per
+// refresh_min_interval plus jitter, and every refresh_period as a backstop.
+
+#include <cachet/metrics/cluster.hpp>
+#include <cachet/redis/detail/cluster_slot_map.hpp>
+#include <cachet/redis/detail/endpoint.hpp>
+#include <cachet/redis/errors.hpp>
+#include <cachet/redis/options.hpp>
+#include <cachet/redis/pool_options.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace cachet::detail {
+
+template <class NodePool>
+class ClusterTopology {
+ public:
+  using clock = std::chrono::steady_clock;
+
+  struct Node {
+    Endpoint at;
+    std::string name;  // "host:port", its pool's metrics label
+    std::unique_ptr<NodePool> pool;
+    std::atomic<std::uint64_t> errors{0};
+  };
+  // A slot map and the node of each of its shards' masters (same index).
+  struct Snapshot {
+    ClusterSlotMap map;
+    std::vector<Node*> masters;
+    Node* master_of(std::uint16_t slot) const noexcept {
+      const auto* shard = map.shard_of(slot);
+      return shard ? masters[static_cast<std::size_t>(shard - map.shards().data())] : nullptr;
+    }
+  };
+
+  // Tries the seeds in order for a first map. With `pool_options.verify`, a
+  // seed's misconfiguration (password, TLS, not a cluster node) is a ConfigError;
+  // no seed reachable is tolerated (commands fail until one answers).
+  ClusterTopology(const ConnectionOptions& options, const PoolOptions& pool_options)
+      : base_(options), pool_options_(pool_options), cluster_(options.cluster) {
+    base_.cluster = {}, base_.path.clear();
+    pool_options_.metrics_label.clear(), pool_options_.eager = false;
+    if (cluster_.read_from_replicas)
+      throw ConfigError("redis cluster: ClusterOptions::read_from_replicas is not supported yet (reads go to masters)");
+    for (const std::string& seed : cluster_.seeds) {
+      auto at = parse_endpoint(seed, "");
+      if (!at || at->host.empty())
+        throw ConfigError("redis cluster: seed \"" + seed + "\" is not host:port (ClusterOptions::seeds)");
+      seeds_.push_back(std::move(*at));
+    }
+    for (const Endpoint& seed : seeds_)
+      if (load_from(node(seed, pool_options.verify), pool_options.verify)) break;
+    last_ = clock::now();  // the first load counts: the next waits refresh_min_interval
+    refresher_ = std::thread([this] { refresh_loop(); });
+  }
+  ClusterTopology(const ClusterTopology&) = delete;
+  ClusterTopology& operator=(const ClusterTopology&) = delete;
+  ~ClusterTopology() {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    refresher_.join();
+  }
+
+  std::shared_ptr<const Snapshot> snapshot() const {
+    std::lock_guard lock(mutex_);
+    return snapshot_;
+  }
+
+  // The node at `at`, its pool created on first use with the same options
+  // (outside the lock: a pool registers its metrics, and a scrape reads ours).
+  Node& node(const Endpoint& at, bool verify = false) {
+    std::string name = at.host + ":" + std::to_string(at.port);
+    {
+      std::lock_guard lock(nodes_mutex_);
+      if (auto it = nodes_.find(name); it != nodes_.end()) return *it->second;
+    }
+    ConnectionOptions options = base_;
+    options.host = at.host, options.port = at.port;
+    PoolOptions pool_options = pool_options_;
+    pool_options.verify = verify;
+    auto fresh = std::make_unique<Node>();
+    fresh->at = at, fresh->name = name;
+    fresh->pool = std::make_unique<NodePool>(std::move(options), std::move(pool_options));
+    std::lock_guard lock(nodes_mutex_);
+    return *nodes_.try_emplace(std::move(name), std::move(fresh)).first->second;  // a racing twin is dropped
+  }
+
+  // MOVED: the slot is served at `to` from now on; the whole map is reloaded soon.
+  void moved(std::uint16_t slot, const Endpoint& to) {
+    ++figures_.moved;
+    ClusterSlotMap map = snapshot()->map;
+    map.move_slot(slot, to);
+    install(std::move(map), false);
+    request_refresh();
+  }
+
+  void request_refresh() {
+    {
+      std::lock_guard lock(mutex_);
+      wanted_ = true;
+    }
+    wake_.notify_all();
+  }
+
+  // Asks for a refresh and waits until one that began after this call ended, or `until`.
+  void await_refresh(clock::time_point until) {
+    std::unique_lock lock(mutex_);
+    const std::uint64_t target = done_ + (refreshing_ ? 2 : 1);
+    wanted_ = true;
+    wake_.notify_all();
+    refreshed_.wait_until(lock, until, [&] { return done_ >= target || stop_; });
+  }
+
+  void node_error(Node& node) {
+    ++node.errors;
+    request_refresh();
+  }
+
+  // Counters of the router's events (moved is counted by moved()).
+  struct Counters {
+    std::atomic<std::uint64_t> moved{0}, ask{0}, tryagain{0}, clusterdown{0}, loading{0}, readonly{0};
+    std::atomic<std::uint64_t> refreshes{0}, refresh_failures{0};
+  };
+  Counters& counters() noexcept { return figures_; }
+
+  ClusterFigures figures() const {
+    const Counters& c = figures_;
+    ClusterFigures f{c.moved, c.ask, c.tryagain, c.clusterdown, c.loading, c.readonly, c.refreshes,
+                     c.refresh_failures, {}};
+    std::lock_guard lock(nodes_mutex_);
+    for (const auto& [name, node] : nodes_) f.node_errors[name] = node->errors;
+    return f;
+  }
+
+  PoolStats pool_stats() const {
+    PoolStats sum;
+    std::lock_guard lock(nodes_mutex_);
+    for (const auto& entry : nodes_) sum += entry.second->pool->stats();
+    return sum;
+  }
+
+ private:
+  // CLUSTER SLOTS from `node`; false if it cannot answer (a ConfigError with `strict`
+  // when it answers as no cluster node would).
+  bool load_from(Node& node, bool strict = false) {
+    try {
+      auto lease = node.pool->acquire();
+      ClusterSlotMap map = ClusterSlotMap::from_slots_reply(lease->command({"CLUSTER", "SLOTS"}), node.at.host);
+      if (map.shards().empty()) return false;  // a node not yet part of a cluster
+      install(std::move(map), true);
+      return true;
+    } catch (const ReplyError& e) {
+      if (strict)
+        throw ConfigError("redis cluster: seed " + node.name + " answered CLUSTER SLOTS with an error (is it a "
+                          "cluster node? ClusterOptions::seeds): " + e.server_message());
+    } catch (const ConfigError&) {
+      throw;
+    } catch (const ConnectionError&) {
+      ++node.errors;
+    } catch (const Error&) {  // a malformed answer: ask the next node
+    }
+    return false;
+  }
+
+  void install(ClusterSlotMap map, bool refreshed) {
+    auto fresh = std::make_shared<Snapshot>();
+    for (const auto& shard : map.shards()) fresh->masters.push_back(&node(shard.master));
+    fresh->map = std::move(map);
+    std::lock_guard lock(mutex_);
+    snapshot_ = std::move(fresh);
+    if (refreshed) ++figures_.refreshes;
+  }
+
+  // The known masters and replicas first, then the seeds; the first answer wins.
+  bool refresh() {
+    std::vector<Endpoint> ask;
+    for (const auto& shard : snapshot()->map.shards()) ask.push_back(shard.master);
+    for (const auto& shard : snapshot()->map.shards()) ask.insert(ask.end(), shard.replicas.begin(), shard.replicas.end());
+    ask.insert(ask.end(), seeds_.begin(), seeds_.end());
+    for (const Endpoint& at : ask)
+      if (load_from(node(at))) return true;
+    ++figures_.refresh_failures;
+    return false;
+  }
+
+  void refresh_loop() {
+    std::unique_lock lock(mutex_);
+    auto periodic = clock::now() + cluster_.refresh_period;
+    while (!stop_) {
+      if (!wake_.wait_until(lock, periodic, [&] { return stop_ || wanted_; }) && clock::now() < periodic) continue;
+      if (stop_) break;
+      // Paced: a burst of MOVED (a slot migration) costs one reload per interval.
+      if (wake_.wait_until(lock, last_ + cluster_.refresh_min_interval + jitter(), [&] { return stop_; })) break;
+      wanted_ = false, refreshing_ = true;
+      lock.unlock();
+      refresh();
+      lock.lock();
+      refreshing_ = false, ++done_, last_ = clock::now();
+      periodic = last_ + cluster_.refresh_period;
+      refreshed_.notify_all();
+    }
+    refreshed_.notify_all();
+  }
+
+  // Up to a quarter of the interval, so that many clients do not reload at once.
+  clock::duration jitter() {
+    const auto range = std::chrono::duration_cast<clock::duration>(cluster_.refresh_min_interval) / 4;
+    if (range.count() <= 0) return clock::duration{0};
+    return clock::duration{std::uniform_int_distribution<clock::rep>(0, range.count())(rng_)};
+  }
+
+  ConnectionOptions base_;
+  PoolOptions pool_options_;
+  const ClusterOptions cluster_;
+  std::vector<Endpoint> seeds_;
+  mutable std::mutex nodes_mutex_;
+  std::map<std::string, std::unique_ptr<Node>> nodes_;
+  mutable std::mutex mutex_;  // guards what follows
+  std::shared_ptr<const Snapshot> snapshot_ = std::make_shared<Snapshot>();
+  std::condition_variable wake_, refreshed_;
+  bool stop_ = false, wanted_ = false, refreshing_ = false;
+  std::uint64_t done_ = 0;  // refreshes ended
+  clock::time_point last_{};
+  Counters figures_;
+  std::minstd_rand rng_{std::random_device{}()};  // the refresher's alone
+  std::thread refresher_;
+};
+
+}  // namespace cachet::detail

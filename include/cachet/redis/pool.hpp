@@ -434,8 +434,8 @@ class Pool {
   std::uint64_t metrics_id_ = 0;  // its entry in MetricsRegistry::global()
   bool refused_ = false;  // the last connection set-up was refused (reported once)
   bool verifying_ = false;  // the constructor's verify() runs: refusals are not reported
-  std::shared_ptr<void> sentinel_watch_;
-  std::unique_ptr<detail::ClusterRouter<Pool>> router_;  // through Redis Cluster (null otherwise)  // through Sentinel: follows +switch-master (null otherwise)
+  std::shared_ptr<void> sentinel_watch_;  // through Sentinel: follows +switch-master (null otherwise)
+  std::unique_ptr<detail::ClusterRouter<Pool>> router_;  // through Redis Cluster (null otherwise)
 };
 
 }  // namespace cachet

@@ -12,11 +12,11 @@
 
 #include <cachet/detail/one_slot.hpp>
 #include <cachet/redis/pipeline.hpp>
+#include <cachet/redis/pipeline_by_node.hpp>
 #include <cachet/redis/pool.hpp>
 #include <cachet/redis/redirect.hpp>
 #include <cachet/redis/script_batch.hpp>
 #include <cachet/store/concepts.hpp>
-#include <cachet/store/detail/by_node.hpp>
 #include <cachet/store/detail/invalidation_script.hpp>
 #include <cachet/store/detail/value_write.hpp>
 #include <cachet/store/detail/wait_call.hpp>
@@ -68,7 +68,7 @@ class RedisStore {
   LentBytes get_many_lent(std::span<const std::string_view> keys) {
     if (keys.empty()) return {};
     if (pool_->cluster())
-      return LentBytes(by_node(keys, 1, [&](Connection& c, std::size_t i) { c.append({"GET", keys[i]}); }, Idempotent::yes));
+      return LentBytes(by_node(keys, 1, [&](Connection& c, std::size_t i) { c.append({"GET", keys[i]}); }));
     LentBytes values = read(keys[0], [&](Connection& c) { return LentBytes(c.command(prefixed("MGET", keys))); });
     if (values.size() != keys.size()) throw ProtocolError("cachet: MGET returned a batch of the wrong size");
     return values;
@@ -80,7 +80,8 @@ class RedisStore {
     std::vector<std::optional<std::string>> out;
     out.reserve(keys.size());
     const long long ms = ttl_ms(ttl);
-    each(keys.size(), [&](std::size_t i) { return keys[i]; }, 1, [&](Connection& c, std::size_t i) { c.append({"GETEX", keys[i], "PX", ms}); },
+    const auto add = [&](Connection& c, std::size_t i) { c.append({"GETEX", keys[i], "PX", ms}); };
+    each(keys.size(), [&](std::size_t i) { return keys[i]; }, 1, add,
          [&](Reply&& r) { out.push_back(std::move(r).as_optional_string()); }, Idempotent::yes);
     return out;
   }
@@ -148,7 +149,7 @@ class RedisStore {
         return static_cast<std::size_t>(c.command(prefixed("UNLINK", keys)).as_integer());
       });
     std::size_t deleted = 0;
-    for (Reply& r : by_node(keys, 1, [&](Connection& c, std::size_t i) { c.append({"UNLINK", keys[i]}); }, Idempotent::yes))
+    for (Reply& r : by_node(keys, 1, [&](Connection& c, std::size_t i) { c.append({"UNLINK", keys[i]}); }))
       deleted += static_cast<std::size_t>(r.as_integer());
     return deleted;
   }
@@ -204,7 +205,9 @@ class RedisStore {
 
   // INCR: the counter's next value, shared by every process (a write sequence).
   std::uint64_t incr(std::string_view key) {
-    return pool_->run(key, [&](Connection& c) { return static_cast<std::uint64_t>(c.command({"INCR", key}).as_integer()); });
+    return pool_->run(key, [&](Connection& c) {
+      return static_cast<std::uint64_t>(c.command({"INCR", key}).as_integer());
+    });
   }
 
 
@@ -315,11 +318,12 @@ class RedisStore {
 
   // add(conn, i) queues key i's `per_key` commands: one pipeline per node.
   template <class Add>
-  std::vector<Reply> by_node(std::span<const std::string_view> keys, std::size_t per_key, Add add, Idempotent again) {
+  std::vector<Reply> by_node(std::span<const std::string_view> keys, std::size_t per_key, Add add,
+                             Idempotent again = Idempotent::yes) {
     const auto send = [&](Connection& c, std::span<const std::size_t> at, bool /*eval*/) {
       for (std::size_t i : at) add(c, i);
     };
-    return detail::by_node(*pool_, keys, per_key, send, again);
+    return pipeline_by_node(*pool_, keys, per_key, send, again);
   }
 
   // The `per_key` commands add(conn, i) queues for each of n keys (key_of(i)),
@@ -345,7 +349,8 @@ class RedisStore {
                                         const detail::InvalidationCall& invalidation, InvalidationResult* invalidated) {
     const detail::WaitCall wait(w.replication);
     ScriptBatch batch(conn);
-    batch.add(detail::invalidation_script(), invalidation.evalsha({})).add(detail::value_write_script(), call.evalsha({}));
+    batch.add(detail::invalidation_script(), invalidation.evalsha({}));
+    batch.add(detail::value_write_script(), call.evalsha({}));
     if (w.replication.on()) batch.then(wait.argv());  // after EXEC: the invalidation always writes
     const Reply results = batch.atomically();
     results[0].throw_if_error();

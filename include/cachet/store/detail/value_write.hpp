@@ -16,13 +16,13 @@
 // is past that. Signed versions are shifted by 2^63 so that order is kept.
 
 #include <cachet/detail/one_slot.hpp>
-#include <cachet/store/detail/by_node.hpp>
 #include <cachet/store/detail/lua_clock.hpp>
 #include <cachet/store/detail/wait_call.hpp>
 #include <cachet/store/replication.hpp>
 #include <cachet/store/write.hpp>
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/pipeline.hpp>
+#include <cachet/redis/pipeline_by_node.hpp>
 #include <cachet/redis/pool.hpp>
 #include <cachet/redis/script.hpp>
 #include <cachet/redis/script_batch.hpp>
@@ -266,7 +266,7 @@ inline BatchWriteResult run_value_writes(Connection& conn, std::span<const Store
   return out;
 }
 
-// run_value_writes on Redis Cluster: one pipeline per node (by_node), each
+// run_value_writes on Redis Cluster: one pipeline per node (pipeline_by_node), each
 // script's KEYS checked to share a slot first (CrossSlotError). A write asking
 // for replicas has its own WAIT after it, on its node's connection.
 inline BatchWriteResult run_value_writes(Pool& pool, std::span<const StoreWrite> writes) {
@@ -279,7 +279,7 @@ inline BatchWriteResult run_value_writes(Pool& pool, std::span<const StoreWrite>
   const WaitCall wait(strongest(writes));
   const std::size_t per_write = strongest(writes).on() ? 2 : 1;
   const Script& script = value_write_script();
-  std::vector<Reply> replies = by_node(pool, keys, per_write, [&](Connection& c, std::span<const std::size_t> at, bool eval) {
+  const auto send = [&](Connection& c, std::span<const std::size_t> at, bool eval) {
     const std::string_view body = eval ? std::string_view(script.source()) : std::string_view(script.sha(c));
     for (std::size_t i : at) {
       std::vector<std::string_view> argv = batched.argv(i, body);
@@ -287,7 +287,8 @@ inline BatchWriteResult run_value_writes(Pool& pool, std::span<const StoreWrite>
       c.append(argv);
       if (per_write == 2) c.append(wait.argv());
     }
-  }, Idempotent::no);
+  };
+  std::vector<Reply> replies = pipeline_by_node(pool, keys, per_write, send, Idempotent::no);
   std::vector<Reply> results;  // each write's own reply; the WAITs' after it
   for (std::size_t i = 0; i < replies.size(); i += per_write) results.push_back(std::move(replies[i]));
   const BatchWriteResult out = batched.tally(results);

@@ -5,6 +5,7 @@
 #include <cachet/detail/hash_slot.hpp>
 #include <cachet/error.hpp>
 
+#include <iterator>
 #include <string>
 #include <string_view>
 

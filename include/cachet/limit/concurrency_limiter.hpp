@@ -87,7 +87,7 @@ class ConcurrencyLimiter {
   ConcurrencyPermit acquire(std::string_view id) {
     std::string key = this->key(id), token = new_token();
     const auto r = detail::call_unless_down(breaker_.get(), [&] {
-      return pool_.with([&](Connection& c) {
+      return pool_.run(key, [&](Connection& c) {
         return script().run(c, {key}, {limit_.limit, std::chrono::microseconds(limit_.lease).count(), token});
       });
     });
@@ -97,7 +97,8 @@ class ConcurrencyLimiter {
 
   // Frees every place of the identity.
   void reset(std::string_view id) {
-    pool_.with([&](Connection& c) { c.command({"DEL", key(id)}); });
+    const std::string k = key(id);
+    pool_.run(k, [&](Connection& c) { c.command({"DEL", k}); }, Idempotent::yes);
   }
 
   std::string key(std::string_view id) const { return keys_.value_in(name_prefix_, id); }
@@ -134,7 +135,7 @@ class ConcurrencyLimiter {
 
   void release(const std::string& key, const std::string& token) noexcept {
     try {
-      pool_.with([&](Connection& c) { c.command({"ZREM", key, token}); });
+      pool_.run(key, [&](Connection& c) { c.command({"ZREM", key, token}); }, Idempotent::yes);
     } catch (...) {  // the lease runs out by itself
     }
   }

@@ -36,7 +36,8 @@ struct RateLimiterOptions {
   // Skips Redis after repeated failures instead of paying a timeout each (nullopt: always try).
   std::optional<BreakerOptions> breaker = BreakerOptions{};
   std::string metrics_label{};  // the `limiter` label; default: prefix:name
-  // allow_all refuses keys in different cluster slots (CrossSlotError), also on a single server.
+  // allow_all refuses keys in different cluster slots (CrossSlotError), also on a single server
+  // (false: only on Redis Cluster, where one script cannot span slots).
   bool one_slot = true;
 };
 

@@ -13,7 +13,7 @@
 // See docs/rate_limiting.md.
 
 #include <cachet/breaker.hpp>
-#include <cachet/detail/hash_slot.hpp>
+#include <cachet/detail/one_slot.hpp>
 #include <cachet/keys.hpp>
 #include <cachet/limit/algorithms.hpp>
 #include <cachet/limit/detail/counters.hpp>
@@ -85,7 +85,8 @@ class RateLimiter {
   void reset(std::string_view id, std::string_view tag = {}) {
     if (deny_) deny_->forget(key(id, tag));
     if (local_) local_->forget(key(id, tag));
-    pool_.with([&](Connection& c) { c.command({"DEL", key(id, tag)}); });
+    const std::string k = key(id, tag);
+    pool_.run(k, [&](Connection& c) { c.command({"DEL", k}); }, Idempotent::yes);
   }
 
   std::string key(std::string_view id, std::string_view tag = {}) const {
@@ -240,13 +241,10 @@ inline RateLimitResult allow_all(std::span<const LimitOf> limits, std::uint64_t 
     args.push_back(std::to_string(l.spec_.a));
     args.push_back(std::to_string(l.spec_.b));
   }
-  if (first.options_.one_slot)
-    for (const std::string& k : keys)
-      if (detail::hash_slot(k) != detail::hash_slot(keys[0]))
-        throw CrossSlotError("cachet::allow_all: keys " + keys[0] + " and " + k +
-                             " are in different cluster slots; give them one LimitOf::tag, or make two calls");
+  if (first.options_.one_slot || first.pool_.cluster())
+    detail::require_one_slot(keys, "cachet::allow_all", "give them one LimitOf::tag, or make two calls");
   const auto reply = detail::call_unless_down(first.breaker_.get(), [&] {
-    return first.pool_.with([&](Connection& c) { return detail::rate_limit().run(c, keys, args); });
+    return first.pool_.run(keys[0], [&](Connection& c) { return detail::rate_limit().run(c, keys, args); });
   });
   if (reply) return RateLimiter::from_reply(limits, keys, cost, *reply, now);
   return RateLimiter::down_all(limits, keys, cost, now);

@@ -6,10 +6,11 @@
 // per-user index for listing and "log out everywhere". See docs/sessions.md.
 
 #include <cachet/codec/concepts.hpp>
+#include <cachet/detail/one_slot.hpp>
 #include <cachet/redis/errors.hpp>
-#include <cachet/redis/pipeline.hpp>
+#include <cachet/redis/pipeline_by_node.hpp>
 #include <cachet/redis/pool.hpp>
-#include <cachet/redis/script_batch.hpp>
+#include <cachet/redis/script.hpp>
 #include <cachet/session/detail/scripts.hpp>
 #include <cachet/session/detail/token.hpp>
 #include <cachet/session/errors.hpp>
@@ -22,8 +23,10 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -50,11 +53,11 @@ class SessionStore {
     const detail::SessionRef ref = tokens_.parse(token);
     std::vector<std::string> args{ms(options_.idle), ms(options_.absolute), std::string(user)};
     append(args, attributes);
-    Lease lease = pool_->acquire();
-    if (!user.empty()) index_add(*lease, user, ref.handle);  // first: a session is never missing from its user's index
-    const long long created = scripts().create.run(*lease, keys(ref.handle), args).as_integer();
+    const std::vector<std::string> k = keys(ref.handle);
+    if (!user.empty()) index_add(user, ref.handle);  // first: a session is never missing from its user's index
+    const long long created = on(k[0], [&](Connection& c) { return scripts().create.run(c, k, args).as_integer(); });
     if (created < 0) throw_for(created, "create");
-    if (!user.empty()) enforce_max(*lease, user);
+    if (!user.empty()) enforce_max(user);
     return token;
   }
 
@@ -62,8 +65,10 @@ class SessionStore {
   // InvalidSessionId for a malformed or forged id (Redis is not asked).
   std::optional<Session> load(std::string_view id) {
     const detail::SessionRef ref = tokens_.parse(id);
-    Lease lease = pool_->acquire();
-    const Reply reply = scripts().read.run(*lease, {key(ref.handle)}, {ms_count(options_.idle), renew_after_ms()});
+    const std::string k = key(ref.handle);
+    const Reply reply = on(k, [&](Connection& c) {  // renews the TTL the same way if sent twice
+      return scripts().read.run(c, {k}, {ms_count(options_.idle), renew_after_ms()});
+    }, Idempotent::yes);
     if (reply.is_nil()) return std::nullopt;
     return to_session(std::string(id), reply);
   }
@@ -113,24 +118,25 @@ class SessionStore {
     const detail::SessionRef from = tokens_.parse(id);
     const std::string token = tokens_.draw(from.anchor);
     const detail::SessionRef to = tokens_.parse(token);
-    Lease lease = pool_->acquire();
     std::vector<std::string> k = keys(from.handle), nk = keys(to.handle);
     k.insert(k.end(), nk.begin(), nk.end());
+    detail::require_one_slot_on_cluster(*pool_, k, "cachet::SessionStore::regenerate");
     for (int attempt = 1;; ++attempt) {
       // The new handle joins the user's index before it exists (see create()); the
       // script checks the user read here is still the session's (-5 otherwise).
-      const std::string owner = user ? std::string(*user) : stored_user(*lease, from.handle);
-      if (!owner.empty()) index_add(*lease, owner, to.handle);
-      const Reply r = scripts().regenerate.run(*lease, k, std::vector<std::string>{ms(options_.tombstone),
-                                                                                   user ? "1" : "0", owner});
+      const std::string owner = user ? std::string(*user) : stored_user(from.handle);
+      if (!owner.empty()) index_add(owner, to.handle);
+      const Reply r = on(k[0], [&](Connection& c) {
+        return scripts().regenerate.run(c, k, std::vector<std::string>{ms(options_.tombstone), user ? "1" : "0", owner});
+      });
       if (r.is_integer()) {
-        if (!owner.empty()) index_remove(*lease, owner, {to.handle});
+        if (!owner.empty()) index_remove(owner, {to.handle});
         if (r.as_integer() == owner_changed && attempt < 3) continue;
         throw_for(r.as_integer(), "regenerate");
       }
       const std::string previous(r[0].as_optional_string().value_or(""));
-      if (!previous.empty()) index_remove(*lease, previous, {from.handle});
-      if (!owner.empty() && owner != previous) enforce_max(*lease, owner);
+      if (!previous.empty()) index_remove(previous, {from.handle});
+      if (!owner.empty() && owner != previous) enforce_max(owner);
       return token;
     }
   }
@@ -139,53 +145,40 @@ class SessionStore {
   // False when it had already gone.
   bool destroy(std::string_view id) {
     const detail::SessionRef ref = tokens_.parse(id);
-    Lease lease = pool_->acquire();
-    return end(*lease, ref.handle, std::nullopt);
+    return end(ref.handle, std::nullopt);
   }
 
   // The user's live sessions, oldest first (forgets the ones found gone).
-  std::vector<SessionInfo> list(std::string_view user) {
-    Lease lease = pool_->acquire();
-    return list(*lease, user);
-  }
+  std::vector<SessionInfo> list(std::string_view user);
 
   // Ends one of the user's sessions by the handle list() gave; false when it is
   // not (or no longer) that user's.
   bool destroy_listed(std::string_view user, std::string_view handle) {
     if (!detail::is_handle(handle)) throw InvalidSessionId("session handle: malformed");
-    Lease lease = pool_->acquire();
-    return end(*lease, handle, user);
+    return end(handle, user);
   }
 
   // "Log out everywhere": ends every session of the user; how many were live.
   std::size_t destroy_all(std::string_view user) {
-    Lease lease = pool_->acquire();
     const std::string index = index_key(user);
     std::vector<std::string> handles;
-    for (ReplyView h : lease->command({"ZRANGE", index, 0, -1})) handles.emplace_back(h.as_string());
+    on(index, [&](Connection& c) {
+      handles.clear();
+      for (ReplyView h : c.command({"ZRANGE", index, 0, -1})) handles.emplace_back(h.as_string());
+    }, Idempotent::yes);
     if (handles.empty()) return 0;
-    // Each session in its own slot, one script call each, pipelined.
-    std::vector<std::vector<std::string>> argvs;
-    argvs.reserve(handles.size());  // the batch views these strings: they must not move
-    ScriptBatch batch(*lease);
-    for (const auto& h : handles) {
-      const auto& a = argvs.emplace_back(std::vector<std::string>{
-          "", "", "2", key(h), tomb(h), ms(options_.tombstone), "1", std::string(user)});
-      batch.add(scripts().destroy, std::vector<std::string_view>(a.begin(), a.end()));
-    }
     std::size_t live = 0;
-    for (const Reply& r : batch.pipelined()) {
+    for (const Reply& r : destroy_each(handles, user)) {
       r.throw_if_error();
       live += r.is_string() ? 1 : 0;
     }
-    index_remove(*lease, user, handles);  // only these: a login meanwhile keeps its entry
+    index_remove(user, handles);  // only these: a login meanwhile keeps its entry
     return live;
   }
 
   const SessionOptions& options() const noexcept { return options_; }
 
  private:
-  using Lease = Pool::Lease;
   static constexpr long long conflict = -3;
   static constexpr long long owner_changed = -5;  // regenerate: the user changed between its read and the script
 
@@ -193,7 +186,13 @@ class SessionStore {
 
   std::string key(std::string_view handle) const { return fmt::format("{}:{}", options_.prefix, handle); }
   std::string tomb(std::string_view handle) const { return fmt::format("{}:{}:ended", options_.prefix, handle); }
-  std::vector<std::string> keys(std::string_view handle) const { return {key(handle), tomb(handle)}; }
+  // A session's keys, which its scripts take together: one slot on a cluster
+  // (its handle's {anchor} tag), else CrossSlotError.
+  std::vector<std::string> keys(std::string_view handle) const {
+    std::vector<std::string> k{key(handle), tomb(handle)};
+    detail::require_one_slot_on_cluster(*pool_, k, "cachet::SessionStore");
+    return k;
+  }
   std::string index_key(std::string_view user) const { return fmt::format("{}:user:{{{}}}", options_.prefix, user); }
 
   static std::string ms(std::chrono::milliseconds d) { return std::to_string(d.count()); }
@@ -223,48 +222,82 @@ class SessionStore {
   // Runs the write script; the new version, or `conflict`; throws when the session is gone.
   long long write(std::string_view id, const std::vector<std::string>& args) {
     const detail::SessionRef ref = tokens_.parse(id);
-    Lease lease = pool_->acquire();
-    const long long r = scripts().write.run(*lease, keys(ref.handle), args).as_integer();
+    const std::vector<std::string> k = keys(ref.handle);
+    const long long r = on(k[0], [&](Connection& c) { return scripts().write.run(c, k, args).as_integer(); });
     if (r < 0 && r != conflict) throw_for(r, "write");
     return r;
   }
 
-  bool end(Connection& conn, std::string_view handle, std::optional<std::string_view> owner) {
-    const Reply r = scripts().destroy.run(conn, keys(handle), std::vector<std::string>{
-        ms(options_.tombstone), owner ? "1" : "0", std::string(owner.value_or(""))});
+  // f(Connection&) on the node of `key` (a session's or a user index's).
+  template <class F>
+  std::invoke_result_t<F&, Connection&> on(std::string_view key, F&& f, Idempotent again = Idempotent::no) {
+    return pool_->run(key, std::forward<F>(f), again);
+  }
+
+  bool end(std::string_view handle, std::optional<std::string_view> owner) {
+    const std::vector<std::string> k = keys(handle);
+    const Reply r = on(k[0], [&](Connection& c) {
+      return scripts().destroy.run(c, k, std::vector<std::string>{ms(options_.tombstone), owner ? "1" : "0",
+                                                                  std::string(owner.value_or(""))});
+    });
     if (r.is_nil()) return false;
-    if (!r.as_string().empty()) index_remove(conn, r.as_string(), {std::string(handle)});
+    if (!r.as_string().empty()) index_remove(r.as_string(), {std::string(handle)});
     return true;
   }
 
-  std::string stored_user(Connection& conn, std::string_view handle) {
-    // Gone: the script says whether it ended (SessionEnded) or expired.
-    return conn.command({"HGET", key(handle), ":user"}).as_optional_string().value_or("");
+  // The destroy script for each of the user's `handles`, pipelined (one
+  // pipeline per node on a cluster: each session is in its own slot).
+  std::vector<Reply> destroy_each(const std::vector<std::string>& handles, std::string_view user) {
+    std::vector<std::string> session_keys;
+    session_keys.reserve(handles.size());
+    for (const auto& h : handles) session_keys.push_back(keys(h)[0]);
+    const std::vector<std::string_view> routed(session_keys.begin(), session_keys.end());
+    const std::string tombstone = ms(options_.tombstone);
+    const Script& script = scripts().destroy;
+    const auto send = [&](Connection& c, std::span<const std::size_t> at, bool eval) {
+      const std::string_view body = eval ? std::string_view(script.source()) : std::string_view(script.sha(c));
+      for (std::size_t i : at)
+        c.append({eval ? "EVAL" : "EVALSHA", body, "2", routed[i], tomb(handles[i]), tombstone, "1", user});
+    };
+    return pipeline_by_node(*pool_, routed, 1, send, Idempotent::no);
   }
 
-  void index_add(Connection& conn, std::string_view user, std::string_view handle) {
-    scripts().index_add.run(conn, {index_key(user)}, {handle, ms_count(options_.absolute)});
+  std::string stored_user(std::string_view handle) {
+    // Gone: the script says whether it ended (SessionEnded) or expired.
+    const std::string k = key(handle);
+    return on(k, [&](Connection& c) {
+      return c.command({"HGET", k, ":user"}).as_optional_string().value_or("");
+    }, Idempotent::yes);
   }
-  void index_remove(Connection& conn, std::string_view user, const std::vector<std::string>& handles) {
+
+  void index_add(std::string_view user, std::string_view handle) {
+    const std::string index = index_key(user);
+    on(index, [&](Connection& c) { scripts().index_add.run(c, {index}, {handle, ms_count(options_.absolute)}); });
+  }
+  void index_remove(std::string_view user, const std::vector<std::string>& handles) {
     std::vector<std::string_view> argv{"ZREM"};
     const std::string index = index_key(user);
     argv.push_back(index);
     argv.insert(argv.end(), handles.begin(), handles.end());
-    conn.command(argv);
+    on(index, [&](Connection& c) { c.command(argv); }, Idempotent::yes);
   }
 
   // Beyond max_per_user: forget the user's gone sessions, then end the oldest
   // live ones (the trim script takes them out of the index in one step).
-  void enforce_max(Connection& conn, std::string_view user) {
+  void enforce_max(std::string_view user) {
     if (options_.max_per_user == 0) return;
     const std::string index = index_key(user);
-    if (static_cast<std::size_t>(conn.command({"ZCARD", index}).as_integer()) <= options_.max_per_user) return;
-    list(conn, user);
-    const Reply evicted = scripts().index_trim.run(conn, {index}, {options_.max_per_user});
-    for (ReplyView h : evicted) end(conn, h.as_string(), user);
+    const auto count = on(index, [&](Connection& c) { return c.command({"ZCARD", index}).as_integer(); }, Idempotent::yes);
+    if (static_cast<std::size_t>(count) <= options_.max_per_user) return;
+    list(user);
+    const Reply evicted = on(index, [&](Connection& c) {
+      return scripts().index_trim.run(c, {index}, {options_.max_per_user});
+    });
+    for (ReplyView h : evicted) end(h.as_string(), user);
   }
 
-  std::vector<SessionInfo> list(Connection& conn, std::string_view user);
+  // The PTTL of each listed session (entries: ZRANGE ... WITHSCORES), pipelined.
+  std::vector<Reply> session_ttls(const Reply& entries) const;
   Session to_session(std::string id, const Reply& reply) const;
 
   Pool* pool_;
@@ -283,24 +316,36 @@ inline std::chrono::system_clock::time_point from_ms(std::uint64_t ms) {
 }
 }  // namespace detail
 
-inline std::vector<SessionInfo> SessionStore::list(Connection& conn, std::string_view user) {
+inline std::vector<SessionInfo> SessionStore::list(std::string_view user) {
   const std::string index = index_key(user);
-  const Reply entries = conn.command({"ZRANGE", index, 0, -1, "WITHSCORES"});
+  const Reply entries = on(index, [&](Connection& c) {
+    return c.command({"ZRANGE", index, 0, -1, "WITHSCORES"});
+  }, Idempotent::yes);
   if (entries.size() == 0) return {};
-  Pipeline ttls(conn);
-  for (std::size_t i = 0; i < entries.size(); i += 2) ttls.add({"PTTL", key(entries[i].as_string())});
   std::vector<SessionInfo> live;
   std::vector<std::string> gone{ms(options_.absolute), "60000"};  // a login's entry may precede its session by a minute
-  std::size_t i = 0;
-  ttls.execute([&](Reply&& ttl) {
+  const std::vector<Reply> ttls = session_ttls(entries);
+  for (std::size_t i = 0; i < ttls.size(); ++i) {
     const std::string_view handle = entries[2 * i].as_string();
     const auto score = static_cast<std::uint64_t>(std::stod(std::string(entries[2 * i + 1].as_string())));
-    ++i;
-    if (ttl.as_integer() == -2) gone.emplace_back(handle);
-    else live.push_back({std::string(handle), detail::from_ms(score), std::chrono::milliseconds(ttl.as_integer())});
-  });
-  if (gone.size() > 2) scripts().index_prune.run(conn, std::vector<std::string>{index}, gone);
+    const long long ttl = ttls[i].as_integer();
+    if (ttl == -2) gone.emplace_back(handle);
+    else live.push_back({std::string(handle), detail::from_ms(score), std::chrono::milliseconds(ttl)});
+  }
+  if (gone.size() > 2)
+    on(index, [&](Connection& c) { scripts().index_prune.run(c, std::vector<std::string>{index}, gone); });
   return live;
+}
+
+inline std::vector<Reply> SessionStore::session_ttls(const Reply& entries) const {
+  std::vector<std::string> session_keys;
+  session_keys.reserve(entries.size() / 2);
+  for (std::size_t i = 0; i < entries.size(); i += 2) session_keys.push_back(key(entries[i].as_string()));
+  const std::vector<std::string_view> routed(session_keys.begin(), session_keys.end());
+  const auto send = [&](Connection& c, std::span<const std::size_t> at, bool /*eval*/) {
+    for (std::size_t i : at) c.append({"PTTL", routed[i]});
+  };
+  return pipeline_by_node(*pool_, routed, 1, send, Idempotent::yes);
 }
 
 inline Session SessionStore::to_session(std::string id, const Reply& reply) const {

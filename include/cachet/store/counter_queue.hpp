@@ -13,6 +13,7 @@
 // Keys: {key} (pending), {key}:flushing, {key}:batch (the flushing batch's
 // number), {key}:seq. On a Redis Cluster they must share a slot: use HashTag::ns.
 
+#include <cachet/detail/one_slot.hpp>
 #include <cachet/redis/pipeline.hpp>
 #include <cachet/redis/script.hpp>
 #include <cachet/store/detail/lua_clock.hpp>
@@ -21,8 +22,10 @@
 #include <charconv>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -43,30 +46,33 @@ struct CounterBatch {
 class RedisCounterQueue {
  public:
   // `key` is the pending hash's ({ns}:wb:{queue}:counts). The store's pool must outlive the queue.
+  // On a cluster its keys must share a slot, so `key` needs a hash tag (CrossSlotError).
   RedisCounterQueue(RedisStore store, std::string key)
       : store_(store), pending_(std::move(key)), flushing_(pending_ + ":flushing"), batch_(pending_ + ":batch"),
-        seq_(pending_ + ":seq") {}
+        seq_(pending_ + ":seq") {
+    const std::string_view keys[] = {pending_, flushing_, batch_, seq_};  // its scripts and MULTI take them together
+    detail::require_one_slot_on_cluster(store_.pool(), keys, "cachet::RedisCounterQueue");
+  }
 
   const std::string& key() const noexcept { return pending_; }
 
   // Adds `by` to `id`'s pending count (HINCRBY); returns the pending count.
   std::int64_t increment(std::string_view id, std::int64_t by) {
-    auto lease = store_.pool().acquire();
-    return lease->command({"HINCRBY", pending_, id, by}).as_integer();
+    return on_key([&](Connection& c) { return c.command({"HINCRBY", pending_, id, by}).as_integer(); });
   }
 
   // What `id` has gained that no flush has done yet (pending + flushing), read in
   // one MULTI so that a hand-over between the two reads is not counted twice.
   std::int64_t pending(std::string_view id) {
-    auto lease = store_.pool().acquire();
-    Pipeline p(*lease);
-    p.add({"MULTI"}).add({"HGET", pending_, id}).add({"HGET", flushing_, id}).add({"EXEC"});
-    const std::vector<Reply> replies = p.execute();
-    replies.back().throw_if_error();
-    const ReplyView both = replies.back();
-    std::int64_t sum = 0;
-    for (ReplyView r : both) sum += r.is_nil() ? 0 : to_int(r.as_string());
-    return sum;
+    return on_key([&](Connection& c) {
+      Pipeline p(c);
+      p.add({"MULTI"}).add({"HGET", pending_, id}).add({"HGET", flushing_, id}).add({"EXEC"});
+      const std::vector<Reply> replies = p.execute();
+      replies.back().throw_if_error();
+      std::int64_t sum = 0;
+      for (ReplyView r : ReplyView(replies.back())) sum += r.is_nil() ? 0 : to_int(r.as_string());
+      return sum;
+    }, Idempotent::yes);
   }
 
   // The flushing batch: the one a flush left undone, or the pending counts
@@ -87,8 +93,8 @@ if left_over == 0 then
 end
 return {redis.call('GET', KEYS[3]), left_over, redis.call('HGETALL', KEYS[2])}
 )lua");
-    auto lease = store_.pool().acquire();
-    const Reply r = script.run(*lease, {pending_, flushing_, batch_, seq_}, {});
+    const std::string_view keys[] = {pending_, flushing_, batch_, seq_};
+    const Reply r = on_key([&](Connection& c) { return script.run(c, keys, std::span<const std::string_view>{}); });
     if (r.is_nil()) return std::nullopt;
     CounterBatch b;
     b.number = static_cast<std::uint64_t>(to_int(r[0].as_string()));
@@ -103,11 +109,16 @@ return {redis.call('GET', KEYS[3]), left_over, redis.call('HGETALL', KEYS[2])}
   void done(std::uint64_t number) {
     static const Script script(
         "if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[1], KEYS[2]) return 1 end return 0");
-    auto lease = store_.pool().acquire();
-    script.run(*lease, {flushing_, batch_}, {number});
+    on_key([&](Connection& c) { script.run(c, {flushing_, batch_}, {number}); });
   }
 
  private:
+  // A command (or script) on the queue's keys, which share its slot.
+  template <class F>
+  std::invoke_result_t<F&, Connection&> on_key(F&& f, Idempotent again = Idempotent::no) {
+    return store_.pool().run(pending_, std::forward<F>(f), again);
+  }
+
   static std::int64_t to_int(std::string_view s) {
     std::int64_t v = 0;
     std::from_chars(s.data(), s.data() + s.size(), v);

@@ -12,23 +12,28 @@
 #include <span>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace cachet {
 
-// One value (a GET's reply) or many (an MGET's).
+// One value (a GET's reply) or many (an MGET's, or on Redis Cluster one GET's per key).
 class LentBytes {
  public:
   LentBytes() = default;
   explicit LentBytes(Reply reply) noexcept : reply_(std::move(reply)) {}
+  explicit LentBytes(std::vector<Reply> each) noexcept : each_(std::move(each)) {}
 
   // The one value; nullopt when the key does not exist.
   std::optional<std::string_view> value() const { return reply_ ? reply_->as_optional_string() : std::nullopt; }
   // The values of a batch, in key order.
-  std::size_t size() const { return reply_ ? reply_->size() : 0; }
-  std::optional<std::string_view> operator[](std::size_t i) const { return (*reply_)[i].as_optional_string(); }
+  std::size_t size() const { return reply_ ? reply_->size() : each_.size(); }
+  std::optional<std::string_view> operator[](std::size_t i) const {
+    return reply_ ? (*reply_)[i].as_optional_string() : each_[i].as_optional_string();
+  }
 
  private:
-  std::optional<Reply> reply_;  // nullopt: nothing read
+  std::optional<Reply> reply_;  // nullopt: nothing read, or the values are in each_
+  std::vector<Reply> each_;     // one reply per value (a batch over several nodes)
 };
 
 // A store that lends what it reads (RedisStore): get, get_and_touch and

@@ -67,44 +67,26 @@ class RedisLock {
   bool try_acquire() {
     token_ = new_token();
     if (!options_.replication.on()) {
-      auto lease = store_->pool().acquire();
-      held_ = !lease->command({"SET", key_, token_, "NX", "PX", options_.lease.count()}).is_nil();
+      held_ = on_key([&](Connection& c) {
+        return !c.command({"SET", key_, token_, "NX", "PX", options_.lease.count()}).is_nil();
+      });
       return held_;
     }
     check_replication(options_.replication, store_->pool().connection_options());
-    const std::string lease_ms = std::to_string(options_.lease.count());
-    const detail::WaitCall wait(options_.replication);
-    auto lease = store_->pool().acquire();
-    ScriptBatch batch(*lease);
-    batch.add({"SET", key_, token_, "NX", "PX", lease_ms}).then(wait.argv());
-    const Reply set = std::move(batch.pipelined()[0]);
-    set.throw_if_error();
-    held_ = !set.is_nil();
-    if (!held_) return false;
-    try {
-      wait.check(batch.then_reply());
-    } catch (const Error&) {  // ReplicationError or any other: not held, released
-      held_ = false;
-      try {
-        release_on(*lease);
-      } catch (const Error&) {  // the lease bounds it
-      }
-      throw;
-    }
-    return true;
+    return on_key([&](Connection& c) { return acquire_replicated(c); });
   }
 
   // Gives the lock up; false if it was no longer ours (the lease ran out).
   bool release() {
     held_ = false;
-    auto lease = store_->pool().acquire();
-    return release_on(*lease);
+    return on_key([&](Connection& c) { return release_on(c); });
   }
 
   // Renews the lease; false (and no longer held) if the lock was lost meanwhile.
   bool extend() {
-    auto lease = store_->pool().acquire();
-    held_ = scripts().extend.run(*lease, {key_}, {token_, options_.lease.count()}).as_integer() == 1;
+    held_ = on_key([&](Connection& c) {
+      return scripts().extend.run(c, {key_}, {token_, options_.lease.count()}).as_integer() == 1;
+    });
     return held_;
   }
 
@@ -148,6 +130,35 @@ class RedisLock {
   static Scripts& scripts() {
     static Scripts s;  // shared: each script's SHA is learned once per process
     return s;
+  }
+
+  // A command (or script) on the lock's key, through the pool; none is sent twice.
+  template <class F>
+  bool on_key(F&& f) {
+    return store_->pool().run(key_, std::forward<F>(f));
+  }
+
+  // SET NX then WAIT: a lock confirmed by too few replicas is released (see try_acquire).
+  bool acquire_replicated(Connection& conn) {
+    const std::string lease_ms = std::to_string(options_.lease.count());
+    const detail::WaitCall wait(options_.replication);
+    ScriptBatch batch(conn);
+    batch.add({"SET", key_, token_, "NX", "PX", lease_ms}).then(wait.argv());
+    const Reply set = std::move(batch.pipelined()[0]);
+    set.throw_if_error();
+    held_ = !set.is_nil();
+    if (!held_) return false;
+    try {
+      wait.check(batch.then_reply());
+    } catch (const Error&) {  // ReplicationError or any other: not held, released
+      held_ = false;
+      try {
+        release_on(conn);
+      } catch (const Error&) {  // the lease bounds it
+      }
+      throw;
+    }
+    return true;
   }
 
   bool release_on(Connection& conn) {

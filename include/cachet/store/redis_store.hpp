@@ -2,13 +2,19 @@
 // The Redis tier: GET, SET ... PX, UNLINK, MGET, and set_many as one pipeline;
 // the conditional, tagged, versioned and invalidating writes (StoreWrite) by
 // script, and what invalidation needs (the invalidation script, INCR of
-// counters, tag-set pruning, SCAN + UNLINK by pattern). Every batch is one
-// round trip. A StoreWrite asking for replicas pipelines WAIT after itself
+// counters, tag-set pruning, SCAN + UNLINK by pattern). Every command goes
+// through the Pool's routing (run, run_grouped, for_each_master): every batch is
+// one round trip on one server, one pipeline per node on Redis Cluster, where a
+// multi-key script whose KEYS span slots is refused before it is sent
+// (CrossSlotError). A StoreWrite asking for replicas pipelines WAIT after itself
 // (store/replication.hpp). Errors are thrown as the Redis layer's types; the
 // policies turn them into degradation.
 
+#include <cachet/detail/one_slot.hpp>
 #include <cachet/redis/pipeline.hpp>
+#include <cachet/redis/pipeline_by_node.hpp>
 #include <cachet/redis/pool.hpp>
+#include <cachet/redis/redirect.hpp>
 #include <cachet/redis/script_batch.hpp>
 #include <cachet/store/concepts.hpp>
 #include <cachet/store/detail/invalidation_script.hpp>
@@ -29,6 +35,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -42,29 +49,27 @@ class RedisStore {
   explicit RedisStore(Pool& pool) noexcept : pool_(&pool) {}
 
   std::optional<std::string> get(std::string_view key) {
-    auto lease = pool_->acquire();
-    return lease->command({"GET", key}).as_optional_string();
+    return read(key, [&](Connection& c) { return c.command({"GET", key}).as_optional_string(); });
   }
 
   // GETEX: reads and renews the TTL in one round trip (sliding expiry; Redis >= 6.2).
   std::optional<std::string> get_and_touch(std::string_view key, std::chrono::milliseconds ttl) {
-    auto lease = pool_->acquire();
-    return lease->command({"GETEX", key, "PX", ttl_ms(ttl)}).as_optional_string();
+    return read(key, [&](Connection& c) { return c.command({"GETEX", key, "PX", ttl_ms(ttl)}).as_optional_string(); });
   }
 
   // get, get_and_touch and get_many lending the reply's bytes (LendingStore).
   LentBytes get_lent(std::string_view key) {
-    auto lease = pool_->acquire();
-    return LentBytes(lease->command({"GET", key}));
+    return read(key, [&](Connection& c) { return LentBytes(c.command({"GET", key})); });
   }
   LentBytes get_and_touch_lent(std::string_view key, std::chrono::milliseconds ttl) {
-    auto lease = pool_->acquire();
-    return LentBytes(lease->command({"GETEX", key, "PX", ttl_ms(ttl)}));
+    return read(key, [&](Connection& c) { return LentBytes(c.command({"GETEX", key, "PX", ttl_ms(ttl)})); });
   }
+  // One MGET on one server; on a cluster a GET per key, one pipeline per node.
   LentBytes get_many_lent(std::span<const std::string_view> keys) {
     if (keys.empty()) return {};
-    auto lease = pool_->acquire();
-    LentBytes values(lease->command(prefixed("MGET", keys)));
+    if (pool_->cluster())
+      return LentBytes(by_node(keys, 1, [&](Connection& c, std::size_t i) { c.append({"GET", keys[i]}); }));
+    LentBytes values = read(keys[0], [&](Connection& c) { return LentBytes(c.command(prefixed("MGET", keys))); });
     if (values.size() != keys.size()) throw ProtocolError("cachet: MGET returned a batch of the wrong size");
     return values;
   }
@@ -73,12 +78,11 @@ class RedisStore {
   std::vector<std::optional<std::string>> get_many_and_touch(std::span<const std::string_view> keys,
                                                              std::chrono::milliseconds ttl) {
     std::vector<std::optional<std::string>> out;
-    if (keys.empty()) return out;
-    auto lease = pool_->acquire();
-    Pipeline p(*lease);
-    for (auto key : keys) p.add({"GETEX", key, "PX", ttl_ms(ttl)});
     out.reserve(keys.size());
-    p.execute([&](Reply&& r) { out.push_back(std::move(r).as_optional_string()); });
+    const long long ms = ttl_ms(ttl);
+    const auto add = [&](Connection& c, std::size_t i) { c.append({"GETEX", keys[i], "PX", ms}); };
+    each(keys.size(), [&](std::size_t i) { return keys[i]; }, 1, add,
+         [&](Reply&& r) { out.push_back(std::move(r).as_optional_string()); }, Idempotent::yes);
     return out;
   }
 
@@ -88,31 +92,29 @@ class RedisStore {
   // GET and PTTL for each key, as one pipeline.
   std::vector<std::optional<StoredValue>> get_many_with_ttl(std::span<const std::string_view> keys) {
     std::vector<std::optional<StoredValue>> out;
-    if (keys.empty()) return out;
-    auto lease = pool_->acquire();
-    Pipeline p(*lease);
-    for (auto key : keys) p.add({"GET", key}).add({"PTTL", key});
     out.reserve(keys.size());
+    const auto add = [&](Connection& c, std::size_t i) {
+      c.append({"GET", keys[i]});
+      c.append({"PTTL", keys[i]});
+    };
     bool value = true;  // replies alternate: GET, PTTL
-    p.execute([&](Reply&& r) {
+    each(keys.size(), [&](std::size_t i) { return keys[i]; }, 2, add, [&](Reply&& r) {
       if (std::exchange(value, !value)) {
         std::optional<std::string> bytes = std::move(r).as_optional_string();
         out.push_back(bytes ? std::optional<StoredValue>({std::move(*bytes), std::nullopt}) : std::nullopt);
       } else if (const long long ms = r.as_integer(); out.back() && ms != -1) {
         out.back()->ttl = std::chrono::milliseconds(std::max(ms, 0LL));  // -2: gone since the GET
       }
-    });
+    }, Idempotent::yes);
     return out;
   }
 
   void set(std::string_view key, std::string_view value, std::chrono::milliseconds ttl) {
-    auto lease = pool_->acquire();
-    lease->command({"SET", key, value, "PX", ttl_ms(ttl)});
+    pool_->run(key, [&](Connection& c) { c.command({"SET", key, value, "PX", ttl_ms(ttl)}); }, Idempotent::yes);
   }
 
   bool del(std::string_view key) {
-    auto lease = pool_->acquire();
-    return lease->command({"UNLINK", key}).as_integer() == 1;
+    return pool_->run(key, [&](Connection& c) { return c.command({"UNLINK", key}).as_integer() == 1; });
   }
 
   std::vector<std::optional<std::string>> get_many(std::span<const std::string_view> keys) {
@@ -126,23 +128,30 @@ class RedisStore {
   // One pipeline. Every reply is read before refusals (OOM) are reported, so the
   // connection stays usable; BatchWriteError says how many writes failed.
   void set_many(std::span<const StoreEntry> entries) {
-    if (entries.empty()) return;
-    auto lease = pool_->acquire();
-    Pipeline p(*lease);
-    for (const StoreEntry& e : entries) p.add({"SET", e.key, e.value, "PX", ttl_ms(e.ttl)});
+    const auto add = [&](Connection& c, std::size_t i) {
+      const StoreEntry& e = entries[i];
+      c.append({"SET", e.key, e.value, "PX", ttl_ms(e.ttl)});
+    };
     std::size_t failed = 0;
     std::string first;
-    p.execute([&](Reply&& r) {
+    each(entries.size(), [&](std::size_t i) { return std::string_view(entries[i].key); }, 1, add, [&](Reply&& r) {
       if (!r.is_error()) return;
       if (failed++ == 0) first = std::move(r).error_message();
-    });
+    }, Idempotent::yes);
     if (failed != 0) throw BatchWriteError(first, failed, entries.size());
   }
 
+  // One UNLINK on one server; on a cluster an UNLINK per key, one pipeline per node.
   std::size_t del_many(std::span<const std::string_view> keys) {
     if (keys.empty()) return 0;
-    auto lease = pool_->acquire();
-    return static_cast<std::size_t>(lease->command(prefixed("UNLINK", keys)).as_integer());
+    if (!pool_->cluster())
+      return pool_->run(keys[0], [&](Connection& c) {
+        return static_cast<std::size_t>(c.command(prefixed("UNLINK", keys)).as_integer());
+      });
+    std::size_t deleted = 0;
+    for (Reply& r : by_node(keys, 1, [&](Connection& c, std::size_t i) { c.append({"UNLINK", keys[i]}); }))
+      deleted += static_cast<std::size_t>(r.as_integer());
+    return deleted;
   }
 
   // One write, in one atomic step: a plain one is a SET, the others the value
@@ -163,44 +172,44 @@ class RedisStore {
       return WriteResult::written;
     }
     const detail::ValueWriteCall call(w);
-    auto lease = pool_->acquire();
-    if (!invalidates) return call.run(*lease);
+    if (!invalidates) {
+      detail::require_one_slot_on_cluster(*pool_, call.keys(), "cachet: a tagged or conditional write");
+      return pool_->run(w.key, [&](Connection& c) { return call.run(c); });
+    }
     const detail::InvalidationCall invalidation(*w.invalidation);
-    const detail::WaitCall wait(w.replication);
-    ScriptBatch batch(*lease);
-    batch.add(detail::invalidation_script(), invalidation.evalsha({})).add(detail::value_write_script(), call.evalsha({}));
-    if (w.replication.on()) batch.then(wait.argv());  // after EXEC: the invalidation always writes
-    const Reply results = batch.atomically();
-    results[0].throw_if_error();
-    results[1].throw_if_error();
-    if (invalidated) *invalidated = detail::InvalidationCall::result(results[0]);
-    if (w.replication.on()) wait.check(batch.then_reply());
-    return detail::ValueWriteCall::result(results[1]);
+    std::vector<std::string_view> keys = call.keys();  // one MULTI/EXEC: one slot for both scripts
+    keys.insert(keys.end(), invalidation.keys().begin(), invalidation.keys().end());
+    detail::require_one_slot_on_cluster(*pool_, keys, "cachet: a write with an invalidation");
+    return pool_->run(w.key, [&](Connection& c) { return write_invalidating(c, w, call, invalidation, invalidated); });
   }
 
   // The writes in one pipeline, each its own atomic step; none may carry an
   // invalidation (std::invalid_argument). Refusals (OOM) are counted, not
   // thrown. When writes ask for replicas, one WAIT for the most any asks follows
-  // in the same round trip; ReplicationError once every reply is read.
+  // in the same round trip; ReplicationError once every reply is read. On a
+  // cluster: one pipeline per node, and a WAIT after each write asking for one.
   BatchWriteResult write_many(std::span<const StoreWrite> writes) {
     if (writes.empty()) return {};
     for (const StoreWrite& w : writes) check_replication(w.replication, pool_->connection_options());
-    auto lease = pool_->acquire();
-    return detail::run_value_writes(*lease, writes);
+    if (pool_->cluster()) return detail::run_value_writes(*pool_, writes);
+    return pool_->run(writes[0].key, [&](Connection& c) { return detail::run_value_writes(c, writes); });
   }
 
   // Tag sets and their members, keys, and version counters, in one atomic script.
   InvalidationResult invalidate(const InvalidationTargets& targets) {
     if (targets.empty()) return {};
-    auto lease = pool_->acquire();
-    return detail::run_invalidation(*lease, targets);
+    const detail::InvalidationCall call(targets);
+    detail::require_one_slot_on_cluster(*pool_, call.keys(), "cachet: an invalidation");
+    return pool_->run(call.keys()[0], [&](Connection& c) { return call.run(c); });
   }
 
   // INCR: the counter's next value, shared by every process (a write sequence).
   std::uint64_t incr(std::string_view key) {
-    auto lease = pool_->acquire();
-    return static_cast<std::uint64_t>(lease->command({"INCR", key}).as_integer());
+    return pool_->run(key, [&](Connection& c) {
+      return static_cast<std::uint64_t>(c.command({"INCR", key}).as_integer());
+    });
   }
+
 
   // The Redis store itself: what the lock guard and the lock run on (a
   // TieredStore gives its second tier).
@@ -217,8 +226,8 @@ class RedisStore {
   void set_tagged(std::string_view key, std::string_view bytes, std::chrono::milliseconds ttl,
                   std::span<const std::string> tag_sets, std::size_t prune_sample) {
     const detail::ValueWriteCall call({key, bytes, ttl, tag_sets, prune_sample});
-    auto lease = pool_->acquire();
-    call.run(*lease);
+    detail::require_one_slot_on_cluster(*pool_, call.keys(), "cachet: a tagged write");
+    pool_->run(key, [&](Connection& c) { call.run(c); });
   }
 
   // set_tagged for each write (its key, bytes, ttl, tag_sets, prune_sample and
@@ -229,8 +238,7 @@ class RedisStore {
       if (w.lock_check || w.version_check || w.invalidation)
         throw std::invalid_argument("cachet: set_tagged_many runs no lock, version or invalidation check");
     if (writes.empty()) return;
-    auto lease = pool_->acquire();
-    const BatchWriteResult r = detail::run_value_writes(*lease, writes);
+    const BatchWriteResult r = write_many(writes);
     if (r.failed != 0) throw BatchWriteError(r.first_error, r.failed, writes.size());
   }
 
@@ -238,47 +246,120 @@ class RedisStore {
   // `budget` members from `cursor` (SSCAN). Continue with the returned cursor until done().
   PruneResult prune_tag_set(std::string_view set, std::size_t budget = 1000, std::uint64_t cursor = 0) {
     budget = std::max<std::size_t>(budget, 1);
-    PruneResult result;
-    result.cursor = cursor;
-    auto lease = pool_->acquire();
-    do {
-      const std::size_t count = std::min<std::size_t>(budget - result.examined, 1000);
-      const Reply page = lease->command({"SSCAN", set, std::to_string(result.cursor), "COUNT", count});
-      result.cursor = std::stoull(std::string(page[0].as_string()));
-      std::vector<std::string_view> keys{set};  // the set, then the members to check
-      for (ReplyView member : page[1]) keys.push_back(member.as_string());
-      result.examined += keys.size() - 1;
-      if (keys.size() > 1)
+    return pool_->run(set, [&](Connection& c) {  // on the set's node
+      PruneResult result;
+      result.cursor = cursor;
+      do {
+        const std::size_t count = std::min<std::size_t>(budget - result.examined, 1000);
+        const Reply page = c.command({"SSCAN", set, std::to_string(result.cursor), "COUNT", count});
+        result.cursor = std::stoull(std::string(page[0].as_string()));
+        std::vector<std::string_view> keys{set};  // the set, then the members to check
+        for (ReplyView member : page[1]) keys.push_back(member.as_string());
+        result.examined += keys.size() - 1;
+        if (keys.size() == 1) continue;
+        detail::require_one_slot_on_cluster(*pool_, keys, "cachet: pruning a tag set");
         result.removed += static_cast<std::size_t>(
-            detail::tag_prune_script().run(*lease, keys, std::span<std::string_view>{}).as_integer());
-    } while (result.cursor != 0 && result.examined < budget);
-    return result;
+            detail::tag_prune_script().run(c, keys, std::span<std::string_view>{}).as_integer());
+      } while (result.cursor != 0 && result.examined < budget);
+      return result;
+    });
   }
 
   // Deletes every key matching `pattern`: SCAN MATCH in batches, each batch
   // UNLINKed (never KEYS, which blocks the server). Returns how many existed.
   // Throws the Redis layer's errors; what was deleted before stays deleted.
+  // On a cluster every master is scanned, and each key UNLINKed on its own.
   std::size_t unlink_matching(std::string_view pattern, const UnlinkMatchingOptions& options = {}) {
     const long long count = static_cast<long long>(options.batch == 0 ? 1 : options.batch);
     std::size_t matched = 0, deleted = 0;
-    std::string cursor = "0";
-    auto lease = pool_->acquire();
-    do {
-      const Reply page = lease->command({"SCAN", cursor, "MATCH", pattern, "COUNT", count});
-      cursor = std::string(page[0].as_string());
-      if (const ReplyView keys = page[1]; keys.size() != 0) {
-        std::vector<std::string_view> argv{"UNLINK"};
-        argv.reserve(keys.size() + 1);
-        for (ReplyView k : keys) argv.push_back(k.as_string());
-        deleted += static_cast<std::size_t>(lease->command(argv).as_integer());
-        matched += keys.size();
-      }
-      if (options.on_progress) options.on_progress(matched, deleted);
-    } while (cursor != "0");
+    std::vector<std::string> moved;  // keys whose slot left the node mid-scan
+    pool_->for_each_master([&](Connection& c) {
+      std::string cursor = "0";
+      do {
+        const Reply page = c.command({"SCAN", cursor, "MATCH", pattern, "COUNT", count});
+        cursor = std::string(page[0].as_string());
+        if (const ReplyView keys = page[1]; keys.size() != 0) {
+          deleted += unlink_page(c, keys, moved);
+          matched += keys.size();
+        }
+        if (options.on_progress) options.on_progress(matched, deleted);
+      } while (cursor != "0");
+    });
+    for (const std::string& key : moved) deleted += del(key) ? 1 : 0;
     return deleted;
   }
 
  private:
+  // One SCAN page's keys, UNLINKed: at once on one server; on a cluster one
+  // UNLINK per key (a page may span slots), a redirected one left in `moved`.
+  std::size_t unlink_page(Connection& c, ReplyView keys, std::vector<std::string>& moved) {
+    if (!pool_->cluster()) {
+      std::vector<std::string_view> argv{"UNLINK"};
+      argv.reserve(keys.size() + 1);
+      for (ReplyView k : keys) argv.push_back(k.as_string());
+      return static_cast<std::size_t>(c.command(argv).as_integer());
+    }
+    Pipeline p(c);
+    for (ReplyView k : keys) p.add({"UNLINK", k.as_string()});
+    std::size_t deleted = 0, i = 0;
+    p.execute([&](Reply&& r) {
+      const ReplyView key = keys[i++];
+      if (redirected(r)) moved.emplace_back(key.as_string());
+      else deleted += static_cast<std::size_t>(r.as_integer());
+    });
+    return deleted;
+  }
+
+  // A read: safe to send again.
+  template <class F>
+  std::invoke_result_t<F&, Connection&> read(std::string_view key, F&& f) {
+    return pool_->run(key, std::forward<F>(f), Idempotent::yes);
+  }
+
+  // add(conn, i) queues key i's `per_key` commands: one pipeline per node.
+  template <class Add>
+  std::vector<Reply> by_node(std::span<const std::string_view> keys, std::size_t per_key, Add add,
+                             Idempotent again = Idempotent::yes) {
+    const auto send = [&](Connection& c, std::span<const std::size_t> at, bool /*eval*/) {
+      for (std::size_t i : at) add(c, i);
+    };
+    return pipeline_by_node(*pool_, keys, per_key, send, again);
+  }
+
+  // The `per_key` commands add(conn, i) queues for each of n keys (key_of(i)),
+  // each reply to on_reply in key order: one pipeline on one server, one per
+  // node on a cluster.
+  template <class KeyOf, class Add, class OnReply>
+  void each(std::size_t n, KeyOf key_of, std::size_t per_key, Add add, OnReply on_reply, Idempotent again) {
+    if (n == 0) return;
+    if (pool_->cluster()) {
+      std::vector<std::string_view> keys(n);
+      for (std::size_t i = 0; i < n; ++i) keys[i] = key_of(i);
+      for (Reply& r : by_node(keys, per_key, add, again)) on_reply(std::move(r));
+      return;
+    }
+    pool_->run(key_of(0), [&](Connection& c) {
+      for (std::size_t i = 0; i < n; ++i) add(c, i);
+      for (std::size_t j = 0; j < n * per_key; ++j) on_reply(c.read_reply());
+    }, again);
+  }
+
+  // write()'s invalidation, then its write, in one MULTI/EXEC (both checked to share a slot).
+  static WriteResult write_invalidating(Connection& conn, const StoreWrite& w, const detail::ValueWriteCall& call,
+                                        const detail::InvalidationCall& invalidation, InvalidationResult* invalidated) {
+    const detail::WaitCall wait(w.replication);
+    ScriptBatch batch(conn);
+    batch.add(detail::invalidation_script(), invalidation.evalsha({}));
+    batch.add(detail::value_write_script(), call.evalsha({}));
+    if (w.replication.on()) batch.then(wait.argv());  // after EXEC: the invalidation always writes
+    const Reply results = batch.atomically();
+    results[0].throw_if_error();
+    results[1].throw_if_error();
+    if (invalidated) *invalidated = detail::InvalidationCall::result(results[0]);
+    if (w.replication.on()) wait.check(batch.then_reply());
+    return detail::ValueWriteCall::result(results[1]);
+  }
+
   // write()'s result from a batch of that one write.
   static WriteResult only_result(BatchWriteResult r) {
     if (r.failed != 0) throw ReplyError(std::move(r.first_error));

@@ -10,6 +10,7 @@
 //   auto reader = queue.reader("cachet", "pod-1", poll);  // a flusher's own connection
 //   reader.read_new(500, poll); ...; reader.settle(Settle::written, {}, entries, heads);
 
+#include <cachet/detail/one_slot.hpp>
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/errors.hpp>
 #include <cachet/redis/script_batch.hpp>
@@ -28,6 +29,7 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -123,10 +125,63 @@ class RedisWriteQueue {
     argv[2] = numkeys;
     const std::string ttl = std::to_string(std::max<long long>(w.ttl.count(), 1)), bound = std::to_string(max_length),
                       sample = std::to_string(w.prune_sample), version_ttl = std::to_string(w.version_ttl.count());
+    detail::require_one_slot_on_cluster(store_.pool(), std::span(argv).subspan(3, argv.size() - 3),
+                                        "cachet: a write-behind enqueue");
     argv.insert(argv.end(), {w.id, w.bytes, ttl, bound, grow ? "1" : "0", sample, version_ttl});
+    return store_.pool().run(stream_, [&](Connection& c) { return enqueue_on(c, argv, replication); });
+  }
+
+  // The bytes of `id`'s queued write, or nullopt when none is pending.
+  std::optional<std::string> pending(std::string_view id) {
+    return read([&](Connection& c) {
+      return detail::pending_script().run(c, {pending_, stream_}, {id}).as_optional_string();
+    });
+  }
+
+  // Writes queued and not yet settled (XLEN).
+  std::size_t length() {
+    return read([&](Connection& c) { return static_cast<std::size_t>(c.command({"XLEN", stream_}).as_integer()); });
+  }
+
+  // The last entry ever queued (XINFO STREAM), or nullopt when there is no stream.
+  std::optional<StreamId> last_id() {
+    return read([&](Connection& c) -> std::optional<StreamId> {
+      if (c.command({"EXISTS", stream_}).as_integer() == 0) return std::nullopt;
+      const Reply info = c.command({"XINFO", "STREAM", stream_});
+      for (std::size_t i = 0; i + 1 < info.size(); i += 2)
+        if (info[i].as_string() == "last-generated-id") return StreamId::parse(info[i + 1].as_string());
+      throw ProtocolError("cachet: XINFO STREAM has no last-generated-id");
+    });
+  }
+
+  // Whether an entry up to `last` (included) is still queued.
+  bool holds_up_to(const StreamId& last) {
+    return read([&](Connection& c) {
+      return c.command({"XRANGE", stream_, "-", last.str(), "COUNT", 1}).size() > 0;
+    });
+  }
+
+  // The queue's length and oldest entry.
+  QueueBacklog backlog() {
+    return read([&](Connection& c) {
+      QueueBacklog b;
+      b.length = static_cast<std::size_t>(c.command({"XLEN", stream_}).as_integer());
+      const Reply first = c.command({"XRANGE", stream_, "-", "+", "COUNT", 1});
+      if (first.size() > 0) b.oldest = StreamId::parse(first[0][0].as_string());
+      return b;
+    });
+  }
+
+  // A consumer `consumer` of the group `group`, on its own connection (its reads
+  // block for up to `block_max`).
+  Reader reader(std::string group, std::string consumer, std::chrono::milliseconds block_max) const;
+
+ private:
+  // The enqueue script (argv: its EVALSHA), then WAIT when `replication` is on.
+  static std::optional<Enqueued> enqueue_on(Connection& c, std::vector<std::string_view> argv,
+                                            const Replication& replication) {
     const detail::WaitCall wait(replication);
-    auto lease = store_.pool().acquire();
-    ScriptBatch batch(*lease);
+    ScriptBatch batch(c);
     batch.add(detail::enqueue_script(), std::move(argv));
     if (replication.on()) batch.then(wait.argv());
     const Reply r = std::move(batch.pipelined()[0]);
@@ -136,49 +191,12 @@ class RedisWriteQueue {
     return Enqueued{StreamId::parse(r[0].as_string()), r[1].as_integer() == 1};
   }
 
-  // The bytes of `id`'s queued write, or nullopt when none is pending.
-  std::optional<std::string> pending(std::string_view id) {
-    auto lease = store_.pool().acquire();
-    return detail::pending_script().run(*lease, {pending_, stream_}, {id}).as_optional_string();
+  // A read of the stream (or a script that only reads): safe to send again.
+  template <class F>
+  std::invoke_result_t<F&, Connection&> read(F&& f) {
+    return store_.pool().run(stream_, std::forward<F>(f), Idempotent::yes);
   }
 
-  // Writes queued and not yet settled (XLEN).
-  std::size_t length() {
-    auto lease = store_.pool().acquire();
-    return static_cast<std::size_t>(lease->command({"XLEN", stream_}).as_integer());
-  }
-
-  // The last entry ever queued (XINFO STREAM), or nullopt when there is no stream.
-  std::optional<StreamId> last_id() {
-    auto lease = store_.pool().acquire();
-    if (lease->command({"EXISTS", stream_}).as_integer() == 0) return std::nullopt;
-    const Reply info = lease->command({"XINFO", "STREAM", stream_});
-    for (std::size_t i = 0; i + 1 < info.size(); i += 2)
-      if (info[i].as_string() == "last-generated-id") return StreamId::parse(info[i + 1].as_string());
-    throw ProtocolError("cachet: XINFO STREAM has no last-generated-id");
-  }
-
-  // Whether an entry up to `last` (included) is still queued.
-  bool holds_up_to(const StreamId& last) {
-    auto lease = store_.pool().acquire();
-    return lease->command({"XRANGE", stream_, "-", last.str(), "COUNT", 1}).size() > 0;
-  }
-
-  // The queue's length and oldest entry.
-  QueueBacklog backlog() {
-    auto lease = store_.pool().acquire();
-    QueueBacklog b;
-    b.length = static_cast<std::size_t>(lease->command({"XLEN", stream_}).as_integer());
-    const Reply first = lease->command({"XRANGE", stream_, "-", "+", "COUNT", 1});
-    if (first.size() > 0) b.oldest = StreamId::parse(first[0][0].as_string());
-    return b;
-  }
-
-  // A consumer `consumer` of the group `group`, on its own connection (its reads
-  // block for up to `block_max`).
-  Reader reader(std::string group, std::string consumer, std::chrono::milliseconds block_max) const;
-
- private:
   RedisStore store_;
   std::string stream_, pending_, dead_;
 };

@@ -20,6 +20,11 @@ struct ClusterRedirect {
   Endpoint to;
 };
 
+// Whether a server's error message is a redirect (MOVED or ASK), without parsing it.
+constexpr bool is_cluster_redirect(std::string_view message) noexcept {
+  return message.starts_with("MOVED ") || message.starts_with("ASK ");
+}
+
 // The redirect in a server's error message, or nullopt if the message is
 // another error or a malformed redirect (which is then an ordinary ReplyError).
 inline std::optional<ClusterRedirect> parse_cluster_redirect(std::string_view message, std::string_view answering_host) {

@@ -69,6 +69,9 @@ class InvalidationCall {
     return result(invalidation_script().run(conn, keys_, std::vector<std::string_view>{ntags_, nkeys_}));
   }
 
+  // Its KEYS: on a cluster they must share a slot (require_one_slot).
+  const std::vector<std::string_view>& keys() const noexcept { return keys_; }
+
   // EVALSHA sha numkeys KEYS... ARGV..., for a pipeline or a transaction.
   std::vector<std::string_view> evalsha(std::string_view sha) const {
     std::vector<std::string_view> argv{"EVALSHA", sha, numkeys_};

@@ -15,12 +15,15 @@
 // Lua's numbers are doubles, exact only up to 2^53, and a nanosecond updated-at
 // is past that. Signed versions are shifted by 2^63 so that order is kept.
 
+#include <cachet/detail/one_slot.hpp>
 #include <cachet/store/detail/lua_clock.hpp>
 #include <cachet/store/detail/wait_call.hpp>
 #include <cachet/store/replication.hpp>
 #include <cachet/store/write.hpp>
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/pipeline.hpp>
+#include <cachet/redis/pipeline_by_node.hpp>
+#include <cachet/redis/pool.hpp>
 #include <cachet/redis/script.hpp>
 #include <cachet/redis/script_batch.hpp>
 
@@ -166,6 +169,9 @@ class ValueWriteCall {
     return n == 1 ? WriteResult::written : n == 0 ? WriteResult::lock_lost : WriteResult::superseded;
   }
 
+  // Its KEYS: on a cluster they must share a slot (require_one_slot).
+  const std::vector<std::string_view>& keys() const noexcept { return keys_; }
+
   // EVALSHA sha numkeys KEYS... ARGV..., for a pipeline.
   std::vector<std::string_view> evalsha(std::string_view sha) const {
     std::vector<std::string_view> argv{"EVALSHA", sha, numkeys_};
@@ -193,44 +199,102 @@ inline Replication strongest(std::span<const StoreWrite> writes) {
   return r;
 }
 
-// The writes pipelined (plain ones as SET ... PX, the others by script): one
-// round trip, each its own atomic step. Writes with an invalidation are refused
-// (std::invalid_argument): each is a transaction of its own. With a write asking
-// for replicas, one WAIT (strongest()) follows in the same round trip, and
-// ReplicationError is thrown, once every reply is read, if something was written
-// and fewer replicas confirmed it.
+// What a batch of writes sends: a plain one as SET ... PX, the others by the
+// script. Writes with an invalidation are refused (std::invalid_argument): each
+// is a transaction of its own. Views `writes`, which must outlive it.
+class BatchedWrites {
+ public:
+  explicit BatchedWrites(std::span<const StoreWrite> writes)
+      : writes_(writes), calls_(writes.size()), ttls_(writes.size()) {
+    for (std::size_t i = 0; i < writes.size(); ++i) {
+      const StoreWrite& w = writes[i];
+      if (w.invalidation && !w.invalidation->empty())
+        throw std::invalid_argument("cachet: a batch of writes cannot carry invalidations");
+      if (w.plain()) ttls_[i] = std::to_string(std::max<long long>(w.ttl.count(), 1));
+      else calls_[i] = std::make_unique<ValueWriteCall>(w);
+    }
+  }
+
+  bool scripted(std::size_t i) const noexcept { return calls_[i] != nullptr; }
+  const ValueWriteCall& call(std::size_t i) const noexcept { return *calls_[i]; }
+
+  // Write i's command; a scripted one as EVALSHA `sha` (ScriptBatch fills it in).
+  std::vector<std::string_view> argv(std::size_t i, std::string_view sha = {}) const {
+    if (scripted(i)) return calls_[i]->evalsha(sha);
+    return {"SET", writes_[i].key, writes_[i].bytes, "PX", ttls_[i]};
+  }
+
+  // What the replies (one per write, in order) say.
+  BatchWriteResult tally(std::vector<Reply>& replies) const {
+    BatchWriteResult out;
+    for (std::size_t i = 0; i < replies.size(); ++i) {
+      if (replies[i].is_error()) {
+        if (out.failed++ == 0) out.first_error = std::move(replies[i]).error_message();
+      } else if (scripted(i)) {
+        const WriteResult r = ValueWriteCall::result(replies[i]);
+        out.superseded += r == WriteResult::superseded ? 1 : 0;
+        out.lock_lost += r == WriteResult::lock_lost ? 1 : 0;
+      }
+    }
+    return out;
+  }
+
+ private:
+  std::span<const StoreWrite> writes_;
+  std::vector<std::unique_ptr<ValueWriteCall>> calls_;  // nullptr: a plain write
+  std::vector<std::string> ttls_;                       // a plain write's TTL (empty for the others)
+};
+
+// The writes pipelined: one round trip, each its own atomic step (see
+// BatchedWrites). With a write asking for replicas, one WAIT (strongest())
+// follows in the same round trip, and ReplicationError is thrown, once every
+// reply is read, if something was written and fewer replicas confirmed it.
 inline BatchWriteResult run_value_writes(Connection& conn, std::span<const StoreWrite> writes) {
-  BatchWriteResult out;
-  if (writes.empty()) return out;
-  std::vector<std::unique_ptr<ValueWriteCall>> calls;  // the batch views their strings
-  std::vector<std::string> ttls;
-  ttls.reserve(writes.size());  // views into it stay valid
+  if (writes.empty()) return {};
+  const BatchedWrites batched(writes);
   const Replication replication = strongest(writes);
   const WaitCall wait(replication);
   ScriptBatch batch(conn);
   if (replication.on()) batch.then(wait.argv());
-  for (const StoreWrite& w : writes) {
-    if (w.invalidation && !w.invalidation->empty())
-      throw std::invalid_argument("cachet: a batch of writes cannot carry invalidations");
-    if (w.plain()) {
-      ttls.push_back(std::to_string(std::max<long long>(w.ttl.count(), 1)));
-      batch.add({"SET", w.key, w.bytes, "PX", ttls.back()});
-    } else {
-      calls.push_back(std::make_unique<ValueWriteCall>(w));
-      batch.add(value_write_script(), calls.back()->evalsha({}));
-    }
+  for (std::size_t i = 0; i < writes.size(); ++i) {
+    if (batched.scripted(i)) batch.add(value_write_script(), batched.argv(i));
+    else batch.add(batched.argv(i));
   }
   std::vector<Reply> replies = batch.pipelined();
-  for (std::size_t i = 0; i < replies.size(); ++i) {
-    if (replies[i].is_error()) {
-      if (out.failed++ == 0) out.first_error = std::move(replies[i]).error_message();
-    } else if (!writes[i].plain()) {
-      const WriteResult r = ValueWriteCall::result(replies[i]);
-      out.superseded += r == WriteResult::superseded ? 1 : 0;
-      out.lock_lost += r == WriteResult::lock_lost ? 1 : 0;
-    }
-  }
+  const BatchWriteResult out = batched.tally(replies);
   if (replication.on() && out.failed + out.superseded + out.lock_lost < writes.size()) wait.check(batch.then_reply());
+  return out;
+}
+
+// run_value_writes on Redis Cluster: one pipeline per node (pipeline_by_node), each
+// script's KEYS checked to share a slot first (CrossSlotError). A write asking
+// for replicas has its own WAIT after it, on its node's connection.
+inline BatchWriteResult run_value_writes(Pool& pool, std::span<const StoreWrite> writes) {
+  const BatchedWrites batched(writes);
+  std::vector<std::string_view> keys(writes.size());
+  for (std::size_t i = 0; i < writes.size(); ++i) {
+    keys[i] = writes[i].key;
+    if (batched.scripted(i)) require_one_slot(batched.call(i).keys(), "cachet: a tagged or conditional write");
+  }
+  const WaitCall wait(strongest(writes));
+  const std::size_t per_write = strongest(writes).on() ? 2 : 1;
+  const Script& script = value_write_script();
+  const auto send = [&](Connection& c, std::span<const std::size_t> at, bool eval) {
+    const std::string_view body = eval ? std::string_view(script.source()) : std::string_view(script.sha(c));
+    for (std::size_t i : at) {
+      std::vector<std::string_view> argv = batched.argv(i, body);
+      if (eval && batched.scripted(i)) argv[0] = "EVAL";
+      c.append(argv);
+      if (per_write == 2) c.append(wait.argv());
+    }
+  };
+  std::vector<Reply> replies = pipeline_by_node(pool, keys, per_write, send, Idempotent::no);
+  std::vector<Reply> results;  // each write's own reply; the WAITs' after it
+  for (std::size_t i = 0; i < replies.size(); i += per_write) results.push_back(std::move(replies[i]));
+  const BatchWriteResult out = batched.tally(results);
+  for (std::size_t i = 0; per_write == 2 && i < writes.size(); ++i)
+    if (!results[i].is_error() && (!batched.scripted(i) || ValueWriteCall::result(results[i]) == WriteResult::written))
+      wait.check(replies[i * 2 + 1]);
   return out;
 }
 

@@ -1,0 +1,64 @@
+#pragma once
+// A batch of commands over many keys through Pool::run_grouped: one pipeline on
+// one server, one per node on Redis Cluster; the replies in the caller's order.
+// A key whose replies hold a redirect (its slot moved: nothing ran) or NOSCRIPT
+// (that node never loaded the script) runs again alone through Pool::run, which
+// follows the redirect.
+
+#include <cachet/redis/connection.hpp>
+#include <cachet/redis/pool.hpp>
+#include <cachet/redis/redirect.hpp>
+#include <cachet/redis/reply.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <vector>
+
+namespace cachet {
+
+namespace detail {
+// Reads `n` replies into `to`.
+inline void read_replies(Connection& c, std::optional<Reply>* to, std::size_t n) {
+  for (std::size_t j = 0; j < n; ++j) to[j].emplace(c.read_reply());
+}
+
+inline bool must_rerun(const std::optional<Reply>& r) {
+  return redirected(*r) || (r->is_error() && r->error_message().starts_with("NOSCRIPT"));
+}
+}  // namespace detail
+
+// send(Connection&, indices, eval) appends the `per_key` commands of each key at
+// `indices` (a script by EVAL when `eval`: the node may not know its SHA1).
+// Returns keys.size() * per_key replies, key i's at [i * per_key, (i + 1) * per_key).
+template <class Send>
+std::vector<Reply> pipeline_by_node(Pool& pool, std::span<const std::string_view> keys, std::size_t per_key,
+                                    Send&& send, Idempotent again) {
+  std::vector<std::optional<Reply>> got(keys.size() * per_key);
+  pool.run_grouped(
+      keys, [&](Connection& c, std::span<const std::size_t> at) {
+        send(c, at, false);
+        c.flush();
+      },
+      [&](Connection& c, std::span<const std::size_t> at) {
+        for (std::size_t i : at) detail::read_replies(c, &got[i * per_key], per_key);
+      });
+  std::vector<Reply> out;
+  out.reserve(got.size());
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    std::optional<Reply>* mine = &got[i * per_key];
+    if (std::any_of(mine, mine + per_key, detail::must_rerun))
+      pool.run(keys[i], [&](Connection& c) {
+        send(c, std::span<const std::size_t>(&i, 1), true);
+        detail::read_replies(c, mine, per_key);
+        for (std::size_t j = 0; j < per_key; ++j)
+          if (redirected(*mine[j])) mine[j]->throw_if_error();  // run() follows it
+      }, again);
+    for (std::size_t j = 0; j < per_key; ++j) out.push_back(std::move(*mine[j]));
+  }
+  return out;
+}
+
+}  // namespace cachet

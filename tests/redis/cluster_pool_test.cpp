@@ -1,7 +1,8 @@
 // cachet::Pool as a Redis Cluster client: keys spread over the masters by slot,
 // MOVED/ASK/TRYAGAIN followed, failovers ridden out, batches grouped per node.
 // Each TEST_CASE starts one local cluster (3 masters + 3 replicas).
-#include <cachet/redis/detail/cluster_reply.hpp>
+#include <cachet/redis/detail/cluster_redirect.hpp>
+#include <cachet/redis/redirect.hpp>
 #include <cachet/redis/pool.hpp>
 #include <cachet/redis/script_batch.hpp>
 #include <cachet/testing/redis_cluster.hpp>
@@ -202,12 +203,13 @@ TEST_CASE("a cluster pool follows MOVED, ASK and TRYAGAIN while slots migrate, a
   CHECK(get(pool, a) == "A");
   CHECK(pool.cluster_stats().ask == 1);
   CHECK(names_port(pool.cluster_master_of(a), ask_from));
-  // In a pipeline the ASK comes back in place; redirect_of() tells the caller to retry that key.
+  // In a pipeline the ASK comes back in place; redirected() tells the caller to retry that key.
   {
     Connection source = cluster.node_at(ask_from).connect();
     source.append({"GET", a});
     const cachet::Reply r = source.read_reply();
-    const auto redirect = cachet::detail::redirect_of(r, "127.0.0.1");
+    CHECK(cachet::redirected(r));
+    const auto redirect = cachet::detail::parse_cluster_redirect(r.error_message(), "127.0.0.1");
     REQUIRE(redirect);
     CHECK(redirect->kind == cachet::detail::ClusterRedirect::ask);
     CHECK(redirect->to.port == ask_to);

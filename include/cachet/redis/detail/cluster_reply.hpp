@@ -4,9 +4,7 @@
 // learn the new map (READONLY: a demoted master), or nothing (any other error).
 
 #include <cachet/redis/detail/cluster_redirect.hpp>
-#include <cachet/redis/reply.hpp>
 
-#include <optional>
 #include <string_view>
 
 namespace cachet::detail {
@@ -22,13 +20,6 @@ inline ClusterAnswer classify_cluster_error(std::string_view message) noexcept {
   if (code == "LOADING") return ClusterAnswer::loading;
   if (code == "READONLY") return ClusterAnswer::readonly;
   return ClusterAnswer::other;
-}
-
-// The MOVED or ASK that a reply read from a pipeline (Pool::run_grouped) is:
-// that command did not run, and the caller retries its key with Pool::run().
-inline std::optional<ClusterRedirect> redirect_of(ReplyView reply, std::string_view answering_host = {}) {
-  if (!reply.is_error()) return std::nullopt;
-  return parse_cluster_redirect(reply.error_message(), answering_host);
 }
 
 }  // namespace cachet::detail

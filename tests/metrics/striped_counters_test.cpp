@@ -10,7 +10,6 @@
 #include <vector>
 
 using cachet::detail::CounterStripe;
-using cachet::detail::CounterStripeLease;
 using cachet::detail::StripedCounters;
 
 namespace {
@@ -45,14 +44,46 @@ TEST_CASE("the first threads own their copies, and an exited thread's copy is ta
   std::atomic<bool> first_owned{false}, again_owned{false};
   std::atomic<std::size_t> first_index{99}, again_index{99};
   std::thread([&] {
-    first_owned = CounterStripeLease::mine().owned;
-    first_index = CounterStripeLease::mine().index;
+    first_owned = CounterStripe::mine().owned;
+    first_index = CounterStripe::mine().index;
   }).join();
   std::thread([&] {
-    again_owned = CounterStripeLease::mine().owned;
-    again_index = CounterStripeLease::mine().index;
+    again_owned = CounterStripe::mine().owned;
+    again_index = CounterStripe::mine().index;
   }).join();
   CHECK(first_owned.load());  // this binary runs few threads: copies are free
   CHECK(again_owned.load());
   CHECK(again_index.load() == first_index.load());  // the lowest free copy, given back at exit
+}
+
+namespace {
+// Counts from its destructor, which runs after the thread's copy went back.
+std::atomic<int> owned_at_exit{-1};
+struct CountsAtExit {
+  StripedCounters<3>* counters = nullptr;
+  ~CountsAtExit() {
+    if (!counters) return;
+    counters->add(0, 1);
+    owned_at_exit = CounterStripe::mine().owned ? 1 : 0;
+  }
+};
+}  // namespace
+
+TEST_CASE("an add from a thread_local destructor after the copy went back goes to a shared copy", "[striped_counters]") {
+  StripedCounters<3> c;
+  std::atomic<bool> owned_before{false}, next_owns{false};
+  std::thread([&] {
+    thread_local CountsAtExit at_exit;  // built before the first add: destroyed after the copy went back
+    at_exit.counters = &c;
+    c.add(0, 1);
+    owned_before = CounterStripe::mine().owned;
+  }).join();
+  std::thread([&] {  // takes the copy the first thread gave back
+    c.add(0, 1);
+    next_owns = CounterStripe::mine().owned;
+  }).join();
+  CHECK(owned_before.load());
+  CHECK(owned_at_exit.load() == 0);  // not the copy it gave back, which the next thread may own
+  CHECK(next_owns.load());
+  CHECK(c.load(0) == 3);
 }

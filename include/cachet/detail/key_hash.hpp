@@ -4,9 +4,13 @@
 // a key up to 16 bytes (std::hash, an out-of-line byte loop, was a tenth of an
 // in-process hit). The construction is wyhash's (Wang Yi, public domain); both
 // halves of the result are well mixed, as the shard (high) and slot (low) need.
+// A secret drawn per process is mixed in, so that keys chosen to collide (a
+// block equal to a multiplier zeroes a product) cannot be prepared in advance.
 
+#include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <random>
 #include <string_view>
 
 namespace cachet::detail {
@@ -30,8 +34,19 @@ inline std::uint64_t fold_multiply(std::uint64_t a, std::uint64_t b) noexcept {
   return static_cast<std::uint64_t>(r) ^ static_cast<std::uint64_t>(r >> 64);
 }
 
+inline std::uint64_t draw_key_hash_secret() noexcept {
+  try {
+    std::random_device device;
+    return std::uint64_t{device()} << 32 ^ device();
+  } catch (...) {  // no entropy source: the clock still varies between processes
+    return static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  }
+}
+inline const std::uint64_t key_hash_secret = draw_key_hash_secret();
+
 [[gnu::always_inline]] inline std::uint64_t key_hash(std::string_view key) noexcept {
-  constexpr std::uint64_t k0 = 0xa0761d6478bd642full, k1 = 0xe7037ed1a0b428dbull, k2 = 0x8ebc6af09c88c6e3ull;
+  constexpr std::uint64_t k2 = 0x8ebc6af09c88c6e3ull;
+  const std::uint64_t k0 = 0xa0761d6478bd642full ^ key_hash_secret, k1 = 0xe7037ed1a0b428dbull ^ key_hash_secret;
   const char* p = key.data();
   const std::size_t n = key.size();
   std::uint64_t seed = k0 ^ n, a = 0, b = 0;

@@ -15,26 +15,22 @@ namespace cachet::detail {
 // and store: a locked add drains the store buffer, which cost about a sixth
 // of an in-process hit. Later threads share the other copies with fetch_add.
 // A thread's copy goes back when it exits, to the next thread that starts.
+// (Copies are handed out per program: a StripedCounters shared by shared
+// libraries built with hidden visibility would see two hand-outs.)
 struct CounterStripe {
   static constexpr std::size_t owned_stripes = 8, shared_stripes = 4;
   static constexpr std::size_t stripes = owned_stripes + shared_stripes;
+  static constexpr std::size_t unassigned = stripes;
 
-  std::size_t index;
-  bool owned;
-};
+  std::size_t index = unassigned;
+  bool owned = false;
 
-class CounterStripeLease {
- public:
-  CounterStripeLease() noexcept : stripe_(take()) {}
-  ~CounterStripeLease() {
-    if (stripe_.owned) taken().fetch_and(~(1u << stripe_.index), std::memory_order_release);
-  }
-  CounterStripeLease(const CounterStripeLease&) = delete;
-  CounterStripeLease& operator=(const CounterStripeLease&) = delete;
-
+  // Trivially destructible, so still readable from any thread_local destructor
+  // that counts something: by then it names a shared copy (see Release).
   static CounterStripe mine() noexcept {
-    thread_local const CounterStripeLease lease;
-    return lease.stripe_;
+    thread_local CounterStripe stripe;
+    if (stripe.index == unassigned) [[unlikely]] stripe.assign();
+    return stripe;
   }
 
  private:
@@ -42,21 +38,36 @@ class CounterStripeLease {
     static std::atomic<std::uint32_t> bits{0};
     return bits;
   }
-  // acquire: a reused copy's last owner's adds are seen before this thread adds to them.
-  static CounterStripe take() noexcept {
-    auto& bits = taken();
-    std::uint32_t now = bits.load(std::memory_order_relaxed);
-    while (std::countr_one(now) < static_cast<int>(CounterStripe::owned_stripes)) {
-      const int free = std::countr_one(now);
-      if (bits.compare_exchange_weak(now, now | (1u << free), std::memory_order_acquire, std::memory_order_relaxed))
-        return {static_cast<std::size_t>(free), true};
-    }
+  static CounterStripe shared() noexcept {
     static std::atomic<std::size_t> next{0};
-    return {CounterStripe::owned_stripes + next.fetch_add(1, std::memory_order_relaxed) % CounterStripe::shared_stripes,
-            false};
+    return {owned_stripes + next.fetch_add(1, std::memory_order_relaxed) % shared_stripes, false};
   }
 
-  CounterStripe stripe_;
+  // At thread exit: this thread adds to a shared copy from then on, and only
+  // then gives its own back (release: its adds are seen by the next owner).
+  struct Release {
+    CounterStripe* stripe;
+    ~Release() {
+      const std::size_t index = stripe->index;
+      *stripe = shared();
+      taken().fetch_and(~(1u << index), std::memory_order_release);
+    }
+  };
+
+  // acquire: a reused copy's last owner's adds are seen before this thread adds to them.
+  void assign() noexcept {
+    auto& bits = taken();
+    std::uint32_t now = bits.load(std::memory_order_relaxed);
+    while (std::countr_one(now) < static_cast<int>(owned_stripes)) {
+      const int free = std::countr_one(now);
+      if (bits.compare_exchange_weak(now, now | (1u << free), std::memory_order_acquire, std::memory_order_relaxed)) {
+        *this = {static_cast<std::size_t>(free), true};
+        thread_local Release release{this};
+        return;
+      }
+    }
+    *this = shared();
+  }
 };
 
 // N counters kept in a few copies, each on its own cache lines: a thread adds
@@ -69,7 +80,7 @@ class StripedCounters {
   static constexpr std::size_t stripes = CounterStripe::stripes;
 
   void add(std::size_t i, std::uint64_t n) noexcept {
-    const CounterStripe s = CounterStripeLease::mine();
+    const CounterStripe s = CounterStripe::mine();
     std::atomic<std::uint64_t>& c = stripes_[s.index].c[i];
     if (s.owned) c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);  // only this thread writes it
     else c.fetch_add(n, std::memory_order_relaxed);

@@ -2,9 +2,9 @@
 // MetricsRegistry: the caches and pools of a process, for one /metrics endpoint.
 
 #include <cachet/metrics/cache_metrics.hpp>
+#include <cachet/metrics/cluster.hpp>
 #include <cachet/metrics/label.hpp>
 #include <cachet/metrics/limiter.hpp>
-#include <cachet/metrics/cluster.hpp>
 #include <cachet/metrics/pool.hpp>
 #include <cachet/metrics/prometheus.hpp>
 #include <cachet/metrics/detail/prometheus_text.hpp>
@@ -67,7 +67,8 @@ class MetricsRegistry {
 
   // The Prometheus text of every registered cache; the registry's lock is held
   // only to copy the list, never while reading counters.
-  std::string prometheus() const { return to_prometheus(metrics()) + pools_prometheus() + limiters_prometheus() + clusters_prometheus();
+  std::string prometheus() const {
+    return to_prometheus(metrics()) + pools_prometheus() + limiters_prometheus() + clusters_prometheus();
   }
 
   // A pool's figures under the label `pool` (checked: MetricsLabelError), read by
@@ -75,76 +76,27 @@ class MetricsRegistry {
   // called under the registry's pool lock, so remove_pool waits for a scrape
   // in progress: the pool may go right after.
   std::uint64_t add_pool(std::string label, std::function<PoolFigures()> figures) {
-    label = detail::checked_label("pool", std::move(label));
-    std::lock_guard lock(pools_mutex_);
-    pools_.emplace(++last_pool_, PoolSource{std::move(label), std::move(figures)});
-    return last_pool_;
+    return add_source(pools_, "pool", std::move(label), std::move(figures));
   }
-  void remove_pool(std::uint64_t id) {
-    std::lock_guard lock(pools_mutex_);
-    pools_.erase(id);
-  }
+  void remove_pool(std::uint64_t id) { remove_source(pools_, id); }
+  // The pools' Prometheus text alone (prometheus() has it after the caches').
+  std::string pools_prometheus() const { return source_text(pools_, detail::write_pools); }
 
   // A rate limiter's figures under the label `limiter`, like add_pool; limiters
   // with one label are summed into one series.
   std::uint64_t add_limiter(std::string label, std::function<LimiterFigures()> figures) {
-    label = detail::checked_label("limiter", std::move(label));
-    std::lock_guard lock(pools_mutex_);
-    limiters_.emplace(++last_pool_, LimiterSource{std::move(label), std::move(figures)});
-    return last_pool_;
+    return add_source(limiters_, "limiter", std::move(label), std::move(figures));
   }
-  void remove_limiter(std::uint64_t id) {
-    std::lock_guard lock(pools_mutex_);
-    limiters_.erase(id);
-  }
-  std::string limiters_prometheus() const {
-    std::map<std::string, LimiterFigures> sums;
-    {
-      std::lock_guard lock(pools_mutex_);
-      for (const auto& [id, l] : limiters_) sums[l.label] += l.figures();
-    }
-    if (sums.empty()) return {};
-    detail::PrometheusWriter w;
-    detail::write_limiters(w, sums);
-    return std::move(w).take();
-  }
+  void remove_limiter(std::uint64_t id) { remove_source(limiters_, id); }
+  std::string limiters_prometheus() const { return source_text(limiters_, detail::write_limiters); }
 
   // A Redis Cluster client's figures under the label `cluster`, like add_pool
   // (its node pools are pools of their own).
   std::uint64_t add_cluster(std::string label, std::function<ClusterFigures()> figures) {
-    label = detail::checked_label("cluster", std::move(label));
-    std::lock_guard lock(pools_mutex_);
-    clusters_.emplace(++last_pool_, ClusterSource{std::move(label), std::move(figures)});
-    return last_pool_;
+    return add_source(clusters_, "cluster", std::move(label), std::move(figures));
   }
-  void remove_cluster(std::uint64_t id) {
-    std::lock_guard lock(pools_mutex_);
-    clusters_.erase(id);
-  }
-  std::string clusters_prometheus() const {
-    std::map<std::string, ClusterFigures> sums;
-    {
-      std::lock_guard lock(pools_mutex_);
-      for (const auto& [id, c] : clusters_) sums[c.label] += c.figures();
-    }
-    if (sums.empty()) return {};
-    detail::PrometheusWriter w;
-    detail::write_clusters(w, sums);
-    return std::move(w).take();
-  }
-
-  // The pools' Prometheus text alone (prometheus() has it after the caches').
-  std::string pools_prometheus() const {
-    std::map<std::string, PoolFigures> sums;
-    {
-      std::lock_guard lock(pools_mutex_);
-      for (const auto& [id, pool] : pools_) sums[pool.label] += pool.figures();
-    }
-    if (sums.empty()) return {};
-    detail::PrometheusWriter w;
-    detail::write_pools(w, sums);
-    return std::move(w).take();
-  }
+  void remove_cluster(std::uint64_t id) { remove_source(clusters_, id); }
+  std::string clusters_prometheus() const { return source_text(clusters_, detail::write_clusters); }
 
  private:
   using Labels = std::pair<std::string, std::string>;  // cache, prefix
@@ -156,25 +108,46 @@ class MetricsRegistry {
   mutable std::mutex mutex_;
   std::map<Labels, Entry> entries_;
 
-  struct PoolSource {
+  // Figures of one kind (pools, limiters, clusters) by id, each under a label.
+  template <class Figures>
+  struct Source {
     std::string label;
-    std::function<PoolFigures()> figures;
+    std::function<Figures()> figures;
   };
-  mutable std::mutex pools_mutex_;
-  std::map<std::uint64_t, PoolSource> pools_;
-  std::uint64_t last_pool_ = 0;  // ids of pools and limiters
+  template <class Figures>
+  using Sources = std::map<std::uint64_t, Source<Figures>>;
 
-  struct LimiterSource {
-    std::string label;
-    std::function<LimiterFigures()> figures;
-  };
-  std::map<std::uint64_t, LimiterSource> limiters_;
+  template <class Figures>
+  std::uint64_t add_source(Sources<Figures>& to, const char* kind, std::string label, std::function<Figures()> f) {
+    label = detail::checked_label(kind, std::move(label));
+    std::lock_guard lock(sources_mutex_);
+    to.emplace(++last_source_, Source<Figures>{std::move(label), std::move(f)});
+    return last_source_;
+  }
+  template <class Figures>
+  void remove_source(Sources<Figures>& from, std::uint64_t id) {
+    std::lock_guard lock(sources_mutex_);
+    from.erase(id);
+  }
+  // The sources' figures summed per label, written by `write` (nothing when there are none).
+  template <class Figures, class Write>
+  std::string source_text(const Sources<Figures>& sources, Write write) const {
+    std::map<std::string, Figures> sums;
+    {
+      std::lock_guard lock(sources_mutex_);
+      for (const auto& [id, source] : sources) sums[source.label] += source.figures();
+    }
+    if (sums.empty()) return {};
+    detail::PrometheusWriter w;
+    write(w, sums);
+    return std::move(w).take();
+  }
 
-  struct ClusterSource {
-    std::string label;
-    std::function<ClusterFigures()> figures;
-  };
-  std::map<std::uint64_t, ClusterSource> clusters_;
+  mutable std::mutex sources_mutex_;
+  std::uint64_t last_source_ = 0;  // ids of pools, limiters and clusters
+  Sources<PoolFigures> pools_;
+  Sources<LimiterFigures> limiters_;
+  Sources<ClusterFigures> clusters_;
 };
 
 }  // namespace cachet

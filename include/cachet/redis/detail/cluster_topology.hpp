@@ -200,6 +200,15 @@ class ClusterTopology {
     return false;
   }
 
+  // Nothing may escape the refresher's thread (std::terminate): any failure is a failed refresh.
+  void refresh_guarded() noexcept {
+    try {
+      refresh();
+    } catch (...) {
+      ++figures_.refresh_failures;
+    }
+  }
+
   void refresh_loop() {
     std::unique_lock lock(mutex_);
     auto periodic = clock::now() + cluster_.refresh_period;
@@ -210,7 +219,7 @@ class ClusterTopology {
       if (wake_.wait_until(lock, last_ + cluster_.refresh_min_interval + jitter(), [&] { return stop_; })) break;
       wanted_ = false, refreshing_ = true;
       lock.unlock();
-      refresh();
+      refresh_guarded();
       lock.lock();
       refreshing_ = false, ++done_, last_ = clock::now();
       periodic = last_ + cluster_.refresh_period;

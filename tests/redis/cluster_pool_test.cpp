@@ -4,6 +4,7 @@
 #include <cachet/redis/detail/cluster_redirect.hpp>
 #include <cachet/redis/redirect.hpp>
 #include <cachet/redis/pool.hpp>
+#include <cachet/redis/script.hpp>
 #include <cachet/redis/script_batch.hpp>
 #include <cachet/testing/redis_cluster.hpp>
 #include <cachet/testing/detail/free_port.hpp>
@@ -203,6 +204,23 @@ TEST_CASE("a cluster pool follows MOVED, ASK and TRYAGAIN while slots migrate, a
   CHECK(get(pool, a) == "A");
   CHECK(pool.cluster_stats().ask == 1);
   CHECK(names_port(pool.cluster_master_of(a), ask_from));
+  // ASK covers every command f sends there, not only the first: a script never
+  // loaded on the target (SCRIPT LOAD, then EVALSHA), a pipeline, a MULTI block.
+  const cachet::Script read_key("return redis.call('GET', KEYS[1])");
+  CHECK(pool.run(a, [&](Connection& c) { return std::string(read_key.run(c, {a}).as_string()); }) == "A");
+  CHECK(pool.run(a, [&](Connection& c) {
+    c.append({"GET", a});
+    c.append({"GET", b});
+    const cachet::Reply ra = c.read_reply(), rb = c.read_reply();
+    return std::string(ra.as_string()) + std::string(rb.as_string());
+  }) == "AB");
+  pool.run(b, [&](Connection& c) {
+    cachet::ScriptBatch batch(c);
+    batch.add({"SET", b, "B2"});
+    batch.add({"GET", a});
+    batch.atomically();
+  });
+  CHECK(get(pool, b) == "B2");
   // In a pipeline the ASK comes back in place; redirected() tells the caller to retry that key.
   {
     Connection source = cluster.node_at(ask_from).connect();

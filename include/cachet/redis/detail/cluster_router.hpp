@@ -1,8 +1,8 @@
 #pragma once
 // Pool's Redis Cluster branch: a command goes to the master of its key's slot
 // and follows the cluster's answers (see detail/cluster_reply.hpp): MOVED
-// updates that slot and asks for a refresh; ASK sends ASKING and the command to
-// the importing node once; TRYAGAIN, CLUSTERDOWN and LOADING back off with
+// updates that slot and asks for a refresh; ASK sends f to the importing node
+// once, with ASKING before each of its commands; TRYAGAIN, CLUSTERDOWN and LOADING back off with
 // jitter within retry_within; READONLY waits for a refresh. A redirection means
 // nothing ran, so f runs again; after an I/O error or a timeout only an
 // Idempotent::yes f runs again, once, after a refresh.
@@ -45,7 +45,7 @@ class ClusterRouter {
       std::optional<typename NodePool::Lease> lease = lease_on(node, a);
       if (!lease) continue;
       try {
-        if (a.ask) (*lease)->command({"ASKING"});
+        AskingFor asking(**lease, a.ask.has_value());
         return f(**lease);
       } catch (const ClusterRedirectError&) {
         throw;
@@ -111,6 +111,20 @@ class ClusterRouter {
   ClusterFigures figures() const { return topology_.figures(); }
 
  private:
+  // On the ASK target, every command f sends goes after ASKING (a script's
+  // EVALSHA after SCRIPT LOAD, a pipeline), not only the first; off again after f.
+  template <class Conn>
+  struct AskingFor {
+    Conn& conn;
+    bool on;
+    AskingFor(Conn& c, bool ask) noexcept : conn(c), on(ask) {
+      if (on) conn.set_asking(true);
+    }
+    ~AskingFor() {
+      if (on) conn.set_asking(false);
+    }
+  };
+
   struct Attempt {
     std::uint16_t slot = 0;
     clock::time_point deadline{};

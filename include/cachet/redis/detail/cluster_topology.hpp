@@ -103,11 +103,18 @@ class ClusterTopology {
   }
 
   // MOVED: the slot is served at `to` from now on; the whole map is reloaded soon.
+  // Applied under the lock to the map current then, so that a newer map a
+  // refresh installed meanwhile is not overwritten by an older copy.
   void moved(std::uint16_t slot, const Endpoint& to) {
     ++figures_.moved;
-    ClusterSlotMap map = snapshot()->map;
-    map.move_slot(slot, to);
-    install(std::move(map), false);
+    Node& target = node(to);  // outside the lock, as in install()
+    {
+      std::lock_guard lock(mutex_);
+      auto fresh = std::make_shared<Snapshot>(*snapshot_);
+      fresh->map.move_slot(slot, to);
+      if (fresh->masters.size() < fresh->map.shards().size()) fresh->masters.push_back(&target);  // a new master
+      snapshot_ = std::move(fresh);
+    }
     request_refresh();
   }
 

@@ -3,6 +3,7 @@
 // Each TEST_CASE starts one local cluster (3 masters + 3 replicas).
 #include <cachet/redis/detail/cluster_redirect.hpp>
 #include <cachet/redis/redirect.hpp>
+#include <cachet/redis/pipeline_by_node.hpp>
 #include <cachet/redis/pool.hpp>
 #include <cachet/redis/script.hpp>
 #include <cachet/redis/script_batch.hpp>
@@ -16,7 +17,9 @@
 #include <chrono>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -244,12 +247,12 @@ TEST_CASE("a cluster pool follows MOVED, ASK and TRYAGAIN while slots migrate, a
   cluster.begin_migration(try_slot, try_to);
   REQUIRE(cluster.migrate_keys(try_slot, 1) == 1);
   cachet::ClusterOptions hooked = slow;
-  int retries = 0;
+  int retries = 0, completing = try_slot;
   hooked.on_retry = [&](const cachet::ReplyError& e) {
     if (retries++ != 0 || !e.is("TRYAGAIN")) return;
-    while (cluster.migrate_keys(try_slot, 100) > 0) {
+    while (cluster.migrate_keys(completing, 100) > 0) {
     }
-    cluster.end_migration(try_slot);
+    cluster.end_migration(completing);
   };
   Pool retrying(options_for(cluster, hooked));
   const auto both = retrying.run(t1, [&](Connection& c) {
@@ -260,6 +263,22 @@ TEST_CASE("a cluster pool follows MOVED, ASK and TRYAGAIN while slots migrate, a
   CHECK(retries == 1);
   CHECK(retrying.cluster_stats().tryagain == 1);
   CHECK(retrying.cluster_stats().moved == 1);
+
+  // The same in a batch: the key's TRYAGAIN reply is re-run through run(), which backs off.
+  const std::string u1 = "{try2}a", u2 = "{try2}b";
+  completing = cluster.slot_of(u1), retries = 0;
+  set(pool, u1, "1");
+  set(pool, u2, "2");
+  cluster.begin_migration(completing, other_master(cluster, cluster.master_of(completing)));
+  REQUIRE(cluster.migrate_keys(completing, 1) == 1);
+  Pool batching(options_for(cluster, hooked));
+  const std::vector<std::string_view> batch_keys{u1};
+  const auto send_mget = [&](Connection& c, std::span<const std::size_t>, bool) { c.append({"MGET", u1, u2}); };
+  const std::vector<cachet::Reply> mget = cachet::pipeline_by_node(batching, batch_keys, 1, send_mget, Idempotent::yes);
+  REQUIRE(mget.size() == 1);
+  REQUIRE_FALSE(mget[0].is_error());
+  CHECK(std::string(mget[0][0].as_string()) + std::string(mget[0][1].as_string()) == "12");
+  CHECK(batching.cluster_stats().tryagain == 1);
 
   // Traffic from 4 threads while a slot moves under it: redirections, no error.
   const int busy_slot = cluster.slot_of("{busy}");

@@ -330,7 +330,16 @@ TEST_CASE("a cluster pool rides out a manual failover and a killed master") {
   const int killed_slot = cluster.slot_of(killed_key);
   set(pool, killed_key, "1");
   const int dead = cluster.kill_master_of(killed_slot);
+  Pool stale(options_for(cluster));  // its map (most likely) still names the dead master
   cluster.wait_for_new_master(killed_slot, dead, 30s);
+  // A batch whose node cannot be reached (nothing sent) is grouped again after a refresh.
+  const std::vector<std::string_view> over_nodes{killed_key, key};
+  const auto send_get = [&](Connection& c, std::span<const std::size_t> at, bool) {
+    for (std::size_t i : at) c.append({"GET", over_nodes[i]});
+  };
+  const auto got = cachet::pipeline_by_node(stale, over_nodes, 1, send_get, Idempotent::yes);
+  REQUIRE(got.size() == 2);
+  CHECK(got[1].as_string() == "3");
   const auto promoted = std::chrono::steady_clock::now();
   bool written = false;
   while (!written && std::chrono::steady_clock::now() - promoted < 5s) {

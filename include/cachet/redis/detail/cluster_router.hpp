@@ -62,15 +62,12 @@ class ClusterRouter {
 
   template <class Send, class Receive>
   void run_grouped(std::span<const std::string_view> keys, Send&& send, Receive&& receive) {
-    std::vector<std::pair<Node*, std::vector<std::size_t>>> groups = group(keys);
-    std::vector<typename NodePool::Lease> leases;
-    leases.reserve(groups.size());
+    auto [groups, leases] = leased_groups(keys);
     Node* at = nullptr;
     try {
-      for (auto& [node, indices] : groups) {
-        at = node;
-        leases.push_back(node->pool->acquire());
-        send(*leases.back(), std::span<const std::size_t>(indices));
+      for (std::size_t g = 0; g < groups.size(); ++g) {
+        at = groups[g].first;
+        send(*leases[g], std::span<const std::size_t>(groups[g].second));
       }
       for (std::size_t g = 0; g < groups.size(); ++g) {
         at = groups[g].first;
@@ -225,6 +222,30 @@ class ClusterRouter {
       if (clock::now() >= deadline)
         throw ConnectionError("redis cluster: no reachable node serves some of the batch's slots (ClusterOptions::seeds)");
       topology_.await_refresh(std::min(deadline, clock::now() + pause(retries)));
+    }
+  }
+
+  using Groups = std::vector<std::pair<Node*, std::vector<std::size_t>>>;
+
+  // The keys' groups and a connection to each node, taken before anything is
+  // sent: a node that cannot be reached ran nothing, so the batch is grouped
+  // again once, after a refresh, within retry_within.
+  std::pair<Groups, std::vector<typename NodePool::Lease>> leased_groups(std::span<const std::string_view> keys) {
+    const auto deadline = clock::now() + options_.retry_within;
+    for (bool again = false;; again = true) {
+      std::pair<Groups, std::vector<typename NodePool::Lease>> out;
+      out.first = group(keys);
+      out.second.reserve(out.first.size());
+      Node* at = nullptr;
+      try {
+        for (auto& group : out.first) out.second.push_back((at = group.first)->pool->acquire());
+        return out;
+      } catch (const ConnectionError&) {
+        topology_.node_error(*at);
+        if (again || clock::now() >= deadline) throw;
+      }
+      out.second.clear();  // back to their pools before waiting
+      topology_.await_refresh(deadline);
     }
   }
 

@@ -21,6 +21,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -45,7 +46,7 @@ class ClusterRouter {
       std::optional<typename NodePool::Lease> lease = lease_on(node, a);
       if (!lease) continue;
       try {
-        AskingFor asking(**lease, a.ask.has_value());
+        AskingFor<std::remove_reference_t<decltype(**lease)>> asking(**lease, a.ask.has_value());
         return f(**lease);
       } catch (const ClusterRedirectError&) {
         throw;

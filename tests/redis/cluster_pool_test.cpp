@@ -3,7 +3,9 @@
 // Each TEST_CASE starts one local cluster (3 masters + 3 replicas).
 #include <cachet/redis/detail/cluster_redirect.hpp>
 #include <cachet/redis/redirect.hpp>
+#include <cachet/redis/pipeline_by_node.hpp>
 #include <cachet/redis/pool.hpp>
+#include <cachet/redis/script.hpp>
 #include <cachet/redis/script_batch.hpp>
 #include <cachet/testing/redis_cluster.hpp>
 #include <cachet/testing/detail/free_port.hpp>
@@ -15,7 +17,9 @@
 #include <chrono>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -203,6 +207,23 @@ TEST_CASE("a cluster pool follows MOVED, ASK and TRYAGAIN while slots migrate, a
   CHECK(get(pool, a) == "A");
   CHECK(pool.cluster_stats().ask == 1);
   CHECK(names_port(pool.cluster_master_of(a), ask_from));
+  // ASK covers every command f sends there, not only the first: a script never
+  // loaded on the target (SCRIPT LOAD, then EVALSHA), a pipeline, a MULTI block.
+  const cachet::Script read_key("return redis.call('GET', KEYS[1])");
+  CHECK(pool.run(a, [&](Connection& c) { return std::string(read_key.run(c, {a}).as_string()); }) == "A");
+  CHECK(pool.run(a, [&](Connection& c) {
+    c.append({"GET", a});
+    c.append({"GET", b});
+    const cachet::Reply ra = c.read_reply(), rb = c.read_reply();
+    return std::string(ra.as_string()) + std::string(rb.as_string());
+  }) == "AB");
+  pool.run(b, [&](Connection& c) {
+    cachet::ScriptBatch batch(c);
+    batch.add({"SET", b, "B2"});
+    batch.add({"GET", a});
+    batch.atomically();
+  });
+  CHECK(get(pool, b) == "B2");
   // In a pipeline the ASK comes back in place; redirected() tells the caller to retry that key.
   {
     Connection source = cluster.node_at(ask_from).connect();
@@ -226,12 +247,12 @@ TEST_CASE("a cluster pool follows MOVED, ASK and TRYAGAIN while slots migrate, a
   cluster.begin_migration(try_slot, try_to);
   REQUIRE(cluster.migrate_keys(try_slot, 1) == 1);
   cachet::ClusterOptions hooked = slow;
-  int retries = 0;
+  int retries = 0, completing = try_slot;
   hooked.on_retry = [&](const cachet::ReplyError& e) {
     if (retries++ != 0 || !e.is("TRYAGAIN")) return;
-    while (cluster.migrate_keys(try_slot, 100) > 0) {
+    while (cluster.migrate_keys(completing, 100) > 0) {
     }
-    cluster.end_migration(try_slot);
+    cluster.end_migration(completing);
   };
   Pool retrying(options_for(cluster, hooked));
   const auto both = retrying.run(t1, [&](Connection& c) {
@@ -242,6 +263,22 @@ TEST_CASE("a cluster pool follows MOVED, ASK and TRYAGAIN while slots migrate, a
   CHECK(retries == 1);
   CHECK(retrying.cluster_stats().tryagain == 1);
   CHECK(retrying.cluster_stats().moved == 1);
+
+  // The same in a batch: the key's TRYAGAIN reply is re-run through run(), which backs off.
+  const std::string u1 = "{try2}a", u2 = "{try2}b";
+  completing = cluster.slot_of(u1), retries = 0;
+  set(pool, u1, "1");
+  set(pool, u2, "2");
+  cluster.begin_migration(completing, other_master(cluster, cluster.master_of(completing)));
+  REQUIRE(cluster.migrate_keys(completing, 1) == 1);
+  Pool batching(options_for(cluster, hooked));
+  const std::vector<std::string_view> batch_keys{u1};
+  const auto send_mget = [&](Connection& c, std::span<const std::size_t>, bool) { c.append({"MGET", u1, u2}); };
+  const std::vector<cachet::Reply> mget = cachet::pipeline_by_node(batching, batch_keys, 1, send_mget, Idempotent::yes);
+  REQUIRE(mget.size() == 1);
+  REQUIRE_FALSE(mget[0].is_error());
+  CHECK(std::string(mget[0][0].as_string()) + std::string(mget[0][1].as_string()) == "12");
+  CHECK(batching.cluster_stats().tryagain == 1);
 
   // Traffic from 4 threads while a slot moves under it: redirections, no error.
   const int busy_slot = cluster.slot_of("{busy}");
@@ -293,7 +330,16 @@ TEST_CASE("a cluster pool rides out a manual failover and a killed master") {
   const int killed_slot = cluster.slot_of(killed_key);
   set(pool, killed_key, "1");
   const int dead = cluster.kill_master_of(killed_slot);
+  Pool stale(options_for(cluster));  // its map (most likely) still names the dead master
   cluster.wait_for_new_master(killed_slot, dead, 30s);
+  // A batch whose node cannot be reached (nothing sent) is grouped again after a refresh.
+  const std::vector<std::string_view> over_nodes{killed_key, key};
+  const auto send_get = [&](Connection& c, std::span<const std::size_t> at, bool) {
+    for (std::size_t i : at) c.append({"GET", over_nodes[i]});
+  };
+  const auto got = cachet::pipeline_by_node(stale, over_nodes, 1, send_get, Idempotent::yes);
+  REQUIRE(got.size() == 2);
+  CHECK(got[1].as_string() == "3");
   const auto promoted = std::chrono::steady_clock::now();
   bool written = false;
   while (!written && std::chrono::steady_clock::now() - promoted < 5s) {

@@ -74,6 +74,8 @@ TEST_CASE("a malformed CLUSTER SLOTS answer is a ProtocolError, the server's own
   CHECK_THROWS_AS(map_of("*1\r\n*3\r\n$1\r\n0\r\n:10\r\n" + node("h", 1)), ProtocolError); // slot as a string
   CHECK_THROWS_AS(map_of("*1\r\n*3\r\n:0\r\n:10\r\n-ERR inside\r\n"), ProtocolError);     // an error nested
   CHECK_THROWS_AS(map_of(":5\r\n"), ProtocolError);
+  CHECK_THROWS_AS(map_of("*1\r\n" + range(0, 10, "h\xff", 7000)), ProtocolError);                  // not ASCII
+  CHECK_THROWS_AS(map_of("*1\r\n" + range(0, 10, "h", 7000, node("r\x01", 7001), 1)), ProtocolError);  // a replica too
   CHECK_THROWS_AS(map_of("-ERR This instance has cluster support disabled\r\n"), cachet::ReplyError);
 }
 
@@ -104,4 +106,7 @@ TEST_CASE("redirections parsed: MOVED and ASK, an empty host, IPv6, and anything
   for (const char* bad : {"MOVED 16384 h:1", "MOVED -1 h:1", "MOVED 1 h:0", "MOVED 1 h", "MOVED 1", "MOVED x h:1",
                           "ASK 1 h:65536", "ERR MOVED 1 h:1", "TRYAGAIN Multiple keys request during rehashing", ""})
     CHECK_FALSE(parse_cluster_redirect(bad, "h"));
+  // A host that is not printable ASCII would throw from a metrics label later (on the refresher's thread).
+  CHECK_THROWS_AS(parse_cluster_redirect("MOVED 1 \xff:7000", "h"), cachet::ProtocolError);
+  CHECK_THROWS_AS(parse_cluster_redirect("ASK 1 a b:7000", "h"), cachet::ProtocolError);
 }

@@ -3,6 +3,7 @@
 
 #include <cachet/detail/one_slot.hpp>
 #include <cachet/limit/rate_limiter.hpp>
+#include <cachet/store/counter_queue.hpp>
 #include <cachet/store/redis_store.hpp>
 #include <cachet/testing/redis_cluster.hpp>
 
@@ -97,4 +98,25 @@ TEST_CASE("on Redis Cluster, multi-key steps across slots are refused before sen
   const auto values = store.get_many(keys);
   CHECK(values == std::vector<std::optional<std::string>>{"1", std::nullopt, "1", std::nullopt});
   CHECK(store.del_many(keys) == 2);
+
+  // A key of another type: a miss, as in one server's MGET, not an error later in decoding.
+  pool.run("{u}:list", [](cachet::Connection& c) { c.command({"RPUSH", "{u}:list", "x"}); });
+  store.set("a", "1", 60s);
+  const std::vector<std::string_view> typed{"a", "{u}:list"};
+  CHECK(store.get_many(typed) == std::vector<std::optional<std::string>>{"1", std::nullopt});
+  const cachet::LentBytes lent = store.get_many_lent(typed);
+  CHECK(lent[1] == std::nullopt);
+
+  // RedisCounterQueue::pending reads in one MULTI: a queued MOVED (the pool's map
+  // is stale after a slot moved) is followed, not an EXECABORT thrown.
+  cachet::RedisCounterQueue counts(store, "{cq}:counts");
+  CHECK(counts.increment("x", 3) == 3);
+  const int cq_slot = static_cast<int>(hash_slot("{cq}:counts"));
+  const int cq_from = cluster.master_of(cq_slot);
+  for (int port : cluster.master_ports())
+    if (port != cq_from) {
+      cluster.move_slot(cq_slot, port);
+      break;
+    }
+  CHECK(counts.pending("x") == 3);
 }

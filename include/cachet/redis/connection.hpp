@@ -29,11 +29,13 @@
 #include <poll.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <climits>
 #include <chrono>
 #include <cstddef>
 #include <cstring>
+#include <deque>
 #include <initializer_list>
 #include <memory>
 #include <new>
@@ -70,7 +72,9 @@ class Connection {
         first_pending_(std::move(o.first_pending_)),
         sentinel_(o.sentinel_),
         generation_(o.generation_),
-        demoted_(std::exchange(o.demoted_, false)) {}
+        demoted_(std::exchange(o.demoted_, false)),
+        asking_(std::exchange(o.asking_, false)),
+        in_multi_(std::exchange(o.in_multi_, false)) {}
   Connection& operator=(Connection&& o) {
     if (this != &o) {
       options_ = o.options_;
@@ -84,6 +88,8 @@ class Connection {
       sentinel_ = o.sentinel_;
       generation_ = o.generation_;
       demoted_ = std::exchange(o.demoted_, false);
+      asking_ = std::exchange(o.asking_, false);
+      in_multi_ = std::exchange(o.in_multi_, false);
     }
     return *this;
   }
@@ -126,6 +132,8 @@ class Connection {
     if (pending_ == 0) leave_if_moved();
     ensure_connected();
     if (pending_ == 0) name_first_pending(argv);
+    if (asking_) [[unlikely]]
+      append_asking(argv);
     format_whole(argv);
     ++pending_;
   }
@@ -133,19 +141,24 @@ class Connection {
   Reply read_reply() {
     if (pending_ == 0) throw std::logic_error("cachet::Connection: read_reply() with no command pending");
     if (!out_.empty()) flush_or_fail_command();  // pending commands imply a stream
-    detail::ReplyPtr reply;
-    const detail::Deadline deadline = detail::deadline_after(options_.command_timeout);
-    while (!next_reply(reply)) {
-      const std::size_t n = receive(deadline, [this](const detail::IoResult& r) { fail_command(r); });
-      if (!reader_->feed(buffer_, n)) fail_protocol(command_name());
-    }
-    --pending_;
-    Reply r(std::move(reply));
+    if (asking_ && asked_.front()) [[unlikely]]
+      skip_asking_reply();
+    Reply r(receive_reply());
     if (r.is_error() && is_readonly(r)) leave_demoted_master();
     if (demoted_ && pending_ == 0) close();
     return r;
   }
   std::size_t pending() const noexcept { return pending_; }
+
+  // Redis Cluster's ASK target: while on, each command appended is preceded by
+  // ASKING (Redis honours it for one command only; a MULTI block needs one
+  // before MULTI) and read_reply() drops ASKING's reply. Replies still pending
+  // when it changes would be misread: the transport is dropped instead.
+  void set_asking(bool on) noexcept {
+    if (pending_ != 0) close();
+    asking_ = on, in_multi_ = false;
+    asked_.clear();
+  }
 
   // Writes the appended commands now, without reading their replies (they stay pending).
   void flush() {
@@ -190,6 +203,8 @@ class Connection {
     out_.clear();
     pending_ = 0;
     demoted_ = false;
+    in_multi_ = false;
+    asked_.clear();
   }
 
   // True when no usable transport is held (never connected, failed, or closed).
@@ -283,6 +298,41 @@ class Connection {
       out_.resize(before);
       throw;
     }
+  }
+
+  // The next reply off the stream, counted as read.
+  detail::ReplyPtr receive_reply() {
+    detail::ReplyPtr reply;
+    const detail::Deadline deadline = detail::deadline_after(options_.command_timeout);
+    while (!next_reply(reply)) {
+      const std::size_t n = receive(deadline, [this](const detail::IoResult& r) { fail_command(r); });
+      if (!reader_->feed(buffer_, n)) fail_protocol(command_name());
+    }
+    --pending_;
+    return reply;
+  }
+
+  // Asking mode: ASKING before `argv` unless inside MULTI (the flag lasts until
+  // EXEC there, and a queued ASKING would add an element to EXEC's answer).
+  void append_asking(const detail::Argv& argv) {
+    const bool ask = !in_multi_;
+    if (equals_ignoring_case(argv[0], "MULTI")) in_multi_ = true;
+    else if (equals_ignoring_case(argv[0], "EXEC") || equals_ignoring_case(argv[0], "DISCARD")) in_multi_ = false;
+    asked_.push_back(ask);
+    if (!ask) return;
+    out_.append("*1\r\n$6\r\nASKING\r\n");
+    ++pending_;
+  }
+  // Drops the reply to the ASKING sent before the next command (+OK; an error
+  // there shows in the command's own reply: a redirect).
+  void skip_asking_reply() {
+    asked_.pop_front();
+    receive_reply();
+  }
+  static bool equals_ignoring_case(std::string_view a, std::string_view b) noexcept {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+             return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+           });
   }
 
   // Through Sentinel, between commands: a connection left on the old master (a
@@ -419,6 +469,9 @@ class Connection {
   std::shared_ptr<detail::SentinelResolver> sentinel_;  // null unless through Sentinel
   std::uint64_t generation_ = 0;  // the master's generation when this connection was opened
   bool demoted_ = false;          // a READONLY came back: close once the pipeline is read
+  bool asking_ = false;           // set_asking(): ASKING before each command
+  bool in_multi_ = false;         // asking mode, between MULTI and EXEC/DISCARD
+  std::deque<bool> asked_;        // asking mode: whether each pending command has an ASKING before it
 };
 
 }  // namespace cachet

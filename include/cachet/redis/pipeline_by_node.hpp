@@ -1,11 +1,13 @@
 #pragma once
 // A batch of commands over many keys through Pool::run_grouped: one pipeline on
 // one server, one per node on Redis Cluster; the replies in the caller's order.
-// A key whose replies hold a redirect (its slot moved: nothing ran) or NOSCRIPT
-// (that node never loaded the script) runs again alone through Pool::run, which
-// follows the redirect.
+// A key whose replies hold a cluster answer (a redirect: its slot moved, nothing
+// ran; TRYAGAIN, CLUSTERDOWN, LOADING, READONLY) or NOSCRIPT (that node never
+// loaded the script) runs again alone through Pool::run, which follows the
+// redirect or backs off.
 
 #include <cachet/redis/connection.hpp>
+#include <cachet/redis/detail/cluster_reply.hpp>
 #include <cachet/redis/pool.hpp>
 #include <cachet/redis/redirect.hpp>
 #include <cachet/redis/reply.hpp>
@@ -25,8 +27,13 @@ inline void read_replies(Connection& c, std::optional<Reply>* to, std::size_t n)
   for (std::size_t j = 0; j < n; ++j) to[j].emplace(c.read_reply());
 }
 
+// An answer Pool::run() acts on (follows, or retries after a back-off).
+inline bool cluster_answer(ReplyView r) {
+  return r.is_error() && classify_cluster_error(r.error_message()) != ClusterAnswer::other;
+}
+
 inline bool must_rerun(const std::optional<Reply>& r) {
-  return redirected(*r) || (r->is_error() && r->error_message().starts_with("NOSCRIPT"));
+  return cluster_answer(*r) || (r->is_error() && r->error_message().starts_with("NOSCRIPT"));
 }
 }  // namespace detail
 
@@ -54,7 +61,7 @@ std::vector<Reply> pipeline_by_node(Pool& pool, std::span<const std::string_view
         send(c, std::span<const std::size_t>(&i, 1), true);
         detail::read_replies(c, mine, per_key);
         for (std::size_t j = 0; j < per_key; ++j)
-          if (redirected(*mine[j])) mine[j]->throw_if_error();  // run() follows it
+          if (detail::cluster_answer(*mine[j])) mine[j]->throw_if_error();  // run() follows it or backs off
       }, again);
     for (std::size_t j = 0; j < per_key; ++j) out.push_back(std::move(*mine[j]));
   }

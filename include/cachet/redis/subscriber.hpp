@@ -56,6 +56,7 @@ class Subscriber {
 
   Subscriber(ConnectionOptions options, SubscriberOptions sub, Hooks hooks)
       : options_(std::move(options)), sub_(sub), hooks_(std::move(hooks)) {
+    refuse_cluster(options_.cluster, "cachet::Subscriber");
     if (::pipe2(wake_, O_NONBLOCK | O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe2");
     try {
       follow_master();

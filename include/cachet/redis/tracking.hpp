@@ -127,7 +127,8 @@ class Tracking {
   // Throws ConfigError for Sentinel's replica role: a replica's values lag, and
   // the in-process tier never fills from one.
   explicit Tracking(ConnectionOptions redis, TrackingOptions options = {})
-      : options_(std::move(options)),
+      : options_((refuse_cluster(redis.cluster, "cachet::Tracking (the in-process tier's invalidation)"),
+                  std::move(options))),
         sentinel_watch_(watch_master(redis)),
         subscriber_(std::move(redis), {.ping_interval = options_.ping_interval, .ping_timeout = options_.ping_timeout},
                     {.setup = [this](Connection& c) { register_on(c); },

@@ -14,8 +14,8 @@
 // number), {key}:seq. On a Redis Cluster they must share a slot: use HashTag::ns.
 
 #include <cachet/detail/one_slot.hpp>
-#include <cachet/redis/pipeline.hpp>
 #include <cachet/redis/script.hpp>
+#include <cachet/redis/script_batch.hpp>
 #include <cachet/store/detail/lua_clock.hpp>
 #include <cachet/store/redis_store.hpp>
 
@@ -63,14 +63,14 @@ class RedisCounterQueue {
 
   // What `id` has gained that no flush has done yet (pending + flushing), read in
   // one MULTI so that a hand-over between the two reads is not counted twice.
+  // ScriptBatch::atomically throws a queued MOVED/ASK/TRYAGAIN (not EXECABORT), which run() follows.
   std::int64_t pending(std::string_view id) {
     return on_key([&](Connection& c) {
-      Pipeline p(c);
-      p.add({"MULTI"}).add({"HGET", pending_, id}).add({"HGET", flushing_, id}).add({"EXEC"});
-      const std::vector<Reply> replies = p.execute();
-      replies.back().throw_if_error();
+      ScriptBatch batch(c);
+      batch.add({"HGET", pending_, id}).add({"HGET", flushing_, id});
+      const Reply both = batch.atomically();
       std::int64_t sum = 0;
-      for (ReplyView r : ReplyView(replies.back())) sum += r.is_nil() ? 0 : to_int(r.as_string());
+      for (ReplyView r : ReplyView(both)) sum += r.is_nil() ? 0 : to_int(r.as_string());
       return sum;
     }, Idempotent::yes);
   }

@@ -21,6 +21,7 @@ class LentBytes {
  public:
   LentBytes() = default;
   explicit LentBytes(Reply reply) noexcept : reply_(std::move(reply)) {}
+  // (An error among `each`, RedisStore's WRONGTYPE on a cluster, reads as a miss.)
   explicit LentBytes(std::vector<Reply> each) noexcept : each_(std::move(each)) {}
 
   // The one value; nullopt when the key does not exist.
@@ -28,7 +29,8 @@ class LentBytes {
   // The values of a batch, in key order.
   std::size_t size() const { return reply_ ? reply_->size() : each_.size(); }
   std::optional<std::string_view> operator[](std::size_t i) const {
-    return reply_ ? (*reply_)[i].as_optional_string() : each_[i].as_optional_string();
+    if (reply_) return (*reply_)[i].as_optional_string();
+    return each_[i].is_error() ? std::nullopt : each_[i].as_optional_string();  // WRONGTYPE: a miss, as in MGET
   }
 
  private:

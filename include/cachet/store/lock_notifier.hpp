@@ -24,7 +24,7 @@ class LockNotifier {
   using time_point = std::chrono::steady_clock::time_point;
 
   LockNotifier(ConnectionOptions options, std::string channel)
-      : channel_(std::move(channel)),
+      : channel_((refuse_cluster(options.cluster, "cachet::LockNotifier"), std::move(channel))),
         subscriber_(std::move(options), {},
                     {.setup = [this](Connection& c) { c.command({"SUBSCRIBE", channel_}); },
                      .message = [this](const Reply& msg) { on_message(msg); },

@@ -67,8 +67,7 @@ class RedisStore {
   // One MGET on one server; on a cluster a GET per key, one pipeline per node.
   LentBytes get_many_lent(std::span<const std::string_view> keys) {
     if (keys.empty()) return {};
-    if (pool_->cluster())
-      return LentBytes(by_node(keys, 1, [&](Connection& c, std::size_t i) { c.append({"GET", keys[i]}); }));
+    if (pool_->cluster()) return get_each_lent(keys);
     LentBytes values = read(keys[0], [&](Connection& c) { return LentBytes(c.command(prefixed("MGET", keys))); });
     if (values.size() != keys.size()) throw ProtocolError("cachet: MGET returned a batch of the wrong size");
     return values;
@@ -308,6 +307,16 @@ class RedisStore {
       else deleted += static_cast<std::size_t>(r.as_integer());
     });
     return deleted;
+  }
+
+  // get_many_lent on a cluster. A key's error is thrown here, where the policies'
+  // degradation sees it (cluster answers were re-run by then), except WRONGTYPE:
+  // a miss, as MGET's nil on one server.
+  LentBytes get_each_lent(std::span<const std::string_view> keys) {
+    std::vector<Reply> each = by_node(keys, 1, [&](Connection& c, std::size_t i) { c.append({"GET", keys[i]}); });
+    for (const Reply& r : each)
+      if (r.is_error() && !r.error_message().starts_with("WRONGTYPE")) r.throw_if_error();
+    return LentBytes(std::move(each));
   }
 
   // A read: safe to send again.

@@ -280,6 +280,7 @@ class RedisWriteQueue::Reader {
 
  private:
   static ConnectionOptions blocking(ConnectionOptions o, std::chrono::milliseconds block_max) {
+    refuse_cluster(o.cluster, "cachet::RedisWriteQueue::Reader (the write-behind flusher)");
     o.command_timeout = std::max(o.command_timeout, block_max + std::chrono::seconds(1));  // XREADGROUP ... BLOCK
     o.reconnect = {std::chrono::milliseconds(0), std::chrono::milliseconds(0), 1.0, 0.0};  // the caller paces retries
     return o;

@@ -5,10 +5,12 @@
 // command did not run, so any command may be re-sent.
 
 #include <cachet/redis/detail/endpoint.hpp>
+#include <cachet/redis/errors.hpp>
 
 #include <charconv>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <system_error>
 
@@ -26,7 +28,8 @@ constexpr bool is_cluster_redirect(std::string_view message) noexcept {
 }
 
 // The redirect in a server's error message, or nullopt if the message is
-// another error or a malformed redirect (which is then an ordinary ReplyError).
+// another error or a malformed redirect (which is then an ordinary ReplyError);
+// a ProtocolError if it names a host that is not printable ASCII.
 inline std::optional<ClusterRedirect> parse_cluster_redirect(std::string_view message, std::string_view answering_host) {
   ClusterRedirect r;
   if (message.starts_with("MOVED ")) {
@@ -46,6 +49,7 @@ inline std::optional<ClusterRedirect> parse_cluster_redirect(std::string_view me
   r.slot = static_cast<std::uint16_t>(slot);
   auto to = parse_endpoint(message.substr(space + 1), answering_host);
   if (!to) return std::nullopt;
+  if (!printable_host(to->host)) throw ProtocolError("cluster redirect to a host that is not printable ASCII");
   r.to = std::move(*to);
   return r;
 }

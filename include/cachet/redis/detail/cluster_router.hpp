@@ -1,8 +1,8 @@
 #pragma once
 // Pool's Redis Cluster branch: a command goes to the master of its key's slot
 // and follows the cluster's answers (see detail/cluster_reply.hpp): MOVED
-// updates that slot and asks for a refresh; ASK sends ASKING and the command to
-// the importing node once; TRYAGAIN, CLUSTERDOWN and LOADING back off with
+// updates that slot and asks for a refresh; ASK sends f to the importing node
+// once, with ASKING before each of its commands; TRYAGAIN, CLUSTERDOWN and LOADING back off with
 // jitter within retry_within; READONLY waits for a refresh. A redirection means
 // nothing ran, so f runs again; after an I/O error or a timeout only an
 // Idempotent::yes f runs again, once, after a refresh.
@@ -21,6 +21,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -45,7 +46,7 @@ class ClusterRouter {
       std::optional<typename NodePool::Lease> lease = lease_on(node, a);
       if (!lease) continue;
       try {
-        if (a.ask) (*lease)->command({"ASKING"});
+        AskingFor<std::remove_reference_t<decltype(**lease)>> asking(**lease, a.ask.has_value());
         return f(**lease);
       } catch (const ClusterRedirectError&) {
         throw;
@@ -62,15 +63,12 @@ class ClusterRouter {
 
   template <class Send, class Receive>
   void run_grouped(std::span<const std::string_view> keys, Send&& send, Receive&& receive) {
-    std::vector<std::pair<Node*, std::vector<std::size_t>>> groups = group(keys);
-    std::vector<typename NodePool::Lease> leases;
-    leases.reserve(groups.size());
+    auto [groups, leases] = leased_groups(keys);
     Node* at = nullptr;
     try {
-      for (auto& [node, indices] : groups) {
-        at = node;
-        leases.push_back(node->pool->acquire());
-        send(*leases.back(), std::span<const std::size_t>(indices));
+      for (std::size_t g = 0; g < groups.size(); ++g) {
+        at = groups[g].first;
+        send(*leases[g], std::span<const std::size_t>(groups[g].second));
       }
       for (std::size_t g = 0; g < groups.size(); ++g) {
         at = groups[g].first;
@@ -111,6 +109,20 @@ class ClusterRouter {
   ClusterFigures figures() const { return topology_.figures(); }
 
  private:
+  // On the ASK target, every command f sends goes after ASKING (a script's
+  // EVALSHA after SCRIPT LOAD, a pipeline), not only the first; off again after f.
+  template <class Conn>
+  struct AskingFor {
+    Conn& conn;
+    bool on;
+    AskingFor(Conn& c, bool ask) noexcept : conn(c), on(ask) {
+      if (on) conn.set_asking(true);
+    }
+    ~AskingFor() {
+      if (on) conn.set_asking(false);
+    }
+  };
+
   struct Attempt {
     std::uint16_t slot = 0;
     clock::time_point deadline{};
@@ -211,6 +223,30 @@ class ClusterRouter {
       if (clock::now() >= deadline)
         throw ConnectionError("redis cluster: no reachable node serves some of the batch's slots (ClusterOptions::seeds)");
       topology_.await_refresh(std::min(deadline, clock::now() + pause(retries)));
+    }
+  }
+
+  using Groups = std::vector<std::pair<Node*, std::vector<std::size_t>>>;
+
+  // The keys' groups and a connection to each node, taken before anything is
+  // sent: a node that cannot be reached ran nothing, so the batch is grouped
+  // again once, after a refresh, within retry_within.
+  std::pair<Groups, std::vector<typename NodePool::Lease>> leased_groups(std::span<const std::string_view> keys) {
+    const auto deadline = clock::now() + options_.retry_within;
+    for (bool again = false;; again = true) {
+      std::pair<Groups, std::vector<typename NodePool::Lease>> out;
+      out.first = group(keys);
+      out.second.reserve(out.first.size());
+      Node* at = nullptr;
+      try {
+        for (auto& group : out.first) out.second.push_back((at = group.first)->pool->acquire());
+        return out;
+      } catch (const ConnectionError&) {
+        topology_.node_error(*at);
+        if (again || clock::now() >= deadline) throw;
+      }
+      out.second.clear();  // back to their pools before waiting
+      topology_.await_refresh(deadline);
     }
   }
 

@@ -88,6 +88,7 @@ class ClusterSlotMap {
     const long long port = n[1].as_integer();
     if (port < 1 || port > 65535) throw ProtocolError("CLUSTER SLOTS: port " + std::to_string(port));
     if (host == "?") return std::nullopt;
+    if (!printable_host(host)) throw ProtocolError("CLUSTER SLOTS: a host that is not printable ASCII");
     return Endpoint{std::string(host.empty() ? answering_host : host), static_cast<int>(port)};
   }
 

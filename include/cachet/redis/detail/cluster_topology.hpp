@@ -103,11 +103,18 @@ class ClusterTopology {
   }
 
   // MOVED: the slot is served at `to` from now on; the whole map is reloaded soon.
+  // Applied under the lock to the map current then, so that a newer map a
+  // refresh installed meanwhile is not overwritten by an older copy.
   void moved(std::uint16_t slot, const Endpoint& to) {
     ++figures_.moved;
-    ClusterSlotMap map = snapshot()->map;
-    map.move_slot(slot, to);
-    install(std::move(map), false);
+    Node& target = node(to);  // outside the lock, as in install()
+    {
+      std::lock_guard lock(mutex_);
+      auto fresh = std::make_shared<Snapshot>(*snapshot_);
+      fresh->map.move_slot(slot, to);
+      if (fresh->masters.size() < fresh->map.shards().size()) fresh->masters.push_back(&target);  // a new master
+      snapshot_ = std::move(fresh);
+    }
     request_refresh();
   }
 
@@ -200,6 +207,15 @@ class ClusterTopology {
     return false;
   }
 
+  // Nothing may escape the refresher's thread (std::terminate): any failure is a failed refresh.
+  void refresh_guarded() noexcept {
+    try {
+      refresh();
+    } catch (...) {
+      ++figures_.refresh_failures;
+    }
+  }
+
   void refresh_loop() {
     std::unique_lock lock(mutex_);
     auto periodic = clock::now() + cluster_.refresh_period;
@@ -210,7 +226,7 @@ class ClusterTopology {
       if (wake_.wait_until(lock, last_ + cluster_.refresh_min_interval + jitter(), [&] { return stop_; })) break;
       wanted_ = false, refreshing_ = true;
       lock.unlock();
-      refresh();
+      refresh_guarded();
       lock.lock();
       refreshing_ = false, ++done_, last_ = clock::now();
       periodic = last_ + cluster_.refresh_period;

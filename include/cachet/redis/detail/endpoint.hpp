@@ -24,6 +24,14 @@ struct Endpoint {
   bool operator==(const Endpoint&) const = default;
 };
 
+// A host a server named is only printable ASCII: anything else (a byte 0xff)
+// would reach metrics labels and resolvers, so callers refuse it as a ProtocolError.
+constexpr bool printable_host(std::string_view host) noexcept {
+  for (const char c : host)
+    if (c <= ' ' || c > '~') return false;
+  return true;
+}
+
 // "host:port" -> Endpoint; an empty host (Redis 7's unknown endpoint, ":7000")
 // means the host of the server that answered.
 inline std::optional<Endpoint> parse_endpoint(std::string_view text, std::string_view answering_host) {

@@ -217,12 +217,15 @@ TEST_CASE("a cluster pool follows MOVED, ASK and TRYAGAIN while slots migrate, a
     const cachet::Reply ra = c.read_reply(), rb = c.read_reply();
     return std::string(ra.as_string()) + std::string(rb.as_string());
   }) == "AB");
-  pool.run(b, [&](Connection& c) {
+  // A command after the MULTI block, on the same connection: each reply still
+  // pairs with its command (the block's commands had no ASKING of their own).
+  CHECK(pool.run(b, [&](Connection& c) {
     cachet::ScriptBatch batch(c);
     batch.add({"SET", b, "B2"});
     batch.add({"GET", a});
     batch.atomically();
-  });
+    return std::string(c.command({"GET", a}).as_string());
+  }) == "A");
   CHECK(get(pool, b) == "B2");
   // In a pipeline the ASK comes back in place; redirected() tells the caller to retry that key.
   {

@@ -141,7 +141,7 @@ class Connection {
   Reply read_reply() {
     if (pending_ == 0) throw std::logic_error("cachet::Connection: read_reply() with no command pending");
     if (!out_.empty()) flush_or_fail_command();  // pending commands imply a stream
-    if (asking_ && asked_.front()) [[unlikely]]
+    if (asking_) [[unlikely]]
       skip_asking_reply();
     Reply r(receive_reply());
     if (r.is_error() && is_readonly(r)) leave_demoted_master();
@@ -325,9 +325,12 @@ class Connection {
   }
   // Drops the reply to the ASKING sent before the next command (+OK; an error
   // there shows in the command's own reply: a redirect).
+  // Every command's entry is taken as its reply is read, prefixed or not (inside MULTI).
   void skip_asking_reply() {
+    if (asked_.empty()) return;
+    const bool asked = asked_.front();
     asked_.pop_front();
-    receive_reply();
+    if (asked) receive_reply();
   }
   static bool equals_ignoring_case(std::string_view a, std::string_view b) noexcept {
     return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {

@@ -7,6 +7,7 @@
 // A secret drawn per process is mixed in, so that keys chosen to collide (a
 // block equal to a multiplier zeroes a product) cannot be prepared in advance.
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -42,11 +43,22 @@ inline std::uint64_t draw_key_hash_secret() noexcept {
     return static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
   }
 }
-inline const std::uint64_t key_hash_secret = draw_key_hash_secret();
+// Drawn on first use, not at static initialisation: a table filled from another
+// static initialiser must hash as every later lookup does (0 is never drawn).
+inline std::uint64_t key_hash_secret() noexcept {
+  static constinit std::atomic<std::uint64_t> secret{0};
+  std::uint64_t s = secret.load(std::memory_order_relaxed);
+  if (s == 0) [[unlikely]] {
+    std::uint64_t drawn = draw_key_hash_secret() | 1;
+    s = secret.compare_exchange_strong(s, drawn, std::memory_order_relaxed) ? drawn : s;
+  }
+  return s;
+}
 
 [[gnu::always_inline]] inline std::uint64_t key_hash(std::string_view key) noexcept {
   constexpr std::uint64_t k2 = 0x8ebc6af09c88c6e3ull;
-  const std::uint64_t k0 = 0xa0761d6478bd642full ^ key_hash_secret, k1 = 0xe7037ed1a0b428dbull ^ key_hash_secret;
+  const std::uint64_t secret = key_hash_secret();
+  const std::uint64_t k0 = 0xa0761d6478bd642full ^ secret, k1 = 0xe7037ed1a0b428dbull ^ secret;
   const char* p = key.data();
   const std::size_t n = key.size();
   std::uint64_t seed = k0 ^ n, a = 0, b = 0;

@@ -10,6 +10,7 @@
 // last failed connect has not elapsed, in which case it fails fast.
 
 #include <cachet/redis/detail/argv.hpp>
+#include <cachet/redis/detail/asking_prefix.hpp>
 #include <cachet/detail/backoff.hpp>
 #include <cachet/redis/detail/format.hpp>
 #include <cachet/redis/detail/hiredis.hpp>
@@ -29,13 +30,11 @@
 #include <poll.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <climits>
 #include <chrono>
 #include <cstddef>
 #include <cstring>
-#include <deque>
 #include <initializer_list>
 #include <memory>
 #include <new>
@@ -73,8 +72,7 @@ class Connection {
         sentinel_(o.sentinel_),
         generation_(o.generation_),
         demoted_(std::exchange(o.demoted_, false)),
-        asking_(std::exchange(o.asking_, false)),
-        in_multi_(std::exchange(o.in_multi_, false)) {}
+        asking_(std::exchange(o.asking_, {})) {}
   Connection& operator=(Connection&& o) {
     if (this != &o) {
       options_ = o.options_;
@@ -88,8 +86,7 @@ class Connection {
       sentinel_ = o.sentinel_;
       generation_ = o.generation_;
       demoted_ = std::exchange(o.demoted_, false);
-      asking_ = std::exchange(o.asking_, false);
-      in_multi_ = std::exchange(o.in_multi_, false);
+      asking_ = std::exchange(o.asking_, {});
     }
     return *this;
   }
@@ -132,7 +129,7 @@ class Connection {
     if (pending_ == 0) leave_if_moved();
     ensure_connected();
     if (pending_ == 0) name_first_pending(argv);
-    if (asking_) [[unlikely]]
+    if (asking_.on()) [[unlikely]]
       append_asking(argv);
     format_whole(argv);
     ++pending_;
@@ -141,7 +138,7 @@ class Connection {
   Reply read_reply() {
     if (pending_ == 0) throw std::logic_error("cachet::Connection: read_reply() with no command pending");
     if (!out_.empty()) flush_or_fail_command();  // pending commands imply a stream
-    if (asking_) [[unlikely]]
+    if (asking_.on()) [[unlikely]]
       skip_asking_reply();
     Reply r(receive_reply());
     if (r.is_error() && is_readonly(r)) leave_demoted_master();
@@ -150,14 +147,13 @@ class Connection {
   }
   std::size_t pending() const noexcept { return pending_; }
 
-  // Redis Cluster's ASK target: while on, each command appended is preceded by
-  // ASKING (Redis honours it for one command only; a MULTI block needs one
-  // before MULTI) and read_reply() drops ASKING's reply. Replies still pending
-  // when it changes would be misread: the transport is dropped instead.
+  // Redis Cluster's ASK target (detail/asking_prefix.hpp): while on, each
+  // command appended is preceded by ASKING, whose reply read_reply() drops.
+  // Replies still pending when it changes would be misread: the transport is
+  // dropped instead.
   void set_asking(bool on) noexcept {
     if (pending_ != 0) close();
-    asking_ = on, in_multi_ = false;
-    asked_.clear();
+    asking_.set(on);
   }
 
   // Writes the appended commands now, without reading their replies (they stay pending).
@@ -203,8 +199,7 @@ class Connection {
     out_.clear();
     pending_ = 0;
     demoted_ = false;
-    in_multi_ = false;
-    asked_.clear();
+    asking_.reset();
   }
 
   // True when no usable transport is held (never connected, failed, or closed).
@@ -312,31 +307,13 @@ class Connection {
     return reply;
   }
 
-  // Asking mode: ASKING before `argv` unless inside MULTI (the flag lasts until
-  // EXEC there, and a queued ASKING would add an element to EXEC's answer).
-  // Out of line and cold: inlined, it pushed format_command's appends out of line (+65 instructions a command).
+  // Cold and out of line: inlined into append_argv, the asking mode pushed
+  // format_command's appends out of line (+65 instructions a pipelined command).
   [[gnu::cold, gnu::noinline]] void append_asking(const detail::Argv& argv) {
-    const bool ask = !in_multi_;
-    if (equals_ignoring_case(argv[0], "MULTI")) in_multi_ = true;
-    else if (equals_ignoring_case(argv[0], "EXEC") || equals_ignoring_case(argv[0], "DISCARD")) in_multi_ = false;
-    asked_.push_back(ask);
-    if (!ask) return;
-    out_.append("*1\r\n$6\r\nASKING\r\n");
-    ++pending_;
+    if (asking_.prefix(argv[0], out_)) ++pending_;
   }
-  // Drops the reply to the ASKING sent before the next command (+OK; an error
-  // there shows in the command's own reply: a redirect).
-  // Every command's entry is taken as its reply is read, prefixed or not (inside MULTI).
   [[gnu::cold, gnu::noinline]] void skip_asking_reply() {
-    if (asked_.empty()) return;
-    const bool asked = asked_.front();
-    asked_.pop_front();
-    if (asked) receive_reply();
-  }
-  static bool equals_ignoring_case(std::string_view a, std::string_view b) noexcept {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-             return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-           });
+    if (asking_.take()) receive_reply();  // ASKING's +OK
   }
 
   // Through Sentinel, between commands: a connection left on the old master (a
@@ -473,9 +450,7 @@ class Connection {
   std::shared_ptr<detail::SentinelResolver> sentinel_;  // null unless through Sentinel
   std::uint64_t generation_ = 0;  // the master's generation when this connection was opened
   bool demoted_ = false;          // a READONLY came back: close once the pipeline is read
-  bool asking_ = false;           // set_asking(): ASKING before each command
-  bool in_multi_ = false;         // asking mode, between MULTI and EXEC/DISCARD
-  std::deque<bool> asked_;        // asking mode: whether each pending command has an ASKING before it
+  detail::AskingPrefix asking_;   // set_asking(): ASKING before each command
 };
 
 }  // namespace cachet

@@ -48,9 +48,9 @@ struct CounterStripe {
   struct Release {
     CounterStripe* stripe;
     ~Release() {
-      const std::size_t index = stripe->index;
+      const std::size_t given_back = stripe->index;
       *stripe = shared();
-      taken().fetch_and(~(1u << index), std::memory_order_release);
+      taken().fetch_and(~(1u << given_back), std::memory_order_release);
     }
   };
 

@@ -9,6 +9,7 @@
 //   --benchmark_report_aggregates_only=true --benchmark_enable_random_interleaving=true
 
 #include "bench_fixture.hpp"
+#include "read_loops.hpp"
 #include "ratio_reporter.hpp"
 
 #include <cachet/policy/cache_aside.hpp>
@@ -28,6 +29,7 @@ namespace {
 
 using cachet::bench::Item;
 using cachet::bench::item;
+using cachet::bench::ids;
 
 struct Fixture {
   cachet::testing::RedisServer& server = cachet::bench::server();
@@ -63,35 +65,15 @@ void raw_hiredis_get_parse(benchmark::State& state) {
 
 void cache_aside_hit(benchmark::State& state, cachet::Format format) {
   cachet::CacheAside<Item> cache(cachet::RedisStore(fixture().pool), options(format));
-  auto load = [](std::string_view) { return item(1); };
-  cache.get_or_load("1", load);
-  const auto loads = cache.metrics().value(cachet::Event::load);  // shared by caches with these labels
-  for (auto _ : state) {
-    Item v = cache.get_or_load("1", load);
-    benchmark::DoNotOptimize(v);
-  }
-  if (cache.metrics().value(cachet::Event::load) != loads) state.SkipWithError("a hit loaded");
+  cachet::bench::hit_loop(state, cache);
 }
 // make_cache's default: the same hit behind SingleFlight + RedisLockGuard (a hit never reaches them).
 void cache_aside_hit_guarded(benchmark::State& state) {
   auto cache = cachet::make_cache<Item>(fixture().pool, options(cachet::Format::envelope));
-  auto load = [](std::string_view) { return item(1); };
-  cache.get_or_load("1", load);
-  const auto loads = cache.metrics().value(cachet::Event::load);
-  for (auto _ : state) {
-    Item v = cache.get_or_load("1", load);
-    benchmark::DoNotOptimize(v);
-  }
-  if (cache.metrics().value(cachet::Event::load) != loads) state.SkipWithError("a hit loaded");
+  cachet::bench::hit_loop(state, cache);
 }
 void cache_aside_hit_plain(benchmark::State& s) { cache_aside_hit(s, cachet::Format::plain); }
 void cache_aside_hit_envelope(benchmark::State& s) { cache_aside_hit(s, cachet::Format::envelope); }
-
-std::vector<std::string> ids(int n) {
-  std::vector<std::string> out;
-  for (int i = 0; i < n; ++i) out.push_back(std::to_string(i));
-  return out;
-}
 
 void cache_aside_100_single_gets(benchmark::State& state) {
   cachet::CacheAside<Item> cache(cachet::RedisStore(fixture().pool), options(cachet::Format::envelope));
@@ -102,51 +84,16 @@ void cache_aside_100_single_gets(benchmark::State& state) {
     for (const auto& id : keys) benchmark::DoNotOptimize(cache.get_or_load(id, load));
 }
 
-std::vector<std::optional<Item>> load_batch(std::span<const std::string_view> missing) {
-  std::vector<std::optional<Item>> out;
-  for (auto id : missing) out.emplace_back(item(std::stoll(std::string(id))));
-  return out;
-}
-
 void cache_aside_get_many_100(benchmark::State& state, cachet::Format format) {
   cachet::CacheAside<Item> cache(cachet::RedisStore(fixture().pool), options(format));
-  const auto keys = ids(100);
-  const std::vector<std::string_view> views(keys.begin(), keys.end());
-  cache.get_many(views, load_batch);
-  const auto loads = cache.metrics().value(cachet::Event::load);
-  for (auto _ : state) benchmark::DoNotOptimize(cache.get_many(views, load_batch));
-  if (cache.metrics().value(cachet::Event::load) != loads) state.SkipWithError("a get_many loaded");
+  cachet::bench::get_many_100_loop(state, cache);
 }
 void cache_aside_get_many_100(benchmark::State& s) { cache_aside_get_many_100(s, cachet::Format::envelope); }
 void cache_aside_get_many_100_plain(benchmark::State& s) { cache_aside_get_many_100(s, cachet::Format::plain); }
 
-// What get_many of 100 hits cannot avoid: one MGET of the 100 plain JSON values
-// (the keys the plain cache wrote) and the same parse of each into its slot.
+// One MGET + parse of the same 100 values (read_loops.hpp).
 void raw_hiredis_mget_parse_100(benchmark::State& state) {
-  {
-    cachet::CacheAside<Item> cache(cachet::RedisStore(fixture().pool), options(cachet::Format::plain));
-    const auto keys = ids(100);
-    const std::vector<std::string_view> views(keys.begin(), keys.end());
-    cache.get_many(views, load_batch);
-  }
-  std::vector<std::string> keys;
-  std::vector<const char*> argv{"MGET"};
-  std::vector<size_t> lens{4};
-  for (const auto& id : ids(100)) keys.push_back("bench:plain:" + id);
-  for (const auto& k : keys) {
-    argv.push_back(k.data());
-    lens.push_back(k.size());
-  }
-  redisContext* c = redisConnect("127.0.0.1", fixture().server.port());
-  for (auto _ : state) {
-    auto* r = static_cast<redisReply*>(redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data()));
-    std::vector<std::optional<Item>> out(r->elements);
-    for (std::size_t i = 0; i < r->elements; ++i)
-      out[i] = nlohmann::json::parse(std::string_view(r->element[i]->str, r->element[i]->len)).get<Item>();
-    benchmark::DoNotOptimize(out);
-    freeReplyObject(r);
-  }
-  redisFree(c);
+  cachet::bench::raw_mget_parse_100(state, fixture().pool, fixture().server.port());
 }
 
 }  // namespace

@@ -3,12 +3,13 @@
 // cost of one operation with set-up cancelled out. Not a CMake target (it needs
 // valgrind's header); bench/README.md ("Hot paths") has the build and run lines.
 // Operations: map l1 raw_get_parse ca_plain ca_env guarded raw_mget_parse
-// gm_plain gm_env raw_pipe pipe_vec pipe_stream; a third argument times the
+// gm_plain gm_env gm_cluster raw_pipe pipe_vec pipe_stream; a third argument times the
 // loop instead (5 rounds, ns/op).
 #include "bench_fixture.hpp"
 #include <cachet/policy/cache_aside.hpp>
 #include <cachet/policy/make.hpp>
 #include <cachet/redis/pipeline.hpp>
+#include <cachet/testing/redis_cluster.hpp>
 #include <hiredis/hiredis.h>
 #include <valgrind/callgrind.h>
 #include <cstdio>
@@ -111,6 +112,13 @@ int main(int argc, char** argv) {
   } else if (what == "gm_plain" || what == "gm_env") {
     cachet::CacheAside<Item> c(cachet::RedisStore(pool), opts(what == "gm_plain" ? "plain" : "enveloped",
                                                                 what == "gm_plain" ? cachet::Format::plain : cachet::Format::envelope));
+    run(n, [&] { auto v = c.get_many(views, batch); asm volatile("" ::"r"(v.data()) : "memory"); });
+  } else if (what == "gm_cluster") {  // get_many(100) over a 3-master cluster (issue 17)
+    cachet::testing::RedisCluster cluster({.replicas_per_master = 0});
+    cachet::ConnectionOptions o;
+    for (const auto& seed : cluster.seeds()) o.cluster.seeds.push_back(seed.host + ":" + std::to_string(seed.port));
+    cachet::Pool sharded(o, {.size = 1});
+    cachet::CacheAside<Item> c(cachet::RedisStore(sharded), opts("enveloped", cachet::Format::envelope));
     run(n, [&] { auto v = c.get_many(views, batch); asm volatile("" ::"r"(v.data()) : "memory"); });
   } else if (what == "raw_pipe") {
     redisContext* rc = redisConnect("127.0.0.1", server.port());

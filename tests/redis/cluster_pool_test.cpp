@@ -128,10 +128,19 @@ TEST_CASE("a cluster pool spreads keys over every master, batches per node, and 
     CHECK(second.cluster_stats().refreshes == 1);
   }
 
+  // Each master timed the commands sent to it (run, run_grouped, for_each_master).
+  const cachet::ClusterFigures figures = pool.cluster_stats();
+  std::size_t timed_masters = 0;
+  for (const auto& [node, latency] : figures.node_latency)
+    if (latency.count > 0 && latency.sum.count() > 0) ++timed_masters;
+  CHECK(timed_masters == 3);
+
   // The cluster figures reach the metrics.
   const std::string text = cachet::MetricsRegistry::global().prometheus();
   CHECK(text.find("cachet_cluster_redirects_total{cluster=\"") != std::string::npos);
   CHECK(text.find("cachet_cluster_refreshes_total{cluster=\"") != std::string::npos);
+  CHECK(text.find("cachet_cluster_node_duration_seconds_bucket{cluster=\"") != std::string::npos);
+  CHECK(text.find("cachet_cluster_node_duration_seconds_count{cluster=\"") != std::string::npos);
 }
 
 TEST_CASE("a cluster pool's construction: a bad seed or a server that is no cluster node is a ConfigError") {

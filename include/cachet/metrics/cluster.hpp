@@ -1,9 +1,11 @@
 #pragma once
 // A Redis Cluster client's figures (ClusterFigures, from Pool::cluster_stats())
 // and their Prometheus families, cachet_cluster_* {cluster}: redirections by
-// kind, retries by cause, slot-map refreshes, and errors by node. The node
-// pools' own figures are cachet_pool_* {pool="host:port"}.
+// kind, retries by cause, slot-map refreshes, and errors and command latency by
+// node. The node pools' own figures are cachet_pool_* {pool="host:port"}.
 
+#include <cachet/metrics/histogram.hpp>
+#include <cachet/metrics/detail/histogram_text.hpp>
 #include <cachet/metrics/detail/prometheus_text.hpp>
 
 #include <array>
@@ -24,12 +26,23 @@ struct ClusterFigures {
   std::uint64_t refreshes = 0;    // slot maps loaded from CLUSTER SLOTS
   std::uint64_t refresh_failures = 0;  // refreshes no node answered
   std::map<std::string, std::uint64_t> node_errors{};  // "host:port" -> connection errors and timeouts
+  // "host:port" -> how long the commands sent there took, each from its first
+  // send to its last reply read (a pipeline's, per node, from the batch's first send)
+  std::map<std::string, LatencyHistogram::Snapshot> node_latency{};
 
   ClusterFigures& operator+=(const ClusterFigures& o) {
     moved += o.moved, ask += o.ask, tryagain += o.tryagain, clusterdown += o.clusterdown, loading += o.loading;
     readonly += o.readonly, refreshes += o.refreshes, refresh_failures += o.refresh_failures;
     for (const auto& [node, errors] : o.node_errors) node_errors[node] += errors;
+    for (const auto& [node, latency] : o.node_latency) add(node_latency[node], latency);
     return *this;
+  }
+
+ private:
+  static void add(LatencyHistogram::Snapshot& to, const LatencyHistogram::Snapshot& from) noexcept {
+    for (std::size_t i = 0; i < to.cumulative.size(); ++i) to.cumulative[i] += from.cumulative[i];
+    to.count += from.count;
+    to.sum += from.sum;
   }
 };
 
@@ -70,6 +83,13 @@ inline void write_clusters(PrometheusWriter& w, const std::map<std::string, Clus
   for (const auto& [label, f] : clusters)
     for (const auto& [node, errors] : f.node_errors)
       w.sample("cachet_cluster_node_errors_total").label("cluster", label).label("node", node).value(errors);
+  constexpr std::string_view latency = "cachet_cluster_node_duration_seconds";
+  w.family(latency, "histogram", "Duration of the commands sent to each node.");
+  for (const auto& [label, f] : clusters)
+    for (const auto& [node, snapshot] : f.node_latency)
+      write_histogram_samples(snapshot, [&](std::string_view suffix) -> PrometheusWriter& {
+        return w.sample(latency, suffix).label("cluster", label).label("node", node);
+      });
 }
 
 }  // namespace detail

@@ -7,6 +7,7 @@
 #include <cachet/metrics/cache_metrics.hpp>
 #include <cachet/metrics/event.hpp>
 #include <cachet/metrics/histogram.hpp>
+#include <cachet/metrics/detail/histogram_text.hpp>
 #include <cachet/metrics/detail/prometheus_text.hpp>
 
 #include <array>
@@ -100,29 +101,12 @@ inline void write_counters(PrometheusWriter& w, Caches caches) {
   }
 }
 
-// The buckets' `le` labels, made once per process rather than per scrape.
-inline const std::array<std::string, LatencyHistogram::bucket_count>& le_labels() {
-  static const auto labels = [] {
-    std::array<std::string, LatencyHistogram::bucket_count> l;
-    for (std::size_t i = 0; i < l.size(); ++i)
-      l[i] = seconds_text(static_cast<std::uint64_t>(LatencyHistogram::bounds[i].count()));
-    return l;
-  }();
-  return labels;
-}
-
 inline void write_histogram(PrometheusWriter& w, Caches caches, std::string_view name, std::string_view help,
                             const LatencyHistogram& (CacheMetrics::*which)() const noexcept) {
   w.family(name, "histogram", help);
-  const auto& le = le_labels();
-  for (const CacheSeries& c : caches) {
-    const LatencyHistogram::Snapshot s = (c.m->*which)().snapshot();
-    for (std::size_t i = 0; i < LatencyHistogram::bucket_count; ++i)
-      start_sample(w, name, "_bucket", c).label("le", le[i]).value(s.cumulative[i]);
-    start_sample(w, name, "_bucket", c).label("le", "+Inf").value(s.count);
-    start_sample(w, name, "_sum", c).value_seconds(static_cast<std::uint64_t>(s.sum.count()));
-    start_sample(w, name, "_count", c).value(s.count);
-  }
+  for (const CacheSeries& c : caches)
+    write_histogram_samples((c.m->*which)().snapshot(),
+                            [&](std::string_view suffix) -> PrometheusWriter& { return start_sample(w, name, suffix, c); });
 }
 
 // About the size of the text (a little over): reserved up front, so the

@@ -5,7 +5,8 @@
 // once, with ASKING before each of its commands; TRYAGAIN, CLUSTERDOWN and LOADING back off with
 // jitter within retry_within; READONLY waits for a refresh. A redirection means
 // nothing ran, so f runs again; after an I/O error or a timeout only an
-// Idempotent::yes f runs again, once, after a refresh.
+// Idempotent::yes f runs again, once, after a refresh. Each node times the
+// commands sent to it (ClusterFigures::node_latency).
 
 #include <cachet/detail/hash_slot.hpp>
 #include <cachet/redis/detail/cluster_reply.hpp>
@@ -47,6 +48,7 @@ class ClusterRouter {
       if (!lease) continue;
       try {
         AskingFor<std::remove_reference_t<decltype(**lease)>> asking(**lease, a.ask.has_value());
+        const Timed timed(node);
         return f(**lease);
       } catch (const ClusterRedirectError&) {
         throw;
@@ -66,6 +68,7 @@ class ClusterRouter {
     auto [groups, leases] = leased_groups(keys);
     Node* at = nullptr;
     try {
+      const auto started = clock::now();
       for (std::size_t g = 0; g < groups.size(); ++g) {
         at = groups[g].first;
         send(*leases[g], std::span<const std::size_t>(groups[g].second));
@@ -73,6 +76,7 @@ class ClusterRouter {
       for (std::size_t g = 0; g < groups.size(); ++g) {
         at = groups[g].first;
         receive(*leases[g], std::span<const std::size_t>(groups[g].second));
+        at->latency.observe(clock::now() - started);
       }
     } catch (const ConnectionError&) {
       topology_.node_error(*at);
@@ -86,6 +90,7 @@ class ClusterRouter {
     for (Node* node : snap->masters) {
       try {
         auto lease = node->pool->acquire();
+        const Timed timed(*node);
         f(*lease);
       } catch (const ConnectionError&) {
         topology_.node_error(*node);
@@ -121,6 +126,16 @@ class ClusterRouter {
     ~AskingFor() {
       if (on) conn.set_asking(false);
     }
+  };
+
+  // Observes, when it goes, how long the command it outlives took on its node.
+  struct Timed {
+    Node& node;
+    clock::time_point started = clock::now();
+    explicit Timed(Node& n) noexcept : node(n) {}
+    Timed(const Timed&) = delete;
+    Timed& operator=(const Timed&) = delete;
+    ~Timed() { node.latency.observe(clock::now() - started); }
   };
 
   struct Attempt {

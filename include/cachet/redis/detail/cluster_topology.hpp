@@ -36,6 +36,7 @@ class ClusterTopology {
     std::string name;  // "host:port", its pool's metrics label
     std::unique_ptr<NodePool> pool;
     std::atomic<std::uint64_t> errors{0};
+    LatencyHistogram latency;  // of the commands sent here (ClusterRouter)
   };
   // A slot map and the node of each of its shards' masters (same index).
   struct Snapshot {
@@ -150,9 +151,12 @@ class ClusterTopology {
   ClusterFigures figures() const {
     const Counters& c = figures_;
     ClusterFigures f{c.moved, c.ask, c.tryagain, c.clusterdown, c.loading, c.readonly, c.refreshes,
-                     c.refresh_failures, {}};
+                     c.refresh_failures, {}, {}};
     std::lock_guard lock(nodes_mutex_);
-    for (const auto& [name, node] : nodes_) f.node_errors[name] = node->errors;
+    for (const auto& [name, node] : nodes_) {
+      f.node_errors[name] = node->errors;
+      f.node_latency[name] = node->latency.snapshot();
+    }
     return f;
   }
 

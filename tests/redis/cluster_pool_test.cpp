@@ -154,9 +154,6 @@ TEST_CASE("a cluster pool's construction: a bad seed or a server that is no clus
   options.cluster.seeds = {"127.0.0.1:" + std::to_string(plain.port())};
   CHECK_THROWS_AS(Pool(options), cachet::ConfigError);
 
-  options.cluster.read_from_replicas = true;  // not supported yet: said, not ignored
-  CHECK_THROWS_AS(Pool(options), cachet::ConfigError);
-  options.cluster.read_from_replicas = false;
 
   // Unreachable: tolerated at construction, a ConnectionError per command.
   options.cluster.seeds = {"127.0.0.1:" + std::to_string(cachet::detail::free_port())};

@@ -338,8 +338,9 @@ class Connection {
     reader_ = std::make_unique<detail::ReplyReader>(options_.max_reply_bytes);
   }
 
-  // AUTH, SELECT, CLIENT SETNAME and (through Sentinel) HELLO in one round trip;
-  // the first error reply is thrown before the role is looked at.
+  // AUTH, SELECT, CLIENT SETNAME, HELLO (through Sentinel) and READONLY (a cluster
+  // node read from replicas) in one round trip; the first error reply is thrown
+  // before the role is looked at.
   void handshake() {
     std::size_t sent = 0;
     if (!options_.password.empty()) {
@@ -357,6 +358,10 @@ class Connection {
     }
     if (sentinel_) {
       append({"HELLO"});  // RESP2 stays: no protocol version given (Redis 6+)
+      ++sent;
+    }
+    if (options_.cluster.read_from_replicas && !options_.cluster.enabled()) {
+      append({"READONLY"});  // a cluster node's connection that may read from a replica
       ++sent;
     }
     std::string first_error;

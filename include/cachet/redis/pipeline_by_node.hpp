@@ -40,18 +40,22 @@ inline bool must_rerun(const std::optional<Reply>& r) {
 // send(Connection&, indices, eval) appends the `per_key` commands of each key at
 // `indices` (a script by EVAL when `eval`: the node may not know its SHA1).
 // Returns keys.size() * per_key replies, key i's at [i * per_key, (i + 1) * per_key).
+// ReadFrom::replica: plain reads, which Pool::read_grouped may send to replicas.
+enum class ReadFrom { master, replica };
+
 template <class Send>
 std::vector<Reply> pipeline_by_node(Pool& pool, std::span<const std::string_view> keys, std::size_t per_key,
-                                    Send&& send, Idempotent again) {
+                                    Send&& send, Idempotent again, ReadFrom from = ReadFrom::master) {
   std::vector<std::optional<Reply>> got(keys.size() * per_key);
-  pool.run_grouped(
-      keys, [&](Connection& c, std::span<const std::size_t> at) {
-        send(c, at, false);
-        c.flush();
-      },
-      [&](Connection& c, std::span<const std::size_t> at) {
-        for (std::size_t i : at) detail::read_replies(c, &got[i * per_key], per_key);
-      });
+  const auto send_group = [&](Connection& c, std::span<const std::size_t> at) {
+    send(c, at, false);
+    c.flush();
+  };
+  const auto receive_group = [&](Connection& c, std::span<const std::size_t> at) {
+    for (std::size_t i : at) detail::read_replies(c, &got[i * per_key], per_key);
+  };
+  if (from == ReadFrom::replica) pool.read_grouped(keys, send_group, receive_group);
+  else pool.run_grouped(keys, send_group, receive_group);
   std::vector<Reply> out;
   out.reserve(got.size());
   for (std::size_t i = 0; i < keys.size(); ++i) {

@@ -188,6 +188,22 @@ class Pool {
     receive(*lease, std::span<const std::size_t>(all));
   }
 
+  // A plain read (GET, MGET; nothing that writes or renews a TTL): run(key, f,
+  // Idempotent::yes), except that with ClusterOptions::read_from_replicas it
+  // goes to a replica of the key's master when there is one (the master when
+  // the replica cannot be reached or redirects).
+  template <class F>
+  decltype(auto) read(std::string_view key, F&& f) {
+    if (router_) return router_->read(key, std::forward<F>(f));
+    return with(std::forward<F>(f));
+  }
+  // run_grouped for plain reads, on replicas likewise.
+  template <class Send, class Receive>
+  void read_grouped(std::span<const std::string_view> keys, Send&& send, Receive&& receive) {
+    if (router_ && !keys.empty()) return router_->read_grouped(keys, std::forward<Send>(send), std::forward<Receive>(receive));
+    run_grouped(keys, std::forward<Send>(send), std::forward<Receive>(receive));
+  }
+
   // f(Connection&) once on every master (SCAN, FLUSHALL); once on one server.
   template <class F>
   void for_each_master(F&& f) {

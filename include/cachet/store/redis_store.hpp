@@ -48,8 +48,9 @@ class RedisStore {
   // The pool must outlive the store.
   explicit RedisStore(Pool& pool) noexcept : pool_(&pool) {}
 
+  // get, get_lent and get_many may be answered by a replica (ClusterOptions::read_from_replicas).
   std::optional<std::string> get(std::string_view key) {
-    return read(key, [&](Connection& c) { return c.command({"GET", key}).as_optional_string(); });
+    return plain_read(key, [&](Connection& c) { return c.command({"GET", key}).as_optional_string(); });
   }
 
   // GETEX: reads and renews the TTL in one round trip (sliding expiry; Redis >= 6.2).
@@ -59,7 +60,7 @@ class RedisStore {
 
   // get, get_and_touch and get_many lending the reply's bytes (LendingStore).
   LentBytes get_lent(std::string_view key) {
-    return read(key, [&](Connection& c) { return LentBytes(c.command({"GET", key})); });
+    return plain_read(key, [&](Connection& c) { return LentBytes(c.command({"GET", key})); });
   }
   LentBytes get_and_touch_lent(std::string_view key, std::chrono::milliseconds ttl) {
     return read(key, [&](Connection& c) { return LentBytes(c.command({"GETEX", key, "PX", ttl_ms(ttl)})); });
@@ -68,7 +69,7 @@ class RedisStore {
   LentBytes get_many_lent(std::span<const std::string_view> keys) {
     if (keys.empty()) return {};
     if (pool_->cluster()) return get_each_lent(keys);
-    LentBytes values = read(keys[0], [&](Connection& c) { return LentBytes(c.command(prefixed("MGET", keys))); });
+    LentBytes values = plain_read(keys[0], [&](Connection& c) { return LentBytes(c.command(prefixed("MGET", keys))); });
     if (values.size() != keys.size()) throw ProtocolError("cachet: MGET returned a batch of the wrong size");
     return values;
   }
@@ -313,7 +314,8 @@ class RedisStore {
   // degradation sees it (cluster answers were re-run by then), except WRONGTYPE:
   // a miss, as MGET's nil on one server.
   LentBytes get_each_lent(std::span<const std::string_view> keys) {
-    std::vector<Reply> each = by_node(keys, 1, [&](Connection& c, std::size_t i) { c.append({"GET", keys[i]}); });
+    std::vector<Reply> each =
+        by_node(keys, 1, [&](Connection& c, std::size_t i) { c.append({"GET", keys[i]}); }, Idempotent::yes, ReadFrom::replica);
     for (const Reply& r : each)
       if (r.is_error() && !r.error_message().starts_with("WRONGTYPE")) r.throw_if_error();
     return LentBytes(std::move(each));
@@ -324,15 +326,20 @@ class RedisStore {
   std::invoke_result_t<F&, Connection&> read(std::string_view key, F&& f) {
     return pool_->run(key, std::forward<F>(f), Idempotent::yes);
   }
+  // A plain read (GET, MGET), which a replica may answer (Pool::read).
+  template <class F>
+  std::invoke_result_t<F&, Connection&> plain_read(std::string_view key, F&& f) {
+    return pool_->read(key, std::forward<F>(f));
+  }
 
   // add(conn, i) queues key i's `per_key` commands: one pipeline per node.
   template <class Add>
   std::vector<Reply> by_node(std::span<const std::string_view> keys, std::size_t per_key, Add add,
-                             Idempotent again = Idempotent::yes) {
+                             Idempotent again = Idempotent::yes, ReadFrom from = ReadFrom::master) {
     const auto send = [&](Connection& c, std::span<const std::size_t> at, bool /*eval*/) {
       for (std::size_t i : at) add(c, i);
     };
-    return pipeline_by_node(*pool_, keys, per_key, send, again);
+    return pipeline_by_node(*pool_, keys, per_key, send, again, from);
   }
 
   // The `per_key` commands add(conn, i) queues for each of n keys (key_of(i)),

@@ -65,23 +65,40 @@ class ClusterRouter {
 
   template <class Send, class Receive>
   void run_grouped(std::span<const std::string_view> keys, Send&& send, Receive&& receive) {
-    auto [groups, leases] = leased_groups(keys);
-    Node* at = nullptr;
-    try {
-      const auto started = clock::now();
-      for (std::size_t g = 0; g < groups.size(); ++g) {
-        at = groups[g].first;
-        send(*leases[g], std::span<const std::size_t>(groups[g].second));
+    grouped(leased_groups(keys, Pick::master), send, receive);
+  }
+
+  // A plain read: on a replica of the slot's master, taken in turn, when
+  // read_from_replicas is on and the map knows one; through run() on the master
+  // when not, or when the replica cannot be reached or answers with a redirection.
+  template <class F>
+  decltype(auto) read(std::string_view key, F&& f) {
+    if (Node* replica = replica_for(*topology_.snapshot(), hash_slot(key))) {
+      try {
+        auto lease = replica->pool->acquire();
+        const Timed timed(*replica);
+        return f(*lease);
+      } catch (const ConnectionError&) {
+        topology_.node_error(*replica);
+      } catch (const ReplyError& e) {
+        if (classify_cluster_error(e.server_message()) == ClusterAnswer::other) throw;
       }
-      for (std::size_t g = 0; g < groups.size(); ++g) {
-        at = groups[g].first;
-        receive(*leases[g], std::span<const std::size_t>(groups[g].second));
-        at->latency.observe(clock::now() - started);
-      }
-    } catch (const ConnectionError&) {
-      topology_.node_error(*at);
-      throw;
     }
+    return run(key, std::forward<F>(f), Idempotent::yes);
+  }
+
+  // run_grouped for plain reads, on replicas as read() picks them; the whole
+  // batch again on the masters when a replica cannot be reached (a redirected
+  // reply is the caller's to retry, as in run_grouped).
+  template <class Send, class Receive>
+  void read_grouped(std::span<const std::string_view> keys, Send&& send, Receive&& receive) {
+    if (options_.read_from_replicas) {
+      try {
+        return grouped(leased_groups(keys, Pick::replica), send, receive);
+      } catch (const ConnectionError&) {  // counted against its node by grouped()
+      }
+    }
+    run_grouped(keys, send, receive);
   }
 
   template <class F>
@@ -227,13 +244,46 @@ class ClusterRouter {
     }
   }
 
+  using Groups = std::vector<std::pair<Node*, std::vector<std::size_t>>>;
+  enum class Pick { master, replica };  // replica: one of the master's when read() would take one
+
+  // A batch's groups: sent to every node before any is read.
+  template <class Send, class Receive>
+  void grouped(std::pair<Groups, std::vector<typename NodePool::Lease>> leased, Send& send, Receive& receive) {
+    auto& [groups, leases] = leased;
+    Node* at = nullptr;
+    try {
+      const auto started = clock::now();
+      for (std::size_t g = 0; g < groups.size(); ++g) {
+        at = groups[g].first;
+        send(*leases[g], std::span<const std::size_t>(groups[g].second));
+      }
+      for (std::size_t g = 0; g < groups.size(); ++g) {
+        at = groups[g].first;
+        receive(*leases[g], std::span<const std::size_t>(groups[g].second));
+        at->latency.observe(clock::now() - started);
+      }
+    } catch (const ConnectionError&) {
+      topology_.node_error(*at);
+      throw;
+    }
+  }
+
+  // A replica of `slot`'s master, taken in turn, when reads may go to one and the map knows one.
+  Node* replica_for(const typename Topology::Snapshot& snap, std::uint16_t slot) {
+    if (!options_.read_from_replicas) return nullptr;
+    const auto* shard = snap.map.shard_of(slot);
+    if (!shard || shard->replicas.empty()) return nullptr;
+    return &topology_.node(shard->replicas[next_++ % shard->replicas.size()]);
+  }
+
   // The keys' indices by the node of their slot, ascending (waiting within
   // retry_within for a map that serves them all); nodes in one global order
   // (their address) so that two batches never wait on each other's leases.
-  std::vector<std::pair<Node*, std::vector<std::size_t>>> group(std::span<const std::string_view> keys) {
+  Groups group(std::span<const std::string_view> keys, Pick pick) {
     const auto deadline = clock::now() + options_.retry_within;
     for (std::uint32_t retries = 0;; ++retries) {
-      auto groups = group_in(*topology_.snapshot(), keys);
+      auto groups = group_in(*topology_.snapshot(), keys, pick);
       if (std::none_of(groups.begin(), groups.end(), [](const auto& g) { return g.first == nullptr; })) return groups;
       if (clock::now() >= deadline)
         throw ConnectionError("redis cluster: no reachable node serves some of the batch's slots (ClusterOptions::seeds)");
@@ -241,16 +291,16 @@ class ClusterRouter {
     }
   }
 
-  using Groups = std::vector<std::pair<Node*, std::vector<std::size_t>>>;
-
   // The keys' groups and a connection to each node, taken before anything is
   // sent: a node that cannot be reached ran nothing, so the batch is grouped
-  // again once, after a refresh, within retry_within.
-  std::pair<Groups, std::vector<typename NodePool::Lease>> leased_groups(std::span<const std::string_view> keys) {
+  // again once, after a refresh, within retry_within (on replicas: not waited
+  // for, the masters answer instead).
+  std::pair<Groups, std::vector<typename NodePool::Lease>> leased_groups(std::span<const std::string_view> keys,
+                                                                         Pick pick) {
     const auto deadline = clock::now() + options_.retry_within;
     for (bool again = false;; again = true) {
       std::pair<Groups, std::vector<typename NodePool::Lease>> out;
-      out.first = group(keys);
+      out.first = group(keys, pick);
       out.second.reserve(out.first.size());
       Node* at = nullptr;
       try {
@@ -258,18 +308,19 @@ class ClusterRouter {
         return out;
       } catch (const ConnectionError&) {
         topology_.node_error(*at);
-        if (again || clock::now() >= deadline) throw;
+        if (again || pick == Pick::replica || clock::now() >= deadline) throw;
       }
       out.second.clear();  // back to their pools before waiting
       topology_.await_refresh(deadline);
     }
   }
 
-  static std::vector<std::pair<Node*, std::vector<std::size_t>>> group_in(const typename Topology::Snapshot& snap,
-                                                                          std::span<const std::string_view> keys) {
-    std::vector<std::pair<Node*, std::vector<std::size_t>>> groups;
+  Groups group_in(const typename Topology::Snapshot& snap, std::span<const std::string_view> keys, Pick pick) {
+    Groups groups;
     for (std::size_t i = 0; i < keys.size(); ++i) {
-      Node* node = snap.master_of(hash_slot(keys[i]));
+      const std::uint16_t slot = hash_slot(keys[i]);
+      Node* replica = pick == Pick::replica ? replica_for(snap, slot) : nullptr;
+      Node* node = replica ? replica : snap.master_of(slot);
       auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == node; });
       if (it == groups.end()) it = groups.insert(groups.end(), {node, {}});
       it->second.push_back(i);

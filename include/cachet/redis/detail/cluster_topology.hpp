@@ -54,9 +54,8 @@ class ClusterTopology {
   ClusterTopology(const ConnectionOptions& options, const PoolOptions& pool_options)
       : base_(options), pool_options_(pool_options), cluster_(options.cluster) {
     base_.cluster = {}, base_.path.clear();
+    base_.cluster.read_from_replicas = cluster_.read_from_replicas;  // READONLY on every node's connections
     pool_options_.metrics_label.clear(), pool_options_.eager = false;
-    if (cluster_.read_from_replicas)
-      throw ConfigError("redis cluster: ClusterOptions::read_from_replicas is not supported yet (reads go to masters)");
     for (const std::string& seed : cluster_.seeds) {
       auto at = parse_endpoint(seed, "");
       if (!at || at->host.empty())

@@ -241,7 +241,7 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
   std::optional<Entry> take(std::string_view k, Fetched& f) {
     if constexpr (tiered) {
       std::optional<Entry> e = decode(k, f.bytes);
-      if (e) store_.fill(k, f, *e);
+      if (e && !e->meta.stamped) store_.fill(k, f, *e);  // a stamped entry is checked on every read
       return e;
     } else if constexpr (LendingStore<S>) {
       return decode(k, f.value());
@@ -262,7 +262,9 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
                                      EntryMeta::time_point now) {
     if (!bytes) return Lookup::miss;
     try {
-      const auto s = Core::state_of(Core::entries_.decode_into(*bytes, value, k), now);
+      const EntryMeta meta = Core::entries_.decode_into(*bytes, value, k);
+      auto s = Core::state_of(meta, now);
+      if (meta.stamped && !Core::stamps_current(*bytes)) s = Lookup::miss;  // invalidated by a tag
       if (s != Lookup::value) value.reset();
       return s;
     } catch (const DecodeError&) {

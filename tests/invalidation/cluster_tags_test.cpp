@@ -98,7 +98,7 @@ TEST_CASE("a stamped envelope keeps its stamps and payload, and readers without 
   std::string cut = stamped;
   cut.resize(cachet::envelope::header_size + 2);  // the section's length cut short
   CHECK_THROWS_AS(cachet::envelope::decode(cut), cachet::DecodeError);
-  CHECK_THROWS_AS(cachet::envelope::stamps_of(std::string_view("\x05\x00ab", 4)), cachet::DecodeError);
+  CHECK_THROWS_AS(cachet::envelope::stamps_of(std::string_view("\x05\x00" "ab", 4)), cachet::DecodeError);
 }
 
 TEST_CASE("tags and namespace versions on Redis Cluster", "[cluster]") {

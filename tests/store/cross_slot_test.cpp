@@ -96,6 +96,7 @@ TEST_CASE("on Redis Cluster, multi-key steps across slots are refused before sen
   REQUIRE(hash_slot(tags.keys().tag_version("x")) != hash_slot(tags.keys().tag_version("y")));
   CHECK(tags.invalidate({"x", "y"}) == 0);
   CHECK(store.get(tags.keys().tag_version("x")) == "1");
+  REQUIRE(hash_slot("a") != hash_slot(tags.tag_key("x")));
   CHECK_THROWS_AS(tags.set_tagged("a", "2", 60s, {"x"}), cachet::CrossSlotError);
   CHECK(store.get("a") == "1");
   CHECK(store.invalidate(plain_keys({"{u}:a", "{u}:b"})).deleted == 2);  // co-located by a hash tag

@@ -57,16 +57,16 @@ class TagVersions {
     return out;
   }
 
-  // Whether every stamp still equals its tag's counter; a missing or unreadable
-  // counter is not. Throws the Redis layer's errors.
-  bool current(std::span<const TagStamp> stamps) {
+  // Whether each stamp still equals its tag's counter (a missing or unreadable
+  // counter does not), one pipeline per node. Throws the Redis layer's errors.
+  std::vector<bool> matches(std::span<const TagStamp> stamps) {
     std::vector<std::string> keys;
     keys.reserve(stamps.size());
     for (const TagStamp& s : stamps) keys.push_back(keys_->tag_version(s.tag));
     const std::vector<std::optional<std::string>> now = store_.get_many(views(keys));
-    for (std::size_t i = 0; i < stamps.size(); ++i)
-      if (!now[i] || parse(*now[i]) != stamps[i].version) return false;
-    return true;
+    std::vector<bool> out(stamps.size());
+    for (std::size_t i = 0; i < stamps.size(); ++i) out[i] = now[i] && parse(*now[i]) == stamps[i].version;
+    return out;
   }
 
   // The invalidation epoch ("" before the first invalidation).

@@ -21,6 +21,7 @@
 #include <cachet/store/tiered_store.hpp>
 #include <cachet/ttl.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <concepts>
@@ -199,16 +200,34 @@ class CacheCore {
   }
   // Whether a stamped entry's tags are unchanged since it was written; a
   // malformed section or a failed read is "no": never served as fresh.
-  bool stamps_current(std::string_view bytes) {
-    if constexpr (!RedisBacked<S>) return false;  // no counters to compare with
-    try {
-      return tag_versions().current(envelope::stamps_of(envelope::decode(bytes).stamps));
-    } catch (const DecodeError&) {
-      metrics_->count(Event::decode_error);
-    } catch (const Error&) {
-      metrics_->count(Event::redis_error);
+  bool stamps_current(std::string_view bytes) { return stamps_current_many({&bytes, 1})[0]; }
+  // stamps_current for several entries: one read of all their counters, grouped per node.
+  std::vector<bool> stamps_current_many(std::span<const std::string_view> entries) {
+    std::vector<bool> out(entries.size(), false);
+    if constexpr (RedisBacked<S>) {
+      std::vector<TagStamp> all;
+      std::vector<std::size_t> ends(entries.size(), 0);  // entry i's stamps end there; 0: malformed
+      for (std::size_t i = 0; i < entries.size(); ++i) {
+        try {
+          const std::vector<TagStamp> s = envelope::stamps_of(envelope::decode(entries[i]).stamps);
+          all.insert(all.end(), s.begin(), s.end());
+          ends[i] = all.size() + 1;  // + 1: an entry with no stamps is not malformed
+        } catch (const DecodeError&) {
+          metrics_->count(Event::decode_error);
+        }
+      }
+      try {
+        const std::vector<bool> ok = tag_versions().matches(all);
+        for (std::size_t i = 0, at = 0; i < entries.size(); ++i) {
+          if (ends[i] == 0) continue;
+          out[i] = std::all_of(ok.begin() + at, ok.begin() + (ends[i] - 1), [](bool b) { return b; });
+          at = ends[i] - 1;
+        }
+      } catch (const Error&) {
+        metrics_->count(Event::redis_error);
+      }
     }
-    return false;
+    return out;
   }
   TagVersions tag_versions() {
     if constexpr (RedisBacked<S>) return TagVersions(store_.redis(), keys_);

@@ -126,10 +126,11 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
                           const std::string* epoch) {
     if constexpr (ConditionalStore<S>) {
       std::vector<std::string> stamped;
-      std::vector<StoreEntry> entries;
-      if (!stamp_batch({&entry, 1}, {&value, 1}, epoch, stamped, entries)) return WriteResult::superseded;
+      std::vector<StoreEntry> entries;  // the entry, stamped on Redis Cluster
+      if (versioned_tags_ && !stamp_batch({&entry, 1}, {&value, 1}, epoch, stamped, entries))
+        return WriteResult::superseded;
       std::vector<std::string> sets;
-      StoreWrite w = write_of(entries[0], value, watch, sets);
+      StoreWrite w = write_of(entries.empty() ? entry : entries[0], value, watch, sets);
       w.lock_check = held.check;
       // Before it is sent: a timed-out write may have released the lock.
       held.sent = held.sent || (held.check && held.check->release);
@@ -141,13 +142,16 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
   }
 
   // A batch's writes: one pipeline, each write tagged and watched as store_value's.
-  void store_values(std::span<const StoreEntry> loaded, const std::vector<const V*>& values,
+  void store_values(std::span<const StoreEntry> entries, const std::vector<const V*>& values,
                     const std::vector<Watch>& watches, const std::string* epoch) {
     std::vector<std::string> stamped;
-    std::vector<StoreEntry> entries;
-    if (!stamp_batch(loaded, values, epoch, stamped, entries)) {
-      metrics_->count(Event::stale_write_refused, loaded.size());  // an invalidation ran during the load
-      return;
+    std::vector<StoreEntry> restamped;  // the entries, stamped on Redis Cluster
+    if (versioned_tags_) {
+      if (!stamp_batch(entries, values, epoch, stamped, restamped)) {
+        metrics_->count(Event::stale_write_refused, entries.size());  // an invalidation ran during the load
+        return;
+      }
+      entries = restamped;
     }
     if constexpr (ConditionalStore<S>) {
       if ((tags_for_ && !versioned_tags_) || watch_writes_) {

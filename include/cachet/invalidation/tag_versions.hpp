@@ -42,6 +42,14 @@ inline bool tags_versioned(const Pool& pool, const KeyBuilder& keys) noexcept {
   return pool.cluster() && keys.options().hash_tag != HashTag::ns;
 }
 
+// A list of tags (anything whose elements convert to std::string_view) as strings.
+template <class R>
+std::vector<std::string> tag_names(const R& tags) {
+  std::vector<std::string> names;
+  for (auto&& tag : tags) names.emplace_back(std::string_view(tag));
+  return names;
+}
+
 class TagVersions {
  public:
   // The store's pool and `keys` must outlive this object.

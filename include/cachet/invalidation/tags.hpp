@@ -115,9 +115,7 @@ class Tags {
   template <TagList R>
   std::size_t invalidate(const R& tags) {
     if (versioned()) {
-      std::vector<std::string> names;
-      for (auto&& tag : tags) names.emplace_back(std::string_view(tag));
-      TagVersions(store_, keys_).invalidate(names);
+      TagVersions(store_, keys_).invalidate(tag_names(tags));
       return 0;
     }
     InvalidationTargets targets;

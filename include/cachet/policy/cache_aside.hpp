@@ -186,8 +186,7 @@ class CacheAside : protected detail::CacheLoad<V, C, G, S, Clk> {
     const std::string_view written = k;
     [[maybe_unused]] const auto forget = forgetting({&written, 1});
     if (!versioned_tags_) return tag_sets().set_tagged(k, e.bytes, e.ttl, tags);
-    std::vector<std::string> names;
-    for (auto&& tag : tags) names.emplace_back(std::string_view(tag));
+    const std::vector<std::string> names = tag_names(tags);
     store_.redis().set(k, names.empty() ? e.bytes : *stamped(e.bytes, names, nullptr), e.ttl);
   }
   void set(std::string_view id, const V& value, std::initializer_list<std::string_view> tags)

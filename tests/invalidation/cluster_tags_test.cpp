@@ -172,13 +172,14 @@ TEST_CASE("tags and namespace versions on Redis Cluster", "[cluster]") {
     std::vector<std::atomic<int>> db(threads);
     Gate read_db, invalidated;
     std::size_t survivors = 0, fresh_kept = 0;
+    const auto key = [](std::size_t round, std::size_t t) { return std::to_string(round) + "-" + std::to_string(t); };
     for (std::size_t round = 0; round < rounds; ++round) {
       read_db.reset();
       invalidated.reset();
       std::vector<std::thread> loaders;
       for (std::size_t t = 0; t < threads; ++t)
         loaders.emplace_back([&, t] {
-          cache.get_or_load("k" + std::to_string(t), [&](std::string_view) {
+          cache.get_or_load(key(round, t), [&](std::string_view) {  // a new key each round: always a miss
             const std::string v = std::to_string(db[t].load());  // the database read
             read_db.arrive();
             invalidated.wait_for(1);  // until invalidate_tags has returned
@@ -191,7 +192,7 @@ TEST_CASE("tags and namespace versions on Redis Cluster", "[cluster]") {
       invalidated.arrive();
       for (auto& l : loaders) l.join();
       for (std::size_t t = 0; t < threads; ++t) {
-        const std::optional<std::string> cached = cache.get("k" + std::to_string(t));
+        const std::optional<std::string> cached = cache.get(key(round, t));
         if (cached && *cached != std::to_string(db[t].load())) ++survivors;
         if (cached && *cached == std::to_string(db[t].load())) ++fresh_kept;
       }

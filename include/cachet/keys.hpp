@@ -4,6 +4,8 @@
 //   {ns}:{name}:{id}           a value
 //   {ns}:{name}:v{N}:{id}      a value in version N of a versioned namespace
 //   {ns}:tag:{tag}             a tag set
+//   {ns}:tagv:{{tag}}          a tag's version counter (Redis Cluster; the tag is the hash tag)
+//   {ns}:tagepoch              bumped by every tag invalidation on Redis Cluster
 //   {ns}:lock:{key}            the lock of a value key
 //   {ns}:ver:{name}            a namespace's version counter
 //   {ns}:wb:{queue}            a write-behind stream (and {ns}:wb:{queue}:... beside it)
@@ -89,6 +91,12 @@ class KeyBuilder {
   }
 
   std::string tag(std::string_view tag) const { return prefix_ + ":tag:" + safe_id(tag); }
+
+  // A tag's version counter on Redis Cluster: the escaped tag (no braces left) is
+  // the hash tag, so the counters of a namespace spread over the nodes.
+  std::string tag_version(std::string_view tag) const { return prefix_ + ":tagv:{" + safe_id(tag) + "}"; }
+  // Bumped by every tag invalidation on Redis Cluster; a load reads it around itself.
+  std::string tag_epoch() const { return prefix_ + ":tagepoch"; }
 
   // The lock of a value key, built by value(): in the key's slot under HashTag::entity.
   std::string lock(std::string_view value_key) const { return prefix_ + ":lock:" + std::string(value_key); }

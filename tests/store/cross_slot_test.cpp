@@ -1,7 +1,9 @@
 // Multi-key scripts and MULTI/EXEC refuse keys in several Redis Cluster slots
-// before sending (detail::require_one_slot); batches span slots per node.
+// before sending (detail::require_one_slot); batches span slots per node. Tag
+// invalidation is no longer among them: on a cluster it bumps per-tag counters.
 
 #include <cachet/detail/one_slot.hpp>
+#include <cachet/invalidation/tags.hpp>
 #include <cachet/limit/rate_limiter.hpp>
 #include <cachet/store/counter_queue.hpp>
 #include <cachet/store/redis_store.hpp>
@@ -87,6 +89,16 @@ TEST_CASE("on Redis Cluster, multi-key steps across slots are refused before sen
   CHECK_THROWS_AS(store.set_tagged("a", "2", 60s, sets, 0), cachet::CrossSlotError);
   CHECK(store.get("a") == "1");  // nothing was sent
   CHECK(store.get("b") == "1");
+  // Tags across nodes: invalidation bumps each tag's counter on its node (0
+  // values counted); raw bytes cannot carry the versions, so set_tagged is refused.
+  cachet::Tags tags(pool, cachet::KeyBuilder("shop"));
+  REQUIRE(tags.versioned());
+  REQUIRE(hash_slot(tags.keys().tag_version("x")) != hash_slot(tags.keys().tag_version("y")));
+  CHECK(tags.invalidate({"x", "y"}) == 0);
+  CHECK(store.get(tags.keys().tag_version("x")) == "1");
+  REQUIRE(hash_slot("a") != hash_slot(tags.tag_key("x")));
+  CHECK_THROWS_AS(tags.set_tagged("a", "2", 60s, {"x"}), cachet::CrossSlotError);
+  CHECK(store.get("a") == "1");
   CHECK(store.invalidate(plain_keys({"{u}:a", "{u}:b"})).deleted == 2);  // co-located by a hash tag
 
   auto hourly = cachet::make_rate_limiter(pool, cachet::Gcra{.rate = 5, .period = 1h}, {.name = "h", .one_slot = false});

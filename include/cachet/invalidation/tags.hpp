@@ -20,11 +20,13 @@
 // raised to the TTL of each value written into it (never lowered), so it lives at
 // least as long as its longest-lived member, and disappears after it.
 //
-// Redis Cluster: a script's keys must share one slot. Use HashTag::ns so a
-// namespace's values and tag sets do (KeyBuilder). Value keys and tag sets are
-// passed in KEYS; only the members that pruning and invalidation read out of a
-// set are not (the script learns them from the set), which works because they
-// live in the set's slot.
+// Redis Cluster: a script's keys must share one slot. With HashTag::ns a
+// namespace's values and tag sets do (KeyBuilder), and everything above holds
+// as on one server. Without it (versioned(): the namespace spread over the
+// nodes) tags are version counters instead (invalidation/tag_versions.hpp):
+// invalidate() bumps them and returns 0, and set_tagged, whose bytes cannot
+// carry the tags' versions, is refused (CrossSlotError); CacheAside::set with
+// tags and tag_loaded_values stamp their entries (docs/cluster.md).
 //
 // Every command goes through a RedisStore (Tags sends none itself).
 //
@@ -32,6 +34,7 @@
 // (or renewed by sliding expiry) with a longer TTL can outlive its tag sets, and
 // with them its invalidation.
 
+#include <cachet/invalidation/tag_versions.hpp>
 #include <cachet/keys.hpp>
 #include <cachet/redis/pool.hpp>
 #include <cachet/store/concepts.hpp>
@@ -106,9 +109,15 @@ class Tags {
   }
 
   // Deletes every value tagged with any of `tags`, and the tag sets, in one atomic
-  // script. Returns how many values existed. Throws on Redis errors.
+  // script. Returns how many values existed. Throws on Redis errors. When
+  // versioned(): bumps the tags' counters instead, so every entry stamped
+  // before is stale for its readers, and returns 0 (nothing is counted).
   template <TagList R>
   std::size_t invalidate(const R& tags) {
+    if (versioned()) {
+      TagVersions(store_, keys_).invalidate(tag_names(tags));
+      return 0;
+    }
     InvalidationTargets targets;
     targets.tag_sets = tag_set_keys(tags);
     return store_.invalidate(targets).deleted;
@@ -131,6 +140,8 @@ class Tags {
     for (auto&& tag : tags) out.push_back(keys_.tag(std::string_view(tag)));
     return out;
   }
+  // Tags are version counters (Redis Cluster, keys not under HashTag::ns).
+  bool versioned() const noexcept { return tags_versioned(pool(), keys_); }
   const TagOptions& options() const noexcept { return options_; }
   const KeyBuilder& keys() const noexcept { return keys_; }
   RedisStore& store() noexcept { return store_; }

@@ -139,13 +139,15 @@ class CacheAside : protected detail::CacheLoad<V, C, G, S, Clk> {
       for (std::size_t i : missing) watch_keys.push_back(keys_.write_version(keys[i]));
       reachable = (seen = read_seen(watch_keys)).has_value();
     }
+    std::optional<std::string> epoch;  // before the loader: see TagVersions
+    if (reachable) reachable = read_epoch(epoch);
     const auto started = std::chrono::steady_clock::now();
     std::vector<std::optional<V>> loaded =
         call_loader([&] { return batch_loader(std::span<const std::string_view>(missing_ids)); });
     if (loaded.size() != missing.size())
       throw std::invalid_argument("cachet: batch loader returned " + std::to_string(loaded.size()) + " values for " +
                                   std::to_string(missing.size()) + " ids");
-    if (reachable) write_back(keys, missing, loaded, started, watch_keys, seen ? &*seen : nullptr);
+    if (reachable) write_back(keys, missing, loaded, started, watch_keys, seen ? &*seen : nullptr, epoch ? &*epoch : nullptr);
     for (std::size_t j = 0; j < missing.size(); ++j) out[missing[j]] = std::move(loaded[j]);
     return out;
   }
@@ -173,16 +175,19 @@ class CacheAside : protected detail::CacheLoad<V, C, G, S, Clk> {
   }
 
   // Tagged write (RedisStore): the value is stored and added to each tag's set in
-  // one atomic script, so invalidate_tags can never miss it. Throws on Redis errors.
+  // one atomic script, so invalidate_tags can never miss it. On Redis Cluster
+  // it is stamped with the tags' versions instead (docs/cluster.md). Throws on Redis errors.
   template <TagList R>
     requires RedisBacked<S>
   void set(std::string_view id, const V& value, const R& tags) {
-    refuse_tags_if_sliding();
+    check_tags();
     const std::string k = key(id);
     const detail::Encoded e = encode(k, value);
     const std::string_view written = k;
     [[maybe_unused]] const auto forget = forgetting({&written, 1});
-    tag_sets().set_tagged(k, e.bytes, e.ttl, tags);
+    if (!versioned_tags_) return tag_sets().set_tagged(k, e.bytes, e.ttl, tags);
+    const std::vector<std::string> names = tag_names(tags);
+    store_.redis().set(k, names.empty() ? e.bytes : *stamped(e.bytes, names, nullptr), e.ttl);
   }
   void set(std::string_view id, const V& value, std::initializer_list<std::string_view> tags)
     requires RedisBacked<S>
@@ -192,7 +197,8 @@ class CacheAside : protected detail::CacheLoad<V, C, G, S, Clk> {
 
   // Removes every value tagged with any of `tags` ({ns}:tag:{tag}: shared by the
   // namespace's caches). Throws on Redis errors. Over a TieredStore, returns once
-  // this process's in-process tier has dropped them too.
+  // this process's in-process tier has dropped them too. Returns how many values
+  // existed; 0 on Redis Cluster, where the tags' versions are bumped instead.
   template <TagList R>
     requires RedisBacked<S>
   std::size_t invalidate_tags(const R& tags) {
@@ -211,7 +217,7 @@ class CacheAside : protected detail::CacheLoad<V, C, G, S, Clk> {
   void tag_loaded_values(std::function<std::vector<std::string>(const V&)> tags_for)
     requires RedisBacked<S>
   {
-    refuse_tags_if_sliding();
+    check_tags();
     tags_for_ = std::move(tags_for);
   }
 
@@ -247,10 +253,10 @@ class CacheAside : protected detail::CacheLoad<V, C, G, S, Clk> {
   template <class L>
   using Task = typename Base::template Task<L>;
   using Base::tiered, Base::options_, Base::store_, Base::guard_, Base::keys_, Base::metrics_, Base::breaker_,
-      Base::executor_, Base::tags_for_, Base::watch_writes_, Base::key_prefix_;
+      Base::executor_, Base::tags_for_, Base::watch_writes_, Base::key_prefix_, Base::versioned_tags_;
   using Base::lookup_id, Base::lookup, Base::lookup_many, Base::read_key, Base::append_key, Base::call_loader,
-      Base::read_seen, Base::write_back, Base::picked_early, Base::value_of, Base::shared, Base::share, Base::encode,
-      Base::forgetting, Base::tag_sets, Base::refuse_tags_if_sliding, Base::views;
+      Base::read_seen, Base::read_epoch, Base::write_back, Base::picked_early, Base::value_of, Base::shared, Base::share, Base::encode,
+      Base::forgetting, Base::tag_sets, Base::check_tags, Base::stamped, Base::views;
 
   // The pieces of `bytes` that end at `ends`.
   static std::vector<std::string_view> slices(std::string_view bytes, const std::vector<std::size_t>& ends) {

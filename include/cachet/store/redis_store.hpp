@@ -211,6 +211,29 @@ class RedisStore {
   }
 
 
+  // INCR of each counter, one pipeline (per node on a cluster); not repeated
+  // after a lost connection (a counter must not move twice).
+  void incr_each(std::span<const std::string_view> keys) {
+    each(keys.size(), [&](std::size_t i) { return keys[i]; }, 1,
+         [&](Connection& c, std::size_t i) { c.append({"INCR", keys[i]}); }, [](Reply&& r) { r.throw_if_error(); },
+         Idempotent::no);
+  }
+
+  // Each counter's value, set to `start` first where it is missing (SET NX GET):
+  // one pipeline (per node on a cluster). Safe to repeat.
+  std::vector<std::string> get_or_start(std::span<const std::string_view> keys, std::string_view start) {
+    std::vector<std::string> out;
+    out.reserve(keys.size());
+    each(keys.size(), [&](std::size_t i) { return keys[i]; }, 1,
+         [&](Connection& c, std::size_t i) { c.append({"SET", keys[i], start, "NX", "GET"}); },
+         [&](Reply&& r) {
+           std::optional<std::string> was = std::move(r).as_optional_string();
+           out.push_back(was ? std::move(*was) : std::string(start));
+         },
+         Idempotent::yes);
+    return out;
+  }
+
   // The Redis store itself: what the lock guard and the lock run on (a
   // TieredStore gives its second tier).
   RedisStore& redis() noexcept { return *this; }

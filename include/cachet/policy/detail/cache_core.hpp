@@ -21,6 +21,7 @@
 #include <cachet/store/tiered_store.hpp>
 #include <cachet/ttl.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <concepts>
@@ -78,6 +79,7 @@ class CacheCore {
         metrics_(MetricsRegistry::global().add(label(options_), options_.ns + ":" + options_.name)),
         breaker_(options_.breaker, [m = metrics_](BreakerState to) { m->count(transition_event(to)); }),
         sliding_(options_.ttl.sliding(options_.name)),
+        versioned_tags_(versioned_tags_of(store_, keys_)),
         version_(options_.versions ? &options_.versions->of(options_.name) : nullptr),
         executor_(options_.background) {
     follow_version();
@@ -149,6 +151,7 @@ class CacheCore {
 
   // Tags `w` as this cache tags `value` (tag_loaded_values, into the
   // {ns}:tag:{tag} sets, which `sets` keeps for `w` to view); nothing when it tags nothing.
+  // (A load on Redis Cluster stamps its entry instead: stamped().)
   void tag_write(StoreWrite& w, const V& value, std::vector<std::string>& sets) const {
     if (!tags_for_) return;
     for (const std::string& tag : tags_for_(value)) sets.push_back(keys_.tag(tag));
@@ -162,9 +165,73 @@ class CacheCore {
   Tags tag_sets() { return Tags(store_.redis(), keys_); }
 
   // A hit renews a sliding value's TTL but not its tag sets', which could then
-  // expire first and let the value outlive an invalidation of its tags.
-  void refuse_tags_if_sliding() const {
+  // expire first and let the value outlive an invalidation of its tags. On
+  // Redis Cluster tags are stamped in the envelope, which the plain format lacks.
+  void check_tags() const {
     if (sliding_) throw std::invalid_argument("cachet: '" + options_.name + "' has sliding expiry, which tags do not support");
+    if (versioned_tags_ && options_.format == Format::plain)
+      throw ConfigError("cachet: '" + options_.name + "' uses the plain format, which cannot carry tags on Redis Cluster");
+  }
+
+  // On Redis Cluster (versioned_tags_): `bytes` stamped with the current versions
+  // of `tags` (TagVersions); nullopt when `epoch` (read before a load; nullptr:
+  // none) has moved since, as an invalidation ran during the load. Throws the
+  // Redis layer's errors.
+  std::optional<std::string> stamped(std::string_view bytes, std::span<const std::string> tags, const std::string* epoch) {
+    std::vector<std::string> out;
+    if (!stamped_many({&bytes, 1}, {&tags, 1}, epoch, out)) return std::nullopt;
+    return std::move(out[0]);
+  }
+  // stamped() for several entries: one read of every tag's version (grouped per
+  // node), one of the epoch. False, and `out` untouched, when the epoch moved.
+  bool stamped_many(std::span<const std::string_view> bytes, std::span<const std::span<const std::string>> tags,
+                    const std::string* epoch, std::vector<std::string>& out) {
+    std::vector<std::string> all;
+    for (const auto& t : tags) all.insert(all.end(), t.begin(), t.end());
+    TagVersions versions = tag_versions();
+    const std::vector<TagStamp> stamps = versions.stamps(all);
+    if (epoch && versions.epoch() != *epoch) return false;  // after the stamps were read: see TagVersions
+    std::size_t at = 0;
+    for (std::size_t i = 0; i < bytes.size(); ++i) {
+      out.push_back(envelope::stamp(bytes[i], std::span<const TagStamp>(stamps).subspan(at, tags[i].size())));
+      at += tags[i].size();
+    }
+    return true;
+  }
+  // Whether a stamped entry's tags are unchanged since it was written; a
+  // malformed section or a failed read is "no": never served as fresh.
+  bool stamps_current(std::string_view bytes) { return stamps_current_many({&bytes, 1})[0]; }
+  // stamps_current for several entries: one read of all their counters, grouped per node.
+  std::vector<bool> stamps_current_many(std::span<const std::string_view> entries) {
+    std::vector<bool> out(entries.size(), false);
+    if constexpr (RedisBacked<S>) {
+      std::vector<TagStamp> all;
+      std::vector<std::size_t> ends(entries.size(), 0);  // entry i's stamps end there; 0: malformed
+      for (std::size_t i = 0; i < entries.size(); ++i) {
+        try {
+          const std::vector<TagStamp> s = envelope::stamps_of(envelope::decode(entries[i]).stamps);
+          all.insert(all.end(), s.begin(), s.end());
+          ends[i] = all.size() + 1;  // + 1: an entry with no stamps is not malformed
+        } catch (const DecodeError&) {
+          metrics_->count(Event::decode_error);
+        }
+      }
+      try {
+        const std::vector<bool> ok = tag_versions().matches(all);
+        for (std::size_t i = 0, at = 0; i < entries.size(); ++i) {
+          if (ends[i] == 0) continue;
+          out[i] = std::all_of(ok.begin() + at, ok.begin() + (ends[i] - 1), [](bool b) { return b; });
+          at = ends[i] - 1;
+        }
+      } catch (const Error&) {
+        metrics_->count(Event::redis_error);
+      }
+    }
+    return out;
+  }
+  TagVersions tag_versions() {
+    if constexpr (RedisBacked<S>) return TagVersions(store_.redis(), keys_);
+    else throw std::logic_error("cachet: tag versions need a store over Redis");
   }
 
   // key(id) into `out`, appended (a std::string or a KeyBuffer).
@@ -206,6 +273,7 @@ class CacheCore {
     if (!bytes) return std::nullopt;
     try {
       auto d = entries_.decode(*bytes, k);
+      if (d.meta.stamped && !stamps_current(*bytes)) return std::nullopt;  // invalidated by a tag
       if constexpr (tiered) return Entry{d.value ? std::make_shared<const V>(std::move(*d.value)) : nullptr, d.meta};
       else return d;
     } catch (const DecodeError&) {
@@ -243,6 +311,7 @@ class CacheCore {
   std::shared_ptr<CacheMetrics> metrics_;
   CircuitBreaker breaker_;
   bool sliding_;
+  bool versioned_tags_;  // tags are version counters stamped in entries (Tags::versioned)
   NamespaceVersion* version_;  // options_.versions' entry for `name`, or nullptr
   Tracking::Subscription version_subscription_;  // follow_version()
   std::function<std::vector<std::string>(const V&)> tags_for_;
@@ -261,6 +330,11 @@ class CacheCore {
         if (!k || *k == v->counter_key()) v->expire();
       });
     }
+  }
+
+  static bool versioned_tags_of([[maybe_unused]] S& store, [[maybe_unused]] const KeyBuilder& keys) {
+    if constexpr (RedisBacked<S>) return tags_versioned(store.redis().pool(), keys);
+    else return false;
   }
 
   // Checked before anything is registered, so a refused configuration leaves nothing behind.

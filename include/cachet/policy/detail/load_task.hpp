@@ -28,7 +28,7 @@ class CacheLoad : public CacheWriteBack<V, C, G, S, Clk> {
   using typename Base::Watch;
   using typename Base::Seen;
   using Base::keys_, Base::clock_, Base::metrics_, Base::executor_, Base::watch_writes_;
-  using Base::read_seen, Base::store_entry;
+  using Base::read_seen, Base::read_epoch, Base::store_entry;
 
   // A key's write version before a load (see watch_writes), read at most once per task.
   struct WriteMark {
@@ -123,11 +123,14 @@ class CacheLoad : public CacheWriteBack<V, C, G, S, Clk> {
       -> std::invoke_result_t<L&, std::string_view> {
     if (write && watch_writes_ && !marked(k, mark)) write = false;  // nothing may be stored unwatched
     const Watch w{mark.key, mark.state == WriteMark::known ? &mark.version : nullptr};  // key empty: unwatched
+    std::optional<std::string> epoch;  // before the loader: see TagVersions
+    if (write && !read_epoch(epoch)) write = false;
+    const std::string* e = epoch ? &*epoch : nullptr;
     const auto started = std::chrono::steady_clock::now();
     auto result = call_loader([&] { return loader(id); });
     if (write) {
-      if constexpr (is_optional<decltype(result)>::value) store_entry(k, result ? &*result : nullptr, started, held, w);
-      else store_entry(k, &result, started, held, w);
+      if constexpr (is_optional<decltype(result)>::value) store_entry(k, result ? &*result : nullptr, started, held, w, e);
+      else store_entry(k, &result, started, held, w, e);
     }
     return result;
   }

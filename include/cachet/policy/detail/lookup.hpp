@@ -97,8 +97,14 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
       }
     } else {
       const auto now = clock_.now();  // one read judges the whole batch
-      for (std::size_t j = 0; j < asked.size(); ++j)
-        tally.add(j, r == Reach::reached ? decode_into(asked[j], bytes_at(fetched, j), out[j], now) : Lookup::miss, missing);
+      std::vector<std::size_t> stamped;  // fresh entries whose tags are checked after the loop, all at once
+      for (std::size_t j = 0; j < asked.size(); ++j) {
+        bool tagged = false;
+        const auto s = r == Reach::reached ? decode_into(asked[j], bytes_at(fetched, j), out[j], now, tagged) : Lookup::miss;
+        if (tagged && s == Lookup::value) stamped.push_back(j);
+        else tally.add(j, s, missing);
+      }
+      if (!stamped.empty()) check_stamps(fetched, stamped, out, missing, tally);
     }
     tally.count(*metrics_);
     if constexpr (tiered) std::sort(missing.begin(), missing.end());
@@ -241,7 +247,7 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
   std::optional<Entry> take(std::string_view k, Fetched& f) {
     if constexpr (tiered) {
       std::optional<Entry> e = decode(k, f.bytes);
-      if (e) store_.fill(k, f, *e);
+      if (e && !e->meta.stamped) store_.fill(k, f, *e);  // a stamped entry is checked on every read
       return e;
     } else if constexpr (LendingStore<S>) {
       return decode(k, f.value());
@@ -258,17 +264,34 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
 
   // decode() of key `k`'s bytes straight into its result `value` (no entry in
   // between), judged at `now`; `value` is left empty unless the state is value.
+  // `stamped`: whether it carries tag stamps, for check_stamps.
   typename Lookup::State decode_into(std::string_view k, std::optional<std::string_view> bytes, std::optional<V>& value,
-                                     EntryMeta::time_point now) {
+                                     EntryMeta::time_point now, bool& stamped) {
     if (!bytes) return Lookup::miss;
     try {
-      const auto s = Core::state_of(Core::entries_.decode_into(*bytes, value, k), now);
+      const EntryMeta meta = Core::entries_.decode_into(*bytes, value, k);
+      const auto s = Core::state_of(meta, now);
+      stamped = meta.stamped;
       if (s != Lookup::value) value.reset();
       return s;
     } catch (const DecodeError&) {
       metrics_->count(Event::decode_error);
       return Lookup::miss;
     }
+  }
+
+  // The fresh stamped entries of a batch checked in one read (Redis Cluster
+  // tags), then tallied: a tag invalidated since makes the entry a miss.
+  void check_stamps(const Batch& fetched, const std::vector<std::size_t>& stamped, std::vector<std::optional<V>>& out,
+                    std::vector<std::size_t>& missing, Tally& tally) {
+    std::vector<std::string_view> bytes;
+    for (std::size_t j : stamped) bytes.push_back(*bytes_at(fetched, j));
+    const std::vector<bool> current = Core::stamps_current_many(bytes);
+    for (std::size_t i = 0; i < stamped.size(); ++i) {
+      if (!current[i]) out[stamped[i]].reset();
+      tally.add(stamped[i], current[i] ? Lookup::value : Lookup::miss, missing);
+    }
+    std::sort(missing.begin(), missing.end());  // in order, as the caller expects
   }
 
   // A sliding entry's TTL is renewed by the read itself (the envelope's soft

@@ -2,8 +2,9 @@
 // A CacheAside's writes of what it loaded: one entry (store_entry) or a batch
 // in one pipeline (write_back), each under the guard's lock check when there is
 // one, tagged when the cache tags its values, and conditional on the key's
-// write version in a write-through cache (watch_writes). Failures are counted,
-// never thrown at the reader.
+// write version in a write-through cache (watch_writes); on Redis Cluster a
+// tagged entry is stamped with its tags' versions instead (TagVersions).
+// Failures are counted, never thrown at the reader.
 
 #include <cachet/policy/detail/lookup.hpp>
 
@@ -25,7 +26,8 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
  public:
   using Base::Base;
   using Base::options_, Base::store_, Base::clock_, Base::metrics_, Base::tags_for_, Base::watch_writes_;
-  using Base::guarded, Base::encode_entry, Base::tag_write, Base::views;
+  using Base::guarded, Base::encode_entry, Base::tag_write, Base::views, Base::versioned_tags_, Base::stamped_many,
+      Base::tag_versions;
 
   // A load's condition in a write-through cache (see watch_writes): the write
   // version key and what it held before the load; key empty: none.
@@ -49,9 +51,18 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
     return seen;
   }
 
-  // Writes a loaded value (or, for nullptr, a negative entry when enabled).
+  // Before a load whose entries are stamped (Redis Cluster tags): the tag epoch
+  // into `epoch`, for the write to check; false (nothing may be stored) when
+  // Redis is not reached. Nothing to read otherwise.
+  bool read_epoch(std::optional<std::string>& epoch) {
+    if (!versioned_tags_ || !tags_for_) return true;
+    return guarded([&] { epoch = tag_versions().epoch(); }, false);
+  }
+
+  // Writes a loaded value (or, for nullptr, a negative entry when enabled);
+  // `epoch`: read_epoch's, nullptr when none was read.
   void store_entry(const std::string& k, const V* value, std::chrono::steady_clock::time_point started, Held& held,
-                   const Watch& watch) {
+                   const Watch& watch, const std::string* epoch = nullptr) {
     const auto compute = std::chrono::steady_clock::now() - started;
     std::optional<Encoded> e;
     try {
@@ -61,7 +72,7 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
       return;
     }
     WriteResult result = WriteResult::written;
-    const bool reached = guarded([&] { result = store_value({k, e->bytes, e->ttl}, value, held, watch); }, false);
+    const bool reached = guarded([&] { result = store_value({k, e->bytes, e->ttl}, value, held, watch, epoch); }, false);
     if (!reached) metrics_->count(Event::cache_write_error);
     if (result == WriteResult::lock_lost) metrics_->count(Event::fenced_out);
     if (result == WriteResult::superseded) metrics_->count(Event::stale_write_refused);
@@ -70,7 +81,7 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
   // One pipelined write of everything a batch load found (and negative entries).
   void write_back(std::span<const std::string_view> keys, const std::vector<std::size_t>& missing,
                   const std::vector<std::optional<V>>& loaded, std::chrono::steady_clock::time_point started,
-                  const std::vector<std::string>& watch_keys, const Seen* seen) {
+                  const std::vector<std::string>& watch_keys, const Seen* seen, const std::string* epoch = nullptr) {
     const auto now = clock_.now();
     const auto compute = (std::chrono::steady_clock::now() - started) / std::max<std::size_t>(loaded.size(), 1);
     std::vector<std::string> bytes;
@@ -97,7 +108,7 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
     const bool reached = guarded(
         [&] {
           try {
-            store_values(entries, values, watches);
+            store_values(entries, values, watches, epoch);
           } catch (const BatchWriteError& e) {  // the server answered; some writes were refused
             refused = e.failed();
             metrics_->count(Event::redis_error);
@@ -111,10 +122,15 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
   // A loaded value's write (value nullptr: a negative entry): under the guard's
   // lock check when there is one, tagged when `tags_for_` is set, conditional on
   // the watch in a write-through cache; the store executes it in one step.
-  WriteResult store_value(const StoreEntry& entry, const V* value, Held& held, const Watch& watch) {
+  WriteResult store_value(const StoreEntry& entry, const V* value, Held& held, const Watch& watch,
+                          const std::string* epoch) {
     if constexpr (ConditionalStore<S>) {
+      std::vector<std::string> stamped;
+      std::vector<StoreEntry> entries;  // the entry, stamped on Redis Cluster
+      if (versioned_tags_ && !stamp_batch({&entry, 1}, {&value, 1}, epoch, stamped, entries))
+        return WriteResult::superseded;
       std::vector<std::string> sets;
-      StoreWrite w = write_of(entry, value, watch, sets);
+      StoreWrite w = write_of(entries.empty() ? entry : entries[0], value, watch, sets);
       w.lock_check = held.check;
       // Before it is sent: a timed-out write may have released the lock.
       held.sent = held.sent || (held.check && held.check->release);
@@ -127,9 +143,18 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
 
   // A batch's writes: one pipeline, each write tagged and watched as store_value's.
   void store_values(std::span<const StoreEntry> entries, const std::vector<const V*>& values,
-                    const std::vector<Watch>& watches) {
+                    const std::vector<Watch>& watches, const std::string* epoch) {
+    std::vector<std::string> stamped;
+    std::vector<StoreEntry> restamped;  // the entries, stamped on Redis Cluster
+    if (versioned_tags_) {
+      if (!stamp_batch(entries, values, epoch, stamped, restamped)) {
+        metrics_->count(Event::stale_write_refused, entries.size());  // an invalidation ran during the load
+        return;
+      }
+      entries = restamped;
+    }
     if constexpr (ConditionalStore<S>) {
-      if (tags_for_ || watch_writes_) {
+      if ((tags_for_ && !versioned_tags_) || watch_writes_) {
         std::vector<std::vector<std::string>> sets(entries.size());  // the writes view them
         std::vector<StoreWrite> writes;
         writes.reserve(entries.size());
@@ -143,11 +168,34 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
     store_.set_many(entries);
   }
 
+  // `entries` into `out`, those with tags stamped on Redis Cluster (into
+  // `stamped`, which `out` views: stamped_many); false when the epoch moved.
+  bool stamp_batch(std::span<const StoreEntry> entries, std::span<const V* const> values, const std::string* epoch,
+                   std::vector<std::string>& stamped, std::vector<StoreEntry>& out) {
+    out.assign(entries.begin(), entries.end());
+    if (!versioned_tags_ || !tags_for_) return true;
+    std::vector<std::vector<std::string>> tags(entries.size());
+    std::vector<std::string_view> bytes;
+    std::vector<std::span<const std::string>> of;
+    std::vector<std::size_t> at;  // the entries stamped
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+      if (values[i]) tags[i] = tags_for_(*values[i]);
+      if (tags[i].empty()) continue;
+      bytes.push_back(entries[i].value);
+      of.push_back(tags[i]);
+      at.push_back(i);
+    }
+    if (at.empty()) return true;
+    if (!stamped_many(bytes, of, epoch, stamped)) return false;
+    for (std::size_t j = 0; j < at.size(); ++j) out[at[j]].value = stamped[j];
+    return true;
+  }
+
   // The store write of a loaded entry: tagged as the cache tags `value` (into
   // `sets`, which the write views) and conditional on `watch` when it has a key.
   StoreWrite write_of(const StoreEntry& entry, const V* value, const Watch& watch, std::vector<std::string>& sets) const {
     StoreWrite w{entry.key, entry.value, entry.ttl};
-    if (value) tag_write(w, *value, sets);
+    if (value && !versioned_tags_) tag_write(w, *value, sets);
     if (!watch.key.empty()) {
       w.watch = watch.key;
       if (*watch.seen) w.seen = **watch.seen;

@@ -67,8 +67,10 @@
 #include <concepts>
 #include <cstdio>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <random>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -96,8 +98,9 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
     check_replication(write_.replication, cache_.store().redis().pool().connection_options());
     if (!write_.flusher) return;
     for (std::size_t p = 0; p < queue_.partitions(); ++p)
-      flushers_.push_back(std::make_unique<detail::Flusher<V, W, Cache>>(
-          cache_, writer_, write_, queue_.reader(write_.group, write_.consumer, write_.poll, p), queue_.reconnect()));
+      flushers_.push_back(std::make_unique<Flusher>(
+          cache_, one_at_a_time_, write_, queue_.reader(write_.group, write_.consumer, write_.poll, p),
+          queue_.reconnect()));
     for (auto& f : flushers_) background_.try_submit([this, flusher = f.get()] { flusher->run(stop_); });
   }
 
@@ -130,6 +133,7 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
     const std::string write_version = cache_.keys().write_version(k);
     const QueuedWrite w{id, k, e.bytes, e.ttl, write_version, e.ttl + write_.version_margin, sets,
                         tags.options().prune_sample};
+    queue_.check(w);  // a refusal (a cluster's tagged write) before the circuit breaker could count it
     std::optional<Enqueued> queued;
     bool counted = false;
     const auto has_room = [&] {
@@ -286,11 +290,25 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
     return unsigned(bytes[0]) << 24 | unsigned(bytes[1]) << 16 | unsigned(bytes[2]) << 8 | bytes[3];
   }
 
+  // The batch writer as the flushers call it: one at a time, so it need not be
+  // thread-safe when each partition has its own flusher.
+  struct OneAtATime {
+    W* writer;
+    std::mutex* mutex;
+    void operator()(std::span<const PendingWrite<V>> batch) const {
+      std::lock_guard lock(*mutex);
+      (*writer)(batch);
+    }
+  };
+  using Flusher = detail::Flusher<V, OneAtATime, Cache>;
+
   WriteBehindOptions write_;
   RedisWriteQueue queue_;
+  std::mutex writing_;
+  OneAtATime one_at_a_time_{&writer_, &writing_};
   std::atomic<bool> stop_{false};
   std::atomic<std::chrono::steady_clock::rep> last_warning_{0};
-  std::vector<std::unique_ptr<detail::Flusher<V, W, Cache>>> flushers_;  // one per partition
+  std::vector<std::unique_ptr<Flusher>> flushers_;  // one per partition
   Executor background_;  // the flushers' threads; last: stopped first
 };
 

@@ -140,10 +140,16 @@ class RedisWriteQueue {
     check_replication(replication, store_.pool().connection_options());
     const Partition& p = parts_[partition_of(w.id)];
     const std::size_t bound = max_length == 0 ? 0 : (max_length + parts_.size() - 1) / parts_.size();
-    if (together(p.stream, std::span(&w.cache_key, 1)) && together(p.stream, std::span(&w.write_version, 1)) &&
-        together(p.stream, w.tag_sets))
-      return enqueue_together(p, w, bound, grow, replication);
+    if (together(p, w)) return enqueue_together(p, w, bound, grow, replication);
+    refuse_apart(w);
     return enqueue_apart(p, w, bound, grow, replication);
+  }
+
+  // Throws, sending nothing, what enqueue() refuses: on a cluster, a write whose
+  // keys live apart from its partition and that has tags (ConfigError), or whose
+  // cache key and write version are in different slots (CrossSlotError).
+  void check(const QueuedWrite& w) const {
+    if (!together(parts_[partition_of(w.id)], w)) refuse_apart(w);
   }
 
   // The bytes of `id`'s queued write, or nullopt when none is pending.
@@ -214,14 +220,23 @@ class RedisWriteQueue {
     return parts;
   }
 
-  // Whether one script can take `stream` with `keys`: on one server always; on
-  // a cluster when they share its slot.
-  template <class Keys>
-  bool together(std::string_view stream, const Keys& keys) const {
+  // Whether one script can write `w` to `p`: on one server always; on a
+  // cluster when its keys share the partition's slot (HashTag::ns).
+  bool together(const Partition& p, const QueuedWrite& w) const {
     if (!store_.pool().cluster()) return true;
-    const auto slot = detail::hash_slot(stream);
-    return std::all_of(std::begin(keys), std::end(keys),
-                       [&](std::string_view k) { return detail::hash_slot(k) == slot; });
+    const auto slot = detail::hash_slot(p.stream);
+    const auto here = [&](std::string_view k) { return detail::hash_slot(k) == slot; };
+    return here(w.cache_key) && here(w.write_version) && std::all_of(w.tag_sets.begin(), w.tag_sets.end(), here);
+  }
+
+  static void refuse_apart(const QueuedWrite& w) {
+    if (!w.tag_sets.empty())
+      throw ConfigError("cachet: a tagged write-behind write on Redis Cluster is not supported yet (tags on a "
+                        "cluster are being redesigned): write untagged values, or put the namespace in one slot "
+                        "with HashTag::ns");
+    const std::string_view keys[] = {w.cache_key, w.write_version};
+    detail::require_one_slot(keys, "cachet: a write-behind write's cache entry and write version",
+                             "key the cache with HashTag::entity, which gives both the entity's slot");
   }
 
   std::optional<Enqueued> enqueue_together(const Partition& p, const QueuedWrite& w, std::size_t bound, bool grow,
@@ -245,13 +260,6 @@ class RedisWriteQueue {
   // which the database would never get.
   std::optional<Enqueued> enqueue_apart(const Partition& p, const QueuedWrite& w, std::size_t bound, bool grow,
                                         const Replication& replication) {
-    if (!w.tag_sets.empty())
-      throw ConfigError("cachet: a tagged write-behind write on Redis Cluster is not supported yet (tags on a "
-                        "cluster are being redesigned): write untagged values, or put the namespace in one slot "
-                        "with HashTag::ns");
-    const std::string_view keys[] = {w.cache_key, w.write_version};
-    detail::require_one_slot(keys, "cachet: a write-behind write's cache entry and write version",
-                             "key the cache with HashTag::entity, which gives both the entity's slot");
     const std::string max = std::to_string(bound);
     const std::vector<std::string_view> argv{"EVALSHA", "",      "2", p.stream, p.pending, w.id, w.cache_key,
                                              w.bytes,   max, grow ? "1" : "0"};
@@ -259,6 +267,7 @@ class RedisWriteQueue {
         p.stream, [&](Connection& c) { return run_then_wait(c, detail::queue_write_script(), argv, replication); }));
     if (!q) return q;
     const std::string ttl = ttl_of(w), version_ttl = std::to_string(w.version_ttl.count());
+    const std::string_view keys[] = {w.cache_key, w.write_version};
     const std::string_view args[] = {w.bytes, ttl, version_ttl};
     // Sent again after a lost reply: the version only moves on once more, and the SET is the same.
     store_.pool().run(w.cache_key, [&](Connection& c) { detail::entity_write_script().run(c, keys, args); },

@@ -180,7 +180,7 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
       WriteBehind* policy;
       explicit Hurry(WriteBehind* w) : policy(w) { policy->hurry(1); }
       ~Hurry() { policy->hurry(-1); }
-    } hurry(this);
+    } hurrying(this);
     std::size_t p = 0;  // the partitions before it are drained
     const auto drained = [&] {
       const bool late = std::chrono::steady_clock::now() >= deadline;

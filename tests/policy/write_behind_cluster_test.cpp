@@ -146,7 +146,7 @@ TEST_CASE("on a cluster a flusher takes over the entries another consumer left i
   auto options = quick_flusher();
   options.flusher = false;
   auto writer = cachet::write_behind(writer_cache, MemoryDb{}, options);
-  for (int i = 0; i < 64; ++i) writer.write("id" + std::to_string(i), "v" + std::to_string(i));
+  for (int i = 0; i < 64; ++i) writer.write("id" + std::to_string(i), std::to_string(i));
   // A consumer that read every partition's entries and died without settling them.
   cachet::RedisWriteQueue queue(cachet::RedisStore(pool), "t:wb:writes", 0);
   std::size_t taken = 0, partitions_taken = 0;

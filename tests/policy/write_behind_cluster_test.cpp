@@ -166,6 +166,27 @@ TEST_CASE("on a cluster a flusher takes over the entries another consumer left i
   CHECK(cachet::test::eventually([&] { return flusher_cache.metrics().value(Event::reclaimed) == 64; }));
 }
 
+TEST_CASE("on a cluster a flusher follows its partition to another master when the slot moves (MOVED)") {
+  RedisCluster& cluster = clean_cluster();
+  cachet::Pool pool(options_for(cluster));
+  const MemoryDb db;
+  Cache entries(cachet::RedisStore(pool), entity_keys("wbc-moved"));
+  auto queue = cachet::write_behind(entries, db, quick_flusher());
+  queue.write("42", "1");
+  REQUIRE(queue.flush(30s));  // the partition's flusher reads from its master
+  cachet::RedisWriteQueue layout(cachet::RedisStore(pool), "t:wb:writes", 0);
+  const std::string stream = layout.partition(layout.partition_of("42")).stream;
+  const int slot = cluster.slot_of(stream), from = cluster.master_of(slot);
+  int to = 0;
+  for (int port : cluster.master_ports())
+    if (port != from) to = port;
+  cluster.move_slot(slot, to);
+  queue.write("42", "2");
+  REQUIRE(queue.flush(30s));
+  CHECK(db.applied().at("42").back() == 2);
+  CHECK(pool.cluster_master_of(stream).ends_with(":" + std::to_string(to)));
+}
+
 TEST_CASE("on a cluster write-behind counters spread over partitions and flush exact totals with unique batch numbers") {
   const RedisCluster& cluster = clean_cluster();
   cachet::Pool pool(options_for(cluster), {.size = 4, .wait_timeout = 5s});

@@ -287,8 +287,11 @@ TEST_CASE("on a cluster a master SIGKILLed while writers enqueue with replicated
     }
   }
   CHECK(resumed);
+  // The writers go on being acknowledged (a third of their writes, to the promoted master's partitions,
+  // wait out WAIT's 500 ms and throw: slow under the sanitizers).
   const long before = acknowledged;
-  CHECK(cachet::test::eventually([&] { return acknowledged > before + 50; }, 10s));
+  INFO(before << " writes acknowledged when the probe was");
+  CHECK(cachet::test::eventually([&] { return acknowledged > before + 10; }, 30s));
   stop = true;
   for (auto& t : threads) t.join();
   // No acknowledged write lost: each key's database value is its last acknowledged one, or a later one.

@@ -9,6 +9,8 @@
 //   {ns}:lock:{key}            the lock of a value key
 //   {ns}:ver:{name}            a namespace's version counter
 //   {ns}:wb:{queue}            a write-behind stream (and {ns}:wb:{queue}:... beside it)
+//   {{ns}:wb:{queue}:p<i>}      partition i of it, when partitioned (a cluster's default: 16;
+//                              store/detail/queue_partitions.hpp), its slot its own
 //   {ns}:wv:{key}              the version of the last versioned write-through of a value key
 //   {ns}:wseq:{name}           a sequence that write-through writers may draw versions from
 //

@@ -6,7 +6,6 @@
 #include <cachet/redis/tracking.hpp>
 #include <cachet/store/lock_notifier.hpp>
 #include <cachet/store/redis_store.hpp>
-#include <cachet/store/write_queue.hpp>
 #include <cachet/testing/detail/free_port.hpp>
 
 #include <catch2/catch.hpp>
@@ -23,7 +22,7 @@ cachet::ConnectionOptions cluster_options() {
 }
 }  // namespace
 
-TEST_CASE("Subscriber, Tracking, LockNotifier and the write-behind reader refuse cluster options") {
+TEST_CASE("Subscriber, Tracking and LockNotifier refuse cluster options") {
   const cachet::ConnectionOptions options = cluster_options();
   CHECK_THROWS_AS(cachet::Subscriber(options, {}, {}), cachet::ConfigError);
   CHECK_THROWS_AS(cachet::Tracking(options), cachet::ConfigError);
@@ -33,7 +32,4 @@ TEST_CASE("Subscriber, Tracking, LockNotifier and the write-behind reader refuse
   cachet::Pool pool(options);
   cachet::RedisStore store(pool);
   CHECK_THROWS_AS(cachet::LockNotifier(store, "locks"), cachet::ConfigError);
-  cachet::RedisWriteQueue queue(store, "{ns}:wb:{q}");
-  CHECK_THROWS_AS(cachet::RedisWriteQueue::Reader(queue, "g", "c", std::chrono::milliseconds(100)),
-                  cachet::ConfigError);
 }

@@ -40,8 +40,13 @@
 //   dead-lettered), up to `flush_timeout`, and reports what is left; the
 //   destructor flushes (up to `drain_timeout`) and stops.
 //
-// Redis Cluster: the write's script touches the stream and the cache key, so
-// they must share a slot: use HashTag::ns.
+// Redis Cluster: the queue is split over `partitions` streams (16 by default),
+// each in its own slot, an id's writes all in one (kept in order), and this
+// object runs a flusher per partition, each reading from its partition's
+// master. A write queues first (on the partition's node, WAITed for with
+// `replication`), then sets the cache entry (on the entity's node); tagged
+// writes are not supported there yet (ConfigError) unless HashTag::ns puts
+// everything in one slot. docs/cluster.md has the layout.
 
 #include <cachet/detail/poll.hpp>
 #include <cachet/executor.hpp>
@@ -62,8 +67,10 @@
 #include <concepts>
 #include <cstdio>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <random>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -86,19 +93,21 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
   WriteBehind(Cache& cache, W writer, WriteBehindOptions write = {})
       : Base(cache, std::move(writer)),
         write_(named(std::move(write))),
-        queue_(cache_.store().redis(), cache_.keys().write_behind(write_.queue)) {
+        queue_(cache_.store().redis(), cache_.keys().write_behind(write_.queue), write_.partitions),
+        background_({.threads = queue_.partitions(), .queue = queue_.partitions()}) {
     check_replication(write_.replication, cache_.store().redis().pool().connection_options());
     if (!write_.flusher) return;
-    flusher_ = std::make_unique<detail::Flusher<V, W, Cache>>(
-        cache_, writer_, write_, queue_.reader(write_.group, write_.consumer, write_.poll),
-        queue_.reconnect());
-    background_.try_submit([this] { flusher_->run(stop_); });
+    for (std::size_t p = 0; p < queue_.partitions(); ++p)
+      flushers_.push_back(std::make_unique<Flusher>(
+          cache_, one_at_a_time_, write_, queue_.reader(write_.group, write_.consumer, write_.poll, p),
+          queue_.reconnect()));
+    for (auto& f : flushers_) background_.try_submit([this, flusher = f.get()] { flusher->run(stop_); });
   }
 
   // With a flusher here: flushes for up to `drain_timeout`, then stops it. What
   // is left stays queued for the next flusher.
   ~WriteBehind() {
-    if (!flusher_) return;
+    if (flushers_.empty()) return;
     try {
       flush(write_.drain_timeout);
     } catch (...) {  // Redis down: the queue keeps what it holds
@@ -124,6 +133,7 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
     const std::string write_version = cache_.keys().write_version(k);
     const QueuedWrite w{id, k, e.bytes, e.ttl, write_version, e.ttl + write_.version_margin, sets,
                         tags.options().prune_sample};
+    queue_.check(w);  // a refusal (a cluster's tagged write) before the circuit breaker could count it
     std::optional<Enqueued> queued;
     bool counted = false;
     const auto has_room = [&] {
@@ -164,21 +174,19 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
   FlushResult flush(std::chrono::milliseconds timeout) {
     const auto deadline = deadline_after(timeout);
     // A connection per check, not one held through the wait: the pool serves the writers meanwhile.
-    const std::optional<StreamId> last = queue_.last_id();
-    if (!last) return {};
+    std::vector<std::optional<StreamId>> last(queue_.partitions());
+    for (std::size_t p = 0; p < last.size(); ++p) last[p] = queue_.last_id(p);
     struct Hurry {
-      detail::Flusher<V, W, Cache>* f;
-      explicit Hurry(detail::Flusher<V, W, Cache>* flusher) : f(flusher) {
-        if (f) f->hurry(1);
-      }
-      ~Hurry() {
-        if (f) f->hurry(-1);
-      }
-    } hurry(flusher_.get());
+      WriteBehind* policy;
+      explicit Hurry(WriteBehind* w) : policy(w) { policy->hurry(1); }
+      ~Hurry() { policy->hurry(-1); }
+    } hurrying(this);
+    std::size_t p = 0;  // the partitions before it are drained
     const auto drained = [&] {
       const bool late = std::chrono::steady_clock::now() >= deadline;
       try {
-        return !queue_.holds_up_to(*last);
+        while (p < last.size() && (!last[p] || !queue_.holds_up_to(*last[p], p))) ++p;
+        return p == last.size();
       } catch (const Error& e) {  // a restart mid-wait: the queue is in Redis, ask again until the deadline
         if (late || !restarting(e)) throw;
         return false;
@@ -195,6 +203,8 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
   const WriteBehindOptions& write_options() const noexcept { return write_; }
   const std::string& stream() const noexcept { return queue_.stream(); }
   const std::string& dead_letters() const noexcept { return queue_.dead_letters(); }
+  // The queue's partitions: stream() and dead_letters() are partition 0's.
+  std::size_t partitions() const noexcept { return queue_.partitions(); }
 
  private:
   // A loader that looks for a pending write first (copied along with the user's
@@ -245,6 +255,11 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
     return now + timeout;
   }
 
+  // While someone waits in flush(): the flushers flush what they hold without waiting for max_delay.
+  void hurry(int delta) noexcept {
+    for (auto& f : flushers_) f->hurry(delta);
+  }
+
   void over_bound() {
     cache_.metrics().count(Event::queue_full);
     const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
@@ -275,12 +290,26 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
     return unsigned(bytes[0]) << 24 | unsigned(bytes[1]) << 16 | unsigned(bytes[2]) << 8 | bytes[3];
   }
 
+  // The batch writer as the flushers call it: one at a time, so it need not be
+  // thread-safe when each partition has its own flusher.
+  struct OneAtATime {
+    W* writer;
+    std::mutex* mutex;
+    void operator()(std::span<const PendingWrite<V>> batch) const {
+      std::lock_guard lock(*mutex);
+      (*writer)(batch);
+    }
+  };
+  using Flusher = detail::Flusher<V, OneAtATime, Cache>;
+
   WriteBehindOptions write_;
   RedisWriteQueue queue_;
+  std::mutex writing_;
+  OneAtATime one_at_a_time_{&writer_, &writing_};
   std::atomic<bool> stop_{false};
   std::atomic<std::chrono::steady_clock::rep> last_warning_{0};
-  std::unique_ptr<detail::Flusher<V, W, Cache>> flusher_;
-  Executor background_{{.threads = 1, .queue = 1}};  // the flusher's thread; last: stopped first
+  std::vector<std::unique_ptr<Flusher>> flushers_;  // one per partition
+  Executor background_;  // the flushers' threads; last: stopped first
 };
 
 // Attaches write-behind to `cache` (which must outlive the result):

@@ -20,8 +20,11 @@
 // but nothing counted after it is dropped as "applied before".
 //
 // Keys: {ns}:wb:{queue}:counts (pending), :counts:flushing, :counts:batch (the
-// flushing batch's number), :counts:seq. On a Redis Cluster use HashTag::ns.
-// RedisCounterQueue (store/counter_queue.hpp) does the Redis side.
+// flushing batch's number), :counts:seq. On a Redis Cluster they are
+// partitioned (`partitions`, 16 by default): {{ns}:wb:{queue}:counts:p<i>} and
+// so on, each partition in its own slot, an id always in the same one; a flush
+// hands over and writes each partition's batch. RedisCounterQueue
+// (store/counter_queue.hpp) does the Redis side.
 
 #include <cachet/detail/backoff.hpp>
 #include <cachet/executor.hpp>
@@ -36,6 +39,7 @@
 #include <concepts>
 #include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -59,6 +63,10 @@ struct CountersOptions {
   std::chrono::milliseconds interval{1000};  // how often this object flushes; zero: only flush()
   BackoffOptions retry{std::chrono::milliseconds(100), std::chrono::milliseconds(5000), 2.0, 0.2};
   std::string metrics_label{};  // defaults to ns:queue
+  // Hashes the counts spread over; 0: 1 on one server, 16 on a cluster. The
+  // same in every process: counts left in the partitions of another count stay
+  // there until a flusher with that count takes them.
+  std::size_t partitions = 0;
 };
 
 template <class W>
@@ -69,7 +77,8 @@ class WriteBehindCounters {
   WriteBehindCounters(Pool& pool, CountersOptions options, W writer)
       : options_(std::move(options)),
         writer_(std::move(writer)),
-        queue_(RedisStore(pool), KeyBuilder(options_.ns, options_.keys).write_behind(options_.queue) + ":counts"),
+        queue_(RedisStore(pool), KeyBuilder(options_.ns, options_.keys).write_behind(options_.queue) + ":counts",
+               options_.partitions),
         metrics_(MetricsRegistry::global().add(
             options_.metrics_label.empty() ? options_.ns + ":" + options_.queue : options_.metrics_label,
             queue_.key())),
@@ -105,14 +114,32 @@ class WriteBehindCounters {
   // read in one MULTI so that a hand-over between the two reads is not counted twice.
   std::int64_t pending(std::string_view id) { return queue_.pending(id); }
 
-  // Hands the pending counts over and writes them; returns how many counters
-  // were written. A batch left by a failed flush is written first. Throws the
-  // writer's exception and Redis errors; the batch stays for the next flush.
+  // Hands the pending counts over and writes them, partition by partition;
+  // returns how many counters were written. A batch left by a failed flush is
+  // written first. Throws the first writer exception or Redis error, after
+  // trying every partition; what failed stays in Redis for the next flush.
   std::size_t flush() {
     std::lock_guard lock(flush_mutex_);
     std::size_t written = 0;
+    std::exception_ptr failed;
+    for (std::size_t p = 0; p < queue_.partitions(); ++p) {
+      try {
+        written += flush_partition(p);
+      } catch (...) {
+        if (!failed) failed = std::current_exception();
+      }
+    }
+    if (failed) std::rethrow_exception(failed);
+    return written;
+  }
+
+  CacheMetrics& metrics() noexcept { return *metrics_; }
+
+ private:
+  std::size_t flush_partition(std::size_t partition) {
+    std::size_t written = 0;
     for (;;) {  // at most twice: a batch left over, then the current one
-      std::optional<CounterBatch> batch = queue_.hand_over();
+      std::optional<CounterBatch> batch = queue_.hand_over(partition);
       if (!batch) return written;
       try {
         writer_(batch->number, std::span<const CounterDelta>(batch->sums));
@@ -127,9 +154,6 @@ class WriteBehindCounters {
     }
   }
 
-  CacheMetrics& metrics() noexcept { return *metrics_; }
-
- private:
   void flush_periodically() {
     std::unique_lock lock(wake_mutex_);
     while (!stop_) {

@@ -62,6 +62,11 @@ class QueueFullError : public Error {
 
 struct WriteBehindOptions {
   std::string queue = "writes";  // the stream is {ns}:wb:{queue}
+  // Streams the queue spreads over (an id's writes stay in one, in order); 0: 1
+  // on one server, 16 on a Redis Cluster. Must be the same in every process:
+  // writes queued in the partitions of another count are stranded until a
+  // flusher with that count drains them. `max_length` is shared out over them.
+  std::size_t partitions = 0;
   std::string group = "cachet";  // the flushers' consumer group
   // This flusher's consumer name; empty: host, pid and a random suffix. A stable
   // name (a pod name) lets a restarted flusher resume its own pending entries first.

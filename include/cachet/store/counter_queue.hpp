@@ -11,12 +11,17 @@
 // an applied batch's number.
 //
 // Keys: {key} (pending), {key}:flushing, {key}:batch (the flushing batch's
-// number), {key}:seq. On a Redis Cluster they must share a slot: use HashTag::ns.
+// number), {key}:seq. With `partitions` > 1 (the default on a Redis Cluster)
+// they are per partition, the partition in their hash tag
+// (store/detail/queue_partitions.hpp), and an id's increments all go to one
+// partition; a batch number is then the partition's number times the count
+// plus the partition, so numbers stay unique over partitions.
 
 #include <cachet/detail/one_slot.hpp>
 #include <cachet/redis/script.hpp>
 #include <cachet/redis/script_batch.hpp>
 #include <cachet/store/detail/lua_clock.hpp>
+#include <cachet/store/detail/queue_partitions.hpp>
 #include <cachet/store/redis_store.hpp>
 
 #include <charconv>
@@ -45,29 +50,39 @@ struct CounterBatch {
 
 class RedisCounterQueue {
  public:
-  // `key` is the pending hash's ({ns}:wb:{queue}:counts). The store's pool must outlive the queue.
-  // On a cluster its keys must share a slot, so `key` needs a hash tag (CrossSlotError).
-  RedisCounterQueue(RedisStore store, std::string key)
-      : store_(store), pending_(std::move(key)), flushing_(pending_ + ":flushing"), batch_(pending_ + ":batch"),
-        seq_(pending_ + ":seq") {
-    const std::string_view keys[] = {pending_, flushing_, batch_, seq_};  // its scripts and MULTI take them together
-    detail::require_one_slot_on_cluster(store_.pool(), keys, "cachet::RedisCounterQueue");
+  // `key` is the pending hash's ({ns}:wb:{queue}:counts); `partitions` how many
+  // such hashes it spreads over (0: 1 on one server, 16 on a cluster), the same
+  // in every process. A partition's keys must share a slot on a cluster, so
+  // with one partition `key` needs a hash tag (CrossSlotError). The store's pool
+  // must outlive the queue.
+  RedisCounterQueue(RedisStore store, std::string key, std::size_t partitions = 1)
+      : store_(store), key_(std::move(key)) {
+    const std::size_t n = detail::queue_partitions(partitions, store_.pool());
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::string k = detail::partition_key(key_, i, n);
+      parts_.push_back({k, k + ":flushing", k + ":batch", k + ":seq"});
+      const std::string_view keys[] = {k, parts_.back().flushing, parts_.back().batch, parts_.back().seq};
+      detail::require_one_slot_on_cluster(store_.pool(), keys, "cachet::RedisCounterQueue");  // scripts and MULTI
+    }
   }
 
-  const std::string& key() const noexcept { return pending_; }
+  const std::string& key() const noexcept { return key_; }
+  std::size_t partitions() const noexcept { return parts_.size(); }
 
   // Adds `by` to `id`'s pending count (HINCRBY); returns the pending count.
   std::int64_t increment(std::string_view id, std::int64_t by) {
-    return on_key([&](Connection& c) { return c.command({"HINCRBY", pending_, id, by}).as_integer(); });
+    const Part& p = part_of(id);
+    return on_key(p, [&](Connection& c) { return c.command({"HINCRBY", p.pending, id, by}).as_integer(); });
   }
 
   // What `id` has gained that no flush has done yet (pending + flushing), read in
   // one MULTI so that a hand-over between the two reads is not counted twice.
   // ScriptBatch::atomically throws a queued MOVED/ASK/TRYAGAIN (not EXECABORT), which run() follows.
   std::int64_t pending(std::string_view id) {
-    return on_key([&](Connection& c) {
+    const Part& p = part_of(id);
+    return on_key(p, [&](Connection& c) {
       ScriptBatch batch(c);
-      batch.add({"HGET", pending_, id}).add({"HGET", flushing_, id});
+      batch.add({"HGET", p.pending, id}).add({"HGET", p.flushing, id});
       const Reply both = batch.atomically();
       std::int64_t sum = 0;
       for (ReplyView r : ReplyView(both)) sum += r.is_nil() ? 0 : to_int(r.as_string());
@@ -75,9 +90,9 @@ class RedisCounterQueue {
     }, Idempotent::yes);
   }
 
-  // The flushing batch: the one a flush left undone, or the pending counts
-  // renamed; nullopt when there is neither.
-  std::optional<CounterBatch> hand_over() {
+  // `partition`'s flushing batch: the one a flush left undone, or the pending
+  // counts renamed; nullopt when there is neither.
+  std::optional<CounterBatch> hand_over(std::size_t partition = 0) {
     static const Script script(std::string(detail::now_us_lua) + R"lua(
 local left_over = redis.call('EXISTS', KEYS[2])
 if left_over == 0 then
@@ -93,11 +108,12 @@ if left_over == 0 then
 end
 return {redis.call('GET', KEYS[3]), left_over, redis.call('HGETALL', KEYS[2])}
 )lua");
-    const std::string_view keys[] = {pending_, flushing_, batch_, seq_};
-    const Reply r = on_key([&](Connection& c) { return script.run(c, keys, std::span<const std::string_view>{}); });
+    const Part& p = parts_.at(partition);
+    const std::string_view keys[] = {p.pending, p.flushing, p.batch, p.seq};
+    const Reply r = on_key(p, [&](Connection& c) { return script.run(c, keys, std::span<const std::string_view>{}); });
     if (r.is_nil()) return std::nullopt;
     CounterBatch b;
-    b.number = static_cast<std::uint64_t>(to_int(r[0].as_string()));
+    b.number = static_cast<std::uint64_t>(to_int(r[0].as_string())) * parts_.size() + partition;
     b.left_over = r[1].as_integer() == 1;
     const ReplyView sums = r[2];
     for (std::size_t i = 0; i + 1 < sums.size(); i += 2)
@@ -109,14 +125,22 @@ return {redis.call('GET', KEYS[3]), left_over, redis.call('HGETALL', KEYS[2])}
   void done(std::uint64_t number) {
     static const Script script(
         "if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[1], KEYS[2]) return 1 end return 0");
-    on_key([&](Connection& c) { script.run(c, {flushing_, batch_}, {number}); });
+    const Part& p = parts_[number % parts_.size()];
+    const std::uint64_t own = number / parts_.size();  // the partition's own number (hand_over)
+    on_key(p, [&](Connection& c) { script.run(c, {p.flushing, p.batch}, {own}); });
   }
 
  private:
-  // A command (or script) on the queue's keys, which share its slot.
+  struct Part {
+    std::string pending, flushing, batch, seq;
+  };
+
+  const Part& part_of(std::string_view id) const { return parts_[detail::partition_of(id, parts_.size())]; }
+
+  // A command (or script) on a partition's keys, which share its slot.
   template <class F>
-  std::invoke_result_t<F&, Connection&> on_key(F&& f, Idempotent again = Idempotent::no) {
-    return store_.pool().run(pending_, std::forward<F>(f), again);
+  std::invoke_result_t<F&, Connection&> on_key(const Part& p, F&& f, Idempotent again = Idempotent::no) {
+    return store_.pool().run(p.pending, std::forward<F>(f), again);
   }
 
   static std::int64_t to_int(std::string_view s) {
@@ -126,7 +150,8 @@ return {redis.call('GET', KEYS[3]), left_over, redis.call('HGETALL', KEYS[2])}
   }
 
   RedisStore store_;
-  std::string pending_, flushing_, batch_, seq_;
+  std::string key_;
+  std::vector<Part> parts_;
 };
 
 }  // namespace cachet

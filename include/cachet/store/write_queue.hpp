@@ -3,17 +3,22 @@
 // (WriteBehind in policy/write_behind.hpp is the policy). Keys: the stream
 // {ns}:wb:{queue}, its pending hash (id -> the id's latest entry) {...}:pending
 // and its dead-letter stream {...}:dead, beside the cache keys and tag sets an
-// enqueue writes. On a Redis Cluster they must share a slot: use HashTag::ns.
+// enqueue writes. With `partitions` > 1 (the default on a Redis Cluster) the
+// queue is that many such streams, each with its own pending hash and dead
+// letters in its slot, and an id's writes all go to one of them
+// (store/detail/queue_partitions.hpp has the layout).
 //
 //   RedisWriteQueue queue(RedisStore(pool), keys.write_behind("writes"));
 //   queue.enqueue(write, max_length, grow);       // XADD + SET + tags, one script
 //   auto reader = queue.reader("cachet", "pod-1", poll);  // a flusher's own connection
 //   reader.read_new(500, poll); ...; reader.settle(Settle::written, {}, entries, heads);
 
+#include <cachet/detail/hash_slot.hpp>
 #include <cachet/detail/one_slot.hpp>
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/errors.hpp>
 #include <cachet/redis/script_batch.hpp>
+#include <cachet/store/detail/queue_partitions.hpp>
 #include <cachet/store/detail/wait_call.hpp>
 #include <cachet/store/detail/write_queue_scripts.hpp>
 #include <cachet/store/redis_store.hpp>
@@ -102,119 +107,226 @@ class RedisWriteQueue {
  public:
   class Reader;
 
-  // `stream` is the stream's key ({ns}:wb:{queue}). The store's pool must outlive the queue.
-  RedisWriteQueue(RedisStore store, std::string stream)
-      : store_(store), stream_(std::move(stream)), pending_(stream_ + ":pending"), dead_(stream_ + ":dead") {}
+  // One partition's keys, which share a slot.
+  struct Partition {
+    std::string stream, pending, dead;
+  };
 
-  const std::string& stream() const noexcept { return stream_; }
-  const std::string& dead_letters() const noexcept { return dead_; }
+  // `stream` is the queue's key ({ns}:wb:{queue}); `partitions` how many
+  // streams it spreads over (0: 1 on one server, 16 on a cluster), which must
+  // be the same in every process. The store's pool must outlive the queue.
+  RedisWriteQueue(RedisStore store, std::string stream, std::size_t partitions = 1)
+      : store_(store), parts_(layout(stream, detail::queue_partitions(partitions, store.pool()))) {}
+
+  // Partition 0's stream and dead letters: the queue's when it has one partition.
+  const std::string& stream() const noexcept { return parts_[0].stream; }
+  const std::string& dead_letters() const noexcept { return parts_[0].dead; }
+  std::size_t partitions() const noexcept { return parts_.size(); }
+  const Partition& partition(std::size_t i) const { return parts_.at(i); }
+  // The partition that holds `id`'s writes.
+  std::size_t partition_of(std::string_view id) const noexcept { return detail::partition_of(id, parts_.size()); }
   // The back-off between retries after a Redis error: the connection's reconnect pacing.
   const BackoffOptions& reconnect() const noexcept { return store_.pool().connection_options().reconnect; }
 
-  // Queues `w` and sets its cache entry, tags and write version, atomically;
-  // nullopt when the queue is at `max_length` (0: unbounded) and not to `grow`:
-  // nothing was written. With `replication` on, WAIT follows in the same round
-  // trip: ReplicationError when the queued write reached fewer replicas in time
-  // (it is queued on the master all the same; enqueueing it again is harmless).
+  // Queues `w` and sets its cache entry, tags and write version; nullopt when
+  // its partition is at its share of `max_length` (0: unbounded) and not to
+  // `grow`: nothing was written. With `replication` on, WAIT follows the queued
+  // write in the same round trip: ReplicationError when it reached fewer
+  // replicas in time (it is queued on the master all the same; enqueueing it
+  // again is harmless). One script when every key shares a slot (one server,
+  // HashTag::ns); else two steps (enqueue_apart), and tags are a ConfigError.
   std::optional<Enqueued> enqueue(const QueuedWrite& w, std::size_t max_length, bool grow,
                                   const Replication& replication = {}) {
     check_replication(replication, store_.pool().connection_options());
-    std::vector<std::string_view> argv{"EVALSHA", "", "", stream_, pending_, w.cache_key, w.write_version};
-    argv.insert(argv.end(), w.tag_sets.begin(), w.tag_sets.end());
-    const std::string numkeys = std::to_string(argv.size() - 3);
-    argv[2] = numkeys;
-    const std::string ttl = std::to_string(std::max<long long>(w.ttl.count(), 1)), bound = std::to_string(max_length),
-                      sample = std::to_string(w.prune_sample), version_ttl = std::to_string(w.version_ttl.count());
-    detail::require_one_slot_on_cluster(store_.pool(), std::span(argv).subspan(3, argv.size() - 3),
-                                        "cachet: a write-behind enqueue");
-    argv.insert(argv.end(), {w.id, w.bytes, ttl, bound, grow ? "1" : "0", sample, version_ttl});
-    return store_.pool().run(stream_, [&](Connection& c) { return enqueue_on(c, argv, replication); });
+    const Partition& p = parts_[partition_of(w.id)];
+    const std::size_t bound = max_length == 0 ? 0 : (max_length + parts_.size() - 1) / parts_.size();
+    if (together(p, w)) return enqueue_together(p, w, bound, grow, replication);
+    refuse_apart(w);
+    return enqueue_apart(p, w, bound, grow, replication);
+  }
+
+  // Throws, sending nothing, what enqueue() refuses: on a cluster, a write whose
+  // keys live apart from its partition and that has tags (ConfigError), or whose
+  // cache key and write version are in different slots (CrossSlotError).
+  void check(const QueuedWrite& w) const {
+    if (!together(parts_[partition_of(w.id)], w)) refuse_apart(w);
   }
 
   // The bytes of `id`'s queued write, or nullopt when none is pending.
   std::optional<std::string> pending(std::string_view id) {
-    return read([&](Connection& c) {
-      return detail::pending_script().run(c, {pending_, stream_}, {id}).as_optional_string();
+    const Partition& p = parts_[partition_of(id)];
+    return read(p.stream, [&](Connection& c) {
+      return detail::pending_script().run(c, {p.pending, p.stream}, {id}).as_optional_string();
     });
   }
 
-  // Writes queued and not yet settled (XLEN).
+  // Writes queued and not yet settled (XLEN), over every partition.
   std::size_t length() {
-    return read([&](Connection& c) { return static_cast<std::size_t>(c.command({"XLEN", stream_}).as_integer()); });
+    std::size_t n = 0;
+    for (const Partition& p : parts_)
+      n += read(p.stream, [&](Connection& c) { return static_cast<std::size_t>(c.command({"XLEN", p.stream}).as_integer()); });
+    return n;
   }
 
-  // The last entry ever queued (XINFO STREAM), or nullopt when there is no stream.
-  std::optional<StreamId> last_id() {
-    return read([&](Connection& c) -> std::optional<StreamId> {
-      if (c.command({"EXISTS", stream_}).as_integer() == 0) return std::nullopt;
-      const Reply info = c.command({"XINFO", "STREAM", stream_});
+  // The last entry ever queued in `partition` (XINFO STREAM), or nullopt when there is no stream.
+  std::optional<StreamId> last_id(std::size_t partition = 0) {
+    const std::string& stream = parts_.at(partition).stream;
+    return read(stream, [&](Connection& c) -> std::optional<StreamId> {
+      if (c.command({"EXISTS", stream}).as_integer() == 0) return std::nullopt;
+      const Reply info = c.command({"XINFO", "STREAM", stream});
       for (std::size_t i = 0; i + 1 < info.size(); i += 2)
         if (info[i].as_string() == "last-generated-id") return StreamId::parse(info[i + 1].as_string());
       throw ProtocolError("cachet: XINFO STREAM has no last-generated-id");
     });
   }
 
-  // Whether an entry up to `last` (included) is still queued.
-  bool holds_up_to(const StreamId& last) {
-    return read([&](Connection& c) {
-      return c.command({"XRANGE", stream_, "-", last.str(), "COUNT", 1}).size() > 0;
+  // Whether an entry of `partition` up to `last` (included) is still queued.
+  bool holds_up_to(const StreamId& last, std::size_t partition = 0) {
+    const std::string& stream = parts_.at(partition).stream;
+    return read(stream, [&](Connection& c) {
+      return c.command({"XRANGE", stream, "-", last.str(), "COUNT", 1}).size() > 0;
     });
   }
 
-  // The queue's length and oldest entry.
+  // The queue's length and oldest entry, over every partition.
   QueueBacklog backlog() {
-    return read([&](Connection& c) {
-      QueueBacklog b;
-      b.length = static_cast<std::size_t>(c.command({"XLEN", stream_}).as_integer());
-      const Reply first = c.command({"XRANGE", stream_, "-", "+", "COUNT", 1});
-      if (first.size() > 0) b.oldest = StreamId::parse(first[0][0].as_string());
-      return b;
-    });
+    QueueBacklog b;
+    for (const Partition& p : parts_) {
+      const QueueBacklog one = read(p.stream, [&](Connection& c) {
+        QueueBacklog pb;
+        pb.length = static_cast<std::size_t>(c.command({"XLEN", p.stream}).as_integer());
+        const Reply first = c.command({"XRANGE", p.stream, "-", "+", "COUNT", 1});
+        if (first.size() > 0) pb.oldest = StreamId::parse(first[0][0].as_string());
+        return pb;
+      });
+      b.length += one.length;
+      if (one.oldest && (!b.oldest || *one.oldest < *b.oldest)) b.oldest = one.oldest;
+    }
+    return b;
   }
 
-  // A consumer `consumer` of the group `group`, on its own connection (its reads
-  // block for up to `block_max`).
-  Reader reader(std::string group, std::string consumer, std::chrono::milliseconds block_max) const;
+  // A consumer `consumer` of the group `group` reading `partition`, on its own
+  // connection (its reads block for up to `block_max`).
+  Reader reader(std::string group, std::string consumer, std::chrono::milliseconds block_max,
+                std::size_t partition = 0) const;
 
  private:
-  // The enqueue script (argv: its EVALSHA), then WAIT when `replication` is on.
-  static std::optional<Enqueued> enqueue_on(Connection& c, std::vector<std::string_view> argv,
-                                            const Replication& replication) {
-    const detail::WaitCall wait(replication);
-    ScriptBatch batch(c);
-    batch.add(detail::enqueue_script(), std::move(argv));
-    if (replication.on()) batch.then(wait.argv());
-    const Reply r = std::move(batch.pipelined()[0]);
-    r.throw_if_error();
+  static std::vector<Partition> layout(const std::string& base, std::size_t n) {
+    std::vector<Partition> parts;
+    for (std::size_t i = 0; i < n; ++i) {
+      std::string stream = detail::partition_key(base, i, n);
+      parts.push_back({stream, stream + ":pending", stream + ":dead"});
+    }
+    return parts;
+  }
+
+  // Whether one script can write `w` to `p`: on one server always; on a
+  // cluster when its keys share the partition's slot (HashTag::ns).
+  bool together(const Partition& p, const QueuedWrite& w) const {
+    if (!store_.pool().cluster()) return true;
+    const auto slot = detail::hash_slot(p.stream);
+    const auto here = [&](std::string_view k) { return detail::hash_slot(k) == slot; };
+    return here(w.cache_key) && here(w.write_version) && std::all_of(w.tag_sets.begin(), w.tag_sets.end(), here);
+  }
+
+  static void refuse_apart(const QueuedWrite& w) {
+    if (!w.tag_sets.empty())
+      throw ConfigError("cachet: a tagged write-behind write on Redis Cluster is not supported yet (tags on a "
+                        "cluster are being redesigned): write untagged values, or put the namespace in one slot "
+                        "with HashTag::ns");
+    const std::string_view keys[] = {w.cache_key, w.write_version};
+    detail::require_one_slot(keys, "cachet: a write-behind write's cache entry and write version",
+                             "key the cache with HashTag::entity, which gives both the entity's slot");
+  }
+
+  std::optional<Enqueued> enqueue_together(const Partition& p, const QueuedWrite& w, std::size_t bound, bool grow,
+                                           const Replication& replication) {
+    std::vector<std::string_view> argv{"EVALSHA", "", "", p.stream, p.pending, w.cache_key, w.write_version};
+    argv.insert(argv.end(), w.tag_sets.begin(), w.tag_sets.end());
+    const std::string numkeys = std::to_string(argv.size() - 3);
+    argv[2] = numkeys;
+    const std::string ttl = ttl_of(w), max = std::to_string(bound), sample = std::to_string(w.prune_sample),
+                      version_ttl = std::to_string(w.version_ttl.count());
+    argv.insert(argv.end(), {w.id, w.bytes, ttl, max, grow ? "1" : "0", sample, version_ttl});
+    return queued(store_.pool().run(
+        p.stream, [&](Connection& c) { return run_then_wait(c, detail::enqueue_script(), argv, replication); }));
+  }
+
+  // The partition and the entity on different nodes (a cluster): the queued
+  // write first, on the partition's node, WAITed for when replicated (it is the
+  // durable intent); then the entity's cache entry and write version on the
+  // entity's node. A crash between the two leaves a queued write whose flush
+  // settles the entry; the other order could show a value no queue holds,
+  // which the database would never get.
+  std::optional<Enqueued> enqueue_apart(const Partition& p, const QueuedWrite& w, std::size_t bound, bool grow,
+                                        const Replication& replication) {
+    const std::string max = std::to_string(bound);
+    const std::vector<std::string_view> argv{"EVALSHA", "",      "2", p.stream, p.pending, w.id, w.cache_key,
+                                             w.bytes,   max, grow ? "1" : "0"};
+    std::optional<Enqueued> q = queued(store_.pool().run(
+        p.stream, [&](Connection& c) { return run_then_wait(c, detail::queue_write_script(), argv, replication); }));
+    if (!q) return q;
+    const std::string ttl = ttl_of(w), version_ttl = std::to_string(w.version_ttl.count());
+    const std::string_view keys[] = {w.cache_key, w.write_version};
+    const std::string_view args[] = {w.bytes, ttl, version_ttl};
+    // Sent again after a lost reply: the version only moves on once more, and the SET is the same.
+    store_.pool().run(w.cache_key, [&](Connection& c) { detail::entity_write_script().run(c, keys, args); },
+                      Idempotent::yes);
+    return q;
+  }
+
+  static std::string ttl_of(const QueuedWrite& w) { return std::to_string(std::max<long long>(w.ttl.count(), 1)); }
+
+  // An enqueue script's reply: {entry, over the bound}, or nil when there was no room.
+  static std::optional<Enqueued> queued(const Reply& r) {
     if (r.is_nil()) return std::nullopt;
-    if (replication.on()) wait.check(batch.then_reply());
     return Enqueued{StreamId::parse(r[0].as_string()), r[1].as_integer() == 1};
   }
 
-  // A read of the stream (or a script that only reads): safe to send again.
+  // The script (argv: its EVALSHA), then WAIT when `replication` is on; the script's reply.
+  static Reply run_then_wait(Connection& c, const Script& script, std::vector<std::string_view> argv,
+                             const Replication& replication) {
+    const detail::WaitCall wait(replication);
+    ScriptBatch batch(c);
+    batch.add(script, std::move(argv));
+    if (replication.on()) batch.then(wait.argv());
+    Reply r = std::move(batch.pipelined()[0]);
+    r.throw_if_error();
+    if (replication.on() && !r.is_nil()) wait.check(batch.then_reply());
+    return r;
+  }
+
+  // A read of a partition (or a script that only reads): safe to send again.
   template <class F>
-  std::invoke_result_t<F&, Connection&> read(F&& f) {
-    return store_.pool().run(stream_, std::forward<F>(f), Idempotent::yes);
+  std::invoke_result_t<F&, Connection&> read(std::string_view stream, F&& f) {
+    return store_.pool().run(stream, std::forward<F>(f), Idempotent::yes);
   }
 
   RedisStore store_;
-  std::string stream_, pending_, dead_;
+  std::vector<Partition> parts_;
 };
 
-// One consumer of the queue's group on its own connection. The group is created
-// (with the stream) on first use, and again after NOGROUP (Redis lost its data).
-// The connection does not reconnect on its own: an error is thrown at once, and
-// the next call reconnects; the caller paces the retries.
+// One consumer of the queue's group reading one partition, on its own
+// connection. The group is created (with the stream) on first use, and again
+// after NOGROUP (Redis lost its data). The connection does not reconnect on its
+// own: an error is thrown at once, and the next call reconnects; the caller
+// paces the retries. On a cluster the connection goes to the partition's
+// master, asked of the pool again after any error (a MOVED, a dropped
+// connection, a failover), and a settle's cache entries are settled through
+// the pool on their own nodes.
 class RedisWriteQueue::Reader {
  public:
-  Reader(const RedisWriteQueue& queue, std::string group, std::string consumer, std::chrono::milliseconds block_max)
-      : conn_(blocking(queue.store_.pool().connection_options(), block_max)), stream_(queue.stream_),
-        pending_(queue.pending_), dead_(queue.dead_), group_(std::move(group)), consumer_(std::move(consumer)) {}
+  Reader(const RedisWriteQueue& queue, std::string group, std::string consumer, std::chrono::milliseconds block_max,
+         std::size_t partition = 0)
+      : pool_(&queue.store_.pool()), options_(blocking(pool_->connection_options(), block_max)),
+        part_(queue.partition(partition)), group_(std::move(group)), consumer_(std::move(consumer)) {
+    if (!pool_->cluster()) conn_.emplace(options_);  // one server: connects at once
+  }
 
   // This consumer's pending entries after `after` ("0": from the first), up to `count`.
   std::vector<StreamEntry> read_own(std::string_view after, std::size_t count) {
     const Reply r = on_group([&] {
-      return conn_.command({"XREADGROUP", "GROUP", group_, consumer_, "COUNT", count, "STREAMS", stream_, after});
+      return conn().command({"XREADGROUP", "GROUP", group_, consumer_, "COUNT", count, "STREAMS", part_.stream, after});
     });
     return r.is_nil() || r.size() == 0 ? std::vector<StreamEntry>{} : parse(r[0][1]);
   }
@@ -222,8 +334,8 @@ class RedisWriteQueue::Reader {
   // Up to `count` entries no consumer was given yet, waiting up to `block` for one.
   std::vector<StreamEntry> read_new(std::size_t count, std::chrono::milliseconds block) {
     const Reply r = on_group([&] {
-      return conn_.command({"XREADGROUP", "GROUP", group_, consumer_, "COUNT", count, "BLOCK", block.count(),
-                            "STREAMS", stream_, ">"});
+      return conn().command({"XREADGROUP", "GROUP", group_, consumer_, "COUNT", count, "BLOCK", block.count(),
+                             "STREAMS", part_.stream, ">"});
     });
     return r.is_nil() || r.size() == 0 ? std::vector<StreamEntry>{} : parse(r[0][1]);
   }
@@ -237,7 +349,7 @@ class RedisWriteQueue::Reader {
   // scanning from `cursor` ("0-0": the start).
   Claimed claim_idle(std::chrono::milliseconds idle, std::string_view cursor, std::size_t count) {
     const Reply r = on_group([&] {
-      return conn_.command({"XAUTOCLAIM", stream_, group_, consumer_, idle.count(), cursor, "COUNT", count});
+      return conn().command({"XAUTOCLAIM", part_.stream, group_, consumer_, idle.count(), cursor, "COUNT", count});
     });
     return {std::string(r[0].as_string()), parse(r[1])};
   }
@@ -248,59 +360,112 @@ class RedisWriteQueue::Reader {
   std::size_t keep_own(const Entries& entries) {
     std::vector<std::string_view> args{group_, consumer_};
     args.insert(args.end(), entries.begin(), entries.end());
-    const std::vector<std::string_view> keys{stream_};
-    const Reply r = on_group([&] { return detail::keep_own_script().run(conn_, keys, args); });
+    const std::vector<std::string_view> keys{part_.stream};
+    const Reply r = on_group([&] { return detail::keep_own_script().run(conn(), keys, args); });
     return static_cast<std::size_t>(r.as_integer());
   }
 
   // Claims up to `count` entries stranded behind the group's read position in
   // no pending list: no read would ever deliver them.
   std::vector<StreamEntry> claim_stranded(std::size_t count) {
-    const Reply r =
-        on_group([&] { return detail::claim_stranded_script().run(conn_, {stream_}, {group_, consumer_, count}); });
+    const Reply r = on_group(
+        [&] { return detail::claim_stranded_script().run(conn(), {part_.stream}, {group_, consumer_, count}); });
     return parse(r);
   }
 
   // Acknowledges and deletes `entries` (every write of the batch, superseded
   // ones included); `heads` are the writes the batch wrote (Settle::written) or
-  // dead-letters with `error` (Settle::dead). See write_queue_scripts.hpp.
+  // dead-letters with `error` (Settle::dead). See write_queue_scripts.hpp: one
+  // script when the heads' cache keys share the partition's slot, else the
+  // stream first, then each head's cache entry on its node.
   void settle(Settle how, std::string_view error, std::span<const std::string> entries,
               std::span<const SettledWrite> heads) {
-    std::vector<std::string_view> k{stream_, pending_, dead_};
+    std::vector<std::string_view> k{part_.stream, part_.pending, part_.dead};
     const std::string count = std::to_string(entries.size());
-    std::vector<std::string_view> a{group_, how == Settle::dead ? "dead" : "written", error, count};
+    const std::string_view mode = how == Settle::dead ? "dead" : "written";
+    std::vector<std::string_view> a{group_, mode, error, count};
     a.insert(a.end(), entries.begin(), entries.end());
     for (const SettledWrite& h : heads) {
-      k.push_back(h.cache_key);
       a.push_back(h.id);
       a.push_back(h.entry);
     }
-    on_group([&] { return detail::settle_script().run(conn_, k, a); });
+    if (!apart(heads)) {
+      for (const SettledWrite& h : heads) k.push_back(h.cache_key);
+      on_group([&] { return detail::settle_script().run(conn(), k, a); });
+      return;
+    }
+    const Reply latest = on_group([&] { return detail::settle_stream_script().run(conn(), k, a); });
+    for (std::size_t i = 0; i < heads.size() && i < latest.size(); ++i)
+      if (!latest[i].is_nil()) settle_entry(heads[i].cache_key, latest[i].as_string(), mode);
   }
 
  private:
   static ConnectionOptions blocking(ConnectionOptions o, std::chrono::milliseconds block_max) {
-    refuse_cluster(o.cluster, "cachet::RedisWriteQueue::Reader (the write-behind flusher)");
     o.command_timeout = std::max(o.command_timeout, block_max + std::chrono::seconds(1));  // XREADGROUP ... BLOCK
     o.reconnect = {std::chrono::milliseconds(0), std::chrono::milliseconds(0), 1.0, 0.0};  // the caller paces retries
     return o;
   }
 
-  // Runs `send` in the group, created first if need be; NOGROUP has it created again next time.
+  Connection& conn() {
+    if (!conn_) conn_.emplace(partition_master());
+    return *conn_;
+  }
+
+  // The options to reach the partition's master now. A command through the pool
+  // first: it follows a MOVED, and after a failover it refreshes the pool's map.
+  ConnectionOptions partition_master() const {
+    pool_->run(part_.stream, [&](Connection& c) { c.command({"EXISTS", part_.stream}); }, Idempotent::yes);
+    const std::string at = pool_->cluster_master_of(part_.stream);
+    const auto colon = at.rfind(':');
+    if (colon == std::string::npos) throw ConnectionError("cachet: no master serves " + part_.stream);
+    ConnectionOptions o = options_;
+    o.cluster = {};
+    o.path.clear();
+    o.host = at.substr(0, colon);
+    o.port = std::stoi(at.substr(colon + 1));
+    return o;
+  }
+
+  // Whether a settle of `heads` takes two steps: their cache keys are on other nodes.
+  bool apart(std::span<const SettledWrite> heads) const {
+    if (!pool_->cluster()) return false;
+    const auto slot = detail::hash_slot(part_.stream);
+    return std::any_of(heads.begin(), heads.end(),
+                       [&](const SettledWrite& h) { return detail::hash_slot(h.cache_key) != slot; });
+  }
+
+  void settle_entry(std::string_view cache_key, std::string_view bytes, std::string_view mode) {
+    pool_->run(cache_key, [&](Connection& c) { detail::settle_entry_script().run(c, {cache_key}, {bytes, mode}); },
+               Idempotent::yes);
+  }
+
+  // Runs `send` in the group, created first if need be; NOGROUP has it created
+  // again next time. On a cluster any other error drops the connection, so the
+  // next call asks where the partition lives now.
   template <class F>
   Reply on_group(F send) {
-    if (!joined_) join();
     try {
+      if (!joined_) join();
       return send();
     } catch (const ReplyError& e) {
       if (e.is("NOGROUP")) joined_ = false;
+      else drop_on_cluster();
+      throw;
+    } catch (const Error&) {
+      drop_on_cluster();
       throw;
     }
   }
 
+  void drop_on_cluster() {
+    if (!pool_->cluster()) return;
+    conn_.reset();
+    joined_ = false;  // the new master may not have the group (a failover to a replica that lagged)
+  }
+
   void join() {
     try {
-      conn_.command({"XGROUP", "CREATE", stream_, group_, "0", "MKSTREAM"});
+      conn().command({"XGROUP", "CREATE", part_.stream, group_, "0", "MKSTREAM"});
     } catch (const ReplyError& e) {
       if (!e.is("BUSYGROUP")) throw;
     }
@@ -326,14 +491,18 @@ class RedisWriteQueue::Reader {
     return out;
   }
 
-  Connection conn_;
-  std::string stream_, pending_, dead_, group_, consumer_;
+  Pool* pool_;
+  ConnectionOptions options_;
+  std::optional<Connection> conn_;  // opened on first use on a cluster, and after an error there
+  Partition part_;
+  std::string group_, consumer_;
   bool joined_ = false;
 };
 
 inline RedisWriteQueue::Reader RedisWriteQueue::reader(std::string group, std::string consumer,
-                                                       std::chrono::milliseconds block_max) const {
-  return Reader(*this, std::move(group), std::move(consumer), block_max);
+                                                       std::chrono::milliseconds block_max,
+                                                       std::size_t partition) const {
+  return Reader(*this, std::move(group), std::move(consumer), block_max, partition);
 }
 
 }  // namespace cachet

@@ -1,6 +1,7 @@
 #pragma once
-// The write-behind flusher: one consumer of the queue's consumer group (a
-// RedisWriteQueue::Reader, on its own connection: its reads block).
+// The write-behind flusher: one consumer of the queue's consumer group on one
+// partition (a RedisWriteQueue::Reader, on its own connection: its reads
+// block); WriteBehind runs one per partition.
 //
 // - Reads its own pending entries first (a restart under the same consumer
 //   name resumes them in order), and again after any error (a read whose reply

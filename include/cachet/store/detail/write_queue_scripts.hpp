@@ -15,6 +15,10 @@
 //   the error, and a cached value that is the dead write is deleted (the
 //   database never got it).
 //
+// On a Redis Cluster whose entity keys live apart from the queue's partition
+// (store/detail/queue_partitions.hpp), enqueue and settle are two steps each:
+// queue_write then entity_write; settle_stream then settle_entry.
+//
 // Stream entries hold the fields k (id), c (cache key), v (the cache entry's
 // bytes), in that order: the scripts read the bytes as field 6.
 
@@ -44,6 +48,36 @@ redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3])
 tag_value(KEYS[3], tonumber(ARGV[3]), 5, #KEYS, tonumber(ARGV[6]))
 redis.call('HSET', KEYS[2], ARGV[1], entry)
 return {entry, over}
+)lua");
+  return script;
+}
+
+// Apart, step 1 (the queue's node). KEYS: stream, pending hash. ARGV: id, cache
+// key, bytes, bound, grow. Returns {entry, over the bound}, or nil as enqueue does.
+inline const Script& queue_write_script() {
+  static const Script script(R"lua(
+local over = 0
+local limit = tonumber(ARGV[4])
+if limit > 0 and redis.call('XLEN', KEYS[1]) >= limit then
+  if ARGV[5] ~= '1' then return false end
+  over = 1
+end
+local entry = redis.call('XADD', KEYS[1], '*', 'k', ARGV[1], 'c', ARGV[2], 'v', ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[1], entry)
+return {entry, over}
+)lua");
+  return script;
+}
+
+// Apart, step 2 (the entity's node). KEYS: cache key, write version. ARGV:
+// bytes, TTL ms, version TTL ms. The version moves first, as in enqueue.
+inline const Script& entity_write_script() {
+  static const Script script(bump_lua() + R"lua(
+local keep = math.max(redis.call('PTTL', KEYS[2]), tonumber(ARGV[3]))
+bump(KEYS[2])
+redis.call('PEXPIRE', KEYS[2], keep)
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
 )lua");
   return script;
 }
@@ -122,42 +156,85 @@ return false
   return script;
 }
 
-// KEYS: stream, pending hash, dead-letter stream, the heads' cache keys...
-// ARGV: group, "dead" or "written", error, n, n entries, then (id, entry) per head.
-inline const Script& settle_script() {
-  static const Script script(R"lua(
+// Lua shared by the settle scripts (KEYS: stream, pending hash, dead-letter
+// stream, ...; ARGV: group, "dead" or "written", error, n, n entries, then (id,
+// entry) per head): bytes_of(entry), latest(h) (the head's bytes when it is its
+// id's latest write, its pending record then dropped) and ack_all() (XACK +
+// XDEL every entry, copied to the dead-letter stream first in dead mode).
+inline constexpr const char* settle_lua = R"lua(
 local stream, pending, dead = KEYS[1], KEYS[2], KEYS[3]
 local group, dead_mode, err, n = ARGV[1], ARGV[2] == 'dead', ARGV[3], tonumber(ARGV[4])
 local function bytes_of(entry)
   local e = redis.call('XRANGE', stream, entry, entry)
   if e[1] then return e[1][2][6] end
 end
-for h = 1, #KEYS - 3 do
-  local id, entry, key = ARGV[4 + n + 2 * h - 1], ARGV[4 + n + 2 * h], KEYS[3 + h]
-  if redis.call('HGET', pending, id) == entry then
-    redis.call('HDEL', pending, id)
-    local bytes, cached = bytes_of(entry), redis.call('GET', key)
-    if bytes and cached then
-      if dead_mode and cached == bytes then redis.call('UNLINK', key)
-      elseif not dead_mode and cached ~= bytes then redis.call('SET', key, bytes, 'KEEPTTL') end
-    end
-  end
+local function latest(h)
+  local id, entry = ARGV[4 + n + 2 * h - 1], ARGV[4 + n + 2 * h]
+  if redis.call('HGET', pending, id) ~= entry then return false end
+  redis.call('HDEL', pending, id)
+  return bytes_of(entry) or false
 end
-for i = 5, 4 + n, 1000 do
-  local ids = {unpack(ARGV, i, math.min(i + 999, 4 + n))}
-  if dead_mode then
-    for _, id in ipairs(ids) do
-      local e = redis.call('XRANGE', stream, id, id)
-      if e[1] then
-        local f = e[1][2]
-        redis.call('XADD', dead, '*', 'entry', id, f[1], f[2], f[3], f[4], f[5], f[6], 'error', err)
+local function ack_all()
+  for i = 5, 4 + n, 1000 do
+    local ids = {unpack(ARGV, i, math.min(i + 999, 4 + n))}
+    if dead_mode then
+      for _, id in ipairs(ids) do
+        local e = redis.call('XRANGE', stream, id, id)
+        if e[1] then
+          local f = e[1][2]
+          redis.call('XADD', dead, '*', 'entry', id, f[1], f[2], f[3], f[4], f[5], f[6], 'error', err)
+        end
       end
     end
+    redis.call('XACK', stream, group, unpack(ids))
+    redis.call('XDEL', stream, unpack(ids))
   end
-  redis.call('XACK', stream, group, unpack(ids))
-  redis.call('XDEL', stream, unpack(ids))
 end
+)lua";
+
+// KEYS: stream, pending hash, dead-letter stream, the heads' cache keys...
+// ARGV: as settle_lua.
+inline const Script& settle_script() {
+  static const Script script(std::string(settle_lua) + R"lua(
+for h = 1, #KEYS - 3 do
+  local bytes, key = latest(h), KEYS[3 + h]
+  local cached = bytes and redis.call('GET', key)
+  if cached then
+    if dead_mode and cached == bytes then redis.call('UNLINK', key)
+    elseif not dead_mode and cached ~= bytes then redis.call('SET', key, bytes, 'KEEPTTL') end
+  end
+end
+ack_all()
 return n
+)lua");
+  return script;
+}
+
+// Apart, step 1 (the queue's node). KEYS: stream, pending hash, dead-letter
+// stream. ARGV: as settle_lua, with h heads. Returns per head its bytes when it
+// was its id's latest write (its cache entry to settle in step 2), else nil.
+inline const Script& settle_stream_script() {
+  static const Script script(std::string(settle_lua) + R"lua(
+local heads = {}
+for h = 1, (#ARGV - 4 - n) / 2 do heads[h] = latest(h) end
+ack_all()
+return heads
+)lua");
+  return script;
+}
+
+// Apart, step 2 (the entity's node). KEYS: cache key. ARGV: the settled bytes,
+// "dead" or "written". A dead write's entry is deleted (the database never got
+// it); a written one's entry is deleted when it holds other bytes: an older
+// load's, or a later write's that happened between the steps, which a read
+// through the policy then finds pending. Not set back as settle does: between
+// the steps, the bytes may no longer be the latest.
+inline const Script& settle_entry_script() {
+  static const Script script(R"lua(
+local cached = redis.call('GET', KEYS[1])
+if not cached then return 0 end
+if (ARGV[2] == 'dead') == (cached == ARGV[1]) then redis.call('UNLINK', KEYS[1]) return 1 end
+return 0
 )lua");
   return script;
 }

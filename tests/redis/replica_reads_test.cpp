@@ -1,6 +1,7 @@
-// ClusterOptions::read_from_replicas: plain reads (RedisStore's get, get_lent,
-// get_many) are answered by replicas; writes and reads that renew a TTL stay on
-// the masters; a replica that dies hands its reads back to the master.
+// ClusterOptions::read_from_replicas: the policies' reads of cache entries
+// (RedisStore's get_lent, get_many_lent) are answered by replicas; writes, reads
+// that renew a TTL, and get/get_many (counters, versions, fences) stay on the
+// masters; a replica that dies hands its reads back to the master.
 #include <cachet/redis/pool.hpp>
 #include <cachet/store/redis_store.hpp>
 #include <cachet/testing/redis_cluster.hpp>
@@ -60,16 +61,22 @@ TEST_CASE("read_from_replicas sends plain reads to replicas, the rest to masters
   CHECK(cachet::RedisStore(to_masters).get(keys[0]) == "v-" + keys[0]);
   CHECK(replica_calls(cluster, "get") == before);
 
-  // get and get_many: answered by replicas.
-  CHECK(store.get(keys[0]) == "v-" + keys[0]);
+  // get_lent and get_many_lent: answered by replicas.
+  CHECK(store.get_lent(keys[0]).value() == "v-" + keys[0]);
   CHECK(replica_calls(cluster, "get") == before + 1);
   const std::vector<std::string_view> views(keys.begin(), keys.end());
-  const auto values = store.get_many(views);
+  const cachet::LentBytes values = store.get_many_lent(views);
   REQUIRE(values.size() == keys.size());
   bool all = true;
   for (std::size_t i = 0; i < keys.size(); ++i) all = all && values[i] == "v-" + keys[i];
   CHECK(all);
-  CHECK(replica_calls(cluster, "get") == before + 1 + static_cast<long long>(keys.size()));
+  const long long after_reads = before + 1 + static_cast<long long>(keys.size());
+  CHECK(replica_calls(cluster, "get") == after_reads);
+
+  // get and get_many (counters, versions, fences): from the masters.
+  CHECK(store.get(keys[0]) == "v-" + keys[0]);
+  CHECK(store.get_many(views).size() == keys.size());
+  CHECK(replica_calls(cluster, "get") == after_reads);
 
   // A read that renews the TTL writes: on the master.
   CHECK(store.get_and_touch(keys[1], 2h) == "v-" + keys[1]);
@@ -78,8 +85,8 @@ TEST_CASE("read_from_replicas sends plain reads to replicas, the rest to masters
   // A replica killed: its reads go to the master, without an error.
   const int master = cluster.master_of(cluster.slot_of(keys[2]));
   for (int replica : cluster.replicas_of(master)) cluster.node_at(replica).kill();
-  CHECK(store.get(keys[2]) == "v-" + keys[2]);
-  const auto again = store.get_many(views);
+  CHECK(store.get_lent(keys[2]).value() == "v-" + keys[2]);
+  const cachet::LentBytes again = store.get_many_lent(views);
   all = again.size() == keys.size();
   for (std::size_t i = 0; all && i < keys.size(); ++i) all = again[i] == "v-" + keys[i];
   CHECK(all);

@@ -25,11 +25,12 @@ struct ClusterOptions {
   std::chrono::milliseconds refresh_min_interval{100};
   // A refresh this often even when nothing redirected: a backstop.
   std::chrono::milliseconds refresh_period{60'000};
-  // Plain reads (RedisStore's get and get_many) go to a replica of the key's
-  // master, taken in turn, when the slot map knows one; to the master when it
-  // does not, or when the replica cannot be reached or redirects. Off by
-  // default: a replica lags, so a read may miss a write just made. Never for
-  // writes, scripts, reads that renew a TTL, or the in-process tier's fills.
+  // Reads of cache entries (RedisStore's get_lent, get_many_lent) go to a
+  // replica of the key's master, taken in turn, when the slot map knows one;
+  // to the master when it does not, or when the replica cannot be reached or
+  // redirects. Off by default: a replica lags, so a read may miss a write just
+  // made. Never for writes, scripts, reads that renew a TTL, counters, versions
+  // and fences (get, get_many), or the in-process tier's fills.
   // (A node's own connections carry it with no seeds: they send READONLY.)
   bool read_from_replicas = false;
   // Called on the command's thread before each back-off of a TRYAGAIN,

@@ -48,9 +48,10 @@ class RedisStore {
   // The pool must outlive the store.
   explicit RedisStore(Pool& pool) noexcept : pool_(&pool) {}
 
-  // get, get_lent and get_many may be answered by a replica (ClusterOptions::read_from_replicas).
+  // From the master. Counters, versions and fences are read this way: a lagging
+  // replica's answer could let an invalidated entry through.
   std::optional<std::string> get(std::string_view key) {
-    return plain_read(key, [&](Connection& c) { return c.command({"GET", key}).as_optional_string(); });
+    return read(key, [&](Connection& c) { return c.command({"GET", key}).as_optional_string(); });
   }
 
   // GETEX: reads and renews the TTL in one round trip (sliding expiry; Redis >= 6.2).
@@ -58,7 +59,9 @@ class RedisStore {
     return read(key, [&](Connection& c) { return c.command({"GETEX", key, "PX", ttl_ms(ttl)}).as_optional_string(); });
   }
 
-  // get, get_and_touch and get_many lending the reply's bytes (LendingStore).
+  // get, get_and_touch and get_many lending the reply's bytes (LendingStore):
+  // the policies' reads of cache entries. get_lent and get_many_lent may be
+  // answered by a replica (ClusterOptions::read_from_replicas).
   LentBytes get_lent(std::string_view key) {
     return plain_read(key, [&](Connection& c) { return LentBytes(c.command({"GET", key})); });
   }
@@ -66,13 +69,7 @@ class RedisStore {
     return read(key, [&](Connection& c) { return LentBytes(c.command({"GETEX", key, "PX", ttl_ms(ttl)})); });
   }
   // One MGET on one server; on a cluster a GET per key, one pipeline per node.
-  LentBytes get_many_lent(std::span<const std::string_view> keys) {
-    if (keys.empty()) return {};
-    if (pool_->cluster()) return get_each_lent(keys);
-    LentBytes values = plain_read(keys[0], [&](Connection& c) { return LentBytes(c.command(prefixed("MGET", keys))); });
-    if (values.size() != keys.size()) throw ProtocolError("cachet: MGET returned a batch of the wrong size");
-    return values;
-  }
+  LentBytes get_many_lent(std::span<const std::string_view> keys) { return many_lent(keys, ReadFrom::replica); }
 
   // GETEX for each key, as one pipeline.
   std::vector<std::optional<std::string>> get_many_and_touch(std::span<const std::string_view> keys,
@@ -117,8 +114,9 @@ class RedisStore {
     return pool_->run(key, [&](Connection& c) { return c.command({"UNLINK", key}).as_integer() == 1; });
   }
 
+  // From the masters, as get().
   std::vector<std::optional<std::string>> get_many(std::span<const std::string_view> keys) {
-    const LentBytes values = get_many_lent(keys);
+    const LentBytes values = many_lent(keys, ReadFrom::master);
     std::vector<std::optional<std::string>> out;
     out.reserve(values.size());
     for (std::size_t i = 0; i < values.size(); ++i) out.emplace_back(values[i]);
@@ -336,9 +334,9 @@ class RedisStore {
   // get_many_lent on a cluster. A key's error is thrown here, where the policies'
   // degradation sees it (cluster answers were re-run by then), except WRONGTYPE:
   // a miss, as MGET's nil on one server.
-  LentBytes get_each_lent(std::span<const std::string_view> keys) {
+  LentBytes get_each_lent(std::span<const std::string_view> keys, ReadFrom from) {
     std::vector<Reply> each =
-        by_node(keys, 1, [&](Connection& c, std::size_t i) { c.append({"GET", keys[i]}); }, Idempotent::yes, ReadFrom::replica);
+        by_node(keys, 1, [&](Connection& c, std::size_t i) { c.append({"GET", keys[i]}); }, Idempotent::yes, from);
     for (const Reply& r : each)
       if (r.is_error() && !r.error_message().starts_with("WRONGTYPE")) r.throw_if_error();
     return LentBytes(std::move(each));
@@ -353,6 +351,15 @@ class RedisStore {
   template <class F>
   std::invoke_result_t<F&, Connection&> plain_read(std::string_view key, F&& f) {
     return pool_->read(key, std::forward<F>(f));
+  }
+
+  // One MGET on one server; on a cluster a GET per key, one pipeline per node.
+  LentBytes many_lent(std::span<const std::string_view> keys, ReadFrom from) {
+    if (keys.empty()) return {};
+    if (pool_->cluster()) return get_each_lent(keys, from);
+    LentBytes values = read(keys[0], [&](Connection& c) { return LentBytes(c.command(prefixed("MGET", keys))); });
+    if (values.size() != keys.size()) throw ProtocolError("cachet: MGET returned a batch of the wrong size");
+    return values;
   }
 
   // add(conn, i) queues key i's `per_key` commands: one pipeline per node.

@@ -86,8 +86,9 @@ TEST_CASE("executor: a job that throws does not take its worker down") {
   CHECK(ran == 1);
 }
 
-TEMPLATE_TEST_CASE("stale-while-revalidate: 1000 reads get the stale value at once, one refresh replaces it", "", cachet::RedisStore, cachet::test::StringTier) {
-  auto& server = cachet::test::clean_server();
+// The RedisLockGuard: its LockNotifier refuses a cluster until it subscribes per node.
+TEMPLATE_TEST_CASE("stale-while-revalidate: 1000 reads get the stale value at once, one refresh replaces it", "[needs-lock-notifier]", cachet::RedisStore, cachet::test::StringTier) {
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options(), {.size = 16, .wait_timeout = 5s});
   cachet::ManualClock clock;
   using G = cachet::GuardStack<cachet::StaleWhileRevalidate, cachet::SingleFlight, cachet::RedisLockGuard>;
@@ -115,16 +116,17 @@ TEMPLATE_TEST_CASE("stale-while-revalidate: 1000 reads get the stale value at on
   CHECK(calls == 2);
 }
 
-TEST_CASE("stale-while-revalidate across 2 processes: one refresh between them") {
-  auto& server = cachet::test::clean_server();
+// The workers' stack holds a RedisLockGuard (guard_worker.cpp).
+TEST_CASE("stale-while-revalidate across 2 processes: one refresh between them", "[needs-lock-notifier]") {
+  auto& server = cachet::test::clean_target();
   {
     cachet::Pool pool(server.connection_options());
     cachet::ManualClock clock;
     Cache<cachet::NoGuard> seed(cachet::RedisStore(pool), options(), {}, {}, cachet::ClockRef(clock));
     seed.set("k", "v0");
   }
-  const pid_t a = cachet::test::start_worker("swr", server.socket_path(), server.directory() + "/swr-a");
-  const pid_t b = cachet::test::start_worker("swr", server.socket_path(), server.directory() + "/swr-b");
+  const pid_t a = cachet::test::start_worker("swr", server.address(), server.directory() + "/swr-a");
+  const pid_t b = cachet::test::start_worker("swr", server.address(), server.directory() + "/swr-b");
   CHECK(cachet::test::wait_exit(a) == 0);
   CHECK(cachet::test::wait_exit(b) == 0);
   CHECK(server.connect().command({"GET", "loads"}).as_string() == "1");
@@ -151,8 +153,9 @@ TEST_CASE("early expiration: picks follow XFetch's exp(-gap / (compute_time * be
   CHECK_FALSE(guard.refresh_early(meta, meta.fresh_until - 1ms));  // no compute time: never
 }
 
-TEMPLATE_TEST_CASE("early expiration: recomputed before expiry, one at a time, no reader waits", "", cachet::RedisStore, cachet::test::StringTier) {
-  auto& server = cachet::test::clean_server();
+// The RedisLockGuard: its LockNotifier refuses a cluster until it subscribes per node.
+TEMPLATE_TEST_CASE("early expiration: recomputed before expiry, one at a time, no reader waits", "[needs-lock-notifier]", cachet::RedisStore, cachet::test::StringTier) {
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options(), {.size = 16, .wait_timeout = 5s});
   cachet::ManualClock clock;
   using G = cachet::GuardStack<cachet::EarlyExpiration, cachet::SingleFlight, cachet::RedisLockGuard>;
@@ -198,7 +201,7 @@ TEMPLATE_TEST_CASE("early expiration: recomputed before expiry, one at a time, n
 }
 
 TEMPLATE_TEST_CASE("fail-safe: a database down for 10 s, every read served stale, one load per hold-back period", "", cachet::RedisStore, cachet::test::StringTier) {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   cachet::ManualClock clock;
   // SingleFlight outside FailSafe: the hold-back is recorded before the flight ends.
@@ -250,7 +253,7 @@ TEMPLATE_TEST_CASE("fail-safe: a database down for 10 s, every read served stale
 }
 
 TEST_CASE("fail-safe: without a stale value, or with one older than max_stale, the error reaches the caller") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   cachet::ManualClock clock;
   Cache<cachet::FailSafe> cache(cachet::RedisStore(pool), options(), {}, cachet::FailSafe({.max_stale = 1min}),
@@ -264,7 +267,7 @@ TEST_CASE("fail-safe: without a stale value, or with one older than max_stale, t
 }
 
 TEMPLATE_TEST_CASE("load timeouts: soft serves the stale value, hard throws, and the load still caches its value", "", cachet::RedisStore, cachet::test::StringTier) {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   cachet::ManualClock clock;
   Cache<cachet::LoadTimeout, TestType> cache(cachet::test::test_store<TestType>(pool), options(), {},

@@ -1,9 +1,11 @@
 // The other processes of the multi-process guard tests, exec'd fresh (a forked
 // copy of a multi-threaded test may not start threads under ThreadSanitizer).
 //
-//   guard_worker stampede <socket>  16 threads check in, wait for "go", then miss one key
-//   guard_worker swr <socket>       8 threads read a stale key through stale-while-revalidate
-//   guard_worker hold <socket>      takes the lock and hangs in the loader (to be SIGKILLed)
+//   guard_worker stampede <address>  16 threads check in, wait for "go", then miss one key
+//   guard_worker swr <address>       8 threads read a stale key through stale-while-revalidate
+//   guard_worker hold <address>      takes the lock and hangs in the loader (to be SIGKILLed)
+//
+// <address>: the test's Redis, a socket path or "cluster:" and seeds (support/client.hpp).
 //
 // Exit 0 when every read saw what it should. Loads are counted in Redis.
 #include <cachet/codec/string.hpp>
@@ -11,6 +13,7 @@
 #include <cachet/guard/stale_while_revalidate.hpp>
 #include <cachet/policy/cache_aside.hpp>
 
+#include <support/client.hpp>
 #include <support/concurrency.hpp>
 #include <support/guard_fixtures.hpp>
 
@@ -30,7 +33,7 @@ int stampede(const cachet::ConnectionOptions& redis) {
   StringCache<cachet::StampedeGuard> cache(cachet::RedisStore(pool), guard_options(), {}, stampede_guard(pool));
   std::atomic<int> wrong{0};
   in_threads(16, [&](int) {
-    cachet::Connection conn(redis);
+    Client conn(redis);
     conn.command({"INCR", "ready"});
     while (conn.command({"EXISTS", "go"}).as_integer() == 0) std::this_thread::sleep_for(200us);
     const std::string v = cache.get_or_load("hot", [&](std::string_view) {
@@ -50,7 +53,7 @@ int stale_while_revalidate(const cachet::ConnectionOptions& redis) {
   using G = cachet::GuardStack<cachet::StaleWhileRevalidate, cachet::SingleFlight, cachet::RedisLockGuard>;
   ManualCache<G> cache(cachet::RedisStore(pool), stale_options(), {}, G({}, {}, cachet::RedisLockGuard(pool)),
                        cachet::ClockRef(clock));
-  cachet::Connection conn(redis);
+  Client conn(redis);
   std::mutex conn_mutex;
   auto load = [&](std::string_view) {
     std::lock_guard lock(conn_mutex);
@@ -74,7 +77,7 @@ int hold(const cachet::ConnectionOptions& redis) {
   cachet::Pool pool(redis);
   StringCache<cachet::StampedeGuard> cache(cachet::RedisStore(pool), guard_options(), {},
                                            stampede_guard(pool, {.lease = killed_holder_lease}));
-  cachet::Connection conn(redis);
+  Client conn(redis);
   cache.get_or_load("k", [&](std::string_view) {
     conn.command({"RPUSH", "starts", redis_ms(conn)});
     std::this_thread::sleep_for(1h);  // SIGKILLed mid-load
@@ -87,11 +90,11 @@ int hold(const cachet::ConnectionOptions& redis) {
 
 int main(int argc, char** argv) {
   if (argc != 3) {
-    std::fprintf(stderr, "usage: guard_worker stampede|swr|hold <redis socket>\n");
+    std::fprintf(stderr, "usage: guard_worker stampede|swr|hold <redis address>\n");
     return 2;
   }
   const std::string mode = argv[1];
-  const cachet::ConnectionOptions redis{.path = argv[2]};
+  const cachet::ConnectionOptions redis = target_options(argv[2]);
   try {
     if (mode == "stampede") return stampede(redis);
     if (mode == "swr") return stale_while_revalidate(redis);

@@ -25,8 +25,9 @@ using namespace std::chrono_literals;
 
 using namespace cachet::test;
 
-TEMPLATE_TEST_CASE("64 threads miss one key at once: the loader runs once", "", cachet::RedisStore, cachet::test::StringTier) {
-  auto& server = clean_server();
+// Every case here takes the RedisLockGuard, whose LockNotifier refuses a cluster until it subscribes per node.
+TEMPLATE_TEST_CASE("64 threads miss one key at once: the loader runs once", "[needs-lock-notifier]", cachet::RedisStore, cachet::test::StringTier) {
+  auto& server = clean_target();
   cachet::Pool pool(server.connection_options(), roomy());
   std::atomic<int> loads{0};
   std::latch start(64);
@@ -59,12 +60,12 @@ TEMPLATE_TEST_CASE("64 threads miss one key at once: the loader runs once", "", 
   CHECK(loads == 1);
 }
 
-TEST_CASE("4 processes x 16 threads miss one key at once: the loader runs once across them") {
-  auto& server = clean_server();
+TEST_CASE("4 processes x 16 threads miss one key at once: the loader runs once across them", "[needs-lock-notifier]") {
+  auto& server = clean_target();
   constexpr int processes = 4, threads = 16;
   std::vector<pid_t> workers;
   for (int p = 0; p < processes; ++p)
-    workers.push_back(start_worker("stampede", server.socket_path(), server.directory() + "/worker" + std::to_string(p)));
+    workers.push_back(start_worker("stampede", server.address(), server.directory() + "/worker" + std::to_string(p)));
   // Every thread of every process checks in, then all go at once.
   auto conn = server.connect();
   CHECK(eventually([&] { return conn.command({"GET", "ready"}).as_optional_string() == std::to_string(processes * threads); }));
@@ -73,11 +74,11 @@ TEST_CASE("4 processes x 16 threads miss one key at once: the loader runs once a
   CHECK(conn.command({"GET", "loads"}).as_string() == "1");
 }
 
-TEST_CASE("a SIGKILLed holder is replaced once its lease runs out, never inside it") {
-  auto& server = clean_server();
+TEST_CASE("a SIGKILLed holder is replaced once its lease runs out, never inside it", "[needs-lock-notifier]") {
+  auto& server = clean_target();
   constexpr auto lease = killed_holder_lease;
   auto conn = server.connect();
-  const pid_t holder = start_worker("hold", server.socket_path(), server.directory() + "/holder");
+  const pid_t holder = start_worker("hold", server.address(), server.directory() + "/holder");
   REQUIRE(eventually([&] { return conn.command({"LLEN", "starts"}).as_integer() == 1; }));
 
   // Another process waits on the lock while the holder still renews it...
@@ -108,8 +109,9 @@ TEST_CASE("a SIGKILLed holder is replaced once its lease runs out, never inside 
   CHECK(cache.metrics().value(cachet::Event::lock_wait) == 1);
 }
 
-TEMPLATE_TEST_CASE("fencing: a holder whose lease ran out neither overwrites, tags nor unlocks its successor", "", cachet::RedisStore, cachet::test::StringTier) {
-  auto& server = clean_server();
+// Tagged loads too.
+TEMPLATE_TEST_CASE("fencing: a holder whose lease ran out neither overwrites, tags nor unlocks its successor", "[needs-lock-notifier][needs-cluster-tags]", cachet::RedisStore, cachet::test::StringTier) {
+  auto& server = clean_target();
   auto conn = server.connect();
   cachet::Pool pool_a(server.connection_options()), pool_b(server.connection_options());
   StringCache<cachet::RedisLockGuard, TestType> a(test_store<TestType>(pool_a), guard_options(), {}, cachet::RedisLockGuard(pool_a));
@@ -149,8 +151,8 @@ TEMPLATE_TEST_CASE("fencing: a holder whose lease ran out neither overwrites, ta
   CHECK_FALSE(a.get("k"));
 }
 
-TEST_CASE("a waiter is woken by the release, not by its back-off") {
-  auto& server = clean_server();
+TEST_CASE("a waiter is woken by the release, not by its back-off", "[needs-lock-notifier]") {
+  auto& server = clean_target();
   cachet::Pool pool(server.connection_options());
   const auto r = cachet::test::wake_on_release(pool, 3s, "wake");
   CHECK(r.waited == "value");
@@ -159,8 +161,8 @@ TEST_CASE("a waiter is woken by the release, not by its back-off") {
   CHECK(r.waiter_loads == 0);
 }
 
-TEST_CASE("at its deadline a waiter loads itself, or throws LockTimeoutError if asked to") {
-  auto& server = clean_server();
+TEST_CASE("at its deadline a waiter loads itself, or throws LockTimeoutError if asked to", "[needs-lock-notifier]") {
+  auto& server = clean_target();
   cachet::Pool pool(server.connection_options());
   std::atomic<int> loads{0};
   auto load = [&](std::string_view) {
@@ -183,8 +185,8 @@ TEST_CASE("at its deadline a waiter loads itself, or throws LockTimeoutError if 
   CHECK(other.release());  // untouched by either
 }
 
-TEST_CASE("the lease is renewed while a slow load runs, so nobody else loads meanwhile") {
-  auto& server = clean_server();
+TEST_CASE("the lease is renewed while a slow load runs, so nobody else loads meanwhile", "[needs-lock-notifier]") {
+  auto& server = clean_target();
   cachet::Pool pool(server.connection_options());
   const cachet::RedisLockGuardOptions short_lease{.lease = 600ms};  // renewed every 200 ms: 400 ms of stall allowed
   StringCache<cachet::RedisLockGuard> a(cachet::RedisStore(pool), guard_options(), {}, cachet::RedisLockGuard(pool, short_lease));
@@ -209,7 +211,8 @@ TEST_CASE("the lease is renewed while a slow load runs, so nobody else loads mea
   CHECK(a.guard().renewals() >= 2);
 }
 
-TEST_CASE("with Redis down the lock is skipped and reads are served by the loader") {
+// Kills and restarts the one server.
+TEST_CASE("with Redis down the lock is skipped and reads are served by the loader", "[single-server]") {
   auto& server = clean_server();
   cachet::Pool pool(server.connection_options());
   StringCache<cachet::StampedeGuard> cache(cachet::RedisStore(pool), guard_options(), {}, stampede_guard(pool));
@@ -218,8 +221,8 @@ TEST_CASE("with Redis down the lock is skipped and reads are served by the loade
   server.restart();
 }
 
-TEST_CASE("woken waiters re-read before they take the lock: one acquisition and one release per expiry") {
-  auto& server = clean_server();
+TEST_CASE("woken waiters re-read before they take the lock: one acquisition and one release per expiry", "[needs-lock-notifier]") {
+  auto& server = clean_target();
   cachet::Pool pool(server.connection_options(), roomy());
   // Only the release wakes a waiter: no back-off wake-up, no give-up, and the
   // subscriber is up before the first miss (its connecting wakes every waiter).
@@ -257,7 +260,8 @@ TEST_CASE("woken waiters re-read before they take the lock: one acquisition and 
   CHECK(command_calls(conn, "publish") == rounds);
 }
 
-TEST_CASE("the release channel is subscribed when the guard is made, before any miss, and once Redis is back") {
+// Its own server, killed: the same on either target.
+TEST_CASE("the release channel is subscribed when the guard is made, before any miss, and once Redis is back", "[single-server]") {
   cachet::testing::RedisServer server;
   auto numsub = [&](const std::string& channel) {
     return server.connect().command({"PUBSUB", "NUMSUB", channel})[1].as_integer();
@@ -272,8 +276,8 @@ TEST_CASE("the release channel is subscribed when the guard is made, before any 
   CHECK(eventually([&] { return numsub("test:later") == 1; }, 30s));
 }
 
-TEST_CASE("a loader that throws one of cachet's errors under the lock: the caller gets it, nothing loads again unguarded") {
-  auto& server = clean_server();
+TEST_CASE("a loader that throws one of cachet's errors under the lock: the caller gets it, nothing loads again unguarded", "[needs-lock-notifier]") {
+  auto& server = clean_target();
   cachet::Pool pool(server.connection_options());
   StringCache<cachet::RedisLockGuard> cache(cachet::RedisStore(pool), guard_options(), {}, cachet::RedisLockGuard(pool));
   int loads = 0;

@@ -91,7 +91,7 @@ TEST_CASE("a caller expecting another result type does not share a flight") {
 
 TEST_CASE("CacheAside with SingleFlight: a stampede on a cold key is one database query") {
   using cachet::test::Product;
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options(), {.size = 8, .wait_timeout = 5s});
   cachet::CacheOptions o;
   o.ns = "test";

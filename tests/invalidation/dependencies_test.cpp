@@ -36,8 +36,10 @@ struct Catalog {
 
 }  // namespace
 
-TEST_CASE("invalidate_for removes the keys, the tagged values and bumps the namespaces of an entity") {
-  auto& server = cachet::test::clean_server();
+// One script over keys, tag sets and version counters in different slots: refused on a
+// cluster (CrossSlotError) until the cluster design for tags lands (docs/cluster.md).
+TEST_CASE("invalidate_for removes the keys, the tagged values and bumps the namespaces of an entity", "[single-server]") {
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   auto conn = server.connect();
   Catalog c(pool);
@@ -64,8 +66,10 @@ TEST_CASE("invalidate_for removes the keys, the tagged values and bumps the name
   CHECK(cachet::test::command_calls(conn, "evalsha") + cachet::test::command_calls(conn, "eval") == 1);
 }
 
-TEST_CASE("invalidate_for takes an integral id, as the rules see its digits") {
-  auto& server = cachet::test::clean_server();
+// One script over keys, tag sets and version counters in different slots: refused on a
+// cluster (CrossSlotError) until the cluster design for tags lands (docs/cluster.md).
+TEST_CASE("invalidate_for takes an integral id, as the rules see its digits", "[single-server]") {
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   auto conn = server.connect();
   Catalog c(pool);
@@ -79,7 +83,7 @@ TEST_CASE("invalidate_for takes an integral id, as the rules see its digits") {
 }
 
 TEST_CASE("targets_for gathers every rule of an entity") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   Catalog c(pool);
   const cachet::Targets t = c.deps.targets_for("product", "7");
@@ -90,7 +94,7 @@ TEST_CASE("targets_for gathers every rule of an entity") {
 }
 
 TEST_CASE("an undeclared entity, or namespaces without versions, are errors, not silent no-ops") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   cachet::Tags tags(pool, cachet::KeyBuilder("shop"));
   cachet::DependencyMap deps(tags);
@@ -99,7 +103,8 @@ TEST_CASE("an undeclared entity, or namespaces without versions, are errors, not
   CHECK_THROWS_AS(deps.invalidate_for("product", "42"), std::invalid_argument);
 }
 
-TEST_CASE("a failed invalidation throws") {
+// Its own server, killed: the same on either target.
+TEST_CASE("a failed invalidation throws", "[single-server]") {
   cachet::testing::RedisServer own;
   cachet::Pool pool(cachet::test::quick_to_fail(own));
   Catalog c(pool);

@@ -5,16 +5,21 @@
 #include <support/concurrency.hpp>
 #include <support/server.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <map>
+#include <set>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
 using namespace std::chrono_literals;
 
-TEST_CASE("invalidate_matching removes exactly the matching keys in SCAN batches, never with KEYS") {
+// DEBUG POPULATE fills one node whatever the slots; the SCAN count is the one server's.
+TEST_CASE("invalidate_matching removes exactly the matching keys in SCAN batches, never with KEYS", "[single-server]") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
   auto conn = server.connect();
@@ -43,18 +48,20 @@ TEST_CASE("invalidate_matching removes exactly the matching keys in SCAN batches
 }
 
 TEST_CASE("glob metacharacters in a name match only themselves") {
-  auto& server = cachet::test::clean_server();
-  cachet::Pool pool(server.connection_options());
-  auto conn = server.connect();
+  auto& target = cachet::test::clean_target();
+  cachet::Pool pool(target.connection_options());
+  auto conn = target.connect();
   const cachet::KeyBuilder keys("shop");
   conn.command({"SET", keys.value("p[1]*", "1"), "x"});
   conn.command({"SET", keys.value("p1", "1"), "x"});
   conn.command({"SET", keys.value("p1x", "1"), "x"});
   CHECK(cachet::invalidate_matching(pool, keys.pattern("p[1]*")) == 1);
-  CHECK(conn.command({"DBSIZE"}).as_integer() == 2);
+  CHECK(conn.key_count() == 2);
 }
 
-TEST_CASE("1M keys removed by pattern while a second connection PINGs: no command, so no PING, waits 10 ms") {
+// One server's latency under a long invalidation, filled by DEBUG POPULATE.
+TEST_CASE("1M keys removed by pattern while a second connection PINGs: no command, so no PING, waits 10 ms",
+          "[single-server]") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
   auto admin = server.connect();
@@ -101,4 +108,61 @@ TEST_CASE("1M keys removed by pattern while a second connection PINGs: no comman
     slowest += std::string(entry[3][0].as_string()) + " took " + std::to_string(entry[2].as_integer()) + " us; ";
   INFO(slowest);
   CHECK(slow.size() == 0);  // no command, so no PING's wait, reached 10 ms
+}
+
+namespace {
+
+// Keys shop:product:{g<j>}:<i>, 20 per group, groups added until every master holds one.
+std::vector<std::string> grouped_keys(cachet::Pool& pool, cachet::test::Client& conn, std::size_t masters) {
+  std::vector<std::string> keys;
+  std::set<std::string> holding;
+  for (int j = 0; holding.size() < masters; ++j) {
+    const std::string group = "shop:product:{g" + std::to_string(j) + "}:";
+    holding.insert(pool.cluster_master_of(group));
+    for (int i = 0; i < 20; ++i) keys.push_back(group + std::to_string(i));
+  }
+  for (const std::string& k : keys) conn.command({"SET", k, "x"});
+  return keys;
+}
+
+// The first master scanned has lost all its keys: moves the slot of a surviving
+// key (on a master not scanned yet) there.
+void move_unscanned_slot_to_scanned(cachet::testing::RedisCluster& cluster, cachet::Pool& pool,
+                                    cachet::test::Client& conn, const std::vector<std::string>& keys) {
+  std::map<std::string, int> survivors;  // master -> keys still there
+  std::string survivor;
+  for (const std::string& k : keys) {
+    const bool there = conn.command({"EXISTS", k}).as_integer() == 1;
+    survivors[pool.cluster_master_of(k)] += there ? 1 : 0;
+    if (there) survivor = k;
+  }
+  const auto scanned = std::find_if(survivors.begin(), survivors.end(), [](const auto& m) { return m.second == 0; });
+  if (scanned == survivors.end() || survivor.empty()) throw std::runtime_error("no master scanned on its own yet");
+  const int port = std::stoi(scanned->first.substr(scanned->first.rfind(':') + 1));
+  cluster.move_slot(cluster.slot_of(survivor), port);
+}
+
+}  // namespace
+
+TEST_CASE("a slot moved mid-scan from a master not yet scanned to one already scanned keeps none of its keys",
+          "[cluster-only]") {
+  auto& target = cachet::test::clean_target();
+  cachet::Pool pool(target.connection_options());
+  auto conn = target.connect();
+  const auto keys = grouped_keys(pool, conn, target.redis_cluster().master_ports().size());
+  conn.command({"SET", "shop:category:1", "x"});
+
+  int progress_calls = 0;
+  // One SCAN page per master (COUNT above its key count): the first call is the first master done.
+  const auto hook = [&](std::size_t, std::size_t) {
+    if (progress_calls++ == 0) move_unscanned_slot_to_scanned(target.redis_cluster(), pool, conn, keys);
+  };
+  const std::size_t deleted = cachet::invalidate_matching(pool, "shop:product:*", {.batch = 100'000, .on_progress = hook});
+
+  CHECK(progress_calls > 3);  // a second pass ran
+  CHECK(deleted == keys.size());
+  std::size_t left = 0;
+  for (const std::string& k : keys) left += static_cast<std::size_t>(conn.command({"EXISTS", k}).as_integer());
+  CHECK(left == 0);
+  CHECK(conn.key_count() == 1);
 }

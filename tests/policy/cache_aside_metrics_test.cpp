@@ -52,10 +52,12 @@ FailSafeStack make_guard<FailSafeStack>(cachet::Pool& pool) {
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("one corrupt read is one decode error, under every guard stack", "", cachet::NoGuard,
+// Under every guard stack, the lock's among them: RedisLockGuard's LockNotifier
+// refuses a cluster until it subscribes per node (docs/cluster.md).
+TEMPLATE_TEST_CASE("one corrupt read is one decode error, under every guard stack", "[needs-lock-notifier]", cachet::NoGuard,
                    cachet::SingleFlight, cachet::RedisLockGuard, cachet::StampedeGuard, SwrStack, EarlyStack,
                    FailSafeStack) {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options(), cachet::test::roomy());
   cachet::test::StringCache<TestType> cache(cachet::RedisStore(pool), cachet::test::stale_options(), {},
                                             make_guard<TestType>(pool));
@@ -68,7 +70,8 @@ TEMPLATE_TEST_CASE("one corrupt read is one decode error, under every guard stac
   CHECK(cache.metrics().value(Event::decode_error) == 1);
 }
 
-TEST_CASE("commands the open breaker skips are counted as skipped, for reads, writes and invalidations, and not timed") {
+// Its own server, killed or configured: the same on either target.
+TEST_CASE("commands the open breaker skips are counted as skipped, for reads, writes and invalidations, and not timed", "[single-server]") {
   cachet::testing::RedisServer server;
   cachet::Pool pool(cachet::test::quick_to_fail(server), {.size = 2, .wait_timeout = 100ms});
   auto o = cachet::test::guard_options("skipped");
@@ -104,7 +107,7 @@ TEST_CASE("commands the open breaker skips are counted as skipped, for reads, wr
 }
 
 TEST_CASE("a metrics_label that is not valid UTF-8 is refused when the cache is made") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   auto o = cachet::test::guard_options("shop \xFF products");
   CHECK_THROWS_AS(cachet::test::StringCache<cachet::NoGuard>(cachet::RedisStore(pool), o), cachet::MetricsLabelError);

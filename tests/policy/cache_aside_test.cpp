@@ -1,4 +1,5 @@
 #include <cachet/codec/msgpack.hpp>
+#include <cachet/detail/hash_slot.hpp>
 #include <cachet/codec/string.hpp>
 #include <cachet/policy/cache_aside.hpp>
 #include <cachet/policy/make.hpp>
@@ -67,7 +68,7 @@ std::vector<std::optional<Product>> load_each(Db& db, std::span<const std::strin
 }  // namespace
 
 TEST_CASE("hit, miss and negative paths") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   cachet::CacheAside<Product> cache(cachet::RedisStore(pool), options("product"));
   Db db;
@@ -102,7 +103,7 @@ TEST_CASE("hit, miss and negative paths") {
 }
 
 TEST_CASE("without a negative TTL, 'does not exist' is not cached") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   auto o = options("product");
   o.ttl = cachet::TtlPolicy({.fresh = 1min});
@@ -116,7 +117,7 @@ TEST_CASE("without a negative TTL, 'does not exist' is not cached") {
 }
 
 TEST_CASE("corrupt bytes are a miss: counted, reloaded and rewritten") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   cachet::CacheAside<Product> cache(cachet::RedisStore(pool), options("product"));
   Db db;
@@ -132,7 +133,7 @@ TEST_CASE("corrupt bytes are a miss: counted, reloaded and rewritten") {
 }
 
 TEST_CASE("a throwing loader caches nothing and runs again next time") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   cachet::CacheAside<Product> cache(cachet::RedisStore(pool), options("product"));
   int calls_made = 0;
@@ -149,7 +150,7 @@ TEST_CASE("a throwing loader caches nothing and runs again next time") {
 }
 
 TEST_CASE("get_many: one MGET, one batch load for the misses, one pipelined write") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   using Store = Recording<cachet::RedisStore>;
   cachet::CacheAside<Product, cachet::MsgPackCodec<Product>, cachet::NoGuard, Store> cache(
@@ -187,7 +188,7 @@ TEST_CASE("get_many: one MGET, one batch load for the misses, one pipelined writ
   CHECK(cache.store().get_manys == 1);  // one round trip to read
   CHECK(cache.store().set_manys == 1);  // one round trip to write back
   CHECK(cache.store().gets + cache.store().sets == 0);
-  CHECK(cachet::test::command_calls(conn, "mget") == 1);
+  if (!conn.cluster()) CHECK(cachet::test::command_calls(conn, "mget") == 1);  // a GET pipeline per node there
   CHECK(cachet::test::command_calls(conn, "set") == 4);  // 2, missing-b (negative), 3, 4
   CHECK(cache.metrics().value(Event::decode_error) == decode_errors + 1);  // "3" was corrupt
   // Everything is cached now: a second call loads nothing.
@@ -196,7 +197,7 @@ TEST_CASE("get_many: one MGET, one batch load for the misses, one pipelined writ
 }
 
 TEST_CASE("a batch loader returning the wrong number of values is an error") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   cachet::CacheAside<Product> cache(cachet::RedisStore(pool), options("product"));
   std::vector<std::string_view> ids{"1", "2"};
@@ -204,8 +205,9 @@ TEST_CASE("a batch loader returning the wrong number of values is an error") {
                   std::invalid_argument);
 }
 
-TEST_CASE("read-through binds the loader once") {
-  auto& server = cachet::test::clean_server();
+// make_read_through is stampede-guarded: its RedisLockGuard's LockNotifier refuses a cluster until it subscribes per node.
+TEST_CASE("read-through binds the loader once", "[needs-lock-notifier]") {
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   Db db;
   auto products = cachet::make_read_through<Product>(pool, options("product"),
@@ -221,7 +223,8 @@ TEST_CASE("read-through binds the loader once") {
   CHECK(db.queries == 3);
 }
 
-TEST_CASE("with Redis down, reads fall back to the loader and errors surface only when asked") {
+// Its own server, killed or configured: the same on either target.
+TEST_CASE("with Redis down, reads fall back to the loader and errors surface only when asked", "[single-server]") {
   cachet::testing::RedisServer server;
   auto ro = server.connection_options();
   ro.connect_timeout = 100ms;
@@ -262,7 +265,8 @@ TEST_CASE("with Redis down, reads fall back to the loader and errors surface onl
   CHECK_THROWS_AS(visible.get_or_load("1", load), cachet::ConnectionError);
 }
 
-TEST_CASE("a Redis that refuses writes (OOM) still serves reads from the loader and counts failed writes") {
+// Its own server, killed or configured: the same on either target.
+TEST_CASE("a Redis that refuses writes (OOM) still serves reads from the loader and counts failed writes", "[single-server]") {
   cachet::testing::RedisServer server({.config = {"maxmemory 1mb", "maxmemory-policy noeviction"}});
   auto conn = server.connect();
   bool full = false;
@@ -286,7 +290,8 @@ TEST_CASE("a Redis that refuses writes (OOM) still serves reads from the loader 
   CHECK_THROWS_AS(cache.set("2", sample_product(2)), cachet::ReplyError);  // an explicit write reports it
 }
 
-TEST_CASE("8 threads keep reading while the server is SIGKILLed and restarted") {
+// Its own server, killed or configured: the same on either target.
+TEST_CASE("8 threads keep reading while the server is SIGKILLed and restarted", "[single-server]") {
   cachet::testing::RedisServer server;
   auto ro = server.connection_options();
   ro.connect_timeout = 50ms;
@@ -340,7 +345,7 @@ TEST_CASE("8 threads keep reading while the server is SIGKILLed and restarted") 
 }
 
 TEST_CASE("sliding expiry renews the TTL on every hit") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   cachet::CacheOptions o;
   o.ns = "test";
@@ -430,13 +435,13 @@ TEST_CASE("get_many reloads stale and stale-negative entries and keeps fresh one
 }
 
 TEST_CASE("a batch loader that throws caches nothing") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   cachet::CacheAside<Product> cache(cachet::RedisStore(pool), options("product"));
   std::vector<std::string_view> ids{"1", "2"};
   CHECK_THROWS_WITH(cache.get_many(ids, [](auto) -> std::vector<std::optional<Product>> { throw std::runtime_error("db"); }),
                     "db");
-  CHECK(server.connect().command({"DBSIZE"}).as_integer() == 0);
+  CHECK(server.connect().key_count() == 0);
   CHECK(cache.metrics().value(Event::load) == 1);  // a batch load is one loader call
   CHECK(cache.metrics().value(Event::load_error) == 1);
   CHECK(cache.metrics().load_latency().count() == 1);
@@ -452,7 +457,7 @@ void from_json(const nlohmann::json& j, Unencodable& u) { u.v = j.get<int>(); }
 }  // namespace
 
 TEST_CASE("a value that cannot be encoded is still returned and the failed write is counted") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   cachet::CacheAside<Unencodable> cache(cachet::RedisStore(pool), options("unencodable"));
   CHECK(cache.get_or_load("1", [](std::string_view) { return Unencodable{7}; }) == Unencodable{7});
@@ -461,7 +466,7 @@ TEST_CASE("a value that cannot be encoded is still returned and the failed write
 }
 
 TEST_CASE("sliding expiry renews TTLs through get_many, and refuses a negative TTL") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   cachet::CacheOptions o;
   o.ns = "test";
@@ -485,7 +490,8 @@ TEST_CASE("sliding expiry renews TTLs through get_many, and refuses a negative T
   CHECK(cachet::MetricsRegistry::global().metrics().size() == registered);  // nothing left registered
 }
 
-TEST_CASE("refused writes in a batch are counted one by one and keep the connection") {
+// Its own server, killed or configured: the same on either target.
+TEST_CASE("refused writes in a batch are counted one by one and keep the connection", "[single-server]") {
   cachet::testing::RedisServer server({.config = {"maxmemory 1mb", "maxmemory-policy noeviction"}});
   auto conn = server.connect();
   for (int i = 0; i < 10'000; ++i) {
@@ -510,7 +516,8 @@ TEST_CASE("refused writes in a batch are counted one by one and keep the connect
   CHECK(pool.stats().created == 1);
 }
 
-TEST_CASE("a refused AUTH is an outage: the pool backs off and the breaker opens") {
+// Its own server, killed or configured: the same on either target.
+TEST_CASE("a refused AUTH is an outage: the pool backs off and the breaker opens", "[single-server]") {
   cachet::testing::RedisServer server({.config = {"requirepass right"}});
   auto ro = server.connection_options();
   ro.password = "wrong";
@@ -525,7 +532,7 @@ TEST_CASE("a refused AUTH is an outage: the pool backs off and the breaker opens
 }
 
 TEST_CASE("an entry past its soft expiry is reloaded, not served as fresh") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   cachet::ManualClock clock;
   auto o = options("product");
@@ -548,4 +555,19 @@ TEST_CASE("an entry past its soft expiry is reloaded, not served as fresh") {
   CHECK(db.queries == 4);
   CHECK(cache.get_or_load("1", load) == sample_product(1));  // fresh again: a hit
   CHECK(db.queries == 4);
+}
+
+TEST_CASE("on a cluster a cache's keys carry the entity's hash tag: its lock and write version share the value's slot") {
+  auto& target = cachet::test::clean_target();
+  cachet::Pool pool(target.connection_options());
+  cachet::CacheAside<Product> cache(cachet::RedisStore(pool), options("product"));
+  const std::string key = cache.key("42");
+  CHECK(key == (target.cluster() ? "test:product:{42}" : "test:product:42"));
+  if (target.cluster()) {
+    CHECK(cachet::detail::hash_slot(cache.keys().lock(key)) == cachet::detail::hash_slot(key));
+    CHECK(cachet::detail::hash_slot(cache.keys().write_version(key)) == cachet::detail::hash_slot(key));
+  }
+  auto ns_wide = options("product");
+  ns_wide.keys.hash_tag = cachet::HashTag::ns;  // chosen: kept
+  CHECK(cachet::CacheAside<Product>(cachet::RedisStore(pool), ns_wide).key("42") == "{test}:product:42");
 }

@@ -51,7 +51,7 @@ int stampede(Get get, Joined joined) {
 
 // The PTTL of the Redis lock on `key` while a load holds it.
 template <class Cache>
-long long lock_ttl_during_load(Cache& cache, cachet::testing::RedisServer& server) {
+long long lock_ttl_during_load(Cache& cache, cachet::test::Target& server) {
   long long ttl = 0;
   cache.get_or_load("k", [&](std::string_view id) {
     ttl = server.connect().command({"PTTL", cachet::KeyBuilder("t").lock(cache.key(id))}).as_integer();
@@ -62,8 +62,9 @@ long long lock_ttl_during_load(Cache& cache, cachet::testing::RedisServer& serve
 
 }  // namespace
 
-TEST_CASE("make_cache: the cache over Redis is stampede-guarded, 16 threads missing one key load it once") {
-  auto& server = clean_server();
+// The stampede guard's RedisLockGuard: its LockNotifier refuses a cluster until it subscribes per node.
+TEST_CASE("make_cache: the cache over Redis is stampede-guarded, 16 threads missing one key load it once", "[needs-lock-notifier]") {
+  auto& server = clean_target();
   cachet::Pool pool(server.connection_options(), roomy());
   auto cache = cachet::make_cache<std::string, cachet::StringCodec>(pool, guard_options("make-cache"));
   static_assert(std::is_same_v<decltype(cache), cachet::CacheAside<std::string, cachet::StringCodec, cachet::StampedeGuard>>);
@@ -73,13 +74,13 @@ TEST_CASE("make_cache: the cache over Redis is stampede-guarded, 16 threads miss
   CHECK(cache.metrics().value(Event::load) == 1);
 }
 
-TEST_CASE("make_cache: the lock options reach the cache's Redis lock") {
-  auto& server = clean_server();
+TEST_CASE("make_cache: the lock options reach the cache's Redis lock", "[needs-lock-notifier]") {
+  auto& server = clean_target();
   cachet::Pool pool(server.connection_options());
   auto defaults = cachet::make_cache<std::string, cachet::StringCodec>(pool, guard_options("make-lock-default"));
   const long long default_ttl = lock_ttl_during_load(defaults, server);
   CHECK(default_ttl > 2'000);  // the default lease: 5 s
-  server.connect().command({"FLUSHALL"});
+  server.flush();
   auto short_lease =
       cachet::make_cache<std::string, cachet::StringCodec>(pool, guard_options("make-lock-short"), {.lease = 2s});
   const long long ttl = lock_ttl_during_load(short_lease, server);
@@ -87,8 +88,8 @@ TEST_CASE("make_cache: the lock options reach the cache's Redis lock") {
   CHECK(ttl <= 2'000);
 }
 
-TEST_CASE("make_read_through: the loader bound once, stampede-guarded") {
-  auto& server = clean_server();
+TEST_CASE("make_read_through: the loader bound once, stampede-guarded", "[needs-lock-notifier]") {
+  auto& server = clean_target();
   cachet::Pool pool(server.connection_options(), roomy());
   std::atomic<int> loads{0}, right{0};
   std::function<std::size_t()> joined;  // callers sharing the load in flight, once `items` exists
@@ -106,7 +107,8 @@ TEST_CASE("make_read_through: the loader bound once, stampede-guarded") {
   CHECK(loads == 1);
 }
 
-TEST_CASE("make_tiered_cache: guarded, over the tracking given, and write_through on it leaves it reading its own write") {
+// The in-process tier's Tracking, on its own server (tier_fixtures.hpp).
+TEST_CASE("make_tiered_cache: guarded, over the tracking given, and write_through on it leaves it reading its own write", "[needs-cluster-tracking]") {
   Tracked tracked;
   auto products = cachet::make_tiered_cache<std::string, cachet::StringCodec>(
       tracked.pool, tracked.tracking, tier_options("make-tiered"), {.max_entries = 100});
@@ -124,8 +126,8 @@ TEST_CASE("make_tiered_cache: guarded, over the tracking given, and write_throug
   CHECK(products.get_or_load("1", [](std::string_view) { return std::string("db"); }) == "new");
 }
 
-TEST_CASE("write_through attaches to the cache: a load overlapping a put cannot overwrite it") {
-  auto& server = clean_server();
+TEST_CASE("write_through attaches to the cache: a load overlapping a put cannot overwrite it", "[needs-lock-notifier]") {
+  auto& server = clean_target();
   cachet::Pool pool(server.connection_options());
   auto items = cachet::make_cache<std::string, cachet::StringCodec>(pool, guard_options("attach-wt"));
   auto writes = cachet::write_through(items, [](std::string_view, const std::string&) {});
@@ -146,8 +148,9 @@ TEST_CASE("write_through attaches to the cache: a load overlapping a put cannot 
   CHECK(items.metrics().value(Event::stale_write_refused) == 1);
 }
 
-TEST_CASE("write_behind attaches to the cache: the cache reads the queued write") {
-  auto& server = clean_server();
+// And the write-behind queue, one stream.
+TEST_CASE("write_behind attaches to the cache: the cache reads the queued write", "[needs-lock-notifier]") {
+  auto& server = clean_target();
   cachet::Pool pool(server.connection_options());
   auto items = cachet::make_cache<std::string, cachet::StringCodec>(pool, guard_options("attach-wb"));
   cachet::WriteBehindOptions queue_only;

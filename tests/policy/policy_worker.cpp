@@ -4,7 +4,7 @@
 //   policy_worker flusher <socket> <database>   a write-behind flusher into the SQLite file, until
 //                                               the key "stop" appears (then it drains and exits 0)
 //                                               or it is SIGKILLed
-//   policy_worker refresh_ahead <socket>        checks in ("ready"), waits for "go", then reads key "k"
+//   policy_worker refresh_ahead <address>       checks in ("ready"), waits for "go", then reads key "k"
 //                                               every 10 ms for 10 s through RefreshAhead; exit 0 when
 //                                               no read missed
 //
@@ -38,7 +38,7 @@ int flusher(const cachet::ConnectionOptions& redis, const std::string& database)
 int refresh_ahead(const cachet::ConnectionOptions& redis) {
   cachet::Pool pool(redis, {.size = 8, .wait_timeout = std::chrono::seconds(5)});
   RefreshAheadCache cache(pool, refresh_ahead_options(), CountingLoader(redis));
-  cachet::Connection conn(redis);
+  Client conn(redis);
   conn.command({"INCR", "ready"});
   while (conn.command({"EXISTS", "go"}).as_integer() == 0) std::this_thread::sleep_for(1ms);  // the test seeds "k"
   int empty = 0;
@@ -58,11 +58,11 @@ int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
   try {
     if (mode == "flusher" && argc == 4) return flusher({.path = argv[2]}, argv[3]);
-    if (mode == "refresh_ahead" && argc == 3) return refresh_ahead({.path = argv[2]});
+    if (mode == "refresh_ahead" && argc == 3) return refresh_ahead(target_options(argv[2]));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "policy_worker %s: %s\n", mode.c_str(), e.what());
     return 3;
   }
-  std::fprintf(stderr, "usage: policy_worker flusher <socket> <database> | refresh_ahead <socket>\n");
+  std::fprintf(stderr, "usage: policy_worker flusher <socket> <database> | refresh_ahead <socket or cluster:seeds>\n");
   return 2;
 }

@@ -75,7 +75,7 @@ void check_all_cached(StringCache& cache, const Ids& ids) {
 }  // namespace
 
 TEST_CASE("warm loads and caches every id, reporting its progress") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   StringCache cache(cachet::RedisStore(pool), options("all"));
   const Ids ids(1000);
@@ -101,7 +101,7 @@ TEST_CASE("warm loads and caches every id, reporting its progress") {
 }
 
 TEST_CASE("warm respects the batch size and keeps at most `concurrency` loads in flight") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   StringCache cache(cachet::RedisStore(pool), options("bounded"));
   const Ids ids(300);
@@ -138,7 +138,7 @@ TEST_CASE("warm respects the batch size and keeps at most `concurrency` loads in
 }
 
 TEST_CASE("a batch whose load fails is reported, the rest are warmed, and a resume retries it") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   StringCache cache(cachet::RedisStore(pool), options("failing"));
   const Ids ids(100);
@@ -167,7 +167,7 @@ TEST_CASE("a batch whose load fails is reported, the rest are warmed, and a resu
 }
 
 TEST_CASE("a cancelled warm resumes from its checkpoint and loads only the rest") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   StringCache cache(cachet::RedisStore(pool), options("resume"));
   const Ids ids(500);
@@ -196,7 +196,7 @@ TEST_CASE("a cancelled warm resumes from its checkpoint and loads only the rest"
 }
 
 TEST_CASE("a warm write never replaces a newer value written between the warm's load and its write") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   StringCache cache(cachet::RedisStore(pool), options("race"));
   const Ids ids(20);
@@ -218,7 +218,7 @@ TEST_CASE("a warm write never replaces a newer value written between the warm's 
 }
 
 TEST_CASE("ids the loader finds nothing for are not cached, and bad options are refused") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   StringCache cache(cachet::RedisStore(pool), options("absent"));
   const Ids ids(10);
@@ -239,7 +239,8 @@ TEST_CASE("ids the loader finds nothing for are not cached, and bad options are 
   CHECK(bad.first_error.find("returned 1 values for 5 ids") != std::string::npos);
 }
 
-TEST_CASE("warming a cache whose Redis is down reports every batch failed, and throws nothing") {
+// Its own server, killed: the same on either target.
+TEST_CASE("warming a cache whose Redis is down reports every batch failed, and throws nothing", "[single-server]") {
   cachet::testing::RedisServer dead;
   cachet::ConnectionOptions o = cachet::test::quick_to_fail(dead);
   cachet::Pool pool(o);
@@ -254,7 +255,7 @@ TEST_CASE("warming a cache whose Redis is down reports every batch failed, and t
 }
 
 TEST_CASE("in a write-through cache, a put that deleted the entry between the warm's load and write refuses the warm write") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   StringCache cache(cachet::RedisStore(pool), options("watched"));
   std::int64_t version = 0;
@@ -274,7 +275,7 @@ TEST_CASE("in a write-through cache, a put that deleted the entry between the wa
 }
 
 TEST_CASE("a store write only if absent is superseded by any value, and written over none") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   cachet::RedisStore store(pool);
   cachet::StoreWrite w{"k", "warm", 60s};

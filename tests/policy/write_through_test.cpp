@@ -54,14 +54,16 @@ using StringCache = cachet::CacheAside<std::string, cachet::StringCodec>;
 template <class W>
 using Cache = cachet::WriteThrough<StringCache, W>;
 
-std::string db_path(const cachet::testing::RedisServer& server) {
+// A fresh database beside the Redis of the test (its own server, or the shared target).
+template <class Redis>
+std::string db_path(const Redis& server) {
   return TestDb::fresh(server.directory() + "/write_through.sqlite");
 }
 
 }  // namespace
 
 TEST_CASE("a writer that throws: the cache is untouched and the error reaches the caller") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   const std::string path = db_path(server);
   StringCache entries(cachet::RedisStore(pool), options("wt-throw"));
@@ -76,7 +78,8 @@ TEST_CASE("a writer that throws: the cache is untouched and the error reaches th
   CHECK(cache.cache().metrics().value(Event::write_error) == 1);
 }
 
-TEST_CASE("Redis killed: the database is written, the failure reported, and the key is absent afterwards") {
+// Its own server, killed or configured: the same on either target.
+TEST_CASE("Redis killed: the database is written, the failure reported, and the key is absent afterwards", "[single-server]") {
   cachet::testing::RedisServer server;
   cachet::Pool pool(cachet::test::quick_to_fail(server));
   const std::string path = db_path(server);
@@ -102,7 +105,8 @@ TEST_CASE("Redis killed: the database is written, the failure reported, and the 
   }));
 }
 
-TEST_CASE("Redis refusing the write (OOM): the old value and what the write invalidates are deleted, not left stale") {
+// Its own server, killed or configured: the same on either target.
+TEST_CASE("Redis refusing the write (OOM): the old value and what the write invalidates are deleted, not left stale", "[single-server]") {
   cachet::testing::RedisServer server({.config = {"maxmemory 2mb", "maxmemory-policy noeviction"}});
   cachet::Pool pool(server.connection_options());
   const std::string path = db_path(server);
@@ -172,7 +176,7 @@ class OlderLast {
 // Returns how many cache writes were refused as older; `make_writer(path, next, order)`.
 template <class MakeWriter>
 long race(int rounds, MakeWriter make_writer) {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   const std::string path = db_path(server);
   OlderLast order;
@@ -236,7 +240,7 @@ TEST_CASE("two racing writers with versions from next_version() drawn inside the
 }
 
 TEST_CASE("CacheUpdate::del deletes the key, and an older write after it is refused") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   std::int64_t next_version = 10;
   auto writer = [&](std::string_view, const std::string&) { return next_version; };
@@ -261,7 +265,7 @@ TEST_CASE("CacheUpdate::del deletes the key, and an older write after it is refu
 }
 
 TEST_CASE("an unversioned writer: the last cache write wins, and each put bumps the write version loads watch") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   const std::string path = db_path(server);
   auto writer = [db = std::make_shared<TestDb>(path)](std::string_view id, const std::string& v) { db->set(id, v, 0); };
@@ -296,7 +300,7 @@ cachet::CacheOptions slot_options(std::string name, std::string label) {
 }  // namespace
 
 TEST_CASE("invalidate_after_write: keys, tags and versioned namespaces go in the same step as the cache write") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   const std::string path = db_path(server);
   cachet::NamespaceVersions versions(pool, cachet::KeyBuilder("t", {.hash_tag = cachet::HashTag::ns}));
@@ -335,7 +339,7 @@ TEST_CASE("invalidate_after_write: keys, tags and versioned namespaces go in the
 }
 
 TEST_CASE("invalidate_after_write naming the written key and its own tag keeps the new value cached") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   StringCache items_cache(cachet::RedisStore(pool), slot_options("item", "wt-inv-self"));
   auto items = cachet::write_through(items_cache, RowWriter{db_path(server)});
@@ -350,7 +354,7 @@ TEST_CASE("invalidate_after_write naming the written key and its own tag keeps t
 }
 
 TEST_CASE("the write and its invalidation survive a server that lost its scripts") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   StringCache items_cache(cachet::RedisStore(pool), slot_options("item", "wt-inv-noscript"));
   auto items = cachet::write_through(items_cache, RowWriter{db_path(server)});
@@ -366,7 +370,7 @@ TEST_CASE("the write and its invalidation survive a server that lost its scripts
 }
 
 TEST_CASE("invalidate_after_write naming namespaces without CacheOptions::versions is refused before the database") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   const std::string path = db_path(server);
   StringCache items_cache(cachet::RedisStore(pool), slot_options("item", "wt-inv-refused"));
@@ -376,7 +380,8 @@ TEST_CASE("invalidate_after_write naming namespaces without CacheOptions::versio
   CHECK_FALSE(TestDb(path).value("1"));
 }
 
-TEST_CASE("Redis killed: the invalidation that could not be made is reported with the key") {
+// Its own server, killed or configured: the same on either target.
+TEST_CASE("Redis killed: the invalidation that could not be made is reported with the key", "[single-server]") {
   cachet::testing::RedisServer server;
   cachet::Pool pool(cachet::test::quick_to_fail(server));
   const std::string path = db_path(server);
@@ -413,7 +418,7 @@ G make_guard(cachet::Pool& pool) {
 
 TEMPLATE_TEST_CASE("a load that read the old row cannot overwrite a put made while it ran", "", cachet::NoGuard,
                    cachet::StampedeGuard) {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   const std::string path = db_path(server);
   TestType guard = make_guard<TestType>(pool);
@@ -442,7 +447,7 @@ TEMPLATE_TEST_CASE("a load that read the old row cannot overwrite a put made whi
 }
 
 TEST_CASE("a batch load that read old rows cannot overwrite puts made while it ran") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   const std::string path = db_path(server);
   StringCache entries(cachet::RedisStore(pool), options("wt-overtaken-batch"));
@@ -472,7 +477,7 @@ TEST_CASE("a batch load that read old rows cannot overwrite puts made while it r
 
 TEMPLATE_TEST_CASE("a caller that comes after a put does not share a load begun before it", "", cachet::SingleFlight,
                    cachet::StampedeGuard) {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   const std::string path = db_path(server);
   TestType guard = make_guard<TestType>(pool);

@@ -13,11 +13,11 @@ using namespace std::chrono_literals;
 
 namespace {
 // Makes `lock_key` expire now, as if its holder's lease had run out.
-void expire(cachet::Connection& conn, const std::string& lock_key) { conn.command({"PEXPIRE", lock_key, 1}); }
+void expire(cachet::test::Client& conn, const std::string& lock_key) { conn.command({"PEXPIRE", lock_key, 1}); }
 }  // namespace
 
 TEST_CASE("one holder at a time") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   cachet::RedisStore store(pool);
   cachet::RedisLock a(store, "ns:lock:k"), b(store, "ns:lock:k");
@@ -30,7 +30,7 @@ TEST_CASE("one holder at a time") {
 }
 
 TEST_CASE("a holder whose lease ran out cannot release or extend its successor's lock") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   cachet::RedisStore store(pool);
   auto conn = server.connect();
@@ -47,23 +47,24 @@ TEST_CASE("a holder whose lease ran out cannot release or extend its successor's
 }
 
 TEST_CASE("fencing: a write is made only while the token holds the lock") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   cachet::RedisStore store(pool);
   auto conn = server.connect();
-  cachet::RedisLock slow(store, "ns:lock:v"), next(store, "ns:lock:v");
+  // The lock shares the value's slot, as KeyBuilder's under HashTag::entity.
+  cachet::RedisLock slow(store, "ns:lock:{v}"), next(store, "ns:lock:{v}");
   REQUIRE(slow.try_acquire());
-  expire(conn, "ns:lock:v");  // the slow load outlives its lease
+  expire(conn, "ns:lock:{v}");  // the slow load outlives its lease
   std::this_thread::sleep_for(5ms);
   REQUIRE(next.try_acquire());
-  CHECK(next.write_if_held("ns:v", "new", 60s));
-  CHECK_FALSE(slow.write_if_held("ns:v", "old", 60s));  // refused: the newer value stays
-  CHECK(conn.command({"GET", "ns:v"}).as_string() == "new");
-  CHECK(conn.command({"PTTL", "ns:v"}).as_integer() > 59'000);
+  CHECK(next.write_if_held("ns:{v}", "new", 60s));
+  CHECK_FALSE(slow.write_if_held("ns:{v}", "old", 60s));  // refused: the newer value stays
+  CHECK(conn.command({"GET", "ns:{v}"}).as_string() == "new");
+  CHECK(conn.command({"PTTL", "ns:{v}"}).as_integer() > 59'000);
 }
 
 TEST_CASE("a new acquisition gets a new token, so an old lease stays fenced off") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   cachet::RedisStore store(pool);
   cachet::RedisLock a(store, "ns:lock:t");
@@ -75,7 +76,7 @@ TEST_CASE("a new acquisition gets a new token, so an old lease stays fenced off"
 }
 
 TEST_CASE("a dropped lock object releases what it holds") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   cachet::RedisStore store(pool);
   {
@@ -86,7 +87,7 @@ TEST_CASE("a dropped lock object releases what it holds") {
 }
 
 TEST_CASE("mutual exclusion across processes") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   constexpr int processes = 4, rounds = 200;
   // A worker: read-modify-write a counter, only under the lock.
   const auto codes = cachet::test::in_processes(processes, [&](int) {
@@ -96,7 +97,7 @@ TEST_CASE("mutual exclusion across processes") {
     int code = 0;
     for (int r = 0; r < rounds; ++r) {
       while (!lock.try_acquire()) std::this_thread::sleep_for(std::chrono::microseconds(200));
-      pool.with([](cachet::Connection& c) {
+      pool.run("counter", [](cachet::Connection& c) {
         const auto v = c.command({"GET", "counter"}).as_optional_string();
         c.command({"SET", "counter", (v ? std::stoll(*v) : 0) + 1});
       });

@@ -47,8 +47,10 @@ inline PoolOptions roomy() { return {.size = 16, .wait_timeout = std::chrono::se
 
 inline constexpr std::chrono::milliseconds killed_holder_lease{600};
 
-// Redis's clock in milliseconds: one clock for every process of a test.
-inline long long redis_ms(Connection& c) {
+// Redis's clock in milliseconds: one clock for every process of a test (a
+// Connection, or a test::Client: one master of a cluster, whose clocks are this machine's).
+template <class C>
+long long redis_ms(C& c) {
   const auto t = c.command({"TIME"});
   return std::stoll(std::string(t[0].as_string())) * 1000 + std::stoll(std::string(t[1].as_string())) / 1000;
 }

@@ -8,6 +8,7 @@
 #include <cachet/policy/refresh_ahead.hpp>
 #include <cachet/policy/write_behind.hpp>
 
+#include <support/client.hpp>
 #include <support/guard_fixtures.hpp>
 #include <support/sqlite_db.hpp>
 
@@ -84,7 +85,7 @@ class CountingLoader {
   struct State {
     explicit State(const ConnectionOptions& redis) : conn(redis) {}
     std::mutex mutex;
-    Connection conn;
+    Client conn;
   };
   std::shared_ptr<State> state_;
 };

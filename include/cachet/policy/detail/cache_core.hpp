@@ -340,6 +340,9 @@ class CacheCore {
   // Checked before anything is registered, so a refused configuration leaves nothing behind.
   static CacheOptions validated(CacheOptions o, [[maybe_unused]] S& store) {
     if (o.name.empty()) throw std::invalid_argument("cachet: CacheOptions::name is empty");
+    // On a cluster a value's lock, write version and fence share its slot, so its scripts stay in one.
+    if constexpr (RedisBacked<S>)
+      if (o.keys.hash_tag == HashTag::none && store.redis().pool().cluster()) o.keys.hash_tag = HashTag::entity;
     if constexpr (tiered) {
       const std::string prefix = KeyBuilder(o.ns, o.keys).name_prefix(o.name);
       if (store.tracking() && !store.tracking()->covers(prefix))

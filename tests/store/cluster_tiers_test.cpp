@@ -265,11 +265,17 @@ TEST_CASE("CLUSTER FAILOVER under a tiered store: L1 is emptied and tracking mov
   cluster.failover(cluster.replicas_of(old_master).at(0));
   const int new_master = cluster.wait_for_new_master(slot, old_master, 30s);
 
-  set(here.pool, keys[0], "v2");  // MOVED: this pool's map names the new master
+  // Written on the new master before this pool's map knows of it: not served stale.
+  set(other, keys[0], "v2");
+  CHECK(eventually([&] { return !in_l1(here.tier, keys[0]); }, 5s));
+
+  // This pool's next read there is redirected (MOVED): L1 goes whole, that read is not kept.
+  CHECK_FALSE(fill(here.tier, keys[0]));
   CHECK(here.pool.cluster_master_of(keys[0]) == seed_of(new_master));
   for (const std::string& k : keys) CHECK_FALSE(in_l1(here.tier, k));
   REQUIRE(here.tracking.wait_live(10s));
   CHECK(pubsub_clients(cluster, new_master) == 1);  // tracking registered there
+  CHECK(eventually([&] { return pubsub_clients(cluster, old_master) == 0; }, 5s));  // and closed on the old one
 
   REQUIRE(fill(here.tier, keys[0]));
   CHECK(in_l1(here.tier, keys[0]) == "v2");

@@ -142,8 +142,9 @@ class ClusterTopology {
 
   // "host:port" of each master the map names now.
   std::vector<std::string> master_names() const {
+    const auto snap = snapshot();  // held: a range-for would drop the temporary before the loop (C++20)
     std::vector<std::string> names;
-    for (const Node* n : snapshot()->masters) names.push_back(n->name);
+    for (const Node* n : snap->masters) names.push_back(n->name);
     return names;
   }
 
@@ -243,8 +244,9 @@ class ClusterTopology {
   // The known masters and replicas first, then the seeds; the first answer wins.
   bool refresh() {
     std::vector<Endpoint> ask;
-    for (const auto& shard : snapshot()->map.shards()) ask.push_back(shard.master);
-    for (const auto& shard : snapshot()->map.shards()) ask.insert(ask.end(), shard.replicas.begin(), shard.replicas.end());
+    const auto snap = snapshot();  // held, as a MOVED may replace it meanwhile
+    for (const auto& shard : snap->map.shards()) ask.push_back(shard.master);
+    for (const auto& shard : snap->map.shards()) ask.insert(ask.end(), shard.replicas.begin(), shard.replicas.end());
     ask.insert(ask.end(), seeds_.begin(), seeds_.end());
     for (const Endpoint& at : ask)
       if (load_from(node(at))) return true;

@@ -1,6 +1,8 @@
-// Components that open their own connection to ConnectionOptions::host/port are
-// not routed over a cluster yet: given cluster options they refuse with a
-// ConfigError at construction instead of silently talking to 127.0.0.1:6379.
+// Cluster options given to the components that hold their own connections:
+// the pub/sub ones (Subscriber, LockNotifier) take the seeds, and Tracking
+// follows a cluster Pool (and refuses bare cluster options, which have no slot
+// map to follow, with a ConfigError rather than silently talking to
+// 127.0.0.1:6379).
 #include <cachet/redis/pool.hpp>
 #include <cachet/redis/subscriber.hpp>
 #include <cachet/redis/tracking.hpp>
@@ -14,7 +16,7 @@
 #include <string>
 
 namespace {
-// A seed nobody listens on: the pool tolerates it, and nothing here connects.
+// A seed nobody listens on: the pool tolerates it, and the subscribers keep trying it.
 cachet::ConnectionOptions cluster_options() {
   cachet::ConnectionOptions options;
   options.cluster.seeds = {"127.0.0.1:" + std::to_string(cachet::detail::free_port())};
@@ -22,14 +24,24 @@ cachet::ConnectionOptions cluster_options() {
 }
 }  // namespace
 
-TEST_CASE("Subscriber, Tracking and LockNotifier refuse cluster options") {
+TEST_CASE("Subscriber and LockNotifier take cluster seeds, Tracking a cluster pool") {
   const cachet::ConnectionOptions options = cluster_options();
-  CHECK_THROWS_AS(cachet::Subscriber(options, {}, {}), cachet::ConfigError);
-  CHECK_THROWS_AS(cachet::Tracking(options), cachet::ConfigError);
-  CHECK_THROWS_AS(cachet::LockNotifier(options, "locks"), cachet::ConfigError);
-  CHECK_THROWS_WITH(cachet::Tracking(options), Catch::Contains("does not run on Redis Cluster yet"));
+  CHECK_NOTHROW(cachet::Subscriber(options, {}, {}));
+  CHECK_NOTHROW(cachet::LockNotifier(options, "locks"));
+  CHECK_THROWS_WITH(cachet::Tracking(options), Catch::Contains("construct it from the cluster Pool"));
 
   cachet::Pool pool(options);
   cachet::RedisStore store(pool);
-  CHECK_THROWS_AS(cachet::LockNotifier(store, "locks"), cachet::ConfigError);
+  CHECK_NOTHROW(cachet::LockNotifier(store, "locks"));
+  {
+    cachet::Tracking tracking(pool);  // no node answers: nothing may be kept
+    CHECK(tracking.state() == cachet::TrackingState::connecting);
+    CHECK_FALSE(tracking.sync(std::chrono::milliseconds(10)));
+  }
+}
+
+TEST_CASE("a cluster seed that is not host:port is a ConfigError for a Subscriber") {
+  cachet::ConnectionOptions options;
+  options.cluster.seeds = {"no-port"};
+  CHECK_THROWS_AS(cachet::Subscriber(options, {}, {}), cachet::ConfigError);
 }

@@ -237,6 +237,23 @@ class Pool {
   // slot (empty on one server, or when no node serves it).
   std::string cluster_master_of(std::string_view key) const { return router_ ? router_->master_of(key) : ""; }
 
+  // "host:port" of each master the slot map names now; empty on one server.
+  std::vector<std::string> cluster_masters() const { return router_ ? router_->masters() : std::vector<std::string>{}; }
+
+  // On a cluster: `changed` runs whenever any slot's master changes in this
+  // pool's map (a MOVED, a refresh after a failover or a migration), on the
+  // thread that saw it: keep it short and non-throwing. Until the handle goes,
+  // which must be before the pool; null on one server.
+  [[nodiscard]] std::shared_ptr<void> watch_cluster(std::function<void()> changed) {
+    if (!router_) return nullptr;
+    struct Watch {
+      detail::ClusterRouter<Pool>* router;
+      std::uint64_t id;
+      ~Watch() { router->unlisten(id); }
+    };
+    return std::shared_ptr<Watch>(new Watch{router_.get(), router_->listen(std::move(changed))});  // no temporary to unlisten
+  }
+
   // Redirections, retries, refreshes and node errors so far; all zero on one server.
   ClusterFigures cluster_stats() const { return router_ ? router_->figures() : ClusterFigures{}; }
 

@@ -10,12 +10,18 @@
 // call has been handed to the owner (a PING sent after the call has come back:
 // the server answers in order).
 //
+// On a Redis Cluster (ConnectionOptions::cluster) it connects to the seeds in
+// turn, moving to the next whenever a connection fails or is lost: a classic
+// PUBLISH reaches every node of a cluster, replicas too, so any one will do.
+// (Client tracking is per node: Tracking gives each of its subscribers a node.)
+//
 // Hooks run on the subscriber's thread. An owner declares its Subscriber as its
 // last member, so the thread is joined before anything the hooks use is gone.
 
 #include <cachet/detail/backoff.hpp>
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/errors.hpp>
+#include <cachet/redis/node_options.hpp>
 
 #include <fcntl.h>
 #include <poll.h>
@@ -35,6 +41,7 @@
 #include <system_error>
 #include <thread>
 #include <utility>
+#include <vector>
 
 namespace cachet {
 
@@ -56,7 +63,7 @@ class Subscriber {
 
   Subscriber(ConnectionOptions options, SubscriberOptions sub, Hooks hooks)
       : options_(std::move(options)), sub_(sub), hooks_(std::move(hooks)) {
-    refuse_cluster(options_.cluster, "cachet::Subscriber");
+    for (const std::string& seed : options_.cluster.seeds) node_options(options_, seed);  // each is host:port
     if (::pipe2(wake_, O_NONBLOCK | O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe2");
     try {
       follow_master();
@@ -112,12 +119,19 @@ class Subscriber {
     listener_ = resolver_->listen([this] { wake(); });
   }
 
+  // The server; on a cluster, the next seed in turn.
+  ConnectionOptions next_node() {
+    const std::vector<std::string>& seeds = options_.cluster.seeds;
+    if (seeds.empty()) return options_;
+    return node_options(options_, seeds[next_seed_++ % seeds.size()]);
+  }
+
   void run() {
     detail::Backoff backoff(options_.reconnect);
     while (!stop_) {
       bool was_up = false;
       try {
-        Connection conn(options_);
+        Connection conn(next_node());
         hooks_.setup(conn);
         backoff.reset();
         hooks_.up();
@@ -249,6 +263,7 @@ class Subscriber {
   std::uint64_t sent_ = 0, acked_ = 0;  // PINGs sent and answered, by sequence number
   bool sync_wanted_ = false;
   std::atomic<bool> up_{false}, stop_{false};
+  std::size_t next_seed_ = 0;  // the run thread's alone
   std::once_flag started_;
   std::shared_ptr<detail::SentinelResolver> resolver_;  // through Sentinel only
   std::uint64_t listener_ = 0;

@@ -30,18 +30,30 @@
 // staleness). A connection that stops answering PING for `ping_timeout` is
 // dropped like a closed one, so stale data is never served for longer than
 // `ping_interval + ping_timeout` after the subscriber went deaf.
+//
+// On a Redis Cluster, Tracking(pool) keeps one such connection on each master
+// of the pool's slot map (BCAST on a node reports writes to that node's keys),
+// and is live only while all of them are. Any change of a slot's master in the
+// map (a failover, a slot moved with or without its keys, a master added or
+// gone) bumps the epoch and empties L1 at once, and nothing is kept until a
+// subscriber registers on each master of the new map. Coarse on purpose: one
+// epoch for all nodes, so a flush is the whole first tier (docs/cluster.md).
 
 #include <cachet/redis/subscriber.hpp>
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/errors.hpp>
+#include <cachet/redis/node_options.hpp>
 #include <cachet/redis/options.hpp>
+#include <cachet/redis/pool.hpp>
 #include <cachet/redis/sentinel.hpp>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -125,21 +137,37 @@ class Tracking {
 
   // Starts the subscriber at once; it registers in the background (wait_live()).
   // Throws ConfigError for Sentinel's replica role: a replica's values lag, and
-  // the in-process tier never fills from one.
+  // the in-process tier never fills from one. On a cluster, use Tracking(pool):
+  // the masters come from the pool's slot map.
   explicit Tracking(ConnectionOptions redis, TrackingOptions options = {})
-      : options_((refuse_cluster(redis.cluster, "cachet::Tracking (the in-process tier's invalidation)"),
-                  std::move(options))),
-        sentinel_watch_(watch_master(redis)),
-        subscriber_(std::move(redis), {.ping_interval = options_.ping_interval, .ping_timeout = options_.ping_timeout},
-                    {.setup = [this](Connection& c) { register_on(c); },
-                     .message = [this](const Reply& msg) { on_message(msg); },
-                     .up = [this] { enter(TrackingState::live); },
-                     .down = [this] { enter(TrackingState::lost); }}) {
-    subscriber_.start();
+      : options_(std::move(options)) {
+    if (redis.cluster.enabled())
+      throw ConfigError("cachet::Tracking on Redis Cluster tracks every master of a pool's slot map: construct it "
+                        "from the cluster Pool, Tracking(pool, options) (docs/cluster.md)");
+    track_server(std::move(redis));
   }
+
+  // `pool`'s server as above; on a Redis Cluster one tracking connection on each
+  // master `pool`'s slot map names, following it (docs/cluster.md). `pool`
+  // must outlive the Tracking.
+  explicit Tracking(Pool& pool, TrackingOptions options = {})
+      : options_(std::move(options)) {
+    if (pool.cluster()) follow_masters(pool);
+    else track_server(pool.connection_options());
+  }
+
   Tracking(const Tracking&) = delete;
   Tracking& operator=(const Tracking&) = delete;
-  ~Tracking() { subscriber_.stop(); }
+  ~Tracking() {
+    cluster_watch_.reset();  // waits for a running slots_changed()
+    stop_reconciler();
+    Nodes all;
+    {
+      std::lock_guard lock(nodes_mutex_);
+      all = std::exchange(nodes_, {});
+    }
+    drop_nodes(std::move(all));  // joins every subscriber
+  }
 
   // `listener` is called on the subscriber's thread for every invalidated key,
   // and with nullopt whenever everything must go. Keep it short, and do not
@@ -160,8 +188,12 @@ class Tracking {
   }
   TrackingState state() const noexcept { return state_of(epoch()); }
 
-  // The subscriber's CLIENT ID while registered, else 0.
-  long long client_id() const noexcept { return client_id_.load(std::memory_order_acquire); }
+  // One server: the subscriber's CLIENT ID while registered, else 0. On a
+  // cluster: 0 (each master has its own).
+  long long client_id() const {
+    std::lock_guard lock(nodes_mutex_);
+    return nodes_.size() == 1 && !pool_ ? nodes_.begin()->second->client_id.load(std::memory_order_acquire) : 0;
+  }
 
   // Waits until invalidations flow (true) or `within` passes.
   bool wait_live(std::chrono::milliseconds within) const {
@@ -173,11 +205,17 @@ class Tracking {
     return true;
   }
 
-  // Waits until every invalidation the server sent before this call has reached
-  // the listeners: a write this process made is then out of its first tier.
-  // False when not live (then nothing is being kept anyway) or after `within`.
+  // Waits until every invalidation the server (on a cluster: every master) sent
+  // before this call has reached the listeners: a write this process made is
+  // then out of its first tier. False when not live (then nothing is being kept
+  // anyway) or after `within`.
   bool sync(std::chrono::milliseconds within = std::chrono::seconds(1)) {
-    return subscriber_.sync(std::chrono::steady_clock::now() + within);
+    const auto until = std::chrono::steady_clock::now() + within;
+    const std::uint64_t before = epoch();
+    if (state_of(before) != TrackingState::live) return false;
+    for (const std::shared_ptr<Node>& node : current_nodes())  // outside the lock: their hooks take it
+      if (!node->subscriber->sync(until)) return false;
+    return epoch() == before;
   }
 
   // Whether invalidations reach keys that start with `key_prefix`.
@@ -194,12 +232,50 @@ class Tracking {
   const TrackingOptions& options() const noexcept { return options_; }
 
  private:
+  // One tracking connection: to the server, or to one master of a cluster.
+  struct Node {
+    TrackingState state = TrackingState::connecting;  // guarded by nodes_mutex_
+    std::atomic<long long> client_id{0};
+    std::unique_ptr<Subscriber> subscriber;  // last: joined before the rest of the node goes
+  };
+  using Nodes = std::map<std::string, std::shared_ptr<Node>>;  // by "host:port"
+
+  void track_server(ConnectionOptions redis) {
+    sentinel_watch_ = watch_master(redis);
+    std::lock_guard lock(nodes_mutex_);
+    add_node_locked(redis.endpoint(), std::move(redis));
+  }
+
+  // A subscriber on `redis` whose state counts in the epoch from now on.
+  void add_node_locked(std::string name, ConnectionOptions redis) {
+    auto node = std::make_shared<Node>();
+    Node* n = node.get();  // the hooks run while the node lives: its subscriber is its last member
+    node->subscriber = std::make_unique<Subscriber>(
+        std::move(redis), SubscriberOptions{.ping_interval = options_.ping_interval, .ping_timeout = options_.ping_timeout},
+        Subscriber::Hooks{.setup = [this, n](Connection& c) { register_on(*n, c); },
+                          .message = [this](const Reply& msg) { on_message(msg); },
+                          .up = [this, n] { enter(*n, TrackingState::live); },
+                          .down = [this, n] { enter(*n, TrackingState::lost); }});
+    nodes_.insert_or_assign(std::move(name), node);
+    node->subscriber->start();
+  }
+
+  std::vector<std::shared_ptr<Node>> current_nodes() const {
+    std::lock_guard lock(nodes_mutex_);
+    std::vector<std::shared_ptr<Node>> out;
+    for (const auto& entry : nodes_) out.push_back(entry.second);
+    return out;
+  }
+
+  // Stops (joins) their subscribers, outside the lock their hooks take.
+  static void drop_nodes(Nodes nodes) noexcept { nodes.clear(); }
+
   // On the subscriber's connection, before it subscribes. A refusal (an old
   // server, an ACL, overlapping prefixes) is recorded, then thrown so the
   // subscriber tries again later. A server that is only busy for now (loading
   // its data, a script running) is no refusal: the state stays lost, so L1
   // keeps nothing rather than fall back on its TTL.
-  void register_on(Connection& c) {
+  void register_on(Node& node, Connection& c) {
     const long long id = c.command({"CLIENT", "ID"}).as_integer();
     std::vector<std::string_view> argv{"CLIENT", "TRACKING", "on", "REDIRECT"};
     const std::string redirect = std::to_string(id);
@@ -209,11 +285,12 @@ class Tracking {
     try {
       c.command(argv);
     } catch (const ReplyError& e) {
-      if (!e.is("LOADING") && !e.is("BUSY") && !e.is("MASTERDOWN") && !e.is("TRYAGAIN")) enter(TrackingState::refused);
+      if (!e.is("LOADING") && !e.is("BUSY") && !e.is("MASTERDOWN") && !e.is("TRYAGAIN"))
+        enter(node, TrackingState::refused);
       throw;
     }
     c.command({"SUBSCRIBE", "__redis__:invalidate"});
-    client_id_.store(id, std::memory_order_release);
+    node.client_id.store(id, std::memory_order_release);
   }
 
   // ["message", "__redis__:invalidate", [key...] or nil]
@@ -231,13 +308,38 @@ class Tracking {
     }
   }
 
-  // A new state: a new epoch, and every listener drops what it holds.
-  void enter(TrackingState s) {
-    if (s != TrackingState::live) client_id_.store(0, std::memory_order_release);
+  // A node's new state: a new epoch, and every listener drops what it holds.
+  void enter(Node& node, TrackingState s) {
+    if (s != TrackingState::live) node.client_id.store(0, std::memory_order_release);
+    std::lock_guard lock(nodes_mutex_);
+    if (s == TrackingState::refused && node.state == TrackingState::refused) return;  // still refused
+    node.state = s;
+    if (s == TrackingState::live) {
+      std::lock_guard hub_lock(hub_->mutex);
+      ++hub_->stats.registrations;
+    }
+    new_epoch_locked();
+  }
+
+  // The state of the whole: live only when every node is, and the nodes are the
+  // masters of the pool's latest slot map; refused if some node refused and none
+  // is down; else not keeping.
+  TrackingState combined_locked() const noexcept {
+    if (nodes_.empty() || applied_ != changes_) return TrackingState::connecting;
+    bool refused = false;
+    for (const auto& entry : nodes_) {
+      const TrackingState s = entry.second->state;
+      if (s == TrackingState::connecting || s == TrackingState::lost) return s;
+      refused = refused || s == TrackingState::refused;
+    }
+    return refused ? TrackingState::refused : TrackingState::live;
+  }
+
+  // With nodes_mutex_ held: fills under older epochs are refused, L1 is emptied.
+  void new_epoch_locked() {
+    const auto s = static_cast<std::uint64_t>(combined_locked());
+    epoch_.store(((epoch() >> 2) + 1) << 2 | s, std::memory_order_release);
     std::lock_guard lock(hub_->mutex);
-    if (s == TrackingState::refused && state() == TrackingState::refused) return;  // still refused
-    if (s == TrackingState::live) ++hub_->stats.registrations;
-    epoch_.store(((epoch() >> 2) + 1) << 2 | static_cast<std::uint64_t>(s), std::memory_order_release);
     flush_locked();
   }
 
@@ -251,12 +353,85 @@ class Tracking {
     return watch_sentinels(redis);  // a failover moves the subscriber at once: `lost` flushes, setup re-registers
   }
 
+  // On a cluster: a slot changed master (a failover, a slot moved with or
+  // without its keys, a master added or gone). Everything in L1 goes at once,
+  // nothing is kept until the reconciler has a subscriber on each master.
+  void follow_masters(Pool& pool) {
+    pool_ = &pool;
+    base_ = pool.connection_options();
+    changes_ = 1;  // the first reconcile
+    cluster_watch_ = pool.watch_cluster([this]() noexcept { slots_changed(); });
+    reconciler_ = std::thread([this] { reconcile_loop(); });
+  }
+
+  void slots_changed() noexcept {
+    {
+      std::lock_guard lock(nodes_mutex_);
+      ++changes_;
+      new_epoch_locked();
+    }
+    reconcile_wanted_.notify_all();
+  }
+
+  void reconcile_loop() {
+    std::unique_lock lock(nodes_mutex_);
+    while (!stopping_) {
+      reconcile_wanted_.wait(lock, [&] { return stopping_ || applied_ != changes_; });
+      if (stopping_) break;
+      const std::uint64_t target = changes_;
+      lock.unlock();
+      Nodes gone;
+      try {
+        const std::vector<std::string> masters = pool_->cluster_masters();  // outside the lock: the map's own
+        lock.lock();
+        gone = reconcile_locked(masters, target);
+      } catch (...) {  // a subscriber could not be made (no pipe): again shortly
+        if (!lock.owns_lock()) lock.lock();
+        reconcile_wanted_.wait_for(lock, std::chrono::milliseconds(100), [&] { return stopping_; });
+        continue;
+      }
+      lock.unlock();
+      drop_nodes(std::move(gone));
+      lock.lock();
+    }
+  }
+
+  // Subscribers on new masters, the departed ones' returned for dropping; a new epoch.
+  Nodes reconcile_locked(const std::vector<std::string>& masters, std::uint64_t target) {
+    Nodes gone;
+    for (auto it = nodes_.begin(); it != nodes_.end();) {
+      if (std::find(masters.begin(), masters.end(), it->first) == masters.end()) gone.insert(nodes_.extract(it++));
+      else ++it;
+    }
+    for (const std::string& m : masters)
+      if (!nodes_.contains(m)) add_node_locked(m, node_options(base_, m));
+    applied_ = target;
+    new_epoch_locked();
+    return gone;
+  }
+
+  void stop_reconciler() {
+    {
+      std::lock_guard lock(nodes_mutex_);
+      stopping_ = true;
+    }
+    reconcile_wanted_.notify_all();
+    if (reconciler_.joinable()) reconciler_.join();
+  }
+
   TrackingOptions options_;
   std::shared_ptr<void> sentinel_watch_;  // through Sentinel: follows +switch-master
   std::shared_ptr<Hub> hub_ = std::make_shared<Hub>();
   std::atomic<std::uint64_t> epoch_{static_cast<std::uint64_t>(TrackingState::connecting)};
-  std::atomic<long long> client_id_{0};
-  Subscriber subscriber_;  // last: its thread is joined before the members its hooks use are gone
+  mutable std::mutex nodes_mutex_;  // guards the nodes, their states and what follows; taken before hub_->mutex
+  Nodes nodes_;
+  std::uint64_t changes_ = 0, applied_ = 0;  // slot-map changes heard, and reconciled
+  bool stopping_ = false;
+  std::condition_variable reconcile_wanted_;
+  Pool* pool_ = nullptr;  // on a cluster
+  ConnectionOptions base_;  // on a cluster: every node's options but host and port
+  std::shared_ptr<void> cluster_watch_;  // on a cluster: slots_changed() on every change of a slot's master
+  std::thread reconciler_;  // on a cluster
 };
 
 }  // namespace cachet

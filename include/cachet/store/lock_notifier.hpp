@@ -3,7 +3,9 @@
 // per notifier, started with it, holds a subscriber connection on the channel the lock's release
 // script PUBLISHes the lock key to; a waiter watches a key and sleeps until its
 // release generation moves (or its own back-off runs out: notifications are
-// best effort, lost while the subscriber reconnects).
+// best effort, lost while the subscriber reconnects). On a Redis Cluster the
+// release's PUBLISH reaches every node, so the subscriber listens on any one
+// seed and moves to the next when it loses it (see Subscriber).
 
 #include <cachet/redis/subscriber.hpp>
 #include <cachet/redis/connection.hpp>
@@ -24,7 +26,7 @@ class LockNotifier {
   using time_point = std::chrono::steady_clock::time_point;
 
   LockNotifier(ConnectionOptions options, std::string channel)
-      : channel_((refuse_cluster(options.cluster, "cachet::LockNotifier"), std::move(channel))),
+      : channel_(std::move(channel)),
         subscriber_(std::move(options), {},
                     {.setup = [this](Connection& c) { c.command({"SUBSCRIBE", channel_}); },
                      .message = [this](const Reply& msg) { on_message(msg); },

@@ -3,7 +3,7 @@
 // Redis (L2), kept coherent across processes by Redis client tracking.
 //
 //   cachet::Pool pool(redis);
-//   cachet::Tracking tracking(pool.connection_options(), {.prefixes = {"shop:"}});
+//   cachet::Tracking tracking(pool, {.prefixes = {"shop:"}});  // on a cluster: every master
 //   cachet::TieredStore<cachet::ValueStore<Product>> store(
 //       cachet::ValueStore<Product>({.max_entries = 10'000}), cachet::RedisStore(pool), &tracking);
 //
@@ -22,7 +22,8 @@
 // (well under a millisecond on loopback); while tracking is not live L1 keeps
 // nothing new, and every loss of the subscriber empties it. Without tracking
 // (nullptr, or a server that refuses it) other processes' writes reach L1 only
-// when its entries expire: `l1_ttl` is then the bound on staleness.
+// when its entries expire: `l1_ttl` is then the bound on staleness. L1 is
+// filled only from what L2 read on a master (on a cluster too: no replica reads).
 
 #include <cachet/redis/tracking.hpp>
 #include <cachet/store/concepts.hpp>

@@ -127,6 +127,10 @@ class ClusterRouter {
     return node ? node->name : "";
   }
 
+  std::vector<std::string> masters() const { return topology_.master_names(); }
+  std::uint64_t listen(std::function<void()> f) { return topology_.listen(std::move(f)); }
+  void unlisten(std::uint64_t id) { topology_.unlisten(id); }
+
   PoolStats stats() const { return topology_.pool_stats(); }
   ClusterFigures figures() const { return topology_.figures(); }
 

@@ -4,6 +4,9 @@
 // mutex (readers copy the pointer). One refresher thread reloads the map from
 // CLUSTER SLOTS when asked (a MOVED, a dead node, READONLY), at most once per
 // refresh_min_interval plus jitter, and every refresh_period as a backstop.
+// Listeners hear of every change of a slot's master (the in-process tier's
+// tracking follows the masters, and a slot moved without its keys sends no
+// invalidation).
 
 #include <cachet/metrics/cluster.hpp>
 #include <cachet/redis/detail/cluster_slot_map.hpp>
@@ -16,12 +19,14 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <random>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace cachet::detail {
@@ -108,14 +113,39 @@ class ClusterTopology {
   void moved(std::uint16_t slot, const Endpoint& to) {
     ++figures_.moved;
     Node& target = node(to);  // outside the lock, as in install()
+    bool changed = false;
     {
       std::lock_guard lock(mutex_);
       auto fresh = std::make_shared<Snapshot>(*snapshot_);
       fresh->map.move_slot(slot, to);
       if (fresh->masters.size() < fresh->map.shards().size()) fresh->masters.push_back(&target);  // a new master
+      changed = snapshot_->master_of(slot) != fresh->master_of(slot);
       snapshot_ = std::move(fresh);
     }
+    if (changed) tell_listeners();
     request_refresh();
+  }
+
+  // `f` runs after any slot's master changed in the map, on the thread that
+  // changed it (a command's, the refresher's): keep it short, and do not listen
+  // or unlisten from it.
+  std::uint64_t listen(std::function<void()> f) {
+    std::lock_guard lock(listeners_mutex_);
+    listeners_.emplace_back(++last_listener_, std::move(f));
+    return last_listener_;
+  }
+  // Once this returns, that listener is not running and will not run again.
+  void unlisten(std::uint64_t id) {
+    std::lock_guard lock(listeners_mutex_);
+    std::erase_if(listeners_, [id](const auto& l) { return l.first == id; });
+  }
+
+  // "host:port" of each master the map names now.
+  std::vector<std::string> master_names() const {
+    const auto snap = snapshot();  // held: a range-for would drop the temporary before the loop (C++20)
+    std::vector<std::string> names;
+    for (const Node* n : snap->masters) names.push_back(n->name);
+    return names;
   }
 
   void request_refresh() {
@@ -193,16 +223,33 @@ class ClusterTopology {
     auto fresh = std::make_shared<Snapshot>();
     for (const auto& shard : map.shards()) fresh->masters.push_back(&node(shard.master));
     fresh->map = std::move(map);
-    std::lock_guard lock(mutex_);
-    snapshot_ = std::move(fresh);
-    if (refreshed) ++figures_.refreshes;
+    bool changed = false;
+    {
+      std::lock_guard lock(mutex_);
+      changed = owners_differ(*snapshot_, *fresh);
+      snapshot_ = std::move(fresh);
+      if (refreshed) ++figures_.refreshes;
+    }
+    if (changed) tell_listeners();
+  }
+
+  static bool owners_differ(const Snapshot& a, const Snapshot& b) noexcept {
+    for (int slot = 0; slot < cluster_slots; ++slot)
+      if (a.master_of(static_cast<std::uint16_t>(slot)) != b.master_of(static_cast<std::uint16_t>(slot))) return true;
+    return false;
+  }
+
+  void tell_listeners() {
+    std::lock_guard lock(listeners_mutex_);  // held while they run, so unlisten() waits for them
+    for (auto& [id, f] : listeners_) f();
   }
 
   // The known masters and replicas first, then the seeds; the first answer wins.
   bool refresh() {
     std::vector<Endpoint> ask;
-    for (const auto& shard : snapshot()->map.shards()) ask.push_back(shard.master);
-    for (const auto& shard : snapshot()->map.shards()) ask.insert(ask.end(), shard.replicas.begin(), shard.replicas.end());
+    const auto snap = snapshot();  // held, as a MOVED may replace it meanwhile
+    for (const auto& shard : snap->map.shards()) ask.push_back(shard.master);
+    for (const auto& shard : snap->map.shards()) ask.insert(ask.end(), shard.replicas.begin(), shard.replicas.end());
     ask.insert(ask.end(), seeds_.begin(), seeds_.end());
     for (const Endpoint& at : ask)
       if (load_from(node(at))) return true;
@@ -251,6 +298,9 @@ class ClusterTopology {
   std::vector<Endpoint> seeds_;
   mutable std::mutex nodes_mutex_;
   std::map<std::string, std::unique_ptr<Node>> nodes_;
+  std::mutex listeners_mutex_;
+  std::vector<std::pair<std::uint64_t, std::function<void()>>> listeners_;
+  std::uint64_t last_listener_ = 0;
   mutable std::mutex mutex_;  // guards what follows
   std::shared_ptr<const Snapshot> snapshot_ = std::make_shared<Snapshot>();
   std::condition_variable wake_, refreshed_;

@@ -1,0 +1,285 @@
+// The in-process tier and pub/sub on a Redis Cluster: a Subscriber and a
+// LockNotifier hear PUBLISHes sent to other nodes; Tracking(pool) tracks every
+// master, so a TieredStore over a cluster pool stays coherent, and its first
+// tier is emptied when a master's tracking connection drops, when a slot moves
+// and when a master fails over. One cluster per process, shared by the cases
+// run in it and emptied between them; replicas only for the failover case.
+#include <cachet/redis/subscriber.hpp>
+#include <cachet/store/lock_notifier.hpp>
+#include <cachet/store/redis_lock.hpp>
+#include <cachet/testing/detail/free_port.hpp>
+#include <cachet/testing/redis_cluster.hpp>
+
+#include <catch2/catch.hpp>
+#include <support/concurrency.hpp>
+#include <support/tier_fixtures.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+using namespace std::chrono_literals;
+using cachet::Pool;
+using cachet::test::eventually;
+using cachet::test::StringTier;
+using cachet::testing::RedisCluster;
+
+namespace {
+
+// CTest runs each case in its own process: only the failover case pays for replicas.
+RedisCluster& shared_cluster(bool replicas) {
+  if (replicas) {
+    static RedisCluster with_replicas({.replicas_per_master = 1});
+    return with_replicas;
+  }
+  static RedisCluster cluster({.replicas_per_master = 0});
+  return cluster;
+}
+
+std::string seed_of(int port) { return "127.0.0.1:" + std::to_string(port); }
+
+cachet::ConnectionOptions seeded(std::vector<std::string> seeds) {
+  cachet::ConnectionOptions options;
+  options.cluster.seeds = std::move(seeds);
+  return options;
+}
+
+// The shared cluster, every master emptied.
+RedisCluster& clean_cluster(bool replicas = false) {
+  RedisCluster& cluster = shared_cluster(replicas);
+  for (int port : cluster.master_ports()) cluster.node_at(port).connect().command({"FLUSHALL"});
+  return cluster;
+}
+
+cachet::ConnectionOptions options_for(const RedisCluster& cluster) {
+  std::vector<std::string> seeds;
+  for (const auto& seed : cluster.seeds()) seeds.push_back(seed_of(seed.port));
+  return seeded(std::move(seeds));
+}
+
+void set(Pool& pool, const std::string& key, const std::string& value) {
+  pool.run(key, [&](cachet::Connection& c) { c.command({"SET", key, value}); }, cachet::Idempotent::yes);
+}
+
+// Reads `key` from L2 and keeps it in L1 if the tier allows; true if kept.
+bool fill(StringTier& tier, const std::string& key) {
+  const auto f = tier.fetch(key);
+  if (!f.bytes) return false;
+  return tier.fill(key, f, cachet::Cached<std::string>{std::make_shared<const std::string>(*f.bytes), {}});
+}
+
+std::optional<std::string> in_l1(StringTier& tier, const std::string& key) {
+  auto c = tier.cached(key);
+  if (!c) return std::nullopt;
+  return *c->value;
+}
+
+// Keys "t:item:{<n>}", one on each master.
+std::vector<std::string> key_per_master(const RedisCluster& cluster) {
+  std::vector<std::string> keys;
+  std::vector<int> seen;
+  for (int n = 0; keys.size() < cluster.master_ports().size(); ++n) {
+    const std::string key = "t:item:{" + std::to_string(n) + "}";
+    const int master = cluster.master_of(cluster.slot_of(key));
+    if (std::find(seen.begin(), seen.end(), master) != seen.end()) continue;
+    seen.push_back(master);
+    keys.push_back(key);
+  }
+  return keys;
+}
+
+// This process's cluster pool, its tracking of "t:" and a tier over them.
+struct ClusterTier {
+  Pool pool;
+  cachet::Tracking tracking;
+  StringTier tier;
+  explicit ClusterTier(cachet::ConnectionOptions options)
+      : pool(std::move(options)),
+        tracking(pool, cachet::test::quick_tracking()),
+        tier(cachet::test::string_tier(pool, &tracking)) {
+    if (!tracking.wait_live(10s)) throw std::runtime_error("cluster tracking did not come up");
+  }
+};
+
+// A Subscriber on `seeds` that records the messages of channel "news".
+struct Listening {
+  std::atomic<int> heard{0};
+  cachet::Subscriber sub;
+  explicit Listening(std::vector<std::string> seeds)
+      : sub(seeded(std::move(seeds)), {},
+            {.setup = [](cachet::Connection& c) { c.command({"SUBSCRIBE", "news"}); },
+             .message = [this](const cachet::Reply&) { ++heard; },
+             .up = [] {},
+             .down = [] {}}) {
+    sub.start();
+  }
+};
+
+long long pubsub_clients(const RedisCluster& cluster, int port) {
+  const cachet::Reply r = cluster.node_at(port).connect().command({"CLIENT", "LIST", "TYPE", "pubsub"});
+  const std::string list(r.as_string());
+  return std::count(list.begin(), list.end(), '\n');
+}
+
+}  // namespace
+
+TEST_CASE("a PUBLISH on one master reaches a Subscriber on another, which moves to the next seed when dropped") {
+  RedisCluster& cluster = clean_cluster();
+  Pool pool(options_for(cluster));
+  const std::string key = "k:{publish}";
+  const int publisher = cluster.master_of(cluster.slot_of(key));
+  std::vector<int> others;
+  for (int m : cluster.master_ports())
+    if (m != publisher) others.push_back(m);
+  // A dead seed first, then the two other masters.
+  Listening listening({seed_of(cachet::detail::free_port()), seed_of(others[0]), seed_of(others[1])});
+  const auto publish = [&] {
+    pool.run(key, [&](cachet::Connection& c) { c.command({"PUBLISH", "news", "hello"}); });
+  };
+
+  REQUIRE(eventually([&] { return listening.sub.up() && pubsub_clients(cluster, others[0]) == 1; }, 10s));
+  CHECK(pubsub_clients(cluster, publisher) == 0);
+  publish();
+  CHECK(eventually([&] { return listening.heard == 1; }, 5s));
+
+  // Dropped by its node, it subscribes on the next seed and hears the next message.
+  cluster.node_at(others[0]).connect().command({"CLIENT", "KILL", "TYPE", "pubsub"});
+  REQUIRE(eventually([&] { return listening.sub.up() && pubsub_clients(cluster, others[1]) == 1; }, 10s));
+  CHECK(pubsub_clients(cluster, others[0]) == 0);
+  publish();
+  CHECK(eventually([&] { return listening.heard == 2; }, 5s));
+}
+
+TEST_CASE("LockNotifier on a cluster wakes a waiter when the lock is released on another node") {
+  RedisCluster& cluster = clean_cluster();
+  Pool pool(options_for(cluster));
+  cachet::RedisStore store(pool);
+  const std::string key = "lock:{notified}";
+  const int holder_node = cluster.master_of(cluster.slot_of(key));
+  std::vector<std::string> others;
+  for (int m : cluster.master_ports())
+    if (m != holder_node) others.push_back(seed_of(m));
+  cachet::LockNotifier notifier(seeded(others), "releases");
+  cachet::RedisLock lock(store, key, {.notify_channel = "releases"});
+  REQUIRE(lock.try_acquire());
+  REQUIRE(eventually([&] { return notifier.listening(); }, 10s));
+
+  const std::uint64_t seen = notifier.watch(key);
+  REQUIRE(lock.release());
+  const auto until = std::chrono::steady_clock::now() + 5s;
+  CHECK(notifier.wait(key, seen, until) != seen);
+  CHECK(std::chrono::steady_clock::now() < until);
+  notifier.unwatch(key);
+}
+
+TEST_CASE("a tiered store over a cluster pool drops a key from L1 when another pool writes it, on every master") {
+  RedisCluster& cluster = clean_cluster();
+  ClusterTier here(options_for(cluster));
+  Pool other(options_for(cluster));
+  const std::vector<std::string> keys = key_per_master(cluster);
+  for (const std::string& k : keys) set(other, k, "v1");
+  REQUIRE(here.tracking.sync());  // the writes' own invalidations are in
+  for (const std::string& k : keys) REQUIRE(fill(here.tier, k));
+
+  for (const std::string& k : keys) {
+    CHECK(in_l1(here.tier, k) == "v1");
+    set(other, k, "v2");
+  }
+  REQUIRE(here.tracking.sync());  // every master's invalidations have arrived
+  for (const std::string& k : keys) {
+    CHECK_FALSE(in_l1(here.tier, k));
+    REQUIRE(fill(here.tier, k));
+    CHECK(in_l1(here.tier, k) == "v2");
+  }
+}
+
+TEST_CASE("a master's tracking connection killed on a cluster empties L1 and refuses fills until it is back") {
+  RedisCluster& cluster = clean_cluster();
+  ClusterTier here(cachet::test::slow_reconnect(options_for(cluster), 1500ms));
+  const std::vector<std::string> keys = key_per_master(cluster);
+  for (const std::string& k : keys) set(here.pool, k, "v1");
+  REQUIRE(here.tracking.sync());
+  for (const std::string& k : keys) REQUIRE(fill(here.tier, k));
+
+  const int victim = cluster.master_of(cluster.slot_of(keys[0]));
+  cluster.node_at(victim).connect().command({"CLIENT", "KILL", "TYPE", "pubsub"});
+  REQUIRE(eventually([&] { return here.tracking.state() != cachet::TrackingState::live; }, 5s));
+  const auto emptied = [&] {  // every master's keys: one epoch
+    return std::none_of(keys.begin(), keys.end(), [&](const std::string& k) { return in_l1(here.tier, k); });
+  };
+  CHECK(eventually(emptied, 5s));
+  CHECK_FALSE(fill(here.tier, keys[1]));  // refused while that master is not tracked
+
+  REQUIRE(here.tracking.wait_live(10s));
+  CHECK(fill(here.tier, keys[1]));
+}
+
+TEST_CASE("a slot migrated on a cluster while its key is in L1: L1 is emptied and serves nothing stale") {
+  RedisCluster& cluster = clean_cluster();
+  ClusterTier here(options_for(cluster));
+  Pool other(options_for(cluster));
+  const std::vector<std::string> keys = key_per_master(cluster);
+  const std::string& moving = keys[0];
+  const std::string& staying = keys[1];
+  for (const std::string& k : keys) set(here.pool, k, "v1");
+  REQUIRE(here.tracking.sync());
+  REQUIRE(fill(here.tier, moving));
+  REQUIRE(fill(here.tier, staying));
+  const auto flushes = here.tracking.stats().flushes;
+
+  const int slot = cluster.slot_of(moving);
+  const int to = cluster.master_of(cluster.slot_of(keys[2]));
+  cluster.begin_migration(slot, to);
+  cluster.migrate_keys(slot, 100);
+  cluster.end_migration(slot);
+  set(other, moving, "v2");  // on the new owner, through a pool that learns of the move itself
+
+  // This pool learns of the move on its next command there (MOVED): L1 goes whole.
+  set(here.pool, "t:other:" + moving.substr(7), "x");  // the same slot
+  CHECK(here.pool.cluster_master_of(moving) == seed_of(to));
+  CHECK(here.tracking.stats().flushes > flushes);
+  CHECK_FALSE(in_l1(here.tier, staying));
+  REQUIRE(here.tracking.wait_live(10s));
+  REQUIRE(here.tracking.sync());
+  CHECK(in_l1(here.tier, moving) != "v1");
+  REQUIRE(fill(here.tier, moving));
+  CHECK(in_l1(here.tier, moving) == "v2");
+}
+
+TEST_CASE("CLUSTER FAILOVER under a tiered store: L1 is emptied and tracking moves to the new master") {
+  RedisCluster& cluster = clean_cluster(true);
+  ClusterTier here(options_for(cluster));
+  Pool other(options_for(cluster));
+  const std::vector<std::string> keys = key_per_master(cluster);
+  for (const std::string& k : keys) set(here.pool, k, "v1");
+  REQUIRE(here.tracking.sync());
+  for (const std::string& k : keys) REQUIRE(fill(here.tier, k));
+
+  const int slot = cluster.slot_of(keys[0]);
+  const int old_master = cluster.master_of(slot);
+  cluster.failover(cluster.replicas_of(old_master).at(0));
+  const int new_master = cluster.wait_for_new_master(slot, old_master, 30s);
+
+  // Written on the new master before this pool's map knows of it: not served stale.
+  set(other, keys[0], "v2");
+  CHECK(eventually([&] { return !in_l1(here.tier, keys[0]); }, 5s));
+
+  // This pool's next read there is redirected (MOVED): L1 goes whole, that read is not kept.
+  CHECK_FALSE(fill(here.tier, keys[0]));
+  CHECK(here.pool.cluster_master_of(keys[0]) == seed_of(new_master));
+  for (const std::string& k : keys) CHECK_FALSE(in_l1(here.tier, k));
+  REQUIRE(here.tracking.wait_live(10s));
+  CHECK(pubsub_clients(cluster, new_master) == 1);  // tracking registered there
+  CHECK(eventually([&] { return pubsub_clients(cluster, old_master) == 0; }, 5s));  // and closed on the old one
+
+  REQUIRE(fill(here.tier, keys[0]));
+  CHECK(in_l1(here.tier, keys[0]) == "v2");
+  set(other, keys[0], "v3");
+  REQUIRE(here.tracking.sync());
+  CHECK_FALSE(in_l1(here.tier, keys[0]));
+}

@@ -1,9 +1,11 @@
 #pragma once
 // What every example's command line shares, on CLI11: --help, usage errors (exit
 // 2, one line saying what is wrong), the Redis address flags, a throwaway server
-// when none is given, and latency percentiles.
+// (or with --cluster a throwaway local Redis Cluster) when none is given, and
+// latency percentiles.
 
 #include <cachet/redis/options.hpp>
+#include <cachet/testing/redis_cluster.hpp>
 #include <cachet/testing/redis_server.hpp>
 
 #include <CLI/CLI.hpp>
@@ -29,6 +31,13 @@ class Cli {
     app_.add_option("--host", redis_.host, "Redis host")->excludes(socket);
     app_.add_option("--port", redis_.port, "Redis port")->check(CLI::Range(1, 65535))->excludes(socket);
     app_.add_option("--password", redis_.password, "Redis password");
+    CLI::Option* seeds = app_.add_option("--cluster-seed", redis_.cluster.seeds, "a Redis Cluster node, host:port (repeatable)")
+                             ->excludes(socket);
+    app_.add_flag("--cluster", cluster_, "a throwaway local Redis Cluster (3 masters, 3 replicas) unless --cluster-seed is given")
+        ->excludes(socket)
+        ->excludes("--host")
+        ->excludes("--port");
+    seeds->excludes("--host")->excludes("--port");
     positive("--command-timeout", command_timeout_ms_, "Redis command timeout, ms");
   }
 
@@ -49,7 +58,7 @@ class Cli {
       if (e.get_exit_code() == 0) std::exit(app_.exit(e));  // --help
       fail(e.what());
     }
-    for (const char* flag : {"--socket", "--host", "--port", "--password"})
+    for (const char* flag : {"--socket", "--host", "--port", "--password", "--cluster-seed"})
       if (app_.count(flag) != 0) own_server_ = false;
     redis_.command_timeout = std::chrono::milliseconds(command_timeout_ms_);
   }
@@ -63,6 +72,7 @@ class Cli {
   // The Redis to use: the one the flags named, or a throwaway server started now.
   cachet::ConnectionOptions redis() {
     if (!own_server_) return redis_;
+    if (cluster_) return own_cluster();
     if (!server_) {
       server_ = std::make_unique<cachet::testing::RedisServer>();
       std::printf("started a throwaway redis-server on %s\n", server_->socket_path().c_str());
@@ -86,11 +96,26 @@ class Cli {
         "POSITIVE");
   }
 
+  cachet::ConnectionOptions own_cluster() {
+    if (!local_cluster_) {
+      local_cluster_ = std::make_unique<cachet::testing::RedisCluster>();
+      std::printf("started a throwaway Redis Cluster: 3 masters, 3 replicas, on 127.0.0.1 ports");
+      for (const auto& node : local_cluster_->seeds()) std::printf(" %d", node.port);
+      std::printf("\n");
+    }
+    cachet::ConnectionOptions o;
+    for (const auto& node : local_cluster_->seeds()) o.cluster.seeds.push_back(node.host + ":" + std::to_string(node.port));
+    o.command_timeout = redis_.command_timeout;
+    return o;
+  }
+
   CLI::App app_;
   cachet::ConnectionOptions redis_;
   long command_timeout_ms_ = 0;
   bool own_server_ = true;
+  bool cluster_ = false;
   std::unique_ptr<cachet::testing::RedisServer> server_;
+  std::unique_ptr<cachet::testing::RedisCluster> local_cluster_;
 };
 
 // The p-th percentile (0..1) of `v`, which is reordered.

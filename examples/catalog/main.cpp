@@ -167,7 +167,7 @@ int run(const Args& a, example::Cli& cli) {
     for (const char* name : {"product", "category", "wv"}) cachet::invalidate_matching(pool, cachet::KeyBuilder(ns).pattern(name));
   };
   // Before the modes: their in-process tiers subscribe to it, so it must outlive them.
-  cachet::Tracking tracking(cli.redis(), {.prefixes = {"catalog-l1:"}});
+  cachet::Tracking tracking(pool, {.prefixes = {"catalog-l1:"}});
   if (!tracking.wait_live(std::chrono::seconds(5))) throw std::runtime_error("client tracking did not come up");
   std::vector<std::unique_ptr<Mode>> modes;
   modes.push_back(std::make_unique<NoCache>());

@@ -87,7 +87,7 @@ TEST_CASE("executor: a job that throws does not take its worker down") {
 }
 
 // The RedisLockGuard: its LockNotifier refuses a cluster until it subscribes per node.
-TEMPLATE_TEST_CASE("stale-while-revalidate: 1000 reads get the stale value at once, one refresh replaces it", "[needs-lock-notifier]", cachet::RedisStore, cachet::test::StringTier) {
+TEMPLATE_TEST_CASE("stale-while-revalidate: 1000 reads get the stale value at once, one refresh replaces it", "", cachet::RedisStore, cachet::test::StringTier) {
   auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options(), {.size = 16, .wait_timeout = 5s});
   cachet::ManualClock clock;
@@ -117,7 +117,7 @@ TEMPLATE_TEST_CASE("stale-while-revalidate: 1000 reads get the stale value at on
 }
 
 // The workers' stack holds a RedisLockGuard (guard_worker.cpp).
-TEST_CASE("stale-while-revalidate across 2 processes: one refresh between them", "[needs-lock-notifier]") {
+TEST_CASE("stale-while-revalidate across 2 processes: one refresh between them") {
   auto& server = cachet::test::clean_target();
   {
     cachet::Pool pool(server.connection_options());
@@ -154,7 +154,7 @@ TEST_CASE("early expiration: picks follow XFetch's exp(-gap / (compute_time * be
 }
 
 // The RedisLockGuard: its LockNotifier refuses a cluster until it subscribes per node.
-TEMPLATE_TEST_CASE("early expiration: recomputed before expiry, one at a time, no reader waits", "[needs-lock-notifier]", cachet::RedisStore, cachet::test::StringTier) {
+TEMPLATE_TEST_CASE("early expiration: recomputed before expiry, one at a time, no reader waits", "", cachet::RedisStore, cachet::test::StringTier) {
   auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options(), {.size = 16, .wait_timeout = 5s});
   cachet::ManualClock clock;

@@ -54,7 +54,7 @@ FailSafeStack make_guard<FailSafeStack>(cachet::Pool& pool) {
 
 // Under every guard stack, the lock's among them: RedisLockGuard's LockNotifier
 // refuses a cluster until it subscribes per node (docs/cluster.md).
-TEMPLATE_TEST_CASE("one corrupt read is one decode error, under every guard stack", "[needs-lock-notifier]", cachet::NoGuard,
+TEMPLATE_TEST_CASE("one corrupt read is one decode error, under every guard stack", "", cachet::NoGuard,
                    cachet::SingleFlight, cachet::RedisLockGuard, cachet::StampedeGuard, SwrStack, EarlyStack,
                    FailSafeStack) {
   auto& server = cachet::test::clean_target();

@@ -63,7 +63,7 @@ long long lock_ttl_during_load(Cache& cache, cachet::test::Target& server) {
 }  // namespace
 
 // The stampede guard's RedisLockGuard: its LockNotifier refuses a cluster until it subscribes per node.
-TEST_CASE("make_cache: the cache over Redis is stampede-guarded, 16 threads missing one key load it once", "[needs-lock-notifier]") {
+TEST_CASE("make_cache: the cache over Redis is stampede-guarded, 16 threads missing one key load it once") {
   auto& server = clean_target();
   cachet::Pool pool(server.connection_options(), roomy());
   auto cache = cachet::make_cache<std::string, cachet::StringCodec>(pool, guard_options("make-cache"));
@@ -74,7 +74,7 @@ TEST_CASE("make_cache: the cache over Redis is stampede-guarded, 16 threads miss
   CHECK(cache.metrics().value(Event::load) == 1);
 }
 
-TEST_CASE("make_cache: the lock options reach the cache's Redis lock", "[needs-lock-notifier]") {
+TEST_CASE("make_cache: the lock options reach the cache's Redis lock") {
   auto& server = clean_target();
   cachet::Pool pool(server.connection_options());
   auto defaults = cachet::make_cache<std::string, cachet::StringCodec>(pool, guard_options("make-lock-default"));
@@ -88,7 +88,7 @@ TEST_CASE("make_cache: the lock options reach the cache's Redis lock", "[needs-l
   CHECK(ttl <= 2'000);
 }
 
-TEST_CASE("make_read_through: the loader bound once, stampede-guarded", "[needs-lock-notifier]") {
+TEST_CASE("make_read_through: the loader bound once, stampede-guarded") {
   auto& server = clean_target();
   cachet::Pool pool(server.connection_options(), roomy());
   std::atomic<int> loads{0}, right{0};
@@ -108,7 +108,7 @@ TEST_CASE("make_read_through: the loader bound once, stampede-guarded", "[needs-
 }
 
 // The in-process tier's Tracking, on its own server (tier_fixtures.hpp).
-TEST_CASE("make_tiered_cache: guarded, over the tracking given, and write_through on it leaves it reading its own write", "[needs-cluster-tracking]") {
+TEST_CASE("make_tiered_cache: guarded, over the tracking given, and write_through on it leaves it reading its own write") {
   Tracked tracked;
   auto products = cachet::make_tiered_cache<std::string, cachet::StringCodec>(
       tracked.pool, tracked.tracking, tier_options("make-tiered"), {.max_entries = 100});
@@ -126,7 +126,7 @@ TEST_CASE("make_tiered_cache: guarded, over the tracking given, and write_throug
   CHECK(products.get_or_load("1", [](std::string_view) { return std::string("db"); }) == "new");
 }
 
-TEST_CASE("write_through attaches to the cache: a load overlapping a put cannot overwrite it", "[needs-lock-notifier]") {
+TEST_CASE("write_through attaches to the cache: a load overlapping a put cannot overwrite it") {
   auto& server = clean_target();
   cachet::Pool pool(server.connection_options());
   auto items = cachet::make_cache<std::string, cachet::StringCodec>(pool, guard_options("attach-wt"));
@@ -149,7 +149,7 @@ TEST_CASE("write_through attaches to the cache: a load overlapping a put cannot 
 }
 
 // And the write-behind queue, one stream.
-TEST_CASE("write_behind attaches to the cache: the cache reads the queued write", "[needs-lock-notifier]") {
+TEST_CASE("write_behind attaches to the cache: the cache reads the queued write") {
   auto& server = clean_target();
   cachet::Pool pool(server.connection_options());
   auto items = cachet::make_cache<std::string, cachet::StringCodec>(pool, guard_options("attach-wb"));

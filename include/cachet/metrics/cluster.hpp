@@ -85,10 +85,10 @@ inline void write_clusters(PrometheusWriter& w, const std::map<std::string, Clus
       w.sample("cachet_cluster_node_errors_total").label("cluster", label).label("node", node).value(errors);
   constexpr std::string_view latency = "cachet_cluster_node_duration_seconds";
   w.family(latency, "histogram", "Duration of the commands sent to each node.");
-  for (const auto& [label, f] : clusters)
-    for (const auto& [node, snapshot] : f.node_latency)
-      write_histogram_samples(snapshot, [&](std::string_view suffix) -> PrometheusWriter& {
-        return w.sample(latency, suffix).label("cluster", label).label("node", node);
+  for (const auto& cluster : clusters)
+    for (const auto& node : cluster.second.node_latency)  // named, not bound: clang 14 captures no bindings
+      write_histogram_samples(node.second, [&](std::string_view suffix) -> PrometheusWriter& {
+        return w.sample(latency, suffix).label("cluster", cluster.first).label("node", node.first);
       });
 }
 

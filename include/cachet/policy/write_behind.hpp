@@ -66,6 +66,7 @@
 #include <chrono>
 #include <concepts>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -291,12 +292,16 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
   }
 
   // The batch writer as the flushers call it: one at a time, so it need not be
-  // thread-safe when each partition has its own flusher.
+  // thread-safe when each partition has its own flusher. A flusher waiting for
+  // it claims back its entries every `keep_every` (`waiting`), so that a long
+  // batch of another partition's does not let other processes take them over.
   struct OneAtATime {
     W* writer;
-    std::mutex* mutex;
-    void operator()(std::span<const PendingWrite<V>> batch) const {
-      std::lock_guard lock(*mutex);
+    std::timed_mutex* mutex;
+    std::chrono::milliseconds keep_every;
+    void operator()(std::span<const PendingWrite<V>> batch, const std::function<void()>& waiting) const {
+      std::unique_lock lock(*mutex, std::defer_lock);
+      while (!lock.try_lock_for(keep_every)) waiting();
       (*writer)(batch);
     }
   };
@@ -304,8 +309,8 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
 
   WriteBehindOptions write_;
   RedisWriteQueue queue_;
-  std::mutex writing_;
-  OneAtATime one_at_a_time_{&writer_, &writing_};
+  std::timed_mutex writing_;
+  OneAtATime one_at_a_time_{&writer_, &writing_, std::max(write_.reclaim_idle / 4, std::chrono::milliseconds(10))};
   std::atomic<bool> stop_{false};
   std::atomic<std::chrono::steady_clock::rep> last_warning_{0};
   std::vector<std::unique_ptr<Flusher>> flushers_;  // one per partition

@@ -23,6 +23,7 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -334,6 +335,50 @@ TEST_CASE("on a cluster a queue key with a hash tag keeps one partition by defau
   CHECK(cachet::detail::queue_partitions(4, pool, "{t}:wb:writes") == 4);
   CHECK(cachet::RedisWriteQueue(cachet::RedisStore(pool), "{t}:wb:writes", 0).stream() == "{t}:wb:writes");
   CHECK(cachet::RedisCounterQueue(cachet::RedisStore(pool), "{t}:wb:views:counts", 0).partitions() == 1);
+}
+
+TEST_CASE("on a cluster a flusher waiting for the writer another partition's flusher holds keeps its entries") {
+  const RedisCluster& cluster = clean_cluster();
+  cachet::Pool pool(options_for(cluster), {.size = 4, .wait_timeout = 5s});
+  Cache entries(cachet::RedisStore(pool), entity_keys("wbc-wait"));
+  auto options = quick_flusher();
+  options.reclaim_idle = 1s;
+  std::promise<void> blocked, release;
+  std::shared_future<void> released = release.get_future().share();
+  auto first = std::make_shared<std::atomic<bool>>(true);
+  const auto writer = [&, first](std::span<const cachet::PendingWrite<std::string>>) {
+    if (!first->exchange(false)) return;
+    blocked.set_value();
+    released.wait();  // a long batch: the other flushers wait for the writer meanwhile
+  };
+  auto queue = cachet::write_behind(entries, writer, options);
+  struct Release {  // the writer, before the policy's destructor waits for its flushers
+    std::promise<void>& promise;
+    bool done = false;
+    void now() {
+      if (!std::exchange(done, true)) promise.set_value();
+    }
+    ~Release() { now(); }
+  } unblock{release};
+  cachet::RedisWriteQueue layout(cachet::RedisStore(pool), "t:wb:writes", 0);
+  const std::size_t held = layout.partition_of("x");
+  std::string other;
+  for (int i = 0; other.empty(); ++i)
+    if (layout.partition_of("y" + std::to_string(i)) != held) other = "y" + std::to_string(i);
+  queue.write("x", "1");
+  blocked.get_future().wait();
+  queue.write(other, "2");
+  const std::string stream = layout.partition(layout.partition_of(other)).stream;
+  const auto delivered = [&] {
+    return pool.run(stream, [&](cachet::Connection& c) { return c.command({"XPENDING", stream, "cachet"})[0].as_integer(); }) == 1;
+  };
+  REQUIRE(cachet::test::eventually(delivered));
+  std::this_thread::sleep_for(2500ms);  // more than twice reclaim_idle in the writer's wait
+  auto thief = layout.reader("cachet", "thief", 1s, layout.partition_of(other));
+  const auto stolen = thief.claim_idle(options.reclaim_idle, "0-0", 10).entries.size();
+  unblock.now();
+  CHECK(stolen == 0);
+  CHECK(queue.flush(30s));
 }
 
 TEST_CASE("on a cluster a master SIGKILLed while writers enqueue with replicated durability loses no acknowledged write") {

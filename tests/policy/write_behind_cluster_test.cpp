@@ -381,6 +381,30 @@ TEST_CASE("on a cluster a flusher waiting for the writer another partition's flu
   CHECK(queue.flush(30s));
 }
 
+TEST_CASE("on a cluster a full partition's QueueFullError names its stream and its share of the bound") {
+  const RedisCluster& cluster = clean_cluster();
+  cachet::Pool pool(options_for(cluster));
+  Cache entries(cachet::RedisStore(pool), entity_keys("wbc-full"));
+  auto options = quick_flusher();
+  options.flusher = false;
+  options.max_length = 32;  // 2 per partition
+  options.on_full = cachet::QueueFull::reject;
+  auto queue = cachet::write_behind(entries, MemoryDb{}, options);
+  queue.write("1", "a");
+  queue.write("1", "b");
+  cachet::RedisWriteQueue layout(cachet::RedisStore(pool), "t:wb:writes", 0);
+  const std::string stream = layout.partition(layout.partition_of("1")).stream;
+  CHECK_THROWS_WITH(queue.write("1", "c"), "cachet: write-behind queue " + stream + " is at its bound of 2 writes");
+}
+
+TEST_CASE("on a cluster copies of a write queue share its partition layout") {
+  const RedisCluster& cluster = clean_cluster();
+  cachet::Pool pool(options_for(cluster));
+  const cachet::RedisWriteQueue queue(cachet::RedisStore(pool), "t:wb:writes", 0);
+  const cachet::RedisWriteQueue copy = queue;  // what get_or_load's loader holds
+  CHECK(&copy.partition(3) == &queue.partition(3));
+}
+
 TEST_CASE("on a cluster a master SIGKILLed while writers enqueue with replicated durability loses no acknowledged write") {
   RedisCluster cluster({.replicas_per_master = 1});
   cachet::ConnectionOptions redis = options_for(cluster);

@@ -44,7 +44,8 @@
 // each in its own slot, an id's writes all in one (kept in order), and this
 // object runs a flusher per partition, each reading from its partition's
 // master. A write queues first (on the partition's node, WAITed for with
-// `replication`), then sets the cache entry (on the entity's node); tagged
+// `replication`), then sets the cache entry (on the entity's node, WAITed for
+// too) unless a newer write of the id set it already; tagged
 // writes are not supported there yet (ConfigError) unless HashTag::ns puts
 // everything in one slot. docs/cluster.md has the layout.
 
@@ -117,9 +118,11 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
     background_.stop();
   }
 
-  // Queues `value` for `id` and sets the cache, in one step; returns its stream
-  // entry. Throws the Redis layer's errors (nothing was queued, or, after a
-  // timeout, perhaps it was: writing again is harmless), EncodeError,
+  // Queues `value` for `id` and sets the cache, in one step (two on a cluster:
+  // the queue's, then the entry's); returns its stream entry. Throws the Redis
+  // layer's errors: after a timeout, or on a cluster an error in the entry's
+  // step, the write may be queued all the same (it is flushed; writing again
+  // is harmless); else nothing was queued. EncodeError,
   // QueueFullError when the queue stays at its bound, and, with `replication`
   // on, ReplicationError when fewer replicas confirmed the queued write in time
   // (it is queued on the master and will be flushed unless a failover loses it).
@@ -146,10 +149,11 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
     };
     detail::poll_until(std::chrono::steady_clock::now() + write_.block_for, std::chrono::milliseconds(1),
                        std::chrono::milliseconds(50), has_room);
+    const std::string& partition = queue_.partition(queue_.partition_of(id)).stream;
     if (!queued)
-      throw QueueFullError("cachet: write-behind queue " + queue_.stream() + " is at its bound of " +
-                           std::to_string(write_.max_length) + " writes");
-    if (queued->over_bound) over_bound();
+      throw QueueFullError("cachet: write-behind queue " + partition + " is at its bound of " +
+                           std::to_string(queue_.partition_bound(write_.max_length)) + " writes");
+    if (queued->over_bound) over_bound(partition);
     return queued->entry;
   }
 
@@ -261,15 +265,15 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
     for (auto& f : flushers_) f->hurry(delta);
   }
 
-  void over_bound() {
+  void over_bound(const std::string& partition) {
     cache_.metrics().count(Event::queue_full);
     const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
     auto last = last_warning_.load(std::memory_order_relaxed);
     const auto second = std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::seconds(1)).count();
     if (now - last < second || !last_warning_.compare_exchange_strong(last, now)) return;
     if (write_.on_warning)
-      write_.on_warning("cachet: write-behind queue " + queue_.stream() + " is past its bound of " +
-                        std::to_string(write_.max_length) + " writes; the database may be down");
+      write_.on_warning("cachet: write-behind queue " + partition + " is past its bound of " +
+                        std::to_string(queue_.partition_bound(write_.max_length)) + " writes; the database may be down");
   }
 
   // A unique consumer name unless one was given: host, pid, random suffix.

@@ -103,8 +103,8 @@ struct SettledWrite {
   std::string_view id;
   std::string entry;
   std::string_view cache_key;
-  std::string_view write_version;  // the cache key's (keys.write_version): on a cluster, beside its applied entry
-  std::string_view bytes;          // the write's (its stream entry's)
+  std::string_view write_version = {};  // the cache key's (keys.write_version): on a cluster, beside its applied entry
+  std::string_view bytes = {};          // the write's (its stream entry's)
 };
 
 enum class Settle { written, dead };
@@ -466,15 +466,9 @@ class RedisWriteQueue::Reader {
   // first: it follows a MOVED, and after a failover it refreshes the pool's map.
   ConnectionOptions partition_master() const {
     pool_->run(part_.stream, [&](Connection& c) { c.command({"EXISTS", part_.stream}); }, Idempotent::yes);
-    const std::string at = pool_->cluster_master_of(part_.stream);
-    const auto colon = at.rfind(':');
-    if (colon == std::string::npos) throw ConnectionError("cachet: no master serves " + part_.stream);
-    ConnectionOptions o = options_;
-    o.cluster = {};
-    o.path.clear();
-    o.host = at.substr(0, colon);
-    o.port = std::stoi(at.substr(colon + 1));
-    return o;
+    std::optional<ConnectionOptions> o = pool_->at_cluster_master(part_.stream, options_);
+    if (!o) throw ConnectionError("cachet: no master serves " + part_.stream);
+    return *std::move(o);
   }
 
   // Whether a settle of `heads` takes two steps: their cache keys are on other nodes.

@@ -66,6 +66,7 @@
 #include <atomic>
 #include <chrono>
 #include <concepts>
+#include <condition_variable>
 #include <cstdio>
 #include <functional>
 #include <memory>
@@ -299,13 +300,34 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
   // thread-safe when each partition has its own flusher. A flusher waiting for
   // it claims back its entries every `keep_every` (`waiting`), so that a long
   // batch of another partition's does not let other processes take them over.
+  // (A flag and a condition variable rather than std::timed_mutex, whose timed
+  // lock ThreadSanitizer does not see.)
+  struct Turn {
+    std::mutex mutex;
+    std::condition_variable free;
+    bool busy = false;
+  };
   struct OneAtATime {
     W* writer;
-    std::timed_mutex* mutex;
+    Turn* turn;
     std::chrono::milliseconds keep_every;
     void operator()(std::span<const PendingWrite<V>> batch, const std::function<void()>& waiting) const {
-      std::unique_lock lock(*mutex, std::defer_lock);
-      while (!lock.try_lock_for(keep_every)) waiting();
+      std::unique_lock lock(turn->mutex);
+      while (!turn->free.wait_for(lock, keep_every, [&] { return !turn->busy; })) {
+        lock.unlock();
+        waiting();
+        lock.lock();
+      }
+      turn->busy = true;
+      lock.unlock();
+      struct Done {
+        Turn* t;
+        ~Done() {
+          std::lock_guard l(t->mutex);
+          t->busy = false;
+          t->free.notify_one();
+        }
+      } done{turn};
       (*writer)(batch);
     }
   };
@@ -313,7 +335,7 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
 
   WriteBehindOptions write_;
   RedisWriteQueue queue_;
-  std::timed_mutex writing_;
+  Turn writing_;
   OneAtATime one_at_a_time_{&writer_, &writing_, std::max(write_.reclaim_idle / 4, std::chrono::milliseconds(10))};
   std::atomic<bool> stop_{false};
   std::atomic<std::chrono::steady_clock::rep> last_warning_{0};

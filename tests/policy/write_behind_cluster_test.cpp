@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -22,6 +23,7 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -232,6 +234,175 @@ TEST_CASE("on a cluster a tagged write-behind write is a ConfigError, and nothin
   CHECK_THROWS_WITH(queue.write("1", "a"), Catch::Contains("tagged write-behind write on Redis Cluster is not supported yet"));
   CHECK(queue.queued() == 0);
   CHECK_FALSE(queue.get("1"));
+}
+
+namespace {
+
+// A write of `id` apart from its partition (HashTag::entity keys), as WriteBehind makes it.
+struct EntityWrite {
+  std::string id, key, version, bytes;
+  EntityWrite(std::string i, std::string b)
+      : id(std::move(i)), key("t:v:{" + id + "}"), version("t:wv:" + key), bytes(std::move(b)) {}
+  cachet::QueuedWrite queued() const { return {id, key, bytes, 60s, version, 70s}; }
+  cachet::SettledWrite settled(const std::string& entry) const { return {id, entry, key, version, bytes}; }
+};
+
+std::optional<std::string> get(cachet::Pool& pool, const std::string& key) {
+  return pool.run(key, [&](cachet::Connection& c) { return c.command({"GET", key}).as_optional_string(); });
+}
+
+}  // namespace
+
+TEST_CASE("on a cluster two writes of one id whose cache steps cross leave the newer write cached") {
+  const RedisCluster& cluster = clean_cluster();
+  cachet::Pool pool(options_for(cluster), {.size = 4, .wait_timeout = 5s});
+  cachet::RedisWriteQueue queue(cachet::RedisStore(pool), "t:wb:writes", 0);
+  const EntityWrite a("42", "A"), b("42", "B");
+  REQUIRE(cachet::detail::hash_slot(a.key) != cachet::detail::hash_slot(queue.partition(queue.partition_of("42")).stream));
+  std::promise<void> a_queued, b_done;
+  std::shared_future<void> b_finished = b_done.get_future().share();
+  queue.between_steps_for_test = [&](const cachet::QueuedWrite& w) {
+    if (w.bytes != "A") return;
+    a_queued.set_value();
+    b_finished.wait();  // A's cache step after B's
+  };
+  std::atomic<int> failed{0};
+  std::thread writer_a([&] {
+    try {
+      queue.enqueue(a.queued(), 0, false);
+    } catch (...) {
+      ++failed;
+      a_queued.set_value();
+    }
+  });
+  a_queued.get_future().wait();
+  try {
+    queue.enqueue(b.queued(), 0, false);
+  } catch (...) {
+    ++failed;
+  }
+  b_done.set_value();
+  writer_a.join();
+  REQUIRE(failed == 0);
+  CHECK(get(pool, a.key) == "B");
+  CHECK(queue.pending("42") == "B");
+}
+
+TEST_CASE("on a cluster a settle whose cache step fails leaves its batch pending, and the retry settles the entry") {
+  const RedisCluster& cluster = clean_cluster();
+  cachet::Pool pool(options_for(cluster));
+  cachet::RedisWriteQueue queue(cachet::RedisStore(pool), "t:wb:writes", 0);
+  const EntityWrite w("7", "new");
+  const auto entry = queue.enqueue(w.queued(), 0, false);
+  REQUIRE(entry);
+  auto reader = queue.reader("cachet", "c1", 1s, queue.partition_of(w.id));
+  const auto read = reader.read_new(10, 1ms);
+  REQUIRE(read.size() == 1);
+  const std::vector<std::string> entries{read[0].entry.str()};
+  const cachet::SettledWrite head = w.settled(entries[0]);
+  // The entry's node refuses the cache step (a hash where a value should be: WRONGTYPE).
+  pool.run(w.key, [&](cachet::Connection& c) {
+    c.command({"DEL", w.key});
+    c.command({"HSET", w.key, "f", "v"});
+  });
+  CHECK_THROWS_AS(reader.settle(cachet::Settle::written, {}, entries, {&head, 1}), cachet::ReplyError);
+  CHECK(queue.length() == 1);  // not acknowledged: the retry finds it
+  // An older load's value meanwhile: the retried settle sets the written bytes back.
+  pool.run(w.key, [&](cachet::Connection& c) {
+    c.command({"DEL", w.key});
+    c.command({"SET", w.key, "old"});
+  });
+  reader.settle(cachet::Settle::written, {}, entries, {&head, 1});
+  CHECK(queue.length() == 0);
+  CHECK(get(pool, w.key) == "new");
+}
+
+TEST_CASE("on a cluster a write whose queued step is not replicated in time still sets its cache entry") {
+  const RedisCluster& cluster = clean_cluster();  // no replicas: WAIT falls short
+  cachet::Pool pool(options_for(cluster));
+  cachet::RedisWriteQueue queue(cachet::RedisStore(pool), "t:wb:writes", 0);
+  const EntityWrite w("9", "queued");
+  CHECK_THROWS_AS(queue.enqueue(w.queued(), 0, false, {.replicas = 1, .timeout = 10ms}), cachet::ReplicationError);
+  CHECK(queue.pending("9") == "queued");
+  CHECK(get(pool, w.key) == "queued");
+}
+
+TEST_CASE("on a cluster a queue key with a hash tag keeps one partition by default, as before partitions") {
+  const RedisCluster& cluster = clean_cluster();
+  cachet::Pool pool(options_for(cluster));
+  CHECK(cachet::detail::queue_partitions(0, pool, "t:wb:writes") == 16);
+  CHECK(cachet::detail::queue_partitions(0, pool, "{t}:wb:writes") == 1);
+  CHECK(cachet::detail::queue_partitions(4, pool, "{t}:wb:writes") == 4);
+  CHECK(cachet::RedisWriteQueue(cachet::RedisStore(pool), "{t}:wb:writes", 0).stream() == "{t}:wb:writes");
+  CHECK(cachet::RedisCounterQueue(cachet::RedisStore(pool), "{t}:wb:views:counts", 0).partitions() == 1);
+}
+
+TEST_CASE("on a cluster a flusher waiting for the writer another partition's flusher holds keeps its entries") {
+  const RedisCluster& cluster = clean_cluster();
+  cachet::Pool pool(options_for(cluster), {.size = 4, .wait_timeout = 5s});
+  Cache entries(cachet::RedisStore(pool), entity_keys("wbc-wait"));
+  auto options = quick_flusher();
+  options.reclaim_idle = 1s;
+  std::promise<void> blocked, release;
+  std::shared_future<void> released = release.get_future().share();
+  auto first = std::make_shared<std::atomic<bool>>(true);
+  const auto writer = [&, first](std::span<const cachet::PendingWrite<std::string>>) {
+    if (!first->exchange(false)) return;
+    blocked.set_value();
+    released.wait();  // a long batch: the other flushers wait for the writer meanwhile
+  };
+  auto queue = cachet::write_behind(entries, writer, options);
+  struct Release {  // the writer, before the policy's destructor waits for its flushers
+    std::promise<void>& promise;
+    bool done = false;
+    void now() {
+      if (!std::exchange(done, true)) promise.set_value();
+    }
+    ~Release() { now(); }
+  } unblock{release};
+  cachet::RedisWriteQueue layout(cachet::RedisStore(pool), "t:wb:writes", 0);
+  const std::size_t held = layout.partition_of("x");
+  std::string other;
+  for (int i = 0; other.empty(); ++i)
+    if (layout.partition_of("y" + std::to_string(i)) != held) other = "y" + std::to_string(i);
+  queue.write("x", "1");
+  blocked.get_future().wait();
+  queue.write(other, "2");
+  const std::string stream = layout.partition(layout.partition_of(other)).stream;
+  const auto delivered = [&] {
+    return pool.run(stream, [&](cachet::Connection& c) { return c.command({"XPENDING", stream, "cachet"})[0].as_integer(); }) == 1;
+  };
+  REQUIRE(cachet::test::eventually(delivered));
+  std::this_thread::sleep_for(2500ms);  // more than twice reclaim_idle in the writer's wait
+  auto thief = layout.reader("cachet", "thief", 1s, layout.partition_of(other));
+  const auto stolen = thief.claim_idle(options.reclaim_idle, "0-0", 10).entries.size();
+  unblock.now();
+  CHECK(stolen == 0);
+  CHECK(queue.flush(30s));
+}
+
+TEST_CASE("on a cluster a full partition's QueueFullError names its stream and its share of the bound") {
+  const RedisCluster& cluster = clean_cluster();
+  cachet::Pool pool(options_for(cluster));
+  Cache entries(cachet::RedisStore(pool), entity_keys("wbc-full"));
+  auto options = quick_flusher();
+  options.flusher = false;
+  options.max_length = 32;  // 2 per partition
+  options.on_full = cachet::QueueFull::reject;
+  auto queue = cachet::write_behind(entries, MemoryDb{}, options);
+  queue.write("1", "a");
+  queue.write("1", "b");
+  cachet::RedisWriteQueue layout(cachet::RedisStore(pool), "t:wb:writes", 0);
+  const std::string stream = layout.partition(layout.partition_of("1")).stream;
+  CHECK_THROWS_WITH(queue.write("1", "c"), "cachet: write-behind queue " + stream + " is at its bound of 2 writes");
+}
+
+TEST_CASE("on a cluster copies of a write queue share its partition layout") {
+  const RedisCluster& cluster = clean_cluster();
+  cachet::Pool pool(options_for(cluster));
+  const cachet::RedisWriteQueue queue(cachet::RedisStore(pool), "t:wb:writes", 0);
+  const cachet::RedisWriteQueue copy = queue;  // what get_or_load's loader holds
+  CHECK(&copy.partition(3) == &queue.partition(3));
 }
 
 TEST_CASE("on a cluster a master SIGKILLed while writers enqueue with replicated durability loses no acknowledged write") {

@@ -27,3 +27,23 @@ TEST_CASE("RedisCounterQueue: increments are handed over as one numbered batch, 
   REQUIRE(next);
   CHECK(next->number > batch->number);
 }
+
+TEST_CASE("RedisCounterQueue: a left-over batch keeps its number whatever the partition count of the flusher") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  cachet::RedisCounterQueue two(cachet::RedisStore(pool), "cqp", 2), four(cachet::RedisStore(pool), "cqp", 4);
+  std::string id;  // in partition 0 of both (the same keys: {cqp:p0})
+  for (int i = 0; id.empty(); ++i)
+    if (cachet::detail::partition_of("id" + std::to_string(i), 4) == 0) id = "id" + std::to_string(i);
+  REQUIRE(cachet::detail::partition_of(id, 2) == 0);
+  two.increment(id, 3);
+  const auto batch = two.hand_over(0);  // a flush that fails: left over
+  REQUIRE(batch);
+  const auto again = four.hand_over(0);
+  REQUIRE(again);
+  CHECK(again->left_over);
+  CHECK(again->number == batch->number);
+  CHECK(batch->number % cachet::detail::max_queue_partitions == 0);
+  four.done(again->number);
+  CHECK(two.pending(id) == 0);
+}

@@ -44,7 +44,8 @@
 // each in its own slot, an id's writes all in one (kept in order), and this
 // object runs a flusher per partition, each reading from its partition's
 // master. A write queues first (on the partition's node, WAITed for with
-// `replication`), then sets the cache entry (on the entity's node); tagged
+// `replication`), then sets the cache entry (on the entity's node, WAITed for
+// too) unless a newer write of the id set it already; tagged
 // writes are not supported there yet (ConfigError) unless HashTag::ns puts
 // everything in one slot. docs/cluster.md has the layout.
 
@@ -65,7 +66,9 @@
 #include <atomic>
 #include <chrono>
 #include <concepts>
+#include <condition_variable>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -116,9 +119,11 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
     background_.stop();
   }
 
-  // Queues `value` for `id` and sets the cache, in one step; returns its stream
-  // entry. Throws the Redis layer's errors (nothing was queued, or, after a
-  // timeout, perhaps it was: writing again is harmless), EncodeError,
+  // Queues `value` for `id` and sets the cache, in one step (two on a cluster:
+  // the queue's, then the entry's); returns its stream entry. Throws the Redis
+  // layer's errors: after a timeout, or on a cluster an error in the entry's
+  // step, the write may be queued all the same (it is flushed; writing again
+  // is harmless); else nothing was queued. EncodeError,
   // QueueFullError when the queue stays at its bound, and, with `replication`
   // on, ReplicationError when fewer replicas confirmed the queued write in time
   // (it is queued on the master and will be flushed unless a failover loses it).
@@ -145,10 +150,11 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
     };
     detail::poll_until(std::chrono::steady_clock::now() + write_.block_for, std::chrono::milliseconds(1),
                        std::chrono::milliseconds(50), has_room);
+    const std::string& partition = queue_.partition(queue_.partition_of(id)).stream;
     if (!queued)
-      throw QueueFullError("cachet: write-behind queue " + queue_.stream() + " is at its bound of " +
-                           std::to_string(write_.max_length) + " writes");
-    if (queued->over_bound) over_bound();
+      throw QueueFullError("cachet: write-behind queue " + partition + " is at its bound of " +
+                           std::to_string(queue_.partition_bound(write_.max_length)) + " writes");
+    if (queued->over_bound) over_bound(partition);
     return queued->entry;
   }
 
@@ -260,15 +266,15 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
     for (auto& f : flushers_) f->hurry(delta);
   }
 
-  void over_bound() {
+  void over_bound(const std::string& partition) {
     cache_.metrics().count(Event::queue_full);
     const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
     auto last = last_warning_.load(std::memory_order_relaxed);
     const auto second = std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::seconds(1)).count();
     if (now - last < second || !last_warning_.compare_exchange_strong(last, now)) return;
     if (write_.on_warning)
-      write_.on_warning("cachet: write-behind queue " + queue_.stream() + " is past its bound of " +
-                        std::to_string(write_.max_length) + " writes; the database may be down");
+      write_.on_warning("cachet: write-behind queue " + partition + " is past its bound of " +
+                        std::to_string(queue_.partition_bound(write_.max_length)) + " writes; the database may be down");
   }
 
   // A unique consumer name unless one was given: host, pid, random suffix.
@@ -291,12 +297,37 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
   }
 
   // The batch writer as the flushers call it: one at a time, so it need not be
-  // thread-safe when each partition has its own flusher.
+  // thread-safe when each partition has its own flusher. A flusher waiting for
+  // it claims back its entries every `keep_every` (`waiting`), so that a long
+  // batch of another partition's does not let other processes take them over.
+  // (A flag and a condition variable rather than std::timed_mutex, whose timed
+  // lock ThreadSanitizer does not see.)
+  struct Turn {
+    std::mutex mutex;
+    std::condition_variable free;
+    bool busy = false;
+  };
   struct OneAtATime {
     W* writer;
-    std::mutex* mutex;
-    void operator()(std::span<const PendingWrite<V>> batch) const {
-      std::lock_guard lock(*mutex);
+    Turn* turn;
+    std::chrono::milliseconds keep_every;
+    void operator()(std::span<const PendingWrite<V>> batch, const std::function<void()>& waiting) const {
+      std::unique_lock lock(turn->mutex);
+      while (!turn->free.wait_for(lock, keep_every, [&] { return !turn->busy; })) {
+        lock.unlock();
+        waiting();
+        lock.lock();
+      }
+      turn->busy = true;
+      lock.unlock();
+      struct Done {
+        Turn* t;
+        ~Done() {
+          std::lock_guard l(t->mutex);
+          t->busy = false;
+          t->free.notify_one();
+        }
+      } done{turn};
       (*writer)(batch);
     }
   };
@@ -304,8 +335,8 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
 
   WriteBehindOptions write_;
   RedisWriteQueue queue_;
-  std::mutex writing_;
-  OneAtATime one_at_a_time_{&writer_, &writing_};
+  Turn writing_;
+  OneAtATime one_at_a_time_{&writer_, &writing_, std::max(write_.reclaim_idle / 4, std::chrono::milliseconds(10))};
   std::atomic<bool> stop_{false};
   std::atomic<std::chrono::steady_clock::rep> last_warning_{0};
   std::vector<std::unique_ptr<Flusher>> flushers_;  // one per partition

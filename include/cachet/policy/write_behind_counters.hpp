@@ -22,8 +22,11 @@
 // Keys: {ns}:wb:{queue}:counts (pending), :counts:flushing, :counts:batch (the
 // flushing batch's number), :counts:seq. On a Redis Cluster they are
 // partitioned (`partitions`, 16 by default): {{ns}:wb:{queue}:counts:p<i>} and
-// so on, each partition in its own slot, an id always in the same one; a flush
-// hands over and writes each partition's batch. RedisCounterQueue
+// so on, each partition in its own slot, an id always in the same one (1
+// partition when the namespace has a hash tag, HashTag::ns); a flush hands over
+// and writes each partition's batch. With partitions a batch number is the
+// partition's own times 1024 plus the partition, whatever the count: unique
+// over partitions, and beyond 2^53 (keep it a 64-bit integer, not a double). RedisCounterQueue
 // (store/counter_queue.hpp) does the Redis side.
 
 #include <cachet/detail/backoff.hpp>

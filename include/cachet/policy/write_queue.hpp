@@ -63,7 +63,8 @@ class QueueFullError : public Error {
 struct WriteBehindOptions {
   std::string queue = "writes";  // the stream is {ns}:wb:{queue}
   // Streams the queue spreads over (an id's writes stay in one, in order); 0: 1
-  // on one server, 16 on a Redis Cluster. Must be the same in every process:
+  // on one server, 16 on a Redis Cluster (1 when the namespace has a hash tag,
+  // HashTag::ns, its layout before partitions). Must be the same in every process:
   // writes queued in the partitions of another count are stranded until a
   // flusher with that count drains them. `max_length` is shared out over them.
   std::size_t partitions = 0;

@@ -10,6 +10,7 @@
 #include <cachet/metrics.hpp>
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/detail/cluster_router.hpp>
+#include <cachet/redis/detail/endpoint.hpp>
 #include <cachet/redis/errors.hpp>
 #include <cachet/redis/options.hpp>
 #include <cachet/redis/pool_options.hpp>
@@ -29,6 +30,7 @@
 #include <iterator>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -252,6 +254,18 @@ class Pool {
       ~Watch() { router->unlisten(id); }
     };
     return std::shared_ptr<Watch>(new Watch{router_.get(), router_->listen(std::move(changed))});  // no temporary to unlisten
+  }
+
+  // `options` aimed at that master (its host and port; no seeds, no socket
+  // path): a connection of one's own to it. nullopt on one server or when no node serves `key`.
+  std::optional<ConnectionOptions> at_cluster_master(std::string_view key, ConnectionOptions options) const {
+    const std::optional<detail::Endpoint> at = detail::parse_endpoint(cluster_master_of(key), "");
+    if (!at) return std::nullopt;
+    options.cluster = {};
+    options.path.clear();
+    options.host = at->host;
+    options.port = at->port;
+    return options;
   }
 
   // Redirections, retries, refreshes and node errors so far; all zero on one server.

@@ -14,8 +14,10 @@
 // number), {key}:seq. With `partitions` > 1 (the default on a Redis Cluster)
 // they are per partition, the partition in their hash tag
 // (store/detail/queue_partitions.hpp), and an id's increments all go to one
-// partition; a batch number is then the partition's number times the count
-// plus the partition, so numbers stay unique over partitions.
+// partition; a batch number is then the partition's number times
+// detail::max_queue_partitions (1024) plus the partition: unique over partitions,
+// and the same for a left-over batch whatever count the flusher runs with.
+// Numbers then exceed 2^53 (not exact in a double: keep them as 64-bit integers).
 
 #include <cachet/detail/one_slot.hpp>
 #include <cachet/redis/script.hpp>
@@ -25,6 +27,7 @@
 #include <cachet/store/redis_store.hpp>
 
 #include <charconv>
+#include <climits>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -57,7 +60,7 @@ class RedisCounterQueue {
   // must outlive the queue.
   RedisCounterQueue(RedisStore store, std::string key, std::size_t partitions = 1)
       : store_(store), key_(std::move(key)) {
-    const std::size_t n = detail::queue_partitions(partitions, store_.pool());
+    const std::size_t n = detail::queue_partitions(partitions, store_.pool(), key_);
     for (std::size_t i = 0; i < n; ++i) {
       const std::string k = detail::partition_key(key_, i, n);
       parts_.push_back({k, k + ":flushing", k + ":batch", k + ":seq"});
@@ -113,7 +116,7 @@ return {redis.call('GET', KEYS[3]), left_over, redis.call('HGETALL', KEYS[2])}
     const Reply r = on_key(p, [&](Connection& c) { return script.run(c, keys, std::span<const std::string_view>{}); });
     if (r.is_nil()) return std::nullopt;
     CounterBatch b;
-    b.number = static_cast<std::uint64_t>(to_int(r[0].as_string())) * parts_.size() + partition;
+    b.number = batch_number(to_int(r[0].as_string()), partition);
     b.left_over = r[1].as_integer() == 1;
     const ReplyView sums = r[2];
     for (std::size_t i = 0; i + 1 < sums.size(); i += 2)
@@ -125,8 +128,9 @@ return {redis.call('GET', KEYS[3]), left_over, redis.call('HGETALL', KEYS[2])}
   void done(std::uint64_t number) {
     static const Script script(
         "if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[1], KEYS[2]) return 1 end return 0");
-    const Part& p = parts_[number % parts_.size()];
-    const std::uint64_t own = number / parts_.size();  // the partition's own number (hand_over)
+    const bool one = parts_.size() == 1;
+    const Part& p = parts_.at(one ? 0 : number % detail::max_queue_partitions);
+    const std::uint64_t own = one ? number : number / detail::max_queue_partitions;  // the partition's (hand_over)
     on_key(p, [&](Connection& c) { script.run(c, {p.flushing, p.batch}, {own}); });
   }
 
@@ -134,6 +138,16 @@ return {redis.call('GET', KEYS[3]), left_over, redis.call('HGETALL', KEYS[2])}
   struct Part {
     std::string pending, flushing, batch, seq;
   };
+
+  // A batch number from partition `p`'s own: with partitions, a multiple of the
+  // largest count (not of this queue's, which another process may not share).
+  std::uint64_t batch_number(std::int64_t own, std::size_t p) const {
+    constexpr auto max = static_cast<std::int64_t>(detail::max_queue_partitions);
+    if (own < 0 || (parts_.size() > 1 && own > (INT64_MAX - max) / max))
+      throw ProtocolError("cachet: a counter batch number out of range: " + std::to_string(own));
+    if (parts_.size() == 1) return static_cast<std::uint64_t>(own);
+    return static_cast<std::uint64_t>(own * max + static_cast<std::int64_t>(p));
+  }
 
   const Part& part_of(std::string_view id) const { return parts_[detail::partition_of(id, parts_.size())]; }
 

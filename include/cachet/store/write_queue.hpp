@@ -17,6 +17,7 @@
 #include <cachet/detail/one_slot.hpp>
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/errors.hpp>
+#include <cachet/redis/pipeline_by_node.hpp>
 #include <cachet/redis/script_batch.hpp>
 #include <cachet/store/detail/queue_partitions.hpp>
 #include <cachet/store/detail/wait_call.hpp>
@@ -30,6 +31,9 @@
 #include <compare>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -99,6 +103,8 @@ struct SettledWrite {
   std::string_view id;
   std::string entry;
   std::string_view cache_key;
+  std::string_view write_version = {};  // the cache key's (keys.write_version): on a cluster, beside its applied entry
+  std::string_view bytes = {};          // the write's (its stream entry's)
 };
 
 enum class Settle { written, dead };
@@ -116,15 +122,15 @@ class RedisWriteQueue {
   // streams it spreads over (0: 1 on one server, 16 on a cluster), which must
   // be the same in every process. The store's pool must outlive the queue.
   RedisWriteQueue(RedisStore store, std::string stream, std::size_t partitions = 1)
-      : store_(store), parts_(layout(stream, detail::queue_partitions(partitions, store.pool()))) {}
+      : store_(store), parts_(layout(stream, detail::queue_partitions(partitions, store.pool(), stream))) {}
 
   // Partition 0's stream and dead letters: the queue's when it has one partition.
-  const std::string& stream() const noexcept { return parts_[0].stream; }
-  const std::string& dead_letters() const noexcept { return parts_[0].dead; }
-  std::size_t partitions() const noexcept { return parts_.size(); }
-  const Partition& partition(std::size_t i) const { return parts_.at(i); }
+  const std::string& stream() const noexcept { return parts()[0].stream; }
+  const std::string& dead_letters() const noexcept { return parts()[0].dead; }
+  std::size_t partitions() const noexcept { return parts().size(); }
+  const Partition& partition(std::size_t i) const { return parts().at(i); }
   // The partition that holds `id`'s writes.
-  std::size_t partition_of(std::string_view id) const noexcept { return detail::partition_of(id, parts_.size()); }
+  std::size_t partition_of(std::string_view id) const noexcept { return detail::partition_of(id, parts().size()); }
   // The back-off between retries after a Redis error: the connection's reconnect pacing.
   const BackoffOptions& reconnect() const noexcept { return store_.pool().connection_options().reconnect; }
 
@@ -138,8 +144,8 @@ class RedisWriteQueue {
   std::optional<Enqueued> enqueue(const QueuedWrite& w, std::size_t max_length, bool grow,
                                   const Replication& replication = {}) {
     check_replication(replication, store_.pool().connection_options());
-    const Partition& p = parts_[partition_of(w.id)];
-    const std::size_t bound = max_length == 0 ? 0 : (max_length + parts_.size() - 1) / parts_.size();
+    const Partition& p = parts()[partition_of(w.id)];
+    const std::size_t bound = partition_bound(max_length);
     if (together(p, w)) return enqueue_together(p, w, bound, grow, replication);
     refuse_apart(w);
     return enqueue_apart(p, w, bound, grow, replication);
@@ -149,12 +155,20 @@ class RedisWriteQueue {
   // keys live apart from its partition and that has tags (ConfigError), or whose
   // cache key and write version are in different slots (CrossSlotError).
   void check(const QueuedWrite& w) const {
-    if (!together(parts_[partition_of(w.id)], w)) refuse_apart(w);
+    if (!together(parts()[partition_of(w.id)], w)) refuse_apart(w);
   }
+
+  // A partition's share of a queue bound of `max_length` writes (0: unbounded).
+  std::size_t partition_bound(std::size_t max_length) const noexcept {
+    return max_length == 0 ? 0 : (max_length + partitions() - 1) / partitions();
+  }
+
+  // Tests only: called between an apart enqueue's two steps, to make two writers' steps cross.
+  std::function<void(const QueuedWrite&)> between_steps_for_test;
 
   // The bytes of `id`'s queued write, or nullopt when none is pending.
   std::optional<std::string> pending(std::string_view id) {
-    const Partition& p = parts_[partition_of(id)];
+    const Partition& p = parts()[partition_of(id)];
     return read(p.stream, [&](Connection& c) {
       return detail::pending_script().run(c, {p.pending, p.stream}, {id}).as_optional_string();
     });
@@ -163,14 +177,14 @@ class RedisWriteQueue {
   // Writes queued and not yet settled (XLEN), over every partition.
   std::size_t length() {
     std::size_t n = 0;
-    for (const Partition& p : parts_)
+    for (const Partition& p : parts())
       n += read(p.stream, [&](Connection& c) { return static_cast<std::size_t>(c.command({"XLEN", p.stream}).as_integer()); });
     return n;
   }
 
   // The last entry ever queued in `partition` (XINFO STREAM), or nullopt when there is no stream.
   std::optional<StreamId> last_id(std::size_t partition = 0) {
-    const std::string& stream = parts_.at(partition).stream;
+    const std::string& stream = parts().at(partition).stream;
     return read(stream, [&](Connection& c) -> std::optional<StreamId> {
       if (c.command({"EXISTS", stream}).as_integer() == 0) return std::nullopt;
       const Reply info = c.command({"XINFO", "STREAM", stream});
@@ -182,7 +196,7 @@ class RedisWriteQueue {
 
   // Whether an entry of `partition` up to `last` (included) is still queued.
   bool holds_up_to(const StreamId& last, std::size_t partition = 0) {
-    const std::string& stream = parts_.at(partition).stream;
+    const std::string& stream = parts().at(partition).stream;
     return read(stream, [&](Connection& c) {
       return c.command({"XRANGE", stream, "-", last.str(), "COUNT", 1}).size() > 0;
     });
@@ -191,7 +205,7 @@ class RedisWriteQueue {
   // The queue's length and oldest entry, over every partition.
   QueueBacklog backlog() {
     QueueBacklog b;
-    for (const Partition& p : parts_) {
+    for (const Partition& p : parts()) {
       const QueueBacklog one = read(p.stream, [&](Connection& c) {
         QueueBacklog pb;
         pb.length = static_cast<std::size_t>(c.command({"XLEN", p.stream}).as_integer());
@@ -211,14 +225,19 @@ class RedisWriteQueue {
                 std::size_t partition = 0) const;
 
  private:
-  static std::vector<Partition> layout(const std::string& base, std::size_t n) {
-    std::vector<Partition> parts;
+  // Shared by the copies (a loader holds one): built once, never changed.
+  using Layout = std::shared_ptr<const std::vector<Partition>>;
+
+  static Layout layout(const std::string& base, std::size_t n) {
+    auto parts = std::make_shared<std::vector<Partition>>();
     for (std::size_t i = 0; i < n; ++i) {
       std::string stream = detail::partition_key(base, i, n);
-      parts.push_back({stream, stream + ":pending", stream + ":dead"});
+      parts->push_back({stream, stream + ":pending", stream + ":dead"});
     }
     return parts;
   }
+
+  const std::vector<Partition>& parts() const noexcept { return *parts_; }
 
   // Whether one script can write `w` to `p`: on one server always; on a
   // cluster when its keys share the partition's slot (HashTag::ns).
@@ -255,24 +274,48 @@ class RedisWriteQueue {
   // The partition and the entity on different nodes (a cluster): the queued
   // write first, on the partition's node, WAITed for when replicated (it is the
   // durable intent); then the entity's cache entry and write version on the
-  // entity's node. A crash between the two leaves a queued write whose flush
-  // settles the entry; the other order could show a value no queue holds,
-  // which the database would never get.
+  // entity's node, the entry set only when this write is newer than the last
+  // applied there (two writers' steps can cross), WAITed for too. A crash
+  // between the two leaves a queued write whose flush settles the entry; the
+  // other order could show a value no queue holds, which the database would
+  // never get. When the queued step was not confirmed (ReplicationError: it is
+  // queued; a timeout: perhaps), the entity step still runs (a timeout's
+  // deletes the entry: a read then finds the pending write), then the error.
   std::optional<Enqueued> enqueue_apart(const Partition& p, const QueuedWrite& w, std::size_t bound, bool grow,
                                         const Replication& replication) {
     const std::string max = std::to_string(bound);
     const std::vector<std::string_view> argv{"EVALSHA", "",      "2", p.stream, p.pending, w.id, w.cache_key,
                                              w.bytes,   max, grow ? "1" : "0"};
-    std::optional<Enqueued> q = queued(store_.pool().run(
-        p.stream, [&](Connection& c) { return run_then_wait(c, detail::queue_write_script(), argv, replication); }));
+    std::optional<Enqueued> q;
+    std::exception_ptr unconfirmed;
+    try {
+      q = queued(store_.pool().run(p.stream, [&](Connection& c) {
+        return run_then_wait(c, detail::queue_write_script(), argv, replication, &unconfirmed);
+      }));
+    } catch (const TimeoutError&) {
+      try {
+        entity_step(w, {}, replication);
+      } catch (const Error&) {  // the timeout is the error to report
+      }
+      throw;
+    }
     if (!q) return q;
-    const std::string ttl = ttl_of(w), version_ttl = std::to_string(w.version_ttl.count());
-    const std::string_view keys[] = {w.cache_key, w.write_version};
-    const std::string_view args[] = {w.bytes, ttl, version_ttl};
-    // Sent again after a lost reply: the version only moves on once more, and the SET is the same.
-    store_.pool().run(w.cache_key, [&](Connection& c) { detail::entity_write_script().run(c, keys, args); },
-                      Idempotent::yes);
+    if (between_steps_for_test) between_steps_for_test(w);
+    entity_step(w, q->entry.str(), replication);
+    if (unconfirmed) std::rethrow_exception(unconfirmed);  // ReplicationError: queued all the same
     return q;
+  }
+
+  // The entity's step of enqueue_apart: `entry` empty to delete the cache entry.
+  void entity_step(const QueuedWrite& w, const std::string& entry, const Replication& replication) {
+    const std::string ttl = ttl_of(w), version_ttl = std::to_string(w.version_ttl.count());
+    const std::string applied = detail::applied_entry_key(w.write_version);
+    const std::vector<std::string_view> argv{"EVALSHA", "",  "3",         w.cache_key, w.write_version, applied,
+                                             w.bytes,   ttl, version_ttl, entry,       entry.empty() ? "forget" : ""};
+    // Sent again after a lost reply: the version only moves on once more, and the SET is the same.
+    store_.pool().run(w.cache_key,
+                      [&](Connection& c) { return run_then_wait(c, detail::entity_write_script(), argv, replication); },
+                      Idempotent::yes);
   }
 
   static std::string ttl_of(const QueuedWrite& w) { return std::to_string(std::max<long long>(w.ttl.count(), 1)); }
@@ -283,16 +326,24 @@ class RedisWriteQueue {
     return Enqueued{StreamId::parse(r[0].as_string()), r[1].as_integer() == 1};
   }
 
-  // The script (argv: its EVALSHA), then WAIT when `replication` is on; the script's reply.
+  // The script (argv: its EVALSHA), then WAIT when `replication` is on; the
+  // script's reply. A ReplicationError is thrown, or kept in `unconfirmed` for the caller to throw.
   static Reply run_then_wait(Connection& c, const Script& script, std::vector<std::string_view> argv,
-                             const Replication& replication) {
+                             const Replication& replication, std::exception_ptr* unconfirmed = nullptr) {
     const detail::WaitCall wait(replication);
     ScriptBatch batch(c);
     batch.add(script, std::move(argv));
     if (replication.on()) batch.then(wait.argv());
     Reply r = std::move(batch.pipelined()[0]);
     r.throw_if_error();
-    if (replication.on() && !r.is_nil()) wait.check(batch.then_reply());
+    if (replication.on() && !r.is_nil()) {
+      try {
+        wait.check(batch.then_reply());
+      } catch (const ReplicationError&) {
+        if (!unconfirmed) throw;
+        *unconfirmed = std::current_exception();
+      }
+    }
     return r;
   }
 
@@ -303,7 +354,7 @@ class RedisWriteQueue {
   }
 
   RedisStore store_;
-  std::vector<Partition> parts_;
+  Layout parts_;
 };
 
 // One consumer of the queue's group reading one partition, on its own
@@ -376,8 +427,9 @@ class RedisWriteQueue::Reader {
   // Acknowledges and deletes `entries` (every write of the batch, superseded
   // ones included); `heads` are the writes the batch wrote (Settle::written) or
   // dead-letters with `error` (Settle::dead). See write_queue_scripts.hpp: one
-  // script when the heads' cache keys share the partition's slot, else the
-  // stream first, then each head's cache entry on its node.
+  // script when the heads' cache keys share the partition's slot, else each
+  // head's cache entry on its node first (one pipeline per node), then the
+  // stream: a failure before leaves the whole batch pending for a retry.
   void settle(Settle how, std::string_view error, std::span<const std::string> entries,
               std::span<const SettledWrite> heads) {
     std::vector<std::string_view> k{part_.stream, part_.pending, part_.dead};
@@ -394,9 +446,8 @@ class RedisWriteQueue::Reader {
       on_group([&] { return detail::settle_script().run(conn(), k, a); });
       return;
     }
-    const Reply latest = on_group([&] { return detail::settle_stream_script().run(conn(), k, a); });
-    for (std::size_t i = 0; i < heads.size() && i < latest.size(); ++i)
-      if (!latest[i].is_nil()) settle_entry(heads[i].cache_key, latest[i].as_string(), mode);
+    settle_entries(heads, mode);
+    on_group([&] { return detail::settle_stream_script().run(conn(), k, a); });
   }
 
  private:
@@ -415,15 +466,9 @@ class RedisWriteQueue::Reader {
   // first: it follows a MOVED, and after a failover it refreshes the pool's map.
   ConnectionOptions partition_master() const {
     pool_->run(part_.stream, [&](Connection& c) { c.command({"EXISTS", part_.stream}); }, Idempotent::yes);
-    const std::string at = pool_->cluster_master_of(part_.stream);
-    const auto colon = at.rfind(':');
-    if (colon == std::string::npos) throw ConnectionError("cachet: no master serves " + part_.stream);
-    ConnectionOptions o = options_;
-    o.cluster = {};
-    o.path.clear();
-    o.host = at.substr(0, colon);
-    o.port = std::stoi(at.substr(colon + 1));
-    return o;
+    std::optional<ConnectionOptions> o = pool_->at_cluster_master(part_.stream, options_);
+    if (!o) throw ConnectionError("cachet: no master serves " + part_.stream);
+    return *std::move(o);
   }
 
   // Whether a settle of `heads` takes two steps: their cache keys are on other nodes.
@@ -434,9 +479,25 @@ class RedisWriteQueue::Reader {
                        [&](const SettledWrite& h) { return detail::hash_slot(h.cache_key) != slot; });
   }
 
-  void settle_entry(std::string_view cache_key, std::string_view bytes, std::string_view mode) {
-    pool_->run(cache_key, [&](Connection& c) { detail::settle_entry_script().run(c, {cache_key}, {bytes, mode}); },
-               Idempotent::yes);
+  // The heads' cache entries, settled on their nodes (one pipeline per node);
+  // throws the first error. Safe to run again: it acts on the entry only while
+  // that holds the settled write.
+  void settle_entries(std::span<const SettledWrite> heads, std::string_view mode) {
+    std::vector<std::string_view> keys;
+    std::vector<std::string> applied;
+    applied.reserve(heads.size());
+    for (const SettledWrite& h : heads) {
+      keys.push_back(h.cache_key);
+      applied.push_back(detail::applied_entry_key(h.write_version));
+    }
+    const Script& script = detail::settle_entry_script();
+    const auto send = [&](Connection& c, std::span<const std::size_t> at, bool eval) {
+      const std::string_view body = eval ? std::string_view(script.source()) : std::string_view(script.sha(c));
+      for (std::size_t i : at)
+        c.append({eval ? "EVAL" : "EVALSHA", body, "2", heads[i].cache_key, applied[i], heads[i].bytes, mode,
+                  std::string_view(heads[i].entry)});
+    };
+    for (const Reply& r : pipeline_by_node(*pool_, keys, 1, send, Idempotent::yes)) r.throw_if_error();
   }
 
   // Runs `send` in the group, created first if need be; NOGROUP has it created

@@ -36,11 +36,13 @@
 #include <chrono>
 #include <cmath>
 #include <exception>
+#include <functional>
 #include <map>
 #include <optional>
 #include <span>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -96,7 +98,7 @@ class Flusher {
 
   // Written to the database, to be acknowledged (kept across Redis failures).
   struct Written {
-    std::string id, entry, cache_key;
+    std::string id, entry, cache_key, write_version, bytes;
   };
 
   struct Failure {
@@ -278,7 +280,10 @@ class Flusher {
 
   bool write(std::span<const PendingWrite<V>> writes, Failure& failure) {
     try {
-      writer_(writes);
+      if constexpr (std::is_invocable_v<W&, std::span<const PendingWrite<V>>, const std::function<void()>&>)
+        writer_(writes, std::function<void()>([this] { keep_held(); }));  // a writer shared with other flushers
+      else
+        writer_(writes);
       return true;
     } catch (const std::exception& e) {
       failure.error = e.what();
@@ -290,6 +295,16 @@ class Flusher {
     return false;
   }
 
+  // While waiting for a writer another flusher is using: claims back what this
+  // one holds, so that no other process takes it over meanwhile (best effort:
+  // a Redis error here is the next step's to meet).
+  void keep_held() {
+    try {
+      if (!entries_.empty()) reader_.keep_own(entries_);
+    } catch (const Error&) {
+    }
+  }
+
   void failed_alone(Held& h, const std::string& error) {
     if (++h.attempts >= options_.max_attempts) return dead_letter(h, error);
     h.next_try = clock::now() + retry_.delay(static_cast<std::uint32_t>(h.attempts));
@@ -299,7 +314,8 @@ class Flusher {
   void written(Held& h) {
     settled_.push_back(h.head.entry.str());
     settled_.insert(settled_.end(), h.superseded.begin(), h.superseded.end());
-    written_.push_back({h.head.id, h.head.entry.str(), h.head.cache_key});
+    std::string version = cache_.keys().write_version(h.head.cache_key);
+    written_.push_back({h.head.id, h.head.entry.str(), h.head.cache_key, std::move(version), std::move(h.head.bytes)});
     held_.erase(h.head.id);
   }
 
@@ -308,7 +324,7 @@ class Flusher {
     if (settled_.empty()) return;
     std::vector<SettledWrite> heads;
     heads.reserve(written_.size());
-    for (const Written& w : written_) heads.push_back({w.id, w.entry, w.cache_key});
+    for (const Written& w : written_) heads.push_back({w.id, w.entry, w.cache_key, w.write_version, w.bytes});
     reader_.settle(Settle::written, {}, settled_, heads);
     cache_.metrics().count(Event::flushed, written_.size());
     for (const std::string& e : settled_) entries_.erase(e);
@@ -319,7 +335,8 @@ class Flusher {
   void dead_letter(Held& h, const std::string& error) {
     std::vector<std::string> entries = h.superseded;
     entries.push_back(h.head.entry.str());
-    const SettledWrite head{h.head.id, entries.back(), h.head.cache_key};
+    const std::string version = cache_.keys().write_version(h.head.cache_key);
+    const SettledWrite head{h.head.id, entries.back(), h.head.cache_key, version, h.head.bytes};
     reader_.settle(Settle::dead, error, entries, {&head, 1});
     cache_.metrics().count(Event::dead_lettered, entries.size());
     for (const std::string& e : entries) entries_.erase(e);

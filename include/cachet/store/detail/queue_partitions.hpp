@@ -25,14 +25,17 @@ namespace cachet::detail {
 inline constexpr std::size_t cluster_queue_partitions = 16;  // the default on a cluster
 inline constexpr std::size_t max_queue_partitions = 1024;
 
-// The partition count: `asked`, or when 0 the default (1 on one server, 16 on a cluster).
+// The partition count: `asked`, or when 0 the default: 1 on one server, 16 on
+// a cluster, but 1 there too when `base` carries a hash tag already (HashTag::ns:
+// the layout it ran with on a cluster before partitions, whose queued writes
+// the flushers must still find after an upgrade).
 template <class Pool>
-std::size_t queue_partitions(std::size_t asked, const Pool& pool) {
+std::size_t queue_partitions(std::size_t asked, const Pool& pool, std::string_view base) {
   if (asked > max_queue_partitions)
     throw std::invalid_argument("cachet: a write-behind queue has at most " + std::to_string(max_queue_partitions) +
                                 " partitions");
   if (asked > 0) return asked;
-  return pool.cluster() ? cluster_queue_partitions : 1;
+  return pool.cluster() && hash_tag(base) == base ? cluster_queue_partitions : 1;
 }
 
 // The key of partition `i` of `n` over `base` (see the layout above).

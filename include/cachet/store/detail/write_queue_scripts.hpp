@@ -17,7 +17,8 @@
 //
 // On a Redis Cluster whose entity keys live apart from the queue's partition
 // (store/detail/queue_partitions.hpp), enqueue and settle are two steps each:
-// queue_write then entity_write; settle_stream then settle_entry.
+// queue_write then entity_write (which keeps the last applied stream entry
+// beside the cache entry); settle_entry (every head, per node) then settle_stream.
 //
 // Stream entries hold the fields k (id), c (cache key), v (the cache entry's
 // bytes), in that order: the scripts read the bytes as field 6.
@@ -26,20 +27,26 @@
 #include <cachet/store/detail/value_write.hpp>
 
 #include <string>
+#include <string_view>
 
 namespace cachet::detail {
 
-// KEYS: stream, pending hash, cache key, write version, tag sets... ARGV: id,
-// bytes, TTL ms, bound, grow, prune sample, version TTL ms. Returns
-// {entry, over the bound}, or nil when at the bound and not to grow.
-inline const Script& enqueue_script() {
-  static const Script script(std::string(tag_value_lua) + bump_lua() + R"lua(
+// The queue's bound (ARGV[4]: 0 none, ARGV[5]: '1' to grow past it), shared
+// by the enqueue scripts: returns nil when full and not to grow; sets `over`.
+inline constexpr const char* bound_lua = R"lua(
 local over = 0
 local limit = tonumber(ARGV[4])
 if limit > 0 and redis.call('XLEN', KEYS[1]) >= limit then
   if ARGV[5] ~= '1' then return false end
   over = 1
 end
+)lua";
+
+// KEYS: stream, pending hash, cache key, write version, tag sets... ARGV: id,
+// bytes, TTL ms, bound, grow, prune sample, version TTL ms. Returns
+// {entry, over the bound}, or nil when at the bound and not to grow.
+inline const Script& enqueue_script() {
+  static const Script script(std::string(tag_value_lua) + bump_lua() + bound_lua + R"lua(
 local keep = math.max(redis.call('PTTL', KEYS[4]), tonumber(ARGV[7]))
 bump(KEYS[4])  -- first: should it fail, nothing else is written
 redis.call('PEXPIRE', KEYS[4], keep)
@@ -55,13 +62,7 @@ return {entry, over}
 // Apart, step 1 (the queue's node). KEYS: stream, pending hash. ARGV: id, cache
 // key, bytes, bound, grow. Returns {entry, over the bound}, or nil as enqueue does.
 inline const Script& queue_write_script() {
-  static const Script script(R"lua(
-local over = 0
-local limit = tonumber(ARGV[4])
-if limit > 0 and redis.call('XLEN', KEYS[1]) >= limit then
-  if ARGV[5] ~= '1' then return false end
-  over = 1
-end
+  static const Script script(std::string(bound_lua) + R"lua(
 local entry = redis.call('XADD', KEYS[1], '*', 'k', ARGV[1], 'c', ARGV[2], 'v', ARGV[3])
 redis.call('HSET', KEYS[2], ARGV[1], entry)
 return {entry, over}
@@ -69,13 +70,37 @@ return {entry, over}
   return script;
 }
 
-// Apart, step 2 (the entity's node). KEYS: cache key, write version. ARGV:
-// bytes, TTL ms, version TTL ms. The version moves first, as in enqueue.
+// The key in a cache entry's slot (given its write version's key, which shares
+// it) that holds the stream entry of the last write applied to the entry, apart.
+inline std::string applied_entry_key(std::string_view write_version) { return std::string(write_version) + ":e"; }
+
+// newer(a, b): whether stream entry id a ("ms-seq") is after b (nil: never applied).
+inline constexpr const char* newer_lua = R"lua(
+local function newer(a, b)
+  if not b then return true end
+  local ams, aseq = string.match(a, '^(%d+)-(%d+)$')
+  local bms, bseq = string.match(b, '^(%d+)-(%d+)$')
+  if not bms then return true end
+  if #ams ~= #bms then return #ams > #bms end
+  if ams ~= bms then return ams > bms end
+  return tonumber(aseq) > tonumber(bseq)
+end
+)lua";
+
+// Apart, step 2 (the entity's node). KEYS: cache key, write version, applied
+// entry. ARGV: bytes, TTL ms, version TTL ms, stream entry, "forget". The
+// version moves first, as in enqueue (a load in flight must not store the old
+// row); the entry is SET only when its stream entry is newer than the last
+// applied one (two writers' steps can cross: the older must not win). With
+// "forget" (the queued step's outcome unknown) the entry is deleted instead.
 inline const Script& entity_write_script() {
-  static const Script script(bump_lua() + R"lua(
+  static const Script script(bump_lua() + newer_lua + R"lua(
 local keep = math.max(redis.call('PTTL', KEYS[2]), tonumber(ARGV[3]))
 bump(KEYS[2])
 redis.call('PEXPIRE', KEYS[2], keep)
+if ARGV[5] == 'forget' then redis.call('UNLINK', KEYS[1]) return 1 end
+if not newer(ARGV[4], redis.call('GET', KEYS[3])) then return 0 end
+redis.call('SET', KEYS[3], ARGV[4], 'PX', keep)
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 )lua");
@@ -210,30 +235,34 @@ return n
   return script;
 }
 
-// Apart, step 1 (the queue's node). KEYS: stream, pending hash, dead-letter
-// stream. ARGV: as settle_lua, with h heads. Returns per head its bytes when it
-// was its id's latest write (its cache entry to settle in step 2), else nil.
+// Apart, step 2 (the queue's node), after step 1. KEYS: stream, pending hash,
+// dead-letter stream. ARGV: as settle_lua, with h heads. Drops the heads'
+// pending records and acknowledges every entry.
 inline const Script& settle_stream_script() {
   static const Script script(std::string(settle_lua) + R"lua(
-local heads = {}
-for h = 1, (#ARGV - 4 - n) / 2 do heads[h] = latest(h) end
+for h = 1, (#ARGV - 4 - n) / 2 do latest(h) end
 ack_all()
-return heads
+return n
 )lua");
   return script;
 }
 
-// Apart, step 2 (the entity's node). KEYS: cache key. ARGV: the settled bytes,
-// "dead" or "written". A dead write's entry is deleted (the database never got
-// it); a written one's entry is deleted when it holds other bytes: an older
-// load's, or a later write's that happened between the steps, which a read
-// through the policy then finds pending. Not set back as settle does: between
-// the steps, the bytes may no longer be the latest.
+// Apart, step 1 (the entity's node), before the stream is acknowledged, so that
+// a failure leaves the batch pending for a retry. KEYS: cache key, applied
+// entry. ARGV: the settled bytes, "dead" or "written", the settled stream entry.
+// Acts only when the entry holds that write (the last applied): a later write's
+// entry is left alone. A dead write's entry is deleted (the database never got
+// it); a written one's is set back when it holds other bytes (an older load's).
 inline const Script& settle_entry_script() {
   static const Script script(R"lua(
+if redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
 local cached = redis.call('GET', KEYS[1])
 if not cached then return 0 end
-if (ARGV[2] == 'dead') == (cached == ARGV[1]) then redis.call('UNLINK', KEYS[1]) return 1 end
+if ARGV[2] == 'dead' then
+  if cached == ARGV[1] then redis.call('UNLINK', KEYS[1]) return 1 end
+elseif cached ~= ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL') return 1
+end
 return 0
 )lua");
   return script;

@@ -254,13 +254,35 @@ class CacheCore {
         }
       }
       std::vector<bool> ok;  // under the breaker, as the read it follows: a failure leaves every entry stale
-      if (!guarded([&] { ok = tag_versions().matches(all); }, options_.throw_redis_errors)) return out;
+      if (!all.empty() && !guarded([&] { ok = tag_versions().matches(all); }, options_.throw_redis_errors)) return out;
       for (std::size_t i = 0, at = 0; i < entries.size(); ++i) {
         if (ends[i] == 0) continue;
         out[i] = std::all_of(ok.begin() + at, ok.begin() + (ends[i] - 1), [](bool b) { return b; });
         at = ends[i] - 1;
       }
     }
+    return out;
+  }
+  // The stamp checks of a batch's bytes (nullopt: none), all in one read: per
+  // entry, 1 when it is stamped and current; empty when tags are not versioned.
+  std::vector<char> batch_stamps(std::span<const std::optional<std::string_view>> batch) {
+    std::vector<char> out;
+    if (!versioned_tags_ || options_.format == Format::plain) return out;
+    std::vector<std::string_view> stamped;
+    std::vector<std::size_t> at;
+    for (std::size_t j = 0; j < batch.size(); ++j) {
+      if (!batch[j]) continue;
+      try {
+        if (!envelope::decode(*batch[j]).meta.stamped) continue;
+      } catch (const DecodeError&) {
+        continue;  // decode() counts it
+      }
+      stamped.push_back(*batch[j]);
+      at.push_back(j);
+    }
+    out.assign(batch.size(), 0);
+    const std::vector<bool> ok = stamps_current_many(stamped);
+    for (std::size_t i = 0; i < at.size(); ++i) out[at[i]] = ok[i];
     return out;
   }
   TagVersions tag_versions() {
@@ -302,12 +324,14 @@ class CacheCore {
     return entries_.decode(bytes, k).value;
   }
 
-  // Key `k`'s bytes; nullopt for nothing, or for corrupt or foreign bytes (a miss, counted if `counted`).
-  std::optional<Entry> decode(std::string_view k, std::optional<std::string_view> bytes, bool counted = true) {
+  // Key `k`'s bytes; nullopt for nothing, or for corrupt or foreign bytes (a
+  // miss, counted if `counted`). `current`: its stamps already checked (batch_stamps).
+  std::optional<Entry> decode(std::string_view k, std::optional<std::string_view> bytes, bool counted = true,
+                              const char* current = nullptr) {
     if (!bytes) return std::nullopt;
     try {
       auto d = entries_.decode(*bytes, k);
-      if (d.meta.stamped && !stamps_current(*bytes)) return std::nullopt;  // invalidated by a tag
+      if (d.meta.stamped && !(current ? *current : stamps_current(*bytes))) return std::nullopt;  // invalidated by a tag
       if constexpr (tiered) return Entry{d.value ? std::make_shared<const V>(std::move(*d.value)) : nullptr, d.meta};
       else return d;
     } catch (const DecodeError&) {

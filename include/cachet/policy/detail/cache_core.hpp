@@ -130,8 +130,7 @@ class CacheCore {
       metrics_->count(Event::redis_error);
       if (rethrow) throw;
       return Reach::failed;
-    } catch (const EncodeError&) {  // bytes that cannot be written (a cache write error), not an outage
-      metrics_->count(Event::cache_write_error);
+    } catch (const EncodeError&) {  // bytes that cannot be written: the caller's cache write error, not an outage
       if (rethrow) throw;
       return Reach::failed;
     } catch (const Error&) {  // connection, timeout, pool exhausted

@@ -100,6 +100,8 @@ TEST_CASE("on Redis Cluster, multi-key steps across slots are refused before sen
   CHECK(x != "1");
   CHECK(std::stoull(x) > 2);
   CHECK_THROWS_AS(tags.set_tagged("a", "2", 60s, {"x"}), cachet::ConfigError);
+  const std::vector<cachet::TaggedEntry> entries{{"a", "2", 60s, {"x"}}};
+  CHECK_THROWS_AS(tags.set_tagged_many(entries), cachet::ConfigError);
   CHECK(store.get("a") == "1");
   CHECK(store.invalidate(plain_keys({"{u}:a", "{u}:b"})).deleted == 2);  // co-located by a hash tag
 

@@ -235,7 +235,7 @@ class CacheCore {
   }
   // Whether a stamped entry's tags are unchanged since it was written; a
   // malformed section or a failed read is "no": never served as fresh. The read
-  // runs under the breaker (attempt), within the get's timing.
+  // runs under the breaker (attempt), thrown as the get's own read is.
   bool stamps_current(std::string_view bytes) { return stamps_current_many({&bytes, 1})[0]; }
   // stamps_current for several entries: one read of all their counters, grouped per node.
   std::vector<bool> stamps_current_many(std::span<const std::string_view> entries) {

@@ -96,7 +96,9 @@ class KeyBuilder {
 
   // A tag's version counter on Redis Cluster: the escaped tag (no braces left) is
   // the hash tag, so the counters of a namespace spread over the nodes.
-  std::string tag_version(std::string_view tag) const { return prefix_ + ":tagv:{" + safe_id(tag) + "}"; }
+  std::string tag_version(std::string_view tag) const { return tag_version_of_safe(safe_id(tag)); }
+  // The same for a tag already in its key form (safe_id), as an entry's stamps hold it.
+  std::string tag_version_of_safe(std::string_view safe) const { return prefix_ + ":tagv:{" + std::string(safe) + "}"; }
   // Bumped by every tag invalidation on Redis Cluster; a load reads it around itself.
   std::string tag_epoch() const { return prefix_ + ":tagepoch"; }
 

@@ -6,9 +6,12 @@
 #include <cachet/codec/entry.hpp>
 #include <cachet/codec/envelope.hpp>
 #include <cachet/codec/string.hpp>
+#include <cachet/invalidation/dependencies.hpp>
 #include <cachet/invalidation/namespace_version.hpp>
 #include <cachet/invalidation/tags.hpp>
 #include <cachet/policy/cache_aside.hpp>
+#include <cachet/policy/warm.hpp>
+#include <cachet/policy/write_through.hpp>
 #include <cachet/testing/redis_cluster.hpp>
 
 #include <catch2/catch.hpp>
@@ -48,8 +51,22 @@ cachet::Pool& fresh_pool() {
   return pool;
 }
 
+// The first tag "<prefix><i>" whose counter is on another master than `key`.
+std::string tag_off(cachet::Pool& pool, const cachet::KeyBuilder& keys, std::string_view key, std::string_view prefix) {
+  for (int i = 0;; ++i) {
+    std::string tag = std::string(prefix) + std::to_string(i);
+    if (pool.cluster_master_of(keys.tag_version(tag)) != pool.cluster_master_of(key)) return tag;
+  }
+}
+
 cachet::CacheOptions options(std::string name) {
   return {.ns = "shop", .name = std::move(name), .ttl = cachet::TtlPolicy({.fresh = 10min})};
+}
+// A write-through cache's options: HashTag::entity puts a value's write version in its slot.
+cachet::CacheOptions entity_options(std::string name) {
+  cachet::CacheOptions o = options(std::move(name));
+  o.keys.hash_tag = cachet::HashTag::entity;
+  return o;
 }
 
 // Releases threads once `count` of them (or the releaser) arrived: a reusable rendezvous.
@@ -99,6 +116,15 @@ TEST_CASE("a stamped envelope keeps its stamps and payload, and readers without 
   cut.resize(cachet::envelope::header_size + 2);  // the section's length cut short
   CHECK_THROWS_AS(cachet::envelope::decode(cut), cachet::DecodeError);
   CHECK_THROWS_AS(cachet::envelope::stamps_of(std::string_view("\x05\x00" "ab", 4)), cachet::DecodeError);
+
+  // Bounded: more stamps than max_stamps are refused when written and corrupt when read.
+  const std::vector<TagStamp> many(cachet::envelope::max_stamps + 1, TagStamp{"t", 1});
+  CHECK_THROWS_AS(cachet::envelope::stamp(plain, many), cachet::EncodeError);
+  std::string section;
+  for (std::size_t i = 0; i < many.size(); ++i) section.append("\x01\x00" "t" "\x01\x00\x00\x00\x00\x00\x00\x00", 11);
+  CHECK_THROWS_AS(cachet::envelope::stamps_of(section), cachet::DecodeError);
+  section.resize(section.size() - 11);
+  CHECK(cachet::envelope::stamps_of(section).size() == cachet::envelope::max_stamps);
 }
 
 TEST_CASE("tags and namespace versions on Redis Cluster", "[cluster]") {
@@ -221,5 +247,149 @@ TEST_CASE("tags and namespace versions on Redis Cluster", "[cluster]") {
     CHECK(cache.get("u1") == std::nullopt);
     cache.set("u1", "new");
     CHECK(cache.get("u1") == "new");
+  }
+
+  SECTION("DependencyMap and invalidate_after_write bump versioned tags, apart from the script") {
+    cachet::Pool& pool = fresh_pool();
+    Cache cache(cachet::RedisStore(pool), entity_options("product"));
+    cache.set("p1", "v1", {"category:1"});
+    cache.set("p2", "v2", {"category:2"});
+    cachet::Tags tags(pool, cachet::KeyBuilder("shop"));
+    cachet::DependencyMap deps(tags);
+    deps.on("category", [](std::string_view id) { return cachet::Targets{.tags = {"category:" + std::string(id)}}; });
+    CHECK(deps.invalidate_for("category", "1").tags == 1);
+    CHECK(cache.get("p1") == std::nullopt);
+    CHECK(cache.get("p2") == "v2");
+
+    auto products = cachet::write_through(cache, [](std::string_view, const std::string&) {});
+    products.invalidate_after_write([](std::string_view, const std::string&) { return cachet::Targets{.tags = {"category:2"}}; });
+    CHECK(products.put("p3", "v3") == cachet::WriteOutcome::cached);
+    CHECK(cache.get("p2") == std::nullopt);
+    CHECK(cache.get("p3") == "v3");
+  }
+
+  SECTION("WriteThrough and Warm stamp tagged values: invalidate_tags reaches them") {
+    cachet::Pool& pool = fresh_pool();
+    Cache cache(cachet::RedisStore(pool), entity_options("product"));
+    cache.tag_loaded_values([](const std::string& v) { return std::vector<std::string>{"t:" + v}; });
+    auto products = cachet::write_through(cache, [](std::string_view, const std::string&) {});
+    CHECK(products.put("a", "a") == cachet::WriteOutcome::cached);
+    CHECK(cache.get("a") == "a");
+    const std::vector<std::string_view> ids{"b", "c"};
+    const cachet::WarmResult r = cachet::warm(cache, ids, [](std::span<const std::string_view> missing) {
+      std::vector<std::optional<std::string>> out;
+      for (auto id : missing) out.emplace_back(std::string(id));
+      return out;
+    });
+    CHECK(r.progress.failed == 0);
+    CHECK(cache.get("b") == "b");
+    cache.invalidate_tags({"t:a", "t:b"});
+    CHECK(cache.get("a") == std::nullopt);
+    CHECK(cache.get("b") == std::nullopt);
+    CHECK(cache.get("c") == "c");
+    CHECK(cache.metrics().value(cachet::Event::cache_write_error) == 0);
+  }
+
+  SECTION("a keys-across-slots invalidation is a usage error, never a breaker failure") {
+    cachet::Pool& pool = fresh_pool();
+    cachet::CacheOptions o = entity_options("product");
+    o.breaker.failure_threshold = 2;
+    Cache cache(cachet::RedisStore(pool), o);
+    auto products = cachet::write_through(cache, [](std::string_view, const std::string&) {});
+    products.invalidate_after_write([&](std::string_view, const std::string&) {
+      return cachet::Targets{.keys = {cache.key("x"), cache.key("y"), cache.key("z")}};
+    });
+    for (int i = 0; i < 4; ++i) products.put("p", "v");  // CrossSlotError each time
+    CHECK(cache.breaker().state() == cachet::BreakerState::closed);
+  }
+
+  SECTION("an evicted counter or epoch, bumped again, never returns to a version already stamped") {
+    cachet::Pool& pool = fresh_pool();
+    cachet::RedisStore store(pool);
+    Cache cache(store, options("product"));
+    cache.set("x", "old", {"t"});
+    store.del(cache.keys().tag_version("t"));  // evicted
+    cache.invalidate_tags({"t"});
+    cache.set("y", "stamped after", {"t"});
+    store.del(cache.keys().tag_version("t"));  // evicted again
+    cache.invalidate_tags({"t"});
+    CHECK(cache.get("y") == std::nullopt);
+    CHECK(store.get(cache.keys().tag_version("t")) != "1");
+
+    // A load that read the epoch, then saw it evicted and an invalidation recreate it.
+    cache.tag_loaded_values([](const std::string&) { return std::vector<std::string>{"all"}; });
+    store.del(cache.keys().tag_epoch());  // evicted: recreated by the next invalidation
+    cache.invalidate_tags({"all"});
+    const std::string epoch = store.get(cache.keys().tag_epoch()).value_or("");
+    CHECK(cache.get_or_load("z", [&](std::string_view) {
+      store.del(cache.keys().tag_epoch());
+      cache.invalidate_tags({"all"});  // after the database read
+      return std::string("read before");
+    }) == "read before");
+    CHECK(store.get(cache.keys().tag_epoch()) != epoch);
+    CHECK(cache.get("z") == std::nullopt);
+    CHECK(cache.metrics().value(cachet::Event::stale_write_refused) == 1);
+  }
+
+  SECTION("an empty tag list bumps nothing, and a moved epoch refuses only a batch's tagged writes") {
+    cachet::Pool& pool = fresh_pool();
+    cachet::RedisStore store(pool);
+    Cache cache(store, options("product"));
+    cache.invalidate_tags(std::vector<std::string>{});
+    CHECK(store.get(cache.keys().tag_epoch()) == std::nullopt);
+    cache.tag_loaded_values([](const std::string& v) {
+      return v == "tagged" ? std::vector<std::string>{"t"} : std::vector<std::string>{};
+    });
+    int loads = 0;
+    const auto batch = [&](std::span<const std::string_view> missing) {
+      std::vector<std::optional<std::string>> out;
+      for (auto id : missing) out.emplace_back(std::string(id)), ++loads;
+      if (loads <= 2) cache.invalidate_tags({"other"});  // during the first load
+      return out;
+    };
+    const std::vector<std::string_view> ids{"tagged", "plain"};
+    CHECK(cache.get_many(ids, batch) == std::vector<std::optional<std::string>>{"tagged", "plain"});
+    CHECK(cache.metrics().value(cachet::Event::stale_write_refused) == 1);
+    CHECK(cache.get("plain") == "plain");
+    CHECK(cache.get("tagged") == std::nullopt);
+  }
+
+  SECTION("tags of any length are stamped in their key form") {
+    cachet::Pool& pool = fresh_pool();
+    Cache cache(cachet::RedisStore(pool), options("product"));
+    const std::string long_tag(70'000, 'x');
+    cache.tag_loaded_values([&](const std::string&) { return std::vector<std::string>{long_tag}; });
+    int loads = 0;
+    const auto loader = [&](std::string_view id) {
+      ++loads;
+      return std::string(id);
+    };
+    CHECK(cache.get_or_load("a", loader) == "a");
+    CHECK(cache.get_or_load("a", loader) == "a");
+    CHECK(loads == 1);
+    CHECK(cache.breaker().state() == cachet::BreakerState::closed);
+    cache.invalidate_tags(std::vector<std::string>{long_tag});
+    CHECK(cache.get("a") == std::nullopt);
+  }
+
+  SECTION("the stamp check runs under the breaker and throws with throw_redis_errors") {
+    cachet::Pool& shared = fresh_pool();
+    cachet::Pool pool([] {
+      cachet::ConnectionOptions o;
+      for (const auto& seed : cluster().seeds()) o.cluster.seeds.push_back(seed.host + ":" + std::to_string(seed.port));
+      o.command_timeout = 300ms;
+      return o;
+    }());
+    cachet::CacheOptions o = options("product");
+    o.throw_redis_errors = true;
+    Cache cache(cachet::RedisStore(pool), o);
+    const std::string tag = tag_off(pool, cache.keys(), cache.key("x"), "t");
+    cache.set("x", "1", {std::string_view(tag)});
+    CHECK(cache.get("x") == "1");
+    // The counter's master stops answering (for 1 s); the value's still does.
+    pool.run(cache.keys().tag_version(tag), [](cachet::Connection& c) { c.command({"CLIENT", "PAUSE", "1000", "ALL"}); });
+    CHECK_THROWS_AS(cache.get("x"), cachet::Error);
+    CHECK(cache.metrics().value(cachet::Event::redis_error) == 1);
+    shared.for_each_master([](cachet::Connection& c) { c.command({"PING"}); });  // waits out the pause
   }
 }

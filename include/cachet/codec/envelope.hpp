@@ -19,8 +19,9 @@
 //
 // With bit 2 (tags on Redis Cluster, invalidation/tags.hpp), a section sits
 // between the header and the payload: its length (uint32), then per tag its
-// name's length (uint16), the name, and the tag's version when the entry was
-// written (uint64); the buffer is 32 + 4 + section + payload long. A reader
+// name's length (uint16), the name (its key form, KeyBuilder::safe_id), and the
+// tag's version when the entry was written (uint64), at most max_stamps of them;
+// the buffer is 32 + 4 + section + payload long. A reader
 // older than bit 2 refuses the unknown flag: a DecodeError, so a miss.
 //
 // Anything else — truncated, oversized, another version, foreign bytes — throws
@@ -68,6 +69,8 @@ inline constexpr std::uint8_t flag_compressed = 1u << 0;
 inline constexpr std::uint8_t flag_negative = 1u << 1;
 inline constexpr std::uint8_t flag_stamped = 1u << 2;
 inline constexpr std::uint8_t known_flags = flag_compressed | flag_negative | flag_stamped;
+// The most tag stamps an entry carries: more is refused (EncodeError) or corrupt (DecodeError).
+inline constexpr std::size_t max_stamps = 1024;
 
 struct View {
   EntryMeta meta;
@@ -188,6 +191,7 @@ inline View decode(std::string_view bytes) {
 inline std::string stamp(std::string_view entry, std::span<const TagStamp> stamps) {
   if (entry.size() < header_size || (static_cast<std::uint8_t>(entry[4]) & flag_stamped))
     throw EncodeError("envelope: only an unstamped envelope can be stamped");
+  if (stamps.size() > max_stamps) throw EncodeError("envelope: over " + std::to_string(max_stamps) + " tag stamps");
   std::string section;
   for (const TagStamp& s : stamps) {
     if (s.tag.size() > UINT16_MAX) throw EncodeError("envelope: a tag over 65535 bytes");
@@ -210,6 +214,7 @@ inline std::string stamp(std::string_view entry, std::span<const TagStamp> stamp
 inline std::vector<TagStamp> stamps_of(std::string_view section) {
   std::vector<TagStamp> out;
   while (!section.empty()) {
+    if (out.size() == max_stamps) throw DecodeError("envelope: over " + std::to_string(max_stamps) + " tag stamps");
     if (section.size() < 2) throw DecodeError("envelope: truncated tag stamp");
     const std::size_t n = detail::get_le(section.data(), 2);
     if (section.size() < 2 + n + 8) throw DecodeError("envelope: truncated tag stamp");

@@ -19,7 +19,9 @@
 //
 // Declare rules before sharing the map; invalidate_for is then thread-safe.
 // Redis Cluster: the script's keys must share a slot, so use HashTag::ns and
-// keys of the same namespace.
+// keys of the same namespace. Without HashTag::ns tags are version counters
+// (Tags::versioned): the targets' tags are bumped first (TagVersions), apart
+// from the script, which then holds only the keys and namespaces.
 
 #include <cachet/invalidation/namespace_version.hpp>
 #include <cachet/invalidation/tags.hpp>
@@ -46,13 +48,17 @@ struct Targets {
 };
 
 // Targets as the invalidation script takes them: tag-set keys, keys, version
-// counters (and the process's versions to tell of the bumps). Throws
-// std::invalid_argument for namespaces without a NamespaceVersions.
+// counters (and the process's versions to tell of the bumps); with
+// `versioned_tags` (Tags::versioned) the tags are left out of the script, for
+// TagVersions::invalidate. Throws std::invalid_argument for namespaces without
+// a NamespaceVersions.
 struct ResolvedTargets {
-  ResolvedTargets(const Targets& t, const KeyBuilder& keys, NamespaceVersions* versions) {
+  ResolvedTargets(const Targets& t, const KeyBuilder& keys, NamespaceVersions* versions, bool versioned_tags = false) {
     if (!t.namespaces.empty() && !versions)
       throw std::invalid_argument("cachet: namespaces to bump but no NamespaceVersions given");
-    for (const auto& tag : t.tags) script.tag_sets.push_back(keys.tag(tag));
+    if (versioned_tags) tags = t.tags;
+    else
+      for (const auto& tag : t.tags) script.tag_sets.push_back(keys.tag(tag));
     script.keys = t.keys;
     for (const auto& name : t.namespaces) {
       names.push_back(&versions->of(name));
@@ -65,7 +71,10 @@ struct ResolvedTargets {
     for (std::size_t i = 0; i < names.size() && i < r.versions.size(); ++i) names[i]->bumped(r.versions[i]);
   }
 
+  bool empty() const noexcept { return script.empty() && tags.empty(); }
+
   InvalidationTargets script;
+  std::vector<std::string> tags;  // versioned tags, bumped apart from the script
   std::vector<NamespaceVersion*> names;
 };
 
@@ -119,7 +128,9 @@ class DependencyMap {
 
   // Invalidates explicit targets the same way.
   InvalidationReport invalidate(const Targets& t) {
-    const ResolvedTargets resolved(t, tags_->keys(), versions_);
+    const ResolvedTargets resolved(t, tags_->keys(), versions_, tags_->versioned());
+    TagVersions(tags_->store(), tags_->keys()).invalidate(resolved.tags);  // nothing for no tags
+    if (!resolved.tags.empty() && resolved.script.empty()) return {0, t.tags.size(), 0};
     const InvalidationResult r = tags_->store().invalidate(resolved.script);
     resolved.bumped(r);
     return {r.deleted, t.tags.size(), t.namespaces.size()};

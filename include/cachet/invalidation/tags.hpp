@@ -24,8 +24,8 @@
 // namespace's values and tag sets do (KeyBuilder), and everything above holds
 // as on one server. Without it (versioned(): the namespace spread over the
 // nodes) tags are version counters instead (invalidation/tag_versions.hpp):
-// invalidate() bumps them and returns 0, and set_tagged, whose bytes cannot
-// carry the tags' versions, is refused (CrossSlotError); CacheAside::set with
+// invalidate() bumps them and returns 0, and set_tagged(_many), whose bytes
+// cannot carry the tags' versions, is refused (ConfigError); CacheAside::set with
 // tags and tag_loaded_values stamp their entries (docs/cluster.md).
 //
 // Every command goes through a RedisStore (Tags sends none itself).
@@ -84,6 +84,7 @@ class Tags {
   // SET key value PX ttl and add `key` to each tag's set, in one atomic script.
   template <TagList R>
   void set_tagged(std::string_view key, std::string_view value, std::chrono::milliseconds ttl, const R& tags) {
+    refuse_if_versioned();
     const auto tag_keys = tag_set_keys(tags);
     store_.set_tagged(key, value, ttl, tag_keys, options_.prune_sample);
   }
@@ -96,6 +97,7 @@ class Tags {
   // is its own atomic script. Refusals (OOM) are thrown as BatchWriteError after
   // every reply is read, so the connection stays usable.
   void set_tagged_many(std::span<const TaggedEntry> entries) {
+    refuse_if_versioned();
     if (entries.empty()) return;
     std::vector<std::vector<std::string>> tag_keys;  // per entry: the writes view them
     std::vector<StoreWrite> writes;
@@ -142,6 +144,12 @@ class Tags {
   }
   // Tags are version counters (Redis Cluster, keys not under HashTag::ns).
   bool versioned() const noexcept { return tags_versioned(pool(), keys_); }
+  // Raw bytes cannot carry the tags' versions: only a cache stamps its entries.
+  void refuse_if_versioned() const {
+    if (versioned())
+      throw ConfigError("cachet: Tags::set_tagged on Redis Cluster without HashTag::ns: tags are version counters, "
+                        "which CacheAside::set with tags stamps in its entries (docs/cluster.md)");
+  }
   const TagOptions& options() const noexcept { return options_; }
   const KeyBuilder& keys() const noexcept { return keys_; }
   RedisStore& store() noexcept { return store_; }

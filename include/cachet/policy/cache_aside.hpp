@@ -139,7 +139,7 @@ class CacheAside : protected detail::CacheLoad<V, C, G, S, Clk> {
       for (std::size_t i : missing) watch_keys.push_back(keys_.write_version(keys[i]));
       reachable = (seen = read_seen(watch_keys)).has_value();
     }
-    std::optional<std::string> epoch;  // before the loader: see TagVersions
+    typename Base::Epoch epoch;  // before the loader: see TagVersions
     if (reachable) reachable = read_epoch(epoch);
     const auto started = std::chrono::steady_clock::now();
     std::vector<std::optional<V>> loaded =
@@ -147,7 +147,7 @@ class CacheAside : protected detail::CacheLoad<V, C, G, S, Clk> {
     if (loaded.size() != missing.size())
       throw std::invalid_argument("cachet: batch loader returned " + std::to_string(loaded.size()) + " values for " +
                                   std::to_string(missing.size()) + " ids");
-    if (reachable) write_back(keys, missing, loaded, started, watch_keys, seen ? &*seen : nullptr, epoch ? &*epoch : nullptr);
+    if (reachable) write_back(keys, missing, loaded, started, watch_keys, seen ? &*seen : nullptr, epoch.get());
     for (std::size_t j = 0; j < missing.size(); ++j) out[missing[j]] = std::move(loaded[j]);
     return out;
   }
@@ -171,7 +171,7 @@ class CacheAside : protected detail::CacheLoad<V, C, G, S, Clk> {
     std::vector<std::string> keys;
     keys.reserve(ids.size());
     for (auto id : ids) keys.push_back(key(id));
-    return store_.del_many(views(keys));
+    return store_.del_many(key_views(keys));
   }
 
   // Tagged write (RedisStore): the value is stored and added to each tag's set in
@@ -203,7 +203,7 @@ class CacheAside : protected detail::CacheLoad<V, C, G, S, Clk> {
     requires RedisBacked<S>
   std::size_t invalidate_tags(const R& tags) {
     const std::size_t n = tag_sets().invalidate(tags);
-    settle();
+    if (!versioned_tags_) settle();  // stamped entries never enter the in-process tier
     return n;
   }
   std::size_t invalidate_tags(std::initializer_list<std::string_view> tags)
@@ -256,7 +256,7 @@ class CacheAside : protected detail::CacheLoad<V, C, G, S, Clk> {
       Base::executor_, Base::tags_for_, Base::watch_writes_, Base::key_prefix_, Base::versioned_tags_;
   using Base::lookup_id, Base::lookup, Base::lookup_many, Base::read_key, Base::append_key, Base::call_loader,
       Base::read_seen, Base::read_epoch, Base::write_back, Base::picked_early, Base::value_of, Base::shared, Base::share, Base::encode,
-      Base::forgetting, Base::tag_sets, Base::check_tags, Base::stamped, Base::views;
+      Base::forgetting, Base::tag_sets, Base::check_tags, Base::stamped;
 
   // The pieces of `bytes` that end at `ends`.
   static std::vector<std::string_view> slices(std::string_view bytes, const std::vector<std::size_t>& ends) {

@@ -165,8 +165,8 @@ class Warmer {
   Outcome write(const std::vector<std::string>& keys, const std::vector<std::optional<V>>& loaded,
                 const std::vector<std::string>& watch, const std::vector<std::optional<std::string>>& seen) {
     std::vector<std::string> bytes;
-    std::vector<std::vector<std::string>> sets(keys.size());  // the writes view them
     std::vector<StoreWrite> writes;
+    std::vector<const V*> values;  // per write
     bytes.reserve(keys.size());
     for (std::size_t j = 0; j < keys.size(); ++j) {
       if (!loaded[j]) continue;  // "does not exist" is not warmed
@@ -174,13 +174,17 @@ class Warmer {
       bytes.push_back(std::move(e.bytes));
       StoreWrite w{keys[j], bytes.back(), e.ttl};
       w.only_if_absent = true;
-      access_.tag_write(w, *loaded[j], sets[j]);
       if (!watch.empty()) w.watch = watch[j], w.seen = seen[j] ? std::optional<std::string_view>(*seen[j]) : std::nullopt;
       writes.push_back(w);
+      values.push_back(&*loaded[j]);
     }
     BatchWriteResult r;
-    if (!writes.empty() && !access_.guarded([&] { r = cache_.store().write_many(writes); }, false))
-      return {0, "redis unreachable"};
+    typename detail::WriteAccess<Cache>::TagBuffers tagged;  // the writes view it
+    const auto tag_and_write = [&] {  // tagged as the cache tags its loads (stamped on Redis Cluster)
+      access_.tag_writes(writes, values, tagged);
+      r = cache_.store().write_many(writes);
+    };
+    if (!writes.empty() && !access_.guarded(tag_and_write, false)) return {0, "redis unreachable"};
     if (r.failed != 0) return {0, "redis refused " + std::to_string(r.failed) + " writes: " + r.first_error};
     return {r.superseded, {}};
   }

@@ -40,7 +40,10 @@
 //   value, cache-aside's own race. The reader still gets what it loaded.
 //
 // Redis Cluster: the write touches the value key, its version key, its tag sets
-// and the invalidation's keys, which must share a slot: use HashTag::ns.
+// and the invalidation's keys, which must share a slot: use HashTag::ns. Without
+// it the cache's tags are version counters: the written value is stamped, and
+// the invalidation's tags are bumped just before the write's atomic step
+// (TagVersions), apart from it; its keys and namespaces must still share a slot.
 
 #include <cachet/invalidation/dependencies.hpp>
 #include <cachet/policy/detail/write_policy.hpp>
@@ -132,9 +135,10 @@ class WriteThrough : public detail::WritePolicy<Cache, W> {
   WriteOutcome put(std::string_view id, const V& value) {
     cache_.metrics().count(Event::write);
     std::optional<ResolvedTargets> targets;
-    if (after_write_) targets.emplace(after_write_(id, value), cache_.keys(), cache_.options().versions);
+    if (after_write_)
+      targets.emplace(after_write_(id, value), cache_.keys(), cache_.options().versions, access_.versioned_tags());
     const std::optional<std::string> row_version = call_writer(id, value);
-    return update_cache(id, value, row_version, targets && !targets->script.empty() ? &*targets : nullptr);
+    return update_cache(id, value, row_version, targets && !targets->empty() ? &*targets : nullptr);
   }
 
   // What a write of `id` makes stale besides its own key: keys (full), tags and
@@ -220,11 +224,13 @@ class WriteThrough : public detail::WritePolicy<Cache, W> {
     // Unversioned puts bump the write version too: loads running meanwhile watch it.
     const VersionCheck check{version_key, row_version ? std::string_view(*row_version) : bump_version,
                              ttl + write_.version_margin, !e};
-    std::vector<std::string> sets;
+    if (targets) bump_tags(*targets);  // first, as the script's invalidation precedes the write
     StoreWrite w{k, e ? std::string_view(e->bytes) : std::string_view{}, ttl};
-    if (e) access_.tag_write(w, value, sets);
+    const V* tagged = e ? &value : nullptr;
+    typename detail::WriteAccess<Cache>::TagBuffers keep;  // w views it
+    access_.tag_writes({&w, 1}, {&tagged, 1}, keep);
     w.version_check = &check;
-    w.invalidation = targets ? &targets->script : nullptr;
+    w.invalidation = targets && !targets->script.empty() ? &targets->script : nullptr;
     w.replication = write_.replication;
     InvalidationResult invalidated;
     const WriteResult r = cache_.store().write(w, &invalidated);
@@ -239,9 +245,15 @@ class WriteThrough : public detail::WritePolicy<Cache, W> {
       cache_.store().del(k);
       return;
     }
+    bump_tags(*targets);
     InvalidationTargets all = targets->script;
     all.keys.push_back(k);
     targets->bumped(cache_.store().invalidate(all));
+  }
+
+  // Versioned tags (Redis Cluster) are bumped apart from the script (TagVersions).
+  void bump_tags(const ResolvedTargets& targets) {
+    if (!targets.tags.empty()) TagVersions(cache_.store().redis(), cache_.keys()).invalidate(targets.tags);
   }
 
   WriteOutcome outcome(bool newer, WriteOutcome done) {

@@ -212,26 +212,29 @@ class RedisStore {
   }
 
 
-  // INCR of each counter, one pipeline (per node on a cluster); not repeated
-  // after a lost connection (a counter must not move twice).
-  void incr_each(std::span<const std::string_view> keys) {
+  // INCR of each counter, set to `start` first where it is missing (so a counter
+  // evicted and recreated does not restart at 1): a one-key script each, one
+  // pipeline (per node on a cluster); not repeated after a lost connection.
+  void incr_each_from(std::span<const std::string_view> keys, std::string_view start) {
+    static constexpr std::string_view script =
+        "if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SET', KEYS[1], ARGV[1]) end "
+        "return redis.call('INCR', KEYS[1])";
     each(keys.size(), [&](std::size_t i) { return keys[i]; }, 1,
-         [&](Connection& c, std::size_t i) { c.append({"INCR", keys[i]}); }, [](Reply&& r) { r.throw_if_error(); },
-         Idempotent::no);
+         [&](Connection& c, std::size_t i) { c.append({"EVAL", script, "1", keys[i], start}); },
+         [](Reply&& r) { r.throw_if_error(); }, Idempotent::no);
   }
 
-  // Each counter's value, set to `start` first where it is missing (SET NX GET):
-  // one pipeline (per node on a cluster). Safe to repeat.
+  // Each counter's value, set to `start` first where it is missing: a one-key
+  // script each, one pipeline (per node on a cluster). Safe to repeat.
   std::vector<std::string> get_or_start(std::span<const std::string_view> keys, std::string_view start) {
+    static constexpr std::string_view script =
+        "local v = redis.call('GET', KEYS[1]) if v then return v end "
+        "redis.call('SET', KEYS[1], ARGV[1]) return ARGV[1]";
     std::vector<std::string> out;
     out.reserve(keys.size());
     each(keys.size(), [&](std::size_t i) { return keys[i]; }, 1,
-         [&](Connection& c, std::size_t i) { c.append({"SET", keys[i], start, "NX", "GET"}); },
-         [&](Reply&& r) {
-           std::optional<std::string> was = std::move(r).as_optional_string();
-           out.push_back(was ? std::move(*was) : std::string(start));
-         },
-         Idempotent::yes);
+         [&](Connection& c, std::size_t i) { c.append({"EVAL", script, "1", keys[i], start}); },
+         [&](Reply&& r) { out.push_back(std::move(r).as_string()); }, Idempotent::yes);
     return out;
   }
 

@@ -126,6 +126,13 @@ class CacheCore {
       metrics_->count(Event::redis_error);
       if (rethrow) throw;
       return Reach::failed;
+    } catch (const CrossSlotError&) {  // a usage error (keys across slots), refused before sending
+      metrics_->count(Event::redis_error);
+      if (rethrow) throw;
+      return Reach::failed;
+    } catch (const EncodeError&) {  // bytes that cannot be written: the caller's cache write error, not an outage
+      if (rethrow) throw;
+      return Reach::failed;
     } catch (const Error&) {  // connection, timeout, pool exhausted
       breaker_.failure();
       metrics_->count(Event::redis_error);
@@ -149,14 +156,42 @@ class CacheCore {
     else return 0;
   }
 
-  // Tags `w` as this cache tags `value` (tag_loaded_values, into the
-  // {ns}:tag:{tag} sets, which `sets` keeps for `w` to view); nothing when it tags nothing.
-  // (A load on Redis Cluster stamps its entry instead: stamped().)
-  void tag_write(StoreWrite& w, const V& value, std::vector<std::string>& sets) const {
-    if (!tags_for_) return;
-    for (const std::string& tag : tags_for_(value)) sets.push_back(keys_.tag(tag));
-    w.tag_sets = sets;
-    w.prune_sample = TagOptions{}.prune_sample;  // as the cache's Tags (tag_sets())
+  // What tagged writes view (tag_writes): tag-set keys, or stamped bytes.
+  struct TagBuffers {
+    std::vector<std::vector<std::string>> sets;
+    std::vector<std::string> stamped;
+    std::vector<bool> tagged;  // per write: whether the cache tags its value
+  };
+  // Tags each write as this cache tags its value (values[i]; nullptr: a negative
+  // entry, untagged), in `keep` for the writes to view: into the {ns}:tag:{tag}
+  // sets, or on Redis Cluster stamped with the tags' versions (one read for the
+  // batch). False when `epoch` (read before a load; nullptr: none) moved: the
+  // tagged writes must not be stored (see TagVersions). Throws the Redis layer's errors.
+  bool tag_writes(std::span<StoreWrite> writes, std::span<const V* const> values, const std::string* epoch,
+                  TagBuffers& keep) {
+    keep.sets.assign(writes.size(), {});
+    keep.tagged.assign(writes.size(), false);
+    if (!tags_for_) return true;
+    std::vector<std::vector<std::string>> tags(writes.size());
+    for (std::size_t i = 0; i < writes.size(); ++i) {
+      if (!values[i]) continue;
+      tags[i] = tags_for_(*values[i]);
+      keep.tagged[i] = !tags[i].empty();
+      if (versioned_tags_) continue;
+      for (const std::string& tag : tags[i]) keep.sets[i].push_back(keys_.tag(tag));
+      writes[i].tag_sets = keep.sets[i];
+      writes[i].prune_sample = TagOptions{}.prune_sample;  // as the cache's Tags (tag_sets())
+    }
+    if (!versioned_tags_) return true;
+    std::vector<std::string_view> bytes;
+    std::vector<std::span<const std::string>> of;
+    for (std::size_t i = 0; i < writes.size(); ++i)
+      if (keep.tagged[i]) bytes.push_back(writes[i].bytes), of.push_back(tags[i]);
+    if (bytes.empty()) return true;
+    if (!stamped_many(bytes, of, epoch, keep.stamped)) return false;
+    for (std::size_t i = 0, j = 0; i < writes.size(); ++i)
+      if (keep.tagged[i]) writes[i].bytes = keep.stamped[j++];
+    return true;
   }
   std::vector<std::string> tags_of(const V& value) const {
     return tags_for_ ? tags_for_(value) : std::vector<std::string>{};
@@ -199,7 +234,8 @@ class CacheCore {
     return true;
   }
   // Whether a stamped entry's tags are unchanged since it was written; a
-  // malformed section or a failed read is "no": never served as fresh.
+  // malformed section or a failed read is "no": never served as fresh. The read
+  // runs under the breaker (attempt), thrown as the get's own read is.
   bool stamps_current(std::string_view bytes) { return stamps_current_many({&bytes, 1})[0]; }
   // stamps_current for several entries: one read of all their counters, grouped per node.
   std::vector<bool> stamps_current_many(std::span<const std::string_view> entries) {
@@ -216,17 +252,36 @@ class CacheCore {
           metrics_->count(Event::decode_error);
         }
       }
-      try {
-        const std::vector<bool> ok = tag_versions().matches(all);
-        for (std::size_t i = 0, at = 0; i < entries.size(); ++i) {
-          if (ends[i] == 0) continue;
-          out[i] = std::all_of(ok.begin() + at, ok.begin() + (ends[i] - 1), [](bool b) { return b; });
-          at = ends[i] - 1;
-        }
-      } catch (const Error&) {
-        metrics_->count(Event::redis_error);
+      std::vector<bool> ok;  // under the breaker, as the read it follows: a failure leaves every entry stale
+      if (!all.empty() && !guarded([&] { ok = tag_versions().matches(all); }, options_.throw_redis_errors)) return out;
+      for (std::size_t i = 0, at = 0; i < entries.size(); ++i) {
+        if (ends[i] == 0) continue;
+        out[i] = std::all_of(ok.begin() + at, ok.begin() + (ends[i] - 1), [](bool b) { return b; });
+        at = ends[i] - 1;
       }
     }
+    return out;
+  }
+  // The stamp checks of a batch's bytes (nullopt: none), all in one read: per
+  // entry, 1 when it is stamped and current; empty when tags are not versioned.
+  std::vector<char> batch_stamps(std::span<const std::optional<std::string_view>> batch) {
+    std::vector<char> out;
+    if (!versioned_tags_ || options_.format == Format::plain) return out;
+    std::vector<std::string_view> stamped;
+    std::vector<std::size_t> at;
+    for (std::size_t j = 0; j < batch.size(); ++j) {
+      if (!batch[j]) continue;
+      try {
+        if (!envelope::decode(*batch[j]).meta.stamped) continue;
+      } catch (const DecodeError&) {
+        continue;  // decode() counts it
+      }
+      stamped.push_back(*batch[j]);
+      at.push_back(j);
+    }
+    out.assign(batch.size(), 0);
+    const std::vector<bool> ok = stamps_current_many(stamped);
+    for (std::size_t i = 0; i < at.size(); ++i) out[at[i]] = ok[i];
     return out;
   }
   TagVersions tag_versions() {
@@ -268,12 +323,14 @@ class CacheCore {
     return entries_.decode(bytes, k).value;
   }
 
-  // Key `k`'s bytes; nullopt for nothing, or for corrupt or foreign bytes (a miss, counted if `counted`).
-  std::optional<Entry> decode(std::string_view k, std::optional<std::string_view> bytes, bool counted = true) {
+  // Key `k`'s bytes; nullopt for nothing, or for corrupt or foreign bytes (a
+  // miss, counted if `counted`). `current`: its stamps already checked (batch_stamps).
+  std::optional<Entry> decode(std::string_view k, std::optional<std::string_view> bytes, bool counted = true,
+                              const char* current = nullptr) {
     if (!bytes) return std::nullopt;
     try {
       auto d = entries_.decode(*bytes, k);
-      if (d.meta.stamped && !stamps_current(*bytes)) return std::nullopt;  // invalidated by a tag
+      if (d.meta.stamped && !(current ? *current : stamps_current(*bytes))) return std::nullopt;  // invalidated by a tag
       if constexpr (tiered) return Entry{d.value ? std::make_shared<const V>(std::move(*d.value)) : nullptr, d.meta};
       else return d;
     } catch (const DecodeError&) {
@@ -295,10 +352,6 @@ class CacheCore {
     const bool fresh =  // max: plain
         m.fresh_until == EntryMeta::time_point::max() || (now ? *now : clock_.now()) < m.fresh_until;
     return !fresh ? Lookup::stale : m.negative ? Lookup::negative : Lookup::value;
-  }
-
-  static std::vector<std::string_view> views(std::span<const std::string> keys) {
-    return std::vector<std::string_view>(keys.begin(), keys.end());
   }
 
   CacheOptions options_;

@@ -123,9 +123,9 @@ class CacheLoad : public CacheWriteBack<V, C, G, S, Clk> {
       -> std::invoke_result_t<L&, std::string_view> {
     if (write && watch_writes_ && !marked(k, mark)) write = false;  // nothing may be stored unwatched
     const Watch w{mark.key, mark.state == WriteMark::known ? &mark.version : nullptr};  // key empty: unwatched
-    std::optional<std::string> epoch;  // before the loader: see TagVersions
+    typename Base::Epoch epoch;  // before the loader: see TagVersions
     if (write && !read_epoch(epoch)) write = false;
-    const std::string* e = epoch ? &*epoch : nullptr;
+    const std::string* e = epoch.get();
     const auto started = std::chrono::steady_clock::now();
     auto result = call_loader([&] { return loader(id); });
     if (write) {

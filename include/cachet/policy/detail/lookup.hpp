@@ -90,9 +90,15 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
     Batch fetched;
     const Reach r = fetch_timed(!asked.empty(), [&] { fetched = fetch_many(asked); });
     if constexpr (tiered) {
+      std::vector<char> current;  // the batch's stamp checks, in one read
+      if (r == Reach::reached) {
+        std::vector<std::optional<std::string_view>> bytes;
+        for (const auto& f : fetched) bytes.emplace_back(f.bytes);
+        current = Core::batch_stamps(bytes);
+      }
       for (std::size_t j = 0; j < asked.size(); ++j) {
         Lookup found;
-        if (r == Reach::reached) found = judge(take_at(asked[j], fetched, j));
+        if (r == Reach::reached) found = judge(take_at(asked[j], fetched, j, current.empty() ? nullptr : &current[j]));
         settle(at[j], found, out, missing, tally);
       }
     } else {
@@ -244,9 +250,10 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
   }
 
   // Decodes what fetch() read; a tiered store keeps it in process.
-  std::optional<Entry> take(std::string_view k, Fetched& f) {
+  // `current`: its stamps already checked (batch_stamps).
+  std::optional<Entry> take(std::string_view k, Fetched& f, [[maybe_unused]] const char* current = nullptr) {
     if constexpr (tiered) {
-      std::optional<Entry> e = decode(k, f.bytes);
+      std::optional<Entry> e = decode(k, f.bytes, true, current);
       if (e && !e->meta.stamped) store_.fill(k, f, *e);  // a stamped entry is checked on every read
       return e;
     } else if constexpr (LendingStore<S>) {
@@ -256,7 +263,9 @@ class CacheLookup : public CacheCore<V, C, G, S, Clk> {
     }
   }
   // take() of the j-th key of a tiered batch.
-  std::optional<Entry> take_at(std::string_view k, Batch& b, std::size_t j) { return take(k, b[j]); }
+  std::optional<Entry> take_at(std::string_view k, Batch& b, std::size_t j, const char* current = nullptr) {
+    return take(k, b[j], current);
+  }
   // The j-th key's bytes of a batch read from Redis alone.
   static std::optional<std::string_view> bytes_at(const Batch& b, std::size_t j) {
     return b.copied.empty() ? b.lent[j] : std::optional<std::string_view>(b.copied[j]);

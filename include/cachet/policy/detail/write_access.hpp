@@ -7,7 +7,8 @@
 //   decode_value(k, bytes) the value in key `k`'s entry bytes (nullopt: negative), for the pending queue
 //   guarded(op, rethrow) a Redis operation under the cache's circuit breaker
 //   forgetting(keys)    over a TieredStore, evicts `keys` from L1 when the result goes
-//   tag_write(w, v, s)  tags a store write as the cache tags its loaded values
+//   tag_writes(w, v, k) tags store writes as the cache tags its loaded values (stamped on Redis Cluster)
+//   versioned_tags()    whether the cache's tags are version counters (Redis Cluster)
 //   tags_of(value)      the tags the cache gives `value`
 
 #include <cachet/policy/cache_aside.hpp>
@@ -47,10 +48,13 @@ class WriteAccess {
   }
   // Around writes made past the store (Tags::set_tagged, write-behind's enqueue).
   auto forgetting(std::span<const std::string_view> keys) const { return cache_.forgetting(keys); }
-  // Into `sets`, which `w` views; nothing when the cache tags nothing.
-  void tag_write(StoreWrite& w, const value_type& value, std::vector<std::string>& sets) const {
-    cache_.tag_write(w, value, sets);
+  using TagBuffers = typename Cache::TagBuffers;
+  // Into `keep`, which the writes view; nothing when the cache tags nothing.
+  // Throws the Redis layer's errors (a stamp reads the tags' versions).
+  void tag_writes(std::span<StoreWrite> writes, std::span<const value_type* const> values, TagBuffers& keep) const {
+    cache_.tag_writes(writes, values, nullptr, keep);
   }
+  bool versioned_tags() const noexcept { return cache_.versioned_tags_; }
   // Empty when the cache tags nothing.
   std::vector<std::string> tags_of(const value_type& value) const { return cache_.tags_of(value); }
 

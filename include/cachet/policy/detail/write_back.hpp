@@ -26,8 +26,8 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
  public:
   using Base::Base;
   using Base::options_, Base::store_, Base::clock_, Base::metrics_, Base::tags_for_, Base::watch_writes_;
-  using Base::guarded, Base::encode_entry, Base::tag_write, Base::views, Base::versioned_tags_, Base::stamped_many,
-      Base::tag_versions;
+  using Base::guarded, Base::encode_entry, Base::tag_writes, Base::versioned_tags_, Base::tag_versions;
+  using TagBuffers = typename Base::TagBuffers;
 
   // A load's condition in a write-through cache (see watch_writes): the write
   // version key and what it held before the load; key empty: none.
@@ -47,16 +47,21 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
   // The write versions of `keys`, or nullopt (nothing may be stored) when Redis is not reached.
   std::optional<Seen> read_seen(std::span<const std::string> keys) {
     Seen seen;
-    if (!guarded([&] { seen = store_.get_many(views(keys)); }, false)) return std::nullopt;
+    if (!guarded([&] { seen = store_.get_many(key_views(keys)); }, false)) return std::nullopt;
     return seen;
   }
 
-  // Before a load whose entries are stamped (Redis Cluster tags): the tag epoch
-  // into `epoch`, for the write to check; false (nothing may be stored) when
-  // Redis is not reached. Nothing to read otherwise.
-  bool read_epoch(std::optional<std::string>& epoch) {
+  // The tag epoch before a load whose entries are stamped (Redis Cluster tags),
+  // for the write to check (see TagVersions).
+  struct Epoch {
+    std::optional<std::string> value;  // none read: nothing to check
+    const std::string* get() const noexcept { return value ? &*value : nullptr; }
+  };
+  // Reads it into `epoch` when the load's entries are stamped; false (nothing
+  // may be stored) when Redis is not reached.
+  bool read_epoch(Epoch& epoch) {
     if (!versioned_tags_ || !tags_for_) return true;
-    return guarded([&] { epoch = tag_versions().epoch(); }, false);
+    return guarded([&] { epoch.value = tag_versions().epoch(); }, false);
   }
 
   // Writes a loaded value (or, for nullptr, a negative entry when enabled);
@@ -125,12 +130,9 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
   WriteResult store_value(const StoreEntry& entry, const V* value, Held& held, const Watch& watch,
                           const std::string* epoch) {
     if constexpr (ConditionalStore<S>) {
-      std::vector<std::string> stamped;
-      std::vector<StoreEntry> entries;  // the entry, stamped on Redis Cluster
-      if (versioned_tags_ && !stamp_batch({&entry, 1}, {&value, 1}, epoch, stamped, entries))
-        return WriteResult::superseded;
-      std::vector<std::string> sets;
-      StoreWrite w = write_of(entries.empty() ? entry : entries[0], value, watch, sets);
+      StoreWrite w = write_of(entry, watch);
+      TagBuffers keep;  // w views it
+      if (!tag_writes({&w, 1}, {&value, 1}, epoch, keep)) return WriteResult::superseded;
       w.lock_check = held.check;
       // Before it is sent: a timed-out write may have released the lock.
       held.sent = held.sent || (held.check && held.check->release);
@@ -142,60 +144,36 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
   }
 
   // A batch's writes: one pipeline, each write tagged and watched as store_value's.
+  // When the epoch moved only the tagged writes are refused.
   void store_values(std::span<const StoreEntry> entries, const std::vector<const V*>& values,
                     const std::vector<Watch>& watches, const std::string* epoch) {
-    std::vector<std::string> stamped;
-    std::vector<StoreEntry> restamped;  // the entries, stamped on Redis Cluster
-    if (versioned_tags_) {
-      if (!stamp_batch(entries, values, epoch, stamped, restamped)) {
-        metrics_->count(Event::stale_write_refused, entries.size());  // an invalidation ran during the load
-        return;
-      }
-      entries = restamped;
-    }
     if constexpr (ConditionalStore<S>) {
-      if ((tags_for_ && !versioned_tags_) || watch_writes_) {
-        std::vector<std::vector<std::string>> sets(entries.size());  // the writes view them
+      if (tags_for_ || watch_writes_) {
         std::vector<StoreWrite> writes;
         writes.reserve(entries.size());
-        for (std::size_t i = 0; i < entries.size(); ++i) writes.push_back(write_of(entries[i], values[i], watches[i], sets[i]));
+        for (std::size_t i = 0; i < entries.size(); ++i) writes.push_back(write_of(entries[i], watches[i]));
+        TagBuffers keep;  // the writes view it
+        if (!tag_writes(writes, values, epoch, keep)) {  // an invalidation ran during the load
+          std::vector<StoreWrite> kept;
+          for (std::size_t i = 0; i < writes.size(); ++i)
+            if (!keep.tagged[i]) kept.push_back(writes[i]);
+          metrics_->count(Event::stale_write_refused, writes.size() - kept.size());
+          writes = std::move(kept);
+        }
+        if (writes.empty()) return;
         const BatchWriteResult r = store_.write_many(writes);
         metrics_->count(Event::stale_write_refused, r.superseded);
-        if (r.failed != 0) throw BatchWriteError(r.first_error, r.failed, entries.size());
+        if (r.failed != 0) throw BatchWriteError(r.first_error, r.failed, writes.size());
         return;
       }
     }
     store_.set_many(entries);
   }
 
-  // `entries` into `out`, those with tags stamped on Redis Cluster (into
-  // `stamped`, which `out` views: stamped_many); false when the epoch moved.
-  bool stamp_batch(std::span<const StoreEntry> entries, std::span<const V* const> values, const std::string* epoch,
-                   std::vector<std::string>& stamped, std::vector<StoreEntry>& out) {
-    out.assign(entries.begin(), entries.end());
-    if (!versioned_tags_ || !tags_for_) return true;
-    std::vector<std::vector<std::string>> tags(entries.size());
-    std::vector<std::string_view> bytes;
-    std::vector<std::span<const std::string>> of;
-    std::vector<std::size_t> at;  // the entries stamped
-    for (std::size_t i = 0; i < entries.size(); ++i) {
-      if (values[i]) tags[i] = tags_for_(*values[i]);
-      if (tags[i].empty()) continue;
-      bytes.push_back(entries[i].value);
-      of.push_back(tags[i]);
-      at.push_back(i);
-    }
-    if (at.empty()) return true;
-    if (!stamped_many(bytes, of, epoch, stamped)) return false;
-    for (std::size_t j = 0; j < at.size(); ++j) out[at[j]].value = stamped[j];
-    return true;
-  }
-
-  // The store write of a loaded entry: tagged as the cache tags `value` (into
-  // `sets`, which the write views) and conditional on `watch` when it has a key.
-  StoreWrite write_of(const StoreEntry& entry, const V* value, const Watch& watch, std::vector<std::string>& sets) const {
+  // The store write of a loaded entry, conditional on `watch` when it has a key
+  // (tag_writes tags it).
+  static StoreWrite write_of(const StoreEntry& entry, const Watch& watch) {
     StoreWrite w{entry.key, entry.value, entry.ttl};
-    if (value && !versioned_tags_) tag_write(w, *value, sets);
     if (!watch.key.empty()) {
       w.watch = watch.key;
       if (*watch.seen) w.seen = **watch.seen;

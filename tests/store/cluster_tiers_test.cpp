@@ -283,3 +283,36 @@ TEST_CASE("CLUSTER FAILOVER under a tiered store: L1 is emptied and tracking mov
   REQUIRE(here.tracking.sync());
   CHECK_FALSE(in_l1(here.tier, keys[0]));
 }
+
+TEST_CASE("a tiered read redirected by ASK during a migration is not kept in L1") {
+  RedisCluster& cluster = clean_cluster();
+  ClusterTier here(options_for(cluster));
+  const std::vector<std::string> keys = key_per_master(cluster);
+  const std::string& moving = keys[0];
+  set(here.pool, moving, "v1");
+  REQUIRE(here.tracking.sync());
+
+  // The key moves to the importing node; its slot stays with the old master in every map (ASK, no MOVED).
+  const int slot = cluster.slot_of(moving);
+  const int to = cluster.master_of(cluster.slot_of(keys[1]));
+  cluster.begin_migration(slot, to);
+  REQUIRE(cluster.migrate_keys(slot, 100) == 1);
+  const auto asks = here.pool.cluster_stats().ask;
+  const auto flushes = here.tracking.stats().flushes;
+
+  CHECK_FALSE(fill(here.tier, moving));  // read there after an ASK: that node may be one nobody tracks
+  CHECK(here.pool.cluster_stats().ask > asks);
+  CHECK(here.tracking.stats().flushes == flushes);  // refused by the ASK, not by a change of the map
+  CHECK_FALSE(in_l1(here.tier, moving));
+  cluster.end_migration(slot);
+}
+
+TEST_CASE("a tiered store on a cluster refuses a Tracking that follows another pool") {
+  RedisCluster& cluster = clean_cluster();
+  Pool pool(options_for(cluster));
+  Pool other(options_for(cluster));
+  cachet::Tracking tracking(other, cachet::test::quick_tracking());
+  CHECK_THROWS_AS(cachet::test::string_tier(pool, &tracking), cachet::ConfigError);
+  cachet::Tracking own(pool, cachet::test::quick_tracking());
+  CHECK_NOTHROW(cachet::test::string_tier(pool, &own));
+}

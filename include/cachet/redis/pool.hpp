@@ -256,6 +256,8 @@ class Pool {
 
   // Redirections, retries, refreshes and node errors so far; all zero on one server.
   ClusterFigures cluster_stats() const { return router_ ? router_->figures() : ClusterFigures{}; }
+  // ASK redirections followed so far (cluster_stats().ask, cheaply); 0 on one server.
+  std::uint64_t cluster_asks() const noexcept { return router_ ? router_->asks() : 0; }
 
   const ConnectionOptions& connection_options() const noexcept { return connection_; }
   const PoolOptions& options() const noexcept { return options_; }

@@ -59,10 +59,11 @@ class TieredStore {
   using value_type = typename L1::value_type;
   using clock_type = typename L1::clock_type;  // L1's, which judges its TTLs
 
-  // Taken before L2 is read: the L1 ticket and the tracking epoch.
+  // Taken before L2 is read: the L1 ticket, the tracking epoch and the pool's ASK count.
   struct Ticket {
     typename L1::Ticket l1;
     std::uint64_t epoch = 0;
+    std::uint64_t asks = 0;
   };
 
   // What fetch() read from L2, for fill().
@@ -177,10 +178,15 @@ class TieredStore {
   }
 
   // Keeps what fetch() read, decoded, in L1, unless its key was invalidated or
-  // tracking changed state since the ticket. True if kept.
+  // tracking changed state since the ticket, or (on a cluster) the pool followed
+  // an ASK meanwhile: the read may have come from a node importing the slot, which
+  // may not be tracked yet (a new master not in the map), so later writes there
+  // would go unheard. True if kept.
   bool fill(std::string_view key, const Fetched& f, Cached<value_type> entry) {
     if (!f.bytes) return false;
-    if (tracking_ && (!Tracking::keeps(f.ticket.epoch) || tracking_->epoch() != f.ticket.epoch)) return false;
+    if (tracking_ && (!Tracking::keeps(f.ticket.epoch) || tracking_->epoch() != f.ticket.epoch ||
+                      asks() != f.ticket.asks))
+      return false;
     return l1_->fill(key, f.ticket.l1, std::move(entry), f.bytes->size(), f.ttl);
   }
 
@@ -250,7 +256,13 @@ class TieredStore {
  private:
   Ticket ticket(std::string_view key) {
     const std::uint64_t epoch = tracking_ ? tracking_->epoch() : 0;
-    return {l1_->ticket(key), epoch};
+    return {l1_->ticket(key), epoch, asks()};
+  }
+
+  // The ASKs L2's pool followed so far (any thread's: a fill during a migration is refused, never wrongly kept).
+  std::uint64_t asks() noexcept {
+    if constexpr (requires { l2_.pool(); }) return l2_.pool().cluster_asks();
+    else return 0;
   }
 
   // Reconciles L1 when it goes (if `needed`), whether the write returned or threw.

@@ -133,6 +133,7 @@ class ClusterRouter {
 
   PoolStats stats() const { return topology_.pool_stats(); }
   ClusterFigures figures() const { return topology_.figures(); }
+  std::uint64_t asks() const noexcept { return topology_.asks(); }
 
  private:
   // On the ASK target, every command f sends goes after ASKING (a script's

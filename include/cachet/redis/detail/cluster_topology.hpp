@@ -176,6 +176,7 @@ class ClusterTopology {
     std::atomic<std::uint64_t> refreshes{0}, refresh_failures{0};
   };
   Counters& counters() noexcept { return figures_; }
+  std::uint64_t asks() const noexcept { return figures_.ask.load(); }
 
   ClusterFigures figures() const {
     const Counters& c = figures_;

@@ -151,7 +151,7 @@ class Tracking {
   // master `pool`'s slot map names, following it (docs/cluster.md). `pool`
   // must outlive the Tracking.
   explicit Tracking(Pool& pool, TrackingOptions options = {})
-      : options_(std::move(options)) {
+      : options_(std::move(options)), followed_(&pool) {
     if (pool.cluster()) follow_masters(pool);
     else track_server(pool.connection_options());
   }
@@ -230,6 +230,8 @@ class Tracking {
     return hub_->stats;
   }
   const TrackingOptions& options() const noexcept { return options_; }
+  // The pool it was made from (Tracking(pool)); nullptr from ConnectionOptions.
+  const Pool* pool() const noexcept { return followed_; }
 
  private:
   // One tracking connection: to the server, or to one master of a cluster.
@@ -420,6 +422,7 @@ class Tracking {
   }
 
   TrackingOptions options_;
+  const Pool* followed_ = nullptr;  // pool(); on a cluster also pool_
   std::shared_ptr<void> sentinel_watch_;  // through Sentinel: follows +switch-master
   std::shared_ptr<Hub> hub_ = std::make_shared<Hub>();
   std::atomic<std::uint64_t> epoch_{static_cast<std::uint64_t>(TrackingState::connecting)};

@@ -77,8 +77,14 @@ class TieredStore {
   // (destroying it before the store is harmless).
   TieredStore(L1 l1, L2 l2, Tracking* tracking = nullptr, TieredOptions options = {})
       : l1_(std::make_unique<L1>(std::move(l1))), l2_(std::move(l2)), tracking_(tracking), options_(options) {
-    if constexpr (requires { l2_.pool(); })  // L1 never fills from a lagging replica
+    if constexpr (requires { l2_.pool(); }) {  // L1 never fills from a lagging replica
       require_master_role(l2_.pool().connection_options().sentinel, "cachet::TieredStore");
+      // On a cluster the tracked masters are those of the Tracking's pool's map,
+      // and only the store's own pool's redirections change it: they must be one.
+      if (tracking_ && l2_.pool().cluster() && tracking_->pool() != &l2_.pool())
+        throw ConfigError("cachet::TieredStore on a Redis Cluster: its Tracking must follow the store's own Pool, "
+                          "Tracking(pool) with the RedisStore's pool (docs/cluster.md)");
+    }
     if (tracking_)
       subscription_ = tracking_->listen([l1 = l1_.get()](std::optional<std::string_view> key) {
         if (key) l1->invalidate(*key);

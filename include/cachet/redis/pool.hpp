@@ -242,7 +242,8 @@ class Pool {
 
   // On a cluster: `changed` runs whenever any slot's master changes in this
   // pool's map (a MOVED, a refresh after a failover or a migration), on the
-  // thread that saw it: keep it short and non-throwing. Until the handle goes,
+  // thread that saw it, which may hold any lock: it must not block nor throw
+  // (set a flag, notify a thread of your own). Until the handle goes,
   // which must be before the pool; null on one server.
   [[nodiscard]] std::shared_ptr<void> watch_cluster(std::function<void()> changed) {
     if (!router_) return nullptr;
@@ -252,6 +253,11 @@ class Pool {
       ~Watch() { router->unlisten(id); }
     };
     return std::shared_ptr<Watch>(new Watch{router_.get(), router_->listen(std::move(changed))});  // no temporary to unlisten
+  }
+
+  // On a cluster: reload the slot map soon (paced by refresh_min_interval), without waiting.
+  void refresh_cluster_map() {
+    if (router_) router_->request_refresh();
   }
 
   // Redirections, retries, refreshes and node errors so far; all zero on one server.

@@ -438,7 +438,7 @@ class Tracking {
       else ++it;
     }
     for (const std::string& m : masters)
-      if (!nodes_.contains(m)) add_node_locked(m, node_options(base_, m));
+      if (!nodes_.contains(m)) add_node_locked(m, node_options(base_, m, "master"));
     applied_ = target;
     new_epoch_locked();
   }

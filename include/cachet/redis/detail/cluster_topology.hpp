@@ -12,6 +12,7 @@
 #include <cachet/redis/detail/cluster_slot_map.hpp>
 #include <cachet/redis/detail/endpoint.hpp>
 #include <cachet/redis/errors.hpp>
+#include <cachet/redis/node_options.hpp>
 #include <cachet/redis/options.hpp>
 #include <cachet/redis/pool_options.hpp>
 
@@ -57,16 +58,10 @@ class ClusterTopology {
   // seed's misconfiguration (password, TLS, not a cluster node) is a ConfigError;
   // no seed reachable is tolerated (commands fail until one answers).
   ClusterTopology(const ConnectionOptions& options, const PoolOptions& pool_options)
-      : base_(options), pool_options_(pool_options), cluster_(options.cluster) {
-    base_.cluster = {}, base_.path.clear();
+      : base_(single_node(options)), pool_options_(pool_options), cluster_(options.cluster) {
     base_.cluster.read_from_replicas = cluster_.read_from_replicas;  // READONLY on every node's connections
     pool_options_.metrics_label.clear(), pool_options_.eager = false;
-    for (const std::string& seed : cluster_.seeds) {
-      auto at = parse_endpoint(seed, "");
-      if (!at || at->host.empty())
-        throw ConfigError("redis cluster: seed \"" + seed + "\" is not host:port (ClusterOptions::seeds)");
-      seeds_.push_back(std::move(*at));
-    }
+    for (const std::string& seed : cluster_.seeds) seeds_.push_back(node_endpoint(seed));
     for (const Endpoint& seed : seeds_)
       if (load_from(node(seed, pool_options.verify), pool_options.verify)) break;
     last_ = clock::now();  // the first load counts: the next waits refresh_min_interval

@@ -98,7 +98,8 @@ struct ClusterTier {
   Pool pool;
   cachet::Tracking tracking;
   StringTier tier;
-  explicit ClusterTier(cachet::ConnectionOptions options, cachet::TrackingOptions tracked = cachet::test::quick_tracking())
+  explicit ClusterTier(cachet::ConnectionOptions options,
+                       cachet::TrackingOptions tracked = cachet::test::quick_tracking())
       : pool(std::move(options)),
         tracking(pool, std::move(tracked)),
         tier(cachet::test::string_tier(pool, &tracking)) {

@@ -6,7 +6,7 @@
 // as a null key). Listeners (the first tier of a TieredStore) drop what they
 // hold for that key.
 //
-//   cachet::Tracking tracking(pool.connection_options(), {.prefixes = {"shop:"}});
+//   cachet::Tracking tracking(pool, {.prefixes = {"shop:"}});  // one server, or every master of a cluster
 //   auto sub = tracking.listen([&](std::optional<std::string_view> key) { ... });  // nullopt: everything
 //
 // BCAST mode, registered by the subscriber itself. The connection runs
@@ -35,9 +35,12 @@
 // of the pool's slot map (BCAST on a node reports writes to that node's keys),
 // and is live only while all of them are. Any change of a slot's master in the
 // map (a failover, a slot moved with or without its keys, a master added or
-// gone) bumps the epoch and empties L1 at once, and nothing is kept until a
-// subscriber registers on each master of the new map. Coarse on purpose: one
-// epoch for all nodes, so a flush is the whole first tier (docs/cluster.md).
+// gone) bumps the epoch at once (the reconciler thread then empties L1), and
+// nothing is kept until a subscriber registers on each master of the new map.
+// Coarse on purpose: one epoch for all nodes, so a flush is the whole first
+// tier (docs/cluster.md).
+// The map is reloaded every `map_refresh` and whenever a master's connection
+// drops, so a change this process never gets redirected by is learned too.
 
 #include <cachet/redis/subscriber.hpp>
 #include <cachet/redis/connection.hpp>
@@ -262,7 +265,7 @@ class Tracking {
                           .message = [this](const Reply& msg) { on_message(msg); },
                           .up = [this, n] { enter(*n, TrackingState::live); },
                           .down = [this, n] { enter(*n, TrackingState::lost); }});
-    node->subscriber->start();  // before it is kept: a node in nodes_ always runs (if not, it goes under the lock, threadless)
+    node->subscriber->start();  // before it is kept: every node in nodes_ runs (one that did not start has no thread)
     nodes_.emplace(std::move(name), std::move(node));
   }
 

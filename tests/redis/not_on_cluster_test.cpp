@@ -45,3 +45,11 @@ TEST_CASE("a cluster seed that is not host:port is a ConfigError for a Subscribe
   options.cluster.seeds = {"no-port"};
   CHECK_THROWS_AS(cachet::Subscriber(options, {}, {}), cachet::ConfigError);
 }
+
+TEST_CASE("a cluster seed that is not host:port is a ConfigError naming it, the same for a Pool and a Subscriber") {
+  cachet::ConnectionOptions options;
+  options.cluster.seeds = {"127.0.0.1:1", "no-port"};
+  const std::string expected = "redis cluster: seed \"no-port\" is not host:port (ClusterOptions::seeds)";
+  CHECK_THROWS_WITH(cachet::Pool(options), expected);
+  CHECK_THROWS_WITH(cachet::Subscriber(options, {}, {}), expected);
+}

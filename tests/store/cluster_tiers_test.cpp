@@ -98,9 +98,10 @@ struct ClusterTier {
   Pool pool;
   cachet::Tracking tracking;
   StringTier tier;
-  explicit ClusterTier(cachet::ConnectionOptions options)
+  explicit ClusterTier(cachet::ConnectionOptions options,
+                       cachet::TrackingOptions tracked = cachet::test::quick_tracking())
       : pool(std::move(options)),
-        tracking(pool, cachet::test::quick_tracking()),
+        tracking(pool, std::move(tracked)),
         tier(cachet::test::string_tier(pool, &tracking)) {
     if (!tracking.wait_live(10s)) throw std::runtime_error("cluster tracking did not come up");
   }
@@ -242,7 +243,7 @@ TEST_CASE("a slot migrated on a cluster while its key is in L1: L1 is emptied an
   // This pool learns of the move on its next command there (MOVED): L1 goes whole.
   set(here.pool, "t:other:" + moving.substr(7), "x");  // the same slot
   CHECK(here.pool.cluster_master_of(moving) == seed_of(to));
-  CHECK(here.tracking.stats().flushes > flushes);
+  CHECK(eventually([&] { return here.tracking.stats().flushes > flushes; }, 5s));  // by the reconciler
   CHECK_FALSE(in_l1(here.tier, staying));
   REQUIRE(here.tracking.wait_live(10s));
   REQUIRE(here.tracking.sync());
@@ -272,7 +273,10 @@ TEST_CASE("CLUSTER FAILOVER under a tiered store: L1 is emptied and tracking mov
   // This pool's next read there is redirected (MOVED): L1 goes whole, that read is not kept.
   CHECK_FALSE(fill(here.tier, keys[0]));
   CHECK(here.pool.cluster_master_of(keys[0]) == seed_of(new_master));
-  for (const std::string& k : keys) CHECK_FALSE(in_l1(here.tier, k));
+  const auto emptied = [&] {  // by the reconciler
+    return std::none_of(keys.begin(), keys.end(), [&](const std::string& k) { return in_l1(here.tier, k); });
+  };
+  CHECK(eventually(emptied, 5s));
   REQUIRE(here.tracking.wait_live(10s));
   CHECK(pubsub_clients(cluster, new_master) == 1);  // tracking registered there
   CHECK(eventually([&] { return pubsub_clients(cluster, old_master) == 0; }, 5s));  // and closed on the old one
@@ -282,4 +286,81 @@ TEST_CASE("CLUSTER FAILOVER under a tiered store: L1 is emptied and tracking mov
   set(other, keys[0], "v3");
   REQUIRE(here.tracking.sync());
   CHECK_FALSE(in_l1(here.tier, keys[0]));
+}
+
+TEST_CASE("a tiered read redirected by ASK during a migration is not kept in L1") {
+  RedisCluster& cluster = clean_cluster();
+  ClusterTier here(options_for(cluster));
+  const std::vector<std::string> keys = key_per_master(cluster);
+  const std::string& moving = keys[0];
+  set(here.pool, moving, "v1");
+  REQUIRE(here.tracking.sync());
+
+  // The key moves to the importing node; its slot stays with the old master in every map (ASK, no MOVED).
+  const int slot = cluster.slot_of(moving);
+  const int to = cluster.master_of(cluster.slot_of(keys[1]));
+  cluster.begin_migration(slot, to);
+  REQUIRE(cluster.migrate_keys(slot, 100) == 1);
+  const auto asks = here.pool.cluster_stats().ask;
+  const auto flushes = here.tracking.stats().flushes;
+
+  CHECK_FALSE(fill(here.tier, moving));  // read there after an ASK: that node may be one nobody tracks
+  CHECK(here.pool.cluster_stats().ask > asks);
+  CHECK(here.tracking.stats().flushes == flushes);  // refused by the ASK, not by a change of the map
+  CHECK_FALSE(in_l1(here.tier, moving));
+  cluster.end_migration(slot);
+}
+
+TEST_CASE("a tiered store on a cluster refuses a Tracking that follows another pool") {
+  RedisCluster& cluster = clean_cluster();
+  Pool pool(options_for(cluster));
+  Pool other(options_for(cluster));
+  cachet::Tracking tracking(other, cachet::test::quick_tracking());
+  CHECK_THROWS_AS(cachet::test::string_tier(pool, &tracking), cachet::ConfigError);
+  cachet::Tracking own(pool, cachet::test::quick_tracking());
+  CHECK_NOTHROW(cachet::test::string_tier(pool, &own));
+}
+
+TEST_CASE("a tracking listener whose own command is redirected (MOVED) does not deadlock the tracking") {
+  RedisCluster& cluster = clean_cluster();
+  ClusterTier here(options_for(cluster));
+  const std::vector<std::string> keys = key_per_master(cluster);
+  const std::string& moving = keys[0];
+  set(here.pool, moving, "v1");
+  const int to = cluster.master_of(cluster.slot_of(keys[1]));
+  cluster.move_slot(cluster.slot_of(moving), to);  // this pool's map still names the old master
+
+  // The listener runs on a subscriber's thread, inside the Tracking; its read is MOVED, which changes the map.
+  std::atomic<bool> asked{false}, answered{false};
+  auto sub = here.tracking.listen([&](std::optional<std::string_view> key) {
+    if (key != std::string_view("t:trigger:" + keys[2].substr(7)) || asked.exchange(true)) return;
+    try {
+      here.pool.run(moving, [&](cachet::Connection& c) { c.command({"GET", moving}); }, cachet::Idempotent::yes);
+      answered = true;
+    } catch (...) {
+    }
+  });
+  set(here.pool, "t:trigger:" + keys[2].substr(7), "x");  // a slot that did not move
+  CHECK(eventually([&] { return answered.load(); }, 10s));
+  CHECK(here.pool.cluster_master_of(moving) == seed_of(to));
+  CHECK(here.tracking.wait_live(10s));  // the reconciler ran: nothing is stuck
+}
+
+TEST_CASE("a slot moved on a cluster that this process sends nothing to is learned within map_refresh") {
+  RedisCluster& cluster = clean_cluster();
+  cachet::TrackingOptions tracked = cachet::test::quick_tracking();
+  tracked.map_refresh = 300ms;
+  ClusterTier here(options_for(cluster), tracked);
+  const std::vector<std::string> keys = key_per_master(cluster);
+  const std::string& moving = keys[0];
+  set(here.pool, moving, "v1");
+  REQUIRE(here.tracking.sync());
+  REQUIRE(fill(here.tier, moving));
+
+  const int to = cluster.master_of(cluster.slot_of(keys[1]));
+  cluster.move_slot(cluster.slot_of(moving), to);
+  // No command of this process is redirected: the periodic reload learns of it, L1 is emptied.
+  CHECK(eventually([&] { return here.pool.cluster_master_of(moving) == seed_of(to); }, 5s));
+  CHECK(eventually([&] { return !in_l1(here.tier, moving); }, 5s));
+  CHECK(here.tracking.wait_live(10s));
 }

@@ -1,7 +1,7 @@
 #pragma once
 // One node of a Redis Cluster reached as a plain server: the subscribers
 // (pub/sub, client tracking) hold a connection to a given node rather than
-// going through a Pool's router.
+// going through a Pool's router, and the router's node pools are made the same way.
 
 #include <cachet/redis/detail/endpoint.hpp>
 #include <cachet/redis/errors.hpp>
@@ -13,14 +13,28 @@
 
 namespace cachet {
 
-// `base` (TLS, user, password, timeouts) aimed at `host_port` ("host:port",
-// a seed or a master the slot map names), its cluster options cleared.
-inline ConnectionOptions node_options(ConnectionOptions base, std::string_view host_port) {
+// `host_port` ("host:port": a seed, or a node the slot map names) parsed; a
+// ConfigError naming `what` it is and the text otherwise.
+inline detail::Endpoint node_endpoint(std::string_view host_port, std::string_view what = "seed") {
   auto at = detail::parse_endpoint(host_port, "");
   if (!at || at->host.empty())
-    throw ConfigError("redis cluster: \"" + std::string(host_port) + "\" is not host:port (ClusterOptions::seeds)");
+    throw ConfigError("redis cluster: " + std::string(what) + " \"" + std::string(host_port) +
+                      "\" is not host:port (ClusterOptions::seeds)");
+  return std::move(*at);
+}
+
+// `base` (TLS, user, password, timeouts) for one node: its cluster options and unix socket cleared.
+inline ConnectionOptions single_node(ConnectionOptions base) {
   base.cluster = {}, base.path.clear();
-  base.host = std::move(at->host), base.port = at->port;
+  return base;
+}
+
+// `base` aimed at `host_port`, as a single node.
+inline ConnectionOptions node_options(ConnectionOptions base, std::string_view host_port,
+                                      std::string_view what = "seed") {
+  detail::Endpoint at = node_endpoint(host_port, what);
+  base = single_node(std::move(base));
+  base.host = std::move(at.host), base.port = at.port;
   return base;
 }
 

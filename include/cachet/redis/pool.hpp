@@ -244,7 +244,8 @@ class Pool {
 
   // On a cluster: `changed` runs whenever any slot's master changes in this
   // pool's map (a MOVED, a refresh after a failover or a migration), on the
-  // thread that saw it: keep it short and non-throwing. Until the handle goes,
+  // thread that saw it, which may hold any lock: it must not block nor throw
+  // (set a flag, notify a thread of your own). Until the handle goes,
   // which must be before the pool; null on one server.
   [[nodiscard]] std::shared_ptr<void> watch_cluster(std::function<void()> changed) {
     if (!router_) return nullptr;
@@ -268,8 +269,15 @@ class Pool {
     return options;
   }
 
+  // On a cluster: reload the slot map soon (paced by refresh_min_interval), without waiting.
+  void refresh_cluster_map() {
+    if (router_) router_->request_refresh();
+  }
+
   // Redirections, retries, refreshes and node errors so far; all zero on one server.
   ClusterFigures cluster_stats() const { return router_ ? router_->figures() : ClusterFigures{}; }
+  // ASK redirections followed so far (cluster_stats().ask, cheaply); 0 on one server.
+  std::uint64_t cluster_asks() const noexcept { return router_ ? router_->asks() : 0; }
 
   const ConnectionOptions& connection_options() const noexcept { return connection_; }
   const PoolOptions& options() const noexcept { return options_; }

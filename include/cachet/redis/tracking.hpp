@@ -6,7 +6,7 @@
 // as a null key). Listeners (the first tier of a TieredStore) drop what they
 // hold for that key.
 //
-//   cachet::Tracking tracking(pool.connection_options(), {.prefixes = {"shop:"}});
+//   cachet::Tracking tracking(pool, {.prefixes = {"shop:"}});  // one server, or every master of a cluster
 //   auto sub = tracking.listen([&](std::optional<std::string_view> key) { ... });  // nullopt: everything
 //
 // BCAST mode, registered by the subscriber itself. The connection runs
@@ -35,9 +35,12 @@
 // of the pool's slot map (BCAST on a node reports writes to that node's keys),
 // and is live only while all of them are. Any change of a slot's master in the
 // map (a failover, a slot moved with or without its keys, a master added or
-// gone) bumps the epoch and empties L1 at once, and nothing is kept until a
-// subscriber registers on each master of the new map. Coarse on purpose: one
-// epoch for all nodes, so a flush is the whole first tier (docs/cluster.md).
+// gone) bumps the epoch at once (the reconciler thread then empties L1), and
+// nothing is kept until a subscriber registers on each master of the new map.
+// Coarse on purpose: one epoch for all nodes, so a flush is the whole first
+// tier (docs/cluster.md).
+// The map is reloaded every `map_refresh` and whenever a master's connection
+// drops, so a change this process never gets redirected by is learned too.
 
 #include <cachet/redis/subscriber.hpp>
 #include <cachet/redis/connection.hpp>
@@ -75,6 +78,10 @@ struct TrackingOptions {
   // silently lost subscriber can leave stale values in process.
   std::chrono::milliseconds ping_interval{200};
   std::chrono::milliseconds ping_timeout{300};
+  // On a cluster: how often the pool is asked to reload its slot map (also at
+  // once whenever a master's tracking connection drops), so that a failover
+  // this process sends nothing to is learned within about this.
+  std::chrono::milliseconds map_refresh{5000};
 };
 
 enum class TrackingState : std::uint8_t {
@@ -151,7 +158,7 @@ class Tracking {
   // master `pool`'s slot map names, following it (docs/cluster.md). `pool`
   // must outlive the Tracking.
   explicit Tracking(Pool& pool, TrackingOptions options = {})
-      : options_(std::move(options)) {
+      : options_(std::move(options)), followed_(&pool) {
     if (pool.cluster()) follow_masters(pool);
     else track_server(pool.connection_options());
   }
@@ -170,8 +177,8 @@ class Tracking {
   }
 
   // `listener` is called on the subscriber's thread for every invalidated key,
-  // and with nullopt whenever everything must go. Keep it short, and do not
-  // call back into the Tracking from it.
+  // and with nullopt whenever everything must go. Keep it short and do not
+  // block in it, and do not call back into the Tracking from it.
   [[nodiscard]] Subscription listen(Listener listener) {
     std::lock_guard lock(hub_->mutex);
     hub_->listeners.emplace_back(++hub_->last_listener, std::move(listener));
@@ -230,6 +237,8 @@ class Tracking {
     return hub_->stats;
   }
   const TrackingOptions& options() const noexcept { return options_; }
+  // The pool it was made from (Tracking(pool)); nullptr from ConnectionOptions.
+  const Pool* pool() const noexcept { return followed_; }
 
  private:
   // One tracking connection: to the server, or to one master of a cluster.
@@ -256,8 +265,8 @@ class Tracking {
                           .message = [this](const Reply& msg) { on_message(msg); },
                           .up = [this, n] { enter(*n, TrackingState::live); },
                           .down = [this, n] { enter(*n, TrackingState::lost); }});
-    nodes_.insert_or_assign(std::move(name), node);
-    node->subscriber->start();
+    node->subscriber->start();  // before it is kept: every node in nodes_ runs (one that did not start has no thread)
+    nodes_.emplace(std::move(name), std::move(node));
   }
 
   std::vector<std::shared_ptr<Node>> current_nodes() const {
@@ -311,6 +320,7 @@ class Tracking {
   // A node's new state: a new epoch, and every listener drops what it holds.
   void enter(Node& node, TrackingState s) {
     if (s != TrackingState::live) node.client_id.store(0, std::memory_order_release);
+    if (s == TrackingState::lost && pool_) pool_->refresh_cluster_map();  // a failover, maybe: learn it now
     std::lock_guard lock(nodes_mutex_);
     if (s == TrackingState::refused && node.state == TrackingState::refused) return;  // still refused
     node.state = s;
@@ -325,7 +335,7 @@ class Tracking {
   // masters of the pool's latest slot map; refused if some node refused and none
   // is down; else not keeping.
   TrackingState combined_locked() const noexcept {
-    if (nodes_.empty() || applied_ != changes_) return TrackingState::connecting;
+    if (nodes_.empty() || applied_ != changes_.load()) return TrackingState::connecting;
     bool refused = false;
     for (const auto& entry : nodes_) {
       const TrackingState s = entry.second->state;
@@ -337,8 +347,21 @@ class Tracking {
 
   // With nodes_mutex_ held: fills under older epochs are refused, L1 is emptied.
   void new_epoch_locked() {
-    const auto s = static_cast<std::uint64_t>(combined_locked());
-    epoch_.store(((epoch() >> 2) + 1) << 2 | s, std::memory_order_release);
+    bump_epoch([this] { return combined_locked(); });
+    flush();
+  }
+
+  // The next epoch, in `state()` as of the swap (a compare-exchange: a racing
+  // slots_changed(), which takes no lock, is never overwritten by an older state).
+  template <class State>
+  void bump_epoch(State state) noexcept {
+    std::uint64_t now = epoch_.load(std::memory_order_acquire);
+    while (!epoch_.compare_exchange_weak(now, ((now >> 2) + 1) << 2 | static_cast<std::uint64_t>(state()),
+                                         std::memory_order_acq_rel, std::memory_order_acquire)) {
+    }
+  }
+
+  void flush() {
     std::lock_guard lock(hub_->mutex);
     flush_locked();
   }
@@ -354,8 +377,8 @@ class Tracking {
   }
 
   // On a cluster: a slot changed master (a failover, a slot moved with or
-  // without its keys, a master added or gone). Everything in L1 goes at once,
-  // nothing is kept until the reconciler has a subscriber on each master.
+  // without its keys, a master added or gone). Nothing is kept from now on;
+  // the reconciler empties L1 and puts a subscriber on each master.
   void follow_masters(Pool& pool) {
     pool_ = &pool;
     base_ = pool.connection_options();
@@ -364,55 +387,68 @@ class Tracking {
     reconciler_ = std::thread([this] { reconcile_loop(); });
   }
 
+  // On the thread that changed the map, which may hold anything (a listener of
+  // ours sending a command that got MOVED holds hub_->mutex): takes no lock of
+  // the Tracking's but the reconciler's wake-up one.
   void slots_changed() noexcept {
-    {
-      std::lock_guard lock(nodes_mutex_);
-      ++changes_;
-      new_epoch_locked();
-    }
+    ++changes_;
+    bump_epoch([] { return TrackingState::connecting; });
+    { std::lock_guard wake(wake_mutex_); }  // the reconciler is waiting, or will see changes_
     reconcile_wanted_.notify_all();
   }
 
+  // Reconciles after each change of the map, and asks for a fresh map every map_refresh.
   void reconcile_loop() {
-    std::unique_lock lock(nodes_mutex_);
+    std::unique_lock wake(wake_mutex_);
+    auto next_refresh = std::chrono::steady_clock::now() + options_.map_refresh;
     while (!stopping_) {
-      reconcile_wanted_.wait(lock, [&] { return stopping_ || applied_ != changes_; });
-      if (stopping_) break;
-      const std::uint64_t target = changes_;
-      lock.unlock();
-      Nodes gone;
-      try {
-        const std::vector<std::string> masters = pool_->cluster_masters();  // outside the lock: the map's own
-        lock.lock();
-        gone = reconcile_locked(masters, target);
-      } catch (...) {  // a subscriber could not be made (no pipe): again shortly
-        if (!lock.owns_lock()) lock.lock();
-        reconcile_wanted_.wait_for(lock, std::chrono::milliseconds(100), [&] { return stopping_; });
+      if (!reconcile_wanted_.wait_until(wake, next_refresh, [&] { return stopping_ || applied_ != changes_.load(); })) {
+        pool_->refresh_cluster_map();
+        next_refresh = std::chrono::steady_clock::now() + options_.map_refresh;
         continue;
       }
-      lock.unlock();
-      drop_nodes(std::move(gone));
-      lock.lock();
+      if (stopping_) break;
+      wake.unlock();
+      const bool done = reconcile_once();
+      wake.lock();
+      if (!done) reconcile_wanted_.wait_for(wake, std::chrono::milliseconds(100), [&] { return stopping_; });
     }
   }
 
-  // Subscribers on new masters, the departed ones' returned for dropping; a new epoch.
-  Nodes reconcile_locked(const std::vector<std::string>& masters, std::uint64_t target) {
+  // The change's flush, then a subscriber on each master of the map; false if
+  // one could not be made (no pipe): again shortly. The departed subscribers
+  // are joined with no lock held, also on failure (their hooks take nodes_mutex_).
+  bool reconcile_once() noexcept {
+    const std::uint64_t target = changes_.load();
     Nodes gone;
+    bool done = true;
+    try {
+      flush();
+      const std::vector<std::string> masters = pool_->cluster_masters();  // outside the lock: the map's own
+      std::lock_guard lock(nodes_mutex_);
+      reconcile_locked(masters, target, gone);
+    } catch (...) {
+      done = false;
+    }
+    drop_nodes(std::move(gone));
+    return done;
+  }
+
+  // Subscribers on new masters, the departed ones moved to `gone`; a new epoch.
+  void reconcile_locked(const std::vector<std::string>& masters, std::uint64_t target, Nodes& gone) {
     for (auto it = nodes_.begin(); it != nodes_.end();) {
       if (std::find(masters.begin(), masters.end(), it->first) == masters.end()) gone.insert(nodes_.extract(it++));
       else ++it;
     }
     for (const std::string& m : masters)
-      if (!nodes_.contains(m)) add_node_locked(m, node_options(base_, m));
+      if (!nodes_.contains(m)) add_node_locked(m, node_options(base_, m, "master"));
     applied_ = target;
     new_epoch_locked();
-    return gone;
   }
 
   void stop_reconciler() {
     {
-      std::lock_guard lock(nodes_mutex_);
+      std::lock_guard wake(wake_mutex_);
       stopping_ = true;
     }
     reconcile_wanted_.notify_all();
@@ -420,12 +456,15 @@ class Tracking {
   }
 
   TrackingOptions options_;
+  const Pool* followed_ = nullptr;  // pool(); on a cluster also pool_
   std::shared_ptr<void> sentinel_watch_;  // through Sentinel: follows +switch-master
   std::shared_ptr<Hub> hub_ = std::make_shared<Hub>();
   std::atomic<std::uint64_t> epoch_{static_cast<std::uint64_t>(TrackingState::connecting)};
-  mutable std::mutex nodes_mutex_;  // guards the nodes, their states and what follows; taken before hub_->mutex
+  mutable std::mutex nodes_mutex_;  // guards the nodes and their states; taken before hub_->mutex
   Nodes nodes_;
-  std::uint64_t changes_ = 0, applied_ = 0;  // slot-map changes heard, and reconciled
+  std::atomic<std::uint64_t> changes_{0};  // slot-map changes heard
+  std::uint64_t applied_ = 0;  // and reconciled: written by the reconciler under nodes_mutex_
+  std::mutex wake_mutex_;  // the reconciler's wake-up: guards stopping_, taken with no other lock
   bool stopping_ = false;
   std::condition_variable reconcile_wanted_;
   Pool* pool_ = nullptr;  // on a cluster

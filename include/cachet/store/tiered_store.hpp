@@ -59,10 +59,11 @@ class TieredStore {
   using value_type = typename L1::value_type;
   using clock_type = typename L1::clock_type;  // L1's, which judges its TTLs
 
-  // Taken before L2 is read: the L1 ticket and the tracking epoch.
+  // Taken before L2 is read: the L1 ticket, the tracking epoch and the pool's ASK count.
   struct Ticket {
     typename L1::Ticket l1;
     std::uint64_t epoch = 0;
+    std::uint64_t asks = 0;
   };
 
   // What fetch() read from L2, for fill().
@@ -76,8 +77,14 @@ class TieredStore {
   // (destroying it before the store is harmless).
   TieredStore(L1 l1, L2 l2, Tracking* tracking = nullptr, TieredOptions options = {})
       : l1_(std::make_unique<L1>(std::move(l1))), l2_(std::move(l2)), tracking_(tracking), options_(options) {
-    if constexpr (requires { l2_.pool(); })  // L1 never fills from a lagging replica
+    if constexpr (requires { l2_.pool(); }) {  // L1 never fills from a lagging replica
       require_master_role(l2_.pool().connection_options().sentinel, "cachet::TieredStore");
+      // On a cluster the tracked masters are those of the Tracking's pool's map,
+      // and only the store's own pool's redirections change it: they must be one.
+      if (tracking_ && l2_.pool().cluster() && tracking_->pool() != &l2_.pool())
+        throw ConfigError("cachet::TieredStore on a Redis Cluster: its Tracking must follow the store's own Pool, "
+                          "Tracking(pool) with the RedisStore's pool (docs/cluster.md)");
+    }
     if (tracking_)
       subscription_ = tracking_->listen([l1 = l1_.get()](std::optional<std::string_view> key) {
         if (key) l1->invalidate(*key);
@@ -177,10 +184,15 @@ class TieredStore {
   }
 
   // Keeps what fetch() read, decoded, in L1, unless its key was invalidated or
-  // tracking changed state since the ticket. True if kept.
+  // tracking changed state since the ticket, or (on a cluster) the pool followed
+  // an ASK meanwhile: the read may have come from a node importing the slot, which
+  // may not be tracked yet (a new master not in the map), so later writes there
+  // would go unheard. True if kept.
   bool fill(std::string_view key, const Fetched& f, Cached<value_type> entry) {
     if (!f.bytes) return false;
-    if (tracking_ && (!Tracking::keeps(f.ticket.epoch) || tracking_->epoch() != f.ticket.epoch)) return false;
+    if (tracking_ && (!Tracking::keeps(f.ticket.epoch) || tracking_->epoch() != f.ticket.epoch ||
+                      asks() != f.ticket.asks))
+      return false;
     return l1_->fill(key, f.ticket.l1, std::move(entry), f.bytes->size(), f.ttl);
   }
 
@@ -250,7 +262,13 @@ class TieredStore {
  private:
   Ticket ticket(std::string_view key) {
     const std::uint64_t epoch = tracking_ ? tracking_->epoch() : 0;
-    return {l1_->ticket(key), epoch};
+    return {l1_->ticket(key), epoch, asks()};
+  }
+
+  // The ASKs L2's pool followed so far (any thread's: a fill during a migration is refused, never wrongly kept).
+  std::uint64_t asks() noexcept {
+    if constexpr (requires { l2_.pool(); }) return l2_.pool().cluster_asks();
+    else return 0;
   }
 
   // Reconciles L1 when it goes (if `needed`), whether the write returned or threw.

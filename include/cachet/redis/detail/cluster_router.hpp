@@ -130,9 +130,11 @@ class ClusterRouter {
   std::vector<std::string> masters() const { return topology_.master_names(); }
   std::uint64_t listen(std::function<void()> f) { return topology_.listen(std::move(f)); }
   void unlisten(std::uint64_t id) { topology_.unlisten(id); }
+  void request_refresh() { topology_.request_refresh(); }
 
   PoolStats stats() const { return topology_.pool_stats(); }
   ClusterFigures figures() const { return topology_.figures(); }
+  std::uint64_t asks() const noexcept { return topology_.asks(); }
 
  private:
   // On the ASK target, every command f sends goes after ASKING (a script's

@@ -12,6 +12,7 @@
 #include <cachet/redis/detail/cluster_slot_map.hpp>
 #include <cachet/redis/detail/endpoint.hpp>
 #include <cachet/redis/errors.hpp>
+#include <cachet/redis/node_options.hpp>
 #include <cachet/redis/options.hpp>
 #include <cachet/redis/pool_options.hpp>
 
@@ -57,16 +58,10 @@ class ClusterTopology {
   // seed's misconfiguration (password, TLS, not a cluster node) is a ConfigError;
   // no seed reachable is tolerated (commands fail until one answers).
   ClusterTopology(const ConnectionOptions& options, const PoolOptions& pool_options)
-      : base_(options), pool_options_(pool_options), cluster_(options.cluster) {
-    base_.cluster = {}, base_.path.clear();
+      : base_(single_node(options)), pool_options_(pool_options), cluster_(options.cluster) {
     base_.cluster.read_from_replicas = cluster_.read_from_replicas;  // READONLY on every node's connections
     pool_options_.metrics_label.clear(), pool_options_.eager = false;
-    for (const std::string& seed : cluster_.seeds) {
-      auto at = parse_endpoint(seed, "");
-      if (!at || at->host.empty())
-        throw ConfigError("redis cluster: seed \"" + seed + "\" is not host:port (ClusterOptions::seeds)");
-      seeds_.push_back(std::move(*at));
-    }
+    for (const std::string& seed : cluster_.seeds) seeds_.push_back(node_endpoint(seed));
     for (const Endpoint& seed : seeds_)
       if (load_from(node(seed, pool_options.verify), pool_options.verify)) break;
     last_ = clock::now();  // the first load counts: the next waits refresh_min_interval
@@ -127,8 +122,9 @@ class ClusterTopology {
   }
 
   // `f` runs after any slot's master changed in the map, on the thread that
-  // changed it (a command's, the refresher's): keep it short, and do not listen
-  // or unlisten from it.
+  // changed it (a command's, the refresher's), with no lock of ours held: it must
+  // not block (that thread may hold anything, a lock its caller took), throw,
+  // nor listen or unlisten.
   std::uint64_t listen(std::function<void()> f) {
     std::lock_guard lock(listeners_mutex_);
     listeners_.emplace_back(++last_listener_, std::move(f));
@@ -136,8 +132,9 @@ class ClusterTopology {
   }
   // Once this returns, that listener is not running and will not run again.
   void unlisten(std::uint64_t id) {
-    std::lock_guard lock(listeners_mutex_);
+    std::unique_lock lock(listeners_mutex_);
     std::erase_if(listeners_, [id](const auto& l) { return l.first == id; });
+    idle_.wait(lock, [&] { return telling_ == 0; });  // a copy may still hold it
   }
 
   // "host:port" of each master the map names now.
@@ -176,6 +173,7 @@ class ClusterTopology {
     std::atomic<std::uint64_t> refreshes{0}, refresh_failures{0};
   };
   Counters& counters() noexcept { return figures_; }
+  std::uint64_t asks() const noexcept { return figures_.ask.load(); }
 
   ClusterFigures figures() const {
     const Counters& c = figures_;
@@ -239,9 +237,21 @@ class ClusterTopology {
     return false;
   }
 
+  // On a copy, outside the lock: a listener's thread may come back here (a
+  // command it sends is redirected) without waiting on itself.
   void tell_listeners() {
-    std::lock_guard lock(listeners_mutex_);  // held while they run, so unlisten() waits for them
-    for (auto& [id, f] : listeners_) f();
+    std::vector<std::function<void()>> now;
+    {
+      std::lock_guard lock(listeners_mutex_);
+      for (const auto& entry : listeners_) now.push_back(entry.second);
+      ++telling_;
+    }
+    for (const auto& f : now) f();
+    {
+      std::lock_guard lock(listeners_mutex_);
+      --telling_;
+    }
+    idle_.notify_all();
   }
 
   // The known masters and replicas first, then the seeds; the first answer wins.
@@ -301,6 +311,8 @@ class ClusterTopology {
   std::mutex listeners_mutex_;
   std::vector<std::pair<std::uint64_t, std::function<void()>>> listeners_;
   std::uint64_t last_listener_ = 0;
+  int telling_ = 0;  // tell_listeners() calls running their copies; unlisten() waits for none
+  std::condition_variable idle_;
   mutable std::mutex mutex_;  // guards what follows
   std::shared_ptr<const Snapshot> snapshot_ = std::make_shared<Snapshot>();
   std::condition_variable wake_, refreshed_;

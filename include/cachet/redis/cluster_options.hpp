@@ -7,7 +7,6 @@
 #include <chrono>
 #include <functional>
 #include <string>
-#include <string_view>
 #include <vector>
 
 namespace cachet {
@@ -39,13 +38,5 @@ struct ClusterOptions {
 
   bool enabled() const noexcept { return !seeds.empty(); }
 };
-
-// For a component that opens its own connection to host/port and is not routed
-// over a cluster yet: a ConfigError rather than silently talking to host/port.
-inline void refuse_cluster(const ClusterOptions& cluster, std::string_view component) {
-  if (cluster.enabled())
-    throw ConfigError(std::string(component) + " does not run on Redis Cluster yet (it would talk to " +
-                      "ConnectionOptions::host/port, not the cluster; see docs/cluster.md, \"Not yet on a cluster\")");
-}
 
 }  // namespace cachet

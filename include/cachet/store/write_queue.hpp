@@ -250,9 +250,9 @@ class RedisWriteQueue {
 
   static void refuse_apart(const QueuedWrite& w) {
     if (!w.tag_sets.empty())
-      throw ConfigError("cachet: a tagged write-behind write on Redis Cluster is not supported yet (tags on a "
-                        "cluster are being redesigned): write untagged values, or put the namespace in one slot "
-                        "with HashTag::ns");
+      throw ConfigError("cachet: a tagged write-behind write on Redis Cluster is not supported yet (its tag "
+                        "sets would live apart from the entry): write untagged values, or put the namespace in "
+                        "one slot with HashTag::ns");
     const std::string_view keys[] = {w.cache_key, w.write_version};
     detail::require_one_slot(keys, "cachet: a write-behind write's cache entry and write version",
                              "key the cache with HashTag::entity, which gives both the entity's slot");

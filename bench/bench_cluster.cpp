@@ -30,17 +30,11 @@ namespace {
 using cachet::bench::Item;
 using cachet::bench::item;
 
-cachet::ConnectionOptions cluster_options(const cachet::testing::RedisCluster& cluster) {
-  cachet::ConnectionOptions options;
-  for (const auto& seed : cluster.seeds()) options.cluster.seeds.push_back(seed.host + ":" + std::to_string(seed.port));
-  return options;
-}
-
 struct Fixture {
   cachet::testing::RedisServer& server = cachet::bench::server();
   cachet::testing::RedisCluster cluster{{.replicas_per_master = 0}};
   cachet::Pool single{server.tcp_connection_options(), {.size = 1}};
-  cachet::Pool sharded{cluster_options(cluster), {.size = 1}};
+  cachet::Pool sharded{cluster.client_options(), {.size = 1}};
 };
 Fixture& fixture() {
   static Fixture f;

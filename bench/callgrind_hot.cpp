@@ -115,9 +115,7 @@ int main(int argc, char** argv) {
     run(n, [&] { auto v = c.get_many(views, batch); asm volatile("" ::"r"(v.data()) : "memory"); });
   } else if (what == "gm_cluster") {  // get_many(100) over a 3-master cluster (issue 17)
     cachet::testing::RedisCluster cluster({.replicas_per_master = 0});
-    cachet::ConnectionOptions o;
-    for (const auto& seed : cluster.seeds()) o.cluster.seeds.push_back(seed.host + ":" + std::to_string(seed.port));
-    cachet::Pool sharded(o, {.size = 1});
+    cachet::Pool sharded(cluster.client_options(), {.size = 1});
     cachet::CacheAside<Item> c(cachet::RedisStore(sharded), opts("enveloped", cachet::Format::envelope));
     run(n, [&] { auto v = c.get_many(views, batch); asm volatile("" ::"r"(v.data()) : "memory"); });
   } else if (what == "raw_pipe") {

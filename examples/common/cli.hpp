@@ -103,8 +103,7 @@ class Cli {
       for (const auto& node : local_cluster_->seeds()) std::printf(" %d", node.port);
       std::printf("\n");
     }
-    cachet::ConnectionOptions o;
-    for (const auto& node : local_cluster_->seeds()) o.cluster.seeds.push_back(node.host + ":" + std::to_string(node.port));
+    cachet::ConnectionOptions o = local_cluster_->client_options();
     o.command_timeout = redis_.command_timeout;
     return o;
   }

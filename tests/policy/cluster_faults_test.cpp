@@ -24,8 +24,7 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 cachet::ConnectionOptions options_for(const RedisCluster& cluster) {
-  cachet::ConnectionOptions options;
-  for (const auto& seed : cluster.seeds()) options.cluster.seeds.push_back(seed.host + ":" + std::to_string(seed.port));
+  cachet::ConnectionOptions options = cluster.client_options();
   options.command_timeout = 2s;  // generous: a loaded machine, not a slow server, is what this meets
   return options;
 }

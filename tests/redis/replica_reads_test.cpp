@@ -19,8 +19,7 @@ using cachet::testing::RedisCluster;
 namespace {
 
 cachet::ConnectionOptions options_for(const RedisCluster& cluster, bool replicas) {
-  cachet::ConnectionOptions options;
-  for (const auto& seed : cluster.seeds()) options.cluster.seeds.push_back(seed.host + ":" + std::to_string(seed.port));
+  cachet::ConnectionOptions options = cluster.client_options();
   options.cluster.read_from_replicas = replicas;
   return options;
 }

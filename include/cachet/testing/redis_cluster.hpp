@@ -74,6 +74,13 @@ class RedisCluster {
     return seeds;
   }
 
+  // A cluster client's options: every node as a seed (ClusterOptions::seeds).
+  ConnectionOptions client_options() const {
+    ConnectionOptions options;
+    for (const auto& seed : seeds()) options.cluster.seeds.push_back(seed.host + ":" + std::to_string(seed.port));
+    return options;
+  }
+
   // Every node, masters and replicas; kill, pause, slow or restart them.
   const std::vector<std::unique_ptr<RedisServer>>& nodes() const noexcept { return nodes_; }
   RedisServer& node_at(int port) const {

@@ -73,6 +73,7 @@ class ClusterRouter {
   // when not, or when the replica cannot be reached or answers with a redirection.
   template <class F>
   decltype(auto) read(std::string_view key, F&& f) {
+    if (!options_.read_from_replicas) return run(key, std::forward<F>(f), Idempotent::yes);  // no map copy on a hit
     if (Node* replica = replica_for(*topology_.snapshot(), hash_slot(key))) {
       try {
         auto lease = replica->pool->acquire();

@@ -4,8 +4,9 @@
 //   one server (target <= 1.05x): routing costs a slot computation per read;
 // - get_many of 100 hits spread over the 3 masters (one pipeline per node, sent
 //   to every node before any reply is read) next to one server's single MGET of
-//   the same 100 values + the same parse (target <= 1.5x), and next to
-//   get_many on one server.
+//   the same 100 values + the same parse (target <= 1.5x), next to get_many
+//   on one server, and next to raw hiredis doing the cluster's work (a GET per
+//   key, a pipeline per master): the floor any client pays there.
 // Pinned (servers inherit the affinity), as bench/README.md explains:
 //   taskset -c 0 build/bench/bench/bench_cluster --benchmark_repetitions=10
 //   --benchmark_report_aggregates_only=true --benchmark_enable_random_interleaving=true
@@ -60,6 +61,11 @@ void raw_hiredis_mget_parse_100(benchmark::State& state) {
   cachet::bench::raw_mget_parse_100(state, fixture().single, fixture().server.port());
 }
 
+// The same 100 GETs, one pipeline per master, with nothing but hiredis (read_loops.hpp).
+void raw_hiredis_cluster_get_parse_100(benchmark::State& state) {
+  cachet::bench::raw_cluster_get_parse_100(state, fixture().sharded);
+}
+
 }  // namespace
 
 BENCHMARK(single_hit);
@@ -67,6 +73,7 @@ BENCHMARK(cluster_hit);
 BENCHMARK(raw_hiredis_mget_parse_100);
 BENCHMARK(single_get_many_100);
 BENCHMARK(cluster_get_many_100);
+BENCHMARK(raw_hiredis_cluster_get_parse_100);
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
@@ -75,6 +82,8 @@ int main(int argc, char** argv) {
   benchmark::RunSpecifiedBenchmarks(&reporter);
   reporter.print_ratios({{"cluster_hit", "single_hit"},
                          {"cluster_get_many_100", "raw_hiredis_mget_parse_100"},
-                         {"cluster_get_many_100", "single_get_many_100"}});
+                         {"cluster_get_many_100", "single_get_many_100"},
+                         {"raw_hiredis_cluster_get_parse_100", "raw_hiredis_mget_parse_100"},
+                         {"cluster_get_many_100", "raw_hiredis_cluster_get_parse_100"}});
   benchmark::Shutdown();
 }

@@ -10,6 +10,8 @@
 #include <benchmark/benchmark.h>
 #include <hiredis/hiredis.h>
 
+#include <map>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -54,16 +56,27 @@ void get_many_100_loop(benchmark::State& state, Cache& cache) {
   if (cache.metrics().value(Event::load) != loads) state.SkipWithError("a get_many loaded");
 }
 
-// What get_many of 100 hits cannot avoid: one MGET of the 100 plain JSON values
-// (bench:plain:{0..99}, written first through `pool`, on the server at `port`)
-// and the same parse of each into its slot, per iteration.
-inline void raw_mget_parse_100(benchmark::State& state, Pool& pool, int port) {
+// The plain JSON values of the ids "0".."99", written through `pool` (a cluster
+// pool keys them bench:plain:{i}); returns their keys.
+inline std::vector<std::string> write_plain_100(Pool& pool) {
   CacheOptions plain = cache_options("plain");
   plain.format = Format::plain;
   std::vector<std::string> keys = ids(100);
   const std::vector<std::string_view> views(keys.begin(), keys.end());
   CacheAside<Item>(RedisStore(pool), plain).get_many(views, load_batch);
-  for (auto& k : keys) k = "bench:plain:" + k;
+  for (auto& k : keys) k = pool.cluster() ? "bench:plain:{" + k + "}" : "bench:plain:" + k;
+  return keys;
+}
+
+inline void parse_into(std::optional<Item>& slot, const redisReply* r) {
+  slot = nlohmann::json::parse(std::string_view(r->str, r->len)).get<Item>();
+}
+
+// What get_many of 100 hits cannot avoid: one MGET of the 100 plain JSON values
+// (bench:plain:{0..99}, written first through `pool`, on the server at `port`)
+// and the same parse of each into its slot, per iteration.
+inline void raw_mget_parse_100(benchmark::State& state, Pool& pool, int port) {
+  const std::vector<std::string> keys = write_plain_100(pool);
   std::vector<const char*> argv{"MGET"};
   std::vector<size_t> lens{4};
   for (const auto& k : keys) {
@@ -74,10 +87,48 @@ inline void raw_mget_parse_100(benchmark::State& state, Pool& pool, int port) {
   for (auto _ : state) {
     auto* r = static_cast<redisReply*>(redisCommandArgv(raw.c, static_cast<int>(argv.size()), argv.data(), lens.data()));
     std::vector<std::optional<Item>> out(r->elements);
-    for (std::size_t i = 0; i < r->elements; ++i)
-      out[i] = nlohmann::json::parse(std::string_view(r->element[i]->str, r->element[i]->len)).get<Item>();
+    for (std::size_t i = 0; i < r->elements; ++i) parse_into(out[i], r->element[i]);
     benchmark::DoNotOptimize(out);
     freeReplyObject(r);
+  }
+}
+
+// The same work on a cluster with nothing but hiredis: a GET per key (an MGET
+// cannot span slots), one pipeline per master holding any of the 100 keys (from
+// `pool`'s slot map), every pipeline sent before any reply is read, and the same
+// parse into the caller's order. The floor of get_many(100) on a cluster.
+inline void raw_cluster_get_parse_100(benchmark::State& state, Pool& pool) {
+  const std::vector<std::string> keys = write_plain_100(pool);
+  struct Node {
+    std::unique_ptr<RawContext> raw;
+    std::vector<std::size_t> slots;  // the caller's positions of its keys
+  };
+  std::map<std::string, Node> nodes;
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    const std::string at = pool.cluster_master_of(keys[i]);  // "127.0.0.1:<port>"
+    Node& n = nodes[at];
+    if (!n.raw) n.raw = std::make_unique<RawContext>(std::stoi(at.substr(at.rfind(':') + 1)));
+    n.slots.push_back(i);
+  }
+  for (auto _ : state) {
+    for (auto& [at, n] : nodes)
+      for (std::size_t i : n.slots) {
+        const char* argv[] = {"GET", keys[i].data()};
+        const size_t lens[] = {3, keys[i].size()};
+        redisAppendCommandArgv(n.raw->c, 2, argv, lens);
+      }
+    for (auto& [at, n] : nodes)  // hiredis sends a context's buffer on its first read: send them all now
+      for (int done = 0; !done;)
+        if (redisBufferWrite(n.raw->c, &done) != REDIS_OK) return state.SkipWithError("raw cluster write failed");
+    std::vector<std::optional<Item>> out(keys.size());
+    for (auto& [at, n] : nodes)
+      for (std::size_t i : n.slots) {
+        void* r = nullptr;
+        if (redisGetReply(n.raw->c, &r) != REDIS_OK) return state.SkipWithError("raw cluster GET failed");
+        parse_into(out[i], static_cast<redisReply*>(r));
+        freeReplyObject(r);
+      }
+    benchmark::DoNotOptimize(out);
   }
 }
 

@@ -1,3 +1,4 @@
+#include <cachet/detail/hash_slot.hpp>
 #include <cachet/keys.hpp>
 
 #include <catch2/catch.hpp>
@@ -67,6 +68,12 @@ TEST_CASE("cluster hash tags put keys used together in one slot") {
     CHECK(keys.lock(value) == "shop:lock:shop:product:{42}");
     // A user's braces can never form a tag of their own.
     CHECK(keys.value("product", "{x}") == "shop:product:{%7Bx%7D}");
+    // Nor can an empty id leave an empty tag, which Redis would ignore.
+    const std::string empty = keys.value("product", "");
+    CHECK(empty == "shop:product:{%E}");
+    CHECK(cachet::detail::hash_slot(keys.lock(empty)) == cachet::detail::hash_slot(empty));
+    CHECK(cachet::detail::hash_slot(keys.write_version(empty)) == cachet::detail::hash_slot(empty));
+    CHECK(empty != keys.value("product", "%E"));  // "%E" as an id is escaped
   }
   SECTION("ns: the whole namespace") {
     const cachet::KeyBuilder keys("shop", {.hash_tag = cachet::HashTag::ns});

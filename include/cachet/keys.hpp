@@ -88,7 +88,10 @@ class KeyBuilder {
     out.append(name_prefix);
     const bool tag = options_.hash_tag == HashTag::entity;
     if (tag) out += '{';
-    append_safe_id(out, id);
+    // An empty tag "{}" hashes the whole key, which would part it from its lock's
+    // slot; "%E" is no escape's output (those are "%" and two hex digits, or "%H").
+    if (tag && id.empty()) out.append("%E");
+    else append_safe_id(out, id);
     if (tag) out += '}';
   }
 

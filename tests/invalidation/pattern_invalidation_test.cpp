@@ -1,5 +1,6 @@
 #include <cachet/keys.hpp>
 #include <cachet/invalidation/pattern_invalidation.hpp>
+#include <cachet/store/detail/cluster_layout.hpp>
 
 #include <catch2/catch.hpp>
 #include <support/concurrency.hpp>
@@ -165,4 +166,48 @@ TEST_CASE("a slot moved mid-scan from a master not yet scanned to one already sc
   for (const std::string& k : keys) left += static_cast<std::size_t>(conn.command({"EXISTS", k}).as_integer());
   CHECK(left == 0);
   CHECK(conn.key_count() == 1);
+}
+
+// The pool's map is left behind: its master of one group's slot is demoted and
+// then made a replica of another master, so it holds none of that slot's keys.
+TEST_CASE("a pool whose map is behind a failover scans the new master, not the demoted one", "[cluster-only]") {
+  auto& target = cachet::test::clean_target();
+  auto& cluster = target.redis_cluster();
+  cachet::Pool pool(target.connection_options());
+  auto conn = target.connect();
+  const auto keys = grouped_keys(pool, conn, cluster.master_ports().size());  // loads the pool's map
+  const int slot = cluster.slot_of(keys.front());
+  const int demoted = cluster.master_of(slot);
+  cluster.failover(cluster.replicas_of(demoted).front());
+  cluster.wait_for_new_master(slot, demoted, 60s);
+  int other = 0;
+  for (int port : cluster.master_ports())
+    if (cluster.master_of(slot) != port) other = port;
+  auto node = [&](int port) {
+    for (const auto& n : cluster.nodes())
+      if (n->port() == port) return n->connect();
+    throw std::runtime_error("no node on port " + std::to_string(port));
+  };
+  const std::string other_id(node(other).command({"CLUSTER", "MYID"}).as_string());
+  node(demoted).command({"CLUSTER", "REPLICATE", other_id});
+  cluster.wait_until_stable(60s);
+  REQUIRE(pool.cluster_master_of(keys.front()) == "127.0.0.1:" + std::to_string(demoted));  // still behind
+
+  const std::size_t deleted = cachet::invalidate_matching(pool, "shop:product:*", {.batch = 100'000});
+
+  CHECK(deleted == keys.size());
+  std::size_t left = 0;
+  for (const std::string& k : keys) left += static_cast<std::size_t>(conn.command({"EXISTS", k}).as_integer());
+  CHECK(left == 0);
+}
+
+TEST_CASE("a scanned layout counts only masters' own slots, and survives a hostile CLUSTER NODES") {
+  using cachet::detail::masters_own_assigned_slots;
+  CHECK(masters_own_assigned_slots("a myself,master 1 0-8191\nb myself,master 2 8192-16383\n", 16384));
+  CHECK_FALSE(masters_own_assigned_slots("a myself,master 1 0-8191\n", 16384));  // a master the pool missed
+  CHECK(masters_own_assigned_slots("a myself,master 1 0-8191\n", 8192));         // the rest left unassigned
+  CHECK_FALSE(masters_own_assigned_slots("a myself,slave 1 0-16383\n", 16384));  // demoted since
+  CHECK_FALSE(masters_own_assigned_slots("a myself,master 1 [0->-b] 1-16383\n", 16384));  // migrating is not owned
+  CHECK_FALSE(masters_own_assigned_slots("a myself,master 1 x -5 99999999999999999999 3- -\n", 16384));
+  CHECK(masters_own_assigned_slots("", 0));
 }

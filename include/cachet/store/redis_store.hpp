@@ -321,14 +321,20 @@ class RedisStore {
   static constexpr int max_scan_passes = 10;
 
   // One pass over every master; false when it must run again: the layout
-  // changed, a slot was migrating, or a master could not be reached (failing
-  // over: the router asked for a refresh of its map; rethrown on the last pass).
+  // changed, a slot was migrating, the pool's masters were not all masters or
+  // did not own every assigned slot (its map is behind: refreshed), or a master could not
+  // be reached (failing over: the router asked for a refresh of its map;
+  // rethrown on the last pass).
   bool unlink_pass_stable(std::string_view pattern, const UnlinkMatchingOptions& options, ScanTotals& totals,
                           bool last) {
     try {
       const std::string before = detail::cluster_layout(*pool_);
       unlink_pass(pattern, options, totals);
       const std::string after = detail::cluster_layout(*pool_);
+      if (!detail::masters_own_assigned_slots(after, detail::slots_assigned(*pool_))) {
+        pool_->refresh_cluster_map();
+        return false;
+      }
       return before == after && !detail::migrating(after);
     } catch (const ConnectionError&) {
       if (last) throw;

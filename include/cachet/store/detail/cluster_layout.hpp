@@ -9,9 +9,12 @@
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/pool.hpp>
 
+#include <algorithm>
+#include <cstdlib>
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace cachet::detail {
 
@@ -42,5 +45,41 @@ inline std::string cluster_layout(Pool& pool) {
 
 // Whether a slot was migrating or importing when `layout` was taken.
 inline bool migrating(std::string_view layout) { return layout.find('[') != std::string_view::npos; }
+
+// The most slots any master of `pool` says are assigned in the cluster
+// (CLUSTER INFO's cluster_slots_assigned): less than 16384 when the operator
+// left some unassigned.
+inline int slots_assigned(Pool& pool) {
+  int most = 0;
+  pool.for_each_master([&](Connection& c) {
+    const std::string info(c.command({"CLUSTER", "INFO"}).as_string());
+    const auto at = info.find("cluster_slots_assigned:");
+    if (at != std::string::npos)
+      most = std::max(most, static_cast<int>(std::clamp(std::strtol(info.c_str() + at + 23, nullptr, 10), 0L, 16384L)));
+  });
+  return most;
+}
+
+// Whether every node of `layout` called itself a master and together they own
+// `assigned` slots: else the pool's map is behind (a master it does not know,
+// or one since demoted) and a pass over it may have missed keys.
+inline bool masters_own_assigned_slots(std::string_view layout, int assigned) {
+  std::vector<bool> owned(16384, false);
+  std::istringstream lines{std::string(layout)};
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream fields(line);
+    std::string id, flags, epoch;
+    fields >> id >> flags >> epoch;
+    if (flags.find("master") == std::string::npos) return false;
+    for (std::string range; fields >> range;) {
+      if (range.front() == '[') continue;  // a migration, not an owned slot
+      const auto dash = range.find('-', 1);
+      const long first = std::clamp(std::strtol(range.c_str(), nullptr, 10), 0L, 16383L);
+      const long last = dash == std::string::npos ? first : std::clamp(std::strtol(range.c_str() + dash + 1, nullptr, 10), 0L, 16383L);
+      for (long slot = first; slot <= last; ++slot) owned[static_cast<std::size_t>(slot)] = true;
+    }
+  }
+  return std::count(owned.begin(), owned.end(), true) >= assigned;
+}
 
 }  // namespace cachet::detail

@@ -3,7 +3,8 @@
 // master, so a TieredStore over a cluster pool stays coherent, and its first
 // tier is emptied when a master's tracking connection drops, when a slot moves
 // and when a master fails over. One cluster per process, shared by the cases
-// run in it and emptied between them; replicas only for the failover case.
+// run in it and emptied between them; replicas only for the failover case and
+// the Subscriber whose only seed, a replica, is killed (restarted after).
 #include <cachet/redis/subscriber.hpp>
 #include <cachet/store/lock_notifier.hpp>
 #include <cachet/store/redis_lock.hpp>

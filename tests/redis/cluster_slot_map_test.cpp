@@ -1,3 +1,4 @@
+#include <cachet/redis/detail/cluster_node_ring.hpp>
 #include <cachet/redis/detail/cluster_redirect.hpp>
 #include <cachet/redis/detail/cluster_slot_map.hpp>
 #include <cachet/redis/detail/reply_reader.hpp>
@@ -5,7 +6,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <string>
+#include <vector>
 
 using cachet::detail::ClusterRedirect;
 using cachet::detail::ClusterSlotMap;
@@ -109,4 +112,48 @@ TEST_CASE("redirections parsed: MOVED and ASK, an empty host, IPv6, and anything
   // A host that is not printable ASCII would throw from a metrics label later (on the refresher's thread).
   CHECK_THROWS_AS(parse_cluster_redirect("MOVED 1 \xff:7000", "h"), cachet::ProtocolError);
   CHECK_THROWS_AS(parse_cluster_redirect("ASK 1 a b:7000", "h"), cachet::ProtocolError);
+}
+
+TEST_CASE("a cluster subscriber's node ring: seeds first, then the nodes learned, deduplicated and capped") {
+  using cachet::detail::ClusterNodeRing;
+  ClusterNodeRing ring({{"s", 7000}});
+  CHECK(ring.next() == Endpoint{"s", 7000});
+  CHECK(ring.next() == Endpoint{"s", 7000});  // nothing learned yet
+  // The seed again (as a replica) is not learned twice; masters first, then replicas.
+  REQUIRE(ring.learn(parse_resp("*2\r\n" + range(0, 99, "m", 7001, node("s", 7000), 1) +
+                                range(100, 16383, "", 7002, node("r", 7003), 1)),
+                     "10.0.0.9"));
+  CHECK(ring.learned() == std::vector<Endpoint>{{"m", 7001}, {"10.0.0.9", 7002}, {"r", 7003}});
+  std::vector<Endpoint> turn;
+  for (int i = 0; i < 4; ++i) turn.push_back(ring.next());
+  CHECK(turn.size() == 4);
+  CHECK(std::count(turn.begin(), turn.end(), Endpoint{"s", 7000}) == 1);  // each once per round
+  CHECK(std::count(turn.begin(), turn.end(), Endpoint{"r", 7003}) == 1);
+
+  // Hundreds of masters: only the first max_learned are kept.
+  std::string many = "*300\r\n";
+  for (int slot = 0; slot < 300; ++slot) many += range(slot, slot, "h", 1 + slot);
+  REQUIRE(ring.learn(parse_resp(many), "10.0.0.9"));
+  CHECK(ring.learned().size() == ClusterNodeRing::max_learned);
+}
+
+TEST_CASE("a malformed, hostile or refused CLUSTER SLOTS answer leaves a subscriber's learned nodes as they were") {
+  using cachet::detail::ClusterNodeRing;
+  ClusterNodeRing ring({{"s", 7000}});
+  REQUIRE(ring.learn(parse_resp("*1\r\n" + range(0, 16383, "m", 7001)), "10.0.0.9"));
+  const std::vector<Endpoint> known{{"m", 7001}};
+  const std::vector<std::string> answers{
+      "*1\r\n" + range(0, 16384, "h", 7000),                     // past the last slot
+      "*1\r\n" + range(0, 10, "h", 0),                           // port 0
+      "*1\r\n*3\r\n:0\r\n:10\r\n-ERR inside\r\n",                 // an error nested
+      ":5\r\n",                                                  // not an array
+      "*1\r\n" + range(0, 10, "h\xff", 7000),                    // a host not ASCII
+      "*0\r\n",                                                  // no node yet
+      "*1\r\n" + range(0, 16383, "?", 7001),                     // only unknown endpoints
+      "*2\r\n" + range(0, 10, "n", 7002) + range(11, 20, "h", 7000, node("r\x01", 7001), 1),  // half good: none kept
+      "-NOPERM this user has no permissions to run the 'cluster' command\r\n"};
+  for (const std::string& bad : answers) {
+    CHECK_FALSE(ring.learn(parse_resp(bad), "10.0.0.9"));
+    CHECK(ring.learned() == known);
+  }
 }

@@ -3,7 +3,8 @@
 // master, so a TieredStore over a cluster pool stays coherent, and its first
 // tier is emptied when a master's tracking connection drops, when a slot moves
 // and when a master fails over. One cluster per process, shared by the cases
-// run in it and emptied between them; replicas only for the failover case.
+// run in it and emptied between them; replicas only for the failover case and
+// the Subscriber whose only seed, a replica, is killed (restarted after).
 #include <cachet/redis/subscriber.hpp>
 #include <cachet/store/lock_notifier.hpp>
 #include <cachet/store/redis_lock.hpp>
@@ -21,6 +22,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -107,16 +109,16 @@ struct ClusterTier {
   }
 };
 
-// A Subscriber on `seeds` that records the messages of channel "news".
+// A Subscriber on `seeds` that records the messages of channel "news", and its lost connections.
 struct Listening {
-  std::atomic<int> heard{0};
+  std::atomic<int> heard{0}, drops{0};
   cachet::Subscriber sub;
   explicit Listening(std::vector<std::string> seeds)
       : sub(seeded(std::move(seeds)), {},
             {.setup = [](cachet::Connection& c) { c.command({"SUBSCRIBE", "news"}); },
              .message = [this](const cachet::Reply&) { ++heard; },
              .up = [] {},
-             .down = [] {}}) {
+             .down = [this] { ++drops; }}) {
     sub.start();
   }
 };
@@ -363,4 +365,31 @@ TEST_CASE("a slot moved on a cluster that this process sends nothing to is learn
   CHECK(eventually([&] { return here.pool.cluster_master_of(moving) == seed_of(to); }, 5s));
   CHECK(eventually([&] { return !in_l1(here.tier, moving); }, 5s));
   CHECK(here.tracking.wait_live(10s));
+}
+
+TEST_CASE("a Subscriber whose only seed dies comes back through a node it learned from the cluster") {
+  RedisCluster& cluster = clean_cluster(true);
+  const int replica = cluster.replicas_of(cluster.master_ports().front()).at(0);  // killed without a failover
+  Listening listening({seed_of(replica)});
+  cachet::Connection publisher = cluster.node_at(cluster.master_ports().back()).connect();
+  const auto heard_more_than = [&](int count) {  // publishing until heard: the subscriber may be reconnecting
+    return eventually(
+        [&] {
+          publisher.command({"PUBLISH", "news", "hello"});
+          std::this_thread::sleep_for(10ms);
+          return listening.heard > count;
+        },
+        30s);
+  };
+  REQUIRE(eventually([&] { return listening.sub.up(); }, 10s));
+  REQUIRE(heard_more_than(0));
+
+  cluster.node_at(replica).kill();
+  REQUIRE(eventually([&] { return listening.drops == 1; }, 10s));  // that connection is gone: no late message
+  // The seed stays dead: only a node learned on the first connect can bring the subscriber back.
+  CHECK(heard_more_than(listening.heard));
+  CHECK(listening.sub.up());
+
+  cluster.node_at(replica).restart();  // the shared cluster whole again for the cases after this one
+  cluster.wait_until_stable(60s);
 }

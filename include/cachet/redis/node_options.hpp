@@ -29,13 +29,17 @@ inline ConnectionOptions single_node(ConnectionOptions base) {
   return base;
 }
 
-// `base` aimed at `host_port`, as a single node.
-inline ConnectionOptions node_options(ConnectionOptions base, std::string_view host_port,
-                                      std::string_view what = "seed") {
-  detail::Endpoint at = node_endpoint(host_port, what);
+// `base` aimed at the node at `at`, as a single node.
+inline ConnectionOptions node_options(ConnectionOptions base, detail::Endpoint at) {
   base = single_node(std::move(base));
   base.host = std::move(at.host), base.port = at.port;
   return base;
+}
+
+// `base` aimed at `host_port`, as a single node.
+inline ConnectionOptions node_options(ConnectionOptions base, std::string_view host_port,
+                                      std::string_view what = "seed") {
+  return node_options(std::move(base), node_endpoint(host_port, what));
 }
 
 }  // namespace cachet

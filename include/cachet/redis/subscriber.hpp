@@ -13,6 +13,9 @@
 // On a Redis Cluster (ConnectionOptions::cluster) it connects to the seeds in
 // turn, moving to the next whenever a connection fails or is lost: a classic
 // PUBLISH reaches every node of a cluster, replicas too, so any one will do.
+// On each connect it asks that node for the cluster's nodes (CLUSTER SLOTS:
+// masters and replicas) and takes them in turn after the seeds, so it comes
+// back even when every seed is down (see detail/cluster_node_ring.hpp).
 // (Client tracking is per node: Tracking gives each of its subscribers a node.)
 //
 // Hooks run on the subscriber's thread. An owner declares its Subscriber as its
@@ -20,6 +23,7 @@
 
 #include <cachet/detail/backoff.hpp>
 #include <cachet/redis/connection.hpp>
+#include <cachet/redis/detail/cluster_node_ring.hpp>
 #include <cachet/redis/errors.hpp>
 #include <cachet/redis/node_options.hpp>
 
@@ -62,8 +66,7 @@ class Subscriber {
   };
 
   Subscriber(ConnectionOptions options, SubscriberOptions sub, Hooks hooks)
-      : options_(std::move(options)), sub_(sub), hooks_(std::move(hooks)) {
-    for (const std::string& seed : options_.cluster.seeds) node_options(options_, seed);  // each is host:port
+      : options_(std::move(options)), sub_(sub), hooks_(std::move(hooks)), nodes_(seeds_of(options_)) {
     if (::pipe2(wake_, O_NONBLOCK | O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe2");
     try {
       follow_master();
@@ -119,11 +122,28 @@ class Subscriber {
     listener_ = resolver_->listen([this] { wake(); });
   }
 
-  // The server; on a cluster, the next seed in turn.
+  // Each seed parsed: a ConfigError for one that is not host:port.
+  static std::vector<detail::Endpoint> seeds_of(const ConnectionOptions& options) {
+    std::vector<detail::Endpoint> seeds;
+    for (const std::string& seed : options.cluster.seeds) seeds.push_back(node_endpoint(seed));
+    return seeds;
+  }
+
+  // The server; on a cluster, the next seed or learned node in turn.
   ConnectionOptions next_node() {
-    const std::vector<std::string>& seeds = options_.cluster.seeds;
-    if (seeds.empty()) return options_;
-    return node_options(options_, seeds[next_seed_++ % seeds.size()]);
+    if (nodes_.empty()) return options_;
+    return node_options(options_, nodes_.next());
+  }
+
+  // On a cluster, before the setup subscribes (a subscribed connection takes no
+  // CLUSTER command): the nodes this one knows. A refusal (an ACL) or a
+  // malformed answer leaves the list as it was; a lost connection fails the attempt.
+  void learn_nodes(Connection& conn) {
+    if (options_.cluster.seeds.empty()) return;
+    try {
+      nodes_.learn(conn.command({"CLUSTER", "SLOTS"}), conn.options().host);
+    } catch (const ReplyError&) {
+    }
   }
 
   void run() {
@@ -132,6 +152,7 @@ class Subscriber {
       bool was_up = false;
       try {
         Connection conn(next_node());
+        learn_nodes(conn);
         hooks_.setup(conn);
         backoff.reset();
         hooks_.up();
@@ -263,7 +284,7 @@ class Subscriber {
   std::uint64_t sent_ = 0, acked_ = 0;  // PINGs sent and answered, by sequence number
   bool sync_wanted_ = false;
   std::atomic<bool> up_{false}, stop_{false};
-  std::size_t next_seed_ = 0;  // the run thread's alone
+  detail::ClusterNodeRing nodes_;  // empty off a cluster; the run thread's alone once started
   std::once_flag started_;
   std::shared_ptr<detail::SentinelResolver> resolver_;  // through Sentinel only
   std::uint64_t listener_ = 0;

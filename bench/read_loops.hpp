@@ -64,12 +64,16 @@ inline std::vector<std::string> write_plain_100(Pool& pool) {
   std::vector<std::string> keys = ids(100);
   const std::vector<std::string_view> views(keys.begin(), keys.end());
   CacheAside<Item>(RedisStore(pool), plain).get_many(views, load_batch);
-  for (auto& k : keys) k = pool.cluster() ? "bench:plain:{" + k + "}" : "bench:plain:" + k;
+  const KeyBuilder layout(plain.ns, {.hash_tag = pool.cluster() ? HashTag::entity : HashTag::none});  // the cache's
+  for (auto& k : keys) k = layout.value(plain.name, k);
   return keys;
 }
 
-inline void parse_into(std::optional<Item>& slot, const redisReply* r) {
+// A value the raw baselines read; false (the benchmark skips) for anything but a string.
+inline bool parse_into(std::optional<Item>& slot, const redisReply* r) {
+  if (r->type != REDIS_REPLY_STRING) return false;
   slot = nlohmann::json::parse(std::string_view(r->str, r->len)).get<Item>();
+  return true;
 }
 
 // What get_many of 100 hits cannot avoid: one MGET of the 100 plain JSON values
@@ -87,9 +91,11 @@ inline void raw_mget_parse_100(benchmark::State& state, Pool& pool, int port) {
   for (auto _ : state) {
     auto* r = static_cast<redisReply*>(redisCommandArgv(raw.c, static_cast<int>(argv.size()), argv.data(), lens.data()));
     std::vector<std::optional<Item>> out(r->elements);
-    for (std::size_t i = 0; i < r->elements; ++i) parse_into(out[i], r->element[i]);
+    bool parsed = true;
+    for (std::size_t i = 0; i < r->elements && parsed; ++i) parsed = parse_into(out[i], r->element[i]);
     benchmark::DoNotOptimize(out);
     freeReplyObject(r);
+    if (!parsed) return state.SkipWithError("MGET answered a non-string");
   }
 }
 
@@ -101,18 +107,18 @@ inline void raw_cluster_get_parse_100(benchmark::State& state, Pool& pool) {
   const std::vector<std::string> keys = write_plain_100(pool);
   struct Node {
     std::unique_ptr<RawContext> raw;
-    std::vector<std::size_t> slots;  // the caller's positions of its keys
+    std::vector<std::size_t> positions;  // of its keys, in the caller's order
   };
   std::map<std::string, Node> nodes;
   for (std::size_t i = 0; i < keys.size(); ++i) {
     const std::string at = pool.cluster_master_of(keys[i]);  // "127.0.0.1:<port>"
     Node& n = nodes[at];
     if (!n.raw) n.raw = std::make_unique<RawContext>(std::stoi(at.substr(at.rfind(':') + 1)));
-    n.slots.push_back(i);
+    n.positions.push_back(i);
   }
   for (auto _ : state) {
     for (auto& [at, n] : nodes)
-      for (std::size_t i : n.slots) {
+      for (std::size_t i : n.positions) {
         const char* argv[] = {"GET", keys[i].data()};
         const size_t lens[] = {3, keys[i].size()};
         redisAppendCommandArgv(n.raw->c, 2, argv, lens);
@@ -122,11 +128,12 @@ inline void raw_cluster_get_parse_100(benchmark::State& state, Pool& pool) {
         if (redisBufferWrite(n.raw->c, &done) != REDIS_OK) return state.SkipWithError("raw cluster write failed");
     std::vector<std::optional<Item>> out(keys.size());
     for (auto& [at, n] : nodes)
-      for (std::size_t i : n.slots) {
+      for (std::size_t i : n.positions) {
         void* r = nullptr;
         if (redisGetReply(n.raw->c, &r) != REDIS_OK) return state.SkipWithError("raw cluster GET failed");
-        parse_into(out[i], static_cast<redisReply*>(r));
+        const bool parsed = parse_into(out[i], static_cast<redisReply*>(r));
         freeReplyObject(r);
+        if (!parsed) return state.SkipWithError("a raw cluster GET answered a non-string");
       }
     benchmark::DoNotOptimize(out);
   }

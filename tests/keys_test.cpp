@@ -74,6 +74,9 @@ TEST_CASE("cluster hash tags put keys used together in one slot") {
     CHECK(cachet::detail::hash_slot(keys.lock(empty)) == cachet::detail::hash_slot(empty));
     CHECK(cachet::detail::hash_slot(keys.write_version(empty)) == cachet::detail::hash_slot(empty));
     CHECK(empty != keys.value("product", "%E"));  // "%E" as an id is escaped
+    // Only the entity tag changed: the other layouts key the empty id as before.
+    CHECK(cachet::KeyBuilder("shop").value("product", "") == "shop:product:");
+    CHECK(cachet::KeyBuilder("shop", {.hash_tag = cachet::HashTag::ns}).value("product", "") == "{shop}:product:");
   }
   SECTION("ns: the whole namespace") {
     const cachet::KeyBuilder keys("shop", {.hash_tag = cachet::HashTag::ns});

@@ -84,7 +84,7 @@ class KeyBuilder {
   // value_in into `out` (a std::string, or detail::KeyBuffer to build it on the stack).
   template <class Out>
   void append_value(Out& out, std::string_view name_prefix, std::string_view id) const {
-    out.reserve(out.size() + name_prefix.size() + id.size() + 2);
+    out.reserve(out.size() + name_prefix.size() + id.size() + 4);
     out.append(name_prefix);
     const bool tag = options_.hash_tag == HashTag::entity;
     if (tag) out += '{';

@@ -1,6 +1,5 @@
 #include <cachet/keys.hpp>
 #include <cachet/invalidation/pattern_invalidation.hpp>
-#include <cachet/store/detail/cluster_layout.hpp>
 
 #include <catch2/catch.hpp>
 #include <support/concurrency.hpp>
@@ -170,19 +169,23 @@ TEST_CASE("a slot moved mid-scan from a master not yet scanned to one already sc
 
 // The pool's map is left behind: its master of one group's slot is demoted and
 // then made a replica of another master, so it holds none of that slot's keys.
+// A cluster of its own: it needs replicas, and leaves the roles rearranged.
 TEST_CASE("a pool whose map is behind a failover scans the new master, not the demoted one", "[cluster-only]") {
-  auto& target = cachet::test::clean_target();
-  auto& cluster = target.redis_cluster();
-  cachet::Pool pool(target.connection_options());
-  auto conn = target.connect();
+  cachet::testing::RedisCluster cluster({.replicas_per_master = 1});
+  cachet::ConnectionOptions redis = cluster.client_options();
+  redis.cluster.refresh_period = 1h;  // no backstop refresh may catch the map up meanwhile
+  cachet::Pool pool(redis);
+  cachet::test::Client conn(redis);
   const auto keys = grouped_keys(pool, conn, cluster.master_ports().size());  // loads the pool's map
   const int slot = cluster.slot_of(keys.front());
   const int demoted = cluster.master_of(slot);
-  cluster.failover(cluster.replicas_of(demoted).front());
-  cluster.wait_for_new_master(slot, demoted, 60s);
+  const std::vector<int> replicas = cluster.replicas_of(demoted);
+  REQUIRE(!replicas.empty());
+  cluster.failover(replicas.front());
+  const int promoted = cluster.wait_for_new_master(slot, demoted, 60s);
   int other = 0;
   for (int port : cluster.master_ports())
-    if (cluster.master_of(slot) != port) other = port;
+    if (port != promoted) other = port;
   auto node = [&](int port) {
     for (const auto& n : cluster.nodes())
       if (n->port() == port) return n->connect();
@@ -199,15 +202,4 @@ TEST_CASE("a pool whose map is behind a failover scans the new master, not the d
   std::size_t left = 0;
   for (const std::string& k : keys) left += static_cast<std::size_t>(conn.command({"EXISTS", k}).as_integer());
   CHECK(left == 0);
-}
-
-TEST_CASE("a scanned layout counts only masters' own slots, and survives a hostile CLUSTER NODES") {
-  using cachet::detail::masters_own_assigned_slots;
-  CHECK(masters_own_assigned_slots("a myself,master 1 0-8191\nb myself,master 2 8192-16383\n", 16384));
-  CHECK_FALSE(masters_own_assigned_slots("a myself,master 1 0-8191\n", 16384));  // a master the pool missed
-  CHECK(masters_own_assigned_slots("a myself,master 1 0-8191\n", 8192));         // the rest left unassigned
-  CHECK_FALSE(masters_own_assigned_slots("a myself,slave 1 0-16383\n", 16384));  // demoted since
-  CHECK_FALSE(masters_own_assigned_slots("a myself,master 1 [0->-b] 1-16383\n", 16384));  // migrating is not owned
-  CHECK_FALSE(masters_own_assigned_slots("a myself,master 1 x -5 99999999999999999999 3- -\n", 16384));
-  CHECK(masters_own_assigned_slots("", 0));
 }

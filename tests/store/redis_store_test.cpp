@@ -1,3 +1,4 @@
+#include <cachet/store/detail/cluster_layout.hpp>
 #include <cachet/store/redis_store.hpp>
 
 #include <catch2/catch.hpp>
@@ -322,4 +323,19 @@ TEST_CASE("RedisStore::invalidate and incr") {
   CHECK(store.invalidate({}).deleted == 0);
   CHECK(store.incr("seq") == 1);
   CHECK(store.incr("seq") == 2);
+}
+
+TEST_CASE("a scanned cluster layout counts only masters' own slots, and survives a hostile CLUSTER NODES") {
+  using cachet::detail::masters_own_assigned_slots;
+  CHECK(masters_own_assigned_slots("a myself,master 1 0-8191\nb myself,master 2 8192-16383\n", 16384));
+  CHECK_FALSE(masters_own_assigned_slots("a myself,master 1 0-8191\n", 16384));  // a master the pool missed
+  CHECK(masters_own_assigned_slots("a myself,master 1 0-8191\n", 8192));         // the rest left unassigned
+  CHECK_FALSE(masters_own_assigned_slots("a myself,slave 1 0-16383\n", 16384));  // demoted since
+  CHECK_FALSE(masters_own_assigned_slots("a myself,master 1 [0->-b] 1-16383\n", 16384));  // migrating is not owned
+  CHECK_FALSE(masters_own_assigned_slots("a myself,master 1 x -5 99999999999999999999 3- -\n", 16384));
+  CHECK_FALSE(masters_own_assigned_slots("a myself,master 1 0-100 50-60 0-100\n", 102));  // overlaps count once
+  std::string repeated = "a myself,master 1";
+  for (int i = 0; i < 100'000; ++i) repeated += " 0-16383";
+  CHECK(masters_own_assigned_slots(repeated, 16384));  // merged, not walked slot by slot
+  CHECK(masters_own_assigned_slots("", 0));
 }

@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace cachet {
 
@@ -21,6 +22,13 @@ inline detail::Endpoint node_endpoint(std::string_view host_port, std::string_vi
     throw ConfigError("redis cluster: " + std::string(what) + " \"" + std::string(host_port) +
                       "\" is not host:port (ClusterOptions::seeds)");
   return std::move(*at);
+}
+
+// Every seed of `cluster` parsed, in order (node_endpoint's ConfigError for a bad one).
+inline std::vector<detail::Endpoint> seed_endpoints(const ClusterOptions& cluster) {
+  std::vector<detail::Endpoint> seeds;
+  for (const std::string& seed : cluster.seeds) seeds.push_back(node_endpoint(seed));
+  return seeds;
 }
 
 // `base` (TLS, user, password, timeouts) for one node: its cluster options and unix socket cleared.

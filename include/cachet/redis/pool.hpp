@@ -273,6 +273,10 @@ class Pool {
   void refresh_cluster_map() {
     if (router_) router_->request_refresh();
   }
+  // On a cluster: reload the slot map and wait for it, at most `within`.
+  void await_cluster_map(std::chrono::milliseconds within) {
+    if (router_) router_->await_refresh(std::chrono::steady_clock::now() + within);
+  }
 
   // Redirections, retries, refreshes and node errors so far; all zero on one server.
   ClusterFigures cluster_stats() const { return router_ ? router_->figures() : ClusterFigures{}; }

@@ -66,7 +66,7 @@ class Subscriber {
   };
 
   Subscriber(ConnectionOptions options, SubscriberOptions sub, Hooks hooks)
-      : options_(std::move(options)), sub_(sub), hooks_(std::move(hooks)), nodes_(seeds_of(options_)) {
+      : options_(std::move(options)), sub_(sub), hooks_(std::move(hooks)), nodes_(seed_endpoints(options_.cluster)) {
     if (::pipe2(wake_, O_NONBLOCK | O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe2");
     try {
       follow_master();
@@ -123,12 +123,6 @@ class Subscriber {
   }
 
   // Each seed parsed: a ConfigError for one that is not host:port.
-  static std::vector<detail::Endpoint> seeds_of(const ConnectionOptions& options) {
-    std::vector<detail::Endpoint> seeds;
-    for (const std::string& seed : options.cluster.seeds) seeds.push_back(node_endpoint(seed));
-    return seeds;
-  }
-
   // The server; on a cluster, the next seed or learned node in turn.
   ConnectionOptions next_node() {
     if (nodes_.empty()) return options_;

@@ -298,7 +298,9 @@ class RedisStore {
   // On a cluster every master is scanned, and each key UNLINKed on its own; a
   // pass during which the cluster's layout changed (a slot moved, a master
   // failed over) or a slot was migrating is run again, as keys may have moved
-  // from a master not yet scanned to one already scanned.
+  // from a master not yet scanned to one already scanned; a pass whose masters
+  // are not all masters or do not own every assigned slot (CLUSTER INFO) waits
+  // for a refresh of the pool's map first, which was behind a failover.
   std::size_t unlink_matching(std::string_view pattern, const UnlinkMatchingOptions& options = {}) {
     ScanTotals totals;
     if (!pool_->cluster()) {
@@ -308,8 +310,8 @@ class RedisStore {
     for (int pass = 1;; ++pass) {
       if (unlink_pass_stable(pattern, options, totals, pass == max_scan_passes)) return totals.deleted;
       if (pass == max_scan_passes)
-        throw Error("cachet: unlink_matching: the cluster's layout changed during each of " +
-                    std::to_string(max_scan_passes) + " passes (what was deleted stays deleted)");
+        throw Error("cachet: unlink_matching: the cluster's layout changed, or the pool's map of it was behind, "
+                    "during each of " + std::to_string(max_scan_passes) + " passes (what was deleted stays deleted)");
       std::this_thread::sleep_for(std::chrono::milliseconds(std::min(50 << pass, 1000)));
     }
   }
@@ -321,20 +323,20 @@ class RedisStore {
   static constexpr int max_scan_passes = 10;
 
   // One pass over every master; false when it must run again: the layout
-  // changed, a slot was migrating, the pool's masters were not all masters or
-  // did not own every assigned slot (its map is behind: refreshed), or a master could not
-  // be reached (failing over: the router asked for a refresh of its map;
-  // rethrown on the last pass).
+  // changed, a slot was migrating, or a master could not be reached (failing
+  // over: the router asked for a refresh of its map; rethrown on the last
+  // pass). Not even begun when the pool's masters are not all masters or do
+  // not own every assigned slot: its map is behind, and is refreshed first.
   bool unlink_pass_stable(std::string_view pattern, const UnlinkMatchingOptions& options, ScanTotals& totals,
                           bool last) {
     try {
       const std::string before = detail::cluster_layout(*pool_);
-      unlink_pass(pattern, options, totals);
-      const std::string after = detail::cluster_layout(*pool_);
-      if (!detail::masters_own_assigned_slots(after, detail::slots_assigned(*pool_))) {
-        pool_->refresh_cluster_map();
+      if (!detail::masters_own_assigned_slots(before, detail::slots_assigned(*pool_))) {
+        pool_->await_cluster_map(std::chrono::seconds(5));
         return false;
       }
+      unlink_pass(pattern, options, totals);
+      const std::string after = detail::cluster_layout(*pool_);
       return before == after && !detail::migrating(after);
     } catch (const ConnectionError&) {
       if (last) throw;

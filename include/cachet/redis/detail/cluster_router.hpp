@@ -132,6 +132,7 @@ class ClusterRouter {
   std::uint64_t listen(std::function<void()> f) { return topology_.listen(std::move(f)); }
   void unlisten(std::uint64_t id) { topology_.unlisten(id); }
   void request_refresh() { topology_.request_refresh(); }
+  void await_refresh(clock::time_point until) { topology_.await_refresh(until); }
 
   PoolStats stats() const { return topology_.pool_stats(); }
   ClusterFigures figures() const { return topology_.figures(); }

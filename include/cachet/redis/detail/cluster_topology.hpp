@@ -61,7 +61,7 @@ class ClusterTopology {
       : base_(single_node(options)), pool_options_(pool_options), cluster_(options.cluster) {
     base_.cluster.read_from_replicas = cluster_.read_from_replicas;  // READONLY on every node's connections
     pool_options_.metrics_label.clear(), pool_options_.eager = false;
-    for (const std::string& seed : cluster_.seeds) seeds_.push_back(node_endpoint(seed));
+    seeds_ = seed_endpoints(cluster_);
     for (const Endpoint& seed : seeds_)
       if (load_from(node(seed, pool_options.verify), pool_options.verify)) break;
     last_ = clock::now();  // the first load counts: the next waits refresh_min_interval

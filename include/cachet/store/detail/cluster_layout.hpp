@@ -14,6 +14,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace cachet::detail {
@@ -62,9 +63,10 @@ inline int slots_assigned(Pool& pool) {
 
 // Whether every node of `layout` called itself a master and together they own
 // `assigned` slots: else the pool's map is behind (a master it does not know,
-// or one since demoted) and a pass over it may have missed keys.
+// or one since demoted) and a pass over it may have missed keys. Ranges are
+// merged, not walked slot by slot: a hostile answer may repeat "0-16383".
 inline bool masters_own_assigned_slots(std::string_view layout, int assigned) {
-  std::vector<bool> owned(16384, false);
+  std::vector<std::pair<long, long>> ranges;
   std::istringstream lines{std::string(layout)};
   for (std::string line; std::getline(lines, line);) {
     std::istringstream fields(line);
@@ -76,10 +78,16 @@ inline bool masters_own_assigned_slots(std::string_view layout, int assigned) {
       const auto dash = range.find('-', 1);
       const long first = std::clamp(std::strtol(range.c_str(), nullptr, 10), 0L, 16383L);
       const long last = dash == std::string::npos ? first : std::clamp(std::strtol(range.c_str() + dash + 1, nullptr, 10), 0L, 16383L);
-      for (long slot = first; slot <= last; ++slot) owned[static_cast<std::size_t>(slot)] = true;
+      if (first <= last) ranges.emplace_back(first, last);
     }
   }
-  return std::count(owned.begin(), owned.end(), true) >= assigned;
+  std::sort(ranges.begin(), ranges.end());
+  long owned = 0, next = 0;  // slots counted, and the first not yet counted
+  for (const auto& [first, last] : ranges) {
+    owned += std::max(0L, last + 1 - std::max(first, next));
+    next = std::max(next, last + 1);
+  }
+  return owned >= assigned;
 }
 
 }  // namespace cachet::detail

@@ -30,7 +30,7 @@
 
 namespace cachet::detail {
 
-// stats() as the metrics show them.
+// A pool's stats as the metrics show them.
 inline PoolFigures pool_figures(const PoolStats& s) noexcept {
   return {.in_use = s.in_use, .idle = s.idle, .waiting = s.waiting, .waits = s.waits, .timeouts = s.timeouts,
           .created = s.created, .discarded = s.discarded, .wait_time = s.wait_time};
@@ -59,10 +59,7 @@ class ServerPool {
     std::unique_ptr<Connection> conn_;
   };
 
-  // With `verify`, throws ConfigError if the configuration cannot work (see
-  // ConfigError); an unreachable server is tolerated. With `eager`, throws if the
-  // first connection cannot be opened. Throws
-  // MetricsLabelError if the metrics label is not valid UTF-8.
+  // Throws as Pool's constructor (redis/pool.hpp).
   explicit ServerPool(ConnectionOptions connection, PoolOptions options)
       : connection_(std::move(connection)),
         options_(std::move(options)),
@@ -153,7 +150,6 @@ class ServerPool {
   const PoolOptions& options() const noexcept { return options_; }
 
  private:
-
   // The first connection, kept idle for the first user (detail/pool_verify.hpp).
   void verify() {
     verifying_ = true;  // on_handshake_error is for refusals after construction

@@ -42,13 +42,25 @@ cachet::testing::RedisCluster& cluster() {
 
 // A cluster pool over the shared cluster, every master flushed.
 cachet::Pool& fresh_pool() {
-  static cachet::Pool pool([] {
-    cachet::ConnectionOptions o;
-    for (const auto& seed : cluster().seeds()) o.cluster.seeds.push_back(seed.host + ":" + std::to_string(seed.port));
-    return o;
-  }());
+  static cachet::Pool pool(cluster().client_options());
   pool.for_each_master([](cachet::Connection& c) { c.command({"FLUSHALL"}); });
   return pool;
+}
+
+// A loader that returns the id, counting its calls in `loads`.
+auto counting_loader(int& loads) {
+  return [&loads](std::string_view id) {
+    ++loads;
+    return std::string(id);
+  };
+}
+
+// get_or_load("a") twice: one load, then a hit.
+template <class Loader>
+void check_loaded_once(Cache& cache, const Loader& loader, const int& loads) {
+  CHECK(cache.get_or_load("a", loader) == "a");
+  CHECK(cache.get_or_load("a", loader) == "a");
+  CHECK(loads == 1);
 }
 
 // The first tag "<prefix><i>" whose counter is on another master than `key`.
@@ -153,13 +165,8 @@ TEST_CASE("tags and namespace versions on Redis Cluster", "[cluster]") {
     Cache cache(cachet::RedisStore(pool), options("product"));
     cache.tag_loaded_values([](const std::string& v) { return std::vector<std::string>{"t:" + v}; });
     int loads = 0;
-    const auto loader = [&](std::string_view id) {
-      ++loads;
-      return std::string(id);
-    };
-    CHECK(cache.get_or_load("a", loader) == "a");
-    CHECK(cache.get_or_load("a", loader) == "a");
-    CHECK(loads == 1);
+    const auto loader = counting_loader(loads);
+    check_loaded_once(cache, loader, loads);
     const std::vector<std::string_view> ids{"b", "c", "a"};
     const auto batch = [&](std::span<const std::string_view> missing) {
       std::vector<std::optional<std::string>> out;
@@ -360,13 +367,7 @@ TEST_CASE("tags and namespace versions on Redis Cluster", "[cluster]") {
     const std::string long_tag(70'000, 'x');
     cache.tag_loaded_values([&](const std::string&) { return std::vector<std::string>{long_tag}; });
     int loads = 0;
-    const auto loader = [&](std::string_view id) {
-      ++loads;
-      return std::string(id);
-    };
-    CHECK(cache.get_or_load("a", loader) == "a");
-    CHECK(cache.get_or_load("a", loader) == "a");
-    CHECK(loads == 1);
+    check_loaded_once(cache, counting_loader(loads), loads);
     CHECK(cache.breaker().state() == cachet::BreakerState::closed);
     cache.invalidate_tags(std::vector<std::string>{long_tag});
     CHECK(cache.get("a") == std::nullopt);
@@ -375,8 +376,7 @@ TEST_CASE("tags and namespace versions on Redis Cluster", "[cluster]") {
   SECTION("the stamp check runs under the breaker and throws with throw_redis_errors") {
     cachet::Pool& shared = fresh_pool();
     cachet::Pool pool([] {
-      cachet::ConnectionOptions o;
-      for (const auto& seed : cluster().seeds()) o.cluster.seeds.push_back(seed.host + ":" + std::to_string(seed.port));
+      cachet::ConnectionOptions o = cluster().client_options();
       o.command_timeout = 300ms;
       return o;
     }());

@@ -45,12 +45,6 @@ RedisCluster& clean_cluster() {
   return cluster;
 }
 
-cachet::ConnectionOptions options_for(const RedisCluster& cluster) {
-  cachet::ConnectionOptions options;
-  for (const auto& seed : cluster.seeds()) options.cluster.seeds.push_back(seed.host + ":" + std::to_string(seed.port));
-  return options;
-}
-
 // The database: the values each id was given, in the order they were applied.
 struct MemoryDb {
   struct State {
@@ -87,13 +81,20 @@ cachet::WriteBehindOptions quick_flusher() {
   return o;
 }
 
+// Writes are queued and left there: no flusher in this process.
+cachet::WriteBehindOptions no_flusher() {
+  cachet::WriteBehindOptions o = quick_flusher();
+  o.flusher = false;
+  return o;
+}
+
 std::string id_of(int thread, int key) { return "t" + std::to_string(thread) + "-k" + std::to_string(key); }
 
 }  // namespace
 
 TEST_CASE("on a cluster the queue has 16 partitions in their own slots, over more than one master") {
   const RedisCluster& cluster = clean_cluster();
-  cachet::Pool pool(options_for(cluster));
+  cachet::Pool pool(cluster.client_options());
   Cache entries(cachet::RedisStore(pool), entity_keys("wbc-layout"));
   auto queue = cachet::write_behind(entries, MemoryDb{}, quick_flusher());
   REQUIRE(queue.partitions() == 16);
@@ -110,7 +111,7 @@ TEST_CASE("on a cluster the queue has 16 partitions in their own slots, over mor
 
 TEST_CASE("on a cluster 8 writer threads keep each key's order, read their writes, and flush drains every partition") {
   const RedisCluster& cluster = clean_cluster();
-  cachet::Pool pool(options_for(cluster), {.size = 8, .wait_timeout = 5s});
+  cachet::Pool pool(cluster.client_options(), {.size = 8, .wait_timeout = 5s});
   const MemoryDb db;
   Cache entries(cachet::RedisStore(pool), entity_keys("wbc-order"));
   auto queue = cachet::write_behind(entries, db, quick_flusher());
@@ -143,11 +144,9 @@ TEST_CASE("on a cluster 8 writer threads keep each key's order, read their write
 
 TEST_CASE("on a cluster a flusher takes over the entries another consumer left idle, in every partition") {
   const RedisCluster& cluster = clean_cluster();
-  cachet::Pool pool(options_for(cluster));
+  cachet::Pool pool(cluster.client_options());
   Cache writer_cache(cachet::RedisStore(pool), entity_keys("wbc-takeover-writer"));
-  auto options = quick_flusher();
-  options.flusher = false;
-  auto writer = cachet::write_behind(writer_cache, MemoryDb{}, options);
+  auto writer = cachet::write_behind(writer_cache, MemoryDb{}, no_flusher());
   for (int i = 0; i < 64; ++i) writer.write("id" + std::to_string(i), std::to_string(i));
   // A consumer that read every partition's entries and died without settling them.
   cachet::RedisWriteQueue queue(cachet::RedisStore(pool), "t:wb:writes", 0);
@@ -170,7 +169,7 @@ TEST_CASE("on a cluster a flusher takes over the entries another consumer left i
 
 TEST_CASE("on a cluster a flusher follows its partition to another master when the slot moves (MOVED)") {
   RedisCluster& cluster = clean_cluster();
-  cachet::Pool pool(options_for(cluster));
+  cachet::Pool pool(cluster.client_options());
   const MemoryDb db;
   Cache entries(cachet::RedisStore(pool), entity_keys("wbc-moved"));
   auto queue = cachet::write_behind(entries, db, quick_flusher());
@@ -191,7 +190,7 @@ TEST_CASE("on a cluster a flusher follows its partition to another master when t
 
 TEST_CASE("on a cluster write-behind counters spread over partitions and flush exact totals with unique batch numbers") {
   const RedisCluster& cluster = clean_cluster();
-  cachet::Pool pool(options_for(cluster), {.size = 4, .wait_timeout = 5s});
+  cachet::Pool pool(cluster.client_options(), {.size = 4, .wait_timeout = 5s});
   struct Sums {
     std::shared_ptr<std::mutex> mutex = std::make_shared<std::mutex>();
     std::shared_ptr<std::map<std::string, std::int64_t>> totals = std::make_shared<std::map<std::string, std::int64_t>>();
@@ -224,11 +223,9 @@ TEST_CASE("on a cluster write-behind counters spread over partitions and flush e
 
 TEST_CASE("on a cluster a tagged write-behind write is a ConfigError, and nothing is queued") {
   const RedisCluster& cluster = clean_cluster();
-  cachet::Pool pool(options_for(cluster));
+  cachet::Pool pool(cluster.client_options());
   Cache entries(cachet::RedisStore(pool), entity_keys("wbc-tags"));
-  auto options = quick_flusher();
-  options.flusher = false;
-  auto queue = cachet::write_behind(entries, MemoryDb{}, options);
+  auto queue = cachet::write_behind(entries, MemoryDb{}, no_flusher());
   queue.cache().tag_loaded_values([](const std::string&) { return std::vector<std::string>{"red"}; });
   CHECK_THROWS_AS(queue.write("1", "a"), cachet::ConfigError);
   CHECK_THROWS_WITH(queue.write("1", "a"), Catch::Contains("tagged write-behind write on Redis Cluster is not supported yet"));
@@ -255,7 +252,7 @@ std::optional<std::string> get(cachet::Pool& pool, const std::string& key) {
 
 TEST_CASE("on a cluster two writes of one id whose cache steps cross leave the newer write cached") {
   const RedisCluster& cluster = clean_cluster();
-  cachet::Pool pool(options_for(cluster), {.size = 4, .wait_timeout = 5s});
+  cachet::Pool pool(cluster.client_options(), {.size = 4, .wait_timeout = 5s});
   cachet::RedisWriteQueue queue(cachet::RedisStore(pool), "t:wb:writes", 0);
   const EntityWrite a("42", "A"), b("42", "B");
   REQUIRE(cachet::detail::hash_slot(a.key) != cachet::detail::hash_slot(queue.partition(queue.partition_of("42")).stream));
@@ -290,7 +287,7 @@ TEST_CASE("on a cluster two writes of one id whose cache steps cross leave the n
 
 TEST_CASE("on a cluster a settle whose cache step fails leaves its batch pending, and the retry settles the entry") {
   const RedisCluster& cluster = clean_cluster();
-  cachet::Pool pool(options_for(cluster));
+  cachet::Pool pool(cluster.client_options());
   cachet::RedisWriteQueue queue(cachet::RedisStore(pool), "t:wb:writes", 0);
   const EntityWrite w("7", "new");
   const auto entry = queue.enqueue(w.queued(), 0, false);
@@ -319,7 +316,7 @@ TEST_CASE("on a cluster a settle whose cache step fails leaves its batch pending
 
 TEST_CASE("on a cluster a write whose queued step is not replicated in time still sets its cache entry") {
   const RedisCluster& cluster = clean_cluster();  // no replicas: WAIT falls short
-  cachet::Pool pool(options_for(cluster));
+  cachet::Pool pool(cluster.client_options());
   cachet::RedisWriteQueue queue(cachet::RedisStore(pool), "t:wb:writes", 0);
   const EntityWrite w("9", "queued");
   CHECK_THROWS_AS(queue.enqueue(w.queued(), 0, false, {.replicas = 1, .timeout = 10ms}), cachet::ReplicationError);
@@ -329,7 +326,7 @@ TEST_CASE("on a cluster a write whose queued step is not replicated in time stil
 
 TEST_CASE("on a cluster a queue key with a hash tag keeps one partition by default, as before partitions") {
   const RedisCluster& cluster = clean_cluster();
-  cachet::Pool pool(options_for(cluster));
+  cachet::Pool pool(cluster.client_options());
   CHECK(cachet::detail::queue_partitions(0, pool, "t:wb:writes") == 16);
   CHECK(cachet::detail::queue_partitions(0, pool, "{t}:wb:writes") == 1);
   CHECK(cachet::detail::queue_partitions(4, pool, "{t}:wb:writes") == 4);
@@ -339,7 +336,7 @@ TEST_CASE("on a cluster a queue key with a hash tag keeps one partition by defau
 
 TEST_CASE("on a cluster a flusher waiting for the writer another partition's flusher holds keeps its entries") {
   const RedisCluster& cluster = clean_cluster();
-  cachet::Pool pool(options_for(cluster), {.size = 4, .wait_timeout = 5s});
+  cachet::Pool pool(cluster.client_options(), {.size = 4, .wait_timeout = 5s});
   Cache entries(cachet::RedisStore(pool), entity_keys("wbc-wait"));
   auto options = quick_flusher();
   options.reclaim_idle = 1s;
@@ -383,10 +380,9 @@ TEST_CASE("on a cluster a flusher waiting for the writer another partition's flu
 
 TEST_CASE("on a cluster a full partition's QueueFullError names its stream and its share of the bound") {
   const RedisCluster& cluster = clean_cluster();
-  cachet::Pool pool(options_for(cluster));
+  cachet::Pool pool(cluster.client_options());
   Cache entries(cachet::RedisStore(pool), entity_keys("wbc-full"));
-  auto options = quick_flusher();
-  options.flusher = false;
+  auto options = no_flusher();
   options.max_length = 32;  // 2 per partition
   options.on_full = cachet::QueueFull::reject;
   auto queue = cachet::write_behind(entries, MemoryDb{}, options);
@@ -399,7 +395,7 @@ TEST_CASE("on a cluster a full partition's QueueFullError names its stream and i
 
 TEST_CASE("on a cluster copies of a write queue share its partition layout") {
   const RedisCluster& cluster = clean_cluster();
-  cachet::Pool pool(options_for(cluster));
+  cachet::Pool pool(cluster.client_options());
   const cachet::RedisWriteQueue queue(cachet::RedisStore(pool), "t:wb:writes", 0);
   const cachet::RedisWriteQueue copy = queue;  // what get_or_load's loader holds
   CHECK(&copy.partition(3) == &queue.partition(3));
@@ -407,7 +403,7 @@ TEST_CASE("on a cluster copies of a write queue share its partition layout") {
 
 TEST_CASE("on a cluster a master SIGKILLed while writers enqueue with replicated durability loses no acknowledged write") {
   RedisCluster cluster({.replicas_per_master = 1});
-  cachet::ConnectionOptions redis = options_for(cluster);
+  cachet::ConnectionOptions redis = cluster.client_options();
   cachet::Pool pool(redis, {.size = 8, .wait_timeout = 5s});
   const MemoryDb db;
   Cache entries(cachet::RedisStore(pool), entity_keys("wbc-failover"));

@@ -32,8 +32,8 @@ using cachet::testing::RedisCluster;
 namespace {
 
 cachet::ConnectionOptions options_for(const RedisCluster& cluster, cachet::ClusterOptions cluster_options = {}) {
-  cachet::ConnectionOptions options;
-  for (const auto& seed : cluster.seeds()) cluster_options.seeds.push_back(seed.host + ":" + std::to_string(seed.port));
+  cachet::ConnectionOptions options = cluster.client_options();
+  cluster_options.seeds = std::move(options.cluster.seeds);
   options.cluster = std::move(cluster_options);
   return options;
 }

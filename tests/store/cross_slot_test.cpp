@@ -76,9 +76,7 @@ TEST_CASE("on one server, multi-key steps across slots keep working") {
 TEST_CASE("on Redis Cluster, multi-key steps across slots are refused before sending, batches span nodes",
           "[cluster]") {
   cachet::testing::RedisCluster cluster;
-  cachet::ConnectionOptions options = cluster.seeds()[0];
-  for (const auto& seed : cluster.seeds()) options.cluster.seeds.push_back(seed.host + ":" + std::to_string(seed.port));
-  cachet::Pool pool(options);
+  cachet::Pool pool(cluster.client_options());
   REQUIRE(pool.cluster());
   cachet::RedisStore store(pool);
   for (const char* key : {"a", "b", "{u}:a", "{u}:b"}) store.set(key, "1", 60s);

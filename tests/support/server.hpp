@@ -53,7 +53,7 @@ class Target {
   std::string address() const {
     if (server_) return server_->socket_path();
     std::string a(cluster_address_prefix);
-    for (const auto& seed : cluster_->seeds()) a += seed.host + ":" + std::to_string(seed.port) + ",";
+    for (const std::string& seed : cluster_->client_options().cluster.seeds) a += seed + ",";
     a.pop_back();
     return a;
   }

@@ -14,7 +14,8 @@
 #include <cachet/detail/backoff.hpp>
 #include <cachet/redis/detail/format.hpp>
 #include <cachet/redis/detail/hiredis.hpp>
-#include <cachet/redis/detail/sentinel_resolver.hpp>
+#include <cachet/redis/detail/handshake.hpp>
+#include <cachet/redis/detail/sentinel_link.hpp>
 #include <cachet/redis/detail/io_error.hpp>
 #include <cachet/redis/detail/open_stream.hpp>
 #include <cachet/redis/detail/reply_reader.hpp>
@@ -53,26 +54,15 @@ class Connection {
 
   // Connects at once; throws ConnectionError, TimeoutError or ReplyError (AUTH, SELECT).
   explicit Connection(ConnectionOptions options)
-      : options_(std::move(options)), backoff_(options_.reconnect) {
-    if (options_.sentinel.enabled()) sentinel_ = detail::SentinelResolver::get(options_.sentinel);
+      : options_(std::move(options)), backoff_(options_.reconnect), sentinel_(options_.sentinel) {
     connect();
   }
 
   // A moved-from connection is closed (broken) and reconnects on next use. Not
   // noexcept: the options are copied (a bad_alloc must not terminate).
-  Connection(Connection&& o)
-      : options_(o.options_),  // copied: the moved-from connection can still reconnect
-        stream_(std::move(o.stream_)),
-        reader_(std::move(o.reader_)),
-        out_(std::move(o.out_)),
-        backoff_(std::move(o.backoff_)),
-        pending_(std::exchange(o.pending_, 0)),
-        last_error_(std::move(o.last_error_)),
-        first_pending_(std::move(o.first_pending_)),
-        sentinel_(o.sentinel_),
-        generation_(o.generation_),
-        demoted_(std::exchange(o.demoted_, false)),
-        asking_(std::exchange(o.asking_, {})) {}
+  Connection(Connection&& o) : options_(o.options_), backoff_(o.backoff_), sentinel_(o.sentinel_) {
+    *this = std::move(o);  // the rest as below; the options stay copied, so the moved-from one can still reconnect
+  }
   Connection& operator=(Connection&& o) {
     if (this != &o) {
       options_ = o.options_;
@@ -84,7 +74,6 @@ class Connection {
       last_error_ = std::move(o.last_error_);
       first_pending_ = std::move(o.first_pending_);
       sentinel_ = o.sentinel_;
-      generation_ = o.generation_;
       demoted_ = std::exchange(o.demoted_, false);
       asking_ = std::exchange(o.asking_, {});
     }
@@ -241,47 +230,24 @@ class Connection {
 
   // Through Sentinel: the master moved since this connection was opened (a
   // failover); it still talks to the old server, so pools and subscribers drop it.
-  bool moved() const noexcept { return sentinel_ && !broken() && sentinel_->generation() != generation_; }
+  bool moved() const noexcept { return !broken() && sentinel_.moved(); }
 
  private:
 
   void connect() {
     close();
     try {
-      resolve_address();
+      sentinel_.resolve(options_);
       open_context();
       handshake();
       backoff_.reset();
     } catch (const std::exception& e) {
       close();
-      if (sentinel_ && dynamic_cast<const ConnectionError*>(&e)) sentinel_->invalidate(generation_);
+      if (dynamic_cast<const ConnectionError*>(&e)) sentinel_.invalidate();
       last_error_ = e.what();
       backoff_.record_failure();
       throw;
     }
-  }
-
-  // Through Sentinel: the address to open is the current master's (or a replica's).
-  void resolve_address() {
-    if (!sentinel_) return;
-    detail::SentinelTarget t = sentinel_->resolve(options_.sentinel.role, options_.connect_timeout);
-    options_.host = std::move(t.host);
-    options_.port = t.port;
-    generation_ = t.generation;
-  }
-
-  // Through Sentinel: HELLO's "role" (HELLO is allowed to any ACL user, unlike
-  // ROLE) must be the role asked for (a stale answer can point at a demoted master).
-  void check_role(const Reply& hello) {
-    const bool master = options_.sentinel.role == SentinelRole::master;
-    const std::string_view want = master ? "master" : "replica";
-    for (std::size_t i = 0; hello.is_array() && i + 1 < hello.size(); i += 2)
-      if (hello[i].is_string() && hello[i].as_string() == "role" && hello[i + 1].is_string() &&
-          hello[i + 1].as_string() == want)
-        return;
-    if (master) sentinel_->wrong_role(generation_);  // its sentinel is asked last
-    else sentinel_->invalidate(generation_);           // replicas are asked again each interval anyway
-    throw ConnectionError(fmt::format("sentinel: {} is not a {} (HELLO); rediscovering", endpoint(), want));
   }
 
   // Appends `argv` to the output whole or not at all (bad_alloc): never half a command.
@@ -328,7 +294,7 @@ class Connection {
   // closes once its pipeline is read, and the next one asks the sentinels.
   void leave_demoted_master() noexcept {
     if (!sentinel_) return;
-    sentinel_->invalidate(generation_);
+    sentinel_.invalidate();
     demoted_ = true;
   }
 
@@ -338,40 +304,10 @@ class Connection {
     reader_ = std::make_unique<detail::ReplyReader>(options_.max_reply_bytes);
   }
 
-  // AUTH, SELECT, CLIENT SETNAME, HELLO (through Sentinel) and READONLY (a cluster
-  // node read from replicas) in one round trip; the first error reply is thrown
-  // before the role is looked at.
+  // detail/handshake.hpp; through Sentinel, HELLO says whether the server has the role asked for.
   void handshake() {
-    std::size_t sent = 0;
-    if (!options_.password.empty()) {
-      if (options_.user.empty()) append({"AUTH", options_.password});
-      else append({"AUTH", options_.user, options_.password});
-      ++sent;
-    }
-    if (options_.db != 0) {
-      append({"SELECT", options_.db});
-      ++sent;
-    }
-    if (!options_.client_name.empty()) {
-      append({"CLIENT", "SETNAME", options_.client_name});
-      ++sent;
-    }
-    if (sentinel_) {
-      append({"HELLO"});  // RESP2 stays: no protocol version given (Redis 6+)
-      ++sent;
-    }
-    if (options_.cluster.read_from_replicas && !options_.cluster.enabled()) {
-      append({"READONLY"});  // a cluster node's connection that may read from a replica
-      ++sent;
-    }
-    std::string first_error;
-    std::optional<Reply> last;
-    for (std::size_t i = 0; i < sent; ++i) {
-      last = read_reply();
-      if (last->is_error() && first_error.empty()) first_error = last->error_message();
-    }
-    if (!first_error.empty()) throw ReplyError(first_error);
-    if (sentinel_) check_role(*last);
+    const std::optional<Reply> hello = detail::handshake(*this, options_, static_cast<bool>(sentinel_));
+    if (sentinel_) sentinel_.check_role(*hello, options_.sentinel.role, endpoint());
   }
 
   // The next reply parsed from what was received (false: more input is needed).
@@ -411,7 +347,7 @@ class Connection {
 
   // Drops the failed transport, then throws its typed error, naming `what` failed on which server.
   [[noreturn]] void fail(std::string_view what, const detail::IoResult& r) {
-    if (sentinel_) sentinel_->invalidate(generation_);  // a lost server may be a failed master
+    sentinel_.invalidate();  // a lost server may be a failed master
     close();
     const std::string op = fmt::format("{} on {}", what, endpoint());
     detail::throw_io_error(r, {op, options_.command_timeout, "ConnectionOptions::command_timeout"});
@@ -452,8 +388,7 @@ class Connection {
   std::string last_error_;
   std::string first_pending_;  // the name of the first command sent since the last reply read
   char buffer_[16 * 1024];     // what one read takes off the stream, as hiredis' own
-  std::shared_ptr<detail::SentinelResolver> sentinel_;  // null unless through Sentinel
-  std::uint64_t generation_ = 0;  // the master's generation when this connection was opened
+  detail::SentinelLink sentinel_;  // off unless through Sentinel
   bool demoted_ = false;          // a READONLY came back: close once the pipeline is read
   detail::AskingPrefix asking_;   // set_asking(): ASKING before each command
 };

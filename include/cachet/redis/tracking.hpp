@@ -39,21 +39,20 @@
 // nothing is kept until a subscriber registers on each master of the new map.
 // Coarse on purpose: one epoch for all nodes, so a flush is the whole first
 // tier (docs/cluster.md).
-// The map is reloaded every `map_refresh` and whenever a master's connection
-// drops, so a change this process never gets redirected by is learned too.
 
 #include <cachet/redis/subscriber.hpp>
 #include <cachet/redis/connection.hpp>
+#include <cachet/redis/detail/slot_map_follower.hpp>
 #include <cachet/redis/errors.hpp>
 #include <cachet/redis/node_options.hpp>
 #include <cachet/redis/options.hpp>
 #include <cachet/redis/pool.hpp>
 #include <cachet/redis/sentinel.hpp>
+#include <cachet/redis/tracking_options.hpp>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -67,36 +66,6 @@
 #include <vector>
 
 namespace cachet {
-
-struct TrackingOptions {
-  // BCAST PREFIX each of these; empty: every key of the server. Cover the
-  // namespaces whose values are kept in process ("shop:" for shop:product:42
-  // and for the version counters shop:ver:*).
-  std::vector<std::string> prefixes{};
-  // Health check of the subscriber: a PING every `ping_interval`; no answer
-  // within `ping_timeout` drops the connection. Their sum bounds how long a
-  // silently lost subscriber can leave stale values in process.
-  std::chrono::milliseconds ping_interval{200};
-  std::chrono::milliseconds ping_timeout{300};
-  // On a cluster: how often the pool is asked to reload its slot map (also at
-  // once whenever a master's tracking connection drops), so that a failover
-  // this process sends nothing to is learned within about this.
-  std::chrono::milliseconds map_refresh{5000};
-};
-
-enum class TrackingState : std::uint8_t {
-  connecting,  // not yet registered: nothing may be kept
-  live,        // invalidations arrive: values may be kept
-  lost,        // the subscriber is gone and is reconnecting: nothing may be kept
-  refused,     // the server refused CLIENT TRACKING (old server, ACL): values may be kept, bounded by TTL alone
-};
-
-struct TrackingStats {
-  std::uint64_t messages = 0;  // invalidation messages received
-  std::uint64_t keys = 0;      // keys named in them
-  std::uint64_t flushes = 0;   // "drop everything": null-key messages (FLUSHALL) and changes of state
-  std::uint64_t registrations = 0;  // successful CLIENT TRACKING registrations (1 + reconnects)
-};
 
 class Tracking {
  public:
@@ -116,7 +85,6 @@ class Tracking {
   };
 
  public:
-
   // Removes its listener when destroyed; harmless if the Tracking went first.
   class Subscription {
    public:
@@ -166,8 +134,7 @@ class Tracking {
   Tracking(const Tracking&) = delete;
   Tracking& operator=(const Tracking&) = delete;
   ~Tracking() {
-    cluster_watch_.reset();  // waits for a running slots_changed()
-    stop_reconciler();
+    if (follower_) follower_->stop();  // waits for a running reconcile
     Nodes all;
     {
       std::lock_guard lock(nodes_mutex_);
@@ -335,7 +302,7 @@ class Tracking {
   // masters of the pool's latest slot map; refused if some node refused and none
   // is down; else not keeping.
   TrackingState combined_locked() const noexcept {
-    if (nodes_.empty() || applied_ != changes_.load()) return TrackingState::connecting;
+    if (nodes_.empty() || (follower_ && follower_->behind())) return TrackingState::connecting;
     bool refused = false;
     for (const auto& entry : nodes_) {
       const TrackingState s = entry.second->state;
@@ -352,7 +319,7 @@ class Tracking {
   }
 
   // The next epoch, in `state()` as of the swap (a compare-exchange: a racing
-  // slots_changed(), which takes no lock, is never overwritten by an older state).
+  // slot-map change, which takes no lock, is never overwritten by an older state).
   template <class State>
   void bump_epoch(State state) noexcept {
     std::uint64_t now = epoch_.load(std::memory_order_acquire);
@@ -378,48 +345,21 @@ class Tracking {
 
   // On a cluster: a slot changed master (a failover, a slot moved with or
   // without its keys, a master added or gone). Nothing is kept from now on;
-  // the reconciler empties L1 and puts a subscriber on each master.
+  // the follower's thread empties L1 and puts a subscriber on each master.
   void follow_masters(Pool& pool) {
     pool_ = &pool;
     base_ = pool.connection_options();
-    changes_ = 1;  // the first reconcile
-    cluster_watch_ = pool.watch_cluster([this]() noexcept { slots_changed(); });
-    reconciler_ = std::thread([this] { reconcile_loop(); });
-  }
-
-  // On the thread that changed the map, which may hold anything (a listener of
-  // ours sending a command that got MOVED holds hub_->mutex): takes no lock of
-  // the Tracking's but the reconciler's wake-up one.
-  void slots_changed() noexcept {
-    ++changes_;
-    bump_epoch([] { return TrackingState::connecting; });
-    { std::lock_guard wake(wake_mutex_); }  // the reconciler is waiting, or will see changes_
-    reconcile_wanted_.notify_all();
-  }
-
-  // Reconciles after each change of the map, and asks for a fresh map every map_refresh.
-  void reconcile_loop() {
-    std::unique_lock wake(wake_mutex_);
-    auto next_refresh = std::chrono::steady_clock::now() + options_.map_refresh;
-    while (!stopping_) {
-      if (!reconcile_wanted_.wait_until(wake, next_refresh, [&] { return stopping_ || applied_ != changes_.load(); })) {
-        pool_->refresh_cluster_map();
-        next_refresh = std::chrono::steady_clock::now() + options_.map_refresh;
-        continue;
-      }
-      if (stopping_) break;
-      wake.unlock();
-      const bool done = reconcile_once();
-      wake.lock();
-      if (!done) reconcile_wanted_.wait_for(wake, std::chrono::milliseconds(100), [&] { return stopping_; });
-    }
+    follower_ = std::make_unique<detail::SlotMapFollower>(
+        pool, options_.map_refresh,
+        detail::SlotMapFollower::Hooks{.changed = [this]() noexcept { bump_epoch([] { return TrackingState::connecting; }); },
+                                       .reconcile = [this](std::uint64_t target) noexcept { return reconcile_once(target); }});
+    follower_->start();
   }
 
   // The change's flush, then a subscriber on each master of the map; false if
   // one could not be made (no pipe): again shortly. The departed subscribers
   // are joined with no lock held, also on failure (their hooks take nodes_mutex_).
-  bool reconcile_once() noexcept {
-    const std::uint64_t target = changes_.load();
+  bool reconcile_once(std::uint64_t target) noexcept {
     Nodes gone;
     bool done = true;
     try {
@@ -442,17 +382,8 @@ class Tracking {
     }
     for (const std::string& m : masters)
       if (!nodes_.contains(m)) add_node_locked(m, node_options(base_, m, "master"));
-    applied_ = target;
+    follower_->applied(target);
     new_epoch_locked();
-  }
-
-  void stop_reconciler() {
-    {
-      std::lock_guard wake(wake_mutex_);
-      stopping_ = true;
-    }
-    reconcile_wanted_.notify_all();
-    if (reconciler_.joinable()) reconciler_.join();
   }
 
   TrackingOptions options_;
@@ -462,15 +393,9 @@ class Tracking {
   std::atomic<std::uint64_t> epoch_{static_cast<std::uint64_t>(TrackingState::connecting)};
   mutable std::mutex nodes_mutex_;  // guards the nodes and their states; taken before hub_->mutex
   Nodes nodes_;
-  std::atomic<std::uint64_t> changes_{0};  // slot-map changes heard
-  std::uint64_t applied_ = 0;  // and reconciled: written by the reconciler under nodes_mutex_
-  std::mutex wake_mutex_;  // the reconciler's wake-up: guards stopping_, taken with no other lock
-  bool stopping_ = false;
-  std::condition_variable reconcile_wanted_;
   Pool* pool_ = nullptr;  // on a cluster
   ConnectionOptions base_;  // on a cluster: every node's options but host and port
-  std::shared_ptr<void> cluster_watch_;  // on a cluster: slots_changed() on every change of a slot's master
-  std::thread reconciler_;  // on a cluster
+  std::unique_ptr<detail::SlotMapFollower> follower_;  // on a cluster: reconciles the nodes with the map
 };
 
 }  // namespace cachet

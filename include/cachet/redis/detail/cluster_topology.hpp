@@ -1,5 +1,5 @@
 #pragma once
-// What a cluster client knows of the cluster: a Pool per node (created on first
+// What a cluster client knows of the cluster: a pool per node (a ServerPool, created on first
 // use, kept for the client's life), and the slot map, swapped whole behind a
 // mutex (readers copy the pointer). One refresher thread reloads the map from
 // CLUSTER SLOTS when asked (a MOVED, a dead node, READONLY), at most once per

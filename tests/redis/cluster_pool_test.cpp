@@ -31,9 +31,11 @@ using cachet::testing::RedisCluster;
 
 namespace {
 
+// The cluster's client options with `cluster_options`' settings; its seeds, if any, go first.
 cachet::ConnectionOptions options_for(const RedisCluster& cluster, cachet::ClusterOptions cluster_options = {}) {
   cachet::ConnectionOptions options = cluster.client_options();
-  cluster_options.seeds = std::move(options.cluster.seeds);
+  const std::vector<std::string> all = std::move(options.cluster.seeds);
+  cluster_options.seeds.insert(cluster_options.seeds.end(), all.begin(), all.end());
   options.cluster = std::move(cluster_options);
   return options;
 }

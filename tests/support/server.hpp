@@ -53,7 +53,8 @@ class Target {
   std::string address() const {
     if (server_) return server_->socket_path();
     std::string a(cluster_address_prefix);
-    for (const std::string& seed : cluster_->client_options().cluster.seeds) a += seed + ",";
+    const ConnectionOptions options = cluster_->client_options();
+    for (const std::string& seed : options.cluster.seeds) a += seed + ",";
     a.pop_back();
     return a;
   }

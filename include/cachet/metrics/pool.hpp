@@ -15,7 +15,8 @@
 
 namespace cachet {
 
-// A connection pool's figures (Pool registers its own; see redis/pool.hpp).
+// A connection pool's figures (each server's pool registers its own, a cluster
+// node's too; see redis/detail/server_pool.hpp).
 struct PoolFigures {
   std::uint64_t in_use = 0;     // connections leased out now
   std::uint64_t idle = 0;       // open and free now

@@ -60,22 +60,15 @@ class Connection {
 
   // A moved-from connection is closed (broken) and reconnects on next use. Not
   // noexcept: the options are copied (a bad_alloc must not terminate).
-  Connection(Connection&& o) : options_(o.options_), backoff_(o.backoff_), sentinel_(o.sentinel_) {
-    *this = std::move(o);  // the rest as below; the options stay copied, so the moved-from one can still reconnect
+  Connection(Connection&& o) : options_(o.options_), backoff_(std::move(o.backoff_)), sentinel_(o.sentinel_) {
+    take_transport(o);  // the options stay copied, so the moved-from one can still reconnect
   }
   Connection& operator=(Connection&& o) {
     if (this != &o) {
       options_ = o.options_;
-      stream_ = std::move(o.stream_);
-      reader_ = std::move(o.reader_);
-      out_ = std::move(o.out_);
       backoff_ = std::move(o.backoff_);
-      pending_ = std::exchange(o.pending_, 0);
-      last_error_ = std::move(o.last_error_);
-      first_pending_ = std::move(o.first_pending_);
       sentinel_ = o.sentinel_;
-      demoted_ = std::exchange(o.demoted_, false);
-      asking_ = std::exchange(o.asking_, {});
+      take_transport(o);
     }
     return *this;
   }
@@ -233,6 +226,18 @@ class Connection {
   bool moved() const noexcept { return !broken() && sentinel_.moved(); }
 
  private:
+  // The socket, reader and pending state of `o`, which is left closed (broken).
+  void take_transport(Connection& o) noexcept {
+    stream_ = std::move(o.stream_);
+    reader_ = std::move(o.reader_);
+    out_ = std::move(o.out_);
+    pending_ = std::exchange(o.pending_, 0);
+    last_error_ = std::move(o.last_error_);
+    first_pending_ = std::move(o.first_pending_);
+    demoted_ = std::exchange(o.demoted_, false);
+    asking_ = std::exchange(o.asking_, {});
+  }
+
 
   void connect() {
     close();

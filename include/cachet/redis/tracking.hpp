@@ -35,8 +35,10 @@
 // of the pool's slot map (BCAST on a node reports writes to that node's keys),
 // and is live only while all of them are. Any change of a slot's master in the
 // map (a failover, a slot moved with or without its keys, a master added or
-// gone) bumps the epoch at once (the reconciler thread then empties L1), and
-// nothing is kept until a subscriber registers on each master of the new map.
+// gone) bumps the epoch at once (the slot-map follower's thread then empties
+// L1), and nothing is kept until a subscriber registers on each master of the
+// new map. The map is reloaded every `map_refresh` and whenever a master's
+// connection drops, so a change this process never gets redirected by is learned too.
 // Coarse on purpose: one epoch for all nodes, so a flush is the whole first
 // tier (docs/cluster.md).
 

@@ -51,7 +51,8 @@ class SlotMapFollower {
     if (thread_.joinable()) thread_.join();
   }
 
-  // Called by reconcile() under the owner's lock, which behind() is read under.
+  // Called by reconcile() on the follower's thread, its only writer: the
+  // owner's readers of behind() hold the owner's lock, the loop's wait does not need it.
   void applied(std::uint64_t target) noexcept { applied_ = target; }
   // A change heard is not reconciled yet.
   bool behind() const noexcept { return applied_ != changes_.load(); }

@@ -122,7 +122,6 @@ class Subscriber {
     listener_ = resolver_->listen([this] { wake(); });
   }
 
-  // Each seed parsed: a ConfigError for one that is not host:port.
   // The server; on a cluster, the next seed or learned node in turn.
   ConnectionOptions next_node() {
     if (nodes_.empty()) return options_;

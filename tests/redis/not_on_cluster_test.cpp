@@ -53,3 +53,12 @@ TEST_CASE("a cluster seed that is not host:port is a ConfigError naming it, the 
   CHECK_THROWS_WITH(cachet::Pool(options), expected);
   CHECK_THROWS_WITH(cachet::Subscriber(options, {}, {}), expected);
 }
+
+TEST_CASE("a pool given both cluster seeds and a Sentinel master is a ConfigError before it connects to either") {
+  cachet::ConnectionOptions options;
+  options.cluster.seeds = {"127.0.0.1:" + std::to_string(cachet::detail::free_port())};
+  options.sentinel.master_name = "mymaster";
+  options.sentinel.sentinels = {{"127.0.0.1", cachet::detail::free_port()}};
+  CHECK_THROWS_MATCHES(cachet::Pool(options), cachet::ConfigError,
+                       Catch::Matchers::Message("cachet::Pool: ConnectionOptions::cluster and ::sentinel are exclusive"));
+}

@@ -18,8 +18,8 @@
 #include <cachet/redis/redirect.hpp>
 #include <cachet/redis/script_batch.hpp>
 #include <cachet/store/concepts.hpp>
-#include <cachet/store/detail/cluster_layout.hpp>
 #include <cachet/store/detail/invalidation_script.hpp>
+#include <cachet/store/detail/unlink_matching.hpp>
 #include <cachet/store/detail/value_write.hpp>
 #include <cachet/store/detail/wait_call.hpp>
 #include <cachet/store/lent_bytes.hpp>
@@ -294,95 +294,14 @@ class RedisStore {
 
   // Deletes every key matching `pattern`: SCAN MATCH in batches, each batch
   // UNLINKed (never KEYS, which blocks the server). Returns how many existed.
-  // Throws the Redis layer's errors; what was deleted before stays deleted.
-  // On a cluster every master is scanned, and each key UNLINKed on its own; a
-  // pass during which the cluster's layout changed (a slot moved, a master
-  // failed over) or a slot was migrating is run again, as keys may have moved
-  // from a master not yet scanned to one already scanned; a pass whose masters
-  // are not all masters or do not own every assigned slot (CLUSTER INFO) waits
-  // for a refresh of the pool's map first, which was behind a failover.
+  // Throws the Redis layer's errors; what was deleted before stays deleted. On a
+  // cluster every master, with passes run again while the layout moves
+  // (store/detail/unlink_matching.hpp).
   std::size_t unlink_matching(std::string_view pattern, const UnlinkMatchingOptions& options = {}) {
-    ScanTotals totals;
-    if (!pool_->cluster()) {
-      unlink_pass(pattern, options, totals);
-      return totals.deleted;
-    }
-    for (int pass = 1;; ++pass) {
-      if (unlink_pass_stable(pattern, options, totals, pass == max_scan_passes)) return totals.deleted;
-      if (pass == max_scan_passes)
-        throw Error("cachet: unlink_matching: the cluster's layout changed, or the pool's map of it was behind, "
-                    "during each of " + std::to_string(max_scan_passes) + " passes (what was deleted stays deleted)");
-      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(50 << pass, 1000)));
-    }
+    return detail::MatchingUnlinker(*pool_, options).run(pattern);
   }
 
  private:
-  struct ScanTotals {
-    std::size_t matched = 0, deleted = 0;
-  };
-  static constexpr int max_scan_passes = 10;
-
-  // One pass over every master; false when it must run again: the layout
-  // changed, a slot was migrating, or a master could not be reached (failing
-  // over: the router asked for a refresh of its map; rethrown on the last
-  // pass). Not even begun when the pool's masters are not all masters or do
-  // not own every assigned slot: its map is behind, and is refreshed first.
-  bool unlink_pass_stable(std::string_view pattern, const UnlinkMatchingOptions& options, ScanTotals& totals,
-                          bool last) {
-    try {
-      const std::string before = detail::cluster_layout(*pool_);
-      if (!detail::masters_own_assigned_slots(before, detail::slots_assigned(*pool_))) {
-        pool_->await_cluster_map(std::chrono::seconds(5));
-        return false;
-      }
-      unlink_pass(pattern, options, totals);
-      const std::string after = detail::cluster_layout(*pool_);
-      return before == after && !detail::migrating(after);
-    } catch (const ConnectionError&) {
-      if (last) throw;
-      return false;
-    }
-  }
-
-  // SCAN every master once, UNLINKing each page; keys redirected meanwhile are deleted through run().
-  void unlink_pass(std::string_view pattern, const UnlinkMatchingOptions& options, ScanTotals& totals) {
-    const long long count = static_cast<long long>(options.batch == 0 ? 1 : options.batch);
-    std::vector<std::string> moved;  // keys whose slot left the node mid-scan
-    pool_->for_each_master([&](Connection& c) {
-      std::string cursor = "0";
-      do {
-        const Reply page = c.command({"SCAN", cursor, "MATCH", pattern, "COUNT", count});
-        cursor = std::string(page[0].as_string());
-        if (const ReplyView keys = page[1]; keys.size() != 0) {
-          totals.deleted += unlink_page(c, keys, moved);
-          totals.matched += keys.size();
-        }
-        if (options.on_progress) options.on_progress(totals.matched, totals.deleted);
-      } while (cursor != "0");
-    });
-    for (const std::string& key : moved) totals.deleted += del(key) ? 1 : 0;
-  }
-
-  // One SCAN page's keys, UNLINKed: at once on one server; on a cluster one
-  // UNLINK per key (a page may span slots), a redirected one left in `moved`.
-  std::size_t unlink_page(Connection& c, ReplyView keys, std::vector<std::string>& moved) {
-    if (!pool_->cluster()) {
-      std::vector<std::string_view> argv{"UNLINK"};
-      argv.reserve(keys.size() + 1);
-      for (ReplyView k : keys) argv.push_back(k.as_string());
-      return static_cast<std::size_t>(c.command(argv).as_integer());
-    }
-    Pipeline p(c);
-    for (ReplyView k : keys) p.add({"UNLINK", k.as_string()});
-    std::size_t deleted = 0, i = 0;
-    p.execute([&](Reply&& r) {
-      const ReplyView key = keys[i++];
-      if (redirected(r)) moved.emplace_back(key.as_string());
-      else deleted += static_cast<std::size_t>(r.as_integer());
-    });
-    return deleted;
-  }
-
   // get_many_lent on a cluster. A key's error is thrown here, where the policies'
   // degradation sees it (cluster answers were re-run by then), except WRONGTYPE:
   // a miss, as MGET's nil on one server.

@@ -60,19 +60,23 @@ TEST_CASE("glob metacharacters in a name match only themselves") {
 }
 
 // One server's latency under a long invalidation, filled by DEBUG POPULATE.
-TEST_CASE("1M keys removed by pattern while a second connection PINGs: no command, so no PING, waits 10 ms",
+// A PING waits for at most the command the server is running, so the server's
+// own timing of each command is the bound. That timing is wall time, which on
+// this busy machine also counts the server being descheduled: so each UNLINK's
+// work is bounded by its batch, the mean by 5 ms, and the 10 ms reached by at
+// most 1 % of commands (removing it in one UNLINK fails all three).
+TEST_CASE("1M keys removed by pattern while a second connection PINGs: one batch per UNLINK, 10 ms reached by at most 1 % of commands",
           "[single-server]") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
   auto admin = server.connect();
   constexpr long long total = 1'000'000;
+  constexpr long long batch = 1000;
   admin.command({"DEBUG", "POPULATE", total, "bulk"});  // server-side fill: bulk:0 ... bulk:999999
   REQUIRE(admin.command({"DBSIZE"}).as_integer() == total);
-  // A PING waits for at most the command the server is running, so the server's
-  // own timing of each command is the bound; the client's round trips below
-  // also count this busy machine's scheduling, so they are reported, not judged.
   admin.command({"CONFIG", "SET", "slowlog-log-slower-than", "10000"});
   admin.command({"SLOWLOG", "RESET"});
+  admin.command({"CONFIG", "RESETSTAT"});
 
   std::atomic<bool> done{false};
   std::chrono::steady_clock::duration worst{};
@@ -88,7 +92,7 @@ TEST_CASE("1M keys removed by pattern while a second connection PINGs: no comman
   });
   std::size_t deleted = 0;
   try {
-    deleted = cachet::invalidate_matching(pool, "bulk:*");
+    deleted = cachet::invalidate_matching(pool, "bulk:*", {.batch = batch});
   } catch (...) {
     done = true;
     pinger.join();
@@ -97,17 +101,27 @@ TEST_CASE("1M keys removed by pattern while a second connection PINGs: no comman
   done = true;
   pinger.join();
 
+  // The client's round trips count this machine's scheduling too: reported, not judged.
   const auto worst_us = std::chrono::duration_cast<std::chrono::microseconds>(worst).count();
   INFO(pings << " PINGs, the slowest " << worst_us << " us");
   CHECK(deleted == static_cast<std::size_t>(total));
   CHECK(admin.command({"DBSIZE"}).as_integer() == 0);
   CHECK(pings > 100);  // served between the batches
+  const long long unlinks = cachet::test::command_calls(admin, "unlink");
+  const long long scans = cachet::test::command_calls(admin, "scan");
+  CHECK(unlinks * 2 * batch >= total);  // each UNLINK one SCAN page: about a batch of keys (COUNT is a hint)
+  const std::string stats = admin.command({"INFO", "commandstats"}).as_string();
+  const auto usec_at = stats.find("usec=", stats.find("cmdstat_unlink:"));
+  REQUIRE(usec_at != std::string::npos);
+  const long long unlink_usec = std::stoll(stats.substr(usec_at + 5));
+  INFO("UNLINK: " << unlinks << " calls, " << unlink_usec << " us in all");
+  CHECK(unlink_usec / std::max(unlinks, 1LL) < 5000);
   const cachet::Reply slow = admin.command({"SLOWLOG", "GET", "10"});
   std::string slowest;
   for (cachet::ReplyView entry : slow)
     slowest += std::string(entry[3][0].as_string()) + " took " + std::to_string(entry[2].as_integer()) + " us; ";
-  INFO(slowest);
-  CHECK(slow.size() == 0);  // no command, so no PING's wait, reached 10 ms
+  INFO("slower than 10 ms: " << slowest);
+  CHECK(admin.command({"SLOWLOG", "LEN"}).as_integer() * 100 <= unlinks + scans);
 }
 
 namespace {

@@ -89,26 +89,10 @@ class ServerPool {
     clock::time_point wait_start{};  // set only once this call has to wait
     for (;;) {
       if (!idle_.empty()) {
-        Idle idle = std::move(idle_.back());
-        idle_.pop_back();
-        lock.unlock();
-        const Health health = check(*idle.conn, idle.since);
-        if (health == Health::ok) {
-          note_wait(wait_start);
-          return Lease(this, std::move(idle.conn));
-        }
-        idle.conn.reset();
-        lock.lock();
-        --open_;
-        ++stats_.discarded;
-        if (health == Health::dead) continue;  // closed (a restarted server, say): cheap to skip
-        // A PING that timed out says Redis is unresponsive: drop every connection
-        // that idled as long and report it, rather than pay a timeout for each.
-        discard_stale_locked();
-        throw TimeoutError(fmt::format("redis: health-check PING on {} (idle over {} ms, PoolOptions::idle_check_after) "
-                                       "timed out after {} ms (ConnectionOptions::command_timeout)",
-                                       endpoint(), options_.idle_check_after.count(),
-                                       connection_.command_timeout.count()));
+        std::unique_ptr<Connection> conn = take_idle(lock);
+        if (!conn) continue;  // found closed: cheap to skip
+        note_wait(wait_start);
+        return Lease(this, std::move(conn));
       }
       if (open_ < options_.size && backoff_.ready()) {
         ++open_;  // reserve the slot, connect without the lock
@@ -117,22 +101,7 @@ class ServerPool {
         note_wait(wait_start);
         return Lease(this, std::move(conn));
       }
-      if (open_ == 0)  // backing off, and no leased connection could come back
-        throw ConnectionError(fmt::format("cachet::Pool: redis at {} unreachable, backing off (last error: {})",
-                                          endpoint(), last_error_));
-      if (wait_start == clock::time_point{}) wait_start = clock::now();
-      const auto deadline = wait_start + timeout;
-      if (clock::now() >= deadline) {
-        ++stats_.timeouts;
-        throw PoolTimeoutError(fmt::format("cachet::Pool: no connection to {} free within {} ms "
-                                           "(PoolOptions::wait_timeout; PoolOptions::size is {})",
-                                           endpoint(), timeout.count(), options_.size));
-      }
-      // Wake for a returned connection, or when the back-off allows opening one.
-      const auto until = open_ < options_.size ? std::min(deadline, backoff_.next_attempt()) : deadline;
-      ++waiters_;
-      available_.wait_until(lock, until);
-      --waiters_;
+      wait_for_return(lock, wait_start, timeout);
     }
   }
 
@@ -206,6 +175,48 @@ class ServerPool {
 
   bool stale(CoarseClock::time_point idle_since) const noexcept {
     return CoarseClock::now() - idle_since >= options_.idle_check_after;
+  }
+
+  // The newest idle connection, unlocked, if its health check passes; nullptr,
+  // locked, when it was closed (a restarted server, say).
+  std::unique_ptr<Connection> take_idle(std::unique_lock<std::mutex>& lock) {
+    Idle idle = std::move(idle_.back());
+    idle_.pop_back();
+    lock.unlock();
+    const Health health = check(*idle.conn, idle.since);
+    if (health == Health::ok) return std::move(idle.conn);
+    idle.conn.reset();
+    lock.lock();
+    --open_;
+    ++stats_.discarded;
+    if (health == Health::dead) return nullptr;
+    // A PING that timed out says Redis is unresponsive: drop every connection
+    // that idled as long and report it, rather than pay a timeout for each.
+    discard_stale_locked();
+    throw TimeoutError(fmt::format("redis: health-check PING on {} (idle over {} ms, PoolOptions::idle_check_after) "
+                                   "timed out after {} ms (ConnectionOptions::command_timeout)",
+                                   endpoint(), options_.idle_check_after.count(), connection_.command_timeout.count()));
+  }
+
+  // Waits (locked) for a returned connection, or until the back-off allows opening
+  // one; throws when none can come back or `timeout` since the first wait passed.
+  void wait_for_return(std::unique_lock<std::mutex>& lock, clock::time_point& wait_start,
+                       std::chrono::milliseconds timeout) {
+    if (open_ == 0)  // backing off, and no leased connection could come back
+      throw ConnectionError(fmt::format("cachet::Pool: redis at {} unreachable, backing off (last error: {})",
+                                        endpoint(), last_error_));
+    if (wait_start == clock::time_point{}) wait_start = clock::now();
+    const auto deadline = wait_start + timeout;
+    if (clock::now() >= deadline) {
+      ++stats_.timeouts;
+      throw PoolTimeoutError(fmt::format("cachet::Pool: no connection to {} free within {} ms "
+                                         "(PoolOptions::wait_timeout; PoolOptions::size is {})",
+                                         endpoint(), timeout.count(), options_.size));
+    }
+    const auto until = open_ < options_.size ? std::min(deadline, backoff_.next_attempt()) : deadline;
+    ++waiters_;
+    available_.wait_until(lock, until);
+    --waiters_;
   }
 
   enum class Health { ok, dead, unresponsive };

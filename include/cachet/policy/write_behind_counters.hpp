@@ -28,6 +28,12 @@
 // partition's own times 1024 plus the partition, whatever the count: unique
 // over partitions, and beyond 2^53 (keep it a 64-bit integer, not a double). RedisCounterQueue
 // (store/counter_queue.hpp) does the Redis side.
+//
+// Redis replicates asynchronously: an increment the master acknowledged can be
+// lost if it dies before its replica has it. With `replication` on, increment()
+// returns only once that many replicas confirmed it (WAIT, in the same round
+// trip), else throws ReplicationError; a flush writes a batch only once its
+// hand-over is on the replicas. See docs/durability.md.
 
 #include <cachet/detail/backoff.hpp>
 #include <cachet/executor.hpp>
@@ -36,6 +42,7 @@
 #include <cachet/redis/pool.hpp>
 #include <cachet/store/counter_queue.hpp>
 #include <cachet/store/redis_store.hpp>
+#include <cachet/store/replication.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -70,6 +77,10 @@ struct CountersOptions {
   // same in every process: counts left in the partitions of another count stay
   // there until a flusher with that count takes them.
   std::size_t partitions = 0;
+  // increment() returns only once this many replicas have the increment (WAIT),
+  // else throws ReplicationError; a flush hands a batch to the writer only once
+  // they have its hand-over. 0: no wait. See docs/durability.md.
+  Replication replication{};
 };
 
 template <class W>
@@ -86,6 +97,7 @@ class WriteBehindCounters {
             options_.metrics_label.empty() ? options_.ns + ":" + options_.queue : options_.metrics_label,
             queue_.key())),
         backoff_(options_.retry) {
+    check_replication(options_.replication, pool.connection_options());
     if (options_.interval.count() > 0) background_.try_submit([this] { flush_periodically(); });
   }
 
@@ -107,10 +119,12 @@ class WriteBehindCounters {
     MetricsRegistry::global().remove(metrics_);
   }
 
-  // Adds `by` to `id`'s pending count; returns the pending count.
+  // Adds `by` to `id`'s pending count; returns the pending count. With
+  // `replication` on, ReplicationError when too few replicas confirmed it in
+  // time: counted on the master, but a failover now could lose it.
   std::int64_t increment(std::string_view id, std::int64_t by = 1) {
     metrics_->count(Event::write);
-    return queue_.increment(id, by);
+    return queue_.increment(id, by, options_.replication);
   }
 
   // What `id` has gained that the database does not have yet (pending + flushing),
@@ -142,7 +156,7 @@ class WriteBehindCounters {
   std::size_t flush_partition(std::size_t partition) {
     std::size_t written = 0;
     for (;;) {  // at most twice: a batch left over, then the current one
-      std::optional<CounterBatch> batch = queue_.hand_over(partition);
+      std::optional<CounterBatch> batch = queue_.hand_over(partition, options_.replication);
       if (!batch) return written;
       try {
         writer_(batch->number, std::span<const CounterDelta>(batch->sums));

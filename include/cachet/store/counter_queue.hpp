@@ -24,13 +24,14 @@
 #include <cachet/redis/script_batch.hpp>
 #include <cachet/store/detail/lua_clock.hpp>
 #include <cachet/store/detail/queue_partitions.hpp>
+#include <cachet/store/detail/wait_call.hpp>
 #include <cachet/store/redis_store.hpp>
+#include <cachet/store/replication.hpp>
 
 #include <charconv>
 #include <climits>
 #include <cstdint>
 #include <optional>
-#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -73,9 +74,17 @@ class RedisCounterQueue {
   std::size_t partitions() const noexcept { return parts_.size(); }
 
   // Adds `by` to `id`'s pending count (HINCRBY); returns the pending count.
-  std::int64_t increment(std::string_view id, std::int64_t by) {
+  // With `replication` on, WAIT follows in the same round trip: ReplicationError
+  // when too few replicas confirmed it (the increment stands on the master).
+  std::int64_t increment(std::string_view id, std::int64_t by, const Replication& replication = {}) {
     const Part& p = part_of(id);
-    return on_key(p, [&](Connection& c) { return c.command({"HINCRBY", p.pending, id, by}).as_integer(); });
+    if (!replication.on())
+      return on_key(p, [&](Connection& c) { return c.command({"HINCRBY", p.pending, id, by}).as_integer(); });
+    check_replication(replication, store_.pool().connection_options());
+    const std::string amount = std::to_string(by);
+    return on_key(p, [&](Connection& c) {
+      return detail::run_then_wait(c, replication, [&](ScriptBatch& b) { b.add({"HINCRBY", p.pending, id, amount}); });
+    }).as_integer();
   }
 
   // What `id` has gained that no flush has done yet (pending + flushing), read in
@@ -94,8 +103,14 @@ class RedisCounterQueue {
   }
 
   // `partition`'s flushing batch: the one a flush left undone, or the pending
-  // counts renamed; nullopt when there is neither.
-  std::optional<CounterBatch> hand_over(std::size_t partition = 0) {
+  // counts renamed; nullopt when there is neither. With `replication` on, the
+  // batch is returned only once enough replicas have the hand-over (else
+  // ReplicationError, the batch left over on the master): a failover after the
+  // database took it then hands over the same number, not the counts again
+  // under a new one. The WAIT is a second round trip, sent only when there is a
+  // batch; the script writes the batch number again for a left-over one, so the
+  // WAIT covers a hand-over another connection made.
+  std::optional<CounterBatch> hand_over(std::size_t partition = 0, const Replication& replication = {}) {
     static const Script script(std::string(detail::now_us_lua) + R"lua(
 local left_over = redis.call('EXISTS', KEYS[2])
 if left_over == 0 then
@@ -108,12 +123,18 @@ if left_over == 0 then
     redis.call('SET', KEYS[4], string.format('%d', n))
   end
   redis.call('SET', KEYS[3], string.format('%d', n))
+elseif ARGV[1] == '1' then
+  redis.call('SET', KEYS[3], redis.call('GET', KEYS[3]))
 end
 return {redis.call('GET', KEYS[3]), left_over, redis.call('HGETALL', KEYS[2])}
 )lua");
+    check_replication(replication, store_.pool().connection_options());
     const Part& p = parts_.at(partition);
-    const std::string_view keys[] = {p.pending, p.flushing, p.batch, p.seq};
-    const Reply r = on_key(p, [&](Connection& c) { return script.run(c, keys, std::span<const std::string_view>{}); });
+    const Reply r = on_key(p, [&](Connection& c) {
+      Reply batch = script.run(c, {p.pending, p.flushing, p.batch, p.seq}, {replication.on() ? "1" : "0"});
+      if (replication.on() && !batch.is_nil()) detail::wait_for_replicas(c, replication);
+      return batch;
+    });
     if (r.is_nil()) return std::nullopt;
     CounterBatch b;
     b.number = batch_number(to_int(r[0].as_string()), partition);

@@ -326,25 +326,11 @@ class RedisWriteQueue {
     return Enqueued{StreamId::parse(r[0].as_string()), r[1].as_integer() == 1};
   }
 
-  // The script (argv: its EVALSHA), then WAIT when `replication` is on; the
-  // script's reply. A ReplicationError is thrown, or kept in `unconfirmed` for the caller to throw.
+  // The script (argv: its EVALSHA), then WAIT when `replication` is on (detail::run_then_wait).
   static Reply run_then_wait(Connection& c, const Script& script, std::vector<std::string_view> argv,
                              const Replication& replication, std::exception_ptr* unconfirmed = nullptr) {
-    const detail::WaitCall wait(replication);
-    ScriptBatch batch(c);
-    batch.add(script, std::move(argv));
-    if (replication.on()) batch.then(wait.argv());
-    Reply r = std::move(batch.pipelined()[0]);
-    r.throw_if_error();
-    if (replication.on() && !r.is_nil()) {
-      try {
-        wait.check(batch.then_reply());
-      } catch (const ReplicationError&) {
-        if (!unconfirmed) throw;
-        *unconfirmed = std::current_exception();
-      }
-    }
-    return r;
+    return detail::run_then_wait(
+        c, replication, [&](ScriptBatch& b) { b.add(script, std::move(argv)); }, unconfirmed);
   }
 
   // A read of a partition (or a script that only reads): safe to send again.

@@ -69,7 +69,8 @@ struct StreamId {
 
 // One write to queue: the value's cache entry, its write version key (INCRed,
 // so that a load that read the old row meanwhile cannot overwrite the entry;
-// kept `version_ttl`), and the tag sets it joins.
+// kept `version_ttl`), and the tag sets it joins (on a cluster, none: there
+// WriteBehind stamps `bytes` with the tags' versions, as CacheAside does).
 struct QueuedWrite {
   std::string_view id;
   std::string_view cache_key;
@@ -141,7 +142,7 @@ class RedisWriteQueue {
   // write in the same round trip: ReplicationError when it reached fewer
   // replicas in time (it is queued on the master all the same; enqueueing it
   // again is harmless). One script when every key shares a slot (one server,
-  // HashTag::ns); else two steps (enqueue_apart), and tags are a ConfigError.
+  // HashTag::ns); else two steps (enqueue_apart), and tag sets are a ConfigError.
   std::optional<Enqueued> enqueue(const QueuedWrite& w, std::size_t max_length, bool grow,
                                   const Replication& replication = {}) {
     check_replication(replication, store_.pool().connection_options());
@@ -153,7 +154,7 @@ class RedisWriteQueue {
   }
 
   // Throws, sending nothing, what enqueue() refuses: on a cluster, a write whose
-  // keys live apart from its partition and that has tags (ConfigError), or whose
+  // keys live apart from its partition and that has tag sets (ConfigError), or whose
   // cache key and write version are in different slots (CrossSlotError).
   void check(const QueuedWrite& w) const {
     if (!together(parts()[partition_of(w.id)], w)) refuse_apart(w);
@@ -251,9 +252,9 @@ class RedisWriteQueue {
 
   static void refuse_apart(const QueuedWrite& w) {
     if (!w.tag_sets.empty())
-      throw ConfigError("cachet: a tagged write-behind write on Redis Cluster is not supported yet (its tag "
-                        "sets would live apart from the entry): write untagged values, or put the namespace in "
-                        "one slot with HashTag::ns");
+      throw ConfigError("cachet: a write-behind write's tag sets on Redis Cluster must share its queue "
+                        "partition's slot (HashTag::ns); WriteBehind stamps a tagged entry with its tags' "
+                        "versions instead (docs/cluster.md)");
     const std::string_view keys[] = {w.cache_key, w.write_version};
     detail::require_one_slot(keys, "cachet: a write-behind write's cache entry and write version",
                              "key the cache with HashTag::entity, which gives both the entity's slot");

@@ -140,12 +140,14 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
     QueuedWrite w{id, k, e.bytes, e.ttl, write_version, e.ttl + write_.version_margin};
     queue_.check(w);  // a refusal (keys in two slots) before the circuit breaker could count it
     TagBuffers keep;  // w views it
-    tag(w, value, keep);
     std::optional<Enqueued> queued;
-    bool counted = false;
+    bool counted = false, tagged = false;
     const auto has_room = [&] {
       const bool grow = write_.on_full == QueueFull::grow;
-      access_.guarded([&] { queued = queue_.enqueue(w, write_.max_length, grow, write_.replication); }, true);
+      access_.guarded([&] {
+        if (!std::exchange(tagged, true)) tag(w, value, keep);  // once; in the enqueue's call to the breaker
+        queued = queue_.enqueue(w, write_.max_length, grow, write_.replication);
+      }, true);
       if (queued) return true;
       if (!std::exchange(counted, true)) cache_.metrics().count(Event::queue_full);
       return write_.on_full == QueueFull::reject;  // no waiting for room
@@ -235,12 +237,12 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
 
   // `w` tagged as the cache tags its loads: the tag sets the enqueue script
   // joins, or on Redis Cluster its bytes stamped with the tags' versions (read
-  // now, under the breaker), so the entry and the queued bytes the flush
-  // settles back both go stale when a tag is invalidated.
+  // now: throws the Redis layer's errors), so the entry and the queued bytes
+  // the flush settles back both go stale when a tag is invalidated.
   void tag(QueuedWrite& w, const V& value, TagBuffers& keep) {
     StoreWrite tagged{w.cache_key, w.bytes, w.ttl};
     const V* values[] = {&value};
-    access_.guarded([&] { access_.tag_writes({&tagged, 1}, values, keep); }, true);
+    access_.tag_writes({&tagged, 1}, values, keep);
     w.bytes = tagged.bytes;
     w.tag_sets = tagged.tag_sets;
     w.prune_sample = tagged.prune_sample;

@@ -221,16 +221,45 @@ TEST_CASE("on a cluster write-behind counters spread over partitions and flush e
   CHECK(*sums.repeated == 0);
 }
 
-TEST_CASE("on a cluster a tagged write-behind write is a ConfigError, and nothing is queued") {
+TEST_CASE("on a cluster a tagged write-behind write is stamped: served, stale after invalidate_tags, flushed") {
   const RedisCluster& cluster = clean_cluster();
   cachet::Pool pool(cluster.client_options());
   Cache entries(cachet::RedisStore(pool), entity_keys("wbc-tags"));
-  auto queue = cachet::write_behind(entries, MemoryDb{}, no_flusher());
-  queue.cache().tag_loaded_values([](const std::string&) { return std::vector<std::string>{"red"}; });
-  CHECK_THROWS_AS(queue.write("1", "a"), cachet::ConfigError);
-  CHECK_THROWS_WITH(queue.write("1", "a"), Catch::Contains("tagged write-behind write on Redis Cluster is not supported yet"));
-  CHECK(queue.queued() == 0);
-  CHECK_FALSE(queue.get("1"));
+  entries.tag_loaded_values([](const std::string&) { return std::vector<std::string>{"red"}; });
+  const std::string key = entries.key("1"), tag_set = entries.keys().tag("red");
+  const auto raw = [&](const std::string& k) {
+    return pool.run(k, [&](cachet::Connection& c) { return c.command({"GET", k}).as_optional_string(); });
+  };
+  const MemoryDb db;
+  {
+    auto queue = cachet::write_behind(entries, db, no_flusher());
+    queue.write("1", "7");
+    queue.write("2", "5");
+    CHECK(queue.queued() == 2);
+    CHECK(entries.get("1") == "7");  // the stamped entry is served
+    CHECK(pool.run(tag_set, [&](cachet::Connection& c) { return c.command({"EXISTS", tag_set}).as_integer(); }) == 0);
+    CHECK(entries.invalidate_tags({"red"}) == 0);  // the tag's version bumped: nothing deleted
+    CHECK_FALSE(entries.get("1"));                 // the entry's stamp is stale
+    CHECK(raw(key));                               // still there: stale, not deleted
+    CHECK(queue.get("1") == "7");  // the pending write, as on one server (where the entry is deleted)
+    CHECK(queue.get_or_load("2", [](std::string_view) { return std::string("old"); }) == "5");  // the pending write,
+    CHECK(entries.get("2") == "5");  // stored by the load with the bumped version: fresh
+  }
+  const std::optional<std::string> stale = raw(key);
+  auto flusher = cachet::write_behind(entries, db, quick_flusher());
+  REQUIRE(flusher.flush(30s));
+  CHECK(db.applied() == std::map<std::string, std::vector<long>>{{"1", {7}}, {"2", {5}}});
+  CHECK(raw(key) == stale);          // the settle left the entry as written: its old stamps
+  CHECK_FALSE(entries.get("1"));     // so still stale, not resurrected
+  CHECK_FALSE(flusher.get("1"));     // and no pending write left
+  // The settle set the load's entry back to the written bytes, whose stamps
+  // predate the invalidation: a miss (one server keeps serving it), never a stale value.
+  CHECK_FALSE(entries.get("2"));
+  flusher.write("1", "8");           // stamped with the bumped version: served again
+  CHECK(entries.get("1") == "8");
+  REQUIRE(flusher.flush(30s));
+  CHECK(db.applied() == std::map<std::string, std::vector<long>>{{"1", {7, 8}}, {"2", {5}}});
+  CHECK(entries.get("1") == "8");
 }
 
 namespace {

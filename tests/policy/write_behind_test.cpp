@@ -1,5 +1,9 @@
 // Write-behind against a real redis-server and an SQLite file as the database;
-// the crash test SIGKILLs flusher processes (policy_worker).
+// the crash test SIGKILLs flusher processes (policy_worker). The cases on
+// clean_target() also run on a 3-master cluster (write_behind_test_cluster;
+// their caches key with HashTag::ns, so the queue is one stream there);
+// [single-server] ones kill, reload or count the calls of their own server,
+// or fork a worker.
 #include <cachet/codec/string.hpp>
 #include <cachet/guard/stale_while_revalidate.hpp>
 #include <cachet/policy/write_behind.hpp>
@@ -35,8 +39,10 @@ namespace {
 
 constexpr int crash_writes = cachet::test::sized(100'000, 20'000);
 
-std::string db_path(const cachet::testing::RedisServer& server) {
-  return TestDb::fresh(server.directory() + "/write_behind.sqlite");
+// A fresh database file in the test server's (or cluster's) directory.
+template <class Target>
+std::string db_path(const Target& target) {
+  return TestDb::fresh(target.directory() + "/write_behind.sqlite");
 }
 
 cachet::WriteBehindOptions on_queue(cachet::WriteBehindOptions o, std::string queue) {
@@ -63,7 +69,8 @@ class Expected {
   std::map<std::string, std::pair<cachet::StreamId, std::string>> last_;
 };
 
-long long group_pending(cachet::Connection& conn, const std::string& stream) {
+template <class Conn>
+long long group_pending(Conn& conn, const std::string& stream) {
   return conn.command({"XPENDING", stream, "cachet"})[0].as_integer();
 }
 
@@ -147,9 +154,9 @@ bool settled_counts(P counted) {
 }  // namespace
 
 TEST_CASE("a write is cached and queued in one step, then flushed to the database") {
-  auto& server = cachet::test::clean_server();
-  cachet::Pool pool(server.connection_options());
-  const std::string path = db_path(server);
+  auto& target = cachet::test::clean_target();
+  cachet::Pool pool(target.connection_options());
+  const std::string path = db_path(target);
   StringCache<cachet::NoGuard> entries(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-basic"));
   auto cache = cachet::write_behind(entries, cachet::test::DbWriter(path), cachet::test::flusher_options());
   const cachet::StreamId first = cache.write("1", "a");
@@ -158,7 +165,7 @@ TEST_CASE("a write is cached and queued in one step, then flushed to the databas
   REQUIRE(cache.flush(10s));
   CHECK(TestDb(path).value("1") == "b");
   CHECK(cache.queued() == 0);
-  auto conn = server.connect();
+  auto conn = target.connect();
   CHECK(conn.command({"HLEN", cache.stream() + ":pending"}).as_integer() == 0);
   CHECK(group_pending(conn, cache.stream()) == 0);
   const auto& m = cache.cache().metrics();
@@ -167,25 +174,25 @@ TEST_CASE("a write is cached and queued in one step, then flushed to the databas
 }
 
 TEST_CASE("a written value joins the tag sets the cache gives it, in the write's script") {
-  auto& server = cachet::test::clean_server();
-  cachet::Pool pool(server.connection_options());
+  auto& target = cachet::test::clean_target();
+  cachet::Pool pool(target.connection_options());
   StringCache<cachet::NoGuard> queue_cache(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-tags"));
-  auto queue = cachet::write_behind(queue_cache, cachet::test::DbWriter(db_path(server)), cachet::test::queue_only());
+  auto queue = cachet::write_behind(queue_cache, cachet::test::DbWriter(db_path(target)), cachet::test::queue_only());
   queue.cache().tag_loaded_values([](const std::string& v) { return std::vector<std::string>{"first:" + v.substr(0, 1)}; });
   queue.write("1", "a1");
-  auto conn = server.connect();
+  auto conn = target.connect();
   CHECK(conn.command({"SISMEMBER", queue.cache().keys().tag("first:a"), queue.cache().key("1")}).as_integer() == 1);
   CHECK(queue.cache().invalidate_tags({"first:a"}) == 1);
 }
 
 TEST_CASE("reads see pending writes after the cache entry is gone, and a load that overlapped a write is undone") {
-  auto& server = cachet::test::clean_server();
-  cachet::Pool pool(server.connection_options());
-  const std::string path = db_path(server);
+  auto& target = cachet::test::clean_target();
+  cachet::Pool pool(target.connection_options());
+  const std::string path = db_path(target);
   StringCache<cachet::NoGuard> queue_cache(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-ryw"));
   auto queue = cachet::write_behind(queue_cache, cachet::test::DbWriter(path), cachet::test::queue_only());
   queue.write("1", "new");
-  auto conn = server.connect();
+  auto conn = target.connect();
   conn.command({"DEL", queue.cache().key("1")});  // evicted, or expired, before the flush
   CHECK(queue.get("1") == "new");
   int loads = 0;
@@ -207,9 +214,9 @@ TEST_CASE("reads see pending writes after the cache entry is gone, and a load th
 }
 
 TEST_CASE("a load that read the row before a write cannot store it after the write was flushed and settled") {
-  auto& server = cachet::test::clean_server();
-  cachet::Pool pool(server.connection_options());
-  const std::string path = db_path(server);
+  auto& target = cachet::test::clean_target();
+  cachet::Pool pool(target.connection_options());
+  const std::string path = db_path(target);
   TestDb(path).update("1", "old");
   StringCache<cachet::NoGuard> entries(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-late-load"));
   auto cache = cachet::write_behind(entries, cachet::test::DbWriter(path), cachet::test::flusher_options());
@@ -232,12 +239,12 @@ TEST_CASE("a load that read the row before a write cannot store it after the wri
 }
 
 TEST_CASE("a flusher restarted under its name resumes its own pending writes, and another takes them over when idle") {
-  auto& server = cachet::test::clean_server();
-  cachet::Pool pool(server.connection_options());
-  const std::string path = db_path(server);
+  auto& target = cachet::test::clean_target();
+  cachet::Pool pool(target.connection_options());
+  const std::string path = db_path(target);
   StringCache<cachet::NoGuard> queue_cache(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-resume"));
   auto queue = cachet::write_behind(queue_cache, cachet::test::DbWriter(path), cachet::test::queue_only());
-  auto conn = server.connect();
+  auto conn = target.connect();
   conn.command({"XGROUP", "CREATE", queue.stream(), "cachet", "0", "MKSTREAM"});
   auto crashed_flusher = [&](const std::string& consumer, int first) {  // reads 10 writes and dies holding them
     for (int i = first; i < first + 10; ++i) queue.write(std::to_string(i), "v" + std::to_string(i));
@@ -267,7 +274,7 @@ TEST_CASE("a flusher restarted under its name resumes its own pending writes, an
   CHECK(group_pending(conn, queue.stream()) == 0);
 }
 
-TEST_CASE("entries delivered to a flusher whose read reply was lost are read back after the error, not left for reclaim") {
+TEST_CASE("entries delivered to a flusher whose read reply was lost are read back after the error, not left for reclaim", "[single-server]") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
   const std::string path = db_path(server);
@@ -293,7 +300,7 @@ TEST_CASE("entries delivered to a flusher whose read reply was lost are read bac
   CHECK(group_pending(conn, cache.stream()) == 0);
 }
 
-TEST_CASE("flush() waits through a connection lost mid-wait (a restart) instead of throwing it") {
+TEST_CASE("flush() waits through a connection lost mid-wait (a restart) instead of throwing it", "[single-server]") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options(), {.size = 1});
   GatedWriter writer{cachet::test::DbWriter(db_path(server))};
@@ -311,7 +318,7 @@ TEST_CASE("flush() waits through a connection lost mid-wait (a restart) instead 
   CHECK(flushing.get().drained);  // threw ConnectionError before
 }
 
-TEST_CASE("flush() waits through Redis reloading its data set (LOADING) instead of throwing it") {
+TEST_CASE("flush() waits through Redis reloading its data set (LOADING) instead of throwing it", "[single-server]") {
   cachet::testing::RedisServer server(loads_slowly());
   cachet::Pool pool(server.connection_options(), {.size = 1});
   GatedWriter writer{cachet::test::DbWriter(db_path(server))};
@@ -334,7 +341,7 @@ TEST_CASE("flush() waits through Redis reloading its data set (LOADING) instead 
   CHECK(flushing.get().drained);  // threw ReplyError (LOADING) before
 }
 
-TEST_CASE("with no entry stranded, looking for one sends no XPENDING per pending entry") {
+TEST_CASE("with no entry stranded, looking for one sends no XPENDING per pending entry", "[single-server]") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options());
   StringCache<cachet::NoGuard> entries(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-stranded-cost"));
@@ -360,9 +367,9 @@ TEST_CASE("with no entry stranded, looking for one sends no XPENDING per pending
 }
 
 TEST_CASE("an entry stranded behind the group's read position, in no pending list, is written and flush() returns") {
-  auto& server = cachet::test::clean_server();
-  cachet::Pool pool(server.connection_options());
-  const std::string path = db_path(server);
+  auto& target = cachet::test::clean_target();
+  cachet::Pool pool(target.connection_options());
+  const std::string path = db_path(target);
   auto options = cachet::test::flusher_options();
   options.reclaim_idle = 60s;  // found while flush() waits, not by the periodic pass
   StringCache<cachet::NoGuard> entries(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-stranded"));
@@ -371,7 +378,7 @@ TEST_CASE("an entry stranded behind the group's read position, in no pending lis
   REQUIRE(cache.flush(10s));  // the flusher is up, its first pass done
   // As a crash-cut transaction replayed from the AOF can leave it: queued, and the
   // group's read position moved past it in the same step, so no read delivers it.
-  auto conn = server.connect();
+  auto conn = target.connect();
   conn.command({"EVAL",
                 "local e = redis.call('XADD', KEYS[1], '*', 'k', ARGV[1], 'c', ARGV[2], 'v', ARGV[3]) "
                 "redis.call('XGROUP', 'SETID', KEYS[1], 'cachet', '$') return e",
@@ -385,8 +392,8 @@ TEST_CASE("an entry stranded behind the group's read position, in no pending lis
 }
 
 TEST_CASE("flush() on a queue that cannot drain returns at its deadline and says what is left") {
-  auto& server = cachet::test::clean_server();
-  cachet::Pool pool(server.connection_options());
+  auto& target = cachet::test::clean_target();
+  cachet::Pool pool(target.connection_options());
   auto writer = [](std::span<const cachet::PendingWrite<std::string>>) { throw std::runtime_error("refused"); };
   auto options = cachet::test::flusher_options();
   options.flush_timeout = 300ms;  // flush()'s default deadline
@@ -406,7 +413,7 @@ TEST_CASE("flush() on a queue that cannot drain returns at its deadline and says
   CHECK(chosen.queued == 2);
 }
 
-TEST_CASE("after a 1.5 s outage, writes are accepted and flushed soon after Redis answers PING again") {
+TEST_CASE("after a 1.5 s outage, writes are accepted and flushed soon after Redis answers PING again", "[single-server]") {
   cachet::testing::RedisServer server;
   cachet::Pool pool(cachet::test::quick_to_fail(server));
   const std::string path = TestDb::fresh(server.directory() + "/recovery.sqlite");
@@ -443,7 +450,7 @@ TEST_CASE("after a 1.5 s outage, writes are accepted and flushed soon after Redi
   CHECK(TestDb(path).value("1") == "back");
 }
 
-TEST_CASE("Redis loading its data set (LOADING) does not grow the flusher's back-off: it flushes soon after") {
+TEST_CASE("Redis loading its data set (LOADING) does not grow the flusher's back-off: it flushes soon after", "[single-server]") {
   // 50,000 keys below at 50 us each: ~2.5 s of LOADING after a restart (more: usleep overshoots).
   cachet::testing::RedisServer server(loads_slowly());
   auto redis = cachet::test::quick_to_fail(server);
@@ -487,8 +494,8 @@ TEST_CASE("Redis loading its data set (LOADING) does not grow the flusher's back
 }
 
 TEST_CASE("a flusher retrying through an outage keeps its entries, full or not: another does not take them over") {
-  auto& server = cachet::test::clean_server();
-  cachet::Pool pool(server.connection_options());
+  auto& target = cachet::test::clean_target();
+  cachet::Pool pool(target.connection_options());
   auto down = std::make_shared<std::atomic<bool>>(true);
   auto calls = std::make_shared<std::atomic<int>>(0);
   auto writer = [down, calls](std::span<const cachet::PendingWrite<std::string>>) {
@@ -502,7 +509,7 @@ TEST_CASE("a flusher retrying through an outage keeps its entries, full or not: 
   StringCache<cachet::NoGuard> full_cache(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-keep-full"));
   auto full = cachet::write_behind(full_cache, writer, options);
   for (int i = 0; i < 4; ++i) full.write(std::to_string(i), "v");
-  auto conn = server.connect();
+  auto conn = target.connect();
   auto pending_of = [&](const std::string& consumer) {
     try {
       const cachet::Reply r = conn.command({"XPENDING", full.stream(), "cachet"});
@@ -525,7 +532,7 @@ TEST_CASE("a flusher retrying through an outage keeps its entries, full or not: 
   CHECK(pending_of("full") == 0);
 }
 
-TEST_CASE("writes from 8 threads while the flusher process is SIGKILLed twice: nothing is lost") {
+TEST_CASE("writes from 8 threads while the flusher process is SIGKILLed twice: nothing is lost", "[single-server]") {
   auto& server = cachet::test::clean_server();
   cachet::Pool pool(server.connection_options(), {.size = 8, .wait_timeout = 5s});
   const std::string path = db_path(server);
@@ -584,9 +591,9 @@ TEST_CASE("writes from 8 threads while the flusher process is SIGKILLed twice: n
 }
 
 TEST_CASE("coalescing cuts database writes on a Zipf(0.99) key stream") {
-  auto& server = cachet::test::clean_server();
-  cachet::Pool pool(server.connection_options(), {.size = 8, .wait_timeout = 5s});
-  const std::string path = db_path(server);
+  auto& target = cachet::test::clean_target();
+  cachet::Pool pool(target.connection_options(), {.size = 8, .wait_timeout = 5s});
+  const std::string path = db_path(target);
   auto o = cachet::test::flusher_options();
   o.max_delay = 100ms;
   StringCache<cachet::NoGuard> entries(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-zipf"));
@@ -610,9 +617,9 @@ TEST_CASE("coalescing cuts database writes on a Zipf(0.99) key stream") {
 }
 
 TEST_CASE("the database down for 5 s: writes keep being accepted, then drain") {
-  auto& server = cachet::test::clean_server();
-  cachet::Pool pool(server.connection_options(), {.size = 8, .wait_timeout = 5s});
-  const std::string path = db_path(server);
+  auto& target = cachet::test::clean_target();
+  cachet::Pool pool(target.connection_options(), {.size = 8, .wait_timeout = 5s});
+  const std::string path = db_path(target);
   StringCache<cachet::NoGuard> entries(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-down"));
   auto cache = cachet::write_behind(entries, cachet::test::DbWriter(path, 20), cachet::test::flusher_options());
   std::atomic<bool> down{true};
@@ -653,14 +660,14 @@ TEST_CASE("the database down for 5 s: writes keep being accepted, then drain") {
 }
 
 TEST_CASE("a poison entry ends in the dead-letter stream and does not block the rest") {
-  auto& server = cachet::test::clean_server();
-  cachet::Pool pool(server.connection_options());
-  const std::string path = db_path(server);
+  auto& target = cachet::test::clean_target();
+  cachet::Pool pool(target.connection_options());
+  const std::string path = db_path(target);
   auto o = cachet::test::flusher_options();
   o.max_attempts = 3;
   StringCache<cachet::NoGuard> entries(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-poison"));
   auto cache = cachet::write_behind(entries, cachet::test::DbWriter(path), o);
-  auto conn = server.connect();
+  auto conn = target.connect();
   for (int i = 0; i < 300; ++i) {
     if (i == 100) cache.write("p", "poison: the table refuses it");
     if (i == 200)  // bytes no codec wrote
@@ -687,9 +694,9 @@ TEST_CASE("a poison entry ends in the dead-letter stream and does not block the 
 }
 
 TEST_CASE("without a `rejected` rule, a write failing alone while the others succeed is dead-lettered") {
-  auto& server = cachet::test::clean_server();
-  cachet::Pool pool(server.connection_options());
-  const std::string path = db_path(server);
+  auto& target = cachet::test::clean_target();
+  cachet::Pool pool(target.connection_options());
+  const std::string path = db_path(target);
   auto o = cachet::test::flusher_options();
   o.rejected = nullptr;  // the default: only failing alone, among writes that succeed, counts
   o.max_attempts = 3;
@@ -707,7 +714,7 @@ TEST_CASE("without a `rejected` rule, a write failing alone while the others suc
   TestDb db(path);
   CHECK(db.values().size() == static_cast<std::size_t>(written));
   CHECK_FALSE(db.value("p"));
-  auto conn = server.connect();
+  auto conn = target.connect();
   const cachet::Reply dead = conn.command({"XRANGE", cache.dead_letters(), "-", "+"});
   REQUIRE(dead.size() == 1);
   CHECK(dead[0][1][2].as_string() == "k");
@@ -715,9 +722,9 @@ TEST_CASE("without a `rejected` rule, a write failing alone while the others suc
 }
 
 TEST_CASE("a queue at its bound blocks, rejects, or grows with a warning") {
-  auto& server = cachet::test::clean_server();
-  cachet::Pool pool(server.connection_options());
-  const std::string path = db_path(server);
+  auto& target = cachet::test::clean_target();
+  cachet::Pool pool(target.connection_options());
+  const std::string path = db_path(target);
   auto bounded = [](cachet::QueueFull policy, std::string queue) {
     auto o = on_queue(cachet::test::queue_only(), std::move(queue));
     o.max_length = 5;
@@ -772,9 +779,9 @@ TEST_CASE("a queue at its bound blocks, rejects, or grows with a warning") {
 }
 
 TEST_CASE("the destructor drains what is queued before it stops") {
-  auto& server = cachet::test::clean_server();
-  cachet::Pool pool(server.connection_options());
-  const std::string path = db_path(server);
+  auto& target = cachet::test::clean_target();
+  cachet::Pool pool(target.connection_options());
+  const std::string path = db_path(target);
   auto o = cachet::test::flusher_options();
   o.max_delay = 1h;  // nothing would be flushed by time
   {
@@ -783,12 +790,12 @@ TEST_CASE("the destructor drains what is queued before it stops") {
     for (int i = 0; i < 100; ++i) cache.write(std::to_string(i), "v" + std::to_string(i));
   }
   CHECK(TestDb(path).values().size() == 100);
-  CHECK(server.connect().command({"XLEN", "{t}:wb:writes"}).as_integer() == 0);
+  CHECK(target.connect().command({"XLEN", "{t}:wb:writes"}).as_integer() == 0);
 }
 
 TEST_CASE("a background refresh begun through write_behind may run after the policy is gone (its cache is not)") {
-  auto& server = cachet::test::clean_server();
-  cachet::Pool pool(server.connection_options());
+  auto& target = cachet::test::clean_target();
+  cachet::Pool pool(target.connection_options());
   cachet::ManualClock clock;
   cachet::CacheOptions o = cachet::test::stale_options();
   o.background = {.threads = 1, .queue = 8};  // one worker: the refresh queues behind `blocker`
@@ -798,7 +805,7 @@ TEST_CASE("a background refresh begun through write_behind may run after the pol
   std::atomic<int> loads{0};
   const auto load = [&loads](std::string_view) { return "v" + std::to_string(++loads); };
   {
-    auto wb = cachet::write_behind(cache, cachet::test::DbWriter(db_path(server)), cachet::test::queue_only());
+    auto wb = cachet::write_behind(cache, cachet::test::DbWriter(db_path(target)), cachet::test::queue_only());
     REQUIRE(wb.get_or_load("k", load) == "v1");
     clock.advance(2s);  // stale: the next read is served at once and refreshed in the background
     REQUIRE(cache.executor().try_submit([gate = go.get_future().share()] { gate.wait(); }));

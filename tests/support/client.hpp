@@ -94,6 +94,11 @@ class Client {
   static std::optional<std::string_view> key_of(const std::string& name, const std::vector<std::string_view>& argv) {
     if (name == "EVAL" || name == "EVALSHA")
       return argv.size() > 3 && argv[2] != "0" ? std::optional(argv[3]) : std::nullopt;
+    if (name == "XGROUP") return argv.size() > 2 ? std::optional(argv[2]) : std::nullopt;  // XGROUP CREATE <key> ...
+    if (name == "XREAD" || name == "XREADGROUP") {  // ... STREAMS <key> ... <id> ...
+      const auto streams = std::find_if(argv.begin(), argv.end(), [](std::string_view a) { return upper(a) == "STREAMS"; });
+      return streams != argv.end() && streams + 1 != argv.end() ? std::optional(*(streams + 1)) : std::nullopt;
+    }
     static constexpr std::string_view keyless[] = {"FLUSHALL", "CONFIG", "SCRIPT", "TIME",   "PING",
                                                    "PUBLISH",  "PUBSUB", "CLIENT", "CLUSTER", "SLOWLOG"};
     if (argv.size() < 2 || std::find(std::begin(keyless), std::end(keyless), name) != std::end(keyless))

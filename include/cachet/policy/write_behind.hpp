@@ -31,7 +31,9 @@
 //   after `max_attempts`, while the rest flows. A database that is down fails
 //   every write: nothing is dead-lettered, rounds back off, the queue grows up
 //   to `max_length`, where `on_full` blocks, rejects or lets it grow.
-// - A value the cache tags (tag_loaded_values) joins its tag sets in the same script.
+// - A value the cache tags (tag_loaded_values) joins its tag sets in the same
+//   script; on Redis Cluster its entry (and queued bytes) carry the tags'
+//   versions instead, read before the write, as CacheAside's tagged writes do.
 // - Reads see pending writes: the cache entry is set with the write, and a read
 //   that finds it evicted or expired before the flush looks in the pending hash
 //   {ns}:wb:{queue}:pending. A load that overlaps a write and writes back the
@@ -45,17 +47,18 @@
 // object runs a flusher per partition, each reading from its partition's
 // master. A write queues first (on the partition's node, WAITed for with
 // `replication`), then sets the cache entry (on the entity's node, WAITed for
-// too) unless a newer write of the id set it already; tagged
-// writes are not supported there yet (ConfigError) unless HashTag::ns puts
-// everything in one slot. docs/cluster.md has the layout.
+// too) unless a newer write of the id set it already. invalidate_tags makes a
+// tagged entry stale there rather than deleting it: a read through the policy
+// then finds the pending write, as on one server. docs/cluster.md has the layout.
 
 #include <cachet/detail/poll.hpp>
 #include <cachet/executor.hpp>
-#include <cachet/invalidation/tags.hpp>
 #include <cachet/policy/cache_aside.hpp>
+#include <cachet/policy/detail/write_access.hpp>
 #include <cachet/policy/detail/write_behind_flusher.hpp>
 #include <cachet/policy/detail/write_policy.hpp>
 #include <cachet/policy/write_queue.hpp>
+#include <cachet/store/write.hpp>
 #include <cachet/store/write_queue.hpp>
 
 #include <unistd.h>
@@ -133,17 +136,18 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
     const detail::Encoded e = access_.encode(k, value);
     const std::string_view written = k;
     [[maybe_unused]] const auto forget = access_.forgetting({&written, 1});  // the enqueue script sets the entry
-    const Tags tags(cache_.store().redis(), cache_.keys());
-    const std::vector<std::string> sets = tags.tag_set_keys(access_.tags_of(value));
     const std::string write_version = cache_.keys().write_version(k);
-    const QueuedWrite w{id, k, e.bytes, e.ttl, write_version, e.ttl + write_.version_margin, sets,
-                        tags.options().prune_sample};
-    queue_.check(w);  // a refusal (a cluster's tagged write) before the circuit breaker could count it
+    QueuedWrite w{id, k, e.bytes, e.ttl, write_version, e.ttl + write_.version_margin};
+    queue_.check(w);  // a refusal (keys in two slots) before the circuit breaker could count it
+    TagBuffers keep;  // w views it
     std::optional<Enqueued> queued;
-    bool counted = false;
+    bool counted = false, tagged = false;
     const auto has_room = [&] {
       const bool grow = write_.on_full == QueueFull::grow;
-      access_.guarded([&] { queued = queue_.enqueue(w, write_.max_length, grow, write_.replication); }, true);
+      access_.guarded([&] {
+        if (!std::exchange(tagged, true)) tag(w, value, keep);  // once; in the enqueue's call to the breaker
+        queued = queue_.enqueue(w, write_.max_length, grow, write_.replication);
+      }, true);
       if (queued) return true;
       if (!std::exchange(counted, true)) cache_.metrics().count(Event::queue_full);
       return write_.on_full == QueueFull::reject;  // no waiting for room
@@ -228,6 +232,21 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
       return loader(id);
     }
   };
+
+  using TagBuffers = typename detail::WriteAccess<Cache>::TagBuffers;
+
+  // `w` tagged as the cache tags its loads: the tag sets the enqueue script
+  // joins, or on Redis Cluster its bytes stamped with the tags' versions (read
+  // now: throws the Redis layer's errors), so the entry and the queued bytes
+  // the flush settles back both go stale when a tag is invalidated.
+  void tag(QueuedWrite& w, const V& value, TagBuffers& keep) {
+    StoreWrite tagged{w.cache_key, w.bytes, w.ttl};
+    const V* values[] = {&value};
+    access_.tag_writes({&tagged, 1}, values, keep);
+    w.bytes = tagged.bytes;
+    w.tag_sets = tagged.tag_sets;
+    w.prune_sample = tagged.prune_sample;
+  }
 
   std::optional<V> pending(std::string_view id) { return pending_in(cache_, queue_, id); }
 

@@ -193,9 +193,6 @@ class CacheCore {
       if (keep.tagged[i]) writes[i].bytes = keep.stamped[j++];
     return true;
   }
-  std::vector<std::string> tags_of(const V& value) const {
-    return tags_for_ ? tags_for_(value) : std::vector<std::string>{};
-  }
   // Tags over the store's Redis tier (a TieredStore's second tier).
   Tags tag_sets() { return Tags(store_.redis(), keys_); }
 

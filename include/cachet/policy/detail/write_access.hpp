@@ -9,7 +9,6 @@
 //   forgetting(keys)    over a TieredStore, evicts `keys` from L1 when the result goes
 //   tag_writes(w, v, k) tags store writes as the cache tags its loaded values (stamped on Redis Cluster)
 //   versioned_tags()    whether the cache's tags are version counters (Redis Cluster)
-//   tags_of(value)      the tags the cache gives `value`
 
 #include <cachet/policy/cache_aside.hpp>
 
@@ -55,8 +54,6 @@ class WriteAccess {
     cache_.tag_writes(writes, values, nullptr, keep);
   }
   bool versioned_tags() const noexcept { return cache_.versioned_tags_; }
-  // Empty when the cache tags nothing.
-  std::vector<std::string> tags_of(const value_type& value) const { return cache_.tags_of(value); }
 
  private:
   Cache& cache_;

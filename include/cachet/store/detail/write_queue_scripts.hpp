@@ -253,6 +253,8 @@ return n
 // Acts only when the entry holds that write (the last applied): a later write's
 // entry is left alone. A dead write's entry is deleted (the database never got
 // it); a written one's is set back when it holds other bytes (an older load's).
+// The bytes carry the write's tag stamps (WriteBehind on a cluster): an entry
+// whose tags were invalidated since is set back stale, never made fresh.
 inline const Script& settle_entry_script() {
   static const Script script(R"lua(
 if redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end

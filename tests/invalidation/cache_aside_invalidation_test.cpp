@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <optional>
+#include <set>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -43,6 +44,13 @@ TEST_CASE("CacheAside: a value set with tags is removed by invalidate_tags") {
   CHECK(products.invalidate_tags({"brand:7"}) == invalidated(1));
   CHECK_FALSE(products.get("1"));
   CHECK(products.get("2"));
+  products.set("1", cachet::test::sample_product(1), {"brand:7"});  // tagged after the invalidation
+  CHECK(products.get("1"));
+  if (server.cluster()) {  // the tags' version counters spread over the masters
+    std::set<std::string> masters;
+    for (int i = 0; i < 12; ++i) masters.insert(pool.cluster_master_of(products.keys().tag_version("category:" + std::to_string(i))));
+    CHECK(masters.size() > 1);
+  }
 }
 
 TEST_CASE("CacheAside: loaded values are tagged by tag_loaded_values, one by one and in batches") {
@@ -58,11 +66,12 @@ TEST_CASE("CacheAside: loaded values are tagged by tag_loaded_values, one by one
   products.get_or_load("1", load);
   products.get_or_load("3", load);
   const std::vector<std::string_view> ids{"2", "4", "5"};
-  products.get_many(ids, [&](std::span<const std::string_view> missing) {
+  const auto load_batch = [&](std::span<const std::string_view> missing) {
     std::vector<std::optional<Product>> out;
     for (auto id : missing) out.emplace_back(load(id));
     return out;
-  });
+  };
+  products.get_many(ids, load_batch);
   REQUIRE(loads == 5);
   if (!server.cluster()) {  // the tag sets, of one server's design
     auto conn = server.connect();
@@ -74,6 +83,8 @@ TEST_CASE("CacheAside: loaded values are tagged by tag_loaded_values, one by one
   products.get_or_load("1", load);  // reloaded
   products.get_or_load("2", load);  // still cached
   CHECK(loads == 6);
+  products.get_many(ids, load_batch);
+  CHECK(loads == 7);  // "5" of the batch reloaded, "2" and "4" cached
 }
 
 TEST_CASE("CacheAside: a tagging cache tags what set() is given, so its tags' invalidation finds it") {
@@ -148,6 +159,11 @@ TEST_CASE("CacheAside in a versioned namespace: a bump invalidates every value a
   auto conn = server.connect();
   CHECK(conn.command({"EXISTS", v0}).as_integer() == 1);  // left to expire
   CHECK(conn.command({"PTTL", v0}).as_integer() > 0);
+  if (server.cluster()) {  // a versioned namespace's keys spread over the masters
+    std::set<std::string> masters;
+    for (int i = 0; i < 12; ++i) masters.insert(pool.cluster_master_of(products.key(std::to_string(i))));
+    CHECK(masters.size() > 1);
+  }
 }
 
 // Its own server, killed.

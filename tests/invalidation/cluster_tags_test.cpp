@@ -1,13 +1,15 @@
-// Tags and namespace versions on Redis Cluster: per-tag version counters stamped
+// Tags on Redis Cluster: per-tag version counters stamped
 // in the entry (invalidation/tag_versions.hpp), compared on read. One local
 // cluster (3 masters, no replicas) for the binary's cluster cases, flushed
-// between sections.
+// between sections. What a user of tags sees on either target (set with tags,
+// tag_loaded_values, invalidate_tags, the tag race, a versioned namespace) is
+// in tags_test and cache_aside_invalidation_test, which run here too
+// (`_cluster`); this suite keeps what only the counters have.
 
 #include <cachet/codec/entry.hpp>
 #include <cachet/codec/envelope.hpp>
 #include <cachet/codec/string.hpp>
 #include <cachet/invalidation/dependencies.hpp>
-#include <cachet/invalidation/namespace_version.hpp>
 #include <cachet/invalidation/tags.hpp>
 #include <cachet/policy/cache_aside.hpp>
 #include <cachet/policy/warm.hpp>
@@ -22,7 +24,6 @@
 #include <cstddef>
 #include <mutex>
 #include <optional>
-#include <set>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -139,48 +140,7 @@ TEST_CASE("a stamped envelope keeps its stamps and payload, and readers without 
   CHECK(cachet::envelope::stamps_of(section).size() == cachet::envelope::max_stamps);
 }
 
-TEST_CASE("tags and namespace versions on Redis Cluster", "[cluster]") {
-  SECTION("set with tags spreads the counters over the nodes, invalidate_tags makes only its entries misses") {
-    cachet::Pool& pool = fresh_pool();
-    Cache cache(cachet::RedisStore(pool), options("product"));
-    std::set<std::string> nodes;
-    for (int i = 0; i < 12; ++i) {
-      const std::string tag = "category:" + std::to_string(i);
-      cache.set("p" + std::to_string(i), "v" + std::to_string(i), {std::string_view(tag), "all"});
-      nodes.insert(pool.cluster_master_of(cache.keys().tag_version(tag)));
-    }
-    CHECK(nodes.size() > 1);
-    CHECK(cache.get("p3") == "v3");
-    CHECK(cache.invalidate_tags({"category:3"}) == 0);  // counted on one server only
-    CHECK(cache.get("p3") == std::nullopt);
-    CHECK(cache.get("p4") == "v4");
-    cache.invalidate_tags({"all"});
-    CHECK(cache.get("p4") == std::nullopt);
-    cache.set("p4", "again", {"all"});  // stamped with the new version
-    CHECK(cache.get("p4") == "again");
-  }
-
-  SECTION("loaded values are stamped: get_or_load and get_many entries go with their tags") {
-    cachet::Pool& pool = fresh_pool();
-    Cache cache(cachet::RedisStore(pool), options("product"));
-    cache.tag_loaded_values([](const std::string& v) { return std::vector<std::string>{"t:" + v}; });
-    int loads = 0;
-    const auto loader = counting_loader(loads);
-    check_loaded_once(cache, loader, loads);
-    const std::vector<std::string_view> ids{"b", "c", "a"};
-    const auto batch = [&](std::span<const std::string_view> missing) {
-      std::vector<std::optional<std::string>> out;
-      for (auto id : missing) out.emplace_back(loader(id));
-      return out;
-    };
-    CHECK(cache.get_many(ids, batch) == std::vector<std::optional<std::string>>{"b", "c", "a"});
-    CHECK(loads == 3);
-    cache.invalidate_tags({"t:a", "t:c"});
-    CHECK(cache.get_many(ids, batch) == std::vector<std::optional<std::string>>{"b", "c", "a"});
-    CHECK(loads == 5);  // c and a again
-    CHECK(cache.get("b") == "b");
-  }
-
+TEST_CASE("tags on Redis Cluster: the version counters", "[cluster]") {
   SECTION("a missing counter makes its entries misses, and the plain format cannot carry tags") {
     cachet::Pool& pool = fresh_pool();
     Cache cache(cachet::RedisStore(pool), options("product"));
@@ -233,27 +193,6 @@ TEST_CASE("tags and namespace versions on Redis Cluster", "[cluster]") {
     CHECK(survivors == 0);
     CHECK(fresh_kept == 0);  // every load overlapped an invalidation, so none was stored
     CHECK(cache.metrics().value(cachet::Event::stale_write_refused) == threads * rounds);
-  }
-
-  SECTION("namespace versions: bump and read on the cluster, versioned keys spread over the nodes") {
-    cachet::Pool& pool = fresh_pool();
-    cachet::NamespaceVersions versions(pool, cachet::KeyBuilder("shop"), {.cache_for = 0ms});
-    cachet::CacheOptions o = options("user");
-    o.versions = &versions;
-    Cache cache(cachet::RedisStore(pool), o);
-    std::set<std::string> nodes;
-    for (int i = 0; i < 12; ++i) {
-      cache.set("u" + std::to_string(i), "old");
-      nodes.insert(pool.cluster_master_of(cache.key("u" + std::to_string(i))));
-    }
-    CHECK(nodes.size() > 1);
-    CHECK(cache.get("u1") == "old");
-    const std::uint64_t before = versions.of("user").current();
-    CHECK(versions.bump("user") == before + 1);
-    CHECK(versions.of("user").current() == before + 1);
-    CHECK(cache.get("u1") == std::nullopt);
-    cache.set("u1", "new");
-    CHECK(cache.get("u1") == "new");
   }
 
   SECTION("DependencyMap and invalidate_after_write bump versioned tags, apart from the script") {

@@ -2,9 +2,10 @@
 // in the entry (invalidation/tag_versions.hpp), compared on read. One local
 // cluster (3 masters, no replicas) for the binary's cluster cases, flushed
 // between sections. What a user of tags sees on either target (set with tags,
-// tag_loaded_values, invalidate_tags, the tag race, a versioned namespace) is
-// in tags_test and cache_aside_invalidation_test, which run here too
-// (`_cluster`); this suite keeps what only the counters have.
+// tag_loaded_values, invalidate_tags, the tag race, loads racing an
+// invalidation, a versioned namespace) is in tags_test and
+// cache_aside_invalidation_test, which run here too (`_cluster`); this suite
+// keeps what only the counters have.
 
 #include <cachet/codec/entry.hpp>
 #include <cachet/codec/envelope.hpp>
@@ -18,15 +19,11 @@
 
 #include <catch2/catch.hpp>
 
-#include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -82,29 +79,6 @@ cachet::CacheOptions entity_options(std::string name) {
   return o;
 }
 
-// Releases threads once `count` of them (or the releaser) arrived: a reusable rendezvous.
-class Gate {
- public:
-  void arrive() {
-    std::lock_guard lock(mutex_);
-    ++arrived_;
-    changed_.notify_all();
-  }
-  void wait_for(std::size_t n) {
-    std::unique_lock lock(mutex_);
-    changed_.wait(lock, [&] { return arrived_ >= n; });
-  }
-  void reset() {
-    std::lock_guard lock(mutex_);
-    arrived_ = 0;
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  std::size_t arrived_ = 0;
-};
-
 }  // namespace
 
 TEST_CASE("a stamped envelope keeps its stamps and payload, and readers without bit 2 refuse it") {
@@ -155,44 +129,6 @@ TEST_CASE("tags on Redis Cluster: the version counters", "[cluster]") {
     CHECK_THROWS_AS(readable.set("x", "1", {"t"}), cachet::ConfigError);
     CHECK_THROWS_AS(readable.tag_loaded_values([](const std::string&) { return std::vector<std::string>{}; }),
                     cachet::ConfigError);
-  }
-
-  SECTION("loads that read the database before an invalidation and write after it: 0 survivors") {
-    cachet::Pool& pool = fresh_pool();
-    Cache cache(cachet::RedisStore(pool), options("product"));
-    cache.tag_loaded_values([](const std::string&) { return std::vector<std::string>{"all"}; });
-    constexpr std::size_t threads = 8, rounds = 5;
-    std::vector<std::atomic<int>> db(threads);
-    Gate read_db, invalidated;
-    std::size_t survivors = 0, fresh_kept = 0;
-    const auto key = [](std::size_t round, std::size_t t) { return std::to_string(round) + "-" + std::to_string(t); };
-    for (std::size_t round = 0; round < rounds; ++round) {
-      read_db.reset();
-      invalidated.reset();
-      std::vector<std::thread> loaders;
-      for (std::size_t t = 0; t < threads; ++t)
-        loaders.emplace_back([&, t] {
-          cache.get_or_load(key(round, t), [&](std::string_view) {  // a new key each round: always a miss
-            const std::string v = std::to_string(db[t].load());  // the database read
-            read_db.arrive();
-            invalidated.wait_for(1);  // until invalidate_tags has returned
-            return v;
-          });
-        });
-      read_db.wait_for(threads);
-      for (auto& row : db) ++row;  // the update, then its invalidation
-      cache.invalidate_tags({"all"});
-      invalidated.arrive();
-      for (auto& l : loaders) l.join();
-      for (std::size_t t = 0; t < threads; ++t) {
-        const std::optional<std::string> cached = cache.get(key(round, t));
-        if (cached && *cached != std::to_string(db[t].load())) ++survivors;
-        if (cached && *cached == std::to_string(db[t].load())) ++fresh_kept;
-      }
-    }
-    CHECK(survivors == 0);
-    CHECK(fresh_kept == 0);  // every load overlapped an invalidation, so none was stored
-    CHECK(cache.metrics().value(cachet::Event::stale_write_refused) == threads * rounds);
   }
 
   SECTION("DependencyMap and invalidate_after_write bump versioned tags, apart from the script") {

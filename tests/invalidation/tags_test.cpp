@@ -316,8 +316,10 @@ TEST_CASE("8 threads tagging while 8 threads invalidate the same tags for 10 s (
   TagRace race;
   const auto survivors = on_cluster() ? race.run(cache_tags(cache), 4s) : race.run(tag_sets(tags), 10s);
   INFO(race.taggings << " taggings, " << race.invalidations << " invalidations");
-  CHECK(race.taggings > 10'000);
-  CHECK(race.invalidations > 10'000);
+  // A cluster's taggings read the counters first: under the sanitizers, a tenth.
+  const long enough = on_cluster() ? cachet::test::sized(10'000, 1'000) : 10'000;
+  CHECK(race.taggings > enough);
+  CHECK(race.invalidations > enough);
   CHECK(survivors.empty());
   // The final round left nothing behind; on a cluster, stale entries are left to expire.
   if (!on_cluster()) CHECK(server.connect().key_count() == 0);

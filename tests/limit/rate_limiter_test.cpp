@@ -125,7 +125,7 @@ TEMPLATE_TEST_CASE("cost, peek, cost over capacity, denials and reset", "", cach
   CHECK(limiter.figures().denied >= 20);
 }
 
-// [single-server]: one key's timing, the same on a cluster, where its 6 s would add to the CI time.
+// [single-server]: one key's timing, the same on a cluster, where its 4 s would add to the CI time.
 TEMPLATE_TEST_CASE("a denied request passes once its retry_after has passed", "[single-server]", cachet::Gcra, cachet::TokenBucket,
                    cachet::SlidingWindow, cachet::FixedWindow) {
   auto& server = clean_target();
@@ -146,7 +146,7 @@ TEMPLATE_TEST_CASE("a denied request passes once its retry_after has passed", "[
   }
 }
 
-// [single-server]: one key's timing, the same on a cluster, where its 12 s would add to the CI time.
+// [single-server]: one key's timing, the same on a cluster, where its 7 s would add to the CI time.
 TEMPLATE_TEST_CASE("at a window boundary: a fixed window lets 2x through (documented), the others do not", "[single-server]",
                    cachet::Gcra, cachet::TokenBucket, cachet::SlidingWindow, cachet::FixedWindow) {
   auto& server = clean_target();

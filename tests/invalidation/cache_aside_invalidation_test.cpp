@@ -78,7 +78,8 @@ TEST_CASE("CacheAside: a value set with tags is removed by invalidate_tags") {
   CHECK(products.get("1"));
   if (server.cluster()) {  // the tags' version counters spread over the masters
     std::set<std::string> masters;
-    for (int i = 0; i < 12; ++i) masters.insert(pool.cluster_master_of(products.keys().tag_version("category:" + std::to_string(i))));
+    for (int i = 0; i < 12; ++i)
+      masters.insert(pool.cluster_master_of(products.keys().tag_version("category:" + std::to_string(i))));
     CHECK(masters.size() > 1);
   }
 }
@@ -159,8 +160,8 @@ TEST_CASE("ReadThrough: values loaded through it are tagged via its cache") {
 TEST_CASE("loads that read the database before an invalidate_tags and write after it") {
   auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
-  cachet::CacheAside<std::string, cachet::StringCodec> cache(cachet::RedisStore(pool),
-                                                             {.ns = "shop", .name = "row", .ttl = cachet::TtlPolicy({.fresh = 10min})});
+  const cachet::CacheOptions o{.ns = "shop", .name = "row", .ttl = cachet::TtlPolicy({.fresh = 10min})};
+  cachet::CacheAside<std::string, cachet::StringCodec> cache(cachet::RedisStore(pool), o);
   cache.tag_loaded_values([](const std::string&) { return std::vector<std::string>{"all"}; });
   constexpr std::size_t threads = 8, rounds = 5;
   std::vector<std::atomic<int>> db(threads);

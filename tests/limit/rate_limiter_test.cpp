@@ -126,8 +126,8 @@ TEMPLATE_TEST_CASE("cost, peek, cost over capacity, denials and reset", "", cach
 }
 
 // [single-server]: one key's timing, the same on a cluster, where its 4 s would add to the CI time.
-TEMPLATE_TEST_CASE("a denied request passes once its retry_after has passed", "[single-server]", cachet::Gcra, cachet::TokenBucket,
-                   cachet::SlidingWindow, cachet::FixedWindow) {
+TEMPLATE_TEST_CASE("a denied request passes once its retry_after has passed", "[single-server]", cachet::Gcra,
+                   cachet::TokenBucket, cachet::SlidingWindow, cachet::FixedWindow) {
   auto& server = clean_target();
   cachet::Pool pool(server.connection_options());
   TestType algorithm;

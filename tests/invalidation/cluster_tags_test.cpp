@@ -1,13 +1,16 @@
-// Tags and namespace versions on Redis Cluster: per-tag version counters stamped
+// Tags on Redis Cluster: per-tag version counters stamped
 // in the entry (invalidation/tag_versions.hpp), compared on read. One local
 // cluster (3 masters, no replicas) for the binary's cluster cases, flushed
-// between sections.
+// between sections. What a user of tags sees on either target (set with tags,
+// tag_loaded_values, invalidate_tags, the tag race, loads racing an
+// invalidation, a versioned namespace) is in tags_test and
+// cache_aside_invalidation_test, which run here too (`_cluster`); this suite
+// keeps what only the counters have.
 
 #include <cachet/codec/entry.hpp>
 #include <cachet/codec/envelope.hpp>
 #include <cachet/codec/string.hpp>
 #include <cachet/invalidation/dependencies.hpp>
-#include <cachet/invalidation/namespace_version.hpp>
 #include <cachet/invalidation/tags.hpp>
 #include <cachet/policy/cache_aside.hpp>
 #include <cachet/policy/warm.hpp>
@@ -16,16 +19,11 @@
 
 #include <catch2/catch.hpp>
 
-#include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
-#include <mutex>
 #include <optional>
-#include <set>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -81,29 +79,6 @@ cachet::CacheOptions entity_options(std::string name) {
   return o;
 }
 
-// Releases threads once `count` of them (or the releaser) arrived: a reusable rendezvous.
-class Gate {
- public:
-  void arrive() {
-    std::lock_guard lock(mutex_);
-    ++arrived_;
-    changed_.notify_all();
-  }
-  void wait_for(std::size_t n) {
-    std::unique_lock lock(mutex_);
-    changed_.wait(lock, [&] { return arrived_ >= n; });
-  }
-  void reset() {
-    std::lock_guard lock(mutex_);
-    arrived_ = 0;
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  std::size_t arrived_ = 0;
-};
-
 }  // namespace
 
 TEST_CASE("a stamped envelope keeps its stamps and payload, and readers without bit 2 refuse it") {
@@ -139,48 +114,7 @@ TEST_CASE("a stamped envelope keeps its stamps and payload, and readers without 
   CHECK(cachet::envelope::stamps_of(section).size() == cachet::envelope::max_stamps);
 }
 
-TEST_CASE("tags and namespace versions on Redis Cluster", "[cluster]") {
-  SECTION("set with tags spreads the counters over the nodes, invalidate_tags makes only its entries misses") {
-    cachet::Pool& pool = fresh_pool();
-    Cache cache(cachet::RedisStore(pool), options("product"));
-    std::set<std::string> nodes;
-    for (int i = 0; i < 12; ++i) {
-      const std::string tag = "category:" + std::to_string(i);
-      cache.set("p" + std::to_string(i), "v" + std::to_string(i), {std::string_view(tag), "all"});
-      nodes.insert(pool.cluster_master_of(cache.keys().tag_version(tag)));
-    }
-    CHECK(nodes.size() > 1);
-    CHECK(cache.get("p3") == "v3");
-    CHECK(cache.invalidate_tags({"category:3"}) == 0);  // counted on one server only
-    CHECK(cache.get("p3") == std::nullopt);
-    CHECK(cache.get("p4") == "v4");
-    cache.invalidate_tags({"all"});
-    CHECK(cache.get("p4") == std::nullopt);
-    cache.set("p4", "again", {"all"});  // stamped with the new version
-    CHECK(cache.get("p4") == "again");
-  }
-
-  SECTION("loaded values are stamped: get_or_load and get_many entries go with their tags") {
-    cachet::Pool& pool = fresh_pool();
-    Cache cache(cachet::RedisStore(pool), options("product"));
-    cache.tag_loaded_values([](const std::string& v) { return std::vector<std::string>{"t:" + v}; });
-    int loads = 0;
-    const auto loader = counting_loader(loads);
-    check_loaded_once(cache, loader, loads);
-    const std::vector<std::string_view> ids{"b", "c", "a"};
-    const auto batch = [&](std::span<const std::string_view> missing) {
-      std::vector<std::optional<std::string>> out;
-      for (auto id : missing) out.emplace_back(loader(id));
-      return out;
-    };
-    CHECK(cache.get_many(ids, batch) == std::vector<std::optional<std::string>>{"b", "c", "a"});
-    CHECK(loads == 3);
-    cache.invalidate_tags({"t:a", "t:c"});
-    CHECK(cache.get_many(ids, batch) == std::vector<std::optional<std::string>>{"b", "c", "a"});
-    CHECK(loads == 5);  // c and a again
-    CHECK(cache.get("b") == "b");
-  }
-
+TEST_CASE("tags on Redis Cluster: the version counters", "[cluster]") {
   SECTION("a missing counter makes its entries misses, and the plain format cannot carry tags") {
     cachet::Pool& pool = fresh_pool();
     Cache cache(cachet::RedisStore(pool), options("product"));
@@ -195,65 +129,6 @@ TEST_CASE("tags and namespace versions on Redis Cluster", "[cluster]") {
     CHECK_THROWS_AS(readable.set("x", "1", {"t"}), cachet::ConfigError);
     CHECK_THROWS_AS(readable.tag_loaded_values([](const std::string&) { return std::vector<std::string>{}; }),
                     cachet::ConfigError);
-  }
-
-  SECTION("loads that read the database before an invalidation and write after it: 0 survivors") {
-    cachet::Pool& pool = fresh_pool();
-    Cache cache(cachet::RedisStore(pool), options("product"));
-    cache.tag_loaded_values([](const std::string&) { return std::vector<std::string>{"all"}; });
-    constexpr std::size_t threads = 8, rounds = 5;
-    std::vector<std::atomic<int>> db(threads);
-    Gate read_db, invalidated;
-    std::size_t survivors = 0, fresh_kept = 0;
-    const auto key = [](std::size_t round, std::size_t t) { return std::to_string(round) + "-" + std::to_string(t); };
-    for (std::size_t round = 0; round < rounds; ++round) {
-      read_db.reset();
-      invalidated.reset();
-      std::vector<std::thread> loaders;
-      for (std::size_t t = 0; t < threads; ++t)
-        loaders.emplace_back([&, t] {
-          cache.get_or_load(key(round, t), [&](std::string_view) {  // a new key each round: always a miss
-            const std::string v = std::to_string(db[t].load());  // the database read
-            read_db.arrive();
-            invalidated.wait_for(1);  // until invalidate_tags has returned
-            return v;
-          });
-        });
-      read_db.wait_for(threads);
-      for (auto& row : db) ++row;  // the update, then its invalidation
-      cache.invalidate_tags({"all"});
-      invalidated.arrive();
-      for (auto& l : loaders) l.join();
-      for (std::size_t t = 0; t < threads; ++t) {
-        const std::optional<std::string> cached = cache.get(key(round, t));
-        if (cached && *cached != std::to_string(db[t].load())) ++survivors;
-        if (cached && *cached == std::to_string(db[t].load())) ++fresh_kept;
-      }
-    }
-    CHECK(survivors == 0);
-    CHECK(fresh_kept == 0);  // every load overlapped an invalidation, so none was stored
-    CHECK(cache.metrics().value(cachet::Event::stale_write_refused) == threads * rounds);
-  }
-
-  SECTION("namespace versions: bump and read on the cluster, versioned keys spread over the nodes") {
-    cachet::Pool& pool = fresh_pool();
-    cachet::NamespaceVersions versions(pool, cachet::KeyBuilder("shop"), {.cache_for = 0ms});
-    cachet::CacheOptions o = options("user");
-    o.versions = &versions;
-    Cache cache(cachet::RedisStore(pool), o);
-    std::set<std::string> nodes;
-    for (int i = 0; i < 12; ++i) {
-      cache.set("u" + std::to_string(i), "old");
-      nodes.insert(pool.cluster_master_of(cache.key("u" + std::to_string(i))));
-    }
-    CHECK(nodes.size() > 1);
-    CHECK(cache.get("u1") == "old");
-    const std::uint64_t before = versions.of("user").current();
-    CHECK(versions.bump("user") == before + 1);
-    CHECK(versions.of("user").current() == before + 1);
-    CHECK(cache.get("u1") == std::nullopt);
-    cache.set("u1", "new");
-    CHECK(cache.get("u1") == "new");
   }
 
   SECTION("DependencyMap and invalidate_after_write bump versioned tags, apart from the script") {

@@ -36,8 +36,8 @@ struct Catalog {
 
 }  // namespace
 
-// One script over keys, tag sets and version counters in different slots: refused on a
-// cluster (CrossSlotError) until the cluster design for tags lands (docs/cluster.md).
+// Tags' raw set_tagged (a ConfigError on a cluster without HashTag::ns) and one script over
+// keys in different slots (a CrossSlotError there); cluster_tags_test covers a DependencyMap's tags there.
 TEST_CASE("invalidate_for removes the keys, the tagged values and bumps the namespaces of an entity", "[single-server]") {
   auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
@@ -66,8 +66,7 @@ TEST_CASE("invalidate_for removes the keys, the tagged values and bumps the name
   CHECK(cachet::test::command_calls(conn, "evalsha") + cachet::test::command_calls(conn, "eval") == 1);
 }
 
-// One script over keys, tag sets and version counters in different slots: refused on a
-// cluster (CrossSlotError) until the cluster design for tags lands (docs/cluster.md).
+// One script over keys in different slots: refused on a cluster (CrossSlotError).
 TEST_CASE("invalidate_for takes an integral id, as the rules see its digits", "[single-server]") {
   auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());

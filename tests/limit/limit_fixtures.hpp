@@ -21,9 +21,9 @@ inline constexpr ConcurrencyLimit one_in_flight{.limit = 1, .lease = 2s};
 inline PoolOptions roomy_pool() { return {.size = 8, .wait_timeout = std::chrono::milliseconds(10'000)}; }
 
 #ifdef CACHET_LIMIT_WORKER
-inline pid_t start_limit_worker(const std::string& mode, const std::string& socket, const std::string& arg,
+inline pid_t start_limit_worker(const std::string& mode, const std::string& target, const std::string& arg,
                                 const std::string& log) {
-  return detail::Spawner::spawn({CACHET_LIMIT_WORKER, mode, socket, arg}, log);
+  return detail::Spawner::spawn({CACHET_LIMIT_WORKER, mode, target, arg}, log);
 }
 #endif
 

@@ -1,10 +1,13 @@
 // The other processes of the multi-process rate-limit tests, exec'd fresh.
 //
-//   limit_worker burst <socket> gcra|bucket  5 threads check in, wait for "go", then make 50 requests
+// <target>: a socket path, or "cluster:" and the seeds (test::Target::address()).
+//
+//   limit_worker burst <target> gcra|bucket  5 threads check in, wait for "go", then make 50 requests
 //                                            each on one identity; adds its allowed count to "allowed"
-//   limit_worker hammer <socket> -           decides forever on many identities with every algorithm
+//   limit_worker hammer <target> -           decides forever on many identities with every algorithm
 //                                            (to be SIGKILLed mid-call); counts calls in "calls"
-//   limit_worker hold <socket> -             takes the one concurrency place and hangs (to be SIGKILLed)
+//   limit_worker hold <target> -             takes the one concurrency place and hangs (to be SIGKILLed)
+#include <support/client.hpp>
 #include <support/concurrency.hpp>
 
 #include "limit_fixtures.hpp"
@@ -23,12 +26,12 @@ int burst(const cachet::ConnectionOptions& redis, const std::string& algorithm) 
                                                     : cachet::make_rate_limiter(pool, hundred_tokens);
   std::atomic<long long> allowed{0};
   in_threads(5, [&](int) {
-    cachet::Connection conn(redis);
+    Client conn(redis);
     conn.command({"INCR", "ready"});
     while (conn.command({"EXISTS", "go"}).as_integer() == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
     for (int i = 0; i < 50; ++i) allowed += limiter.allow("shared").allowed;
   });
-  cachet::Connection(redis).command({"INCRBY", "allowed", allowed.load()});
+  Client(redis).command({"INCRBY", "allowed", allowed.load()});
   return 0;
 }
 
@@ -41,7 +44,7 @@ int burst(const cachet::ConnectionOptions& redis, const std::string& algorithm) 
   auto bucket = cachet::make_rate_limiter(pool, cachet::TokenBucket{.capacity = 1000, .refill = 10, .period = 1s}, o);
   cachet::ConcurrencyLimiter inflight(pool, {.limit = 100, .lease = 60s}, {.prefix = "hammer"});
   in_threads(4, [&](int t) {
-    cachet::Connection conn(redis);
+    Client conn(redis);
     for (long long i = 0;; ++i) {
       const std::string id = std::to_string(t) + ":" + std::to_string(i % 50);
       auto permit = inflight.acquire(id);  // held over the calls, so a kill leaves leases
@@ -56,7 +59,7 @@ int burst(const cachet::ConnectionOptions& redis, const std::string& algorithm) 
   cachet::Pool pool(redis);
   cachet::ConcurrencyLimiter limiter(pool, one_in_flight);
   auto permit = limiter.acquire("user");
-  cachet::Connection(redis).command({"RPUSH", "held", permit ? "yes" : "no"});
+  Client(redis).command({"RPUSH", "held", permit ? "yes" : "no"});
   std::this_thread::sleep_for(std::chrono::hours(1));  // SIGKILLed while holding
   std::abort();
 }
@@ -66,8 +69,7 @@ int burst(const cachet::ConnectionOptions& redis, const std::string& algorithm) 
 int main(int argc, char** argv) {
   if (argc != 4) return 2;
   const std::string mode = argv[1], arg = argv[3];
-  cachet::ConnectionOptions redis;
-  redis.path = argv[2];
+  const cachet::ConnectionOptions redis = target_options(argv[2]);
   try {
     if (mode == "burst") return burst(redis, arg);
     if (mode == "hammer") hammer(redis);

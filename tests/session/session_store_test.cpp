@@ -24,7 +24,7 @@ std::string key_of(std::string_view id) {
 }  // namespace
 
 TEST_CASE("a session keeps its attributes, names starting with ':' are the store's") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   auto sessions = cachet::make_session_store(pool, {.idle = 60s, .absolute = 1h});
   const std::string id = sessions.create("", {{"cart", "3 items"}});
@@ -47,7 +47,7 @@ TEST_CASE("a session keeps its attributes, names starting with ':' are the store
 }
 
 TEST_CASE("concurrent requests changing different attributes all keep their change") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options(), {.size = 8});
   auto sessions = cachet::make_session_store(pool, {.idle = 60s});
   const std::string id = sessions.create();
@@ -63,7 +63,7 @@ TEST_CASE("concurrent requests changing different attributes all keep their chan
 }
 
 TEST_CASE("compare-and-set: a whole-session replace loses to a write made since its read") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   auto sessions = cachet::make_session_store(pool);
   const std::string id = sessions.create("", {{"a", "1"}, {"b", "2"}});
@@ -78,7 +78,7 @@ TEST_CASE("compare-and-set: a whole-session replace loses to a write made since 
 }
 
 TEST_CASE("logout wins: an update that read the session before the logout cannot bring it back") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   auto conn = server.connect();
   auto sessions = cachet::make_session_store(pool);
@@ -115,7 +115,7 @@ TEST_CASE("logout wins: an update that read the session before the logout cannot
 }
 
 TEST_CASE("a write to an expired session does not recreate it") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   auto conn = server.connect();
   auto sessions = cachet::make_session_store(pool);
@@ -127,7 +127,7 @@ TEST_CASE("a write to an expired session does not recreate it") {
 }
 
 TEST_CASE("regeneration under concurrent requests: the old id fails cleanly, data and TTL are kept, same slot") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options(), {.size = 8});
   auto conn = server.connect();
   auto sessions = cachet::make_session_store(pool, {.idle = 60s});
@@ -178,7 +178,7 @@ TEST_CASE("regeneration under concurrent requests: the old id fails cleanly, dat
 }
 
 TEST_CASE("reads within the renew fraction do not write, a read past it renews") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   auto conn = server.connect();
   auto sessions = cachet::make_session_store(pool, {.idle = 60s, .renew_after = 0.5});
@@ -195,8 +195,9 @@ TEST_CASE("reads within the renew fraction do not write, a read past it renews")
   CHECK(s->idle_left() > 55s);
 }
 
-TEST_CASE("the absolute timeout caps every renewal") {
-  auto& server = cachet::test::clean_server();
+// [single-server]: one key's expiry, the same on a cluster, where its 3 s would add to the CI time.
+TEST_CASE("the absolute timeout caps every renewal", "[single-server]") {
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   auto conn = server.connect();
   auto sessions = cachet::make_session_store(pool, {.idle = 60s, .absolute = 1500ms, .renew_after = 0});
@@ -209,8 +210,9 @@ TEST_CASE("the absolute timeout caps every renewal") {
   CHECK_THROWS_AS(sessions.set(id, "a", "2"), cachet::SessionNotFound);
 }
 
-TEST_CASE("idle timeout: unused it expires, used it slides") {
-  auto& server = cachet::test::clean_server();
+// [single-server]: one key's expiry, the same on a cluster, where its 5 s would add to the CI time.
+TEST_CASE("idle timeout: unused it expires, used it slides", "[single-server]") {
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   auto sessions = cachet::make_session_store(pool, {.idle = 2s, .absolute = 1h, .renew_after = 0.25});
   const std::string unused = sessions.create(), used = sessions.create();
@@ -224,7 +226,7 @@ TEST_CASE("idle timeout: unused it expires, used it slides") {
 }
 
 TEST_CASE("a user's sessions: listed, capped (oldest ended), ended together") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   auto sessions = cachet::make_session_store(pool, {.max_per_user = 2});
   const std::string first = sessions.create("alice");
@@ -253,7 +255,7 @@ TEST_CASE("a user's sessions: listed, capped (oldest ended), ended together") {
 }
 
 TEST_CASE("an ended session is forgotten by its user's index once found gone") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   auto conn = server.connect();
   auto sessions = cachet::make_session_store(pool);
@@ -267,7 +269,7 @@ TEST_CASE("an ended session is forgotten by its user's index once found gone") {
 }
 
 TEST_CASE("signed ids: forged ones are refused before Redis is asked, a rotated secret still verifies") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   auto conn = server.connect();
   auto old_key = cachet::make_session_store(pool, {.secrets = {"k1"}});
@@ -294,7 +296,8 @@ TEST_CASE("signed ids: forged ones are refused before Redis is asked, a rotated 
   CHECK(rotated.load(id)->get("a") == "1");
 }
 
-TEST_CASE("a dead Redis is a typed error, and a forged id is refused without it") {
+// Its own server, killed.
+TEST_CASE("a dead Redis is a typed error, and a forged id is refused without it", "[single-server]") {
   cachet::testing::RedisServer own;
   cachet::Pool pool(cachet::test::quick_to_fail(own));
   auto sessions = cachet::make_session_store(pool, {.secrets = {"k"}});
@@ -309,44 +312,48 @@ TEST_CASE("a dead Redis is a typed error, and a forged id is refused without it"
 
 namespace {
 // A login between its two steps: its handle is in `user`'s index, its hash not written yet.
-std::string login_in_flight(cachet::Connection& conn, std::string_view user) {
+std::string login_in_flight(cachet::Pool& pool, std::string_view user) {
   const std::string handle = "{0123456789abcdef}:" + cachet::detail::sha256_hex("in flight");
-  cachet::detail::SessionScripts::shared().index_add.run(conn, {"session:user:{" + std::string(user) + "}"},
-                                                         {handle, 43'200'000LL});  // the default absolute
+  const std::string index = "session:user:{" + std::string(user) + "}";
+  pool.run(index, [&](cachet::Connection& conn) {
+    cachet::detail::SessionScripts::shared().index_add.run(conn, {index}, {handle, 43'200'000LL});  // the default absolute
+  });
   return handle;
 }
 // That login's second step: the create script for its handle (-1: tombstoned, refused).
-long long finish_login(cachet::Connection& conn, const std::string& handle, std::string_view user) {
-  return cachet::detail::SessionScripts::shared()
-      .create.run(conn, std::vector<std::string>{"session:" + handle, "session:" + handle + ":ended"},
-                  std::vector<std::string>{"60000", "3600000", std::string(user)})
-      .as_integer();
+long long finish_login(cachet::Pool& pool, const std::string& handle, std::string_view user) {
+  const std::vector<std::string> keys{"session:" + handle, "session:" + handle + ":ended"};
+  return pool.run(keys[0], [&](cachet::Connection& conn) {
+    return cachet::detail::SessionScripts::shared()
+        .create.run(conn, keys, std::vector<std::string>{"60000", "3600000", std::string(user)})
+        .as_integer();
+  });
 }
 }  // namespace
 
 TEST_CASE("a login between its index entry and its session does not survive log out everywhere") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   auto conn = server.connect();
   auto sessions = cachet::make_session_store(pool);
   const std::string live = sessions.create("alice");
-  const std::string handle = login_in_flight(conn, "alice");
+  const std::string handle = login_in_flight(pool, "alice");
   CHECK(sessions.destroy_all("alice") == 1);  // the in-flight login is not counted live
-  CHECK(finish_login(conn, handle, "alice") == -1);
+  CHECK(finish_login(pool, handle, "alice") == -1);
   CHECK(conn.command({"EXISTS", "session:" + handle}).as_integer() == 0);
   CHECK_FALSE(sessions.load(live));
   CHECK(sessions.list("alice").empty());
 }
 
 TEST_CASE("max_per_user evicting a login between its two steps ends that login") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   auto conn = server.connect();
   auto sessions = cachet::make_session_store(pool, {.max_per_user = 1});
-  const std::string handle = login_in_flight(conn, "alice");
+  const std::string handle = login_in_flight(pool, "alice");
   conn.command({"ZINCRBY", "session:user:{alice}", -10'000, handle});  // the older of the two
   const std::string kept = sessions.create("alice");  // over the maximum: the in-flight one is evicted
-  CHECK(finish_login(conn, handle, "alice") == -1);
+  CHECK(finish_login(pool, handle, "alice") == -1);
   CHECK(sessions.load(kept));
   const auto listed = sessions.list("alice");
   REQUIRE(listed.size() == 1);
@@ -354,7 +361,7 @@ TEST_CASE("max_per_user evicting a login between its two steps ends that login")
 }
 
 TEST_CASE("destroy_listed does not end a present session of another user") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   auto sessions = cachet::make_session_store(pool);
   const std::string bobs = sessions.create("bob");
@@ -364,7 +371,7 @@ TEST_CASE("destroy_listed does not end a present session of another user") {
 }
 
 TEST_CASE("an encrypted attribute is bound to its session and name, and survives regeneration") {
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   auto sessions = cachet::make_session_store(pool);
   const cachet::Encrypted<cachet::JsonCodec<nlohmann::json>> sealed(
@@ -384,16 +391,19 @@ TEST_CASE("an encrypted attribute is bound to its session and name, and survives
 TEST_CASE("regeneration without a user refuses when the session's user is not the one indexed under") {
   // White box: regenerate() reads the user, indexes the new handle under it, then
   // runs this script; a user changed in between must not leave a stale entry.
-  auto& server = cachet::test::clean_server();
+  auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
   auto conn = server.connect();
   auto sessions = cachet::make_session_store(pool);
   const std::string id = sessions.create("alice");
   const std::string to = "{" + id.substr(0, 16) + "}:" + cachet::detail::sha256_hex("new secret");
   const std::vector<std::string> keys{key_of(id), key_of(id) + ":ended", "session:" + to, "session:" + to + ":ended"};
-  const cachet::Reply r = cachet::detail::SessionScripts::shared().regenerate.run(
-      conn, keys, std::vector<std::string>{"300000", "0", "bob"});  // read "bob": stale
-  CHECK((r.is_integer() && r.as_integer() == -5));
+  const long long r = pool.run(keys[0], [&](cachet::Connection& c) {
+    const cachet::Reply reply = cachet::detail::SessionScripts::shared().regenerate.run(
+        c, keys, std::vector<std::string>{"300000", "0", "bob"});  // read "bob": stale
+    return reply.is_integer() ? reply.as_integer() : 0;
+  });
+  CHECK(r == -5);
   CHECK(conn.command({"EXISTS", "session:" + to}).as_integer() == 0);
   const std::string renewed = sessions.regenerate(id);  // the real owner: indexed under alice
   CHECK(sessions.load(renewed)->user() == "alice");

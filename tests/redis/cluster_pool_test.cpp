@@ -7,14 +7,17 @@
 #include <cachet/redis/pool.hpp>
 #include <cachet/redis/script.hpp>
 #include <cachet/redis/script_batch.hpp>
+#include <cachet/redis/tracking.hpp>
 #include <cachet/testing/redis_cluster.hpp>
 #include <cachet/testing/detail/free_port.hpp>
 #include <cachet/testing/redis_server.hpp>
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <span>
@@ -143,6 +146,80 @@ TEST_CASE("a cluster pool spreads keys over every master, batches per node, and 
   CHECK(text.find("cachet_cluster_refreshes_total{cluster=\"") != std::string::npos);
   CHECK(text.find("cachet_cluster_node_duration_seconds_bucket{cluster=\"") != std::string::npos);
   CHECK(text.find("cachet_cluster_node_duration_seconds_count{cluster=\"") != std::string::npos);
+}
+
+// TLS and the password apply to every node, the learned ones too: a slot moved to
+// another master is followed there over TLS, with its certificate's name checked,
+// and tracking subscribes on every master over TLS.
+TEST_CASE("a cluster over TLS with a password: one set of options reaches every node, learned ones included") {
+  RedisCluster cluster({.replicas_per_master = 0, .config = {"requirepass s3cret", "masterauth s3cret"}, .tls = true});
+  cachet::ConnectionOptions options = cluster.client_options();
+  options.cluster.seeds.resize(1);  // the other masters are learned from CLUSTER SLOTS
+  REQUIRE(options.tls.enabled);
+  REQUIRE(options.tls.verify_hostname);
+  Pool pool(options);
+
+  std::vector<std::string> names;
+  for (int i = 0; i < 300; ++i) names.push_back("t:" + std::to_string(i));
+  for (const std::string& k : names) set(pool, k, "v" + k);
+  std::set<std::string> masters;
+  for (const std::string& k : names) masters.insert(pool.cluster_master_of(k));
+  CHECK(masters.size() == 3);
+  for (int m : cluster.master_ports()) CHECK(dbsize(cluster, m) > 50);
+  const std::vector<std::string_view> keys(names.begin(), names.end());
+  const auto send = [&](Connection& c, std::span<const std::size_t> at, bool) {
+    for (std::size_t i : at) c.append({"GET", keys[i]});
+  };
+  const std::vector<cachet::Reply> got = cachet::pipeline_by_node(pool, keys, 1, send, Idempotent::yes);
+  bool all_read = true;
+  for (std::size_t i = 0; i < keys.size(); ++i) all_read = all_read && got[i].as_string() == "v" + names[i];
+  CHECK(all_read);
+
+  // Tracking on every master, each subscriber on a node learned from CLUSTER SLOTS.
+  cachet::Tracking tracking(pool, {.prefixes = {"t:"}});
+  REQUIRE(tracking.wait_live(10s));
+  std::mutex heard_mutex;
+  std::set<std::string> heard;
+  auto sub = tracking.listen([&](std::optional<std::string_view> key) {
+    std::lock_guard lock(heard_mutex);
+    if (key) heard.insert(std::string(*key));
+  });
+  std::set<std::string> want;
+  for (const std::string& k : names) {
+    if (want.size() == 3 || std::any_of(want.begin(), want.end(), [&](const std::string& w) {
+          return pool.cluster_master_of(w) == pool.cluster_master_of(k);
+        }))
+      continue;
+    want.insert(k);
+    cluster.node_at(cluster.master_of(cluster.slot_of(k))).connect().command({"SET", k, "changed"});
+  }
+  REQUIRE(want.size() == 3);
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  const auto all_heard = [&] {
+    std::lock_guard lock(heard_mutex);
+    return std::includes(heard.begin(), heard.end(), want.begin(), want.end());
+  };
+  while (!all_heard() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  CHECK(all_heard());
+
+  // A slot moved to another master: MOVED names the new master's TLS port, reached with the same options.
+  const std::string& moved = *std::find_if(names.begin(), names.end(), [&](const std::string& k) { return !want.contains(k); });
+  const int slot = cluster.slot_of(moved);
+  const int from = cluster.master_of(slot);
+  const int to = from == cluster.master_ports().front() ? cluster.master_ports().back() : cluster.master_ports().front();
+  const std::string before = pool.cluster_master_of(moved);
+  cluster.move_slot(slot, to);
+  CHECK(get(pool, moved) == "v" + moved);
+  CHECK(pool.cluster_master_of(moved) != before);
+  CHECK(pool.cluster_master_of(moved) == "127.0.0.1:" + std::to_string(cluster.node_at(to).tls_port()));
+
+  // The same options trusting another CA, or with a wrong password, reach no node: typed as on one server.
+  cachet::ConnectionOptions untrusted = options;
+  untrusted.tls.ca_file = cluster.nodes().front()->tls_files().other_ca_cert;
+  CHECK_THROWS_AS(Pool(untrusted), cachet::TlsCertificateError);
+  cachet::ConnectionOptions wrong = options;
+  wrong.password = "wrong";
+  CHECK_THROWS_AS(Pool(wrong), cachet::ConfigError);
 }
 
 TEST_CASE("a cluster pool's construction: a bad seed or a server that is no cluster node is a ConfigError") {

@@ -45,6 +45,11 @@ struct RedisClusterOptions {
   std::chrono::milliseconds node_timeout{2000};     // cluster-node-timeout: how soon a dead master is failed over
   std::chrono::milliseconds start_timeout{60'000};  // until the cluster is ready
   std::vector<std::string> config{};                // extra redis.conf lines for every node
+  // Every node serves TLS (one throwaway CA for all), its bus and replication
+  // run over TLS, and CLUSTER SLOTS gives a TLS client the nodes' TLS ports:
+  // seeds() and client_options() then reach the nodes over TLS. A `requirepass`
+  // line in `config` (with `masterauth`, for the replicas) protects every node.
+  bool tls = false;
   std::string executable{};  // redis-server; default: $CACHET_REDIS_SERVER, else "redis-server"
   std::string cli{};         // redis-cli; default: $CACHET_REDIS_CLI, else "redis-cli"
 };
@@ -67,17 +72,21 @@ class RedisCluster {
   RedisCluster(const RedisCluster&) = delete;
   RedisCluster& operator=(const RedisCluster&) = delete;
 
-  // Options that reach each node over TCP: the seeds of a cluster client.
+  // Options that reach each node over TCP (over TLS with `tls`): the seeds of a cluster client.
   std::vector<ConnectionOptions> seeds() const {
     std::vector<ConnectionOptions> seeds;
-    for (const auto& n : nodes_) seeds.push_back(n->tcp_connection_options());
+    for (const auto& n : nodes_) seeds.push_back(options_.tls ? n->tls_connection_options() : n->tcp_connection_options());
     return seeds;
   }
 
-  // A cluster client's options: every node as a seed (ClusterOptions::seeds).
+  // A cluster client's options: every node as a seed (ClusterOptions::seeds),
+  // with the TLS settings and the `requirepass` password every node shares.
   ConnectionOptions client_options() const {
     ConnectionOptions options;
-    for (const auto& seed : seeds()) options.cluster.seeds.push_back(seed.host + ":" + std::to_string(seed.port));
+    const std::vector<ConnectionOptions> all = seeds();
+    for (const auto& seed : all) options.cluster.seeds.push_back(seed.host + ":" + std::to_string(seed.port));
+    options.tls = all.front().tls;
+    options.password = requirepass_of(options_.config);
     return options;
   }
 
@@ -172,7 +181,12 @@ class RedisCluster {
     Connection source = node_at(from).connect();
     const Reply keys = source.command({"CLUSTER", "GETKEYSINSLOT", std::to_string(slot), std::to_string(count)});
     if (keys.size() == 0) return 0;
-    std::vector<std::string> args{"MIGRATE", "127.0.0.1", std::to_string(to), "", "0", "10000", "KEYS"};
+    // Over TLS (tls-cluster) to the target's TLS port, authenticated as the target asks.
+    const int port = options_.tls ? node_at(to).tls_port() : to;
+    std::vector<std::string> args{"MIGRATE", "127.0.0.1", std::to_string(port), "", "0", "10000"};
+    if (const std::string password = requirepass_of(options_.config); !password.empty())
+      args.insert(args.end(), {"AUTH", password});
+    args.emplace_back("KEYS");
     for (std::size_t i = 0; i < keys.size(); ++i) args.emplace_back(keys[i].as_string());
     source.command(args);
     return keys.size();
@@ -228,6 +242,11 @@ class RedisCluster {
     // default), so a 1 s period makes the cluster ready in ~3 s instead of ~11.
     o.config = {"cluster-node-timeout " + std::to_string(options_.node_timeout.count()), "repl-diskless-sync-delay 0",
                 "repl-ping-replica-period 1"};
+    if (options_.tls) {
+      o.tls = true;
+      o.config.insert(o.config.end(), {"tls-cluster yes", "tls-replication yes"});
+      if (!nodes_.empty()) o.tls_certificates = nodes_.front()->tls_files();  // the first node's CA for all
+    }
     o.config.insert(o.config.end(), options_.config.begin(), options_.config.end());
     return o;
   }
@@ -236,6 +255,8 @@ class RedisCluster {
     std::vector<std::string> argv{options_.cli, "--cluster", "create"};
     for (const auto& n : nodes_) argv.push_back("127.0.0.1:" + std::to_string(n->port()));
     argv.insert(argv.end(), {"--cluster-replicas", std::to_string(options_.replicas_per_master), "--cluster-yes"});
+    if (const std::string password = requirepass_of(options_.config); !password.empty())
+      argv.insert(argv.end(), {"-a", password, "--no-auth-warning"});
     const std::string out = nodes_.front()->directory() + "/cluster-create.out";
     const pid_t pid = detail::Spawner::spawn(argv, out);
     if (pid < 0) throw Error("RedisCluster: fork failed");

@@ -35,6 +35,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -46,10 +47,22 @@ namespace cachet::testing {
 // redis' tls-auth-clients: must a TLS client present a certificate the CA signed?
 enum class TlsClientAuth { no, yes, optional };
 
+// The password of the last `requirepass` among redis.conf lines; empty without one.
+inline std::string requirepass_of(const std::vector<std::string>& config) {
+  constexpr std::string_view directive = "requirepass ";
+  std::string password;
+  for (const auto& line : config)
+    if (line.rfind(directive, 0) == 0) password = line.substr(directive.size());
+  return password;
+}
+
 struct RedisServerOptions {
   bool tcp = false;                   // also listen on a free port on 127.0.0.1
   bool tls = false;                   // also serve TLS on a free port on 127.0.0.1
   TlsClientAuth tls_auth_clients = TlsClientAuth::no;
+  // With `tls`: serve these (one CA for many servers, as RedisCluster's nodes)
+  // instead of making a throwaway CA and certificates of its own.
+  std::optional<TlsCertificateFiles> tls_certificates{};
   bool cluster = false;               // a Redis Cluster node (implies `tcp`); see RedisCluster
   std::vector<std::string> config{};  // extra redis.conf lines, e.g. "maxmemory 1mb"
   std::string executable{};           // default: $CACHET_REDIS_SERVER, else "redis-server"
@@ -65,7 +78,7 @@ class RedisServer {
     }
     make_dir();
     try {
-      if (options_.tls) tls_files_ = make_tls_certificates(dir_);
+      if (options_.tls) tls_files_ = options_.tls_certificates ? *options_.tls_certificates : make_tls_certificates(dir_);
       for (int attempt = 1;; ++attempt) {
         if (options_.tcp || options_.cluster) port_ = detail::free_port();
         if (options_.cluster) cluster_port_ = detail::free_port();  // the bus: not port + 10000, which may be taken
@@ -189,13 +202,7 @@ class RedisServer {
   }
 
  private:
-  std::string admin_password() const {
-    constexpr std::string_view directive = "requirepass ";
-    std::string password;
-    for (const auto& line : options_.config)
-      if (line.rfind(directive, 0) == 0) password = line.substr(directive.size());
-    return password;
-  }
+  std::string admin_password() const { return requirepass_of(options_.config); }
 
   void make_dir() {
     const char* tmp = std::getenv("TMPDIR");
@@ -226,6 +233,10 @@ class RedisServer {
            << "tls-cert-file " << tls_files_.server_cert << "\n"
            << "tls-key-file " << tls_files_.server_key << "\n"
            << "tls-ca-cert-file " << tls_files_.ca_cert << "\n"
+           // What it presents to the servers it connects to (its master, other
+           // cluster nodes, whose bus always asks for a client certificate).
+           << "tls-client-cert-file " << tls_files_.client_cert << "\n"
+           << "tls-client-key-file " << tls_files_.client_key << "\n"
            << "tls-auth-clients " << auth[static_cast<int>(options_.tls_auth_clients)] << "\n";
     }
     if (options_.cluster)

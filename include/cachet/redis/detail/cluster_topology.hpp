@@ -55,7 +55,8 @@ class ClusterTopology {
   };
 
   // Tries the seeds in order for a first map. With `pool_options.verify`, a
-  // seed's misconfiguration (password, TLS, not a cluster node) is a ConfigError;
+  // seed's misconfiguration (password, not a cluster node) is a ConfigError, an
+  // untrusted certificate its TlsError, as for one server (detail::verify_pool);
   // no seed reachable is tolerated (commands fail until one answers).
   ClusterTopology(const ConnectionOptions& options, const PoolOptions& pool_options)
       : base_(single_node(options)), pool_options_(pool_options), cluster_(options.cluster) {

@@ -447,6 +447,28 @@ TEST_CASE("a batch loader that throws caches nothing") {
   CHECK(cache.metrics().load_latency().count() == 1);
 }
 
+TEST_CASE("a tags callback that throws on a load's write reaches the reader as its own error, and is no outage") {
+  auto& server = cachet::test::clean_target();
+  cachet::Pool pool(server.connection_options());
+  auto o = options("product");
+  o.breaker = {.failure_threshold = 1, .open_for = std::chrono::hours(1)};  // one failure would open it for the test
+  cachet::CacheAside<Product> cache(cachet::RedisStore(pool), o);
+  cache.tag_loaded_values([](const Product& p) {
+    if (p.id == 2) throw std::domain_error("no tags for 2");
+    return std::vector<std::string>{"t"};
+  });
+  Db db;
+  std::vector<std::string_view> ids{"1", "2"};
+  CHECK_THROWS_MATCHES(cache.get_many(ids, [&](auto m) { return load_each(db, m); }), std::domain_error,
+                       Catch::Message("no tags for 2"));
+  CHECK_THROWS_MATCHES(cache.get_or_load("2", [&](auto id) { return db.find(id); }), std::domain_error,
+                       Catch::Message("no tags for 2"));
+  CHECK(cache.breaker().state() == cachet::BreakerState::closed);
+  CHECK(cache.metrics().value(Event::redis_error) == 0);
+  CHECK(cache.get_or_load("1", [&](auto id) { return db.find(id); }) == sample_product(1));
+  CHECK(cache.get("1") == sample_product(1));  // written: Redis still reached
+}
+
 namespace {
 struct Unencodable {
   int v = 0;

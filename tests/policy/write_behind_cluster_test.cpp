@@ -242,7 +242,7 @@ TEST_CASE("on a cluster a tagged write-behind write is stamped: served, stale af
     CHECK_FALSE(entries.get("1"));                 // the entry's stamp is stale
     CHECK(raw(key));                               // still there: stale, not deleted
     CHECK(queue.get("1") == "7");  // the pending write, as on one server (where the entry is deleted)
-    CHECK(queue.get_or_load("2", [](std::string_view) { return std::string("old"); }) == "5");  // the pending write,
+    CHECK(queue.get_or_load("2", [](std::string_view) { return std::string("old"); }) == "5");  // the pending write
     CHECK(entries.get("2") == "5");  // stored by the load with the bumped version: fresh
   }
   const std::optional<std::string> stale = raw(key);
@@ -260,6 +260,61 @@ TEST_CASE("on a cluster a tagged write-behind write is stamped: served, stale af
   REQUIRE(flusher.flush(30s));
   CHECK(db.applied() == std::map<std::string, std::vector<long>>{{"1", {7, 8}}, {"2", {5}}});
   CHECK(entries.get("1") == "8");
+}
+
+TEST_CASE("on a cluster a tagged write whose stamp read fails queues nothing and throws the error once") {
+  RedisCluster& cluster = clean_cluster();
+  cachet::ConnectionOptions quick = cluster.client_options();
+  quick.command_timeout = 200ms;
+  cachet::Pool pool(quick);
+  Cache entries(cachet::RedisStore(pool), entity_keys("wbc-stamp-fails"));
+  entries.tag_loaded_values([](const std::string&) { return std::vector<std::string>{"blue"}; });
+  auto queue = cachet::write_behind(entries, MemoryDb{}, no_flusher());
+  const int counter_master = cluster.master_of(cluster.slot_of(entries.keys().tag_version("blue")));
+  cluster.node_at(counter_master).pause(1500ms);  // the counter's master answers no one meanwhile
+  CHECK_THROWS_AS(queue.write("1", "7"), cachet::Error);  // a timeout
+  CHECK(entries.metrics().value(Event::redis_error) == 1);
+  cluster.node_at(counter_master).connect().command({"PING"});  // answered once the pause ends (no timeout)
+  CHECK(queue.queued() == 0);
+  CHECK_FALSE(entries.get("1"));
+  queue.write("1", "8");
+  CHECK(queue.queued() == 1);
+  CHECK(entries.get("1") == "8");
+}
+
+TEST_CASE("on a cluster an invalidate_tags between a tagged write's stamp read and its enqueue leaves it stale") {
+  const RedisCluster& cluster = clean_cluster();
+  cachet::Pool pool(cluster.client_options());
+  Cache entries(cachet::RedisStore(pool), entity_keys("wbc-stamp-race"));
+  entries.tag_loaded_values([](const std::string&) { return std::vector<std::string>{"green"}; });
+  auto queue = cachet::write_behind(entries, MemoryDb{}, no_flusher());
+  queue.write("1", "6");  // the tag's counter exists: the next write reads it
+  queue.before_enqueue_for_test = [&] { entries.invalidate_tags({"green"}); };
+  queue.write("1", "7");
+  queue.before_enqueue_for_test = nullptr;
+  CHECK(queue.queued() == 2);
+  CHECK_FALSE(entries.get("1"));  // stamped before the invalidation: stale, never served
+  CHECK(queue.get("1") == "7");   // the pending write, as after any invalidation
+  queue.write("1", "8");
+  CHECK(entries.get("1") == "8");
+}
+
+TEST_CASE("on a cluster RedisWriteQueue refuses a write with tag sets apart from its partition, sending nothing") {
+  const RedisCluster& cluster = clean_cluster();
+  cachet::Pool pool(cluster.client_options());
+  cachet::RedisWriteQueue queue(cachet::RedisStore(pool), "t:wb:writes", 0);
+  const std::string key = "t:v:{42}", version = "t:wv:t:v:{42}";
+  const std::vector<std::string> sets{"t:tag:{red}"};
+  cachet::QueuedWrite w{"42", key, "A", 60s, version, 70s, sets, 10};
+  REQUIRE(cachet::detail::hash_slot(key) != cachet::detail::hash_slot(queue.partition(queue.partition_of("42")).stream));
+  CHECK_THROWS_AS(queue.check(w), cachet::ConfigError);
+  CHECK_THROWS_AS(queue.enqueue(w, 0, false), cachet::ConfigError);
+  CHECK(queue.length() == 0);
+  CHECK_FALSE(queue.pending("42"));
+  w.tag_sets = {};
+  CHECK_NOTHROW(queue.check(w));  // the same write untagged goes in two steps
+  CHECK(queue.enqueue(w, 0, false).has_value());
+  CHECK(queue.length() == 1);
 }
 
 namespace {

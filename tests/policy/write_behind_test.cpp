@@ -185,6 +185,28 @@ TEST_CASE("a written value joins the tag sets the cache gives it, in the write's
   CHECK(queue.cache().invalidate_tags({"first:a"}) == 1);
 }
 
+TEST_CASE("a tags callback that throws reaches the writer and the reader as its own error, and is no outage") {
+  auto& target = cachet::test::clean_target();
+  cachet::Pool pool(target.connection_options());
+  cachet::CacheOptions o = cachet::test::write_behind_options("wb-tags-throw");
+  o.breaker = {.failure_threshold = 1, .open_for = std::chrono::hours(1)};  // one failure would open it for the test
+  StringCache<cachet::NoGuard> entries(cachet::RedisStore(pool), o);
+  auto queue = cachet::write_behind(entries, cachet::test::DbWriter(db_path(target)), cachet::test::queue_only());
+  entries.tag_loaded_values([](const std::string& v) {
+    if (v == "bad") throw std::domain_error("no tags for bad");
+    return std::vector<std::string>{"t"};
+  });
+  CHECK_THROWS_MATCHES(queue.write("1", "bad"), std::domain_error, Catch::Message("no tags for bad"));
+  CHECK(queue.queued() == 0);
+  const auto bad = [](std::string_view) { return std::string("bad"); };
+  CHECK_THROWS_MATCHES(queue.get_or_load("2", bad), std::domain_error, Catch::Message("no tags for bad"));
+  CHECK(entries.breaker().state() == cachet::BreakerState::closed);
+  CHECK(entries.metrics().value(Event::redis_error) == 0);
+  queue.write("3", "good");  // Redis still reached
+  CHECK(entries.get("3") == "good");
+  CHECK(entries.metrics().value(Event::redis_skipped) == 0);
+}
+
 TEST_CASE("reads see pending writes after the cache entry is gone, and a load that overlapped a write is undone") {
   auto& target = cachet::test::clean_target();
   cachet::Pool pool(target.connection_options());
@@ -524,7 +546,9 @@ TEST_CASE("a flusher retrying through an outage keeps its entries, full or not: 
   options.consumer = "other";
   StringCache<cachet::NoGuard> other_cache(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-keep-other"));
   auto other = cachet::write_behind(other_cache, writer, options);
-  std::this_thread::sleep_for(3s);  // three idle times
+  // Six takeover passes of `other`'s, 500 ms apart: its entries would be idle for 1 s
+  // before the fourth unless `full` kept claiming them back.
+  REQUIRE(cachet::test::eventually([&] { return other.reclaim_passes_for_test() >= 6; }, 30s));
   CHECK(other.cache().metrics().value(Event::reclaimed) == 0);
   CHECK(pending_of("full") == 4);
   *down = false;

@@ -95,8 +95,11 @@ class Client {
     if (name == "EVAL" || name == "EVALSHA")
       return argv.size() > 3 && argv[2] != "0" ? std::optional(argv[3]) : std::nullopt;
     if (name == "XGROUP") return argv.size() > 2 ? std::optional(argv[2]) : std::nullopt;  // XGROUP CREATE <key> ...
+    if (name == "XINFO") return argv.size() > 2 ? std::optional(argv[2]) : std::nullopt;  // XINFO GROUPS|STREAM <key>
     if (name == "XREAD" || name == "XREADGROUP") {  // ... STREAMS <key> ... <id> ...
-      const auto streams = std::find_if(argv.begin(), argv.end(), [](std::string_view a) { return upper(a) == "STREAMS"; });
+      // Past XREADGROUP's GROUP <g> <c>: a group or consumer may be named "streams".
+      const auto from = argv.begin() + std::min<std::size_t>(argv.size(), name == "XREADGROUP" ? 4 : 1);
+      const auto streams = std::find_if(from, argv.end(), [](std::string_view a) { return upper(a) == "STREAMS"; });
       return streams != argv.end() && streams + 1 != argv.end() ? std::optional(*(streams + 1)) : std::nullopt;
     }
     static constexpr std::string_view keyless[] = {"FLUSHALL", "CONFIG", "SCRIPT", "TIME",   "PING",

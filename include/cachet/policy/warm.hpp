@@ -180,11 +180,12 @@ class Warmer {
     }
     BatchWriteResult r;
     typename detail::WriteAccess<Cache>::TagBuffers tagged;  // the writes view it
-    const auto tag_and_write = [&] {  // tagged as the cache tags its loads (stamped on Redis Cluster)
-      access_.tag_writes(writes, values, tagged);
+    access_.tags_of(writes, values, tagged);  // the tags callback, outside the breaker: its throw is no outage
+    const auto stamp_and_write = [&] {  // tagged as the cache tags its loads (stamped on Redis Cluster)
+      access_.stamp_tags(writes, tagged);
       r = cache_.store().write_many(writes);
     };
-    if (!writes.empty() && !access_.guarded(tag_and_write, false)) return {0, "redis unreachable"};
+    if (!writes.empty() && !access_.guarded(stamp_and_write, false)) return {0, "redis unreachable"};
     if (r.failed != 0) return {0, "redis refused " + std::to_string(r.failed) + " writes: " + r.first_error};
     return {r.superseded, {}};
   }

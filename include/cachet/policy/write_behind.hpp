@@ -70,6 +70,7 @@
 #include <chrono>
 #include <concepts>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdio>
 #include <functional>
 #include <memory>
@@ -123,10 +124,12 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
   }
 
   // Queues `value` for `id` and sets the cache, in one step (two on a cluster:
-  // the queue's, then the entry's); returns its stream entry. Throws the Redis
-  // layer's errors: after a timeout, or on a cluster an error in the entry's
-  // step, the write may be queued all the same (it is flushed; writing again
-  // is harmless); else nothing was queued. EncodeError,
+  // the queue's, then the entry's; a tagged write there first reads its tags'
+  // versions, creating the counters of tags never seen); returns its stream
+  // entry. Throws the Redis layer's errors: after a timeout, or on a cluster
+  // an error in the entry's step, the write may be queued all the same (it is
+  // flushed; writing again is harmless); else nothing was queued. EncodeError,
+  // what the cache's tags callback throws (before anything is sent),
   // QueueFullError when the queue stays at its bound, and, with `replication`
   // on, ReplicationError when fewer replicas confirmed the queued write in time
   // (it is queued on the master and will be flushed unless a failover loses it).
@@ -138,14 +141,16 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
     [[maybe_unused]] const auto forget = access_.forgetting({&written, 1});  // the enqueue script sets the entry
     const std::string write_version = cache_.keys().write_version(k);
     QueuedWrite w{id, k, e.bytes, e.ttl, write_version, e.ttl + write_.version_margin};
-    queue_.check(w);  // a refusal (keys in two slots) before the circuit breaker could count it
     TagBuffers keep;  // w views it
+    StoreWrite tagged = tag(w, value, keep);  // the tags callback: its throw is not an outage, so before the breaker
+    queue_.check(w);  // a refusal (keys in two slots, tag sets apart) before the circuit breaker could count it
     std::optional<Enqueued> queued;
-    bool counted = false, tagged = false;
+    bool counted = false, stamped = false;
     const auto has_room = [&] {
       const bool grow = write_.on_full == QueueFull::grow;
       access_.guarded([&] {
-        if (!std::exchange(tagged, true)) tag(w, value, keep);  // once; in the enqueue's call to the breaker
+        if (!std::exchange(stamped, true)) stamp(w, tagged, keep);  // once; in the enqueue's call to the breaker
+        if (before_enqueue_for_test) before_enqueue_for_test();
         queued = queue_.enqueue(w, write_.max_length, grow, write_.replication);
       }, true);
       if (queued) return true;
@@ -216,6 +221,15 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
   // The queue's partitions: stream() and dead_letters() are partition 0's.
   std::size_t partitions() const noexcept { return queue_.partitions(); }
 
+  // Tests only: called in write() after the tags' versions were read, before the enqueue.
+  std::function<void()> before_enqueue_for_test;
+  // Tests only: the fewest full takeover passes (XAUTOCLAIM) a flusher here has made.
+  std::uint64_t reclaim_passes_for_test() const noexcept {
+    std::uint64_t fewest = flushers_.empty() ? 0 : UINT64_MAX;
+    for (const auto& f : flushers_) fewest = std::min(fewest, f->reclaim_passes());
+    return fewest;
+  }
+
  private:
   // A loader that looks for a pending write first (copied along with the user's
   // loader when a guard refreshes in the background). It holds the cache and a
@@ -236,16 +250,21 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
   using TagBuffers = typename detail::WriteAccess<Cache>::TagBuffers;
 
   // `w` tagged as the cache tags its loads: the tag sets the enqueue script
-  // joins, or on Redis Cluster its bytes stamped with the tags' versions (read
-  // now: throws the Redis layer's errors), so the entry and the queued bytes
-  // the flush settles back both go stale when a tag is invalidated.
-  void tag(QueuedWrite& w, const V& value, TagBuffers& keep) {
+  // joins; on Redis Cluster, stamp() then stamps its bytes with the tags'
+  // versions (a read: throws the Redis layer's errors), so the entry and the
+  // queued bytes the flush settles back both go stale when a tag is invalidated.
+  // Returns the store write that `keep` and stamp() keep `w` in step with.
+  StoreWrite tag(QueuedWrite& w, const V& value, TagBuffers& keep) {
     StoreWrite tagged{w.cache_key, w.bytes, w.ttl};
     const V* values[] = {&value};
-    access_.tag_writes({&tagged, 1}, values, keep);
-    w.bytes = tagged.bytes;
+    access_.tags_of({&tagged, 1}, values, keep);
     w.tag_sets = tagged.tag_sets;
     w.prune_sample = tagged.prune_sample;
+    return tagged;
+  }
+  void stamp(QueuedWrite& w, StoreWrite& tagged, TagBuffers& keep) {
+    access_.stamp_tags({&tagged, 1}, keep);
+    w.bytes = tagged.bytes;
   }
 
   std::optional<V> pending(std::string_view id) { return pending_in(cache_, queue_, id); }

@@ -158,6 +158,7 @@ class CacheCore {
 
   // What tagged writes view (tag_writes): tag-set keys, or stamped bytes.
   struct TagBuffers {
+    std::vector<std::vector<std::string>> tags;  // per write: its value's tags (stamped on Redis Cluster)
     std::vector<std::vector<std::string>> sets;
     std::vector<std::string> stamped;
     std::vector<bool> tagged;  // per write: whether the cache tags its value
@@ -166,27 +167,39 @@ class CacheCore {
   // entry, untagged), in `keep` for the writes to view: into the {ns}:tag:{tag}
   // sets, or on Redis Cluster stamped with the tags' versions (one read for the
   // batch). False when `epoch` (read before a load; nullptr: none) moved: the
-  // tagged writes must not be stored (see TagVersions). Throws the Redis layer's errors.
+  // tagged writes must not be stored (see TagVersions). Throws the Redis layer's
+  // errors and the tags callback's. tags_of then stamp_tags, which callers
+  // split to keep the callback out of the circuit breaker's call.
   bool tag_writes(std::span<StoreWrite> writes, std::span<const V* const> values, const std::string* epoch,
                   TagBuffers& keep) {
+    tags_of(writes, values, keep);
+    return stamp_tags(writes, epoch, keep);
+  }
+  // The first step, no Redis: calls the tags callback (throws what it throws)
+  // and points the writes at their tag sets; on Redis Cluster notes the tags.
+  void tags_of(std::span<StoreWrite> writes, std::span<const V* const> values, TagBuffers& keep) {
+    keep.tags.assign(writes.size(), {});
     keep.sets.assign(writes.size(), {});
     keep.tagged.assign(writes.size(), false);
-    if (!tags_for_) return true;
-    std::vector<std::vector<std::string>> tags(writes.size());
+    if (!tags_for_) return;
     for (std::size_t i = 0; i < writes.size(); ++i) {
       if (!values[i]) continue;
-      tags[i] = tags_for_(*values[i]);
-      keep.tagged[i] = !tags[i].empty();
+      keep.tags[i] = tags_for_(*values[i]);
+      keep.tagged[i] = !keep.tags[i].empty();
       if (versioned_tags_) continue;
-      for (const std::string& tag : tags[i]) keep.sets[i].push_back(keys_.tag(tag));
+      for (const std::string& tag : keep.tags[i]) keep.sets[i].push_back(keys_.tag(tag));
       writes[i].tag_sets = keep.sets[i];
       writes[i].prune_sample = TagOptions{}.prune_sample;  // as the cache's Tags (tag_sets())
     }
+  }
+  // The second step, once after tags_of: on Redis Cluster the tagged writes'
+  // bytes stamped with their tags' versions (a read). False when `epoch` moved.
+  bool stamp_tags(std::span<StoreWrite> writes, const std::string* epoch, TagBuffers& keep) {
     if (!versioned_tags_) return true;
     std::vector<std::string_view> bytes;
     std::vector<std::span<const std::string>> of;
-    for (std::size_t i = 0; i < writes.size(); ++i)
-      if (keep.tagged[i]) bytes.push_back(writes[i].bytes), of.push_back(tags[i]);
+    for (std::size_t i = 0; i < writes.size() && i < keep.tagged.size(); ++i)
+      if (keep.tagged[i]) bytes.push_back(writes[i].bytes), of.push_back(keep.tags[i]);
     if (bytes.empty()) return true;
     if (!stamped_many(bytes, of, epoch, keep.stamped)) return false;
     for (std::size_t i = 0, j = 0; i < writes.size(); ++i)

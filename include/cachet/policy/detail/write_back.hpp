@@ -15,6 +15,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace cachet::detail {
@@ -26,7 +27,7 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
  public:
   using Base::Base;
   using Base::options_, Base::store_, Base::clock_, Base::metrics_, Base::tags_for_, Base::watch_writes_;
-  using Base::guarded, Base::encode_entry, Base::tag_writes, Base::versioned_tags_, Base::tag_versions;
+  using Base::guarded, Base::encode_entry, Base::tags_of, Base::stamp_tags, Base::versioned_tags_, Base::tag_versions;
   using TagBuffers = typename Base::TagBuffers;
 
   // A load's condition in a write-through cache (see watch_writes): the write
@@ -76,8 +77,11 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
       metrics_->count(Event::cache_write_error);  // the reader still gets the value
       return;
     }
+    StoreWrite w = write_of({k, e->bytes, e->ttl}, watch);
+    TagBuffers keep;  // w views it
+    if constexpr (ConditionalStore<S>) tags_of({&w, 1}, {&value, 1}, keep);  // the tags callback: no outage if it throws
     WriteResult result = WriteResult::written;
-    const bool reached = guarded([&] { result = store_value({k, e->bytes, e->ttl}, value, held, watch, epoch); }, false);
+    const bool reached = guarded([&] { result = store_value(w, keep, held, epoch); }, false);
     if (!reached) metrics_->count(Event::cache_write_error);
     if (result == WriteResult::lock_lost) metrics_->count(Event::fenced_out);
     if (result == WriteResult::superseded) metrics_->count(Event::stale_write_refused);
@@ -109,11 +113,20 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
       }
     }
     if (entries.empty()) return;
+    std::vector<StoreWrite> writes;  // conditional or tagged writes; none: plain SETs
+    TagBuffers keep;                 // the writes view it
+    if constexpr (ConditionalStore<S>) {
+      if (tags_for_ || watch_writes_) {
+        writes.reserve(entries.size());
+        for (std::size_t i = 0; i < entries.size(); ++i) writes.push_back(write_of(entries[i], watches[i]));
+        tags_of(writes, values, keep);  // the tags callback, outside the breaker
+      }
+    }
     std::size_t refused = 0;
     const bool reached = guarded(
         [&] {
           try {
-            store_values(entries, values, watches, epoch);
+            store_values(entries, std::move(writes), keep, epoch);
           } catch (const BatchWriteError& e) {  // the server answered; some writes were refused
             refused = e.failed();
             metrics_->count(Event::redis_error);
@@ -124,36 +137,30 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
   }
 
  private:
-  // A loaded value's write (value nullptr: a negative entry): under the guard's
-  // lock check when there is one, tagged when `tags_for_` is set, conditional on
-  // the watch in a write-through cache; the store executes it in one step.
-  WriteResult store_value(const StoreEntry& entry, const V* value, Held& held, const Watch& watch,
-                          const std::string* epoch) {
+  // A loaded value's write `w` (tags_of tagged it into `keep`): under the guard's
+  // lock check when there is one, stamped on Redis Cluster, conditional on the
+  // watch in a write-through cache; the store executes it in one step.
+  WriteResult store_value(StoreWrite& w, TagBuffers& keep, Held& held, const std::string* epoch) {
     if constexpr (ConditionalStore<S>) {
-      StoreWrite w = write_of(entry, watch);
-      TagBuffers keep;  // w views it
-      if (!tag_writes({&w, 1}, {&value, 1}, epoch, keep)) return WriteResult::superseded;
+      if (!stamp_tags({&w, 1}, epoch, keep)) return WriteResult::superseded;
       w.lock_check = held.check;
       // Before it is sent: a timed-out write may have released the lock.
       held.sent = held.sent || (held.check && held.check->release);
       return store_.write(w);
     } else {
-      store_.set(entry.key, entry.value, entry.ttl);  // a store without locks: the guard releases its own
+      store_.set(w.key, w.bytes, w.ttl);  // a store without locks: the guard releases its own
       return WriteResult::written;
     }
   }
 
-  // A batch's writes: one pipeline, each write tagged and watched as store_value's.
+  // A batch's writes: one pipeline, `writes` (tagged into `keep`) stamped and
+  // written as store_value's, or when there are none `entries` set plainly.
   // When the epoch moved only the tagged writes are refused.
-  void store_values(std::span<const StoreEntry> entries, const std::vector<const V*>& values,
-                    const std::vector<Watch>& watches, const std::string* epoch) {
+  void store_values(std::span<const StoreEntry> entries, std::vector<StoreWrite> writes, TagBuffers& keep,
+                    const std::string* epoch) {
     if constexpr (ConditionalStore<S>) {
-      if (tags_for_ || watch_writes_) {
-        std::vector<StoreWrite> writes;
-        writes.reserve(entries.size());
-        for (std::size_t i = 0; i < entries.size(); ++i) writes.push_back(write_of(entries[i], watches[i]));
-        TagBuffers keep;  // the writes view it
-        if (!tag_writes(writes, values, epoch, keep)) {  // an invalidation ran during the load
+      if (!writes.empty()) {
+        if (!stamp_tags(writes, epoch, keep)) {  // an invalidation ran during the load
           std::vector<StoreWrite> kept;
           for (std::size_t i = 0; i < writes.size(); ++i)
             if (!keep.tagged[i]) kept.push_back(writes[i]);
@@ -171,7 +178,7 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
   }
 
   // The store write of a loaded entry, conditional on `watch` when it has a key
-  // (tag_writes tags it).
+  // (tags_of tags it).
   static StoreWrite write_of(const StoreEntry& entry, const Watch& watch) {
     StoreWrite w{entry.key, entry.value, entry.ttl};
     if (!watch.key.empty()) {

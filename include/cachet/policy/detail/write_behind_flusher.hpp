@@ -35,6 +35,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <exception>
 #include <functional>
 #include <map>
@@ -86,6 +87,8 @@ class Flusher {
 
   // While someone waits in flush(): flush what is held without waiting for max_delay.
   void hurry(int delta) noexcept { hurry_.fetch_add(delta, std::memory_order_acq_rel); }
+  // Full XAUTOCLAIM passes made so far (tests wait on it to see a takeover that does not come).
+  std::uint64_t reclaim_passes() const noexcept { return reclaim_passes_.load(std::memory_order_acquire); }
 
  private:
   struct Held {
@@ -165,7 +168,9 @@ class Flusher {
     RedisWriteQueue::Reader::Claimed claimed = reader_.claim_idle(options_.reclaim_idle, reclaim_cursor_, room());
     reclaim_cursor_ = std::move(claimed.cursor);
     for (StreamEntry& e : claimed.entries) add(std::move(e), true);
-    if (reclaim_cursor_ == "0-0") next_reclaim_ = now + period;  // a full pass: the next after half the idle time
+    if (reclaim_cursor_ != "0-0") return;
+    next_reclaim_ = now + period;  // a full pass: the next after half the idle time
+    reclaim_passes_.fetch_add(1, std::memory_order_release);
   }
 
   std::chrono::milliseconds reclaim_period() const {
@@ -365,6 +370,7 @@ class Flusher {
   Backoff outage_, redis_backoff_, retry_;
   std::chrono::milliseconds not_yet_;  // the pause while Redis is LOADING
   std::atomic<int> hurry_{0};
+  std::atomic<std::uint64_t> reclaim_passes_{0};
 };
 
 }  // namespace cachet::detail

@@ -20,6 +20,7 @@
 #include <random>
 #include <semaphore>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -76,6 +77,41 @@ TEST_CASE("a writer that throws: the cache is untouched and the error reaches th
   CHECK(TestDb(path).value("1") == "v1");
   CHECK(cache.cache().metrics().value(Event::write) == 2);
   CHECK(cache.cache().metrics().value(Event::write_error) == 1);
+}
+
+// The callback runs before the writer: a put it refuses reaches neither the
+// database nor Redis, and the breaker's one allowed failure is not spent on it.
+TEST_CASE("a tags callback that throws reaches the caller as its own error before the database, and is no outage") {
+  auto& server = cachet::test::clean_target();
+  cachet::Pool pool(server.connection_options());
+  const std::string path = db_path(server);
+  auto o = options("wt-tags-throw");
+  o.breaker = {.failure_threshold = 1, .open_for = std::chrono::hours(1)};  // one failure would open it for the test
+  StringCache entries(cachet::RedisStore(pool), o);
+  auto cache = cachet::write_through(entries, RowWriter{path});
+  entries.tag_loaded_values([](const std::string& v) {
+    if (v == "bad") throw std::domain_error("no tags for bad");
+    return std::vector<std::string>{"t"};
+  });
+  REQUIRE(cache.put("1", "good") == WriteOutcome::cached);
+  const std::string version_key = entries.keys().write_version(cache.key("1"));
+  auto conn = server.connect();
+  const auto version = [&] { return conn.command({"GET", version_key}).as_string(); };
+  const std::string before = version();
+
+  CHECK_THROWS_MATCHES(cache.put("1", "bad"), std::domain_error, Catch::Message("no tags for bad"));
+  CHECK(TestDb(path).value("1") == "good");  // the writer never ran
+  CHECK(cache.get("1") == "good");
+  CHECK(version() == before);  // nor did the cache write
+  CHECK(entries.breaker().state() == cachet::BreakerState::closed);
+  for (Event e : {Event::redis_error, Event::redis_skipped, Event::write_error, Event::cache_write_error,
+                  Event::write_unrepaired})
+    CHECK(entries.metrics().value(e) == 0);
+
+  REQUIRE(cache.put("1", "better") == WriteOutcome::cached);  // Redis still reached, the value tagged
+  CHECK(TestDb(path).value("1") == "better");
+  entries.invalidate_tags({"t"});  // a set's member, or on a cluster its stamp is behind the tag's version
+  CHECK_FALSE(cache.get("1"));
 }
 
 // Its own server, killed or configured: the same on either target.

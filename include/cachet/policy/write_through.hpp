@@ -11,7 +11,8 @@
 // before the cache is shared (attaching switches on its write-version watching).
 //
 // - The writer runs first. If it throws, the cache is untouched and the
-//   exception reaches the caller.
+//   exception reaches the caller. The cache's tags callback (tag_loaded_values)
+//   runs before it: if that throws, nothing is written and it reaches the caller.
 // - Then the cache is set (or the key deleted: WriteThroughOptions::on_write).
 //   If that fails, the key is deleted; if the delete fails too (Redis down), the
 //   failure is counted (write_unrepaired) and reported to `on_unrepaired`, and
@@ -130,15 +131,18 @@ class WriteThrough : public detail::WritePolicy<Cache, W> {
   // Writes `value` to the database, then updates the cache. The writer's
   // exception reaches the caller with the cache untouched; cache failures do not
   // throw (the database has the value): they are counted and reported.
-  // Throws std::invalid_argument, before the writer runs, when the invalidation
-  // names namespaces and the cache has no CacheOptions::versions.
+  // Throws, before the writer runs (nothing written anywhere): what the cache's
+  // tags callback throws, and std::invalid_argument when the invalidation names
+  // namespaces and the cache has no CacheOptions::versions.
   WriteOutcome put(std::string_view id, const V& value) {
     cache_.metrics().count(Event::write);
     std::optional<ResolvedTargets> targets;
     if (after_write_)
       targets.emplace(after_write_(id, value), cache_.keys(), cache_.options().versions, access_.versioned_tags());
+    Tagged tagged;
+    tag(value, tagged);  // the tags callback: its throw is no outage, so outside the breaker (and before the database)
     const std::optional<std::string> row_version = call_writer(id, value);
-    return update_cache(id, value, row_version, targets && !targets->empty() ? &*targets : nullptr);
+    return update_cache(id, value, row_version, targets && !targets->empty() ? &*targets : nullptr, tagged);
   }
 
   // What a write of `id` makes stale besides its own key: keys (full), tags and
@@ -162,6 +166,19 @@ class WriteThrough : public detail::WritePolicy<Cache, W> {
   const WriteThroughOptions& write_options() const noexcept { return write_; }
 
  private:
+  using TagBuffers = typename detail::WriteAccess<Cache>::TagBuffers;
+  // The cache write as the cache tags the value (on_write set): its tag sets, or
+  // on Redis Cluster the tags write() stamps its bytes with.
+  struct Tagged {
+    StoreWrite w{};
+    TagBuffers keep;  // w views it
+  };
+  // The tags callback's step (no Redis); write() fills in the rest of `t.w`.
+  void tag(const V& value, Tagged& t) {
+    const V* values[] = {write_.on_write == CacheUpdate::set ? &value : nullptr};
+    access_.tags_of({&t.w, 1}, values, t.keep);
+  }
+
   std::optional<std::string> call_writer(std::string_view id, const V& value) {
     try {
       if constexpr (versioned) return version_text(writer_(id, value));
@@ -176,7 +193,7 @@ class WriteThrough : public detail::WritePolicy<Cache, W> {
   // The store's writes take the key out of an in-process tier (TieredStore),
   // and what the targets' invalidation deleted.
   WriteOutcome update_cache(std::string_view id, const V& value, const std::optional<std::string>& row_version,
-                            const ResolvedTargets* targets) {
+                            const ResolvedTargets* targets, Tagged& tagged) {
     const std::string k = cache_.key(id);
     const bool set = write_.on_write == CacheUpdate::set;
     std::exception_ptr error;
@@ -189,7 +206,7 @@ class WriteThrough : public detail::WritePolicy<Cache, W> {
       }
     }
     bool newer = false;
-    if ((e || !set) && reach(error, [&] { newer = !write(k, e ? &*e : nullptr, value, row_version, targets); }))
+    if ((e || !set) && reach(error, [&] { newer = !write(k, e ? &*e : nullptr, tagged, row_version, targets); }))
       return outcome(newer, set ? WriteOutcome::cached : WriteOutcome::deleted);
     cache_.metrics().count(Event::cache_write_error);
     // The master has the new value: deleting it would help no replica that lags.
@@ -214,10 +231,11 @@ class WriteThrough : public detail::WritePolicy<Cache, W> {
     return false;
   }
 
-  // The cache write: `e` set (tagged as the cache tags values), or (null) the key
-  // deleted, conditional on `version`, with the targets' invalidation in the same
-  // atomic step (the store's). false when a newer version is cached.
-  bool write(const std::string& k, const detail::Encoded* e, const V& value,
+  // The cache write: `e` set (tagged as tag() found, stamped here on Redis
+  // Cluster), or (null) the key deleted, conditional on `version`, with the
+  // targets' invalidation in the same atomic step (the store's). false when a
+  // newer version is cached.
+  bool write(const std::string& k, const detail::Encoded* e, Tagged& tagged,
              const std::optional<std::string>& row_version, const ResolvedTargets* targets) {
     const auto ttl = e ? e->ttl : cache_.options().ttl.expiry(cache_.options().name, std::chrono::system_clock::now()).ttl;
     const std::string version_key = cache_.keys().write_version(k);
@@ -225,10 +243,11 @@ class WriteThrough : public detail::WritePolicy<Cache, W> {
     const VersionCheck check{version_key, row_version ? std::string_view(*row_version) : bump_version,
                              ttl + write_.version_margin, !e};
     if (targets) bump_tags(*targets);  // first, as the script's invalidation precedes the write
-    StoreWrite w{k, e ? std::string_view(e->bytes) : std::string_view{}, ttl};
-    const V* tagged = e ? &value : nullptr;
-    typename detail::WriteAccess<Cache>::TagBuffers keep;  // w views it
-    access_.tag_writes({&w, 1}, {&tagged, 1}, keep);
+    StoreWrite& w = tagged.w;
+    w.key = k;
+    w.bytes = e ? std::string_view(e->bytes) : std::string_view{};
+    w.ttl = ttl;
+    access_.stamp_tags({&w, 1}, tagged.keep);  // a read of the tags' versions, once
     w.version_check = &check;
     w.invalidation = targets && !targets->script.empty() ? &targets->script : nullptr;
     w.replication = write_.replication;

@@ -156,7 +156,7 @@ class CacheCore {
     else return 0;
   }
 
-  // What tagged writes view (tag_writes): tag-set keys, or stamped bytes.
+  // What tagged writes view (tags_of, stamp_tags): tag-set keys, or stamped bytes.
   struct TagBuffers {
     std::vector<std::vector<std::string>> tags;  // per write: its value's tags (stamped on Redis Cluster)
     std::vector<std::vector<std::string>> sets;
@@ -166,15 +166,8 @@ class CacheCore {
   // Tags each write as this cache tags its value (values[i]; nullptr: a negative
   // entry, untagged), in `keep` for the writes to view: into the {ns}:tag:{tag}
   // sets, or on Redis Cluster stamped with the tags' versions (one read for the
-  // batch). False when `epoch` (read before a load; nullptr: none) moved: the
-  // tagged writes must not be stored (see TagVersions). Throws the Redis layer's
-  // errors and the tags callback's. tags_of then stamp_tags, which callers
-  // split to keep the callback out of the circuit breaker's call.
-  bool tag_writes(std::span<StoreWrite> writes, std::span<const V* const> values, const std::string* epoch,
-                  TagBuffers& keep) {
-    tags_of(writes, values, keep);
-    return stamp_tags(writes, epoch, keep);
-  }
+  // batch), in two steps: tags_of, outside the circuit breaker's call (a
+  // throwing tags callback is no outage), then stamp_tags under it.
   // The first step, no Redis: calls the tags callback (throws what it throws)
   // and points the writes at their tag sets; on Redis Cluster notes the tags.
   void tags_of(std::span<StoreWrite> writes, std::span<const V* const> values, TagBuffers& keep) {
@@ -193,7 +186,9 @@ class CacheCore {
     }
   }
   // The second step, once after tags_of: on Redis Cluster the tagged writes'
-  // bytes stamped with their tags' versions (a read). False when `epoch` moved.
+  // bytes stamped with their tags' versions (a read; throws the Redis layer's
+  // errors). False when `epoch` (read before a load; nullptr: none) moved: the
+  // tagged writes must not be stored (see TagVersions).
   bool stamp_tags(std::span<StoreWrite> writes, const std::string* epoch, TagBuffers& keep) {
     if (!versioned_tags_) return true;
     std::vector<std::string_view> bytes;

@@ -7,8 +7,8 @@
 //   decode_value(k, bytes) the value in key `k`'s entry bytes (nullopt: negative), for the pending queue
 //   guarded(op, rethrow) a Redis operation under the cache's circuit breaker
 //   forgetting(keys)    over a TieredStore, evicts `keys` from L1 when the result goes
-//   tag_writes(w, v, k) tags store writes as the cache tags its loaded values (stamped on Redis Cluster):
-//                       tags_of(w, v, k) (the tags callback, no Redis), then stamp_tags(w, k) (the stamp read)
+//   tags_of(w, v, k)    tags store writes as the cache tags its loaded values: the tags callback, no Redis
+//   stamp_tags(w, k)    then, on Redis Cluster, stamps them with the tags' versions (a read)
 //   versioned_tags()    whether the cache's tags are version counters (Redis Cluster)
 
 #include <cachet/policy/cache_aside.hpp>
@@ -50,12 +50,9 @@ class WriteAccess {
   auto forgetting(std::span<const std::string_view> keys) const { return cache_.forgetting(keys); }
   using TagBuffers = typename Cache::TagBuffers;
   // Into `keep`, which the writes view; nothing when the cache tags nothing.
-  // Throws the tags callback's errors and the Redis layer's (a stamp reads the tags' versions).
-  void tag_writes(std::span<StoreWrite> writes, std::span<const value_type* const> values, TagBuffers& keep) const {
-    cache_.tag_writes(writes, values, nullptr, keep);
-  }
-  // tag_writes in its two steps: the callback's, to run outside the circuit
-  // breaker (a throwing callback is no outage); then, once, the stamp read under it.
+  // tags_of calls the tags callback (throws what it throws): outside the circuit
+  // breaker's call, so a throwing callback is no outage. Then once, under it,
+  // stamp_tags (throws the Redis layer's errors: it reads the tags' versions).
   void tags_of(std::span<StoreWrite> writes, std::span<const value_type* const> values, TagBuffers& keep) const {
     cache_.tags_of(writes, values, keep);
   }

@@ -31,7 +31,7 @@ struct InvalidationTargets {
   // The namespace's tag epoch ({ns}:tagepoch), INCRed (from a random start when
   // missing) with the tag sets, so that a load's write checking it is refused;
   // empty: none.
-  std::string tag_epoch;
+  std::string tag_epoch = {};
   bool empty() const noexcept { return tag_sets.empty() && keys.empty() && counters.empty() && tag_epoch.empty(); }
 };
 

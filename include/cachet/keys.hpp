@@ -5,7 +5,7 @@
 //   {ns}:{name}:v{N}:{id}      a value in version N of a versioned namespace
 //   {ns}:tag:{tag}             a tag set
 //   {ns}:tagv:{{tag}}          a tag's version counter (Redis Cluster; the tag is the hash tag)
-//   {ns}:tagepoch              bumped by every tag invalidation on Redis Cluster
+//   {ns}:tagepoch              bumped by every tag invalidation; a tagged load checks it
 //   {ns}:lock:{key}            the lock of a value key
 //   {ns}:ver:{name}            a namespace's version counter
 //   {ns}:wb:{queue}            a write-behind stream (and {ns}:wb:{queue}:... beside it)
@@ -102,7 +102,8 @@ class KeyBuilder {
   std::string tag_version(std::string_view tag) const { return tag_version_of_safe(safe_id(tag)); }
   // The same for a tag already in its key form (safe_id), as an entry's stamps hold it.
   std::string tag_version_of_safe(std::string_view safe) const { return prefix_ + ":tagv:{" + std::string(safe) + "}"; }
-  // Bumped by every tag invalidation on Redis Cluster; a load reads it around itself.
+  // Bumped by every tag invalidation; a tagged load reads it before its loader and
+  // its write checks it (after stamping on Redis Cluster, in its script on one server).
   std::string tag_epoch() const { return prefix_ + ":tagepoch"; }
 
   // The lock of a value key, built by value(): in the key's slot under HashTag::entity.

@@ -29,4 +29,10 @@ inline std::string random_bytes_hex(std::size_t n) {
   return to_hex(bytes.data(), n);
 }
 
+// Where a version counter or tag epoch starts when missing: 2 .. 2^48 + 1, far
+// below INCR's limit, never 0 or 1, and unlikely to meet a value an old entry saw.
+inline std::string random_counter_start() {
+  return std::to_string(std::stoull(random_bytes_hex(6), nullptr, 16) + 2);
+}
+
 }  // namespace cachet::detail

@@ -47,8 +47,8 @@ struct Targets {
   std::vector<std::string> namespaces{};  // value names whose version is bumped
 };
 
-// Targets as the invalidation script takes them: tag-set keys, keys, version
-// counters (and the process's versions to tell of the bumps); with
+// Targets as the invalidation script takes them: tag-set keys (and the tag
+// epoch), keys, version counters (and the process's versions to tell of the bumps); with
 // `versioned_tags` (Tags::versioned) the tags are left out of the script, for
 // TagVersions::invalidate. Throws std::invalid_argument for namespaces without
 // a NamespaceVersions.
@@ -59,6 +59,7 @@ struct ResolvedTargets {
     if (versioned_tags) tags = t.tags;
     else
       for (const auto& tag : t.tags) script.tag_sets.push_back(keys.tag(tag));
+    if (!script.tag_sets.empty()) script.tag_epoch = keys.tag_epoch();  // as Tags::invalidate
     script.keys = t.keys;
     for (const auto& name : t.namespaces) {
       names.push_back(&versions->of(name));

@@ -75,7 +75,7 @@ class TagVersions {
     for (std::size_t i = 0; i < keys.size(); ++i)
       if (!now[i] || !parse(*now[i])) missing.push_back(keys[i]);
     std::vector<std::string> created;  // in `missing` order
-    if (!missing.empty()) created = store_.get_or_start(missing, random_start());
+    if (!missing.empty()) created = store_.get_or_start(missing, detail::random_counter_start());
     std::vector<TagStamp> out;
     out.reserve(tags.size());
     for (std::size_t i = 0, m = 0; i < tags.size(); ++i) {
@@ -103,7 +103,7 @@ class TagVersions {
   // after reading its stamps read them before these bumps. No tags: nothing.
   void invalidate(std::span<const std::string> tags) {
     if (tags.empty()) return;
-    const std::string start = random_start();
+    const std::string start = detail::random_counter_start();
     const std::string epoch_key = keys_->tag_epoch();
     const std::string_view epoch = epoch_key;
     store_.incr_each_from({&epoch, 1}, start);
@@ -119,10 +119,6 @@ class TagVersions {
     const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
     if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
     return v;
-  }
-  // 2 .. 2^48 + 1: far below INCR's limit, and unlikely to meet an old stamp.
-  static std::string random_start() {
-    return std::to_string(std::stoull(detail::random_bytes_hex(6), nullptr, 16) + 2);
   }
 
   RedisStore store_;

@@ -11,7 +11,10 @@
 // respect to each other: a value tagged while its tag is invalidated is either
 // deleted by that invalidation or tagged after it (and then in the new set, where
 // the next invalidation finds it). The articles' SMEMBERS-then-DEL lets a value
-// tagged in between survive every later invalidation of its tag.
+// tagged in between survive every later invalidation of its tag. A load that
+// read its data before an invalidation and writes after it is refused instead:
+// the invalidation also bumps the namespace's tag epoch `{ns}:tagepoch`, which
+// the load read before calling its loader and its write script checks.
 //
 // Tag sets stay bounded: each write checks a few random members of each tag set
 // (`prune_sample`) and removes those whose keys are gone (expired or deleted), so
@@ -110,8 +113,9 @@ class Tags {
     store_.set_tagged_many(writes);
   }
 
-  // Deletes every value tagged with any of `tags`, and the tag sets, in one atomic
-  // script. Returns how many values existed. Throws on Redis errors. When
+  // Deletes every value tagged with any of `tags`, and the tag sets, and bumps
+  // the namespace's tag epoch ({ns}:tagepoch: a tagged load's write checks it),
+  // in one atomic script. Returns how many values existed. Throws on Redis errors. When
   // versioned(): bumps the tags' counters instead, so every entry stamped
   // before is stale for its readers, and returns 0 (nothing is counted).
   template <TagList R>
@@ -122,6 +126,7 @@ class Tags {
     }
     InvalidationTargets targets;
     targets.tag_sets = tag_set_keys(tags);
+    if (!targets.tag_sets.empty()) targets.tag_epoch = keys_.tag_epoch();  // refuses loads running meanwhile
     return store_.invalidate(targets).deleted;
   }
   std::size_t invalidate(std::initializer_list<std::string_view> tags) {

@@ -216,9 +216,7 @@ class RedisStore {
   // evicted and recreated does not restart at 1): a one-key script each, one
   // pipeline (per node on a cluster); not repeated after a lost connection.
   void incr_each_from(std::span<const std::string_view> keys, std::string_view start) {
-    static constexpr std::string_view script =
-        "if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SET', KEYS[1], ARGV[1]) end "
-        "return redis.call('INCR', KEYS[1])";
+    static const std::string script = std::string(detail::incr_from_lua) + "return incr_from(KEYS[1], ARGV[1])";
     each(keys.size(), [&](std::size_t i) { return keys[i]; }, 1,
          [&](Connection& c, std::size_t i) { c.append({"EVAL", script, "1", keys[i], start}); },
          [](Reply&& r) { r.throw_if_error(); }, Idempotent::no);

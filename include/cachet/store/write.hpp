@@ -28,7 +28,11 @@ struct InvalidationTargets {
   std::vector<std::string> tag_sets;  // full tag-set keys: members and set are deleted
   std::vector<std::string> keys;      // full keys, deleted
   std::vector<std::string> counters;  // version counters, INCRed
-  bool empty() const noexcept { return tag_sets.empty() && keys.empty() && counters.empty(); }
+  // The namespace's tag epoch ({ns}:tagepoch), INCRed (from a random start when
+  // missing) with the tag sets, so that a load's write checking it is refused;
+  // empty: none.
+  std::string tag_epoch = {};
+  bool empty() const noexcept { return tag_sets.empty() && keys.empty() && counters.empty() && tag_epoch.empty(); }
 };
 
 struct InvalidationResult {
@@ -86,6 +90,12 @@ struct StoreWrite {
   // Written only while the key holds no value (a cache warm: whatever a reader
   // or writer stored meanwhile is at least as new); superseded otherwise.
   bool only_if_absent = false;
+  // A tagged load's write (one server's tag sets): written only while the tag
+  // epoch key `tag_epoch` still holds `epoch_seen` (read before the load; "":
+  // absent), i.e. no tag invalidation ran since; superseded otherwise. Empty
+  // `tag_epoch`: no condition.
+  std::string_view tag_epoch = {};
+  std::string_view epoch_seen = {};
   // Attached by a guard or a write policy; nullptr: none. Each views what the caller owns.
   const LockCheck* lock_check = nullptr;              // written only while this token holds the lock
   const VersionCheck* version_check = nullptr;        // refused when a newer version was written
@@ -96,7 +106,7 @@ struct StoreWrite {
 
   // No condition, tag or invalidation: a SET.
   bool plain() const noexcept {
-    return !lock_check && !version_check && watch.empty() && !only_if_absent && tag_sets.empty() &&
+    return !lock_check && !version_check && watch.empty() && !only_if_absent && tag_sets.empty() && tag_epoch.empty() &&
            (!invalidation || invalidation->empty());
   }
 };

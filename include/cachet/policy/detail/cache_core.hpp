@@ -162,6 +162,7 @@ class CacheCore {
     std::vector<std::vector<std::string>> sets;
     std::vector<std::string> stamped;
     std::vector<bool> tagged;  // per write: whether the cache tags its value
+    std::string epoch_key;     // the tag epoch the tagged writes of a load check (one server)
   };
   // Tags each write as this cache tags its value (values[i]; nullptr: a negative
   // entry, untagged), in `keep` for the writes to view: into the {ns}:tag:{tag}
@@ -187,10 +188,16 @@ class CacheCore {
   }
   // The second step, once after tags_of: on Redis Cluster the tagged writes'
   // bytes stamped with their tags' versions (a read; throws the Redis layer's
-  // errors). False when `epoch` (read before a load; nullptr: none) moved: the
-  // tagged writes must not be stored (see TagVersions).
+  // errors), false when `epoch` (read before a load; nullptr: none) moved: the
+  // tagged writes must not be stored (see TagVersions). On one server's tag
+  // sets they carry `epoch`, which their script checks.
   bool stamp_tags(std::span<StoreWrite> writes, const std::string* epoch, TagBuffers& keep) {
-    if (!versioned_tags_) return true;
+    if (!versioned_tags_) {
+      if (epoch) keep.epoch_key = keys_.tag_epoch();
+      for (std::size_t i = 0; epoch && i < writes.size() && i < keep.tagged.size(); ++i)
+        if (keep.tagged[i]) writes[i].tag_epoch = keep.epoch_key, writes[i].epoch_seen = *epoch;
+      return true;
+    }
     std::vector<std::string_view> bytes;
     std::vector<std::span<const std::string>> of;
     for (std::size_t i = 0; i < writes.size() && i < keep.tagged.size(); ++i)

@@ -1,7 +1,8 @@
 #pragma once
 // A CacheAside's writes of what it loaded: one entry (store_entry) or a batch
 // in one pipeline (write_back), each under the guard's lock check when there is
-// one, tagged when the cache tags its values, and conditional on the key's
+// one, tagged when the cache tags its values (and then refused when a tag
+// invalidation ran during the load: read_epoch), and conditional on the key's
 // write version in a write-through cache (watch_writes); on Redis Cluster a
 // tagged entry is stamped with its tags' versions instead (TagVersions).
 // Failures are counted, never thrown at the reader.
@@ -27,7 +28,7 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
  public:
   using Base::Base;
   using Base::options_, Base::store_, Base::clock_, Base::metrics_, Base::tags_for_, Base::watch_writes_;
-  using Base::guarded, Base::encode_entry, Base::tags_of, Base::stamp_tags, Base::versioned_tags_, Base::tag_versions;
+  using Base::guarded, Base::encode_entry, Base::tags_of, Base::stamp_tags, Base::tag_versions;
   using TagBuffers = typename Base::TagBuffers;
 
   // A load's condition in a write-through cache (see watch_writes): the write
@@ -52,16 +53,17 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
     return seen;
   }
 
-  // The tag epoch before a load whose entries are stamped (Redis Cluster tags),
-  // for the write to check (see TagVersions).
+  // The tag epoch before a load whose entries are tagged, for the write to
+  // check: after stamping on Redis Cluster (see TagVersions), in the write's
+  // script on one server's tag sets (see Tags). Untagged loads read nothing.
   struct Epoch {
     std::optional<std::string> value;  // none read: nothing to check
     const std::string* get() const noexcept { return value ? &*value : nullptr; }
   };
-  // Reads it into `epoch` when the load's entries are stamped; false (nothing
+  // Reads it into `epoch` when the load's entries are tagged; false (nothing
   // may be stored) when Redis is not reached.
   bool read_epoch(Epoch& epoch) {
-    if (!versioned_tags_ || !tags_for_) return true;
+    if (!tags_for_) return true;
     return guarded([&] { epoch.value = tag_versions().epoch(); }, false);
   }
 
@@ -155,7 +157,8 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
 
   // A batch's writes: one pipeline, `writes` (tagged into `keep`) stamped and
   // written as store_value's, or when there are none `entries` set plainly.
-  // When the epoch moved only the tagged writes are refused.
+  // When the epoch moved only the tagged writes are refused (here on Redis
+  // Cluster, by their scripts on one server).
   void store_values(std::span<const StoreEntry> entries, std::vector<StoreWrite> writes, TagBuffers& keep,
                     const std::string* epoch) {
     if constexpr (ConditionalStore<S>) {

@@ -4,7 +4,8 @@
 // (RedisStore::write with a LockCheck), a write-through's versioned
 // write, or several at once (a guarded cache that tags what it loads, a
 // write-through of a tagged value). In one atomic step it checks that the
-// lock's token still holds and that no newer version was written, records the
+// lock's token still holds, that no newer version was written and (a tagged
+// load) that no tag invalidation ran since the load began, records the
 // version, SETs the value with its TTL (or, for a versioned delete, UNLINKs it),
 // adds the key to each tag set (pruning a few gone members, raising the set's
 // TTL to the value's), and releases the lock with a PUBLISH to its waiters. Two
@@ -80,17 +81,18 @@ end
 }
 
 inline const Script& value_write_script() {
-  // KEYS: value, tag sets..., [lock], [version], [watch]. ARGV: bytes, TTL ms, prune sample,
-  // #tag sets, token ('' without a lock), release, channel, version ('' without), version
-  // TTL ms, delete, watch ('' without, '0' expect absent, '1' expect ARGV[12]), seen,
-  // only if absent ('1').
+  // KEYS: value, tag sets..., [lock], [version], [watch], [tag epoch]. ARGV: bytes, TTL ms,
+  // prune sample, #tag sets, token ('' without a lock), release, channel, version ('' without),
+  // version TTL ms, delete, watch ('' without, '0' expect absent, '1' expect ARGV[12]), seen,
+  // only if absent ('1'), tag epoch ('1' with), the epoch seen ('': absent).
   // Returns 1 written, 0 the lock was lost, -1 superseded (and the lock released).
   static const Script script(std::string(tag_value_lua) + bump_lua() + R"lua(
 local ttl, sample, ntags = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local at, lock, version, watch = ntags + 2, nil, nil, nil
+local at, lock, version, watch, epoch = ntags + 2, nil, nil, nil, nil
 if ARGV[5] ~= '' then lock, at = KEYS[at], at + 1 end
 if ARGV[8] ~= '' then version, at = KEYS[at], at + 1 end
-if ARGV[11] ~= '' then watch = KEYS[at] end
+if ARGV[11] ~= '' then watch, at = KEYS[at], at + 1 end
+if ARGV[14] == '1' then epoch = KEYS[at] end
 local function release()
   if lock and ARGV[6] == '1' then
     redis.call('DEL', lock)
@@ -103,6 +105,7 @@ if watch then
   local now = redis.call('GET', watch)
   if (ARGV[11] == '0' and now) or (ARGV[11] == '1' and now ~= ARGV[12]) then release() return -1 end
 end
+if epoch and (redis.call('GET', epoch) or '') ~= ARGV[15] then release() return -1 end
 if version then
   local keep = math.max(redis.call('PTTL', version), tonumber(ARGV[9]))
   if ARGV[8] == '+' then
@@ -137,13 +140,14 @@ class ValueWriteCall {
         version_ttl_(w.version_check ? std::to_string(checked(w.version_check->ttl)) : std::string()) {
     const LockCheck* lock = w.lock_check;
     const VersionCheck* version = w.version_check;
-    numkeys_ = std::to_string(w.tag_sets.size() + 1 + (lock ? 1 : 0) + (version ? 1 : 0) + (w.watch.empty() ? 0 : 1));
-    keys_.reserve(w.tag_sets.size() + 4);
+    keys_.reserve(w.tag_sets.size() + 5);
     keys_.push_back(w.key);
     keys_.insert(keys_.end(), w.tag_sets.begin(), w.tag_sets.end());
     if (lock) keys_.push_back(lock->key);
     if (version) keys_.push_back(version->key);
     if (!w.watch.empty()) keys_.push_back(w.watch);
+    if (!w.tag_epoch.empty()) keys_.push_back(w.tag_epoch);
+    numkeys_ = std::to_string(keys_.size());
     args_ = {w.bytes,
              ttl_,
              sample_,
@@ -156,7 +160,9 @@ class ValueWriteCall {
              version && version->delete_value ? "1" : "0",
              w.watch.empty() ? "" : (w.seen ? "1" : "0"),
              w.seen ? *w.seen : std::string_view{},
-             w.only_if_absent ? "1" : "0"};
+             w.only_if_absent ? "1" : "0",
+             w.tag_epoch.empty() ? "" : "1",
+             w.epoch_seen};
   }
   ValueWriteCall(const ValueWriteCall&) = delete;  // views its own strings
   ValueWriteCall& operator=(const ValueWriteCall&) = delete;

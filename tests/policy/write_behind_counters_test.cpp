@@ -1,6 +1,6 @@
 // Write-behind counters: increments in Redis, sums flushed to an SQLite file.
 // On the cluster target (the `_cluster` CTest entry) the counts spread over 16
-// partitions (docs/counters.md); the failover case starts its own cluster with replicas.
+// partitions (docs/counters.md); the failover cases start their own clusters with replicas.
 #include <cachet/policy/write_behind_counters.hpp>
 #include <cachet/store/detail/queue_partitions.hpp>
 #include <cachet/testing/redis_cluster.hpp>
@@ -12,6 +12,7 @@
 #include <support/stopped.hpp>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <map>
 #include <memory>
@@ -129,20 +130,20 @@ TEST_CASE("counters: after Redis lost its data, new batches are not taken for on
 namespace {
 
 // What a failover case saw: per id, the increments acknowledged and what was
-// counted after the promotion; and, on the ids of the partition whose master
-// died, the increments acknowledged or unconfirmed (ReplicationError) while
+// counted after the promotion; the ids whose partitions the dead master served,
+// and their increments acknowledged or unconfirmed (ReplicationError) while
 // that master's replica was cut off.
 struct FailoverRun {
   std::map<std::string, std::int64_t> acked, counted;
-  std::vector<std::string> partition_ids;
+  std::vector<std::string> dead_master_ids;
   long cut_acked = 0, cut_unconfirmed = 0;
 };
 
 // On a cluster of its own (a replica per master), 4 threads increment 16 ids
-// with `replication`. The replica of c0's partition master is SIGSTOPped and
-// its link cut (CLIENT KILL on the master; the stopped replica cannot
-// reconnect), so it misses every write from then on, bytes in socket buffers
-// included; increments go on until the partition has seen some. Then the
+// with `replication`. The replica of the master of c0's partition is
+// SIGSTOPped and its link cut (CLIENT KILL on the master; stopped, it cannot
+// reconnect), so it misses every write from then on, even as bytes in socket
+// buffers; increments go on until that master's ids have seen some. Then the
 // threads stop, the master is SIGKILLed, and its replica resumed and promoted.
 FailoverRun fail_over_a_cut_off_replica(std::string label, cachet::Replication replication) {
   cachet::testing::RedisCluster cluster({.replicas_per_master = 1});
@@ -151,25 +152,29 @@ FailoverRun fail_over_a_cut_off_replica(std::string label, cachet::Replication r
   o.replication = replication;
   cachet::WriteBehindCounters views(pool, o, [](std::uint64_t, std::span<const cachet::CounterDelta>) {});
   constexpr int threads = 4, ids = 16;
-  const std::size_t partition = cachet::detail::partition_of("c0", 16);
-  const auto on_partition = [&](const std::string& id) { return cachet::detail::partition_of(id, 16) == partition; };
-  const int slot = cluster.slot_of(cachet::detail::partition_key("t:wb:views:counts", partition, 16));
+  const auto slot_of = [&](const std::string& id) {
+    const std::size_t partition = cachet::detail::partition_of(id, 16);
+    return cluster.slot_of(cachet::detail::partition_key("t:wb:views:counts", partition, 16));
+  };
+  const int slot = slot_of("c0");
   const int master = cluster.master_of(slot);
   const int replica = cluster.replicas_of(master).at(0);
+  std::array<bool, ids> on_master{};  // c<i>'s partition is on the master that dies (c0's and others)
+  for (int i = 0; i < ids; ++i) on_master[i] = cluster.master_of(slot_of("c" + std::to_string(i))) == master;
 
   std::atomic<bool> cut{false}, done{false};
-  std::atomic<long> partition_acked{0}, cut_acked{0}, cut_unconfirmed{0};
+  std::atomic<long> master_acked{0}, cut_acked{0}, cut_unconfirmed{0};
   std::vector<std::map<std::string, std::int64_t>> acked(threads);  // per thread
   std::vector<cachet::test::Thread> incrementers;
   for (int t = 0; t < threads; ++t)
     incrementers.emplace_back([&](int w) {
       for (int i = 0; !done; ++i) {
         const std::string id = "c" + std::to_string(i % ids);
-        const bool cut_off = cut && on_partition(id);  // read before the increment starts
+        const bool cut_off = cut && on_master[i % ids];  // read before the increment starts
         try {
           views.increment(id);
           ++acked[static_cast<std::size_t>(w)][id];
-          if (on_partition(id)) ++partition_acked;
+          if (on_master[i % ids]) ++master_acked;
           if (cut_off) ++cut_acked;
         } catch (const cachet::ReplicationError&) {  // on the master, not acknowledged
           if (cut_off) ++cut_unconfirmed;
@@ -179,14 +184,15 @@ FailoverRun fail_over_a_cut_off_replica(std::string label, cachet::Replication r
       }
     }, t);
   cachet::test::RaiseOnExit done_at_exit(done);
-  REQUIRE(cachet::test::eventually([&] { return partition_acked > 50; }, 30s));
+  REQUIRE(cachet::test::eventually([&] { return master_acked > 50; }, 30s));
   {
     const cachet::test::Stopped paused({cluster.node_at(replica).pid()});
     cachet::Connection admin = cluster.node_at(master).connect();
     admin.command({"CLIENT", "KILL", "TYPE", "replica"});
-    REQUIRE(cachet::test::eventually(
-        [&] { return admin.command({"INFO", "replication"}).as_string().find("connected_slaves:0") != std::string_view::npos; },
-        30s));
+    REQUIRE(cachet::test::eventually([&] {
+      const cachet::Reply info = admin.command({"INFO", "replication"});
+      return info.as_string().find("connected_slaves:0") != std::string_view::npos;
+    }, 30s));
     cut = true;
     REQUIRE(cachet::test::eventually([&] { return cut_acked + cut_unconfirmed >= 20; }, 30s));
     done = true;
@@ -199,10 +205,9 @@ FailoverRun fail_over_a_cut_off_replica(std::string label, cachet::Replication r
   FailoverRun run;
   for (const auto& per_thread : acked)
     for (const auto& [id, n] : per_thread) run.acked[id] += n;
-  for (const auto& [id, n] : run.acked) {
-    run.counted[id] = views.pending(id);
-    if (on_partition(id)) run.partition_ids.push_back(id);
-  }
+  for (const auto& [id, n] : run.acked) run.counted[id] = views.pending(id);
+  for (int i = 0; i < ids; ++i)
+    if (on_master[i]) run.dead_master_ids.push_back("c" + std::to_string(i));
   run.cut_acked = cut_acked;
   run.cut_unconfirmed = cut_unconfirmed;
   return run;
@@ -216,7 +221,7 @@ TEST_CASE("on a cluster an increment acknowledged with replicas = 1 survives a S
   const FailoverRun run = fail_over_a_cut_off_replica("counters-failover", {.replicas = 1, .timeout = 100ms});
   CHECK(run.cut_acked == 0);
   CHECK(run.cut_unconfirmed > 0);
-  REQUIRE_FALSE(run.partition_ids.empty());
+  REQUIRE_FALSE(run.dead_master_ids.empty());
   int lost = 0;
   for (const auto& [id, n] : run.acked) {
     const std::int64_t counted = run.counted.at(id);  // more when an unconfirmed increment reached the replica too
@@ -235,9 +240,9 @@ TEST_CASE("on a cluster an increment acknowledged with replicas = 0 is lost when
   CHECK(run.cut_unconfirmed == 0);
   REQUIRE(run.cut_acked > 0);
   std::int64_t lost = 0;
-  for (const std::string& id : run.partition_ids) lost += run.acked.at(id) - run.counted.at(id);
+  for (const std::string& id : run.dead_master_ids) lost += run.acked.at(id) - run.counted.at(id);
   CHECK(lost >= run.cut_acked);  // and more if increments started before the cut reached the master after it
   for (const auto& [id, n] : run.acked)
-    if (std::find(run.partition_ids.begin(), run.partition_ids.end(), id) == run.partition_ids.end())
-      CHECK(run.counted.at(id) >= n);  // the other partitions lost nothing
+    if (std::find(run.dead_master_ids.begin(), run.dead_master_ids.end(), id) == run.dead_master_ids.end())
+      CHECK(run.counted.at(id) >= n);  // the other masters' partitions lost nothing
 }

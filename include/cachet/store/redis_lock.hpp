@@ -27,6 +27,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <exception>
 #include <string>
 #include <string_view>
 #include <utility>

@@ -1,6 +1,6 @@
 // Write-behind counters: increments in Redis, sums flushed to an SQLite file.
 // On the cluster target (the `_cluster` CTest entry) the counts spread over 16
-// partitions (docs/counters.md); the failover case starts its own cluster with replicas.
+// partitions (docs/counters.md); the failover cases start their own clusters with replicas.
 #include <cachet/policy/write_behind_counters.hpp>
 #include <cachet/store/detail/queue_partitions.hpp>
 #include <cachet/testing/redis_cluster.hpp>
@@ -9,7 +9,10 @@
 #include <support/concurrency.hpp>
 #include <support/server.hpp>
 #include <support/sqlite_db.hpp>
+#include <support/stopped.hpp>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <map>
 #include <memory>
@@ -124,55 +127,122 @@ TEST_CASE("counters: after Redis lost its data, new batches are not taken for on
   CHECK(TestDb(path).counters() == std::map<std::string, std::int64_t>{{"a", 13}});  // not dropped as applied
 }
 
-// Its own cluster, with a replica per master (the shared one has none): the
-// partition of one id loses its master to SIGKILL while 4 threads increment.
-TEST_CASE("on a cluster an increment acknowledged with replicas = 1 survives a SIGKILL of its master and the promotion of its replica", "[cluster-only]") {
+namespace {
+
+// What a failover case saw: per id, the increments acknowledged and what was
+// counted after the promotion; the ids whose partitions the dead master served,
+// and their increments acknowledged or unconfirmed (ReplicationError) while
+// that master's replica was cut off.
+struct FailoverRun {
+  std::map<std::string, std::int64_t> acked, counted;
+  std::vector<std::string> dead_master_ids;
+  long cut_acked = 0, cut_unconfirmed = 0;
+};
+
+// On a cluster of its own (a replica per master), 4 threads increment 16 ids
+// with `replication`. The replica of the master of c0's partition is
+// SIGSTOPped and its link cut (CLIENT KILL on the master; stopped, it cannot
+// reconnect), so it misses every write from then on, even as bytes in socket
+// buffers; increments go on until that master's ids have seen some. Then the
+// threads stop, the master is SIGKILLed, and its replica resumed and promoted.
+FailoverRun fail_over_a_cut_off_replica(std::string label, cachet::Replication replication) {
   cachet::testing::RedisCluster cluster({.replicas_per_master = 1});
   cachet::Pool pool(cluster.client_options(), {.size = 4, .wait_timeout = 5s});
-  cachet::CountersOptions o = options("counters-failover", 0ms);
-  o.replication = {.replicas = 1, .timeout = 100ms};  // short: the promoted master, with no replica, waits it out
+  cachet::CountersOptions o = options(std::move(label), 0ms);
+  o.replication = replication;
   cachet::WriteBehindCounters views(pool, o, [](std::uint64_t, std::span<const cachet::CounterDelta>) {});
   constexpr int threads = 4, ids = 16;
-  std::vector<std::map<std::string, std::int64_t>> acked(threads);  // per thread: increments acknowledged
-  std::atomic<bool> stop{false};
-  std::atomic<long> acknowledged{0};
+  const auto slot_of = [&](const std::string& id) {
+    const std::size_t partition = cachet::detail::partition_of(id, 16);
+    return cluster.slot_of(cachet::detail::partition_key("t:wb:views:counts", partition, 16));
+  };
+  const int slot = slot_of("c0");
+  const int master = cluster.master_of(slot);
+  const int replica = cluster.replicas_of(master).at(0);
+  std::array<bool, ids> on_master{};  // c<i>'s partition is on the master that dies (c0's and others)
+  for (int i = 0; i < ids; ++i) on_master[i] = cluster.master_of(slot_of("c" + std::to_string(i))) == master;
+
+  std::atomic<bool> cut{false}, done{false};
+  std::atomic<long> master_acked{0}, cut_acked{0}, cut_unconfirmed{0};
+  std::vector<std::map<std::string, std::int64_t>> acked(threads);  // per thread
   std::vector<cachet::test::Thread> incrementers;
   for (int t = 0; t < threads; ++t)
     incrementers.emplace_back([&](int w) {
-      for (int i = 0; !stop; ++i) {
+      for (int i = 0; !done; ++i) {
         const std::string id = "c" + std::to_string(i % ids);
+        const bool cut_off = cut && on_master[i % ids];  // read before the increment starts
         try {
           views.increment(id);
           ++acked[static_cast<std::size_t>(w)][id];
-          ++acknowledged;
-        } catch (const cachet::Error&) {  // the dead master, or no replica to confirm: not acknowledged
+          if (on_master[i % ids]) ++master_acked;
+          if (cut_off) ++cut_acked;
+        } catch (const cachet::ReplicationError&) {  // on the master, not acknowledged
+          if (cut_off) ++cut_unconfirmed;
+        } catch (const cachet::Error&) {  // not expected before the kill; not acknowledged either
           std::this_thread::sleep_for(5ms);
         }
       }
     }, t);
-  cachet::test::RaiseOnExit stopped(stop);
-  REQUIRE(cachet::test::eventually([&] { return acknowledged > 200; }, 20s));
-  // Kill the master of c0's partition, increments in flight.
-  const std::size_t partition = cachet::detail::partition_of("c0", 16);
-  const int slot = cluster.slot_of(cachet::detail::partition_key("t:wb:views:counts", partition, 16));
-  const int dead = cluster.kill_master_of(slot);
-  cluster.wait_for_new_master(slot, dead, 30s);
-  // The other masters' partitions go on being acknowledged (the promoted one has no replica: ReplicationError).
-  const long before = acknowledged;
-  CHECK(cachet::test::eventually([&] { return acknowledged > before + 10; }, 30s));
-  stop = true;
-  for (auto& t : incrementers) t.join();
-  std::map<std::string, std::int64_t> expected;
+  cachet::test::RaiseOnExit done_at_exit(done);
+  REQUIRE(cachet::test::eventually([&] { return master_acked > 50; }, 30s));
+  {
+    const cachet::test::Stopped paused({cluster.node_at(replica).pid()});
+    cachet::Connection admin = cluster.node_at(master).connect();
+    admin.command({"CLIENT", "KILL", "TYPE", "replica"});
+    REQUIRE(cachet::test::eventually([&] {
+      const cachet::Reply info = admin.command({"INFO", "replication"});
+      return info.as_string().find("connected_slaves:0") != std::string_view::npos;
+    }, 30s));
+    cut = true;
+    REQUIRE(cachet::test::eventually([&] { return cut_acked + cut_unconfirmed >= 20; }, 30s));
+    done = true;
+    for (auto& t : incrementers) t.join();
+    cluster.node_at(master).kill();
+  }  // the replica resumes: its master is gone, and with it what the replica missed
+  cluster.take_over(replica);
+  REQUIRE(cluster.wait_for_new_master(slot, master, 60s) == replica);
+
+  FailoverRun run;
   for (const auto& per_thread : acked)
-    for (const auto& [id, n] : per_thread) expected[id] += n;
-  REQUIRE(expected["c0"] > 0);
+    for (const auto& [id, n] : per_thread) run.acked[id] += n;
+  for (const auto& [id, n] : run.acked) run.counted[id] = views.pending(id);
+  for (int i = 0; i < ids; ++i)
+    if (on_master[i]) run.dead_master_ids.push_back("c" + std::to_string(i));
+  run.cut_acked = cut_acked;
+  run.cut_unconfirmed = cut_unconfirmed;
+  return run;
+}
+
+}  // namespace
+
+// With replicas = 1 no increment is acknowledged while the replica is cut off
+// (each throws ReplicationError), so none of those acknowledged is lost.
+TEST_CASE("on a cluster an increment acknowledged with replicas = 1 survives a SIGKILL of its master and the promotion of its cut-off replica", "[cluster-only]") {
+  const FailoverRun run = fail_over_a_cut_off_replica("counters-failover", {.replicas = 1, .timeout = 100ms});
+  CHECK(run.cut_acked == 0);
+  CHECK(run.cut_unconfirmed > 0);
+  REQUIRE_FALSE(run.dead_master_ids.empty());
   int lost = 0;
-  for (const auto& [id, n] : expected) {
-    const std::int64_t counted = views.pending(id);  // more when an unacknowledged increment landed too
+  for (const auto& [id, n] : run.acked) {
+    const std::int64_t counted = run.counted.at(id);  // more when an unconfirmed increment reached the replica too
     if (counted < n) {
       UNSCOPED_INFO(id << ": " << counted << " counted of " << n << " acknowledged");
       ++lost;
     }
   }
   CHECK(lost == 0);
+}
+
+// The control: the same failover with replicas = 0 loses the increments
+// acknowledged while the replica was cut off, so the case above can fail.
+TEST_CASE("on a cluster an increment acknowledged with replicas = 0 is lost when its master dies before its replica has it", "[cluster-only]") {
+  const FailoverRun run = fail_over_a_cut_off_replica("counters-failover-off", {});
+  CHECK(run.cut_unconfirmed == 0);
+  REQUIRE(run.cut_acked > 0);
+  std::int64_t lost = 0;
+  for (const std::string& id : run.dead_master_ids) lost += run.acked.at(id) - run.counted.at(id);
+  CHECK(lost >= run.cut_acked);  // and more if increments started before the cut reached the master after it
+  for (const auto& [id, n] : run.acked)
+    if (std::find(run.dead_master_ids.begin(), run.dead_master_ids.end(), id) == run.dead_master_ids.end())
+      CHECK(run.counted.at(id) >= n);  // the other masters' partitions lost nothing
 }

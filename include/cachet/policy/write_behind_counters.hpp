@@ -121,10 +121,16 @@ class WriteBehindCounters {
 
   // Adds `by` to `id`'s pending count; returns the pending count. With
   // `replication` on, ReplicationError when too few replicas confirmed it in
-  // time: counted on the master, but a failover now could lose it.
+  // time: counted on the master, but a failover now could lose it. A Redis
+  // error (that one included) is counted as redis_error, as WriteBehind::write's.
   std::int64_t increment(std::string_view id, std::int64_t by = 1) {
     metrics_->count(Event::write);
-    return queue_.increment(id, by, options_.replication);
+    try {
+      return queue_.increment(id, by, options_.replication);
+    } catch (const Error&) {
+      metrics_->count(Event::redis_error);
+      throw;
+    }
   }
 
   // What `id` has gained that the database does not have yet (pending + flushing),

@@ -27,6 +27,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <exception>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -141,24 +142,17 @@ class RedisLock {
   // SET NX then WAIT: a lock confirmed by too few replicas is released (see try_acquire).
   bool acquire_replicated(Connection& conn) {
     const std::string lease_ms = std::to_string(options_.lease.count());
-    const detail::WaitCall wait(options_.replication);
-    ScriptBatch batch(conn);
-    batch.add({"SET", key_, token_, "NX", "PX", lease_ms}).then(wait.argv());
-    const Reply set = std::move(batch.pipelined()[0]);
-    set.throw_if_error();
-    held_ = !set.is_nil();
-    if (!held_) return false;
+    std::exception_ptr unconfirmed;
+    const Reply set = detail::run_then_wait(
+        conn, options_.replication, [&](ScriptBatch& b) { b.add({"SET", key_, token_, "NX", "PX", lease_ms}); },
+        &unconfirmed);
+    held_ = !set.is_nil() && !unconfirmed;
+    if (!unconfirmed) return held_;
     try {
-      wait.check(batch.then_reply());
-    } catch (const Error&) {  // ReplicationError or any other: not held, released
-      held_ = false;
-      try {
-        release_on(conn);
-      } catch (const Error&) {  // the lease bounds it
-      }
-      throw;
+      release_on(conn);
+    } catch (const Error&) {  // the lease bounds it
     }
-    return true;
+    std::rethrow_exception(unconfirmed);
   }
 
   bool release_on(Connection& conn) {

@@ -146,6 +146,22 @@ class RedisCluster {
     }
   }
 
+  // CLUSTER FAILOVER TAKEOVER on the replica on `replica_port`: it takes over
+  // without its master's agreement or the other masters' votes (its master
+  // dead, its own data too old for an automatic failover). Returns once it is a
+  // master (an automatic failover may have promoted it first).
+  void take_over(int replica_port) {
+    const auto deadline = clock::now() + options_.start_timeout;
+    for (; !is_master(replica_port); std::this_thread::sleep_for(std::chrono::milliseconds(50))) {
+      try {
+        node_at(replica_port).connect().command({"CLUSTER", "FAILOVER", "TAKEOVER"});
+      } catch (const Error&) {  // not reachable yet, or a master already
+      }
+      if (clock::now() > deadline)
+        throw Error("RedisCluster: the replica on port " + std::to_string(replica_port) + " did not take over in time");
+    }
+  }
+
   // Waits until `slot` is served by a master other than `old_port` and the
   // cluster is stable again; returns the new master's port.
   int wait_for_new_master(int slot, int old_port, std::chrono::milliseconds timeout) {

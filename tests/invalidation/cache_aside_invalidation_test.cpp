@@ -36,28 +36,7 @@ std::string category_of(const Product& p) { return "category:" + std::to_string(
 // where it bumps the tags' version counters and counts nothing (docs/cluster.md).
 std::size_t invalidated(std::size_t n) { return cachet::test::on_cluster() ? 0 : n; }
 
-// Releases threads once `count` of them (or the releaser) arrived: a reusable rendezvous.
-class Gate {
- public:
-  void arrive() {
-    std::lock_guard lock(mutex_);
-    ++arrived_;
-    changed_.notify_all();
-  }
-  void wait_for(std::size_t n) {
-    std::unique_lock lock(mutex_);
-    changed_.wait(lock, [&] { return arrived_ >= n; });
-  }
-  void reset() {
-    std::lock_guard lock(mutex_);
-    arrived_ = 0;
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  std::size_t arrived_ = 0;
-};
+using cachet::test::Gate;
 
 }  // namespace
 

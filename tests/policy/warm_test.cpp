@@ -5,6 +5,7 @@
 #include <cachet/store/redis_store.hpp>
 
 #include <catch2/catch.hpp>
+#include <support/concurrency.hpp>
 #include <support/server.hpp>
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <span>
 #include <stdexcept>
 #include <stop_token>
 #include <string>
@@ -292,4 +294,80 @@ TEST_CASE("a store write only if absent is superseded by any value, and written 
   const cachet::BatchWriteResult b = store.write_many(batch);
   CHECK(b.superseded == 1);
   CHECK(store.get("other") == "warm");
+}
+
+// As a load's write: the tags callback runs before the breaker's call, so its
+// throw fails its batch (the warm's error report), is no outage, and writes nothing.
+TEST_CASE("a tags callback that throws fails its warm batch, writes none of it, and is no outage") {
+  auto& server = cachet::test::clean_target();
+  cachet::Pool pool(server.connection_options());
+  auto o = options("tags-throw");
+  o.breaker = {.failure_threshold = 1, .open_for = std::chrono::hours(1)};  // one failure would open it for the test
+  StringCache cache(cachet::RedisStore(pool), o);
+  cache.tag_loaded_values([](const std::string& v) {
+    if (v == row("5")) throw std::domain_error("no tags for 5");
+    return std::vector<std::string>{"all"};
+  });
+  const Ids ids(20);
+  RecordingLoader loader;
+  const cachet::WarmResult r = cachet::warm(cache, ids.views, loader, {.batch_size = 10, .concurrency = 1});
+  CHECK(r.progress.failed == 10);
+  CHECK(r.first_error == "no tags for 5");
+  REQUIRE(r.failed.size() == 10);
+  CHECK(r.failed.front() == 0);
+  CHECK(r.checkpoint.done_before == 0);
+  CHECK(cache.breaker().state() == cachet::BreakerState::closed);
+  CHECK(cache.metrics().value(cachet::Event::redis_error) == 0);
+  for (std::size_t i = 0; i < 10; ++i) CHECK_FALSE(cache.get(ids.views[i]));  // nothing of the failed batch
+  for (std::size_t i = 10; i < 20; ++i) CHECK(cache.get(ids.views[i]) == row(ids.views[i]));
+  cache.invalidate_tags({"all"});  // the other batch was tagged
+  CHECK_FALSE(cache.get("15"));
+}
+
+namespace {
+
+// Four warm batches read the database, then an update's invalidate_tags runs
+// and returns, then the batches write. Each read the tag epoch before its load,
+// so each tagged write is refused: kept, never cached.
+void race_warm(cachet::HashTag hash_tag) {
+  cachet::Pool pool(cachet::test::target().connection_options());
+  cachet::CacheOptions o = options(hash_tag == cachet::HashTag::ns ? "race-ns" : "race-entity");
+  o.keys.hash_tag = hash_tag;
+  StringCache cache(cachet::RedisStore(pool), o);
+  cache.tag_loaded_values([](const std::string&) { return std::vector<std::string>{"all"}; });
+  constexpr std::size_t batches = 4, per_batch = 5;
+  const Ids ids(batches * per_batch);
+  std::atomic<int> version{0};
+  cachet::test::Gate read_db, invalidated;
+  auto loader = [&](std::span<const std::string_view> batch) {
+    std::vector<std::optional<std::string>> out;
+    for (auto id : batch) out.emplace_back(row(id) + "@" + std::to_string(version.load()));
+    read_db.arrive();
+    invalidated.wait_for(1);  // until invalidate_tags has returned
+    return out;
+  };
+  cachet::WarmResult r;
+  cachet::test::Thread warming([&] {
+    r = cachet::warm(cache, ids.views, loader, {.batch_size = per_batch, .concurrency = batches});
+  });
+  read_db.wait_for(batches);
+  ++version;
+  cache.invalidate_tags({"all"});
+  invalidated.arrive();
+  warming.join();
+  CHECK(r.progress.failed == 0);
+  CHECK(r.progress.kept == ids.views.size());
+  CHECK(cache.metrics().value(cachet::Event::stale_write_refused) == ids.views.size());
+  std::size_t cached = 0;
+  for (auto id : ids.views) cached += cache.get(id) ? 1 : 0;
+  CHECK(cached == 0);
+}
+
+}  // namespace
+
+TEST_CASE("a warm whose batches read the database before an invalidate_tags and write after it stores none of them") {
+  cachet::test::clean_target();
+  // The default keys (HashTag::entity on a cluster: version counters), then HashTag::ns (the one-server scripts).
+  SECTION("default keys") { race_warm(cachet::HashTag::none); }
+  SECTION("HashTag::ns") { race_warm(cachet::HashTag::ns); }
 }

@@ -6,9 +6,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <cstddef>
 #include <cstdio>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -68,6 +71,30 @@ class Thread {
   std::shared_ptr<std::exception_ptr> error_;  // shared: the Thread may move while its body runs
   std::thread thread_;
 };
+
+// Releases threads once `count` of them (or the releaser) arrived: a reusable rendezvous.
+class Gate {
+ public:
+  void arrive() {
+    std::lock_guard lock(mutex_);
+    ++arrived_;
+    changed_.notify_all();
+  }
+  void wait_for(std::size_t n) {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [&] { return arrived_ >= n; });
+  }
+  void reset() {
+    std::lock_guard lock(mutex_);
+    arrived_ = 0;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::size_t arrived_ = 0;
+};
+
 
 // Raises `flag` when its scope ends, however it ends. Declared after a Thread
 // that loops until the flag, so a failing check unwinds instead of joining a

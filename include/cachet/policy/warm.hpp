@@ -9,7 +9,9 @@
 // write is only-if-absent (StoreWrite::only_if_absent): a value a reader loaded
 // or a writer stored meanwhile is at least as new as the warm's, so it is kept;
 // in a write-through cache (watch_writes) the write is also refused when a put
-// or delete moved the key's write version since the batch was loaded. Ids the
+// or delete moved the key's write version since the batch was loaded, and in a
+// tagging cache a tagged write when a tag invalidation of the namespace ran
+// since (the tag epoch, read before each batch's load, as a load's). Ids the
 // loader finds nothing for are not cached. A batch whose load or write fails is
 // reported and the rest go on. The result carries a checkpoint: passed back as
 // WarmOptions::resume, only the ids not yet warmed are loaded (failed ones again).
@@ -44,7 +46,7 @@ struct WarmProgress {
   std::size_t done = 0;    // ids handled (warmed, kept, not found, or failed), counting a checkpoint's
   std::size_t total = 0;   // ids given
   std::size_t failed = 0;  // ids whose batch failed to load or write
-  std::size_t kept = 0;    // ids not written: a value was cached, or a write came, after the warm began
+  std::size_t kept = 0;    // ids not written: a value was cached, a write or a tag invalidation came, after the warm began
 };
 
 // Where a warm got to: ids [0, done_before) and the [begin, end) ranges of
@@ -78,6 +80,7 @@ namespace detail {
 template <class Cache, class L>
 class Warmer {
   using V = typename Cache::value_type;
+  using TagBuffers = typename WriteAccess<Cache>::TagBuffers;
   static_assert(ConditionalStore<std::remove_cvref_t<decltype(std::declval<Cache&>().store())>>,
                 "cachet::warm writes only-if-absent: the cache's store must be a RedisStore or a TieredStore over one");
 
@@ -156,14 +159,19 @@ class Warmer {
       const std::vector<std::string_view> views(watch.begin(), watch.end());
       if (!access_.guarded([&] { seen = cache_.store().get_many(views); }, false)) return {0, "redis unreachable"};
     }
+    typename WriteAccess<Cache>::Epoch epoch;  // before the load, as a CacheAside's load: see write()
+    if (!access_.read_epoch(epoch)) return {0, "redis unreachable"};
     std::vector<std::optional<V>> loaded = loader_(std::span<const std::string_view>(ids));
     if (loaded.size() != ids.size())
       return {0, "batch loader returned " + std::to_string(loaded.size()) + " values for " + std::to_string(ids.size()) + " ids"};
-    return write(keys, loaded, watch, seen);
+    return write(keys, loaded, watch, seen, epoch.get());
   }
 
+  // Writes a batch; when a tag invalidation ran since `epoch` was read (before
+  // the load), its tagged writes are refused: counted as kept and stale_write_refused.
   Outcome write(const std::vector<std::string>& keys, const std::vector<std::optional<V>>& loaded,
-                const std::vector<std::string>& watch, const std::vector<std::optional<std::string>>& seen) {
+                const std::vector<std::string>& watch, const std::vector<std::optional<std::string>>& seen,
+                const std::string* epoch) {
     std::vector<std::string> bytes;
     std::vector<StoreWrite> writes;
     std::vector<const V*> values;  // per write
@@ -179,15 +187,29 @@ class Warmer {
       values.push_back(&*loaded[j]);
     }
     BatchWriteResult r;
-    typename detail::WriteAccess<Cache>::TagBuffers tagged;  // the writes view it
+    TagBuffers tagged;  // the writes view it
     access_.tags_of(writes, values, tagged);  // the tags callback, outside the breaker: its throw is no outage
+    std::size_t refused = 0;  // tagged writes dropped: the epoch moved
     const auto stamp_and_write = [&] {  // tagged as the cache tags its loads (stamped on Redis Cluster)
-      access_.stamp_tags(writes, tagged);
-      r = cache_.store().write_many(writes);
+      std::vector<StoreWrite> kept;
+      std::span<const StoreWrite> sent = writes;
+      if (!current(writes, epoch, tagged)) sent = kept = access_.untagged(writes, tagged);
+      refused = writes.size() - sent.size();
+      if (!sent.empty()) r = cache_.store().write_many(sent);
     };
     if (!writes.empty() && !access_.guarded(stamp_and_write, false)) return {0, "redis unreachable"};
+    access_.count(Event::stale_write_refused, refused);
     if (r.failed != 0) return {0, "redis refused " + std::to_string(r.failed) + " writes: " + r.first_error};
-    return {r.superseded, {}};
+    return {r.superseded + refused, {}};
+  }
+
+  // stamp_tags: false when the epoch moved. On one server the write script checks
+  // it too, refusing as superseded (kept); read here first, such a refusal is
+  // also counted as stale_write_refused, as on a cluster (a GET per tagged batch).
+  bool current(std::span<StoreWrite> writes, const std::string* epoch, TagBuffers& tagged) {
+    if (!access_.stamp_tags(writes, epoch, tagged)) return false;
+    const bool any = std::find(tagged.tagged.begin(), tagged.tagged.end(), true) != tagged.tagged.end();
+    return !epoch || !any || access_.versioned_tags() || access_.tag_epoch() == *epoch;
   }
 
   void report(const std::vector<std::size_t>& batch, const Outcome& o) {

@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cassert>
 #include <chrono>
 #include <concepts>
 #include <functional>
@@ -164,43 +165,48 @@ class CacheCore {
     std::vector<bool> tagged;  // per write: whether the cache tags its value
     std::string epoch_key;     // the tag epoch the tagged writes of a load check (one server)
   };
-  // Tags each write as this cache tags its value (values[i]; nullptr: a negative
-  // entry, untagged), in `keep` for the writes to view: into the {ns}:tag:{tag}
-  // sets, or on Redis Cluster stamped with the tags' versions (one read for the
-  // batch), in two steps: tags_of, outside the circuit breaker's call (a
-  // throwing tags callback is no outage), then stamp_tags under it.
-  // The first step, no Redis: calls the tags callback (throws what it throws)
-  // and points the writes at their tag sets; on Redis Cluster notes the tags.
+  // Tags each write as this cache tags its value (values[i]; nullptr: a negative entry, untagged),
+  // in `keep` for the writes to view: into the {ns}:tag:{tag} sets, or on Redis Cluster stamped
+  // with the tags' versions (one read for the batch), in two steps: tags_of, outside the circuit
+  // breaker's call (a throwing tags callback is no outage), then stamp_tags under it. The first
+  // step, no Redis: calls the tags callback (tags_for; throws what it throws) and points the
+  // writes at their tag sets (tag_writes, the tags in hand); on a cluster notes the tags.
   void tags_of(std::span<StoreWrite> writes, std::span<const V* const> values, TagBuffers& keep) {
-    keep.tags.assign(writes.size(), {});
+    std::vector<std::vector<std::string>> tags(writes.size());
+    for (std::size_t i = 0; i < writes.size(); ++i) tags[i] = tags_for(values[i]);
+    tag_writes(writes, std::move(tags), keep);
+  }
+  std::vector<std::string> tags_for(const V* value) const {
+    return tags_for_ && value ? tags_for_(*value) : std::vector<std::string>{};
+  }
+  void tag_writes(std::span<StoreWrite> writes, std::vector<std::vector<std::string>> tags, TagBuffers& keep) {
+    assert(tags.size() == writes.size());
+    keep.tags = std::move(tags);
     keep.sets.assign(writes.size(), {});
     keep.tagged.assign(writes.size(), false);
-    if (!tags_for_) return;
     for (std::size_t i = 0; i < writes.size(); ++i) {
-      if (!values[i]) continue;
-      keep.tags[i] = tags_for_(*values[i]);
       keep.tagged[i] = !keep.tags[i].empty();
-      if (versioned_tags_) continue;
+      if (versioned_tags_ || !keep.tagged[i]) continue;
       for (const std::string& tag : keep.tags[i]) keep.sets[i].push_back(keys_.tag(tag));
       writes[i].tag_sets = keep.sets[i];
       writes[i].prune_sample = TagOptions{}.prune_sample;  // as the cache's Tags (tag_sets())
     }
   }
-  // The second step, once after tags_of: on Redis Cluster the tagged writes'
-  // bytes stamped with their tags' versions (a read; throws the Redis layer's
-  // errors), false when `epoch` (read before a load; nullptr: none) moved: the
-  // tagged writes must not be stored (see TagVersions). On one server's tag
-  // sets they carry `epoch`, which their script checks.
+  // The second step, once, after tags_of (or tag_writes) on the same writes: on a cluster the tagged
+  // writes' bytes stamped with their tags' versions (a read; throws Redis errors), false when `epoch`
+  // (read before a load; nullptr: none) moved: the tagged writes must not be stored (see
+  // TagVersions). On one server's tag sets they carry `epoch`, which their script checks.
   bool stamp_tags(std::span<StoreWrite> writes, const std::string* epoch, TagBuffers& keep) {
+    assert(keep.tagged.size() == writes.size() && "stamp_tags: tags_of first");
     if (!versioned_tags_) {
       if (epoch) keep.epoch_key = keys_.tag_epoch();
-      for (std::size_t i = 0; epoch && i < writes.size() && i < keep.tagged.size(); ++i)
+      for (std::size_t i = 0; epoch && i < writes.size(); ++i)
         if (keep.tagged[i]) writes[i].tag_epoch = keep.epoch_key, writes[i].epoch_seen = *epoch;
       return true;
     }
     std::vector<std::string_view> bytes;
     std::vector<std::span<const std::string>> of;
-    for (std::size_t i = 0; i < writes.size() && i < keep.tagged.size(); ++i)
+    for (std::size_t i = 0; i < writes.size(); ++i)
       if (keep.tagged[i]) bytes.push_back(writes[i].bytes), of.push_back(keep.tags[i]);
     if (bytes.empty()) return true;
     if (!stamped_many(bytes, of, epoch, keep.stamped)) return false;
@@ -220,10 +226,8 @@ class CacheCore {
       throw ConfigError("cachet: '" + options_.name + "' uses the plain format, which cannot carry tags on Redis Cluster");
   }
 
-  // On Redis Cluster (versioned_tags_): `bytes` stamped with the current versions
-  // of `tags` (TagVersions); nullopt when `epoch` (read before a load; nullptr:
-  // none) has moved since, as an invalidation ran during the load. Throws the
-  // Redis layer's errors.
+  // On Redis Cluster: `bytes` stamped with the current versions of `tags`; nullopt
+  // when `epoch` (nullptr: none) moved since (see stamp_tags). Throws Redis errors.
   std::optional<std::string> stamped(std::string_view bytes, std::span<const std::string> tags, const std::string* epoch) {
     std::vector<std::string> out;
     if (!stamped_many({&bytes, 1}, {&tags, 1}, epoch, out)) return std::nullopt;

@@ -28,7 +28,7 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
  public:
   using Base::Base;
   using Base::options_, Base::store_, Base::clock_, Base::metrics_, Base::tags_for_, Base::watch_writes_;
-  using Base::guarded, Base::encode_entry, Base::tags_of, Base::stamp_tags, Base::tag_versions;
+  using Base::guarded, Base::encode_entry, Base::tags_for, Base::tag_writes, Base::stamp_tags, Base::tag_versions;
   using TagBuffers = typename Base::TagBuffers;
 
   // A load's condition in a write-through cache (see watch_writes): the write
@@ -79,9 +79,11 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
       metrics_->count(Event::cache_write_error);  // the reader still gets the value
       return;
     }
+    std::vector<std::vector<std::string>> tags(1);
+    if (!loaded_tags(value, tags[0])) return;
     StoreWrite w = write_of({k, e->bytes, e->ttl}, watch);
     TagBuffers keep;  // w views it
-    if constexpr (ConditionalStore<S>) tags_of({&w, 1}, {&value, 1}, keep);  // the tags callback: no outage if it throws
+    if constexpr (ConditionalStore<S>) tag_writes({&w, 1}, std::move(tags), keep);
     WriteResult result = WriteResult::written;
     const bool reached = guarded([&] { result = store_value(w, keep, held, epoch); }, false);
     if (!reached) metrics_->count(Event::cache_write_error);
@@ -97,18 +99,19 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
     const auto compute = (std::chrono::steady_clock::now() - started) / std::max<std::size_t>(loaded.size(), 1);
     std::vector<std::string> bytes;
     std::vector<StoreEntry> entries;
-    std::vector<const V*> values;  // per entry; nullptr for a negative one
-    std::vector<Watch> watches;    // per entry
+    std::vector<std::vector<std::string>> tags;  // per entry
+    std::vector<Watch> watches;                  // per entry
     bytes.reserve(missing.size());
     entries.reserve(missing.size());
     for (std::size_t j = 0; j < missing.size(); ++j) {
       try {
         const V* value = loaded[j] ? &*loaded[j] : nullptr;
         std::optional<Encoded> e = encode_entry(keys[missing[j]], value, now, compute);
-        if (!e) continue;
+        std::vector<std::string> t;
+        if (!e || !loaded_tags(value, t)) continue;
         bytes.push_back(std::move(e->bytes));
         entries.push_back({keys[missing[j]], bytes.back(), e->ttl});
-        values.push_back(value);
+        tags.push_back(std::move(t));
         watches.push_back(seen ? Watch{watch_keys[j], &(*seen)[j]} : Watch{});
       } catch (const EncodeError&) {
         metrics_->count(Event::cache_write_error);
@@ -121,14 +124,14 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
       if (tags_for_ || watch_writes_) {
         writes.reserve(entries.size());
         for (std::size_t i = 0; i < entries.size(); ++i) writes.push_back(write_of(entries[i], watches[i]));
-        tags_of(writes, values, keep);  // the tags callback, outside the breaker
+        tag_writes(writes, std::move(tags), keep);
       }
     }
     std::size_t refused = 0;
     const bool reached = guarded(
         [&] {
           try {
-            store_values(entries, std::move(writes), keep, epoch);
+            store_values(entries, writes, keep, epoch);
           } catch (const BatchWriteError& e) {  // the server answered; some writes were refused
             refused = e.failed();
             metrics_->count(Event::redis_error);
@@ -138,8 +141,32 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
     metrics_->count(Event::cache_write_error, reached ? refused : entries.size());
   }
 
+  // The writes stamp_tags refused (false) dropped: the untagged ones, to send.
+  static std::vector<StoreWrite> untagged(std::span<const StoreWrite> writes, const TagBuffers& keep) {
+    std::vector<StoreWrite> out;
+    for (std::size_t i = 0; i < writes.size(); ++i)
+      if (!keep.tagged[i]) out.push_back(writes[i]);
+    return out;
+  }
+
  private:
-  // A loaded value's write `w` (tags_of tagged it into `keep`): under the guard's
+  // The tags of a loaded value (nullptr: none) into `out`, called outside the
+  // breaker (a throw is no outage). False when the tags callback throws: as for
+  // a value that cannot be encoded, the entry is not stored, a cache write error
+  // is counted and the reader still gets the value.
+  bool loaded_tags(const V* value, std::vector<std::string>& out) {
+    if constexpr (ConditionalStore<S>) {
+      try {
+        out = tags_for(value);
+      } catch (...) {
+        metrics_->count(Event::cache_write_error);
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // A loaded value's write `w` (tag_writes tagged it into `keep`): under the guard's
   // lock check when there is one, stamped on Redis Cluster, conditional on the
   // watch in a write-through cache; the store executes it in one step.
   WriteResult store_value(StoreWrite& w, TagBuffers& keep, Held& held, const std::string* epoch) {
@@ -159,21 +186,21 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
   // written as store_value's, or when there are none `entries` set plainly.
   // When the epoch moved only the tagged writes are refused (here on Redis
   // Cluster, by their scripts on one server).
-  void store_values(std::span<const StoreEntry> entries, std::vector<StoreWrite> writes, TagBuffers& keep,
+  void store_values(std::span<const StoreEntry> entries, std::vector<StoreWrite>& writes, TagBuffers& keep,
                     const std::string* epoch) {
     if constexpr (ConditionalStore<S>) {
       if (!writes.empty()) {
-        if (!stamp_tags(writes, epoch, keep)) {  // an invalidation ran during the load
-          std::vector<StoreWrite> kept;
-          for (std::size_t i = 0; i < writes.size(); ++i)
-            if (!keep.tagged[i]) kept.push_back(writes[i]);
+        std::span<const StoreWrite> sent = writes;
+        std::vector<StoreWrite> kept;  // when an invalidation ran during the load: the untagged writes
+        if (!stamp_tags(writes, epoch, keep)) {
+          kept = untagged(writes, keep);
           metrics_->count(Event::stale_write_refused, writes.size() - kept.size());
-          writes = std::move(kept);
+          sent = kept;
         }
-        if (writes.empty()) return;
-        const BatchWriteResult r = store_.write_many(writes);
+        if (sent.empty()) return;
+        const BatchWriteResult r = store_.write_many(sent);
         metrics_->count(Event::stale_write_refused, r.superseded);
-        if (r.failed != 0) throw BatchWriteError(r.first_error, r.failed, writes.size());
+        if (r.failed != 0) throw BatchWriteError(r.first_error, r.failed, sent.size());
         return;
       }
     }

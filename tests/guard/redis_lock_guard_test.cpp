@@ -2,6 +2,7 @@
 #include <cachet/guard/redis_lock_guard.hpp>
 #include <cachet/guard/stack.hpp>
 #include <cachet/policy/cache_aside.hpp>
+#include <cachet/policy/write_through.hpp>
 
 #include <catch2/catch.hpp>
 #include <support/concurrency.hpp>
@@ -14,11 +15,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <concepts>
 #include <cstdint>
 #include <future>
 #include <latch>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -153,6 +156,85 @@ TEMPLATE_TEST_CASE("fencing: a holder whose lease ran out neither overwrites, ta
     b.invalidate_tags({"by:new"});
   }
   CHECK_FALSE(a.get("k"));
+}
+
+namespace {
+// Sets `p` once: at open(), or when it goes, so that a failed check never
+// leaves a loader waiting (and its future's destructor with it).
+struct Opens {
+  std::promise<void>& p;
+  bool done = false;
+  void open() {
+    if (!std::exchange(done, true)) p.set_value();
+  }
+  ~Opens() { open(); }
+};
+}  // namespace
+
+// Every condition of the value-write script at once (its KEYS and ARGV): the
+// lock's token, the watched write version (a put came first), the tag epoch. A
+// tag invalidation lands during the load: the write is refused and the lock
+// released with it, so the reader waiting on it wakes at once (its back-off is
+// 3 s, the lease 5 s) and loads afresh; over the tier, L1 keeps nothing meanwhile.
+TEMPLATE_TEST_CASE("a locked watched tagged load overtaken by a tag invalidation is refused and wakes its waiter", "",
+                   cachet::RedisStore, cachet::test::StringTier) {
+  constexpr bool tiered = std::same_as<TestType, cachet::test::StringTier>;
+  auto& server = clean_target();
+  std::vector<cachet::HashTag> hash_tags{cachet::HashTag::none};  // on a cluster: stamps and the epoch re-read
+  if (!tiered) hash_tags.push_back(cachet::HashTag::ns);  // one script on a cluster too (the tier tracks "t:" only)
+  for (const cachet::HashTag h : hash_tags) {
+    cachet::Pool pool(server.connection_options());
+    cachet::CacheOptions o = guard_options(std::string(tiered ? "combined-tier-" : "combined-") + std::to_string(int(h)));
+    o.keys.hash_tag = h;
+    const cachet::RedisLockGuardOptions slow_poll{.poll_min = 3s, .poll_max = 3s};
+    StringCache<cachet::RedisLockGuard, TestType> cache(test_store<TestType>(pool), o, {},
+                                                         cachet::RedisLockGuard(pool, slow_poll));
+    cache.tag_loaded_values([](const std::string&) { return std::vector<std::string>{"all"}; });
+    auto written = cachet::write_through(cache, [](std::string_view, const std::string&) {});
+    written.put("k", "put");  // a write version for the loads to watch
+    REQUIRE(cache.invalidate("k"));
+
+    std::promise<void> first_started, first_go, second_started, second_go;
+    std::future<void> second_began = second_started.get_future();
+    auto first = std::async(std::launch::async, [&, go = first_go.get_future()] {
+      return cache.get_or_load("k", [&](std::string_view) {
+        first_started.set_value();
+        go.wait();
+        return std::string("before");
+      });
+    });
+    Opens open_first{first_go};  // before `first` is waited for, whatever fails
+    first_started.get_future().wait();
+    cache.invalidate_tags({"all"});  // during the load
+    auto second = std::async(std::launch::async, [&, go = second_go.get_future()] {
+      return cache.get_or_load("k", [&](std::string_view) {
+        second_started.set_value();
+        go.wait();
+        return std::string("after");
+      });
+    });
+    Opens open_second{second_go};
+    const bool waiting = eventually([&] { return cache.metrics().value(cachet::Event::lock_wait) == 1; });
+    const auto released = std::chrono::steady_clock::now();
+    open_first.open();
+    CHECK(first.get() == "before");  // its caller gets what it loaded...
+    const bool woken = second_began.wait_for(1500ms) == std::future_status::ready;
+    const auto after_release = std::chrono::steady_clock::now() - released;
+    CHECK(waiting);
+    CHECK(woken);  // by the release, neither by the 3 s back-off nor by the 5 s lease
+    CHECK(after_release < 1500ms);
+    CHECK(cache.metrics().value(cachet::Event::stale_write_refused) == 1);  // ...the cache does not
+    CHECK(cache.metrics().value(cachet::Event::fenced_out) == 0);
+    CHECK_FALSE(cache.get("k"));
+    if constexpr (tiered) CHECK_FALSE(cache.store().l1().get(cache.key("k")));
+    open_second.open();
+    CHECK(second.get() == "after");
+    CHECK(cache.get("k") == "after");  // stored: its load began after the invalidation
+    CHECK(cache.metrics().value(cachet::Event::load) == 2);
+    CHECK(cache.metrics().value(cachet::Event::stale_write_refused) == 1);
+    cache.invalidate_tags({"all"});  // and tagged
+    CHECK_FALSE(cache.get("k"));
+  }
 }
 
 TEST_CASE("a waiter is woken by the release, not by its back-off") {

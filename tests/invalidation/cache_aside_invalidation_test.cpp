@@ -2,6 +2,7 @@
 #include <cachet/policy/cache_aside.hpp>
 #include <cachet/policy/make.hpp>
 #include <cachet/policy/read_through.hpp>
+#include <cachet/policy/write_through.hpp>
 #include <cachet/testing/redis_server.hpp>
 
 #include <catch2/catch.hpp>
@@ -230,9 +231,34 @@ TEST_CASE("an untagged load reads no tag epoch and a tagged one reads it once", 
   cache.tag_loaded_values([](const std::string&) { return std::vector<std::string>{"all"}; });
   conn.command({"CONFIG", "RESETSTAT"});
   cache.get_or_load("2", load);
-  CHECK(cachet::test::command_calls(conn, "get") == 3);  // the lookup, the epoch, the write script's check of it
+  // The lookup, the epoch, the write script's check of it: Redis 7's commandstats
+  // count the commands a script runs (redis.call) as their own.
+  CHECK(cachet::test::command_calls(conn, "get") == 3);
   CHECK(cache.invalidate_tags({"all"}) == 1);
   CHECK_FALSE(cache.get("2"));
+}
+
+TEST_CASE("a write-through cache's tagged load reads the epoch in the MGET of its write version", "[single-server]") {
+  auto& server = cachet::test::clean_target();
+  cachet::Pool pool(server.connection_options());
+  auto conn = server.connect();
+  cachet::CacheAside<std::string, cachet::StringCodec> cache(cachet::RedisStore(pool), options());
+  cache.tag_loaded_values([](const std::string&) { return std::vector<std::string>{"all"}; });
+  auto written = cachet::write_through(cache, [](std::string_view, const std::string&) {});
+  const auto load = [](std::string_view id) { return std::string(id); };
+  conn.command({"CONFIG", "RESETSTAT"});
+  cache.get_or_load("1", load);
+  const std::vector<std::string_view> ids{"2", "3"};
+  cache.get_many(ids, [](std::span<const std::string_view> missing) {
+    return std::vector<std::optional<std::string>>(missing.begin(), missing.end());
+  });
+  // Each load reads its write versions and the epoch in one MGET, no GET of its
+  // own for the epoch; the batch's lookup is an MGET too. The GETs: the single
+  // load's lookup, and each write script's checks of its watch and the epoch
+  // (Redis 7's commandstats count the commands a script runs).
+  CHECK(cachet::test::command_calls(conn, "mget") == 1 + 2);
+  CHECK(cachet::test::command_calls(conn, "get") == 1 + 2 * 3);
+  CHECK(cache.invalidate_tags({"all"}) == 3);
 }
 
 TEST_CASE("CacheAside: tags are refused on a sliding-expiry cache, whose hits would outlive the tag sets") {

@@ -135,11 +135,11 @@ class CacheAside : protected detail::CacheLoad<V, C, G, S, Clk> {
     for (std::size_t i : missing) missing_ids.push_back(ids[i]);
     std::vector<std::string> watch_keys;  // write versions before the load (see watch_writes)
     std::optional<Seen> seen;
+    typename Base::Epoch epoch;  // before the loader (see TagVersions); read with the write versions when watched
     if (reachable && watch_writes_) {
       for (std::size_t i : missing) watch_keys.push_back(keys_.write_version(keys[i]));
-      reachable = (seen = read_seen(watch_keys)).has_value();
+      reachable = (seen = read_seen(watch_keys, &epoch)).has_value();
     }
-    typename Base::Epoch epoch;  // before the loader: see TagVersions
     if (reachable) reachable = read_epoch(epoch);
     const auto started = std::chrono::steady_clock::now();
     std::vector<std::optional<V>> loaded =

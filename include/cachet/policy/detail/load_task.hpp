@@ -30,11 +30,13 @@ class CacheLoad : public CacheWriteBack<V, C, G, S, Clk> {
   using Base::keys_, Base::clock_, Base::metrics_, Base::executor_, Base::watch_writes_;
   using Base::read_seen, Base::read_epoch, Base::store_entry;
 
-  // A key's write version before a load (see watch_writes), read at most once per task.
+  // A key's write version before a load (see watch_writes), read at most once
+  // per task, with the tag epoch of a tagged load in the same round trip.
   struct WriteMark {
     enum { unread, known, unknown } state = unread;  // unknown: Redis was not reached
     std::string key;                                 // the write version's key, once read
     std::optional<std::string> version;              // nullopt: no put yet
+    typename Base::Epoch epoch;                      // see read_seen
   };
 
   // One guarded load: what a guard is given (the protocol is in guard/concepts.hpp).
@@ -123,9 +125,9 @@ class CacheLoad : public CacheWriteBack<V, C, G, S, Clk> {
       -> std::invoke_result_t<L&, std::string_view> {
     if (write && watch_writes_ && !marked(k, mark)) write = false;  // nothing may be stored unwatched
     const Watch w{mark.key, mark.state == WriteMark::known ? &mark.version : nullptr};  // key empty: unwatched
-    typename Base::Epoch epoch;  // before the loader: see TagVersions
-    if (write && !read_epoch(epoch)) write = false;
-    const std::string* e = epoch.get();
+    // Before the loader (see TagVersions); read with the write version when watched.
+    if (write && !read_epoch(mark.epoch)) write = false;
+    const std::string* e = mark.epoch.get();
     const auto started = std::chrono::steady_clock::now();
     auto result = call_loader([&] { return loader(id); });
     if (write) {
@@ -139,7 +141,7 @@ class CacheLoad : public CacheWriteBack<V, C, G, S, Clk> {
   bool marked(const std::string& k, WriteMark& mark) {
     if (mark.state == WriteMark::unread) {
       mark.key = keys_.write_version(k);
-      std::optional<Seen> seen = read_seen(std::span<const std::string>(&mark.key, 1));
+      std::optional<Seen> seen = read_seen(std::span<const std::string>(&mark.key, 1), &mark.epoch);
       mark.state = seen ? WriteMark::known : WriteMark::unknown;
       if (seen) mark.version = std::move((*seen)[0]);
     }

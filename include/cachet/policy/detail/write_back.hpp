@@ -27,7 +27,7 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
 
  public:
   using Base::Base;
-  using Base::options_, Base::store_, Base::clock_, Base::metrics_, Base::tags_for_, Base::watch_writes_;
+  using Base::options_, Base::store_, Base::keys_, Base::clock_, Base::metrics_, Base::tags_for_, Base::watch_writes_;
   using Base::guarded, Base::encode_entry, Base::tags_for, Base::tag_writes, Base::stamp_tags, Base::tag_versions;
   using TagBuffers = typename Base::TagBuffers;
 
@@ -46,13 +46,6 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
     bool sent = false;
   };
 
-  // The write versions of `keys`, or nullopt (nothing may be stored) when Redis is not reached.
-  std::optional<Seen> read_seen(std::span<const std::string> keys) {
-    Seen seen;
-    if (!guarded([&] { seen = store_.get_many(key_views(keys)); }, false)) return std::nullopt;
-    return seen;
-  }
-
   // The tag epoch before a load whose entries are tagged, for the write to
   // check: after stamping on Redis Cluster (see TagVersions), in the write's
   // script on one server's tag sets (see Tags). Untagged loads read nothing.
@@ -60,10 +53,25 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
     std::optional<std::string> value;  // none read: nothing to check
     const std::string* get() const noexcept { return value ? &*value : nullptr; }
   };
-  // Reads it into `epoch` when the load's entries are tagged; false (nothing
-  // may be stored) when Redis is not reached.
+
+  // The write versions of `keys`, or nullopt (nothing may be stored) when Redis
+  // is not reached. With `epoch`, a tagged load's epoch is read in the same round
+  // trip (read_epoch then reads nothing): earlier than the loader needs, so at
+  // worst an invalidation refuses one more write.
+  std::optional<Seen> read_seen(std::span<const std::string> keys, Epoch* epoch = nullptr) {
+    std::vector<std::string_view> views = key_views(keys);
+    const std::string epoch_key = epoch && tags_for_ ? keys_.tag_epoch() : std::string();
+    if (!epoch_key.empty()) views.push_back(epoch_key);
+    Seen seen;
+    if (!guarded([&] { seen = store_.get_many(views); }, false)) return std::nullopt;
+    if (!epoch_key.empty()) epoch->value = seen.back().value_or(""), seen.pop_back();  // as TagVersions::epoch
+    return seen;
+  }
+
+  // Reads it into `epoch` when the load's entries are tagged and read_seen did
+  // not; false (nothing may be stored) when Redis is not reached.
   bool read_epoch(Epoch& epoch) {
-    if (!tags_for_) return true;
+    if (!tags_for_ || epoch.value) return true;
     return guarded([&] { epoch.value = tag_versions().epoch(); }, false);
   }
 

@@ -112,3 +112,38 @@ TEST_CASE("CacheAside with SingleFlight: a stampede on a cold key is one databas
   CHECK(wrong == 0);
   CHECK(cache.guard().in_flight() == 0);
 }
+
+// A flight of a tagged cache is filed under the tag epoch too: a reader that came
+// after invalidate_tags returned loads again rather than wait for (and get) the
+// value of a load that read the database before the invalidation.
+TEST_CASE("CacheAside with SingleFlight and tagged loads: a reader after invalidate_tags does not join an older load") {
+  using cachet::test::Product;
+  auto& server = cachet::test::clean_target();
+  cachet::Pool pool(server.connection_options(), {.size = 8, .wait_timeout = 5s});
+  cachet::CacheOptions o;
+  o.ns = "test";
+  o.name = "product";
+  cachet::CacheAside<Product, cachet::JsonCodec<Product>, cachet::SingleFlight> cache(cachet::RedisStore(pool), o);
+  cache.tag_loaded_values([](const Product&) { return std::vector<std::string>{"all"}; });
+  std::promise<void> entered, release;
+  std::shared_future<void> released = release.get_future().share();
+  auto leader = std::async(std::launch::async, [&] {
+    return cache.get_or_load("1", [&](std::string_view) {
+      entered.set_value();
+      released.wait();
+      return cachet::test::sample_product(1);  // read before the invalidation
+    });
+  });
+  entered.get_future().wait();
+  cache.invalidate_tags({"all"});
+  auto follower = std::async(std::launch::async, [&] {
+    return cache.get_or_load("1", [](std::string_view) { return cachet::test::sample_product(2); });
+  });
+  const bool alone = follower.wait_for(60s) == std::future_status::ready;  // joined, it would wait for the leader
+  release.set_value();
+  CHECK(alone);
+  CHECK(follower.get() == cachet::test::sample_product(2));
+  CHECK(leader.get() == cachet::test::sample_product(1));
+  CHECK(cache.metrics().value(cachet::Event::stale_write_refused) == 1);  // the leader's
+  CHECK(cache.get("1") == cachet::test::sample_product(2));
+}

@@ -27,7 +27,7 @@ class CacheLoad : public CacheWriteBack<V, C, G, S, Clk> {
   using typename Base::Held;
   using typename Base::Watch;
   using typename Base::Seen;
-  using Base::keys_, Base::clock_, Base::metrics_, Base::executor_, Base::watch_writes_;
+  using Base::keys_, Base::clock_, Base::metrics_, Base::executor_, Base::watch_writes_, Base::tags_for_;
   using Base::read_seen, Base::read_epoch, Base::store_entry;
 
   // A key's write version before a load (see watch_writes), read at most once
@@ -148,15 +148,26 @@ class CacheLoad : public CacheWriteBack<V, C, G, S, Clk> {
     return mark.state == WriteMark::known;
   }
 
-  // Task::flight_key: the key, prefixed (unambiguously) by its write version when
-  // watched. A lookup that did not reach Redis does not ask it again.
+  // Task::flight_key: the key, prefixed (unambiguously: a cache's prefixes all
+  // have one form) by its write version when watched and by the tag epoch when
+  // its loads are tagged, so a reader that came after a write or a tag
+  // invalidation never joins a load of older data. A lookup that did not reach
+  // Redis does not ask it again.
   std::string flight_key(const std::string& k, WriteMark& mark, bool reachable) {
-    if (!watch_writes_) return k;
+    if (!watch_writes_ && !tags_for_) return k;
     if (!reachable && mark.state == WriteMark::unread) mark.state = WriteMark::unknown;
-    if (!marked(k, mark)) return "?" + k;
-    if (!mark.version) return "-" + k;
-    return std::to_string(mark.version->size()) + ":" + *mark.version + k;
+    std::string prefix;
+    if (watch_writes_) {
+      if (!marked(k, mark)) return "?" + k;
+      prefix = mark.version ? sized(*mark.version) : "-";
+    }
+    if (tags_for_) {
+      if (!(reachable || mark.epoch.value) || !read_epoch(mark.epoch)) return "?" + k;
+      prefix += "e" + sized(*mark.epoch.value);
+    }
+    return prefix + k;
   }
+  static std::string sized(const std::string& s) { return std::to_string(s.size()) + ":" + s; }
 };
 
 }  // namespace cachet::detail

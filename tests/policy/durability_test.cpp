@@ -121,6 +121,11 @@ class Replicated {
     for (Shard& s : shards_) n += cachet::test::command_calls(s.master, "wait");
     return n;
   }
+  // How many times the master that holds `key` ran `command` (lower case; a
+  // script's calls included) since the last reset_stats().
+  long long calls_on_master(const std::string& key, const std::string& command) {
+    return cachet::test::command_calls(shard_of(key).master, command);
+  }
   // Keys matching `pattern` on every master.
   std::size_t keys(const std::string& pattern) {
     std::size_t n = 0;
@@ -331,20 +336,24 @@ TEST_CASE("write-behind counters with replicas = 1: an increment is on the repli
 
 // A flusher on a connection that wrote nothing yet (another pool, another
 // queue) picking up a left-over batch: its WAIT must cover the batch's hand-over,
-// which the script writes again for it. Without that, from Redis 7.2 (a client's
-// WAIT offset moves only when its command propagated) WAIT would return at once;
-// Redis 7.0 moves it after every command, so there the case passes either way.
+// which the script writes again for it (one SET of the batch number). Without
+// that, from Redis 7.2 (a client's WAIT offset moves only when its command
+// propagated) WAIT would return at once; Redis 7.0 moves it after every command,
+// so there only the count of SETs on the partition's master tells.
 TEST_CASE("a left-over counters batch handed over through another pool waits for the replicas all the same") {
   Replicated pair;
   cachet::Pool first(pair.connection_options()), second(pair.connection_options());
   cachet::RedisCounterQueue a(cachet::RedisStore(first), "t:wb:views:counts", 0);
   cachet::RedisCounterQueue b(cachet::RedisStore(second), a.key(), 0);
   const std::size_t partition = cachet::detail::partition_of("a", a.partitions());
+  const std::string hash = cachet::detail::partition_key(a.key(), partition, a.partitions());
   CHECK(a.increment("a", 4) == 4);
   {
     const Stopped stopped(pair.replica_pids());
     throws_after_timeout([&] { a.hand_over(partition, one_replica); });  // renamed on the master only
+    pair.reset_stats();
     throws_after_timeout([&] { b.hand_over(partition, one_replica); });  // the same batch, left over
+    CHECK(pair.calls_on_master(hash, "set") == 1);  // the batch number written again, for b's WAIT
   }
   pair.wait_until_acking();  // resumed is not yet acking
   const std::optional<cachet::CounterBatch> batch = b.hand_over(partition, one_replica);

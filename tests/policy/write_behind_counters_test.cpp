@@ -111,6 +111,40 @@ TEST_CASE("counters: a flush that fails after the database took it gives the sam
   CHECK(views.flush() == 0);
 }
 
+// A writer's exception counts as write_error only, even a cachet::Error; a
+// partition whose hand-over fails in Redis (here its flushing key made a
+// string: WRONGTYPE) counts one redis_error, in the flush of the partition
+// that the periodic flusher and flush() both run.
+TEST_CASE("counters: a flush counts redis_error once per partition Redis failed, a writer's error only as write_error") {
+  auto& server = cachet::test::clean_target();
+  cachet::Pool pool(server.connection_options());
+  const auto writer = [](std::uint64_t, std::span<const cachet::CounterDelta>) {
+    throw cachet::Error("the database refused it");
+  };
+  cachet::WriteBehindCounters<decltype(writer)> views(pool, options("counters-errors", 0ms), writer);
+  views.increment("a", 1);
+  CHECK_THROWS_AS(views.flush(), cachet::Error);
+  CHECK(views.metrics().value(Event::write_error) == 1);
+  CHECK(views.metrics().value(Event::redis_error) == 0);
+  {
+    cachet::CountersOptions o = options("counters-errors-periodic", 1ms);
+    o.retry = {.initial = 1ms, .max = 1ms};
+    cachet::WriteBehindCounters<decltype(writer)> periodic(pool, o, writer);  // takes a's batch, left over
+    // A second failure counted means the first flush's counting is done.
+    REQUIRE(cachet::test::eventually([&] { return periodic.metrics().value(Event::write_error) >= 2; }, 30s));
+    CHECK(periodic.metrics().value(Event::redis_error) == 0);
+  }
+
+  const cachet::RedisCounterQueue layout(cachet::RedisStore(pool), "t:wb:views:counts", 0);
+  const std::size_t n = layout.partitions();  // 16 on a cluster
+  auto redis = server.connect();
+  for (std::size_t p = 0; p < n; ++p)
+    redis.command({"SET", cachet::detail::partition_key(layout.key(), p, n) + ":flushing", "not a hash"});
+  CHECK_THROWS_AS(views.flush(), cachet::ReplyError);
+  CHECK(views.metrics().value(Event::redis_error) == n);
+  CHECK(views.metrics().value(Event::write_error) == 1);
+}
+
 TEST_CASE("counters: after Redis lost its data, new batches are not taken for ones the database applied") {
   auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());

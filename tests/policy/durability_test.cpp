@@ -24,6 +24,7 @@
 #include <support/server.hpp>
 #include <support/stopped.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <initializer_list>
@@ -120,6 +121,11 @@ class Replicated {
     long long n = 0;
     for (Shard& s : shards_) n += cachet::test::command_calls(s.master, "wait");
     return n;
+  }
+  // How many times the master that holds `key` ran `command` (lower case; a
+  // script's calls included) since the last reset_stats().
+  long long calls_on_master(const std::string& key, const std::string& command) {
+    return cachet::test::command_calls(shard_of(key).master, command);
   }
   // Keys matching `pattern` on every master.
   std::size_t keys(const std::string& pattern) {
@@ -331,20 +337,24 @@ TEST_CASE("write-behind counters with replicas = 1: an increment is on the repli
 
 // A flusher on a connection that wrote nothing yet (another pool, another
 // queue) picking up a left-over batch: its WAIT must cover the batch's hand-over,
-// which the script writes again for it. Without that, from Redis 7.2 (a client's
-// WAIT offset moves only when its command propagated) WAIT would return at once;
-// Redis 7.0 moves it after every command, so there the case passes either way.
+// which the script writes again for it (one SET of the batch number). Without
+// that, from Redis 7.2 (a client's WAIT offset moves only when its command
+// propagated) WAIT would return at once; Redis 7.0 moves it after every command,
+// so there only the count of SETs on the partition's master tells.
 TEST_CASE("a left-over counters batch handed over through another pool waits for the replicas all the same") {
   Replicated pair;
   cachet::Pool first(pair.connection_options()), second(pair.connection_options());
   cachet::RedisCounterQueue a(cachet::RedisStore(first), "t:wb:views:counts", 0);
   cachet::RedisCounterQueue b(cachet::RedisStore(second), a.key(), 0);
   const std::size_t partition = cachet::detail::partition_of("a", a.partitions());
+  const std::string hash = cachet::detail::partition_key(a.key(), partition, a.partitions());
   CHECK(a.increment("a", 4) == 4);
   {
     const Stopped stopped(pair.replica_pids());
     throws_after_timeout([&] { a.hand_over(partition, one_replica); });  // renamed on the master only
+    pair.reset_stats();
     throws_after_timeout([&] { b.hand_over(partition, one_replica); });  // the same batch, left over
+    CHECK(pair.calls_on_master(hash, "set") == 1);  // the batch number written again, for b's WAIT
   }
   pair.wait_until_acking();  // resumed is not yet acking
   const std::optional<cachet::CounterBatch> batch = b.hand_over(partition, one_replica);
@@ -568,4 +578,63 @@ TEST_CASE("a WAIT the server refuses: the lock is released and the error surface
   CHECK(cache.put("1", "v1") == cachet::WriteOutcome::unreplicated);
   CHECK(reported);
   CHECK(cache.get("1") == "v1");  // the value written stays: the fallback delete did not run
+}
+
+namespace {
+
+// The id of the client CLIENT LIST (`clients`) shows blocked in WAIT; "" if none.
+std::string blocked_in_wait(const std::string& clients) {
+  const auto field = [](const std::string& line, const std::string& name) {  // line: " id=5 addr=... flags=b ..."
+    const std::string tag = " " + name + "=";
+    const auto from = line.find(tag);
+    if (from == std::string::npos) return std::string();
+    const auto value = from + tag.size();
+    return line.substr(value, line.find(' ', value) - value);
+  };
+  for (std::size_t at = 0, end; at < clients.size(); at = end + 1) {
+    end = std::min(clients.find('\n', at), clients.size());
+    const std::string line = " " + clients.substr(at, end - at);
+    if (field(line, "flags").find('b') != std::string::npos && field(line, "cmd") == "wait") return field(line, "id");
+  }
+  return "";
+}
+
+}  // namespace
+
+// The connection lost after the SET applied, while WAIT waits (killed here by
+// the test): the lock is released on the connection's next one, not left to its
+// lease, and the connection's error surfaces. WAIT's timeout is long so that
+// the kill lands while it waits; a WAIT reply of another type, the other path
+// there, is one a real server never gives.
+TEST_CASE("a replicated lock whose connection is lost during its WAIT is released and the error surfaces") {
+  Replicated pair;
+  auto co = pair.connection_options();
+  co.command_timeout = 60s;
+  cachet::Pool pool(co, {.size = 1});
+  cachet::RedisStore store(pool);
+  cachet::RedisLock lock(store, "lock", {.lease = 60s, .replication = {.replicas = 1, .timeout = 30s}});
+  std::string thrown;
+  {
+    const Stopped stopped(pair.replica_pids());
+    cachet::test::Thread acquiring([&] {
+      try {
+        lock.try_acquire();
+        thrown = "nothing";
+      } catch (const cachet::ConnectionError&) {
+        thrown = "ConnectionError";
+      } catch (const cachet::Error& e) {
+        thrown = e.what();
+      }
+    });
+    std::string id;  // the client blocked in WAIT, its SET applied before it
+    REQUIRE(cachet::test::eventually([&] {
+      id = blocked_in_wait(pair.on_master("lock", {"CLIENT", "LIST"}).as_string());
+      return !id.empty();
+    }, 30s));
+    pair.on_master("lock", {"CLIENT", "KILL", "ID", id});
+    acquiring.join();
+  }
+  CHECK(thrown == "ConnectionError");
+  CHECK_FALSE(lock.held());
+  CHECK(pair.on_master("lock") == std::nullopt);  // released, not left for its 60 s lease
 }

@@ -111,6 +111,40 @@ TEST_CASE("counters: a flush that fails after the database took it gives the sam
   CHECK(views.flush() == 0);
 }
 
+// A writer's exception counts as write_error only, even a cachet::Error; a
+// partition whose hand-over fails in Redis (here its flushing key made a
+// string: WRONGTYPE) counts one redis_error, in the flush of the partition
+// that the periodic flusher and flush() both run.
+TEST_CASE("counters: a flush counts redis_error once per partition Redis failed, a writer's error only as write_error") {
+  auto& server = cachet::test::clean_target();
+  cachet::Pool pool(server.connection_options());
+  const auto writer = [](std::uint64_t, std::span<const cachet::CounterDelta>) {
+    throw cachet::Error("the database refused it");
+  };
+  cachet::WriteBehindCounters<decltype(writer)> views(pool, options("counters-errors", 0ms), writer);
+  views.increment("a", 1);
+  CHECK_THROWS_AS(views.flush(), cachet::Error);
+  CHECK(views.metrics().value(Event::write_error) == 1);
+  CHECK(views.metrics().value(Event::redis_error) == 0);
+  {
+    cachet::CountersOptions o = options("counters-errors-periodic", 1ms);
+    o.retry = {.initial = 1ms, .max = 1ms};
+    cachet::WriteBehindCounters<decltype(writer)> periodic(pool, o, writer);  // takes a's batch, left over
+    // A second failure counted means the first flush's counting is done.
+    REQUIRE(cachet::test::eventually([&] { return periodic.metrics().value(Event::write_error) >= 2; }, 30s));
+    CHECK(periodic.metrics().value(Event::redis_error) == 0);
+  }
+
+  const cachet::RedisCounterQueue layout(cachet::RedisStore(pool), "t:wb:views:counts", 0);
+  const std::size_t n = layout.partitions();  // 16 on a cluster
+  auto redis = server.connect();
+  for (std::size_t p = 0; p < n; ++p)
+    redis.command({"SET", cachet::detail::partition_key(layout.key(), p, n) + ":flushing", "not a hash"});
+  CHECK_THROWS_AS(views.flush(), cachet::ReplyError);
+  CHECK(views.metrics().value(Event::redis_error) == n);
+  CHECK(views.metrics().value(Event::write_error) == 1);
+}
+
 TEST_CASE("counters: after Redis lost its data, new batches are not taken for ones the database applied") {
   auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
@@ -132,85 +166,121 @@ namespace {
 // What a failover case saw: per id, the increments acknowledged and what was
 // counted after the promotion; the ids whose partitions the dead master served,
 // and their increments acknowledged or unconfirmed (ReplicationError) while
-// that master's replica was cut off.
+// that master's replica was cut off; and any other cachet::Error an increment
+// threw (none is expected: the threads stop before the kill).
 struct FailoverRun {
   std::map<std::string, std::int64_t> acked, counted;
   std::vector<std::string> dead_master_ids;
-  long cut_acked = 0, cut_unconfirmed = 0;
+  long cut_acked = 0, cut_unconfirmed = 0, unexpected = 0;
 };
 
-// On a cluster of its own (a replica per master), 4 threads increment 16 ids
-// with `replication`. The replica of the master of c0's partition is
-// SIGSTOPped and its link cut (CLIENT KILL on the master; stopped, it cannot
-// reconnect), so it misses every write from then on, even as bytes in socket
-// buffers; increments go on until that master's ids have seen some. Then the
-// threads stop, the master is SIGKILLed, and its replica resumed and promoted.
-FailoverRun fail_over_a_cut_off_replica(std::string label, cachet::Replication replication) {
-  cachet::testing::RedisCluster cluster({.replicas_per_master = 1});
-  cachet::Pool pool(cluster.client_options(), {.size = 4, .wait_timeout = 5s});
-  cachet::CountersOptions o = options(std::move(label), 0ms);
-  o.replication = replication;
-  cachet::WriteBehindCounters views(pool, o, [](std::uint64_t, std::span<const cachet::CounterDelta>) {});
-  constexpr int threads = 4, ids = 16;
-  const auto slot_of = [&](const std::string& id) {
+constexpr int failover_threads = 4, failover_ids = 16;
+
+// A cluster of its own (a replica per master); the master that dies serves c0's
+// partition, and with it the partitions of on_master's ids.
+struct FailoverTopology {
+  cachet::testing::RedisCluster cluster{{.replicas_per_master = 1}};
+  int slot = slot_of("c0");
+  int master = cluster.master_of(slot);
+  int replica = cluster.replicas_of(master).at(0);
+  std::array<bool, failover_ids> on_master = dies_with_master();  // c<i>'s partition is on `master`
+
+  int slot_of(const std::string& id) {
     const std::size_t partition = cachet::detail::partition_of(id, 16);
     return cluster.slot_of(cachet::detail::partition_key("t:wb:views:counts", partition, 16));
-  };
-  const int slot = slot_of("c0");
-  const int master = cluster.master_of(slot);
-  const int replica = cluster.replicas_of(master).at(0);
-  std::array<bool, ids> on_master{};  // c<i>'s partition is on the master that dies (c0's and others)
-  for (int i = 0; i < ids; ++i) on_master[i] = cluster.master_of(slot_of("c" + std::to_string(i))) == master;
+  }
+  std::array<bool, failover_ids> dies_with_master() {
+    std::array<bool, failover_ids> on{};
+    for (int i = 0; i < failover_ids; ++i) on[i] = cluster.master_of(slot_of("c" + std::to_string(i))) == master;
+    return on;
+  }
+};
 
+struct NoSums {
+  void operator()(std::uint64_t, std::span<const cachet::CounterDelta>) const {}
+};
+using FailoverCounters = cachet::WriteBehindCounters<NoSums>;
+
+// What the incrementing threads share with the case.
+struct Incrementing {
   std::atomic<bool> cut{false}, done{false};
-  std::atomic<long> master_acked{0}, cut_acked{0}, cut_unconfirmed{0};
-  std::vector<std::map<std::string, std::int64_t>> acked(threads);  // per thread
-  std::vector<cachet::test::Thread> incrementers;
-  for (int t = 0; t < threads; ++t)
-    incrementers.emplace_back([&](int w) {
-      for (int i = 0; !done; ++i) {
-        const std::string id = "c" + std::to_string(i % ids);
-        const bool cut_off = cut && on_master[i % ids];  // read before the increment starts
-        try {
-          views.increment(id);
-          ++acked[static_cast<std::size_t>(w)][id];
-          if (on_master[i % ids]) ++master_acked;
-          if (cut_off) ++cut_acked;
-        } catch (const cachet::ReplicationError&) {  // on the master, not acknowledged
-          if (cut_off) ++cut_unconfirmed;
-        } catch (const cachet::Error&) {  // not expected before the kill; not acknowledged either
-          std::this_thread::sleep_for(5ms);
-        }
-      }
-    }, t);
-  cachet::test::RaiseOnExit done_at_exit(done);
-  REQUIRE(cachet::test::eventually([&] { return master_acked > 50; }, 30s));
-  {
-    const cachet::test::Stopped paused({cluster.node_at(replica).pid()});
-    cachet::Connection admin = cluster.node_at(master).connect();
-    admin.command({"CLIENT", "KILL", "TYPE", "replica"});
-    REQUIRE(cachet::test::eventually([&] {
-      const cachet::Reply info = admin.command({"INFO", "replication"});
-      return info.as_string().find("connected_slaves:0") != std::string_view::npos;
-    }, 30s));
-    cut = true;
-    REQUIRE(cachet::test::eventually([&] { return cut_acked + cut_unconfirmed >= 20; }, 30s));
-    done = true;
-    for (auto& t : incrementers) t.join();
-    cluster.node_at(master).kill();
-  }  // the replica resumes: its master is gone, and with it what the replica missed
-  cluster.take_over(replica);
-  REQUIRE(cluster.wait_for_new_master(slot, master, 60s) == replica);
+  std::atomic<long> master_acked{0}, cut_acked{0}, cut_unconfirmed{0}, unexpected{0};
+  std::vector<std::map<std::string, std::int64_t>> acked{failover_threads};  // per thread
+};
 
-  FailoverRun run;
-  for (const auto& per_thread : acked)
-    for (const auto& [id, n] : per_thread) run.acked[id] += n;
-  for (const auto& [id, n] : run.acked) run.counted[id] = views.pending(id);
-  for (int i = 0; i < ids; ++i)
-    if (on_master[i]) run.dead_master_ids.push_back("c" + std::to_string(i));
-  run.cut_acked = cut_acked;
-  run.cut_unconfirmed = cut_unconfirmed;
-  return run;
+// Thread `w`: increments c0..c15 in turn until `done`.
+void increment_until_done(FailoverCounters& views, const FailoverTopology& at, Incrementing& run, int w) {
+  for (int i = 0; !run.done; ++i) {
+    const std::string id = "c" + std::to_string(i % failover_ids);
+    const bool dies = at.on_master[static_cast<std::size_t>(i % failover_ids)];
+    const bool cut_off = run.cut && dies;  // read before the increment starts
+    try {
+      views.increment(id);
+      ++run.acked[static_cast<std::size_t>(w)][id];
+      if (dies) ++run.master_acked;
+      if (cut_off) ++run.cut_acked;
+    } catch (const cachet::ReplicationError&) {  // on the master, not acknowledged
+      if (cut_off) ++run.cut_unconfirmed;
+    } catch (const cachet::Error&) {  // not acknowledged either; checked by the case
+      ++run.unexpected;
+      std::this_thread::sleep_for(5ms);  // a back-off, not a wait for anything
+    }
+  }
+}
+
+// The replica of the master that dies is SIGSTOPped and its link cut (CLIENT
+// KILL on the master; stopped, it cannot reconnect), so it misses every write
+// from then on, even as bytes in socket buffers; increments go on until that
+// master's ids have seen some. Then the threads stop and the master is
+// SIGKILLed; the replica resumes when this returns.
+void cut_off_replica(FailoverTopology& at, Incrementing& run, std::vector<cachet::test::Thread>& incrementers) {
+  const cachet::test::Stopped paused({at.cluster.node_at(at.replica).pid()});
+  cachet::Connection admin = at.cluster.node_at(at.master).connect();
+  admin.command({"CLIENT", "KILL", "TYPE", "replica"});
+  REQUIRE(cachet::test::eventually([&] {
+    const cachet::Reply info = admin.command({"INFO", "replication"});
+    return info.as_string().find("connected_slaves:0") != std::string_view::npos;
+  }, 30s));
+  run.cut = true;
+  REQUIRE(cachet::test::eventually([&] { return run.cut_acked + run.cut_unconfirmed >= 20; }, 30s));
+  run.done = true;
+  for (auto& t : incrementers) t.join();
+  at.cluster.node_at(at.master).kill();
+}
+
+// The run's counts, read after the promotion.
+FailoverRun tally(FailoverCounters& views, const FailoverTopology& at, const Incrementing& run) {
+  FailoverRun r;
+  for (const auto& per_thread : run.acked)
+    for (const auto& [id, n] : per_thread) r.acked[id] += n;
+  for (const auto& [id, n] : r.acked) r.counted[id] = views.pending(id);
+  for (int i = 0; i < failover_ids; ++i)
+    if (at.on_master[static_cast<std::size_t>(i)]) r.dead_master_ids.push_back("c" + std::to_string(i));
+  r.cut_acked = run.cut_acked;
+  r.cut_unconfirmed = run.cut_unconfirmed;
+  r.unexpected = run.unexpected;
+  return r;
+}
+
+// 4 threads increment 16 ids with `replication` while the replica of c0's
+// master is cut off (cut_off_replica); then that master dies and its replica,
+// resumed, is promoted.
+FailoverRun fail_over_a_cut_off_replica(std::string label, cachet::Replication replication) {
+  FailoverTopology at;
+  cachet::Pool pool(at.cluster.client_options(), {.size = 4, .wait_timeout = 5s});
+  cachet::CountersOptions o = options(std::move(label), 0ms);
+  o.replication = replication;
+  FailoverCounters views(pool, o, NoSums{});
+  Incrementing run;
+  std::vector<cachet::test::Thread> incrementers;
+  for (int t = 0; t < failover_threads; ++t)
+    incrementers.emplace_back([&](int w) { increment_until_done(views, at, run, w); }, t);
+  cachet::test::RaiseOnExit done_at_exit(run.done);
+  REQUIRE(cachet::test::eventually([&] { return run.master_acked > 50; }, 30s));
+  cut_off_replica(at, run, incrementers);
+  at.cluster.take_over(at.replica);
+  REQUIRE(at.cluster.wait_for_new_master(at.slot, at.master, 60s) == at.replica);
+  return tally(views, at, run);
 }
 
 }  // namespace
@@ -219,6 +289,7 @@ FailoverRun fail_over_a_cut_off_replica(std::string label, cachet::Replication r
 // (each throws ReplicationError), so none of those acknowledged is lost.
 TEST_CASE("on a cluster an increment acknowledged with replicas = 1 survives a SIGKILL of its master and the promotion of its cut-off replica", "[cluster-only]") {
   const FailoverRun run = fail_over_a_cut_off_replica("counters-failover", {.replicas = 1, .timeout = 100ms});
+  CHECK(run.unexpected == 0);
   CHECK(run.cut_acked == 0);
   CHECK(run.cut_unconfirmed > 0);
   REQUIRE_FALSE(run.dead_master_ids.empty());
@@ -237,6 +308,7 @@ TEST_CASE("on a cluster an increment acknowledged with replicas = 1 survives a S
 // acknowledged while the replica was cut off, so the case above can fail.
 TEST_CASE("on a cluster an increment acknowledged with replicas = 0 is lost when its master dies before its replica has it", "[cluster-only]") {
   const FailoverRun run = fail_over_a_cut_off_replica("counters-failover-off", {});
+  CHECK(run.unexpected == 0);
   CHECK(run.cut_unconfirmed == 0);
   REQUIRE(run.cut_acked > 0);
   std::int64_t lost = 0;

@@ -56,6 +56,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -125,12 +126,7 @@ class WriteBehindCounters {
   // error (that one included) is counted as redis_error, as WriteBehind::write's.
   std::int64_t increment(std::string_view id, std::int64_t by = 1) {
     metrics_->count(Event::write);
-    try {
-      return queue_.increment(id, by, options_.replication);
-    } catch (const Error&) {
-      metrics_->count(Event::redis_error);
-      throw;
-    }
+    return in_redis([&] { return queue_.increment(id, by, options_.replication); });
   }
 
   // What `id` has gained that the database does not have yet (pending + flushing),
@@ -141,6 +137,8 @@ class WriteBehindCounters {
   // returns how many counters were written. A batch left by a failed flush is
   // written first. Throws the first writer exception or Redis error, after
   // trying every partition; what failed stays in Redis for the next flush.
+  // Each partition that failed counts once: redis_error when Redis failed
+  // (hand-over, done), write_error when the writer threw (whatever it threw).
   std::size_t flush() {
     std::lock_guard lock(flush_mutex_);
     std::size_t written = 0;
@@ -162,7 +160,7 @@ class WriteBehindCounters {
   std::size_t flush_partition(std::size_t partition) {
     std::size_t written = 0;
     for (;;) {  // at most twice: a batch left over, then the current one
-      std::optional<CounterBatch> batch = queue_.hand_over(partition, options_.replication);
+      std::optional<CounterBatch> batch = in_redis([&] { return queue_.hand_over(partition, options_.replication); });
       if (!batch) return written;
       try {
         writer_(batch->number, std::span<const CounterDelta>(batch->sums));
@@ -170,10 +168,21 @@ class WriteBehindCounters {
         metrics_->count(Event::write_error);
         throw;
       }
-      queue_.done(batch->number);
+      in_redis([&] { queue_.done(batch->number); });
       metrics_->count(Event::flushed, batch->sums.size());
       written += batch->sums.size();
       if (!batch->left_over) return written;
+    }
+  }
+
+  // f(), a call to Redis: its error counted as redis_error.
+  template <class F>
+  std::invoke_result_t<F&> in_redis(F&& f) {
+    try {
+      return f();
+    } catch (const Error&) {
+      metrics_->count(Event::redis_error);
+      throw;
     }
   }
 
@@ -186,10 +195,7 @@ class WriteBehindCounters {
       try {
         flush();
         backoff_.reset();
-      } catch (const Error&) {  // Redis; the batch stays there for the next round
-        metrics_->count(Event::redis_error);
-        backoff_.record_failure();
-      } catch (...) {  // the writer's, counted by flush()
+      } catch (...) {  // counted by flush(); what failed stays in Redis for the next round
         backoff_.record_failure();
       }
       lock.lock();

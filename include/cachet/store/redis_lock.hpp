@@ -12,7 +12,8 @@
 //   write_and_release are that write.
 //
 // Replicated (RedisLockOptions::replication): acquired only once enough replicas
-// have the lock; else released and ReplicationError thrown (docs/durability.md).
+// have the lock; else released and ReplicationError thrown (docs/durability.md),
+// as it is released, its error thrown, when the round trip fails after the SET.
 //
 // Keep the lock key in the value key's Redis Cluster slot (KeyBuilder::lock with
 // HashTag::entity) so the fenced write is one script on one shard.
@@ -27,7 +28,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <exception>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -139,20 +139,27 @@ class RedisLock {
     return store_->pool().run(key_, std::forward<F>(f));
   }
 
-  // SET NX then WAIT: a lock confirmed by too few replicas is released (see try_acquire).
+  // SET NX then WAIT: a lock confirmed by too few replicas is released (see
+  // try_acquire), and so is one whose round trip failed in any other way once
+  // the SET may have applied (a lost connection, a WAIT reply of another type).
   bool acquire_replicated(Connection& conn) {
     const std::string lease_ms = std::to_string(options_.lease.count());
-    std::exception_ptr unconfirmed;
-    const Reply set = detail::run_then_wait(
-        conn, options_.replication, [&](ScriptBatch& b) { b.add({"SET", key_, token_, "NX", "PX", lease_ms}); },
-        &unconfirmed);
-    held_ = !set.is_nil() && !unconfirmed;
-    if (!unconfirmed) return held_;
     try {
-      release_on(conn);
-    } catch (const Error&) {  // the lease bounds it
+      held_ = !detail::run_then_wait(conn, options_.replication, [&](ScriptBatch& b) {
+                 b.add({"SET", key_, token_, "NX", "PX", lease_ms});
+               }).is_nil();
+      return held_;
+    } catch (const ReplyError&) {  // the SET's own (a redirect included): nothing was written
+      held_ = false;
+      throw;
+    } catch (const Error&) {
+      held_ = false;
+      try {
+        release_on(conn);  // reconnects if the failure dropped the connection
+      } catch (const Error&) {  // the lease bounds it
+      }
+      throw;
     }
-    std::rethrow_exception(unconfirmed);
   }
 
   bool release_on(Connection& conn) {

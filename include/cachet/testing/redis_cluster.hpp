@@ -135,15 +135,10 @@ class RedisCluster {
   // master with the master's agreement (the master then answers MOVED). Retried
   // while refused (e.g. the replica is still syncing).
   void failover(int replica_port) {
-    const auto deadline = clock::now() + options_.start_timeout;
-    for (;; std::this_thread::sleep_for(std::chrono::milliseconds(50))) {
-      try {
-        node_at(replica_port).connect().command({"CLUSTER", "FAILOVER"});
-        return;
-      } catch (const ReplyError& e) {
-        if (clock::now() > deadline) throw Error(std::string("RedisCluster: CLUSTER FAILOVER refused: ") + e.what());
-      }
-    }
+    retry<ReplyError>("CLUSTER FAILOVER on port " + std::to_string(replica_port) + " kept being refused", [&] {
+      node_at(replica_port).connect().command({"CLUSTER", "FAILOVER"});
+      return true;
+    });
   }
 
   // CLUSTER FAILOVER TAKEOVER on the replica on `replica_port`: it takes over
@@ -151,15 +146,11 @@ class RedisCluster {
   // dead, its own data too old for an automatic failover). Returns once it is a
   // master (an automatic failover may have promoted it first).
   void take_over(int replica_port) {
-    const auto deadline = clock::now() + options_.start_timeout;
-    for (; !is_master(replica_port); std::this_thread::sleep_for(std::chrono::milliseconds(50))) {
-      try {
-        node_at(replica_port).connect().command({"CLUSTER", "FAILOVER", "TAKEOVER"});
-      } catch (const Error&) {  // not reachable yet, or a master already
-      }
-      if (clock::now() > deadline)
-        throw Error("RedisCluster: the replica on port " + std::to_string(replica_port) + " did not take over in time");
-    }
+    retry<Error>("the replica on port " + std::to_string(replica_port) + " did not take over", [&] {
+      if (is_master(replica_port)) return true;
+      node_at(replica_port).connect().command({"CLUSTER", "FAILOVER", "TAKEOVER"});  // not reachable yet, or refused
+      return false;
+    });
   }
 
   // Waits until `slot` is served by a master other than `old_port` and the
@@ -315,6 +306,22 @@ class RedisCluster {
     return ranges;
   }
   std::vector<SlotRange> slot_ranges() const { return parse_slots(ask_any({"CLUSTER", "SLOTS"})); }
+
+  // `attempt` every 50 ms until it returns true, a `Refusal` it throws retried
+  // too, for at most start_timeout; then an Error saying `what` and the last refusal.
+  template <class Refusal, class Attempt>
+  void retry(const std::string& what, Attempt attempt) {
+    const auto deadline = clock::now() + options_.start_timeout;
+    std::string last = "none";
+    for (;; std::this_thread::sleep_for(std::chrono::milliseconds(50))) {
+      try {
+        if (attempt()) return;
+      } catch (const Refusal& e) {
+        last = e.what();
+      }
+      if (clock::now() > deadline) throw Error("RedisCluster: " + what + " (timed out; last error: " + last + ")");
+    }
+  }
 
   bool is_master(int port) const {
     try {

@@ -89,14 +89,21 @@ TEST_CASE("a caller expecting another result type does not share a flight") {
   CHECK(first.get() == 1);
 }
 
+namespace {
+using ProductCache = cachet::CacheAside<cachet::test::Product, cachet::JsonCodec<cachet::test::Product>, cachet::SingleFlight>;
+cachet::CacheOptions product_options() {
+  cachet::CacheOptions o;
+  o.ns = "test";
+  o.name = "product";
+  return o;
+}
+}  // namespace
+
 TEST_CASE("CacheAside with SingleFlight: a stampede on a cold key is one database query") {
   using cachet::test::Product;
   auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options(), {.size = 8, .wait_timeout = 5s});
-  cachet::CacheOptions o;
-  o.ns = "test";
-  o.name = "product";
-  cachet::CacheAside<Product, cachet::JsonCodec<Product>, cachet::SingleFlight> cache(cachet::RedisStore(pool), o);
+  ProductCache cache(cachet::RedisStore(pool), product_options());
   std::atomic<int> queries{0};
   std::atomic<int> wrong{0};
   const std::string key = cache.key("42");  // what a load is filed under (no write-through here)
@@ -120,10 +127,7 @@ TEST_CASE("CacheAside with SingleFlight and tagged loads: a reader after invalid
   using cachet::test::Product;
   auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options(), {.size = 8, .wait_timeout = 5s});
-  cachet::CacheOptions o;
-  o.ns = "test";
-  o.name = "product";
-  cachet::CacheAside<Product, cachet::JsonCodec<Product>, cachet::SingleFlight> cache(cachet::RedisStore(pool), o);
+  ProductCache cache(cachet::RedisStore(pool), product_options());
   cache.tag_loaded_values([](const Product&) { return std::vector<std::string>{"all"}; });
   std::promise<void> entered, release;
   std::shared_future<void> released = release.get_future().share();

@@ -15,7 +15,6 @@
 #include <cachet/policy/cache_aside.hpp>
 
 #include <cstddef>
-#include <cstdint>
 #include <optional>
 #include <span>
 #include <string>
@@ -72,7 +71,6 @@ class WriteAccess {
   }
   // The epoch now (a GET): the caller's own check, besides the one-server write script's.
   std::string tag_epoch() const { return cache_.tag_versions().epoch(); }
-  void count(Event e, std::uint64_t n = 1) const { cache_.metrics_->count(e, n); }
   bool versioned_tags() const noexcept { return cache_.versioned_tags_; }
 
  private:

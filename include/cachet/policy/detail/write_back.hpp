@@ -144,7 +144,8 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
   // A batch's writes (tagged into `keep`) stamped and sent in one pipeline. When the
   // epoch moved during the load (stamp_tags false, or then `current()`: a caller's
   // own check) only the untagged ones are sent; the tagged, in `refused`, are
-  // counted stale_write_refused. Returns the store's answer; throws Redis errors.
+  // counted stale_write_refused once Redis answered the send. Returns the store's
+  // answer; throws Redis errors.
   template <class Current>
   BatchWriteResult send_current(std::span<StoreWrite> writes, const std::string* epoch, TagBuffers& keep,
                                 std::size_t& refused, Current&& current) {
@@ -156,8 +157,15 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
       sent = kept;
     }
     refused = writes.size() - sent.size();
-    metrics_->count(Event::stale_write_refused, refused);
-    return sent.empty() ? BatchWriteResult{} : store_.write_many(sent);
+    // Counted once the send is answered: a batch Redis never got is a cache write error only.
+    try {
+      BatchWriteResult r = sent.empty() ? BatchWriteResult{} : store_.write_many(sent);
+      metrics_->count(Event::stale_write_refused, refused);
+      return r;
+    } catch (const BatchWriteError&) {  // answered, some of the sent refused
+      metrics_->count(Event::stale_write_refused, refused);
+      throw;
+    }
   }
 
  private:

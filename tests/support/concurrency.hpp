@@ -72,7 +72,9 @@ class Thread {
   std::thread thread_;
 };
 
-// Releases threads once `count` of them (or the releaser) arrived: a reusable rendezvous.
+// A reusable rendezvous: wait_for(n) returns once n arrive() calls were made
+// since the last reset(), or false when `within` passes first (a thread that
+// failed before arriving then fails the test instead of hanging it).
 class Gate {
  public:
   void arrive() {
@@ -80,9 +82,9 @@ class Gate {
     ++arrived_;
     changed_.notify_all();
   }
-  void wait_for(std::size_t n) {
+  [[nodiscard]] bool wait_for(std::size_t n, std::chrono::milliseconds within = std::chrono::seconds(60)) {
     std::unique_lock lock(mutex_);
-    changed_.wait(lock, [&] { return arrived_ >= n; });
+    return changed_.wait_for(lock, within, [&] { return arrived_ >= n; });
   }
   void reset() {
     std::lock_guard lock(mutex_);
@@ -95,6 +97,18 @@ class Gate {
   std::size_t arrived_ = 0;
 };
 
+// Arrives at `gate` when its scope ends, however it ends: a failing check or a
+// throw on the way there still releases the threads waiting on the gate.
+class ArriveOnExit {
+ public:
+  explicit ArriveOnExit(Gate& gate) : gate_(gate) {}
+  ArriveOnExit(const ArriveOnExit&) = delete;
+  ArriveOnExit& operator=(const ArriveOnExit&) = delete;
+  ~ArriveOnExit() { gate_.arrive(); }
+
+ private:
+  Gate& gate_;
+};
 
 // Raises `flag` when its scope ends, however it ends. Declared after a Thread
 // that loops until the flag, so a failing check unwinds instead of joining a

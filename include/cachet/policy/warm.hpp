@@ -139,10 +139,10 @@ class Warmer {
       Outcome o;
       try {
         o = warm_batch(batches_[b]);
-      } catch (const std::exception& e) {  // the loader's, or a batch it answered wrongly
+      } catch (const std::exception& e) {  // the loader's or tags callback's, or a batch answered wrongly
         o.error = e.what();
       } catch (...) {
-        o.error = "unknown exception from the batch loader";
+        o.error = "unknown exception from the batch loader or tags callback";
       }
       report(batches_[b], o);
     }
@@ -168,7 +168,7 @@ class Warmer {
   }
 
   // Writes a batch; when a tag invalidation ran since `epoch` was read (before
-  // the load), its tagged writes are refused: counted as kept and stale_write_refused.
+  // the load), its tagged writes are refused and counted as kept (see current()).
   Outcome write(const std::vector<std::string>& keys, const std::vector<std::optional<V>>& loaded,
                 const std::vector<std::string>& watch, const std::vector<std::optional<std::string>>& seen,
                 const std::string* epoch) {
@@ -190,24 +190,20 @@ class Warmer {
     TagBuffers tagged;  // the writes view it
     access_.tags_of(writes, values, tagged);  // the tags callback, outside the breaker: its throw is no outage
     std::size_t refused = 0;  // tagged writes dropped: the epoch moved
-    const auto stamp_and_write = [&] {  // tagged as the cache tags its loads (stamped on Redis Cluster)
-      std::vector<StoreWrite> kept;
-      std::span<const StoreWrite> sent = writes;
-      if (!current(writes, epoch, tagged)) sent = kept = access_.untagged(writes, tagged);
-      refused = writes.size() - sent.size();
-      if (!sent.empty()) r = cache_.store().write_many(sent);
-    };
-    if (!writes.empty() && !access_.guarded(stamp_and_write, false)) return {0, "redis unreachable"};
-    access_.count(Event::stale_write_refused, refused);
+    const auto still = [&] { return current(epoch, tagged); };
+    const auto send = [&] { r = access_.send_current(writes, epoch, tagged, refused, still); };
+    if (!writes.empty() && !access_.guarded(send, false)) return {0, "redis unreachable"};
     if (r.failed != 0) return {0, "redis refused " + std::to_string(r.failed) + " writes: " + r.first_error};
     return {r.superseded + refused, {}};
   }
 
-  // stamp_tags: false when the epoch moved. On one server the write script checks
-  // it too, refusing as superseded (kept); read here first, such a refusal is
-  // also counted as stale_write_refused, as on a cluster (a GET per tagged batch).
-  bool current(std::span<StoreWrite> writes, const std::string* epoch, TagBuffers& tagged) {
-    if (!access_.stamp_tags(writes, epoch, tagged)) return false;
+  // After stamping: whether the epoch is still `epoch`. Where tags are sets (one
+  // server, or a cluster under HashTag::ns) the write script checks it too, and it
+  // is read again here (a GET): an invalidation before this GET drops the tagged
+  // writes, counted as kept and stale_write_refused (as stamping does on a cluster);
+  // one landing between this GET and the script is refused by the script as
+  // superseded, counted as kept only.
+  bool current(const std::string* epoch, const TagBuffers& tagged) {
     const bool any = std::find(tagged.tagged.begin(), tagged.tagged.end(), true) != tagged.tagged.end();
     return !epoch || !any || access_.versioned_tags() || access_.tag_epoch() == *epoch;
   }

@@ -23,7 +23,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cassert>
 #include <chrono>
 #include <concepts>
 #include <functional>
@@ -180,7 +179,7 @@ class CacheCore {
     return tags_for_ && value ? tags_for_(*value) : std::vector<std::string>{};
   }
   void tag_writes(std::span<StoreWrite> writes, std::vector<std::vector<std::string>> tags, TagBuffers& keep) {
-    assert(tags.size() == writes.size());
+    if (tags.size() != writes.size()) throw std::logic_error("cachet: tag_writes: one tag list per write");
     keep.tags = std::move(tags);
     keep.sets.assign(writes.size(), {});
     keep.tagged.assign(writes.size(), false);
@@ -197,7 +196,7 @@ class CacheCore {
   // (read before a load; nullptr: none) moved: the tagged writes must not be stored (see
   // TagVersions). On one server's tag sets they carry `epoch`, which their script checks.
   bool stamp_tags(std::span<StoreWrite> writes, const std::string* epoch, TagBuffers& keep) {
-    assert(keep.tagged.size() == writes.size() && "stamp_tags: tags_of first");
+    if (keep.tagged.size() != writes.size()) throw std::logic_error("cachet: stamp_tags: tags_of first");
     if (!versioned_tags_) {
       if (epoch) keep.epoch_key = keys_.tag_epoch();
       for (std::size_t i = 0; epoch && i < writes.size(); ++i)

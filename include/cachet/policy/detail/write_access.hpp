@@ -9,12 +9,12 @@
 //   forgetting(keys)    over a TieredStore, evicts `keys` from L1 when the result goes
 //   tags_of(w, v, k)    tags store writes as the cache tags its loaded values: the tags callback, no Redis
 //   stamp_tags(w, k)    then, on Redis Cluster, stamps them with the tags' versions (a read)
-//   read_epoch(e), stamp_tags(w, e, k)  a bulk load's (warm's) tag epoch, its tagged writes refused if it moved
+//   read_epoch(e), send_current(w, e, k, n, c)  a bulk load's (warm's) tag epoch, its tagged writes refused if it moved
 //   versioned_tags()    whether the cache's tags are version counters (Redis Cluster)
 
 #include <cachet/policy/cache_aside.hpp>
 
-#include <cstdint>
+#include <cstddef>
 #include <optional>
 #include <span>
 #include <string>
@@ -60,19 +60,17 @@ class WriteAccess {
   }
   void stamp_tags(std::span<StoreWrite> writes, TagBuffers& keep) const { cache_.stamp_tags(writes, nullptr, keep); }
   // For a bulk load (warm), as a CacheAside's load: the tag epoch read before it
-  // (false: Redis not reached), and its writes stamped against it: false when it
-  // moved, and the tagged writes must be dropped (untagged() keeps the rest).
+  // (false: Redis not reached), and its writes stamped and sent as a get_many's,
+  // the tagged ones dropped (`refused`) when it moved or `current()` says so.
   using Epoch = typename Cache::Epoch;
   bool read_epoch(Epoch& epoch) const { return cache_.read_epoch(epoch); }
-  bool stamp_tags(std::span<StoreWrite> writes, const std::string* epoch, TagBuffers& keep) const {
-    return cache_.stamp_tags(writes, epoch, keep);
-  }
-  std::vector<StoreWrite> untagged(std::span<const StoreWrite> writes, const TagBuffers& keep) const {
-    return cache_.untagged(writes, keep);
+  template <class Current>
+  BatchWriteResult send_current(std::span<StoreWrite> writes, const std::string* epoch, TagBuffers& keep,
+                                std::size_t& refused, Current&& current) const {
+    return cache_.send_current(writes, epoch, keep, refused, std::forward<Current>(current));
   }
   // The epoch now (a GET): the caller's own check, besides the one-server write script's.
   std::string tag_epoch() const { return cache_.tag_versions().epoch(); }
-  void count(Event e, std::uint64_t n = 1) const { cache_.metrics_->count(e, n); }
   bool versioned_tags() const noexcept { return cache_.versioned_tags_; }
 
  private:

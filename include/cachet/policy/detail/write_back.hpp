@@ -149,12 +149,31 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
     metrics_->count(Event::cache_write_error, reached ? refused : entries.size());
   }
 
-  // The writes stamp_tags refused (false) dropped: the untagged ones, to send.
-  static std::vector<StoreWrite> untagged(std::span<const StoreWrite> writes, const TagBuffers& keep) {
-    std::vector<StoreWrite> out;
-    for (std::size_t i = 0; i < writes.size(); ++i)
-      if (!keep.tagged[i]) out.push_back(writes[i]);
-    return out;
+  // A batch's writes (tagged into `keep`) stamped and sent in one pipeline. When the
+  // epoch moved during the load (stamp_tags false, or then `current()`: a caller's
+  // own check) only the untagged ones are sent; the tagged, in `refused`, are
+  // counted stale_write_refused once Redis answered the send. Returns the store's
+  // answer; throws Redis errors.
+  template <class Current>
+  BatchWriteResult send_current(std::span<StoreWrite> writes, const std::string* epoch, TagBuffers& keep,
+                                std::size_t& refused, Current&& current) {
+    std::span<const StoreWrite> sent = writes;
+    std::vector<StoreWrite> kept;  // when the epoch moved: the untagged writes
+    if (!stamp_tags(writes, epoch, keep) || !current()) {
+      for (std::size_t i = 0; i < writes.size(); ++i)
+        if (!keep.tagged[i]) kept.push_back(writes[i]);
+      sent = kept;
+    }
+    refused = writes.size() - sent.size();
+    // Counted once the send is answered: a batch Redis never got is a cache write error only.
+    try {
+      BatchWriteResult r = sent.empty() ? BatchWriteResult{} : store_.write_many(sent);
+      metrics_->count(Event::stale_write_refused, refused);
+      return r;
+    } catch (const BatchWriteError&) {  // answered, some of the sent refused
+      metrics_->count(Event::stale_write_refused, refused);
+      throw;
+    }
   }
 
  private:
@@ -198,17 +217,10 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
                     const std::string* epoch) {
     if constexpr (ConditionalStore<S>) {
       if (!writes.empty()) {
-        std::span<const StoreWrite> sent = writes;
-        std::vector<StoreWrite> kept;  // when an invalidation ran during the load: the untagged writes
-        if (!stamp_tags(writes, epoch, keep)) {
-          kept = untagged(writes, keep);
-          metrics_->count(Event::stale_write_refused, writes.size() - kept.size());
-          sent = kept;
-        }
-        if (sent.empty()) return;
-        const BatchWriteResult r = store_.write_many(sent);
+        std::size_t refused = 0;
+        const BatchWriteResult r = send_current(writes, epoch, keep, refused, [] { return true; });
         metrics_->count(Event::stale_write_refused, r.superseded);
-        if (r.failed != 0) throw BatchWriteError(r.first_error, r.failed, sent.size());
+        if (r.failed != 0) throw BatchWriteError(r.first_error, r.failed, writes.size() - refused);
         return;
       }
     }
@@ -216,7 +228,7 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
   }
 
   // The store write of a loaded entry, conditional on `watch` when it has a key
-  // (tags_of tags it).
+  // (tag_writes tags it).
   static StoreWrite write_of(const StoreEntry& entry, const Watch& watch) {
     StoreWrite w{entry.key, entry.value, entry.ttl};
     if (!watch.key.empty()) {

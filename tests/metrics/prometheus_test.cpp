@@ -92,7 +92,7 @@ cachet_writes_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
 # HELP cachet_write_errors_total Database writes that failed.
 # TYPE cachet_write_errors_total counter
 cachet_write_errors_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
-# HELP cachet_stale_writes_refused_total Cache writes refused as older: a newer version is cached, or a put overtook the load.
+# HELP cachet_stale_writes_refused_total Cache writes refused as stale: a newer version cached, a put or a tag invalidation during the load.
 # TYPE cachet_stale_writes_refused_total counter
 cachet_stale_writes_refused_total{cache="say \"hi\"\\",prefix="shop:pro\nduct"} 0
 # HELP cachet_writes_unrepaired_total Written keys that could be neither updated nor deleted in the cache (stale until their TTL).

@@ -47,3 +47,19 @@ TEST_CASE("RedisCounterQueue: a left-over batch keeps its number whatever the pa
   four.done(again->number);
   CHECK(two.pending(id) == 0);
 }
+
+// Its number evicted (allkeys-*) or deleted by hand, a left-over batch could be
+// counted twice under a new one: the hand-over says so instead.
+TEST_CASE("RedisCounterQueue: a left-over batch whose number is gone is a clear error, not a new number") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  auto admin = server.connect();
+  cachet::RedisCounterQueue counts(cachet::RedisStore(pool), "cqe");
+  counts.increment("a", 2);
+  REQUIRE(counts.hand_over());  // a flush that fails: left over
+  const cachet::Reply keys = admin.command({"KEYS", "*batch*"});
+  REQUIRE(keys.size() == 1);
+  admin.command({"DEL", keys[0].as_string()});
+  CHECK_THROWS_WITH(counts.hand_over(), Catch::Contains("have no batch number"));
+  CHECK(counts.pending("a") == 2);  // the counts are still there
+}

@@ -53,7 +53,7 @@ inline constexpr std::array<CounterSeries, event_count> counter_series{{
     {Event::write, "cachet_writes_total", "Writes through a write policy.", {}},
     {Event::write_error, "cachet_write_errors_total", "Database writes that failed.", {}},
     {Event::stale_write_refused, "cachet_stale_writes_refused_total",
-     "Cache writes refused as older: a newer version is cached, or a put overtook the load.", {}},
+     "Cache writes refused as stale: a newer version cached, a put or a tag invalidation during the load.", {}},
     {Event::write_unrepaired, "cachet_writes_unrepaired_total",
      "Written keys that could be neither updated nor deleted in the cache (stale until their TTL).", {}},
     {Event::queue_full, "cachet_queue_full_total", "Write-behind writes that found the queue at its bound.", {}},

@@ -124,7 +124,8 @@ if left_over == 0 then
   end
   redis.call('SET', KEYS[3], string.format('%d', n))
 elseif ARGV[1] == '1' then
-  redis.call('SET', KEYS[3], redis.call('GET', KEYS[3]))
+  local b = redis.call('GET', KEYS[3])
+  if b then redis.call('SET', KEYS[3], b) end
 end
 return {redis.call('GET', KEYS[3]), left_over, redis.call('HGETALL', KEYS[2])}
 )lua");
@@ -136,6 +137,9 @@ return {redis.call('GET', KEYS[3]), left_over, redis.call('HGETALL', KEYS[2])}
       return batch;
     });
     if (r.is_nil()) return std::nullopt;
+    if (r[0].is_nil())  // evicted or deleted by hand: a new number could count the batch twice
+      throw Error("cachet: the counts being flushed in " + p.flushing + " have no batch number (" + p.batch +
+                          " is gone); flush them by hand, then delete " + p.flushing);
     CounterBatch b;
     b.number = batch_number(to_int(r[0].as_string()), partition);
     b.left_over = r[1].as_integer() == 1;

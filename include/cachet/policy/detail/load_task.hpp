@@ -37,6 +37,7 @@ class CacheLoad : public CacheWriteBack<V, C, G, S, Clk> {
     std::string key;                                 // the write version's key, once read
     std::optional<std::string> version;              // nullopt: no put yet
     typename Base::Epoch epoch;                      // see read_seen
+    bool epoch_unknown = false;                      // flight_key could not read it: not asked again
   };
 
   // One guarded load: what a guard is given (the protocol is in guard/concepts.hpp).
@@ -126,7 +127,7 @@ class CacheLoad : public CacheWriteBack<V, C, G, S, Clk> {
     if (write && watch_writes_ && !marked(k, mark)) write = false;  // nothing may be stored unwatched
     const Watch w{mark.key, mark.state == WriteMark::known ? &mark.version : nullptr};  // key empty: unwatched
     // Before the loader (see TagVersions); read with the write version when watched.
-    if (write && !read_epoch(mark.epoch)) write = false;
+    if (write && (mark.epoch_unknown || !read_epoch(mark.epoch))) write = false;
     const std::string* e = mark.epoch.get();
     const auto started = std::chrono::steady_clock::now();
     auto result = call_loader([&] { return loader(id); });
@@ -162,7 +163,10 @@ class CacheLoad : public CacheWriteBack<V, C, G, S, Clk> {
       prefix = mark.version ? sized(*mark.version) : "-";
     }
     if (tags_for_) {
-      if (!(reachable || mark.epoch.value) || !read_epoch(mark.epoch)) return "?" + k;
+      if (!(reachable || mark.epoch.value) || !read_epoch(mark.epoch)) {
+        mark.epoch_unknown = true;  // one timeout per miss, not two: load() stores nothing
+        return "?" + k;
+      }
       prefix += "e" + sized(*mark.epoch.value);
     }
     return prefix + k;

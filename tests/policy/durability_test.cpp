@@ -127,10 +127,17 @@ class Replicated {
   long long calls_on_master(const std::string& key, const std::string& command) {
     return cachet::test::command_calls(shard_of(key).master, command);
   }
-  // Keys matching `pattern` on every master.
+  // Keys matching `pattern` on every master (SCAN, as cachet itself never sends KEYS).
   std::size_t keys(const std::string& pattern) {
     std::size_t n = 0;
-    for (Shard& s : shards_) n += s.master.command({"KEYS", pattern}).size();
+    for (Shard& s : shards_) {
+      std::string cursor = "0";
+      do {
+        const cachet::Reply page = s.master.command({"SCAN", cursor, "MATCH", pattern, "COUNT", 1000});
+        cursor = std::string(page[0].as_string());
+        n += page[1].size();
+      } while (cursor != "0");
+    }
     return n;
   }
   void reset_stats() {

@@ -189,23 +189,14 @@ class Warmer {
     BatchWriteResult r;
     TagBuffers tagged;  // the writes view it
     access_.tags_of(writes, values, tagged);  // the tags callback, outside the breaker: its throw is no outage
-    std::size_t refused = 0;  // tagged writes dropped: the epoch moved
-    const auto still = [&] { return current(epoch, tagged); };
-    const auto send = [&] { r = access_.send_current(writes, epoch, tagged, refused, still); };
+    std::size_t refused = 0;  // tagged writes dropped: the epoch moved (stamped on Redis Cluster)
+    const auto send = [&] { r = access_.send_current(writes, epoch, tagged, refused); };
     if (!writes.empty() && !access_.guarded(send, false)) return {0, "redis unreachable"};
     if (r.failed != 0) return {0, "redis refused " + std::to_string(r.failed) + " writes: " + r.first_error};
+    // Where tags are sets (one server, HashTag::ns) the write script refused them:
+    // counted as send_current counts those it dropped.
+    cache_.metrics().count(Event::stale_write_refused, r.stale_tags);
     return {r.superseded + refused, {}};
-  }
-
-  // After stamping: whether the epoch is still `epoch`. Where tags are sets (one
-  // server, or a cluster under HashTag::ns) the write script checks it too, and it
-  // is read again here (a GET): an invalidation before this GET drops the tagged
-  // writes, counted as kept and stale_write_refused (as stamping does on a cluster);
-  // one landing between this GET and the script is refused by the script as
-  // superseded, counted as kept only.
-  bool current(const std::string* epoch, const TagBuffers& tagged) {
-    const bool any = std::find(tagged.tagged.begin(), tagged.tagged.end(), true) != tagged.tagged.end();
-    return !epoch || !any || access_.versioned_tags() || access_.tag_epoch() == *epoch;
   }
 
   void report(const std::vector<std::size_t>& batch, const Outcome& o) {

@@ -113,6 +113,7 @@ struct StoreWrite {
 
 struct BatchWriteResult {
   std::size_t superseded = 0;
+  std::size_t stale_tags = 0;  // of the superseded: a tag invalidation ran since the load (StoreWrite::tag_epoch)
   std::size_t lock_lost = 0;
   std::size_t failed = 0;  // refused by the server (OOM, say)
   std::string first_error;

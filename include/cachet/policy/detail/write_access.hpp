@@ -61,16 +61,14 @@ class WriteAccess {
   void stamp_tags(std::span<StoreWrite> writes, TagBuffers& keep) const { cache_.stamp_tags(writes, nullptr, keep); }
   // For a bulk load (warm), as a CacheAside's load: the tag epoch read before it
   // (false: Redis not reached), and its writes stamped and sent as a get_many's,
-  // the tagged ones dropped (`refused`) when it moved or `current()` says so.
+  // the tagged ones dropped (`refused`) when it moved (on one server their
+  // scripts refuse them: BatchWriteResult::stale_tags).
   using Epoch = typename Cache::Epoch;
   bool read_epoch(Epoch& epoch) const { return cache_.read_epoch(epoch); }
-  template <class Current>
   BatchWriteResult send_current(std::span<StoreWrite> writes, const std::string* epoch, TagBuffers& keep,
-                                std::size_t& refused, Current&& current) const {
-    return cache_.send_current(writes, epoch, keep, refused, std::forward<Current>(current));
+                                std::size_t& refused) const {
+    return cache_.send_current(writes, epoch, keep, refused);
   }
-  // The epoch now (a GET): the caller's own check, besides the one-server write script's.
-  std::string tag_epoch() const { return cache_.tag_versions().epoch(); }
   bool versioned_tags() const noexcept { return cache_.versioned_tags_; }
 
  private:

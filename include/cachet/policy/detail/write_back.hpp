@@ -150,16 +150,16 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
   }
 
   // A batch's writes (tagged into `keep`) stamped and sent in one pipeline. When the
-  // epoch moved during the load (stamp_tags false, or then `current()`: a caller's
-  // own check) only the untagged ones are sent; the tagged, in `refused`, are
-  // counted stale_write_refused once Redis answered the send. Returns the store's
-  // answer; throws Redis errors.
-  template <class Current>
+  // epoch moved during the load (stamp_tags false, on Redis Cluster) only the
+  // untagged ones are sent; the tagged, in `refused`, are counted
+  // stale_write_refused once Redis answered the send. On one server's tag sets the
+  // scripts refuse them (BatchWriteResult::stale_tags). Returns the store's answer;
+  // throws Redis errors.
   BatchWriteResult send_current(std::span<StoreWrite> writes, const std::string* epoch, TagBuffers& keep,
-                                std::size_t& refused, Current&& current) {
+                                std::size_t& refused) {
     std::span<const StoreWrite> sent = writes;
     std::vector<StoreWrite> kept;  // when the epoch moved: the untagged writes
-    if (!stamp_tags(writes, epoch, keep) || !current()) {
+    if (!stamp_tags(writes, epoch, keep)) {
       for (std::size_t i = 0; i < writes.size(); ++i)
         if (!keep.tagged[i]) kept.push_back(writes[i]);
       sent = kept;
@@ -218,7 +218,7 @@ class CacheWriteBack : public CacheLookup<V, C, G, S, Clk> {
     if constexpr (ConditionalStore<S>) {
       if (!writes.empty()) {
         std::size_t refused = 0;
-        const BatchWriteResult r = send_current(writes, epoch, keep, refused, [] { return true; });
+        const BatchWriteResult r = send_current(writes, epoch, keep, refused);
         metrics_->count(Event::stale_write_refused, r.superseded);
         if (r.failed != 0) throw BatchWriteError(r.first_error, r.failed, writes.size() - refused);
         return;

@@ -85,7 +85,8 @@ inline const Script& value_write_script() {
   // prune sample, #tag sets, token ('' without a lock), release, channel, version ('' without),
   // version TTL ms, delete, watch ('' without, '0' expect absent, '1' expect ARGV[12]), seen,
   // only if absent ('1'), tag epoch ('1' with), the epoch seen ('': absent).
-  // Returns 1 written, 0 the lock was lost, -1 superseded (and the lock released).
+  // Returns 1 written, 0 the lock was lost, -1 superseded, -2 superseded because
+  // the tag epoch moved (the lock released for both).
   static const Script script(std::string(tag_value_lua) + bump_lua() + R"lua(
 local ttl, sample, ntags = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local at, lock, version, watch, epoch = ntags + 2, nil, nil, nil, nil
@@ -105,7 +106,7 @@ if watch then
   local now = redis.call('GET', watch)
   if (ARGV[11] == '0' and now) or (ARGV[11] == '1' and now ~= ARGV[12]) then release() return -1 end
 end
-if epoch and (redis.call('GET', epoch) or '') ~= ARGV[15] then release() return -1 end
+if epoch and (redis.call('GET', epoch) or '') ~= ARGV[15] then release() return -2 end
 if version then
   local keep = math.max(redis.call('PTTL', version), tonumber(ARGV[9]))
   if ARGV[8] == '+' then
@@ -239,6 +240,7 @@ class BatchedWrites {
       } else if (scripted(i)) {
         const WriteResult r = ValueWriteCall::result(replies[i]);
         out.superseded += r == WriteResult::superseded ? 1 : 0;
+        out.stale_tags += replies[i].as_integer() == -2 ? 1 : 0;
         out.lock_lost += r == WriteResult::lock_lost ? 1 : 0;
       }
     }

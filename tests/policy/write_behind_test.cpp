@@ -104,10 +104,18 @@ void kill_clients(cachet::Connection& conn, std::string_view command) {
 
 using steady = std::chrono::steady_clock;
 
-// A server that loads its keys at 50 us (or more) each after a restart or DEBUG
-// RELOAD, answering LOADING meanwhile: 20,000 keys make ~1 s.
+// A server that loads its keys at 1 ms (or more) each after a restart or DEBUG
+// RELOAD, answering LOADING meanwhile. Few long sleeps, not many short ones: a
+// loaded machine stretches each usleep by about the same amount, and 50,000
+// sleeps of 50 us once made 30 s. Each key is bigger than the events interval,
+// so the server answers (LOADING) between any two keys.
 cachet::testing::RedisServerOptions loads_slowly() {
-  return {.config = {"key-load-delay 50", "loading-process-events-interval-bytes 1024"}};
+  return {.config = {"key-load-delay 1000", "loading-process-events-interval-bytes 1024"}};
+}
+
+// Fills `conn`'s server with `keys` keys for loads_slowly(): ~`keys` ms of LOADING.
+void fill_for_loading(cachet::Connection& conn, int keys) {
+  conn.command({"DEBUG", "POPULATE", keys, "filler", 1100});
 }
 
 // How many replies were LOADING errors (INFO errorstats; INFO is served while loading).
@@ -121,23 +129,25 @@ long long loading_replies(cachet::Connection& conn) {
 // Writes `id` until a write is accepted (or 30 s pass); returns when it was.
 template <class Cache>
 steady::time_point accepted_write(Cache& cache, const std::string& id) {
-  for (const auto until = steady::now() + 30s; steady::now() < until; std::this_thread::sleep_for(1ms)) {
+  std::string last_error;
+  for (const auto until = steady::now() + 120s; steady::now() < until; std::this_thread::sleep_for(1ms)) {
     try {
       cache.write(id, "back");
       return steady::now();
-    } catch (const cachet::Error&) {  // Redis not back yet (a breaker open, LOADING)
+    } catch (const cachet::Error& e) {  // Redis not back yet (a breaker open, LOADING)
+      last_error = e.what();
     }
   }
-  FAIL("no write accepted in 30 s");
+  FAIL("no write accepted in 120 s; the last refusal: " << last_error);
   return {};
 }
 
 // flush() until it drains, through the errors of pooled connections a restart closed.
 template <class Cache>
 bool flushed(Cache& cache) {
-  for (const auto until = steady::now() + 10s; steady::now() < until;) {
+  for (const auto until = steady::now() + 60s; steady::now() < until;) {
     try {
-      return cache.flush(10s).drained;
+      return cache.flush(60s).drained;
     } catch (const cachet::ConnectionError&) {
     }
   }
@@ -350,7 +360,7 @@ TEST_CASE("flush() waits through Redis reloading its data set (LOADING) instead 
   StringCache<cachet::NoGuard> entries(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-flush-loading"));
   auto cache = cachet::write_behind(entries, writer, cachet::test::flusher_options());
   auto conn = server.connect();
-  conn.command({"DEBUG", "POPULATE", 20000, "filler"});  // ~1 s of LOADING
+  fill_for_loading(conn, 1000);  // ~1 s of LOADING
   cache.write("1", "a");
   writer.gate->entered.get_future().wait();  // the batch is held in the database: flush() must wait
   auto flushing = std::async(std::launch::async, [&] { return cache.flush(60s); });
@@ -475,7 +485,7 @@ TEST_CASE("after a 1.5 s outage, writes are accepted and flushed soon after Redi
 }
 
 TEST_CASE("Redis loading its data set (LOADING) does not grow the flusher's back-off: it flushes soon after", "[single-server]") {
-  // 50,000 keys below at 50 us each: ~2.5 s of LOADING after a restart (more: usleep overshoots).
+  // 2,500 keys below at 1 ms each: ~2.5 s of LOADING after a restart (more: usleep overshoots).
   cachet::testing::RedisServer server(loads_slowly());
   auto redis = cachet::test::quick_to_fail(server);
   const cachet::BackoffOptions steep{100ms, 10s, 2.0, 0.0};  // each failure would double the flusher's wait
@@ -491,7 +501,7 @@ TEST_CASE("Redis loading its data set (LOADING) does not grow the flusher's back
   writes.write("0", "v");
   REQUIRE(flusher.flush(10s));
   auto conn = server.connect();
-  conn.command({"DEBUG", "POPULATE", 50000, "filler"});
+  fill_for_loading(conn, 2500);
   conn.command({"SAVE"});
   const auto errors_before = flusher.cache().metrics().value(Event::redis_error);
   const auto restarted = steady::now();

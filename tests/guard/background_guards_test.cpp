@@ -90,9 +90,10 @@ TEST_CASE("executor: a job that throws does not take its worker down") {
 TEMPLATE_TEST_CASE("stale-while-revalidate: 1000 reads get the stale value at once, one refresh replaces it", "", cachet::RedisStore, cachet::test::StringTier) {
   auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options(), {.size = 16, .wait_timeout = 5s});
+  cachet::test::TestStore<TestType> store(pool);
   cachet::ManualClock clock;
   using G = cachet::GuardStack<cachet::StaleWhileRevalidate, cachet::SingleFlight, cachet::RedisLockGuard>;
-  Cache<G, TestType> cache(cachet::test::test_store<TestType>(pool), options(), {}, G({}, {}, cachet::RedisLockGuard(pool)), cachet::ClockRef(clock));
+  Cache<G, TestType> cache(store.make(), options(), {}, G({}, {}, cachet::RedisLockGuard(pool)), cachet::ClockRef(clock));
   std::atomic<int> calls{0};
   std::promise<void> go;
   const GatedLoader load{&calls, go.get_future().share()};
@@ -157,11 +158,12 @@ TEST_CASE("early expiration: picks follow XFetch's exp(-gap / (compute_time * be
 TEMPLATE_TEST_CASE("early expiration: recomputed before expiry, one at a time, no reader waits", "", cachet::RedisStore, cachet::test::StringTier) {
   auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options(), {.size = 16, .wait_timeout = 5s});
+  cachet::test::TestStore<TestType> store(pool);
   cachet::ManualClock clock;
   using G = cachet::GuardStack<cachet::EarlyExpiration, cachet::SingleFlight, cachet::RedisLockGuard>;
   auto o = options();
   o.ttl = cachet::TtlPolicy({.fresh = 10s, .stale = 0s, .jitter = 0});
-  Cache<G, TestType> cache(cachet::test::test_store<TestType>(pool), o, {}, G({}, {}, cachet::RedisLockGuard(pool)), cachet::ClockRef(clock));
+  Cache<G, TestType> cache(store.make(), o, {}, G({}, {}, cachet::RedisLockGuard(pool)), cachet::ClockRef(clock));
   std::atomic<int> loads{0}, active{0}, most_active{0};
   auto load = [&](std::string_view) {
     const int now_active = ++active;
@@ -203,10 +205,11 @@ TEMPLATE_TEST_CASE("early expiration: recomputed before expiry, one at a time, n
 TEMPLATE_TEST_CASE("fail-safe: a database down for 10 s, every read served stale, one load per hold-back period", "", cachet::RedisStore, cachet::test::StringTier) {
   auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
+  cachet::test::TestStore<TestType> store(pool);
   cachet::ManualClock clock;
   // SingleFlight outside FailSafe: the hold-back is recorded before the flight ends.
   using G = cachet::GuardStack<cachet::SingleFlight, cachet::FailSafe>;
-  Cache<G, TestType> cache(cachet::test::test_store<TestType>(pool), options(), {}, G({}, cachet::FailSafe({.max_stale = 1h, .hold_back = 1s})),
+  Cache<G, TestType> cache(store.make(), options(), {}, G({}, cachet::FailSafe({.max_stale = 1h, .hold_back = 1s})),
                  cachet::ClockRef(clock));
   REQUIRE(cache.get_or_load("k", [](std::string_view) { return std::string("v1"); }) == "v1");
   clock.advance(2s);
@@ -269,8 +272,9 @@ TEST_CASE("fail-safe: without a stale value, or with one older than max_stale, t
 TEMPLATE_TEST_CASE("load timeouts: soft serves the stale value, hard throws, and the load still caches its value", "", cachet::RedisStore, cachet::test::StringTier) {
   auto& server = cachet::test::clean_target();
   cachet::Pool pool(server.connection_options());
+  cachet::test::TestStore<TestType> store(pool);
   cachet::ManualClock clock;
-  Cache<cachet::LoadTimeout, TestType> cache(cachet::test::test_store<TestType>(pool), options(), {},
+  Cache<cachet::LoadTimeout, TestType> cache(store.make(), options(), {},
                                    cachet::LoadTimeout({.soft = 20ms, .hard = 100ms}), cachet::ClockRef(clock));
   std::atomic<int> calls{0};
   std::promise<void> go;

@@ -32,6 +32,7 @@ using namespace cachet::test;
 TEMPLATE_TEST_CASE("64 threads miss one key at once: the loader runs once", "", cachet::RedisStore, cachet::test::StringTier) {
   auto& server = clean_target();
   cachet::Pool pool(server.connection_options(), roomy());
+  TestStore<TestType> store(pool);
   std::atomic<int> loads{0};
   std::latch start(64);
   std::atomic<bool> all_waited{false};
@@ -50,12 +51,12 @@ TEMPLATE_TEST_CASE("64 threads miss one key at once: the loader runs once", "", 
     CHECK(got == std::vector<std::string>(64, "value"));
   };
   SECTION("SingleFlight in front of the lock") {
-    StringCache<cachet::StampedeGuard, TestType> cache(test_store<TestType>(pool), guard_options(), {}, stampede_guard(pool));
+    StringCache<cachet::StampedeGuard, TestType> cache(store.make(), guard_options(), {}, stampede_guard(pool));
     run(cache, 0);
     CHECK(cache.metrics().value(cachet::Event::load) == 1);
   }
   SECTION("the lock alone: 63 waiters, woken by the release") {
-    StringCache<cachet::RedisLockGuard, TestType> cache(test_store<TestType>(pool), guard_options(), {}, cachet::RedisLockGuard(pool));
+    StringCache<cachet::RedisLockGuard, TestType> cache(store.make(), guard_options(), {}, cachet::RedisLockGuard(pool));
     run(cache, 63);
     CHECK(all_waited);  // every other caller missed while the lock was held, and waited
     CHECK(cache.metrics().value(cachet::Event::lock_wait) == 63);
@@ -117,8 +118,9 @@ TEMPLATE_TEST_CASE("fencing: a holder whose lease ran out neither overwrites, ta
   auto& server = clean_target();
   auto conn = server.connect();
   cachet::Pool pool_a(server.connection_options()), pool_b(server.connection_options());
-  StringCache<cachet::RedisLockGuard, TestType> a(test_store<TestType>(pool_a), guard_options(), {}, cachet::RedisLockGuard(pool_a));
-  StringCache<cachet::RedisLockGuard, TestType> b(test_store<TestType>(pool_b), guard_options("b"), {}, cachet::RedisLockGuard(pool_b));
+  TestStore<TestType> store_a(pool_a), store_b(pool_b);
+  StringCache<cachet::RedisLockGuard, TestType> a(store_a.make(), guard_options(), {}, cachet::RedisLockGuard(pool_a));
+  StringCache<cachet::RedisLockGuard, TestType> b(store_b.make(), guard_options("b"), {}, cachet::RedisLockGuard(pool_b));
   // Tagged loads: the fenced write and the tagging are one script, so a refused write tags nothing.
   a.tag_loaded_values([](const std::string& v) { return std::vector<std::string>{"by:" + v}; });
   b.tag_loaded_values([](const std::string& v) { return std::vector<std::string>{"by:" + v}; });
@@ -184,10 +186,11 @@ TEMPLATE_TEST_CASE("a locked watched tagged load overtaken by a tag invalidation
   if (!tiered) hash_tags.push_back(cachet::HashTag::ns);  // one script on a cluster too (the tier tracks "t:" only)
   for (const cachet::HashTag h : hash_tags) {
     cachet::Pool pool(server.connection_options());
+    TestStore<TestType> store(pool);
     cachet::CacheOptions o = guard_options(std::string(tiered ? "combined-tier-" : "combined-") + std::to_string(int(h)));
     o.keys.hash_tag = h;
     const cachet::RedisLockGuardOptions slow_poll{.poll_min = 3s, .poll_max = 3s};
-    StringCache<cachet::RedisLockGuard, TestType> cache(test_store<TestType>(pool), o, {},
+    StringCache<cachet::RedisLockGuard, TestType> cache(store.make(), o, {},
                                                          cachet::RedisLockGuard(pool, slow_poll));
     cache.tag_loaded_values([](const std::string&) { return std::vector<std::string>{"all"}; });
     auto written = cachet::write_through(cache, [](std::string_view, const std::string&) {});

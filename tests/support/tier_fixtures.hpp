@@ -70,19 +70,27 @@ inline StringTier string_tier(Pool& pool, Tracking* tracking, TieredOptions opti
   return StringTier(ValueStore<std::string>({.max_entries = 10'000}), RedisStore(pool), tracking, options);
 }
 
-// One tracking per test process, on the shared test server, for the tests
-// that run both with and without the tier.
-inline Tracking& shared_tracking() {
-  static Tracking tracking(server().connection_options(), quick_tracking());
-  if (!tracking.wait_live(std::chrono::seconds(5))) throw std::runtime_error("tracking did not come up");
-  return tracking;
-}
-
-// The store of such a test: RedisStore, or the tier over it.
+// The store of a test that runs both with and without the tier, over the
+// test's `pool`: RedisStore, or the tier with its own tracking of `pool` (on a
+// cluster every master of the pool's slot map; TieredStore requires it to be
+// the store's own pool there). Declare it before the cache: it outlives it.
 template <class S>
-S test_store(Pool& pool) {
-  if constexpr (std::same_as<S, StringTier>) return string_tier(pool, &shared_tracking());
-  else return RedisStore(pool);
-}
+class TestStore {
+ public:
+  explicit TestStore(Pool& pool) : pool_(pool) {
+    if constexpr (std::same_as<S, StringTier>) {
+      tracking_.emplace(pool, quick_tracking());
+      if (!tracking_->wait_live(std::chrono::seconds(10))) throw std::runtime_error("tracking did not come up");
+    }
+  }
+  S make() {
+    if constexpr (std::same_as<S, StringTier>) return string_tier(pool_, &*tracking_);
+    else return RedisStore(pool_);
+  }
+
+ private:
+  Pool& pool_;
+  std::optional<Tracking> tracking_;
+};
 
 }  // namespace cachet::test

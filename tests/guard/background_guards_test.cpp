@@ -7,10 +7,12 @@
 #include <cachet/guard/stack.hpp>
 #include <cachet/guard/stale_while_revalidate.hpp>
 #include <cachet/policy/cache_aside.hpp>
+#include <cachet/policy/write_through.hpp>
 
 #include <catch2/catch.hpp>
 #include <support/concurrency.hpp>
 #include <support/errors.hpp>
+#include <support/client.hpp>
 #include <support/guard_fixtures.hpp>
 #include <support/server.hpp>
 #include <support/tier_fixtures.hpp>
@@ -292,4 +294,24 @@ TEMPLATE_TEST_CASE("load timeouts: soft serves the stale value, hard throws, and
   // A load that fails fast reports its own error, not a timeout.
   auto failing = [](std::string_view) -> std::string { throw std::invalid_argument("bad id"); };
   CHECK(cachet::test::throws_exactly<std::invalid_argument>([&] { cache.get_or_load("bad", failing); }));
+}
+
+// SingleFlight outside the timeout reads the key's write version for its flight
+// key; the background load the timeout detaches takes that reading along.
+TEST_CASE("a load timed out behind SingleFlight in a write-through cache reads the write version once", "[single-server]") {
+  auto& server = cachet::test::clean_server();
+  cachet::Pool pool(server.connection_options());
+  cachet::ManualClock clock;
+  using G = cachet::GuardStack<cachet::SingleFlight, cachet::LoadTimeout>;
+  Cache<G, cachet::RedisStore> cache(cachet::RedisStore(pool), options(), {}, G({}, cachet::LoadTimeout({.hard = 60s})),
+                                     cachet::ClockRef(clock));
+  auto written = cachet::write_through(cache, [](std::string_view, const std::string&) {});
+  written.put("k", "put");  // a write version for the load to watch
+  REQUIRE(cache.invalidate("k"));
+  auto conn = server.connect();
+  const auto reads = [&] { return cachet::test::command_calls(conn, "mget"); };
+  const auto before = reads();
+  CHECK(cache.get_or_load("k", [](std::string_view) { return std::string("loaded"); }) == "loaded");
+  CHECK(reads() - before == 1);  // was 2: the detached load read it again
+  CHECK(cache.get("k") == "loaded");  // stored: the version it was checked against was current
 }

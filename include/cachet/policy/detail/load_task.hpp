@@ -83,16 +83,22 @@ class CacheLoad : public CacheWriteBack<V, C, G, S, Clk> {
       held_.check = check;
     }
     bool hold_sent() const noexcept { return held_.sent; }
+    // The write mark goes along (read before the copy's loader runs, so still
+    // safe to check against); the held lock does not: it is this task's holder's.
     Task<std::remove_cvref_t<L>> detach(bool refresh_only) const {
       static_assert(std::is_copy_constructible_v<std::remove_cvref_t<L>>,
                     "cachet: a background load runs a copy of the loader, which must be copyable");
-      return {*cache_, key_, id_, loader_, found_, why_, refresh_only};
+      Task<std::remove_cvref_t<L>> copy{*cache_, key_, id_, loader_, found_, why_, refresh_only};
+      copy.mark_ = mark_;
+      return copy;
     }
     Executor& executor() noexcept { return cache_->executor_; }
     EntryMeta::time_point now() const { return cache_->clock_.now(); }
     void count(Event e) { cache_->metrics_->count(e); }
 
    private:
+    template <class>
+    friend class Task;  // detach() hands its mark to the owning copy
     CacheLoad* cache_;
     std::string key_, id_;
     L loader_;

@@ -45,6 +45,15 @@ TEST_CASE("a local cluster: 3 masters with a replica each, every slot served, go
     CHECK(owner.connect().command({"GET", "k"}).as_string() == "v");
     for (int m : masters)
       if (m != owner.port()) CHECK(refusal(cluster.node_at(m), "k").rfind("MOVED " + std::to_string(slot), 0) == 0);
+    // A failover that does not come says so, with the slot and the port it did not leave.
+    try {
+      cluster.wait_for_new_master(slot, owner.port(), 300ms);
+      FAIL("the slot moved without a failover");
+    } catch (const cachet::Error& e) {
+      CHECK_THAT(e.what(), Catch::Matchers::StartsWith("RedisCluster: slot " + std::to_string(slot) +
+                                                       " did not leave port " + std::to_string(owner.port()) +
+                                                       " (timed out"));
+    }
   }
   for (pid_t pid : pids) CHECK(::kill(pid, 0) != 0);
 }

@@ -14,6 +14,7 @@
 //
 // redis-cli comes from $CACHET_REDIS_CLI, else "redis-cli" (Debian: redis-tools).
 
+#include <cachet/detail/poll.hpp>
 #include <cachet/error.hpp>
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/errors.hpp>
@@ -34,7 +35,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
-#include <thread>
+#include <utility>
 #include <vector>
 
 namespace cachet::testing {
@@ -157,18 +158,12 @@ class RedisCluster {
   // cluster is stable again; returns the new master's port.
   int wait_for_new_master(int slot, int old_port, std::chrono::milliseconds timeout) {
     const auto deadline = clock::now() + timeout;
-    for (;; std::this_thread::sleep_for(std::chrono::milliseconds(20))) {
-      try {
-        if (const int port = master_of(slot); port != old_port && is_master(port)) {
-          wait_until_stable(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()));
-          return master_of(slot);
-        }
-      } catch (const Error&) {  // no live node answered, or the slot is unserved for now
-      }
-      if (clock::now() > deadline)
-        throw Error("RedisCluster: slot " + std::to_string(slot) + " did not leave port " + std::to_string(old_port) +
-                    " in time");
-    }
+    retry_until<Error>(deadline, "slot " + std::to_string(slot) + " did not leave port " + std::to_string(old_port), [&] {
+      const int port = master_of(slot);  // throws while no live node answers, or the slot is unserved
+      return port != old_port && is_master(port);
+    });
+    wait_until_stable(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()));
+    return master_of(slot);
   }
 
   // Slot migration in its three steps, so that a test can run traffic between
@@ -221,13 +216,10 @@ class RedisCluster {
   // Waits until every live node reports cluster_state:ok, all agree on the slot
   // map, and every replica's link to its master is up.
   void wait_until_stable(std::chrono::milliseconds timeout) {
-    const auto deadline = clock::now() + timeout;
-    std::string why = "not asked yet";
-    for (;; std::this_thread::sleep_for(std::chrono::milliseconds(20))) {
-      why = unstable_reason();
-      if (why.empty()) return;
-      if (clock::now() > deadline) throw Error("RedisCluster: not stable in time: " + why);
-    }
+    retry_until<Error>(clock::now() + timeout, "not stable", [&] {
+      if (std::string why = unstable_reason(); !why.empty()) throw Error(why);
+      return true;
+    });
   }
 
  private:
@@ -308,19 +300,25 @@ class RedisCluster {
   std::vector<SlotRange> slot_ranges() const { return parse_slots(ask_any({"CLUSTER", "SLOTS"})); }
 
   // `attempt` every 50 ms until it returns true, a `Refusal` it throws retried
-  // too, for at most start_timeout; then an Error saying `what` and the last refusal.
+  // too, until `deadline`; then an Error saying `what` and the last refusal.
   template <class Refusal, class Attempt>
-  void retry(const std::string& what, Attempt attempt) {
-    const auto deadline = clock::now() + options_.start_timeout;
+  static void retry_until(clock::time_point deadline, const std::string& what, Attempt attempt) {
     std::string last = "none";
-    for (;; std::this_thread::sleep_for(std::chrono::milliseconds(50))) {
+    const auto pause = std::chrono::milliseconds(50);
+    const bool done = detail::poll_until(deadline, pause, pause, [&] {
       try {
-        if (attempt()) return;
+        return attempt();
       } catch (const Refusal& e) {
         last = e.what();
+        return false;
       }
-      if (clock::now() > deadline) throw Error("RedisCluster: " + what + " (timed out; last error: " + last + ")");
-    }
+    });
+    if (!done) throw Error("RedisCluster: " + what + " (timed out; last error: " + last + ")");
+  }
+  // As retry_until, for at most start_timeout.
+  template <class Refusal, class Attempt>
+  void retry(const std::string& what, Attempt attempt) {
+    retry_until<Refusal>(clock::now() + options_.start_timeout, what, std::move(attempt));
   }
 
   bool is_master(int port) const {

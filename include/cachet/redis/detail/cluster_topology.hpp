@@ -1,9 +1,10 @@
 #pragma once
-// What a cluster client knows of the cluster: a pool per node (a ServerPool, created on first
-// use, dropped once a refreshed map no longer names its node), and the slot map,
-// swapped whole behind a mutex (readers copy the pointer). One refresher thread reloads the map from
-// CLUSTER SLOTS when asked (a MOVED, a dead node, READONLY), at most once per
-// refresh_min_interval plus jitter, and every refresh_period as a backstop.
+// What a cluster client knows of the cluster: a pool per node (a ServerPool,
+// created on first use, dropped once a refreshed map no longer names its node),
+// and the slot map, swapped whole behind a mutex (readers copy the pointer). One
+// refresher thread reloads the map from CLUSTER SLOTS when asked (a MOVED, a
+// dead node, READONLY), at most once per refresh_min_interval plus jitter, and
+// every refresh_period as a backstop.
 // Listeners hear of every change of a slot's master (the in-process tier's
 // tracking follows the masters, and a slot moved without its keys sends no
 // invalidation).
@@ -199,9 +200,9 @@ class ClusterTopology {
     return sum;
   }
 
+ private:
   static std::string name_of(const Endpoint& at) { return at.host + ":" + std::to_string(at.port); }
 
- private:
   // CLUSTER SLOTS from `node`; false if it cannot answer (a ConfigError with `strict`
   // when it answers as no cluster node would).
   bool load_from(Node& node, bool strict = false) {

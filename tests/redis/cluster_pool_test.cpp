@@ -520,3 +520,28 @@ TEST_CASE("a cluster pool drops the pool of a master that left once nothing runs
   CHECK_FALSE(keeps_node(pool, node));
   CHECK(pool.cluster_stats().node_errors.size() == 3);
 }
+
+TEST_CASE("a cluster pool reading from replicas drops the pool of a replica that left") {
+  RedisCluster cluster;  // 3 masters, a replica each
+  Pool pool(options_for(cluster, {.read_from_replicas = true}));
+  const auto read = [&](const std::string& key) {  // the value, or "" while the replica lags
+    return pool.read(key, [&](Connection& c) {
+      const cachet::Reply r = c.command({"GET", key});
+      return r.is_nil() ? std::string() : std::string(r.as_string());
+    });
+  };
+  const int master = cluster.master_ports().front();
+  const std::string key = key_on(cluster, master);
+  set(pool, key, "v");
+  read(key);  // on the master's one replica
+  const int leaving = cluster.replicas_of(master).front();
+  const std::string node = "127.0.0.1:" + std::to_string(leaving);
+  REQUIRE(keeps_node(pool, node));
+
+  cluster.remove_node(leaving);
+  pool.await_cluster_map(60s);
+  CHECK_FALSE(keeps_node(pool, node));
+  CHECK_FALSE(pool_exported(node));
+  CHECK(read(key) == "v");  // on the master now, which has no replica left
+  CHECK_FALSE(keeps_node(pool, node));
+}

@@ -19,15 +19,12 @@
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/errors.hpp>
 #include <cachet/redis/options.hpp>
-#include <cachet/testing/detail/spawner.hpp>
+#include <cachet/testing/detail/redis_cli.hpp>
 #include <cachet/testing/redis_server.hpp>
-
-#include <sys/wait.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <optional>
@@ -285,22 +282,8 @@ class RedisCluster {
 
   // redis-cli `args` (with the nodes' password), which must succeed; `what` names its log.
   void run_cli(std::vector<std::string> args, const std::string& what) {
-    std::vector<std::string> argv{options_.cli};
-    argv.insert(argv.end(), args.begin(), args.end());
-    if (const std::string password = requirepass_of(options_.config); !password.empty())
-      argv.insert(argv.end(), {"-a", password, "--no-auth-warning"});
-    const std::string out = nodes_.front()->directory() + "/cluster-" + what + ".out";
-    const pid_t pid = detail::Spawner::spawn(argv, out);
-    if (pid < 0) throw Error("RedisCluster: fork failed");
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return;
-    std::ifstream in(out);
-    const std::string log(std::istreambuf_iterator<char>(in), {});
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
-      throw Error("RedisCluster: cannot run '" + options_.cli + "' (install Debian's redis-tools, or set CACHET_REDIS_CLI)");
-    throw Error("RedisCluster: redis-cli --cluster " + what + " failed:\n" + log);
+    detail::run_redis_cli(options_.cli, std::move(args), requirepass_of(options_.config),
+                          nodes_.front()->directory() + "/cluster-" + what + ".out", what);
   }
 
   // The first live node's answer to `args`.

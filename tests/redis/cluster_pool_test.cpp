@@ -13,6 +13,7 @@
 #include <cachet/testing/redis_server.hpp>
 
 #include <catch2/catch.hpp>
+#include <support/concurrency.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -69,6 +70,20 @@ int other_master(const RedisCluster& cluster, int than) {
 }
 
 bool names_port(const std::string& endpoint, int port) { return endpoint.ends_with(":" + std::to_string(port)); }
+
+// Whether a node pool for `node` ("host:port") exists: each registers its figures in the metrics while it lives.
+bool pool_exported(const std::string& node) {
+  return cachet::MetricsRegistry::global().prometheus().find("{pool=\"" + node + "\"") != std::string::npos;
+}
+
+// Whether `pool` keeps a node pool for `node` (its per-node figures list every one it keeps).
+bool keeps_node(const Pool& pool, const std::string& node) { return pool.cluster_stats().node_errors.contains(node); }
+
+// A key whose slot the master on `port` serves.
+std::string key_on(const RedisCluster& cluster, int port) {
+  for (int i = 0;; ++i)
+    if (const std::string key = "on:" + std::to_string(i); cluster.master_of(cluster.slot_of(key)) == port) return key;
+}
 
 }  // namespace
 
@@ -417,7 +432,12 @@ TEST_CASE("a cluster pool rides out a manual failover and a killed master") {
   const std::string killed_key = "{kill}k";
   const int killed_slot = cluster.slot_of(killed_key);
   set(pool, killed_key, "1");
+  // Its map not refreshed for long, it keeps counting against the dead master (a
+  // refreshed map that no longer names a node drops it and its figures).
+  Pool witness(options_for(cluster, {.retry_within = 200ms, .refresh_min_interval = 10min}));
   const int dead = cluster.kill_master_of(killed_slot);
+  CHECK_THROWS_AS(get(witness, killed_key), cachet::ConnectionError);
+  CHECK(witness.cluster_stats().node_errors["127.0.0.1:" + std::to_string(dead)] >= 1);
   Pool stale(options_for(cluster));  // its map (most likely) still names the dead master
   cluster.wait_for_new_master(killed_slot, dead, 30s);
   // A batch whose node cannot be reached (nothing sent) is grouped again after a refresh.
@@ -440,5 +460,88 @@ TEST_CASE("a cluster pool rides out a manual failover and a killed master") {
   }
   CHECK(written);
   CHECK(get(pool, killed_key) == "2");
-  CHECK(pool.cluster_stats().node_errors["127.0.0.1:" + std::to_string(dead)] >= 1);
+}
+
+TEST_CASE("a cluster pool drops the pool of a master that left once nothing runs on it") {
+  RedisCluster cluster({.masters = 4, .replicas_per_master = 0});
+  Pool pool(options_for(cluster));
+  for (int i = 0; i < 400; ++i) set(pool, "k:" + std::to_string(i), "v" + std::to_string(i));
+  REQUIRE(pool.cluster_masters().size() == 4);
+  const int leaving = cluster.master_ports().back();
+  const std::string node = "127.0.0.1:" + std::to_string(leaving);
+  REQUIRE(keeps_node(pool, node));
+  REQUIRE(pool_exported(node));
+
+  // A Lease (keyless commands) and a command each hold a connection to the leaving master.
+  const std::string leaving_id(cluster.node_at(leaving).connect().command({"CLUSTER", "MYID"}).as_string());
+  std::vector<Pool::Lease> leases;
+  for (int i = 0; i < 4; ++i) leases.push_back(pool.acquire());  // the masters in turn: one each
+  const auto on_leaving = std::find_if(leases.begin(), leases.end(), [&](Pool::Lease& l) {
+    return l->command({"CLUSTER", "MYID"}).as_string() == leaving_id;
+  });
+  REQUIRE(on_leaving != leases.end());
+  std::optional<Pool::Lease> held(std::move(*on_leaving));
+  leases.clear();
+  cachet::test::Gate running, finish;
+  std::string answer;  // the command's, once it finished (Catch2 checks only on the test's thread)
+  cachet::test::Thread command([&, key = key_on(cluster, leaving)] {
+    pool.run(key, [&](Connection& c) {
+      running.arrive();
+      if (!finish.wait_for(1, 120s)) return;
+      answer = c.command({"PING"}).as_status();
+    });
+  });
+  REQUIRE(running.wait_for(1, 120s));
+
+  // Its slots go to the other masters; a refreshed map no longer names it: the
+  // pool forgets it, and its node pool lives on for what holds a connection.
+  cluster.drain_master(leaving);
+  pool.await_cluster_map(60s);
+  CHECK(pool.cluster_masters().size() == 3);
+  CHECK_FALSE(keeps_node(pool, node));
+  CHECK(pool_exported(node));
+  finish.arrive();
+  command.join();
+  CHECK(answer == "PONG");
+  CHECK(pool_exported(node));  // the Lease alone holds it now
+  CHECK((*held)->command({"PING"}).as_status() == "PONG");
+  held.reset();
+  CHECK_FALSE(pool_exported(node));  // the last hold let go of it
+
+  // It stops and is forgotten; every key is served by the other masters, and it does not come back.
+  cluster.remove_node(leaving);
+  bool all_read = true;
+  for (int i = 0; i < 400; ++i) all_read = all_read && get(pool, "k:" + std::to_string(i)) == "v" + std::to_string(i);
+  CHECK(all_read);
+  int visits = 0;
+  pool.for_each_master([&](Connection&) { ++visits; });
+  CHECK(visits == 3);
+  pool.await_cluster_map(60s);
+  CHECK_FALSE(keeps_node(pool, node));
+  CHECK(pool.cluster_stats().node_errors.size() == 3);
+}
+
+TEST_CASE("a cluster pool reading from replicas drops the pool of a replica that left") {
+  RedisCluster cluster;  // 3 masters, a replica each
+  Pool pool(options_for(cluster, {.read_from_replicas = true}));
+  const auto read = [&](const std::string& key) {  // the value, or "" while the replica lags
+    return pool.read(key, [&](Connection& c) {
+      const cachet::Reply r = c.command({"GET", key});
+      return r.is_nil() ? std::string() : std::string(r.as_string());
+    });
+  };
+  const int master = cluster.master_ports().front();
+  const std::string key = key_on(cluster, master);
+  set(pool, key, "v");
+  read(key);  // on the master's one replica
+  const int leaving = cluster.replicas_of(master).front();
+  const std::string node = "127.0.0.1:" + std::to_string(leaving);
+  REQUIRE(keeps_node(pool, node));
+
+  cluster.remove_node(leaving);
+  pool.await_cluster_map(60s);
+  CHECK_FALSE(keeps_node(pool, node));
+  CHECK_FALSE(pool_exported(node));
+  CHECK(read(key) == "v");  // on the master now, which has no replica left
+  CHECK_FALSE(keeps_node(pool, node));
 }

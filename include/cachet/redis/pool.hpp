@@ -55,7 +55,7 @@ class Pool {
   Lease acquire() { return acquire(options().wait_timeout); }
 
   Lease acquire(std::chrono::milliseconds timeout) {
-    if (router_) return router_->any_master().acquire(timeout);
+    if (router_) return router_->acquire_any(timeout);
     return server_->acquire(timeout);
   }
 

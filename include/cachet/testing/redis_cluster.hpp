@@ -11,6 +11,7 @@
 //   int port = cluster.kill_master_of(cluster.slot_of("user:{42}"));
 //   cluster.wait_for_new_master(slot, port, 30s);
 //   cluster.move_slot(slot, other_master_port);           // or begin/migrate/end for ASK
+//   cluster.drain_master(port); cluster.remove_node(port); // scale in
 //
 // redis-cli comes from $CACHET_REDIS_CLI, else "redis-cli" (Debian: redis-tools).
 
@@ -19,15 +20,12 @@
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/errors.hpp>
 #include <cachet/redis/options.hpp>
-#include <cachet/testing/detail/spawner.hpp>
+#include <cachet/testing/detail/redis_cli.hpp>
 #include <cachet/testing/redis_server.hpp>
-
-#include <sys/wait.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <optional>
@@ -213,6 +211,23 @@ class RedisCluster {
     end_migration(slot);
   }
 
+  // Scaling in, in two steps: the master on `port` hands all its slots and keys
+  // to the others (redis-cli --cluster rebalance, weight 0) and keeps running;
+  // then a node leaves: it stops and every other node forgets it (CLUSTER FORGET).
+  // Each returns once the cluster is stable.
+  void drain_master(int port) {
+    run_cli({"--cluster", "rebalance", "127.0.0.1:" + std::to_string(port), "--cluster-weight", node_id(port) + "=0",
+             "--cluster-yes"}, "rebalance");
+    wait_until_stable(options_.start_timeout);
+  }
+  void remove_node(int port) {
+    const std::string id = node_id(port);
+    node_at(port).kill();
+    for (const auto& n : nodes_)
+      if (n->running()) n->connect().command({"CLUSTER", "FORGET", id});
+    wait_until_stable(options_.start_timeout);
+  }
+
   // Waits until every live node reports cluster_state:ok, all agree on the slot
   // map, and every replica's link to its master is up.
   void wait_until_stable(std::chrono::milliseconds timeout) {
@@ -251,23 +266,16 @@ class RedisCluster {
   }
 
   void create() {
-    std::vector<std::string> argv{options_.cli, "--cluster", "create"};
-    for (const auto& n : nodes_) argv.push_back("127.0.0.1:" + std::to_string(n->port()));
-    argv.insert(argv.end(), {"--cluster-replicas", std::to_string(options_.replicas_per_master), "--cluster-yes"});
-    if (const std::string password = requirepass_of(options_.config); !password.empty())
-      argv.insert(argv.end(), {"-a", password, "--no-auth-warning"});
-    const std::string out = nodes_.front()->directory() + "/cluster-create.out";
-    const pid_t pid = detail::Spawner::spawn(argv, out);
-    if (pid < 0) throw Error("RedisCluster: fork failed");
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return;
-    std::ifstream in(out);
-    const std::string log(std::istreambuf_iterator<char>(in), {});
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
-      throw Error("RedisCluster: cannot run '" + options_.cli + "' (install Debian's redis-tools, or set CACHET_REDIS_CLI)");
-    throw Error("RedisCluster: redis-cli --cluster create failed:\n" + log);
+    std::vector<std::string> args{"--cluster", "create"};
+    for (const auto& n : nodes_) args.push_back("127.0.0.1:" + std::to_string(n->port()));
+    args.insert(args.end(), {"--cluster-replicas", std::to_string(options_.replicas_per_master), "--cluster-yes"});
+    run_cli(std::move(args), "create");
+  }
+
+  // redis-cli `args` (with the nodes' password), which must succeed; `what` names its log.
+  void run_cli(std::vector<std::string> args, const std::string& what) {
+    detail::run_redis_cli(options_.cli, std::move(args), requirepass_of(options_.config),
+                          nodes_.front()->directory() + "/cluster-" + what + ".out", what);
   }
 
   // The first live node's answer to `args`.

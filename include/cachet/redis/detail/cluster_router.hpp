@@ -6,7 +6,8 @@
 // jitter within retry_within; READONLY waits for a refresh. A redirection means
 // nothing ran, so f runs again; after an I/O error or a timeout only an
 // Idempotent::yes f runs again, once, after a refresh. Each node times the
-// commands sent to it (ClusterFigures::node_latency).
+// commands sent to it (ClusterFigures::node_latency). Whatever uses a node holds
+// it (a shared_ptr), so that a refresh may drop the pool of a departed node under it.
 
 #include <cachet/detail/hash_slot.hpp>
 #include <cachet/redis/detail/cluster_reply.hpp>
@@ -16,6 +17,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <random>
 #include <span>
@@ -43,7 +45,8 @@ class ClusterRouter {
     Attempt a;
     a.slot = hash_slot(key), a.deadline = clock::now() + options_.retry_within;
     for (;;) {
-      Node& node = target(a);
+      const std::shared_ptr<Node> held = target(a);  // outlives the lease
+      Node& node = *held;
       std::optional<typename NodePool::Lease> lease = lease_on(node, a);
       if (!lease) continue;
       try {
@@ -74,7 +77,7 @@ class ClusterRouter {
   template <class F>
   decltype(auto) read(std::string_view key, F&& f) {
     if (!options_.read_from_replicas) return run(key, std::forward<F>(f), Idempotent::yes);  // no map copy on a hit
-    if (Node* replica = replica_for(*topology_.snapshot(), hash_slot(key))) {
+    if (const std::shared_ptr<Node> replica = replica_for(*topology_.snapshot(), hash_slot(key))) {
       try {
         auto lease = replica->pool->acquire();
         const Timed timed(*replica);
@@ -104,8 +107,8 @@ class ClusterRouter {
 
   template <class F>
   void for_each_master(F&& f) {
-    const auto snap = serving();
-    for (Node* node : snap->masters) {
+    const auto snap = serving();  // held: it holds the masters
+    for (const auto& node : snap->masters) {
       try {
         auto lease = node->pool->acquire();
         const Timed timed(*node);
@@ -117,10 +120,14 @@ class ClusterRouter {
     }
   }
 
-  // A master for keyless commands (PING), taken in turn.
-  NodePool& any_master() {
+  // A connection to a master for keyless commands (PING), taken in turn; it
+  // holds its node, which a refresh may drop meanwhile, for as long as it is held.
+  typename NodePool::Lease acquire_any(std::chrono::milliseconds timeout) {
     const auto snap = serving();
-    return *snap->masters[next_++ % snap->masters.size()]->pool;
+    const std::shared_ptr<Node>& node = snap->masters[next_++ % snap->masters.size()];
+    typename NodePool::Lease lease = node->pool->acquire(timeout);
+    lease.owner_ = node;
+    return lease;
   }
 
   std::string master_of(std::string_view key) const {
@@ -174,10 +181,11 @@ class ClusterRouter {
 
   // The node for this try: the ASK target, else the slot's master (waiting
   // within the deadline for a map that has one).
-  Node& target(Attempt& a) {
+  std::shared_ptr<Node> target(Attempt& a) {
     if (a.ask) return topology_.node(*a.ask);
     for (;;) {
-      if (Node* node = topology_.snapshot()->master_of(a.slot)) return *node;
+      auto snap = topology_.snapshot();
+      if (Node* node = snap->master_of(a.slot)) return held_by(std::move(snap), node);
       if (clock::now() >= a.deadline)
         throw ConnectionError("redis cluster: no reachable node serves slot " + std::to_string(a.slot) +
                               " (ClusterOptions::seeds; retried for retry_within)");
@@ -252,7 +260,12 @@ class ClusterRouter {
     }
   }
 
-  using Groups = std::vector<std::pair<Node*, std::vector<std::size_t>>>;
+  // `node`, kept alive by `snap`, its map (no count of its own to change).
+  static std::shared_ptr<Node> held_by(std::shared_ptr<const typename Topology::Snapshot> snap, Node* node) noexcept {
+    return std::shared_ptr<Node>(std::move(snap), node);
+  }
+
+  using Groups = std::vector<std::pair<std::shared_ptr<Node>, std::vector<std::size_t>>>;
   enum class Pick { master, replica };  // replica: one of the master's when read() would take one
 
   // A batch's groups: sent to every node before any is read.
@@ -263,11 +276,11 @@ class ClusterRouter {
     try {
       const auto started = clock::now();
       for (std::size_t g = 0; g < groups.size(); ++g) {
-        at = groups[g].first;
+        at = groups[g].first.get();
         send(*leases[g], std::span<const std::size_t>(groups[g].second));
       }
       for (std::size_t g = 0; g < groups.size(); ++g) {
-        at = groups[g].first;
+        at = groups[g].first.get();
         receive(*leases[g], std::span<const std::size_t>(groups[g].second));
         at->latency.observe(clock::now() - started);
       }
@@ -278,11 +291,11 @@ class ClusterRouter {
   }
 
   // A replica of `slot`'s master, taken in turn, when reads may go to one and the map knows one.
-  Node* replica_for(const typename Topology::Snapshot& snap, std::uint16_t slot) {
+  std::shared_ptr<Node> replica_for(const typename Topology::Snapshot& snap, std::uint16_t slot) {
     if (!options_.read_from_replicas) return nullptr;
     const auto* shard = snap.map.shard_of(slot);
     if (!shard || shard->replicas.empty()) return nullptr;
-    return &topology_.node(shard->replicas[next_++ % shard->replicas.size()]);
+    return topology_.node(shard->replicas[next_++ % shard->replicas.size()]);
   }
 
   // The keys' indices by the node of their slot, ascending (waiting within
@@ -291,7 +304,7 @@ class ClusterRouter {
   Groups group(std::span<const std::string_view> keys, Pick pick) {
     const auto deadline = clock::now() + options_.retry_within;
     for (std::uint32_t retries = 0;; ++retries) {
-      auto groups = group_in(*topology_.snapshot(), keys, pick);
+      auto groups = group_in(topology_.snapshot(), keys, pick);
       if (std::none_of(groups.begin(), groups.end(), [](const auto& g) { return g.first == nullptr; })) return groups;
       if (clock::now() >= deadline)
         throw ConnectionError("redis cluster: no reachable node serves some of the batch's slots (ClusterOptions::seeds)");
@@ -312,7 +325,7 @@ class ClusterRouter {
       out.second.reserve(out.first.size());
       Node* at = nullptr;
       try {
-        for (auto& group : out.first) out.second.push_back((at = group.first)->pool->acquire());
+        for (auto& group : out.first) out.second.push_back((at = group.first.get())->pool->acquire());
         return out;
       } catch (const ConnectionError&) {
         topology_.node_error(*at);
@@ -323,17 +336,21 @@ class ClusterRouter {
     }
   }
 
-  Groups group_in(const typename Topology::Snapshot& snap, std::span<const std::string_view> keys, Pick pick) {
+  // A group holds its node (a master through `snap`), for as long as the batch runs.
+  Groups group_in(const std::shared_ptr<const typename Topology::Snapshot>& snap, std::span<const std::string_view> keys,
+                  Pick pick) {
     Groups groups;
     for (std::size_t i = 0; i < keys.size(); ++i) {
       const std::uint16_t slot = hash_slot(keys[i]);
-      Node* replica = pick == Pick::replica ? replica_for(snap, slot) : nullptr;
-      Node* node = replica ? replica : snap.master_of(slot);
-      auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == node; });
-      if (it == groups.end()) it = groups.insert(groups.end(), {node, {}});
+      std::shared_ptr<Node> replica = pick == Pick::replica ? replica_for(*snap, slot) : nullptr;
+      Node* node = replica ? replica.get() : snap->master_of(slot);
+      auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first.get() == node; });
+      if (it == groups.end())
+        it = groups.insert(groups.end(), {replica ? std::move(replica) : node ? held_by(snap, node) : nullptr, {}});
       it->second.push_back(i);
     }
-    std::sort(groups.begin(), groups.end(), [](const auto& x, const auto& y) { return std::less<>{}(x.first, y.first); });
+    std::sort(groups.begin(), groups.end(),
+              [](const auto& x, const auto& y) { return std::less<>{}(x.first.get(), y.first.get()); });
     return groups;
   }
 

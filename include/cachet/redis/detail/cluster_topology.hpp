@@ -1,9 +1,10 @@
 #pragma once
-// What a cluster client knows of the cluster: a pool per node (a ServerPool, created on first
-// use, kept for the client's life), and the slot map, swapped whole behind a
-// mutex (readers copy the pointer). One refresher thread reloads the map from
-// CLUSTER SLOTS when asked (a MOVED, a dead node, READONLY), at most once per
-// refresh_min_interval plus jitter, and every refresh_period as a backstop.
+// What a cluster client knows of the cluster: a pool per node (a ServerPool,
+// created on first use, dropped once a refreshed map no longer names its node),
+// and the slot map, swapped whole behind a mutex (readers copy the pointer). One
+// refresher thread reloads the map from CLUSTER SLOTS when asked (a MOVED, a
+// dead node, READONLY), at most once per refresh_min_interval plus jitter, and
+// every refresh_period as a backstop.
 // Listeners hear of every change of a slot's master (the in-process tier's
 // tracking follows the masters, and a slot moved without its keys sends no
 // invalidation).
@@ -25,6 +26,7 @@
 #include <memory>
 #include <mutex>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -44,13 +46,14 @@ class ClusterTopology {
     std::atomic<std::uint64_t> errors{0};
     LatencyHistogram latency;  // of the commands sent here (ClusterRouter)
   };
-  // A slot map and the node of each of its shards' masters (same index).
+  // A slot map and the node of each of its shards' masters (same index), which
+  // it keeps: a Node* it gives is valid while the snapshot is held.
   struct Snapshot {
     ClusterSlotMap map;
-    std::vector<Node*> masters;
+    std::vector<std::shared_ptr<Node>> masters;
     Node* master_of(std::uint16_t slot) const noexcept {
       const auto* shard = map.shard_of(slot);
-      return shard ? masters[static_cast<std::size_t>(shard - map.shards().data())] : nullptr;
+      return shard ? masters[static_cast<std::size_t>(shard - map.shards().data())].get() : nullptr;
     }
   };
 
@@ -64,7 +67,7 @@ class ClusterTopology {
     pool_options_.metrics_label.clear(), pool_options_.eager = false;
     seeds_ = seed_endpoints(cluster_);
     for (const Endpoint& seed : seeds_)
-      if (load_from(node(seed, pool_options.verify), pool_options.verify)) break;
+      if (load_from(*node(seed, pool_options.verify), pool_options.verify)) break;
     last_ = clock::now();  // the first load counts: the next waits refresh_min_interval
     refresher_ = std::thread([this] { refresh_loop(); });
   }
@@ -86,21 +89,22 @@ class ClusterTopology {
 
   // The node at `at`, its pool created on first use with the same options
   // (outside the lock: a pool registers its metrics, and a scrape reads ours).
-  Node& node(const Endpoint& at, bool verify = false) {
-    std::string name = at.host + ":" + std::to_string(at.port);
+  // Held, it outlives its removal from the map (drop_departed).
+  std::shared_ptr<Node> node(const Endpoint& at, bool verify = false) {
+    std::string name = name_of(at);
     {
       std::lock_guard lock(nodes_mutex_);
-      if (auto it = nodes_.find(name); it != nodes_.end()) return *it->second;
+      if (auto it = nodes_.find(name); it != nodes_.end()) return it->second;
     }
     ConnectionOptions options = base_;
     options.host = at.host, options.port = at.port;
     PoolOptions pool_options = pool_options_;
     pool_options.verify = verify;
-    auto fresh = std::make_unique<Node>();
+    auto fresh = std::make_shared<Node>();
     fresh->at = at, fresh->name = name;
     fresh->pool = std::make_unique<NodePool>(std::move(options), std::move(pool_options));
     std::lock_guard lock(nodes_mutex_);
-    return *nodes_.try_emplace(std::move(name), std::move(fresh)).first->second;  // a racing twin is dropped
+    return nodes_.try_emplace(std::move(name), std::move(fresh)).first->second;  // a racing twin is dropped
   }
 
   // MOVED: the slot is served at `to` from now on; the whole map is reloaded soon.
@@ -108,15 +112,16 @@ class ClusterTopology {
   // refresh installed meanwhile is not overwritten by an older copy.
   void moved(std::uint16_t slot, const Endpoint& to) {
     ++figures_.moved;
-    Node& target = node(to);  // outside the lock, as in install()
+    std::shared_ptr<Node> target = node(to);  // outside the lock, as in install()
+    std::shared_ptr<const Snapshot> old;      // let go outside the lock, as in install()
     bool changed = false;
     {
       std::lock_guard lock(mutex_);
       auto fresh = std::make_shared<Snapshot>(*snapshot_);
       fresh->map.move_slot(slot, to);
-      if (fresh->masters.size() < fresh->map.shards().size()) fresh->masters.push_back(&target);  // a new master
+      if (fresh->masters.size() < fresh->map.shards().size()) fresh->masters.push_back(std::move(target));  // a new master
       changed = snapshot_->master_of(slot) != fresh->master_of(slot);
-      snapshot_ = std::move(fresh);
+      old = std::exchange(snapshot_, std::move(fresh));
     }
     if (changed) tell_listeners();
     request_refresh();
@@ -142,7 +147,7 @@ class ClusterTopology {
   std::vector<std::string> master_names() const {
     const auto snap = snapshot();  // held: a range-for would drop the temporary before the loop (C++20)
     std::vector<std::string> names;
-    for (const Node* n : snap->masters) names.push_back(n->name);
+    for (const auto& n : snap->masters) names.push_back(n->name);
     return names;
   }
 
@@ -196,6 +201,8 @@ class ClusterTopology {
   }
 
  private:
+  static std::string name_of(const Endpoint& at) { return at.host + ":" + std::to_string(at.port); }
+
   // CLUSTER SLOTS from `node`; false if it cannot answer (a ConfigError with `strict`
   // when it answers as no cluster node would).
   bool load_from(Node& node, bool strict = false) {
@@ -218,18 +225,41 @@ class ClusterTopology {
     return false;
   }
 
+  // The old map is let go outside the lock: the last hold of a departed node
+  // drops its pool, which unregisters its metrics, and a scrape reads ours.
   void install(ClusterSlotMap map, bool refreshed) {
     auto fresh = std::make_shared<Snapshot>();
-    for (const auto& shard : map.shards()) fresh->masters.push_back(&node(shard.master));
+    for (const auto& shard : map.shards()) fresh->masters.push_back(node(shard.master));
     fresh->map = std::move(map);
+    std::shared_ptr<const Snapshot> old;
     bool changed = false;
     {
       std::lock_guard lock(mutex_);
       changed = owners_differ(*snapshot_, *fresh);
-      snapshot_ = std::move(fresh);
+      old = std::exchange(snapshot_, fresh);
       if (refreshed) ++figures_.refreshes;
     }
+    drop_departed(fresh->map);
     if (changed) tell_listeners();
+  }
+
+  // Forgets the nodes `map` does not name (a master whose slots all moved away,
+  // a removed replica; replicas count only with read_from_replicas): a service
+  // whose cluster is resharded for months keeps no pool per node that ever was.
+  // A command or Lease still on one keeps its node until it ends; a redirection
+  // there later makes it anew.
+  void drop_departed(const ClusterSlotMap& map) {
+    std::set<std::string> named;
+    for (const auto& shard : map.shards()) {
+      named.insert(name_of(shard.master));
+      if (cluster_.read_from_replicas)
+        for (const Endpoint& replica : shard.replicas) named.insert(name_of(replica));
+    }
+    std::vector<std::shared_ptr<Node>> departed;  // let go outside the lock (see install())
+    std::lock_guard lock(nodes_mutex_);
+    for (auto it = nodes_.begin(); it != nodes_.end();)
+      if (named.contains(it->first)) ++it;
+      else departed.push_back(std::move(it->second)), it = nodes_.erase(it);
   }
 
   static bool owners_differ(const Snapshot& a, const Snapshot& b) noexcept {
@@ -263,7 +293,7 @@ class ClusterTopology {
     for (const auto& shard : snap->map.shards()) ask.insert(ask.end(), shard.replicas.begin(), shard.replicas.end());
     ask.insert(ask.end(), seeds_.begin(), seeds_.end());
     for (const Endpoint& at : ask)
-      if (load_from(node(at))) return true;
+      if (load_from(*node(at))) return true;  // the temporary holds the node while its answer is installed
     ++figures_.refresh_failures;
     return false;
   }
@@ -308,7 +338,7 @@ class ClusterTopology {
   const ClusterOptions cluster_;
   std::vector<Endpoint> seeds_;
   mutable std::mutex nodes_mutex_;
-  std::map<std::string, std::unique_ptr<Node>> nodes_;
+  std::map<std::string, std::shared_ptr<Node>> nodes_;  // those the map names, and redirections' since
   std::mutex listeners_mutex_;
   std::vector<std::pair<std::uint64_t, std::function<void()>>> listeners_;
   std::uint64_t last_listener_ = 0;

@@ -30,6 +30,9 @@
 
 namespace cachet::detail {
 
+template <class NodePool>
+class ClusterRouter;
+
 // A pool's stats as the metrics show them.
 inline PoolFigures pool_figures(const PoolStats& s) noexcept {
   return {.in_use = s.in_use, .idle = s.idle, .waiting = s.waiting, .waits = s.waits, .timeouts = s.timeouts,
@@ -42,7 +45,8 @@ class ServerPool {
 
   class Lease {
    public:
-    Lease(Lease&& o) noexcept : pool_(std::exchange(o.pool_, nullptr)), conn_(std::move(o.conn_)) {}
+    Lease(Lease&& o) noexcept
+        : owner_(std::move(o.owner_)), pool_(std::exchange(o.pool_, nullptr)), conn_(std::move(o.conn_)) {}
     Lease& operator=(Lease&&) = delete;
     ~Lease() {
       if (pool_) pool_->release(std::move(conn_));
@@ -54,7 +58,10 @@ class ServerPool {
 
    private:
     friend class ServerPool;
+    template <class NodePool>
+    friend class ClusterRouter;
     Lease(ServerPool* pool, std::unique_ptr<Connection> conn) noexcept : pool_(pool), conn_(std::move(conn)) {}
+    std::shared_ptr<const void> owner_;  // what keeps pool_ (a cluster node's) alive until the connection is back
     ServerPool* pool_;
     std::unique_ptr<Connection> conn_;
   };

@@ -31,8 +31,14 @@ struct DbWriter {
 // Write-behind attached to a string cache (StringCache<NoGuard>).
 using WriteBehindCache = WriteBehind<StringCache<NoGuard>, DbWriter>;
 
-// Keys {t}:item:{id}: the stream and the values share a slot, as on a cluster.
-inline CacheOptions write_behind_options(std::string label = {}) {
+// The library's default keys (HashTag::none): on one server t:item:<id> and one
+// stream, each write one script; on a cluster the values spread over slots
+// (HashTag::entity) and the queue over 16 partitioned streams.
+inline CacheOptions write_behind_options(std::string label = {}) { return guard_options(std::move(label)); }
+
+// Keys {t}:item:<id>: the values and the queue's one stream share the namespace's
+// slot, so on a cluster a write is one script, with tag sets, as on one server.
+inline CacheOptions one_stream_options(std::string label = {}) {
   CacheOptions o = guard_options(std::move(label));
   o.keys.hash_tag = HashTag::ns;
   return o;

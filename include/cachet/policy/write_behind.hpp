@@ -220,6 +220,8 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
   const std::string& dead_letters() const noexcept { return queue_.dead_letters(); }
   // The queue's partitions: stream() and dead_letters() are partition 0's.
   std::size_t partitions() const noexcept { return queue_.partitions(); }
+  // Partition `i`'s keys (stream, pending hash, dead letters); throws std::out_of_range past partitions().
+  const RedisWriteQueue::Partition& partition(std::size_t i) const { return queue_.partition(i); }
 
   // Tests only: called in write() after the tags' versions were read, before the enqueue.
   std::function<void()> before_enqueue_for_test;

@@ -3,7 +3,8 @@
 // live) against the same call answered by Redis (GET over loopback TCP + parse),
 // and raw hiredis GET for scale, and a std::unordered_map behind a
 // std::shared_mutex (find + copy of the Item) as the in-process baseline
-// (target: l1_hit <= 1.3x it on one thread, faster on two); 1 and 2 threads. Every benchmark reports its
+// (target: l1_hit <= 1.3x it on one thread, faster on two); 1 and 2 threads; and both once more with
+// a 36-byte id (a UUID) in place of "1", one thread. Every benchmark reports its
 // allocations per call (operator new is replaced and counts them per thread).
 //
 //   build/bench/bench/bench_tiered --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
@@ -37,6 +38,9 @@ namespace {
 using cachet::bench::Item;
 using cachet::bench::item;
 using cachet::bench::cache_options;
+// A realistic id (36 bytes): the key is built from it on every hit.
+constexpr const char* uuid_id = "0f8fad5b-d9cb-469f-a165-70867728950e";
+
 struct Fixture {
   cachet::testing::RedisServer server{{.tcp = true}};
   cachet::Pool pool{server.tcp_connection_options(), {.size = 2}};
@@ -51,6 +55,7 @@ struct Fixture {
     if (!tracking.wait_live(std::chrono::seconds(5))) throw std::runtime_error("tracking did not come up");
     redis.set("1", item(1));
     tiered.set("1", item(1));
+    tiered.set(uuid_id, item(1));
     if (!tracking.sync()) throw std::runtime_error("tracking lost");  // our own write's invalidation is back
     value_bytes = static_cast<std::size_t>(server.connect().command({"STRLEN", "bench:redis:1"}).as_integer());
   }
@@ -89,14 +94,15 @@ void redis_hit(benchmark::State& state) {
   state.counters["value_bytes"] = static_cast<double>(fixture().value_bytes);
 }
 
-void l1_hit(benchmark::State& state) {
+void l1_hit_of(benchmark::State& state, const std::string& id) {
   auto& cache = fixture().tiered;
   const auto misses = cache.metrics().value(cachet::Event::miss);
-  cache.get_shared("1");  // into L1
-  measure(state, [&] { return cache.get_shared("1"); });
+  cache.get_shared(id);  // into L1
+  measure(state, [&] { return cache.get_shared(id); });
   if (cache.metrics().value(cachet::Event::l1_hit) == 0) state.SkipWithError("no L1 hit");
   if (cache.metrics().value(cachet::Event::miss) != misses) state.SkipWithError("a miss");
 }
+void l1_hit(benchmark::State& state) { l1_hit_of(state, "1"); }
 
 // Each thread reads its own 16 keys in turn: threads reading different hot keys.
 void l1_hit_own_keys(benchmark::State& state) {
@@ -112,15 +118,16 @@ void l1_hit_own_keys(benchmark::State& state) {
 
 // The in-process baseline: a lookup in a map behind a reader-writer lock and a
 // copy of the value out (the Item's 32-byte name allocates, as l1_hit_copy's does).
-void shared_mutex_map_copy(benchmark::State& state) {
-  static std::unordered_map<std::string, Item> map{{"bench:tiered:1", item(1)}};
+void shared_mutex_map_copy_of(benchmark::State& state, const std::string& key) {
+  static std::unordered_map<std::string, Item> map{{"bench:tiered:1", item(1)},
+                                                   {std::string("bench:tiered:") + uuid_id, item(1)}};
   static std::shared_mutex mutex;
-  const std::string key = "bench:tiered:1";
   measure(state, [&] {
     std::shared_lock lock(mutex);
     return map.find(key)->second;
   });
 }
+void shared_mutex_map_copy(benchmark::State& state) { shared_mutex_map_copy_of(state, "bench:tiered:1"); }
 
 // get() copies the Item out of L1 (its two strings).
 void l1_hit_copy(benchmark::State& state) {
@@ -135,6 +142,8 @@ BENCHMARK(raw_hiredis_get)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK(redis_hit)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK(shared_mutex_map_copy)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK(l1_hit)->Threads(1)->Threads(2)->UseRealTime();
+BENCHMARK_CAPTURE(shared_mutex_map_copy_of, uuid, std::string("bench:tiered:") + uuid_id)->Threads(1)->UseRealTime();
+BENCHMARK_CAPTURE(l1_hit_of, uuid, std::string(uuid_id))->Threads(1)->UseRealTime();
 BENCHMARK(l1_hit_own_keys)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK(l1_hit_copy)->Threads(1)->Threads(2)->UseRealTime();
 
@@ -149,7 +158,8 @@ int main(int argc, char** argv) {
                          {"redis_hit/threads:2", "l1_hit_own_keys/threads:2"}},
                         "how many times an L1 hit is faster than a Redis hit (same run; target >= 500)");
   reporter.print_ratios({{"l1_hit/threads:1", "shared_mutex_map_copy/threads:1"},
-                         {"l1_hit/threads:2", "shared_mutex_map_copy/threads:2"}},
+                         {"l1_hit/threads:2", "shared_mutex_map_copy/threads:2"},
+                         {"l1_hit_of/uuid/threads:1", "shared_mutex_map_copy_of/uuid/threads:1"}},
                         "an L1 hit against a map behind a shared_mutex (same run; target <= 1.3 on one thread, < 1 on two)");
   reporter.print_ratios({{"redis_hit/threads:1", "raw_hiredis_get/threads:1"}, {"l1_hit_copy/threads:1", "l1_hit/threads:1"}},
                         "for scale");

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <support/server.hpp>
 
+#include <array>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -130,4 +131,33 @@ TEST_CASE("exactly ':', '%', '{', '}', controls, space and DEL are escaped, each
     const std::string hex = "0123456789ABCDEF";
     CHECK(cachet::KeyBuilder::escape(id) == (escaped ? std::string{'%', hex[b >> 4], hex[b & 0xf]} : id));
   }
+}
+
+// The scan reads ids sixteen bytes at a time: every byte value, at every place
+// of a block and beside bytes of every value, is judged as needs_escape judges it.
+TEST_CASE("the block-at-a-time escape scan agrees with the byte table") {
+  int wrong = 0;
+  for (unsigned a = 0; a < 256; ++a)
+    for (unsigned b = 0; b < 256; ++b)
+      for (std::size_t at = 0; at < 15; ++at) {
+        std::array<char, 16> block;
+        block.fill('a');
+        block[at] = static_cast<char>(a);
+        block[at + 1] = static_cast<char>(b);
+        const bool expected = cachet::KeyBuilder::needs_escape(static_cast<unsigned char>(a)) ||
+                              cachet::KeyBuilder::needs_escape(static_cast<unsigned char>(b));
+        wrong += cachet::KeyBuilder::block_needs_escape(block.data()) != expected;
+      }
+  CHECK(wrong == 0);
+  // Through escape(): one escaped byte at each place of a 40-byte id, the rest plain.
+  for (std::size_t at = 0; at < 40; ++at)
+    for (const char c : {':', '%', '{', '}', ' ', '\x7f', '\0'}) {
+      std::string id(40, 'x');
+      id[at] = c;
+      const std::string hex = "0123456789ABCDEF";
+      const auto u = static_cast<unsigned char>(c);
+      const std::string expected = id.substr(0, at) + '%' + hex[u >> 4] + hex[u & 0xf] + id.substr(at + 1);
+      CHECK(cachet::KeyBuilder::escape(id) == expected);
+    }
+  CHECK(cachet::KeyBuilder::escape(std::string(40, 'x')) == std::string(40, 'x'));
 }

@@ -19,18 +19,14 @@ class KeyBuffer {
   KeyBuffer(const KeyBuffer&) = delete;
   KeyBuffer& operator=(const KeyBuffer&) = delete;
 
+  // Inline: it runs a few times for every key a read builds.
   KeyBuffer& append(std::string_view s) {
-    if (spilled_) {
-      heap_.append(s);
-    } else if (size_ + s.size() <= inline_capacity) {
+    if (!spilled_ && size_ + s.size() <= inline_capacity) [[likely]] {
       std::copy_n(s.data(), s.size(), inline_ + size_);
       size_ += s.size();
-    } else {
-      heap_.reserve(size_ + s.size());
-      heap_.assign(inline_, size_).append(s);
-      spilled_ = true;
+      return *this;
     }
-    return *this;
+    return append_to_heap(s);
   }
   KeyBuffer& operator+=(char c) { return append({&c, 1}); }
   void reserve(std::size_t) noexcept {}  // the inline bytes are there already
@@ -42,6 +38,16 @@ class KeyBuffer {
   std::string_view view() const noexcept { return spilled_ ? std::string_view(heap_) : std::string_view(inline_, size_); }
 
  private:
+  [[gnu::noinline]] KeyBuffer& append_to_heap(std::string_view s) {
+    if (!spilled_) {
+      heap_.reserve(size_ + s.size());
+      heap_.assign(inline_, size_);
+      spilled_ = true;
+    }
+    heap_.append(s);
+    return *this;
+  }
+
   char inline_[inline_capacity];
   std::size_t size_ = 0;
   bool spilled_ = false;

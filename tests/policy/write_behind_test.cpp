@@ -28,6 +28,7 @@
 #include <mutex>
 #include <span>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -94,7 +95,7 @@ long long over_partitions(const Cache& cache, F&& count) {
 // The partition that holds `id`'s writes.
 template <class Cache>
 const Partition& partition_of(const Cache& cache, std::string_view id) {
-  return cache.partition(cachet::detail::partition_of(id, cache.partitions()));
+  return cache.partition(cache.partition_of(id));
 }
 
 // Entries the group read and has not acknowledged, in every partition (one with no stream yet holds none).
@@ -228,6 +229,7 @@ TEST_CASE("a write is cached and queued in one step, then flushed to the databas
   StringCache<cachet::NoGuard> entries(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-basic"));
   auto cache = cachet::write_behind(entries, cachet::test::DbWriter(path), cachet::test::flusher_options());
   REQUIRE(cache.partitions() == (target.cluster() ? 16u : 1u));  // the cluster run covers the partitioned queue
+  CHECK_THROWS_AS(cache.partition(cache.partitions()), std::out_of_range);
   const cachet::StreamId first = cache.write("1", "a");
   CHECK(cache.write("1", "b") > first);
   CHECK(cache.get("1") == "b");  // read-your-writes, before any flush

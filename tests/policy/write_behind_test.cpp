@@ -705,20 +705,24 @@ TEST_CASE("coalescing cuts database writes on a Zipf(0.99) key stream") {
   auto cache = cachet::write_behind(entries, cachet::test::DbWriter(path), o);
   const auto keys = cachet::test::zipf_stream(1000, 0.99, crash_writes / 5, 7);
   Expected expected;
+  const auto started = steady::now();
   cachet::test::in_threads(4, [&](int t) {
     for (std::size_t i = static_cast<std::size_t>(t); i < keys.size(); i += 4) {
       const std::string id = std::to_string(keys[i]), value = std::to_string(i);
       expected.record(id, cache.write(id, value), value);
     }
   });
+  const std::chrono::duration<double> writing = steady::now() - started;
   REQUIRE(cache.flush(60s));
   CHECK(TestDb(path).values() == expected.values());
   const auto& m = cache.cache().metrics();
   CHECK(settled_counts([&] { return m.value(Event::flushed) + m.value(Event::coalesced) == keys.size(); }));
   const double factor = double(m.value(Event::write)) / double(m.value(Event::flushed));
-  WARN(keys.size() << " writes, " << m.value(Event::flushed) << " written to the database: coalescing factor "
-                   << factor);
-  CHECK(factor > 1.5);
+  // Writes per second tell a slow machine (fewer writes per window) from coalescing that broke.
+  WARN(keys.size() << " writes at " << static_cast<long>(double(keys.size()) / writing.count()) << "/s, "
+                   << m.value(Event::flushed) << " written to the database: coalescing factor " << factor);
+  // On a cluster 2.75 under TSan with two runs at once, 7-8 unsanitized.
+  CHECK(factor > (target.cluster() ? 2.0 : 1.5));
 }
 
 TEST_CASE("the database down for 5 s: writes keep being accepted, then drain") {

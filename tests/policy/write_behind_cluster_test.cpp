@@ -101,11 +101,10 @@ TEST_CASE("on a cluster the queue has 16 partitions in their own slots, over mor
   CHECK(queue.stream() == "{t:wb:writes:p0}");
   CHECK(queue.dead_letters() == "{t:wb:writes:p0}:dead");
   std::set<std::string> masters;
-  cachet::RedisWriteQueue layout(cachet::RedisStore(pool), "t:wb:writes", 0);
-  for (std::size_t p = 0; p < layout.partitions(); ++p) masters.insert(pool.cluster_master_of(layout.partition(p).stream));
+  for (std::size_t p = 0; p < queue.partitions(); ++p) masters.insert(pool.cluster_master_of(queue.partition(p).stream));
   CHECK(masters.size() > 1);
   // An id's partition is its CRC16 modulo the count: the same in every process.
-  CHECK(layout.partition_of("42") == cachet::detail::crc16("42") % 16);
+  CHECK(queue.partition_of("42") == cachet::detail::crc16("42") % 16);
   CHECK(cachet::RedisWriteQueue(cachet::RedisStore(pool), "t:wb:writes", 1).stream() == "t:wb:writes");
 }
 
@@ -137,7 +136,7 @@ TEST_CASE("on a cluster 8 writer threads keep each key's order, read their write
     CHECK(std::adjacent_find(values.begin(), values.end()) == values.end());
     const int key = std::stoi(id.substr(id.find('k') + 1));
     CHECK(values.back() == writes - (writes - key) % keys);  // the last write of the key
-    partitions_used.insert(cachet::detail::partition_of(id, 16));
+    partitions_used.insert(queue.partition_of(id));
   }
   CHECK(partitions_used.size() > 8);
 }
@@ -175,8 +174,7 @@ TEST_CASE("on a cluster a flusher follows its partition to another master when t
   auto queue = cachet::write_behind(entries, db, quick_flusher());
   queue.write("42", "1");
   REQUIRE(queue.flush(30s));  // the partition's flusher reads from its master
-  cachet::RedisWriteQueue layout(cachet::RedisStore(pool), "t:wb:writes", 0);
-  const std::string stream = layout.partition(layout.partition_of("42")).stream;
+  const std::string stream = queue.partition(queue.partition_of("42")).stream;
   const int slot = cluster.slot_of(stream), from = cluster.master_of(slot);
   int to = 0;
   for (int port : cluster.master_ports())
@@ -445,21 +443,21 @@ TEST_CASE("on a cluster a flusher waiting for the writer another partition's flu
     }
     ~Release() { now(); }
   } unblock{release};
-  cachet::RedisWriteQueue layout(cachet::RedisStore(pool), "t:wb:writes", 0);
-  const std::size_t held = layout.partition_of("x");
+  const std::size_t held = queue.partition_of("x");
   std::string other;
   for (int i = 0; other.empty(); ++i)
-    if (layout.partition_of("y" + std::to_string(i)) != held) other = "y" + std::to_string(i);
+    if (queue.partition_of("y" + std::to_string(i)) != held) other = "y" + std::to_string(i);
   queue.write("x", "1");
   blocked.get_future().wait();
   queue.write(other, "2");
-  const std::string stream = layout.partition(layout.partition_of(other)).stream;
+  const std::string stream = queue.partition(queue.partition_of(other)).stream;
   const auto delivered = [&] {
     return pool.run(stream, [&](cachet::Connection& c) { return c.command({"XPENDING", stream, "cachet"})[0].as_integer(); }) == 1;
   };
   REQUIRE(cachet::test::eventually(delivered));
   std::this_thread::sleep_for(2500ms);  // more than twice reclaim_idle in the writer's wait
-  auto thief = layout.reader("cachet", "thief", 1s, layout.partition_of(other));
+  const cachet::RedisWriteQueue thieves(cachet::RedisStore(pool), "t:wb:writes", 0);  // another process's queue
+  auto thief = thieves.reader("cachet", "thief", 1s, queue.partition_of(other));
   const auto stolen = thief.claim_idle(options.reclaim_idle, "0-0", 10).entries.size();
   unblock.now();
   CHECK(stolen == 0);
@@ -476,8 +474,7 @@ TEST_CASE("on a cluster a full partition's QueueFullError names its stream and i
   auto queue = cachet::write_behind(entries, MemoryDb{}, options);
   queue.write("1", "a");
   queue.write("1", "b");
-  cachet::RedisWriteQueue layout(cachet::RedisStore(pool), "t:wb:writes", 0);
-  const std::string stream = layout.partition(layout.partition_of("1")).stream;
+  const std::string stream = queue.partition(queue.partition_of("1")).stream;
   CHECK_THROWS_WITH(queue.write("1", "c"), "cachet: write-behind queue " + stream + " is at its bound of 2 writes");
 }
 
@@ -520,8 +517,7 @@ TEST_CASE("on a cluster a master SIGKILLed while writers enqueue with replicated
   cachet::test::RaiseOnExit stopped(stop);
   REQUIRE(cachet::test::eventually([&] { return acknowledged > 200; }, 20s));
   // Kill the master of partition 0, with writes in flight.
-  cachet::RedisWriteQueue layout(cachet::RedisStore(pool), "t:wb:writes", 0);
-  const int slot = cluster.slot_of(layout.partition(0).stream);
+  const int slot = cluster.slot_of(queue.partition(0).stream);
   const int dead = cluster.kill_master_of(slot);
   cluster.wait_for_new_master(slot, dead, 30s);
   // Writes to the killed partition resume within 5 s of the promotion: the promoted replica has no
@@ -529,7 +525,7 @@ TEST_CASE("on a cluster a master SIGKILLed while writers enqueue with replicated
   const auto promoted = steady::now();
   std::string probe;
   for (int i = 0; probe.empty(); ++i)
-    if (layout.partition_of("probe" + std::to_string(i)) == 0) probe = "probe" + std::to_string(i);
+    if (queue.partition_of("probe" + std::to_string(i)) == 0) probe = "probe" + std::to_string(i);
   bool resumed = false;
   while (!resumed && steady::now() - promoted < 5s) {
     try {

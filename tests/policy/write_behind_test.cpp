@@ -28,6 +28,7 @@
 #include <mutex>
 #include <span>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -94,7 +95,7 @@ long long over_partitions(const Cache& cache, F&& count) {
 // The partition that holds `id`'s writes.
 template <class Cache>
 const Partition& partition_of(const Cache& cache, std::string_view id) {
-  return cache.partition(cachet::detail::partition_of(id, cache.partitions()));
+  return cache.partition(cache.partition_of(id));
 }
 
 // Entries the group read and has not acknowledged, in every partition (one with no stream yet holds none).
@@ -228,6 +229,7 @@ TEST_CASE("a write is cached and queued in one step, then flushed to the databas
   StringCache<cachet::NoGuard> entries(cachet::RedisStore(pool), cachet::test::write_behind_options("wb-basic"));
   auto cache = cachet::write_behind(entries, cachet::test::DbWriter(path), cachet::test::flusher_options());
   REQUIRE(cache.partitions() == (target.cluster() ? 16u : 1u));  // the cluster run covers the partitioned queue
+  CHECK_THROWS_AS(cache.partition(cache.partitions()), std::out_of_range);
   const cachet::StreamId first = cache.write("1", "a");
   CHECK(cache.write("1", "b") > first);
   CHECK(cache.get("1") == "b");  // read-your-writes, before any flush
@@ -703,20 +705,24 @@ TEST_CASE("coalescing cuts database writes on a Zipf(0.99) key stream") {
   auto cache = cachet::write_behind(entries, cachet::test::DbWriter(path), o);
   const auto keys = cachet::test::zipf_stream(1000, 0.99, crash_writes / 5, 7);
   Expected expected;
+  const auto started = steady::now();
   cachet::test::in_threads(4, [&](int t) {
     for (std::size_t i = static_cast<std::size_t>(t); i < keys.size(); i += 4) {
       const std::string id = std::to_string(keys[i]), value = std::to_string(i);
       expected.record(id, cache.write(id, value), value);
     }
   });
+  const std::chrono::duration<double> writing = steady::now() - started;
   REQUIRE(cache.flush(60s));
   CHECK(TestDb(path).values() == expected.values());
   const auto& m = cache.cache().metrics();
   CHECK(settled_counts([&] { return m.value(Event::flushed) + m.value(Event::coalesced) == keys.size(); }));
   const double factor = double(m.value(Event::write)) / double(m.value(Event::flushed));
-  WARN(keys.size() << " writes, " << m.value(Event::flushed) << " written to the database: coalescing factor "
-                   << factor);
-  CHECK(factor > 1.5);
+  // Writes per second tell a slow machine (fewer writes per window) from coalescing that broke.
+  WARN(keys.size() << " writes at " << static_cast<long>(double(keys.size()) / writing.count()) << "/s, "
+                   << m.value(Event::flushed) << " written to the database: coalescing factor " << factor);
+  // On a cluster 2.75 under TSan with two runs at once, 7-8 unsanitized.
+  CHECK(factor > (target.cluster() ? 2.0 : 1.5));
 }
 
 TEST_CASE("the database down for 5 s: writes keep being accepted, then drain") {

@@ -222,6 +222,8 @@ class WriteBehind : public detail::WritePolicy<Cache, W> {
   std::size_t partitions() const noexcept { return queue_.partitions(); }
   // Partition `i`'s keys (stream, pending hash, dead letters); throws std::out_of_range past partitions().
   const RedisWriteQueue::Partition& partition(std::size_t i) const { return queue_.partition(i); }
+  // The index of the partition that holds `id`'s writes: partition(partition_of(id)) has its keys.
+  std::size_t partition_of(std::string_view id) const noexcept { return queue_.partition_of(id); }
 
   // Tests only: called in write() after the tags' versions were read, before the enqueue.
   std::function<void()> before_enqueue_for_test;

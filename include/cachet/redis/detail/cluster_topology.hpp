@@ -114,8 +114,8 @@ class ClusterTopology {
     std::lock_guard lock(nodes_mutex_);
     if (auto it = nodes_.find(name); it != nodes_.end()) return it->second;
     NodeLedger<NodePool>& ledger = ledgers_[name];
-    ledger.open.push_back(pool.get());
     auto fresh = std::make_shared<Node>(at, name, std::move(pool), ledger, nodes_mutex_);
+    ledger.open.push_back(fresh->pool.get());  // the node takes it out as it goes
     return nodes_.emplace(std::move(name), std::move(fresh)).first->second;
   }
 

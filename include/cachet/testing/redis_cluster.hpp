@@ -271,12 +271,14 @@ class RedisCluster {
   // A master that loses its last slot stays a master (Redis 7.0 and later would
   // make it a replica of the node that took the slot), and replicas stay with
   // their master: unless `config` says otherwise. Older Redis does neither and
-  // knows no such setting.
+  // knows no such setting. Written to its redis.conf too, which restart() reads.
   void keep_roles(RedisServer& node) const {
     const auto set_here = [](const std::string& line) { return line.starts_with("cluster-allow-replica-migration"); };
     if (std::ranges::any_of(options_.config, set_here)) return;
     try {
-      node.connect().command({"CONFIG", "SET", "cluster-allow-replica-migration", "no"});
+      auto conn = node.connect();
+      conn.command({"CONFIG", "SET", "cluster-allow-replica-migration", "no"});
+      conn.command({"CONFIG", "REWRITE"});
     } catch (const ReplyError&) {  // an older Redis
     }
   }

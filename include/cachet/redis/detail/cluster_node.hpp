@@ -28,7 +28,7 @@ template <class NodePool>
 struct NodeLedger {
   std::atomic<std::uint64_t> errors{0};
   LatencyHistogram latency;  // of the commands sent there (ClusterRouter)
-  std::vector<const NodePool*> open;  // its pools alive now: at most a departed one still held, and its successor
+  std::vector<const NodePool*> open;  // its pools alive now: the current one, and any departed ones still held
   PoolStats closed;                    // the closed pools' counters (no connection is in use or idle in one)
 
   // The open pools' figures and the closed ones' counters.

@@ -77,16 +77,18 @@ class ClusterRouter {
   template <class F>
   decltype(auto) read(std::string_view key, F&& f) {
     if (!options_.read_from_replicas) return run(key, std::forward<F>(f), Idempotent::yes);  // no map copy on a hit
-    const auto snap = topology_.snapshot();  // held: it holds the replica
-    if (Node* replica = replica_for(*snap, hash_slot(key))) {
-      try {
-        auto lease = replica->pool->acquire();
-        const Timed timed(*replica);
-        return f(*lease);
-      } catch (const ConnectionError&) {
-        topology_.node_error(*replica);
-      } catch (const ReplyError& e) {
-        if (classify_cluster_error(e.server_message()) == ClusterAnswer::other) throw;
+    {  // the map let go before run(), which may wait for a refresh
+      const auto snap = topology_.snapshot();  // held: it holds the replica
+      if (Node* replica = replica_for(*snap, hash_slot(key))) {
+        try {
+          auto lease = replica->pool->acquire();
+          const Timed timed(*replica);
+          return f(*lease);
+        } catch (const ConnectionError&) {
+          topology_.node_error(*replica);
+        } catch (const ReplyError& e) {
+          if (classify_cluster_error(e.server_message()) == ClusterAnswer::other) throw;
+        }
       }
     }
     return run(key, std::forward<F>(f), Idempotent::yes);

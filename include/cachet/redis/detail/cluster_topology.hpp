@@ -1,7 +1,8 @@
 #pragma once
 // What a cluster client knows of the cluster: a pool per node (a ServerPool,
 // created on first use, dropped once a reloaded map no longer names its node;
-// each address's figures kept, detail/cluster_node.hpp), and the slot map, swapped whole behind a mutex (readers copy the pointer). One
+// each address's figures kept, detail/cluster_node.hpp), and the slot map,
+// swapped whole behind a mutex (readers copy the pointer). One
 // refresher thread reloads the map from CLUSTER SLOTS when asked (a MOVED, a
 // dead node, READONLY), at most once per refresh_min_interval plus jitter, and
 // every refresh_period as a backstop.
@@ -111,10 +112,11 @@ class ClusterTopology {
     PoolOptions pool_options = pool_options_;
     pool_options.verify = verify;
     auto pool = std::make_unique<NodePool>(std::move(options), std::move(pool_options));  // a racing twin's closes unused
+    std::shared_ptr<Node> fresh;  // before the lock: if listing it throws, ~ClusterNode takes nodes_mutex_ itself
     std::lock_guard lock(nodes_mutex_);
     if (auto it = nodes_.find(name); it != nodes_.end()) return it->second;
     NodeLedger<NodePool>& ledger = ledgers_[name];
-    auto fresh = std::make_shared<Node>(at, name, std::move(pool), ledger, nodes_mutex_);
+    fresh = std::make_shared<Node>(at, name, std::move(pool), ledger, nodes_mutex_);
     ledger.open.push_back(fresh->pool.get());  // the node takes it out as it goes
     return nodes_.emplace(std::move(name), std::move(fresh)).first->second;
   }

@@ -1,6 +1,7 @@
 // cachet::Pool as a Redis Cluster client: keys spread over the masters by slot,
 // MOVED/ASK/TRYAGAIN followed, failovers ridden out, batches grouped per node.
 // Each TEST_CASE starts one local cluster (3 masters + 3 replicas).
+#include <cachet/redis/detail/cluster_ledgers.hpp>
 #include <cachet/redis/detail/cluster_redirect.hpp>
 #include <cachet/redis/redirect.hpp>
 #include <cachet/redis/pipeline_by_node.hpp>
@@ -545,4 +546,51 @@ TEST_CASE("a cluster pool reading from replicas drops the pool of a replica that
   CHECK_FALSE(pool_exported(node));
   CHECK(read(key) == "v");  // on the master now, which has no replica left
   CHECK_FALSE(pool_exported(node));
+}
+
+namespace {
+struct StatsOnly {  // a node pool as its ledger sees it
+  cachet::PoolStats figures;
+  cachet::PoolStats stats() const { return figures; }
+};
+}  // namespace
+
+TEST_CASE("a cluster pool folds departed addresses' figures into one total beyond a cap") {
+  cachet::detail::NodeLedgers<StatsOnly> ledgers(2);
+  StatsOnly serving{.figures = {.in_use = 1, .created = 5}};
+  ledgers.at("10.0.0.1:6379").open.push_back(&serving);  // a node still open: never folded
+  const auto departed = [&](int i) {  // an address whose pools all closed
+    auto& ledger = ledgers.at("10.0.1." + std::to_string(i) + ":6379");
+    ledger.errors += 1;
+    ledger.latency.observe(1ms);
+    ledger.closed.created += 2;
+  };
+  for (int i = 0; i < 3; ++i) departed(i);  // the cap: kept by address
+  CHECK(ledgers.addresses() == 4);
+  cachet::ClusterFigures kept;
+  ledgers.add_to(kept);
+  CHECK(kept.node_errors.size() == 4);
+  CHECK_FALSE(kept.node_errors.contains("departed"));
+
+  departed(3);  // its record made while three departed ones are more than the cap: those fold
+  CHECK(ledgers.addresses() == 2);
+  cachet::ClusterFigures folded;
+  ledgers.add_to(folded);
+  CHECK(folded.node_errors.size() == 3);
+  CHECK(folded.node_errors["departed"] == 3);
+  CHECK(folded.node_latency["departed"].count == 3);
+  CHECK(folded.node_errors["10.0.1.3:6379"] == 1);
+  CHECK(folded.node_errors["10.0.0.1:6379"] == 0);
+  const cachet::PoolStats stats = ledgers.stats();
+  CHECK(stats.created == 5 + 4 * 2);  // nothing lost: counters stay monotonic
+  CHECK(stats.in_use == 1);
+
+  for (int i = 4; i < 40; ++i) departed(i);  // churn: the records stay bounded
+  CHECK(ledgers.addresses() <= 2 + 2);
+  cachet::ClusterFigures churned;
+  ledgers.add_to(churned);
+  std::uint64_t errors = 0;
+  for (const auto& entry : churned.node_errors) errors += entry.second;
+  CHECK(errors == 40);
+  CHECK(ledgers.stats().created == 5 + 40 * 2);
 }

@@ -11,6 +11,7 @@
 // invalidation).
 
 #include <cachet/metrics/cluster.hpp>
+#include <cachet/redis/detail/cluster_ledgers.hpp>
 #include <cachet/redis/detail/cluster_node.hpp>
 #include <cachet/redis/detail/cluster_slot_map.hpp>
 #include <cachet/redis/detail/endpoint.hpp>
@@ -115,7 +116,7 @@ class ClusterTopology {
     std::shared_ptr<Node> fresh;  // before the lock: if listing it throws, ~ClusterNode takes nodes_mutex_ itself
     std::lock_guard lock(nodes_mutex_);
     if (auto it = nodes_.find(name); it != nodes_.end()) return it->second;
-    NodeLedger<NodePool>& ledger = ledgers_[name];
+    NodeLedger<NodePool>& ledger = ledgers_.at(name);
     fresh = std::make_shared<Node>(at, name, std::move(pool), ledger, nodes_mutex_);
     ledger.open.push_back(fresh->pool.get());  // the node takes it out as it goes
     return nodes_.emplace(std::move(name), std::move(fresh)).first->second;
@@ -201,25 +202,21 @@ class ClusterTopology {
   Counters& counters() noexcept { return figures_; }
   std::uint64_t asks() const noexcept { return figures_.ask.load(); }
 
-  // Per node: every address that ever served, a departed one's counts kept.
+  // Per address it made a node for (detail/cluster_ledgers.hpp: departed ones
+  // beyond a cap folded into "departed").
   ClusterFigures figures() const {
     const Counters& c = figures_;
     ClusterFigures f{c.moved, c.ask, c.tryagain, c.clusterdown, c.loading, c.readonly, c.refreshes,
                      c.refresh_failures, {}, {}};
     std::lock_guard lock(nodes_mutex_);
-    for (const auto& [name, ledger] : ledgers_) {
-      f.node_errors[name] = ledger.errors;
-      f.node_latency[name] = ledger.latency.snapshot();
-    }
+    ledgers_.add_to(f);
     return f;
   }
 
   // Every open node pool's figures (a departed one still held included) and the closed ones' counters.
   PoolStats pool_stats() const {
-    PoolStats sum;
     std::lock_guard lock(nodes_mutex_);
-    for (const auto& entry : ledgers_) sum += entry.second.stats();
-    return sum;
+    return ledgers_.stats();
   }
 
  private:
@@ -371,7 +368,7 @@ class ClusterTopology {
   const ClusterOptions cluster_;
   std::vector<Endpoint> seeds_;
   mutable std::mutex nodes_mutex_;  // taken after mutex_ when both are
-  std::map<std::string, NodeLedger<NodePool>> ledgers_;  // every address that served, for good (before nodes_: they use it)
+  NodeLedgers<NodePool> ledgers_;  // per address node() was given, bounded (before nodes_: they use it)
   std::map<std::string, std::shared_ptr<Node>> nodes_;   // those the map holds, and redirections' since
   std::mutex listeners_mutex_;
   std::vector<std::pair<std::uint64_t, std::function<void()>>> listeners_;

@@ -3,7 +3,8 @@
 // the figures of its address (NodeLedger), which outlive it. A node leaves when
 // a reloaded map no longer names it, its pool closes with the last hold; the
 // ledger keeps that address's error count, latency and the closed pools'
-// counters, so that per-node series and Pool::stats() never go back, and it
+// counters, so that per-node series and Pool::stats() never go back (beyond a
+// cap, departed ones are folded into one, detail/cluster_ledgers.hpp), and it
 // lists the pools of that address still open, a departed one held by a Lease
 // among them, which Pool::stats() counts until they close.
 

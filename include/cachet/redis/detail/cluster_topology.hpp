@@ -113,7 +113,7 @@ class ClusterTopology {
     PoolOptions pool_options = pool_options_;
     pool_options.verify = verify;
     auto pool = std::make_unique<NodePool>(std::move(options), std::move(pool_options));  // a racing twin's closes unused
-    std::shared_ptr<Node> fresh;  // before the lock: if listing it throws, ~ClusterNode takes nodes_mutex_ itself
+    std::shared_ptr<Node> fresh;  // before the lock: if listing it throws, ~ClusterNode takes nodes_mutex_
     std::lock_guard lock(nodes_mutex_);
     if (auto it = nodes_.find(name); it != nodes_.end()) return it->second;
     NodeLedger<NodePool>& ledger = ledgers_.at(name);

@@ -1,6 +1,7 @@
 // cachet::Pool as a Redis Cluster client: keys spread over the masters by slot,
 // MOVED/ASK/TRYAGAIN followed, failovers ridden out, batches grouped per node.
 // Each TEST_CASE starts one local cluster (3 masters + 3 replicas).
+#include <cachet/redis/detail/cluster_ledgers.hpp>
 #include <cachet/redis/detail/cluster_redirect.hpp>
 #include <cachet/redis/redirect.hpp>
 #include <cachet/redis/pipeline_by_node.hpp>
@@ -75,9 +76,6 @@ bool names_port(const std::string& endpoint, int port) { return endpoint.ends_wi
 bool pool_exported(const std::string& node) {
   return cachet::MetricsRegistry::global().prometheus().find("{pool=\"" + node + "\"") != std::string::npos;
 }
-
-// Whether `pool` keeps a node pool for `node` (its per-node figures list every one it keeps).
-bool keeps_node(const Pool& pool, const std::string& node) { return pool.cluster_stats().node_errors.contains(node); }
 
 // A key whose slot the master on `port` serves.
 std::string key_on(const RedisCluster& cluster, int port) {
@@ -432,12 +430,7 @@ TEST_CASE("a cluster pool rides out a manual failover and a killed master") {
   const std::string killed_key = "{kill}k";
   const int killed_slot = cluster.slot_of(killed_key);
   set(pool, killed_key, "1");
-  // Its map not refreshed for long, it keeps counting against the dead master (a
-  // refreshed map that no longer names a node drops it and its figures).
-  Pool witness(options_for(cluster, {.retry_within = 200ms, .refresh_min_interval = 10min}));
   const int dead = cluster.kill_master_of(killed_slot);
-  CHECK_THROWS_AS(get(witness, killed_key), cachet::ConnectionError);
-  CHECK(witness.cluster_stats().node_errors["127.0.0.1:" + std::to_string(dead)] >= 1);
   Pool stale(options_for(cluster));  // its map (most likely) still names the dead master
   cluster.wait_for_new_master(killed_slot, dead, 30s);
   // A batch whose node cannot be reached (nothing sent) is grouped again after a refresh.
@@ -460,6 +453,9 @@ TEST_CASE("a cluster pool rides out a manual failover and a killed master") {
   }
   CHECK(written);
   CHECK(get(pool, killed_key) == "2");
+  // The dead master's errors outlive its pool, which the refreshed map dropped.
+  pool.await_cluster_map(60s);
+  CHECK(pool.cluster_stats().node_errors["127.0.0.1:" + std::to_string(dead)] >= 1);
 }
 
 TEST_CASE("a cluster pool drops the pool of a master that left once nothing runs on it") {
@@ -469,7 +465,6 @@ TEST_CASE("a cluster pool drops the pool of a master that left once nothing runs
   REQUIRE(pool.cluster_masters().size() == 4);
   const int leaving = cluster.master_ports().back();
   const std::string node = "127.0.0.1:" + std::to_string(leaving);
-  REQUIRE(keeps_node(pool, node));
   REQUIRE(pool_exported(node));
 
   // A Lease (keyless commands) and a command each hold a connection to the leaving master.
@@ -492,21 +487,29 @@ TEST_CASE("a cluster pool drops the pool of a master that left once nothing runs
     });
   });
   REQUIRE(running.wait_for(1, 120s));
+  REQUIRE(pool.stats().in_use == 2);
+  const std::uint64_t timed = pool.cluster_stats().node_latency[node].count;
 
   // Its slots go to the other masters; a refreshed map no longer names it: the
-  // pool forgets it, and its node pool lives on for what holds a connection.
+  // pool forgets it, and its node pool lives on for what holds a connection,
+  // counted in stats() until it closes.
   cluster.drain_master(leaving);
   pool.await_cluster_map(60s);
   CHECK(pool.cluster_masters().size() == 3);
-  CHECK_FALSE(keeps_node(pool, node));
   CHECK(pool_exported(node));
+  CHECK(pool.stats().in_use == 2);
   finish.arrive();
   command.join();
   CHECK(answer == "PONG");
   CHECK(pool_exported(node));  // the Lease alone holds it now
+  CHECK(pool.stats().in_use == 1);
   CHECK((*held)->command({"PING"}).as_status() == "PONG");
+  const std::uint64_t created = pool.stats().created;
   held.reset();
-  CHECK_FALSE(pool_exported(node));  // the last hold let go of it
+  CHECK_FALSE(pool_exported(node));  // the last hold let go of it: the pool forgot it
+  CHECK(pool.stats().in_use == 0);
+  CHECK(pool.stats().created == created);  // the closed pool's connections still counted
+  CHECK(pool.cluster_stats().node_latency[node].count == timed + 1);  // the command, timed after the node left
 
   // It stops and is forgotten; every key is served by the other masters, and it does not come back.
   cluster.remove_node(leaving);
@@ -517,8 +520,8 @@ TEST_CASE("a cluster pool drops the pool of a master that left once nothing runs
   pool.for_each_master([&](Connection&) { ++visits; });
   CHECK(visits == 3);
   pool.await_cluster_map(60s);
-  CHECK_FALSE(keeps_node(pool, node));
-  CHECK(pool.cluster_stats().node_errors.size() == 3);
+  CHECK_FALSE(pool_exported(node));
+  CHECK(pool.cluster_stats().node_errors.size() == 4);  // the departed address's count kept
 }
 
 TEST_CASE("a cluster pool reading from replicas drops the pool of a replica that left") {
@@ -536,12 +539,58 @@ TEST_CASE("a cluster pool reading from replicas drops the pool of a replica that
   read(key);  // on the master's one replica
   const int leaving = cluster.replicas_of(master).front();
   const std::string node = "127.0.0.1:" + std::to_string(leaving);
-  REQUIRE(keeps_node(pool, node));
+  REQUIRE(pool_exported(node));
 
   cluster.remove_node(leaving);
   pool.await_cluster_map(60s);
-  CHECK_FALSE(keeps_node(pool, node));
   CHECK_FALSE(pool_exported(node));
   CHECK(read(key) == "v");  // on the master now, which has no replica left
-  CHECK_FALSE(keeps_node(pool, node));
+  CHECK_FALSE(pool_exported(node));
+}
+
+namespace {
+struct StatsOnly {  // a node pool as its ledger sees it
+  cachet::PoolStats figures;
+  cachet::PoolStats stats() const { return figures; }
+};
+}  // namespace
+
+TEST_CASE("a cluster pool folds departed addresses' figures into one total beyond a cap") {
+  cachet::detail::NodeLedgers<StatsOnly> ledgers(2);
+  StatsOnly serving{.figures = {.in_use = 1, .created = 5}};
+  ledgers.at("10.0.0.1:6379").open.push_back(&serving);  // a node still open: never folded
+  const auto departed = [&](int i) {  // an address whose pools all closed
+    auto& ledger = ledgers.at("10.0.1." + std::to_string(i) + ":6379");
+    ledger.errors += 1;
+    ledger.latency.observe(1ms);
+    ledger.closed.created += 2;
+  };
+  for (int i = 0; i < 3; ++i) departed(i);  // the cap: kept by address
+  CHECK(ledgers.addresses() == 4);
+  cachet::ClusterFigures kept;
+  ledgers.add_to(kept);
+  CHECK(kept.node_errors.size() == 4);
+  CHECK_FALSE(kept.node_errors.contains("departed"));
+
+  departed(3);  // its record made while three departed ones are more than the cap: those fold
+  CHECK(ledgers.addresses() == 2);
+  cachet::ClusterFigures folded;
+  ledgers.add_to(folded);
+  CHECK(folded.node_errors.size() == 3);
+  CHECK(folded.node_errors["departed"] == 3);
+  CHECK(folded.node_latency["departed"].count == 3);
+  CHECK(folded.node_errors["10.0.1.3:6379"] == 1);
+  CHECK(folded.node_errors["10.0.0.1:6379"] == 0);
+  const cachet::PoolStats stats = ledgers.stats();
+  CHECK(stats.created == 5 + 4 * 2);  // nothing lost: counters stay monotonic
+  CHECK(stats.in_use == 1);
+
+  for (int i = 4; i < 40; ++i) departed(i);  // churn: the records stay bounded
+  CHECK(ledgers.addresses() <= 2 + 2);
+  cachet::ClusterFigures churned;
+  ledgers.add_to(churned);
+  std::uint64_t errors = 0;
+  for (const auto& entry : churned.node_errors) errors += entry.second;
+  CHECK(errors == 40);
+  CHECK(ledgers.stats().created == 5 + 40 * 2);
 }

@@ -91,6 +91,30 @@ TEST_CASE("a SIGKILLed master is replaced by its replica, and CLUSTER FAILOVER m
   cluster.node_at(old_master).restart();
   cluster.wait_until_stable(60s);
   REQUIRE(cluster.replicas_of(replica) == std::vector<int>{old_master});
+  const cachet::Reply kept = cluster.node_at(old_master).connect().command(
+      {"CONFIG", "GET", "cluster-allow-replica-migration"});  // empty before Redis 7.0, which knows no such setting
+  if (kept.size() == 2) CHECK(kept[1].as_string() == "no");  // the restart read it from redis.conf
   cluster.failover(old_master);
   CHECK(cluster.wait_for_new_master(slot, replica, 60s) == old_master);
+}
+
+TEST_CASE("scaling in: a drained master keeps running as a master, its replica moves over, then it leaves") {
+  RedisCluster cluster;  // 3 masters, a replica each
+  const int leaving = cluster.master_ports().back();
+  const int replica = cluster.replicas_of(leaving).front();
+  CHECK_THROWS_WITH(cluster.remove_node(leaving), Catch::Matchers::Contains("serves slots (drain_master first)"));
+
+  cluster.drain_master(leaving);
+  CHECK(cluster.master_ports().size() == 2);
+  const cachet::Reply role = cluster.node_at(leaving).connect().command({"ROLE"});
+  CHECK(role[0].as_string() == "master");  // not made a replica of the node that took its last slot
+  CHECK(role[2].size() == 0);
+  std::set<int> replicas;
+  for (int m : cluster.master_ports())
+    for (int r : cluster.replicas_of(m)) replicas.insert(r);
+  CHECK(replicas.count(replica) == 1);  // still serving, as another master's replica
+
+  cluster.remove_node(leaving);  // no "Can't forget my master!"
+  CHECK_FALSE(cluster.node_at(leaving).running());
+  CHECK(cluster.master_ports().size() == 2);
 }

@@ -11,7 +11,7 @@
 //   int port = cluster.kill_master_of(cluster.slot_of("user:{42}"));
 //   cluster.wait_for_new_master(slot, port, 30s);
 //   cluster.move_slot(slot, other_master_port);           // or begin/migrate/end for ASK
-//   cluster.drain_master(port); cluster.remove_node(port); // scale in
+//   cluster.drain_master(port); cluster.remove_node(port); // scale in (replicas handed over)
 //
 // redis-cli comes from $CACHET_REDIS_CLI, else "redis-cli" (Debian: redis-tools).
 
@@ -20,6 +20,7 @@
 #include <cachet/redis/connection.hpp>
 #include <cachet/redis/errors.hpp>
 #include <cachet/redis/options.hpp>
+#include <cachet/testing/detail/cluster_stability.hpp>
 #include <cachet/testing/detail/redis_cli.hpp>
 #include <cachet/testing/redis_server.hpp>
 
@@ -28,9 +29,7 @@
 #include <cstdlib>
 #include <map>
 #include <memory>
-#include <optional>
 #include <set>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -65,6 +64,7 @@ class RedisCluster {
     if (options_.masters < 3) throw Error("RedisCluster: redis-cli --cluster create needs at least 3 masters");
     const int count = options_.masters * (1 + options_.replicas_per_master);
     for (int i = 0; i < count; ++i) nodes_.push_back(std::make_unique<RedisServer>(node_options()));
+    for (const auto& n : nodes_) keep_roles(*n);
     create();
     wait_until_stable(options_.start_timeout);
   }
@@ -211,20 +211,29 @@ class RedisCluster {
     end_migration(slot);
   }
 
-  // Scaling in, in two steps: the master on `port` hands all its slots and keys
-  // to the others (redis-cli --cluster rebalance, weight 0) and keeps running;
-  // then a node leaves: it stops and every other node forgets it (CLUSTER FORGET).
-  // Each returns once the cluster is stable.
+  // Scaling in, in two steps. drain_master: the master on `port` hands its
+  // replicas to another master (CLUSTER REPLICATE), then all its slots and keys
+  // to the others (redis-cli --cluster rebalance, weight 0), and keeps running,
+  // a master that serves no slot. remove_node: a replica, or a master that
+  // serves no slot, leaves: any replica of it goes to another master, it stops,
+  // and every other node forgets it (CLUSTER FORGET). Each returns once the
+  // cluster is stable.
   void drain_master(int port) {
+    hand_over_replicas(port);
     run_cli({"--cluster", "rebalance", "127.0.0.1:" + std::to_string(port), "--cluster-weight", node_id(port) + "=0",
              "--cluster-yes"}, "rebalance");
+    drained_.insert(port);
     wait_until_stable(options_.start_timeout);
   }
   void remove_node(int port) {
+    if (std::ranges::any_of(slot_ranges(), [&](const detail::SlotRange& r) { return r.master == port; }))
+      throw Error("RedisCluster: the master on port " + std::to_string(port) + " serves slots (drain_master first)");
+    hand_over_replicas(port);  // a replica cannot forget its master
     const std::string id = node_id(port);
     node_at(port).kill();
     for (const auto& n : nodes_)
       if (n->running()) n->connect().command({"CLUSTER", "FORGET", id});
+    drained_.erase(port);
     wait_until_stable(options_.start_timeout);
   }
 
@@ -232,19 +241,13 @@ class RedisCluster {
   // map, and every replica's link to its master is up.
   void wait_until_stable(std::chrono::milliseconds timeout) {
     retry_until<Error>(clock::now() + timeout, "not stable", [&] {
-      if (std::string why = unstable_reason(); !why.empty()) throw Error(why);
+      if (std::string why = detail::unstable_reason(nodes_, drained_); !why.empty()) throw Error(why);
       return true;
     });
   }
 
  private:
-  struct SlotRange {
-    int first = 0;
-    int last = 0;
-    int master = 0;
-    std::vector<int> replicas;
-    bool operator==(const SlotRange&) const = default;
-  };
+  using SlotRange = detail::SlotRange;
 
   RedisServerOptions node_options() const {
     RedisServerOptions o;
@@ -263,6 +266,35 @@ class RedisCluster {
     }
     o.config.insert(o.config.end(), options_.config.begin(), options_.config.end());
     return o;
+  }
+
+  // A master that loses its last slot stays a master (Redis 7.0 and later would
+  // make it a replica of the node that took the slot), and replicas stay with
+  // their master: unless `config` says otherwise. Older Redis does neither and
+  // knows no such setting. Written to its redis.conf too, which restart() reads.
+  void keep_roles(RedisServer& node) const {
+    const auto set_here = [](const std::string& line) { return line.starts_with("cluster-allow-replica-migration"); };
+    if (std::ranges::any_of(options_.config, set_here)) return;
+    try {
+      auto conn = node.connect();
+      conn.command({"CONFIG", "SET", "cluster-allow-replica-migration", "no"});
+      conn.command({"CONFIG", "REWRITE"});
+    } catch (const ReplyError&) {  // an older Redis
+    }
+  }
+
+  // Each replica of the master on `port` (as its ROLE lists them) replicates the
+  // first other master that serves slots; returns once the cluster is stable.
+  void hand_over_replicas(int port) {
+    const Reply role = node_at(port).connect().command({"ROLE"});
+    if (role[0].as_string() != "master" || role[2].size() == 0) return;
+    const auto masters = master_ports();
+    const auto to = std::find_if(masters.begin(), masters.end(), [&](int m) { return m != port; });
+    if (to == masters.end()) throw Error("RedisCluster: no other master to take the replicas of port " + std::to_string(port));
+    const std::string to_id = node_id(*to);
+    for (std::size_t i = 0; i < role[2].size(); ++i)
+      node_at(std::stoi(std::string(role[2][i][1].as_string()))).connect().command({"CLUSTER", "REPLICATE", to_id});
+    wait_until_stable(options_.start_timeout);
   }
 
   void create() {
@@ -292,20 +324,7 @@ class RedisCluster {
     throw Error("RedisCluster: no node answered: " + last);
   }
 
-  static std::vector<SlotRange> parse_slots(const Reply& reply) {
-    std::vector<SlotRange> ranges;
-    for (std::size_t i = 0; i < reply.size(); ++i) {
-      const auto r = reply[i];
-      SlotRange range{static_cast<int>(r[0].as_integer()), static_cast<int>(r[1].as_integer()),
-                      static_cast<int>(r[2][1].as_integer()), {}};
-      for (std::size_t j = 3; j < r.size(); ++j) range.replicas.push_back(static_cast<int>(r[j][1].as_integer()));
-      std::sort(range.replicas.begin(), range.replicas.end());
-      ranges.push_back(std::move(range));
-    }
-    std::sort(ranges.begin(), ranges.end(), [](const SlotRange& a, const SlotRange& b) { return a.first < b.first; });
-    return ranges;
-  }
-  std::vector<SlotRange> slot_ranges() const { return parse_slots(ask_any({"CLUSTER", "SLOTS"})); }
+  std::vector<SlotRange> slot_ranges() const { return detail::parse_slot_ranges(ask_any({"CLUSTER", "SLOTS"})); }
 
   // `attempt` every 50 ms until it returns true, a `Refusal` it throws retried
   // too, until `deadline`; then an Error saying `what` and the last refusal.
@@ -348,58 +367,10 @@ class RedisCluster {
     return it->second;
   }
 
-  // Why the cluster is not stable yet, or empty when it is.
-  std::string unstable_reason() const {
-    std::optional<std::vector<SlotRange>> agreed;
-    for (const auto& n : nodes_) {
-      if (!n->running()) continue;
-      const std::string where = "node " + std::to_string(n->port()) + ": ";
-      try {
-        Connection c = n->connect();
-        if (std::string(c.command({"CLUSTER", "INFO"}).as_string()).find("cluster_state:ok") == std::string::npos)
-          return where + "cluster_state is not ok";
-        const std::string replication(c.command({"INFO", "replication"}).as_string());
-        if (replication.find("role:slave") != std::string::npos &&
-            replication.find("master_link_status:up") == std::string::npos)
-          return where + "replica's link to its master is down";
-        auto ranges = parse_slots(c.command({"CLUSTER", "SLOTS"}));
-        if (!covers_all_slots(ranges)) return where + "not every slot is served";
-        if (const int missing = first_unlisted_live_node(ranges))
-          return where + "does not list node " + std::to_string(missing) + " yet";
-        if (!agreed) agreed = std::move(ranges);
-        else if (ranges != *agreed) return where + "disagrees on the slot map";
-      } catch (const Error& e) {
-        return where + e.what();
-      }
-    }
-    return agreed ? std::string{} : "no node is running";
-  }
-
-  // A running node that the slot map names neither as a master nor as a replica
-  // (e.g. a replica whose CLUSTER REPLICATE has not reached every node), or 0.
-  int first_unlisted_live_node(const std::vector<SlotRange>& ranges) const {
-    std::set<int> listed;
-    for (const auto& r : ranges) {
-      listed.insert(r.master);
-      listed.insert(r.replicas.begin(), r.replicas.end());
-    }
-    for (const auto& n : nodes_)
-      if (n->running() && !listed.count(n->port())) return n->port();
-    return 0;
-  }
-
-  static bool covers_all_slots(const std::vector<SlotRange>& ranges) {
-    int next = 0;
-    for (const auto& r : ranges) {
-      if (r.first != next) return false;
-      next = r.last + 1;
-    }
-    return next == 16384;
-  }
-
   RedisClusterOptions options_;
   std::vector<std::unique_ptr<RedisServer>> nodes_;
   std::map<int, std::pair<int, int>> migrations_;  // slot -> (source port, target port)
+  std::set<int> drained_;                          // masters drain_master left without slots, running
 };
 
 }  // namespace cachet::testing

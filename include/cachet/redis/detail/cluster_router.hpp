@@ -77,15 +77,18 @@ class ClusterRouter {
   template <class F>
   decltype(auto) read(std::string_view key, F&& f) {
     if (!options_.read_from_replicas) return run(key, std::forward<F>(f), Idempotent::yes);  // no map copy on a hit
-    if (const std::shared_ptr<Node> replica = replica_for(*topology_.snapshot(), hash_slot(key))) {
-      try {
-        auto lease = replica->pool->acquire();
-        const Timed timed(*replica);
-        return f(*lease);
-      } catch (const ConnectionError&) {
-        topology_.node_error(*replica);
-      } catch (const ReplyError& e) {
-        if (classify_cluster_error(e.server_message()) == ClusterAnswer::other) throw;
+    {  // the map let go before run(), which may wait for a refresh
+      const auto snap = topology_.snapshot();  // held: it holds the replica
+      if (Node* replica = replica_for(*snap, hash_slot(key))) {
+        try {
+          auto lease = replica->pool->acquire();
+          const Timed timed(*replica);
+          return f(*lease);
+        } catch (const ConnectionError&) {
+          topology_.node_error(*replica);
+        } catch (const ReplyError& e) {
+          if (classify_cluster_error(e.server_message()) == ClusterAnswer::other) throw;
+        }
       }
     }
     return run(key, std::forward<F>(f), Idempotent::yes);
@@ -126,12 +129,13 @@ class ClusterRouter {
     const auto snap = serving();
     const std::shared_ptr<Node>& node = snap->masters[next_++ % snap->masters.size()];
     typename NodePool::Lease lease = node->pool->acquire(timeout);
-    lease.owner_ = node;
+    lease.hold(node);
     return lease;
   }
 
   std::string master_of(std::string_view key) const {
-    const Node* node = topology_.snapshot()->master_of(hash_slot(key));
+    const auto snap = topology_.snapshot();  // held: a reload may drop the node it names
+    const Node* node = snap->master_of(hash_slot(key));
     return node ? node->name : "";
   }
 
@@ -290,12 +294,12 @@ class ClusterRouter {
     }
   }
 
-  // A replica of `slot`'s master, taken in turn, when reads may go to one and the map knows one.
-  std::shared_ptr<Node> replica_for(const typename Topology::Snapshot& snap, std::uint16_t slot) {
-    if (!options_.read_from_replicas) return nullptr;
-    const auto* shard = snap.map.shard_of(slot);
-    if (!shard || shard->replicas.empty()) return nullptr;
-    return topology_.node(shard->replicas[next_++ % shard->replicas.size()]);
+  // A replica of `slot`'s master, taken in turn, when reads may go to one and
+  // the map knows one; `snap` holds it.
+  Node* replica_for(const typename Topology::Snapshot& snap, std::uint16_t slot) {
+    const auto* replicas = snap.replicas_of(slot);  // none unless read_from_replicas
+    if (!replicas || replicas->empty()) return nullptr;
+    return (*replicas)[next_++ % replicas->size()].get();
   }
 
   // The keys' indices by the node of their slot, ascending (waiting within
@@ -304,7 +308,8 @@ class ClusterRouter {
   Groups group(std::span<const std::string_view> keys, Pick pick) {
     const auto deadline = clock::now() + options_.retry_within;
     for (std::uint32_t retries = 0;; ++retries) {
-      auto groups = group_in(topology_.snapshot(), keys, pick);
+      const auto snap = topology_.snapshot();
+      auto groups = group_in(snap, keys, pick);
       if (std::none_of(groups.begin(), groups.end(), [](const auto& g) { return g.first == nullptr; })) return groups;
       if (clock::now() >= deadline)
         throw ConnectionError("redis cluster: no reachable node serves some of the batch's slots (ClusterOptions::seeds)");
@@ -336,17 +341,21 @@ class ClusterRouter {
     }
   }
 
-  // A group holds its node (a master through `snap`), for as long as the batch runs.
+  // A group holds its node through `snap`, for as long as the batch runs: one
+  // count more on the map per group, none per key.
   Groups group_in(const std::shared_ptr<const typename Topology::Snapshot>& snap, std::span<const std::string_view> keys,
                   Pick pick) {
     Groups groups;
     for (std::size_t i = 0; i < keys.size(); ++i) {
       const std::uint16_t slot = hash_slot(keys[i]);
-      std::shared_ptr<Node> replica = pick == Pick::replica ? replica_for(*snap, slot) : nullptr;
-      Node* node = replica ? replica.get() : snap->master_of(slot);
+      Node* node = pick == Pick::replica ? replica_for(*snap, slot) : nullptr;
+      if (!node) node = snap->master_of(slot);
       auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first.get() == node; });
-      if (it == groups.end())
-        it = groups.insert(groups.end(), {replica ? std::move(replica) : node ? held_by(snap, node) : nullptr, {}});
+      if (it == groups.end()) {
+        std::shared_ptr<Node> held;  // null: no node serves the slot in this map
+        if (node) held = held_by(snap, node);
+        it = groups.insert(groups.end(), {std::move(held), {}});
+      }
       it->second.push_back(i);
     }
     std::sort(groups.begin(), groups.end(),

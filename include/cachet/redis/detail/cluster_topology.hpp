@@ -1,7 +1,8 @@
 #pragma once
 // What a cluster client knows of the cluster: a pool per node (a ServerPool,
-// created on first use, dropped once a refreshed map no longer names its node),
-// and the slot map, swapped whole behind a mutex (readers copy the pointer). One
+// created on first use, dropped once a reloaded map no longer names its node;
+// each address's figures kept, detail/cluster_node.hpp), and the slot map,
+// swapped whole behind a mutex (readers copy the pointer). One
 // refresher thread reloads the map from CLUSTER SLOTS when asked (a MOVED, a
 // dead node, READONLY), at most once per refresh_min_interval plus jitter, and
 // every refresh_period as a backstop.
@@ -10,6 +11,8 @@
 // invalidation).
 
 #include <cachet/metrics/cluster.hpp>
+#include <cachet/redis/detail/cluster_ledgers.hpp>
+#include <cachet/redis/detail/cluster_node.hpp>
 #include <cachet/redis/detail/cluster_slot_map.hpp>
 #include <cachet/redis/detail/endpoint.hpp>
 #include <cachet/redis/errors.hpp>
@@ -26,7 +29,6 @@
 #include <memory>
 #include <mutex>
 #include <random>
-#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -39,21 +41,31 @@ class ClusterTopology {
  public:
   using clock = std::chrono::steady_clock;
 
-  struct Node {
-    Endpoint at;
-    std::string name;  // "host:port", its pool's metrics label
-    std::unique_ptr<NodePool> pool;
-    std::atomic<std::uint64_t> errors{0};
-    LatencyHistogram latency;  // of the commands sent here (ClusterRouter)
-  };
-  // A slot map and the node of each of its shards' masters (same index), which
-  // it keeps: a Node* it gives is valid while the snapshot is held.
+  using Node = ClusterNode<NodePool>;
+  // A slot map and the nodes of each of its shards (same index): the master,
+  // and the replicas with read_from_replicas (none otherwise), which it keeps: a
+  // Node* it gives is valid while the snapshot is held.
   struct Snapshot {
     ClusterSlotMap map;
     std::vector<std::shared_ptr<Node>> masters;
+    std::vector<std::vector<std::shared_ptr<Node>>> replicas;
     Node* master_of(std::uint16_t slot) const noexcept {
       const auto* shard = map.shard_of(slot);
-      return shard ? masters[static_cast<std::size_t>(shard - map.shards().data())].get() : nullptr;
+      return shard ? masters[index_of(*shard)].get() : nullptr;
+    }
+    const std::vector<std::shared_ptr<Node>>* replicas_of(std::uint16_t slot) const noexcept {
+      const auto* shard = map.shard_of(slot);
+      return shard ? &replicas[index_of(*shard)] : nullptr;
+    }
+    bool holds(const Node* node) const noexcept {
+      const auto is = [&](const std::shared_ptr<Node>& n) { return n.get() == node; };
+      return std::any_of(masters.begin(), masters.end(), is) ||
+             std::any_of(replicas.begin(), replicas.end(), [&](const auto& r) { return std::any_of(r.begin(), r.end(), is); });
+    }
+
+   private:
+    std::size_t index_of(const ClusterSlotMap::Shard& shard) const noexcept {
+      return static_cast<std::size_t>(&shard - map.shards().data());
     }
   };
 
@@ -89,7 +101,7 @@ class ClusterTopology {
 
   // The node at `at`, its pool created on first use with the same options
   // (outside the lock: a pool registers its metrics, and a scrape reads ours).
-  // Held, it outlives its removal from the map (drop_departed).
+  // Held, it outlives its removal from the map (drop_departed_locked).
   std::shared_ptr<Node> node(const Endpoint& at, bool verify = false) {
     std::string name = name_of(at);
     {
@@ -100,11 +112,14 @@ class ClusterTopology {
     options.host = at.host, options.port = at.port;
     PoolOptions pool_options = pool_options_;
     pool_options.verify = verify;
-    auto fresh = std::make_shared<Node>();
-    fresh->at = at, fresh->name = name;
-    fresh->pool = std::make_unique<NodePool>(std::move(options), std::move(pool_options));
+    auto pool = std::make_unique<NodePool>(std::move(options), std::move(pool_options));  // a racing twin's closes unused
+    std::shared_ptr<Node> fresh;  // before the lock: if listing it throws, ~ClusterNode takes nodes_mutex_
     std::lock_guard lock(nodes_mutex_);
-    return nodes_.try_emplace(std::move(name), std::move(fresh)).first->second;  // a racing twin is dropped
+    if (auto it = nodes_.find(name); it != nodes_.end()) return it->second;
+    NodeLedger<NodePool>& ledger = ledgers_.at(name);
+    fresh = std::make_shared<Node>(at, name, std::move(pool), ledger, nodes_mutex_);
+    ledger.open.push_back(fresh->pool.get());  // the node takes it out as it goes
+    return nodes_.emplace(std::move(name), std::move(fresh)).first->second;
   }
 
   // MOVED: the slot is served at `to` from now on; the whole map is reloaded soon.
@@ -112,14 +127,20 @@ class ClusterTopology {
   // refresh installed meanwhile is not overwritten by an older copy.
   void moved(std::uint16_t slot, const Endpoint& to) {
     ++figures_.moved;
-    std::shared_ptr<Node> target = node(to);  // outside the lock, as in install()
-    std::shared_ptr<const Snapshot> old;      // let go outside the lock, as in install()
+    std::shared_ptr<Node> target = node(to);  // outside the locks, as in install()
+    std::shared_ptr<const Snapshot> old;      // let go outside the locks, as in install()
+    std::vector<std::shared_ptr<Node>> unused;
     bool changed = false;
     {
       std::lock_guard lock(mutex_);
       auto fresh = std::make_shared<Snapshot>(*snapshot_);
       fresh->map.move_slot(slot, to);
-      if (fresh->masters.size() < fresh->map.shards().size()) fresh->masters.push_back(std::move(target));  // a new master
+      if (fresh->masters.size() < fresh->map.shards().size()) {  // a new master, which a reload may have dropped since
+        std::lock_guard nodes_lock(nodes_mutex_);
+        adopt_locked(target, unused);
+        fresh->masters.push_back(std::move(target));
+        fresh->replicas.emplace_back();
+      }
       changed = snapshot_->master_of(slot) != fresh->master_of(slot);
       old = std::exchange(snapshot_, std::move(fresh));
     }
@@ -181,23 +202,21 @@ class ClusterTopology {
   Counters& counters() noexcept { return figures_; }
   std::uint64_t asks() const noexcept { return figures_.ask.load(); }
 
+  // Per address it made a node for (detail/cluster_ledgers.hpp: departed ones
+  // beyond a cap folded into "departed").
   ClusterFigures figures() const {
     const Counters& c = figures_;
     ClusterFigures f{c.moved, c.ask, c.tryagain, c.clusterdown, c.loading, c.readonly, c.refreshes,
                      c.refresh_failures, {}, {}};
     std::lock_guard lock(nodes_mutex_);
-    for (const auto& [name, node] : nodes_) {
-      f.node_errors[name] = node->errors;
-      f.node_latency[name] = node->latency.snapshot();
-    }
+    ledgers_.add_to(f);
     return f;
   }
 
+  // Every open node pool's figures (a departed one still held included) and the closed ones' counters.
   PoolStats pool_stats() const {
-    PoolStats sum;
     std::lock_guard lock(nodes_mutex_);
-    for (const auto& entry : nodes_) sum += entry.second->pool->stats();
-    return sum;
+    return ledgers_.stats();
   }
 
  private:
@@ -225,40 +244,51 @@ class ClusterTopology {
     return false;
   }
 
-  // The old map is let go outside the lock: the last hold of a departed node
-  // drops its pool, which unregisters its metrics, and a scrape reads ours.
+  // The map and the nodes to drop change under both locks (mutex_, then
+  // nodes_mutex_), so that a MOVED's new master is never dropped while a map names
+  // it. The old map and the departed nodes are let go outside them: the last
+  // hold of a node closes its pool, which unregisters its metrics, and a scrape reads ours.
   void install(ClusterSlotMap map, bool refreshed) {
     auto fresh = std::make_shared<Snapshot>();
-    for (const auto& shard : map.shards()) fresh->masters.push_back(node(shard.master));
+    for (const auto& shard : map.shards()) {
+      fresh->masters.push_back(node(shard.master));
+      auto& replicas = fresh->replicas.emplace_back();
+      if (cluster_.read_from_replicas)
+        for (const Endpoint& replica : shard.replicas) replicas.push_back(node(replica));
+    }
     fresh->map = std::move(map);
     std::shared_ptr<const Snapshot> old;
+    std::vector<std::shared_ptr<Node>> departed;
     bool changed = false;
     {
       std::lock_guard lock(mutex_);
+      std::lock_guard nodes_lock(nodes_mutex_);
+      for (auto& n : fresh->masters) adopt_locked(n, departed);
+      for (auto& replicas : fresh->replicas)
+        for (auto& n : replicas) adopt_locked(n, departed);
       changed = owners_differ(*snapshot_, *fresh);
-      old = std::exchange(snapshot_, fresh);
+      old = std::exchange(snapshot_, std::move(fresh));
       if (refreshed) ++figures_.refreshes;
+      drop_departed_locked(departed);
     }
-    drop_departed(fresh->map);
     if (changed) tell_listeners();
   }
 
-  // Forgets the nodes `map` does not name (a master whose slots all moved away,
-  // a removed replica; replicas count only with read_from_replicas): a service
-  // whose cluster is resharded for months keeps no pool per node that ever was.
-  // A command or Lease still on one keeps its node until it ends; a redirection
-  // there later makes it anew.
-  void drop_departed(const ClusterSlotMap& map) {
-    std::set<std::string> named;
-    for (const auto& shard : map.shards()) {
-      named.insert(name_of(shard.master));
-      if (cluster_.read_from_replicas)
-        for (const Endpoint& replica : shard.replicas) named.insert(name_of(replica));
-    }
-    std::vector<std::shared_ptr<Node>> departed;  // let go outside the lock (see install())
-    std::lock_guard lock(nodes_mutex_);
+  // `n` becomes the node nodes_ has for its address (one node per address while
+  // a map names it), put there if none; a twin goes to `unused`, let go outside the locks.
+  void adopt_locked(std::shared_ptr<Node>& n, std::vector<std::shared_ptr<Node>>& unused) {
+    const auto [it, added] = nodes_.try_emplace(n->name, n);
+    if (!added && it->second != n) unused.push_back(std::exchange(n, it->second));
+  }
+
+  // Forgets the nodes the current map does not hold (a master whose slots all
+  // moved away, a removed replica, an ASK target): a service whose cluster is
+  // resharded for months keeps no pool per node that ever was. A command or
+  // Lease still on one keeps its node until it ends; a redirection there later
+  // makes it anew. They go to `departed`, to be let go outside the locks.
+  void drop_departed_locked(std::vector<std::shared_ptr<Node>>& departed) {
     for (auto it = nodes_.begin(); it != nodes_.end();)
-      if (named.contains(it->first)) ++it;
+      if (snapshot_->holds(it->second.get())) ++it;
       else departed.push_back(std::move(it->second)), it = nodes_.erase(it);
   }
 
@@ -337,8 +367,9 @@ class ClusterTopology {
   PoolOptions pool_options_;
   const ClusterOptions cluster_;
   std::vector<Endpoint> seeds_;
-  mutable std::mutex nodes_mutex_;
-  std::map<std::string, std::shared_ptr<Node>> nodes_;  // those the map names, and redirections' since
+  mutable std::mutex nodes_mutex_;  // taken after mutex_ when both are
+  NodeLedgers<NodePool> ledgers_;  // per address node() was given, bounded (before nodes_: they use it)
+  std::map<std::string, std::shared_ptr<Node>> nodes_;   // those the map holds, and redirections' since
   std::mutex listeners_mutex_;
   std::vector<std::pair<std::uint64_t, std::function<void()>>> listeners_;
   std::uint64_t last_listener_ = 0;

@@ -30,9 +30,6 @@
 
 namespace cachet::detail {
 
-template <class NodePool>
-class ClusterRouter;
-
 // A pool's stats as the metrics show them.
 inline PoolFigures pool_figures(const PoolStats& s) noexcept {
   return {.in_use = s.in_use, .idle = s.idle, .waiting = s.waiting, .waits = s.waits, .timeouts = s.timeouts,
@@ -55,13 +52,13 @@ class ServerPool {
     Connection* operator->() const noexcept { return conn_.get(); }
     // Closes the connection instead of returning it (e.g. after a protocol surprise).
     void discard() noexcept { conn_->close(); }
+    // Keeps `owner` (what keeps the pool alive: a cluster node) until the connection is back.
+    void hold(std::shared_ptr<const void> owner) noexcept { owner_ = std::move(owner); }
 
    private:
     friend class ServerPool;
-    template <class NodePool>
-    friend class ClusterRouter;
     Lease(ServerPool* pool, std::unique_ptr<Connection> conn) noexcept : pool_(pool), conn_(std::move(conn)) {}
-    std::shared_ptr<const void> owner_;  // what keeps pool_ (a cluster node's) alive until the connection is back
+    std::shared_ptr<const void> owner_;  // see hold(); let go after the connection is back
     ServerPool* pool_;
     std::unique_ptr<Connection> conn_;
   };

@@ -1,5 +1,7 @@
 #include <cachet/detail/hash_slot.hpp>
+#include <cachet/detail/escape_scan.hpp>
 #include <cachet/keys.hpp>
+#include <cachet/policy/detail/key_buffer.hpp>
 
 #include <catch2/catch.hpp>
 #include <support/server.hpp>
@@ -146,7 +148,7 @@ TEST_CASE("the block-at-a-time escape scan agrees with the byte table") {
         block[at + 1] = static_cast<char>(b);
         const bool expected = cachet::KeyBuilder::needs_escape(static_cast<unsigned char>(a)) ||
                               cachet::KeyBuilder::needs_escape(static_cast<unsigned char>(b));
-        wrong += cachet::KeyBuilder::block_needs_escape(block.data()) != expected;
+        wrong += cachet::detail::block_needs_escape(block.data()) != expected;
       }
   CHECK(wrong == 0);
   // Through escape(): one escaped byte at each place of a 40-byte id, the rest plain.
@@ -160,4 +162,21 @@ TEST_CASE("the block-at-a-time escape scan agrees with the byte table") {
       CHECK(cachet::KeyBuilder::escape(id) == expected);
     }
   CHECK(cachet::KeyBuilder::escape(std::string(40, 'x')) == std::string(40, 'x'));
+  // Two escapes side by side, and one in a block with another in the tail: the scan restarts after each.
+  CHECK(cachet::KeyBuilder::escape("ab::cd") == "ab%3A%3Acd");
+  std::string id(40, 'y');
+  id[3] = ':', id[38] = '{';
+  CHECK(cachet::KeyBuilder::escape(id) == std::string(3, 'y') + "%3A" + std::string(34, 'y') + "%7By");
+}
+
+// Keys over the KeyBuffer's inline bytes move to the heap and go on there.
+TEST_CASE("a key longer than the inline buffer spills to the heap whole") {
+  cachet::detail::KeyBuffer k;
+  const std::string a(200, 'a'), b(100, 'b');
+  k.append(a).append(b);
+  CHECK(k.view() == a + b);
+  k.resize(150);
+  k.append("c");  // would fit inline again: stays on the heap, after what is kept
+  CHECK(k.view() == a.substr(0, 150) + "c");
+  CHECK(k.size() == 151);
 }

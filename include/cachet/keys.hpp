@@ -30,6 +30,7 @@
 // the namespace does ({{ns}}:...), which atomic multi-key scripts (tags, versioned
 // namespaces) need, at the price of putting the namespace on one shard.
 
+#include <cachet/detail/escape_scan.hpp>
 #include <cachet/detail/sha256.hpp>
 
 #include <array>
@@ -195,29 +196,17 @@ class KeyBuilder {
     }
   }
 
+ private:
   // How many bytes at the start of `id` need no escape: sixteen at a time (one
   // vector compare each on x86-64 and ARM), then byte by byte from the first
   // block that holds one (or the tail).
   static std::size_t clean_run(std::string_view id) noexcept {
     std::size_t i = 0;
-    while (i + 16 <= id.size() && !block_needs_escape(id.data() + i)) i += 16;
+    while (i + 16 <= id.size() && !detail::block_needs_escape(id.data() + i)) i += 16;
     while (i < id.size() && !needs_escape(static_cast<unsigned char>(id[i]))) ++i;
     return i;
   }
 
-  // Whether any of the 16 bytes at `p` is an escaped_byte: below 0x21, or
-  // ':', '%', '{', or 0x7f with bit 1 set (which only '}' and DEL become).
-  static bool block_needs_escape(const char* p) noexcept {
-    __extension__ typedef unsigned char Block __attribute__((vector_size(16)));  // g++ and clang
-    Block v;
-    std::memcpy(&v, p, sizeof v);
-    const auto hits = (v <= 0x20) | (v == ':') | (v == '%') | (v == '{') | ((v | 2) == 0x7f);
-    std::uint64_t halves[2];
-    std::memcpy(halves, &hits, sizeof halves);
-    return (halves[0] | halves[1]) != 0;
-  }
-
- private:
   static void check_constant(std::string_view s, const char* what) {
     if (s.empty()) throw std::invalid_argument(std::string("cachet key ") + what + " is empty");
     for (char c : s)

@@ -166,10 +166,10 @@ using steady = std::chrono::steady_clock;
 // A server that loads its keys at 1 ms (or more) each after a restart or DEBUG
 // RELOAD, answering LOADING meanwhile. Few long sleeps, not many short ones: a
 // loaded machine stretches each usleep by about the same amount, and 50,000
-// sleeps of 50 us once made 30 s. Each key is bigger than the events interval,
-// so the server answers (LOADING) between any two keys.
+// sleeps of 50 us once made 30 s. Each key is bigger than the events interval
+// (stored uncompressed), so the server answers (LOADING) between any two keys.
 cachet::testing::RedisServerOptions loads_slowly() {
-  return {.config = {"key-load-delay 1000", "loading-process-events-interval-bytes 1024"}};
+  return {.config = {"key-load-delay 1000", "loading-process-events-interval-bytes 1024", "rdbcompression no"}};
 }
 
 // Fills `conn`'s server with `keys` keys for loads_slowly(): ~`keys` ms of LOADING.
@@ -206,7 +206,7 @@ template <class Cache>
 bool flushed(Cache& cache) {
   for (const auto until = steady::now() + 60s; steady::now() < until;) {
     try {
-      return cache.flush(60s).drained;
+      return cache.flush(std::chrono::duration_cast<std::chrono::milliseconds>(until - steady::now())).drained;
     } catch (const cachet::ConnectionError&) {
     }
   }

@@ -1,6 +1,8 @@
 // cachet::Pool as a Redis Cluster client: keys spread over the masters by slot,
 // MOVED/ASK/TRYAGAIN followed, failovers ridden out, batches grouped per node.
-// Each TEST_CASE starts one local cluster (3 masters + 3 replicas).
+// Each TEST_CASE that needs one starts its own local cluster (3 masters + 3
+// replicas, unless it says otherwise); the per-address records' bound is tested
+// on the ledgers alone.
 #include <cachet/redis/detail/cluster_ledgers.hpp>
 #include <cachet/redis/detail/cluster_redirect.hpp>
 #include <cachet/redis/redirect.hpp>
@@ -555,7 +557,7 @@ struct StatsOnly {  // a node pool as its ledger sees it
 };
 }  // namespace
 
-TEST_CASE("a cluster pool folds departed addresses' figures into one total beyond a cap") {
+TEST_CASE("per-address records fold departed addresses' figures into one total beyond a cap") {
   cachet::detail::NodeLedgers<StatsOnly> ledgers(2);
   StatsOnly serving{.figures = {.in_use = 1, .created = 5}};
   ledgers.at("10.0.0.1:6379").open.push_back(&serving);  // a node still open: never folded
@@ -584,6 +586,14 @@ TEST_CASE("a cluster pool folds departed addresses' figures into one total beyon
   const cachet::PoolStats stats = ledgers.stats();
   CHECK(stats.created == 5 + 4 * 2);  // nothing lost: counters stay monotonic
   CHECK(stats.in_use == 1);
+
+  // A folded address that comes back starts a new record; no sum goes back.
+  ledgers.at("10.0.1.0:6379");
+  cachet::ClusterFigures back;
+  ledgers.add_to(back);
+  CHECK(back.node_errors["10.0.1.0:6379"] == 0);
+  CHECK(back.node_errors["departed"] == 3);
+  CHECK(ledgers.stats().created == 5 + 4 * 2);
 
   for (int i = 4; i < 40; ++i) departed(i);  // churn: the records stay bounded
   CHECK(ledgers.addresses() <= 2 + 2);

@@ -47,9 +47,10 @@ class CacheLoad : public CacheWriteBack<V, C, G, S, Clk> {
    public:
     using result_type = std::invoke_result_t<std::remove_cvref_t<L>&, std::string_view>;
 
-    Task(CacheLoad& cache, std::string key, std::string id, L loader, Lookup found, Why why, bool refresh_only)
+    Task(CacheLoad& cache, std::string key, std::string id, L loader, Lookup found, Why why, bool refresh_only,
+         WriteMark mark = {})
         : cache_(&cache), key_(std::move(key)), id_(std::move(id)), loader_(std::forward<L>(loader)),
-          found_(std::move(found)), why_(why), refresh_only_(refresh_only) {}
+          found_(std::move(found)), why_(why), refresh_only_(refresh_only), mark_(std::move(mark)) {}
 
     result_type load() { return cache_->load(key_, id_, loader_, reachable(), held_, mark_); }
     const std::string& key() const noexcept { return key_; }
@@ -83,22 +84,20 @@ class CacheLoad : public CacheWriteBack<V, C, G, S, Clk> {
       held_.check = check;
     }
     bool hold_sent() const noexcept { return held_.sent; }
-    // The write mark goes along (read before the copy's loader runs, so still
-    // safe to check against); the held lock does not: it is this task's holder's.
+    // A write mark read in full goes along (read before the copy's loader runs,
+    // so still safe to check against); one that failed is read again there. The
+    // held lock does not go: it is this task's holder's.
     Task<std::remove_cvref_t<L>> detach(bool refresh_only) const {
       static_assert(std::is_copy_constructible_v<std::remove_cvref_t<L>>,
                     "cachet: a background load runs a copy of the loader, which must be copyable");
-      Task<std::remove_cvref_t<L>> copy{*cache_, key_, id_, loader_, found_, why_, refresh_only};
-      copy.mark_ = mark_;
-      return copy;
+      const bool whole = mark_.state == WriteMark::known && !mark_.epoch_unknown;
+      return {*cache_, key_, id_, loader_, found_, why_, refresh_only, whole ? mark_ : WriteMark{}};
     }
     Executor& executor() noexcept { return cache_->executor_; }
     EntryMeta::time_point now() const { return cache_->clock_.now(); }
     void count(Event e) { cache_->metrics_->count(e); }
 
    private:
-    template <class>
-    friend class Task;  // detach() hands its mark to the owning copy
     CacheLoad* cache_;
     std::string key_, id_;
     L loader_;

@@ -1,9 +1,10 @@
 #pragma once
 // The per-address figures of a cluster client (a NodeLedger per address it made
-// a node for), bounded: once more than `departed_cap` addresses have no open
-// pool, their counts are folded into one "departed" total, so that a cluster
-// whose nodes come and go with new addresses (pods) grows no record and no
-// series per address for good, and the exported counters never go back.
+// a node for), bounded: when a record is made for a new address while more than
+// `departed_cap` addresses have no open pool, their counts are folded into one
+// "departed" total, so that a cluster whose nodes come and go with new addresses
+// (pods) grows no record and no series per address for good, and sums over the
+// addresses never go back.
 
 #include <cachet/metrics/cluster.hpp>
 #include <cachet/redis/detail/cluster_node.hpp>
@@ -32,10 +33,7 @@ class NodeLedgers {
 
   // Per address, and "departed" once any was folded.
   void add_to(ClusterFigures& f) const {
-    for (const auto& [name, ledger] : by_address_) {
-      f.node_errors[name] = ledger.errors;
-      f.node_latency[name] = ledger.latency.snapshot();
-    }
+    for (const auto& [name, ledger] : by_address_) record_into(f, name, ledger);
     f += departed_;
   }
 
@@ -60,10 +58,14 @@ class NodeLedgers {
 
   void fold(const NodeLedger<NodePool>& ledger) {
     ClusterFigures one;
-    one.node_errors[departed_name] = ledger.errors;
-    one.node_latency[departed_name] = ledger.latency.snapshot();
+    record_into(one, departed_name, ledger);
     departed_ += one;
     departed_closed_ += ledger.closed;
+  }
+
+  static void record_into(ClusterFigures& f, const std::string& name, const NodeLedger<NodePool>& ledger) {
+    f.node_errors[name] = ledger.errors;
+    f.node_latency[name] = ledger.latency.snapshot();
   }
 
   std::size_t departed_cap_;

@@ -117,6 +117,7 @@ class ClusterTopology {
     std::lock_guard lock(nodes_mutex_);
     if (auto it = nodes_.find(name); it != nodes_.end()) return it->second;
     NodeLedger<NodePool>& ledger = ledgers_.at(name);
+    ledger.open.reserve(ledger.open.size() + 1);  // listing it below cannot throw: a node unlisted could outlive its ledger
     fresh = std::make_shared<Node>(at, name, std::move(pool), ledger, nodes_mutex_);
     ledger.open.push_back(fresh->pool.get());  // the node takes it out as it goes
     return nodes_.emplace(std::move(name), std::move(fresh)).first->second;
